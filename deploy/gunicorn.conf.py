@@ -1,0 +1,23 @@
+"""gunicorn settings for Reeve's web process (API, admin, dashboard, metrics).
+
+The bind address comes from Django's settings (PULSE_API_HOST / PULSE_API_PORT, from the environment
+or .env), so gunicorn and the rest of Reeve can never disagree about it.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
+
+from django.conf import settings  # noqa: E402
+
+bind = f"{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+keepalive = 5
+timeout = 30
+graceful_timeout = 10
+accesslog = None
+errorlog = "-"
+loglevel = settings.LOG_LEVEL.lower()
+wsgi_app = "reeve_site.wsgi:application"

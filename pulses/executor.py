@@ -1,0 +1,340 @@
+"""Runs the agent CLI for one pulse and says what came of it. No ORM here.
+
+The agent runs without a shell, in the Desk, in a process group of its own, so a timeout or a
+shutdown can kill it with everything it started. It also dies with its worker: the kernel sends it
+SIGKILL when the worker goes (PR_SET_PDEATHSIG), and the worker's reaper kills the rest of its group.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from django.utils import timezone
+
+from pulses.stream import StreamReader
+
+logger = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keeping memory bounded
+TAIL_BYTES = 16 * 1024
+KILL_GRACE_SECONDS = 3.0
+RESUME_REJECTED = "no conversation found"
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not glibc Linux: the reaper alone covers a dead worker
+    _libc = None
+
+
+def _die_with_parent() -> None:
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class AttemptOutcome:
+    """What one run of the agent came to; the executor fills it, the queue stores it."""
+
+    success: bool
+    started_at: datetime
+    finished_at: datetime
+    exit_code: int | None = None
+    session_id: str = ""
+    result_text: str = ""
+    error: str = ""
+    cost_usd: float | None = None
+    num_turns: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    timed_out: bool = False
+    interrupted: bool = False
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    prompt: str
+    session_id: str = ""
+    sticky_notes: tuple[str, ...] = ()
+    pulse_id: int | None = None
+
+
+def build_prompt(prompt: str, sticky_notes: tuple[str, ...] | list[str]) -> str:
+    """The prompt with its sticky notes appended as a reminder list."""
+    if not sticky_notes:
+        return prompt
+    notes = "\n".join(f"  - {note}" for note in sticky_notes)
+    return f"{prompt}\n\n📌 Reminders:\n{notes}"
+
+
+class Tail:
+    """The last `limit` bytes written to it."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._limit = limit
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data[-self._limit :])
+        self._size += len(self._chunks[-1])
+        while self._size - len(self._chunks[0]) >= self._limit:
+            self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        return b"".join(self._chunks)[-self._limit :].decode("utf-8", "replace")
+
+
+class Reaper:
+    """The worker's watchdog process (pulses/reaper.py): it kills registered groups if we die."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("reaper.py"))],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            text=True,
+        )
+        self._lock = threading.Lock()
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            try:
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                logger.error("reaper_gone pid=%s", self._proc.pid)
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=10)
+
+
+@dataclass
+class _Run:
+    proc: subprocess.Popen
+    stdout_tail: Tail = field(default_factory=Tail)
+    stderr_tail: Tail = field(default_factory=Tail)
+    timed_out: bool = False
+    interrupted: bool = False
+
+
+class Executor:
+    """Runs `HAPI_COMMAND --print --output-format stream-json --verbose [--resume ID] PROMPT`."""
+
+    def __init__(
+        self,
+        *,
+        command: str,
+        desk: Path,
+        timeout: float,
+        reaper: Reaper | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.command = command
+        self.desk = Path(desk)
+        self.timeout = timeout
+        self.reaper = reaper
+        self.env = env or {}
+        self._running: dict[int, _Run] = {}
+        self._lock = threading.Lock()
+
+    def argv(self, request: AgentRequest, *, resume: bool = True) -> list[str]:
+        argv = [*shlex.split(self.command), "--print", "--output-format", "stream-json", "--verbose"]
+        if resume and request.session_id:
+            argv += ["--resume", request.session_id]
+        return [*argv, build_prompt(request.prompt, request.sticky_notes)]
+
+    def run(
+        self, request: AgentRequest, *, on_session: Callable[[str], None] | None = None
+    ) -> AttemptOutcome:
+        """Run the agent once; a resume the agent rejects is retried at once as a new session."""
+        outcome = self._run_once(request, resume=True, on_session=on_session)
+        if (
+            request.session_id
+            and not outcome.success
+            and not outcome.interrupted
+            and (RESUME_REJECTED in outcome.error.lower())
+        ):
+            logger.warning(
+                "agent_resume_rejected pulse=%s session=%s retrying_as_new_session",
+                request.pulse_id,
+                request.session_id,
+            )
+            outcome = self._run_once(request, resume=False, on_session=on_session)
+        return outcome
+
+    def interrupt_all(self, *, grace: float = KILL_GRACE_SECONDS) -> None:
+        """Stop every running agent (shutdown): SIGTERM to each group, SIGKILL after `grace`."""
+        with self._lock:
+            runs = list(self._running.values())
+        for run in runs:
+            run.interrupted = True
+        _kill_groups([run.proc for run in runs], grace=grace)
+
+    def _config_error(self, started: datetime) -> AttemptOutcome | None:
+        argv0 = shlex.split(self.command)[:1]
+        problem = ""
+        if not argv0 or shutil.which(argv0[0]) is None:
+            problem = (
+                f"agent command {self.command!r} not found or not executable: install it or set "
+                "HAPI_COMMAND to its path"
+            )
+        elif not self.desk.is_dir():
+            problem = f"Desk directory {self.desk} does not exist: create it or set REEVE_DESK_PATH"
+        if not problem:
+            return None
+        return AttemptOutcome(success=False, started_at=started, finished_at=timezone.now(), error=problem)
+
+    def _run_once(
+        self, request: AgentRequest, *, resume: bool, on_session: Callable[[str], None] | None
+    ) -> AttemptOutcome:
+        started = timezone.now()
+        if failure := self._config_error(started):
+            return failure
+        env = {**os.environ, **self.env}
+        if request.pulse_id is not None:
+            env["REEVE_PULSE_ID"] = str(request.pulse_id)
+        proc = subprocess.Popen(
+            self.argv(request, resume=resume),
+            cwd=self.desk,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        if self.reaper:
+            self.reaper.watch(proc.pid)
+        run = _Run(proc)
+        with self._lock:
+            self._running[proc.pid] = run
+        logger.info(
+            "agent_started pulse=%s pid=%s resume=%s",
+            request.pulse_id,
+            proc.pid,
+            bool(resume and request.session_id),
+        )
+        reader = StreamReader(on_session=on_session)
+        out_thread = threading.Thread(
+            target=_pump_stdout, args=(proc.stdout, reader, run.stdout_tail), daemon=True
+        )
+        err_thread = threading.Thread(target=_pump, args=(proc.stderr, run.stderr_tail), daemon=True)
+        out_thread.start()
+        err_thread.start()
+        try:
+            proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            run.timed_out = True
+            logger.error("agent_timeout pulse=%s pid=%s after_s=%s", request.pulse_id, proc.pid, self.timeout)
+            _kill_groups([proc])
+        # Whatever the agent left behind in its group (background children) ends with the run.
+        _signal_group(proc.pid, signal.SIGKILL)
+        out_thread.join(timeout=5)
+        err_thread.join(timeout=5)
+        with self._lock:
+            self._running.pop(proc.pid, None)
+        if self.reaper:
+            self.reaper.forget(proc.pid)
+        return _outcome(run, reader, started=started, timeout=self.timeout)
+
+
+def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: float) -> AttemptOutcome:
+    summary = reader.summary
+    code = run.proc.returncode
+    stderr = run.stderr_tail.text()
+    success = code == 0 and not summary.is_error and not run.timed_out and not run.interrupted
+    error = ""
+    if run.interrupted:
+        error = "interrupted: the worker shut down and stopped the agent"
+    elif run.timed_out:
+        error = f"timed out after {timeout:g}s (PULSE_TIMEOUT_SECONDS); the agent's process group was killed"
+    elif not success:
+        error = (
+            "; ".join(summary.errors)
+            or (summary.result_text if summary.is_error else "")
+            or stderr.strip()[-2000:]
+            or summary.result_text
+            or f"agent exited with code {code} and printed no error"
+        )
+        if code not in (0, None) and f"exit code {code}" not in error:
+            error = f"{error} (exit code {code})"
+    return AttemptOutcome(
+        success=success,
+        started_at=started,
+        finished_at=timezone.now(),
+        exit_code=code,
+        session_id=summary.session_id,
+        result_text=summary.result_text,
+        error=error,
+        cost_usd=summary.cost_usd,
+        num_turns=summary.num_turns,
+        stdout_tail=run.stdout_tail.text(),
+        stderr_tail=stderr,
+        timed_out=run.timed_out,
+        interrupted=run.interrupted,
+    )
+
+
+def _pump_stdout(stream: IO[bytes], reader: StreamReader, tail: Tail) -> None:
+    """Feed whole lines to the reader; a line past MAX_LINE_BYTES is skipped, never buffered."""
+    oversized = False
+    while chunk := stream.readline(MAX_LINE_BYTES):
+        tail.write(chunk)
+        # Without a newline the chunk is either a line cut at MAX_LINE_BYTES or the stream's last line.
+        complete = chunk.endswith(b"\n") or len(chunk) < MAX_LINE_BYTES
+        if not oversized and complete:
+            reader.feed(chunk.decode("utf-8", "replace"))
+        oversized = not complete
+    stream.close()
+
+
+def _pump(stream: IO[bytes], tail: Tail) -> None:
+    while chunk := stream.read1(65536):
+        tail.write(chunk)
+    stream.close()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _kill_groups(procs: list[subprocess.Popen], *, grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM each process group, then SIGKILL whatever is left after `grace` seconds."""
+    alive = [p for p in procs if _signal_group(p.pid, signal.SIGTERM)]
+    for proc in alive:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(proc.pid, signal.SIGKILL)

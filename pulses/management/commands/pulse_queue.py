@@ -1,0 +1,79 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from pulses import queue
+from pulses.models import Pulse
+
+COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+class Command(BaseCommand):
+    help = "Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "view", nargs="?", default="pending", help=f"one of {', '.join(queue.LISTINGS)}, or a pulse ID"
+        )
+        parser.add_argument("-n", "--limit", type=int, default=50, help="rows at most (default 50)")
+
+    def handle(self, *args, **options):
+        view = options["view"]
+        if view.isdigit():
+            return self._detail(int(view))
+        try:
+            pulses = queue.listing(view, limit=options["limit"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        counts = queue.stats().by_status
+        self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
+        if not pulses:
+            self.stdout.write(f"No {view} pulses.")
+            return
+        rows = [COLUMNS] + [
+            (
+                str(p.pk),
+                p.status,
+                p.priority,
+                _when(p.scheduled_at),
+                f"{p.attempts}/{p.max_retries + 1}",
+                p.source,
+                " ".join(p.prompt.split())[:60],
+            )
+            for p in pulses
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+        for row in rows:
+            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+    def _detail(self, pulse_id: int) -> None:
+        try:
+            pulse = Pulse.objects.prefetch_related("attempt_set").get(pk=pulse_id)
+        except Pulse.DoesNotExist:
+            raise CommandError(f"no pulse with id {pulse_id}") from None
+        fields = [
+            ("id", pulse.pk),
+            ("status", pulse.status),
+            ("priority", pulse.priority),
+            ("scheduled_at", _when(pulse.scheduled_at)),
+            ("source", pulse.source),
+            ("tags", ", ".join(pulse.tags) or "-"),
+            ("session_id", pulse.session_id or "-"),
+            ("attempts", f"{pulse.attempts} (max retries {pulse.max_retries})"),
+            ("executed_at", _when(pulse.executed_at)),
+            ("finished_at", _when(pulse.finished_at)),
+            ("duration_ms", pulse.execution_duration_ms if pulse.execution_duration_ms is not None else "-"),
+            ("error", pulse.error_message or "-"),
+            ("prompt", pulse.prompt),
+        ]
+        for name, value in fields:
+            self.stdout.write(f"{name:>13}: {value}")
+        for attempt in pulse.attempt_set.all():
+            outcome = "ok" if attempt.succeeded else (attempt.error[:100] or "failed")
+            self.stdout.write(
+                f"  attempt {attempt.number} {_when(attempt.started_at)} "
+                f"{attempt.duration_ms or 0} ms exit={attempt.exit_code}: {outcome}"
+            )

@@ -1,0 +1,34 @@
+import logging
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses.worker import Worker, WorkerOptions
+
+
+class Command(BaseCommand):
+    help = (
+        "Run due pulses through the agent CLI, highest priority first, each exactly once per attempt. "
+        "SIGTERM/Ctrl+C drains running pulses (PULSE_SHUTDOWN_GRACE_SECONDS); a second one stops at once."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="run what is due now, then exit")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="log the due pulses and the agent command line; run and change nothing",
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=None, help="pulses at once (default: PULSE_MAX_CONCURRENT)"
+        )
+
+    def handle(self, *args, **options):
+        if options["concurrency"] is not None and options["concurrency"] < 1:
+            raise CommandError("--concurrency must be 1 or more")
+        if options["verbosity"] != 1:
+            levels = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}
+            logging.getLogger().setLevel(levels[options["verbosity"]])
+        worker_options = WorkerOptions.from_settings(
+            concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
+        )
+        Worker(worker_options).run()

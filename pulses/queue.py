@@ -1,0 +1,400 @@
+"""The one entry point every caller uses to change the pulse queue.
+
+Claims are short transactions: on SQLite every transaction is BEGIN IMMEDIATE (see settings), so the
+select-then-conditional-update below is serialised between processes; on PostgreSQL the candidate rows
+are locked with FOR UPDATE SKIP LOCKED so concurrent workers pass each other by. No transaction is
+ever held while an agent runs: the worker commits the claim, runs the agent, then reports back here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from pulses import wakeup
+from pulses.executor import AttemptOutcome
+from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status, WorkerRecord
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AttemptOutcome",
+    "PulseNotPending",
+    "ScheduleResult",
+    "cancel",
+    "claim",
+    "heartbeat",
+    "record_attempt",
+    "record_session",
+    "recover_expired_leases",
+    "release",
+    "renew_leases",
+    "requeue",
+    "reschedule",
+    "retry_delay",
+    "schedule",
+    "stats",
+]
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    pulse: Pulse
+    created: bool
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    by_status: dict[str, int]
+    pending_by_priority: dict[str, int]
+    overdue: int
+    workers: list[dict] = field(default_factory=list)
+
+
+def schedule(
+    *,
+    prompt: str,
+    scheduled_at: datetime | None = None,
+    priority: str = Priority.NORMAL,
+    source: str = "manual",
+    session_id: str = "",
+    sticky_notes: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    max_retries: int = 3,
+    idempotency_key: str | None = None,
+    parent_id: int | None = None,
+) -> ScheduleResult:
+    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False)."""
+    if idempotency_key:
+        existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
+        if existing:
+            return ScheduleResult(existing, created=False)
+    try:
+        with transaction.atomic():
+            pulse = Pulse.objects.create(
+                prompt=prompt,
+                scheduled_at=scheduled_at or timezone.now(),
+                priority=priority,
+                source=source,
+                session_id=session_id or "",
+                sticky_notes=list(sticky_notes),
+                tags=list(tags),
+                max_retries=max_retries,
+                idempotency_key=idempotency_key or None,
+                parent_id=parent_id,
+            )
+            wakeup.announce()
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        # Another request with the same key committed first: theirs is the pulse.
+        return ScheduleResult(Pulse.objects.get(idempotency_key=idempotency_key), created=False)
+    logger.info(
+        "pulse_scheduled id=%s priority=%s source=%s at=%s",
+        pulse.pk,
+        pulse.priority,
+        pulse.source,
+        pulse.scheduled_at.isoformat(),
+    )
+    return ScheduleResult(pulse, created=True)
+
+
+def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> list[Pulse]:
+    """Lease up to `limit` due pulses to `worker`, highest priority then oldest first.
+
+    A pulse whose session is already running (here or on another worker) is left for later, and
+    one batch never holds two pulses of one session, so a session's pulses run one at a time.
+    """
+    if limit <= 0:
+        return []
+    now = timezone.now()
+    lease = timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
+    busy_sessions = Pulse.objects.filter(status=Status.PROCESSING).exclude(session_id="").values("session_id")
+    with transaction.atomic():
+        candidates = (
+            Pulse.objects.due(now)
+            .exclude(Q(session_id__in=busy_sessions) & ~Q(session_id=""))
+            .values_list("id", "session_id")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        chosen: list[int] = []
+        sessions: set[str] = set()
+        for pulse_id, session_id in candidates[: limit * 2 + 8]:
+            if session_id and session_id in sessions:
+                continue
+            sessions.add(session_id) if session_id else None
+            chosen.append(pulse_id)
+            if len(chosen) == limit:
+                break
+        if not chosen:
+            return []
+        Pulse.objects.filter(id__in=chosen, status=Status.PENDING).update(
+            status=Status.PROCESSING,
+            lease_owner=worker,
+            lease_expires_at=now + lease,
+            executed_at=now,
+            attempts=F("attempts") + 1,
+        )
+        claimed = list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
+    for pulse in claimed:
+        logger.info(
+            "pulse_claimed id=%s priority=%s attempt=%s worker=%s",
+            pulse.pk,
+            pulse.priority,
+            pulse.attempts,
+            worker,
+        )
+    return claimed
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
+    minutes = min(2 ** max(attempt - 1, 0), settings.PULSE_RETRY_CAP_MINUTES)
+    return timedelta(minutes=minutes)
+
+
+def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
+    PulseAttempt.objects.create(
+        pulse=pulse,
+        number=pulse.attempts,
+        worker=worker,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        duration_ms=outcome.duration_ms,
+        exit_code=outcome.exit_code,
+        succeeded=outcome.success,
+        session_id=outcome.session_id,
+        result_text=outcome.result_text,
+        cost_usd=outcome.cost_usd,
+        num_turns=outcome.num_turns,
+        error=error,
+        stdout_tail=outcome.stdout_tail,
+        stderr_tail=outcome.stderr_tail,
+    )
+
+
+def _owned(pulse_id: int, worker: str) -> Pulse | None:
+    return Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).first()
+
+
+def record_attempt(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> str | None:
+    """Store a finished run: completed, pending again with backoff, or failed for good.
+
+    Returns the pulse's new status, or None when `worker` no longer holds the lease (it expired and
+    the pulse was recovered), in which case nothing is written.
+    """
+    with transaction.atomic():
+        pulse = _owned(pulse_id, worker)
+        if pulse is None:
+            logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse_id, worker)
+            return None
+        changes: dict[str, object] = {
+            "finished_at": outcome.finished_at,
+            "execution_duration_ms": outcome.duration_ms,
+            "lease_owner": "",
+            "lease_expires_at": None,
+        }
+        if outcome.session_id:
+            changes["session_id"] = outcome.session_id
+        if outcome.success:
+            changes.update(status=Status.COMPLETED, error_message="")
+        elif pulse.attempts <= pulse.max_retries:
+            changes.update(
+                status=Status.PENDING,
+                error_message=outcome.error,
+                scheduled_at=outcome.finished_at + retry_delay(pulse.attempts),
+            )
+        else:
+            changes.update(status=Status.FAILED, error_message=outcome.error)
+        Pulse.objects.filter(pk=pulse.pk).update(**changes)
+        _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
+        if changes["status"] == Status.PENDING:
+            wakeup.announce()
+    status = changes["status"]
+    if status == Status.COMPLETED:
+        logger.info("pulse_completed id=%s duration_ms=%s", pulse_id, outcome.duration_ms)
+    elif status == Status.PENDING:
+        logger.warning(
+            "pulse_retry_scheduled id=%s attempt=%s retry_at=%s error=%s",
+            pulse_id,
+            pulse.attempts,
+            changes["scheduled_at"],
+            _short(outcome.error),
+        )
+    else:
+        logger.error(
+            "pulse_failed id=%s attempts=%s error=%s", pulse_id, pulse.attempts, _short(outcome.error)
+        )
+    return str(status)
+
+
+def release(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> bool:
+    """Return an interrupted pulse (worker shutdown) to pending at once; the run is not counted."""
+    with transaction.atomic():
+        pulse = _owned(pulse_id, worker)
+        if pulse is None:
+            return False
+        note = "interrupted: the worker shut down; returned to pending"
+        _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
+        changes: dict[str, object] = {
+            "status": Status.PENDING,
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "attempts": F("attempts") - 1,
+        }
+        if outcome.session_id:
+            changes["session_id"] = outcome.session_id
+        Pulse.objects.filter(pk=pulse.pk).update(**changes)
+    logger.warning("pulse_released id=%s worker=%s", pulse_id, worker)
+    return True
+
+
+def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
+    """Store the session id the agent announced while it still runs (so its tools can resume it)."""
+    Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
+        session_id=session_id
+    )
+
+
+def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float | None = None) -> set[int]:
+    """Extend the leases `worker` holds; returns the ids it still holds."""
+    ids = list(pulse_ids)
+    if not ids:
+        return set()
+    until = timezone.now() + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
+    owned = Pulse.objects.filter(id__in=ids, status=Status.PROCESSING, lease_owner=worker)
+    with transaction.atomic():
+        owned.update(lease_expires_at=until)
+        return set(owned.values_list("id", flat=True))
+
+
+def recover_expired_leases(now: datetime | None = None) -> list[int]:
+    """Return pulses whose worker stopped renewing to pending (or failed, when out of retries).
+
+    The lost run counts as a failed attempt with an error naming the worker.
+    """
+    now = now or timezone.now()
+    recovered: list[int] = []
+    with transaction.atomic():
+        stale = Pulse.objects.stale(now)
+        if connection.features.has_select_for_update_skip_locked:
+            stale = stale.select_for_update(skip_locked=True)
+        for pulse in stale:
+            error = (
+                f"lease expired: worker {pulse.lease_owner} stopped renewing its lease "
+                "(killed, crashed or host lost) while the agent ran"
+            )
+            retry = pulse.attempts <= pulse.max_retries
+            Pulse.objects.filter(pk=pulse.pk, status=Status.PROCESSING).update(
+                status=Status.PENDING if retry else Status.FAILED,
+                lease_owner="",
+                lease_expires_at=None,
+                error_message=error,
+                finished_at=None if retry else now,
+            )
+            started = pulse.executed_at or now
+            _store_attempt(
+                pulse,
+                worker=pulse.lease_owner,
+                outcome=AttemptOutcome(success=False, started_at=started, finished_at=now),
+                error=error,
+            )
+            recovered.append(pulse.pk)
+            logger.warning(
+                "lease_expired id=%s worker=%s now=%s",
+                pulse.pk,
+                pulse.lease_owner,
+                "pending" if retry else "failed",
+            )
+        if recovered:
+            wakeup.announce()
+    return recovered
+
+
+def next_due_at() -> datetime | None:
+    """When the soonest pending pulse is due (None when nothing is pending)."""
+    return Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
+
+
+def cancel(pulse_id: int) -> Pulse:
+    """Cancel a pending pulse; PulseNotPending otherwise, Pulse.DoesNotExist when there is none."""
+    pulse = Pulse.objects.get(pk=pulse_id)
+    pulse.cancel()
+    logger.info("pulse_cancelled id=%s", pulse_id)
+    return pulse
+
+
+def reschedule(pulse_id: int, when: datetime) -> Pulse:
+    """Move a pending pulse to `when`."""
+    pulse = Pulse.objects.get(pk=pulse_id)
+    with transaction.atomic():
+        pulse.reschedule(when)
+        wakeup.announce()
+    logger.info("pulse_rescheduled id=%s at=%s", pulse_id, when.isoformat())
+    return pulse
+
+
+def requeue(pulse_id: int, when: datetime | None = None) -> Pulse:
+    """Run a finished (failed, cancelled or completed) pulse again, now or at `when`."""
+    pulse = Pulse.objects.get(pk=pulse_id)
+    with transaction.atomic():
+        pulse.requeue(when)
+        wakeup.announce()
+    logger.info("pulse_requeued id=%s", pulse_id)
+    return pulse
+
+
+def heartbeat(*, worker: str, host: str, pid: int, started_at: datetime, running: int) -> None:
+    """Record that `worker` is alive, for `/api/status` and `reeve-status`."""
+    WorkerRecord.objects.update_or_create(
+        name=worker,
+        defaults={
+            "host": host,
+            "pid": pid,
+            "started_at": started_at,
+            "last_seen": timezone.now(),
+            "running": running,
+        },
+    )
+
+
+def stats() -> QueueStats:
+    """Queue depth by status, pending depth by priority, and overdue count."""
+    by_status = {s.value: 0 for s in Status}
+    for row in Pulse.objects.order_by().values("status").annotate(n=Count("id")):
+        by_status[row["status"]] = row["n"]
+    by_priority = {p.value: 0 for p in Priority}
+    for row in Pulse.objects.pending().order_by().values("priority").annotate(n=Count("id")):
+        by_priority[row["priority"]] = row["n"]
+    overdue = Pulse.objects.pending().filter(scheduled_at__lte=timezone.now()).count()
+    return QueueStats(by_status=by_status, pending_by_priority=by_priority, overdue=overdue)
+
+
+LISTINGS = ("pending", "overdue", "failed", "completed", "cancelled", "processing", "all")
+
+
+def listing(view: str, *, limit: int = 50) -> list[Pulse]:
+    """Pulses for a named view (`pending`, `overdue`, `failed`, ... `all`), most relevant first."""
+    if view not in LISTINGS:
+        raise ValueError(f"unknown view {view!r}; choose one of {', '.join(LISTINGS)} or a pulse id")
+    pulses = Pulse.objects.all()
+    if view == "overdue":
+        pulses = pulses.overdue()
+    elif view in ("pending", "processing"):
+        pulses = pulses.filter(status=view).order_by("scheduled_at", "priority_rank", "id")
+    elif view != "all":
+        pulses = pulses.filter(status=view).order_by("-finished_at", "-id")
+    return list(pulses[:limit])
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

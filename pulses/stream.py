@@ -1,0 +1,82 @@
+"""The agent's stream-json events -> what the run came to.
+
+Events arrive one JSON object per line. `system`/`init` announces the session id; `assistant` and
+`user` carry tool calls; `result` closes the run with `is_error`, `result`, `errors`, `session_id`,
+`total_cost_usd`, `num_turns`. Lines that are not JSON (terminal escapes, progress noise) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StreamSummary:
+    session_id: str = ""
+    result_seen: bool = False
+    is_error: bool = False
+    result_text: str = ""
+    errors: list[str] = field(default_factory=list)
+    cost_usd: float | None = None
+    num_turns: int | None = None
+    tool_uses: int = 0
+    events: int = 0
+
+
+def parse_line(line: str) -> dict | None:
+    """One event from a line, tolerating a non-JSON prefix (escape codes); None for noise."""
+    start = line.find("{")
+    if start < 0:
+        return None
+    try:
+        event = json.loads(line[start:])
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+class StreamReader:
+    """Folds events into a StreamSummary; calls `on_session` the first time a session id appears."""
+
+    def __init__(self, on_session: Callable[[str], None] | None = None) -> None:
+        self.summary = StreamSummary()
+        self._on_session = on_session
+
+    def feed(self, line: str) -> None:
+        event = parse_line(line)
+        if event is None:
+            return
+        summary = self.summary
+        summary.events += 1
+        session_id = event.get("session_id")
+        if isinstance(session_id, str) and session_id and session_id != summary.session_id:
+            first = not summary.session_id
+            summary.session_id = session_id
+            if first and self._on_session:
+                self._on_session(session_id)
+        kind = event.get("type")
+        if kind == "assistant":
+            content = (event.get("message") or {}).get("content") or []
+            summary.tool_uses += sum(
+                1 for block in content if isinstance(block, dict) and block.get("type") == "tool_use"
+            )
+        elif kind == "result":
+            self._fold_result(event)
+
+    def _fold_result(self, event: dict) -> None:
+        summary = self.summary
+        summary.result_seen = True
+        summary.is_error = bool(event.get("is_error")) or str(event.get("subtype", "")).startswith("error")
+        result = event.get("result")
+        summary.result_text = result if isinstance(result, str) else ""
+        errors = event.get("errors")
+        if isinstance(errors, list):
+            summary.errors = [e if isinstance(e, str) else json.dumps(e) for e in errors]
+        elif isinstance(errors, str):
+            summary.errors = [errors]
+        cost = event.get("total_cost_usd")
+        summary.cost_usd = float(cost) if isinstance(cost, int | float) else None
+        turns = event.get("num_turns")
+        summary.num_turns = int(turns) if isinstance(turns, int) else None

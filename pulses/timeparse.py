@@ -1,0 +1,90 @@
+"""When a pulse should run: "now", ISO 8601, "in 5 minutes", or a natural phrase -> aware datetime.
+
+Naive times are read in the configured TIME_ZONE. Natural phrases ("tomorrow at 9am", "next monday
+8:00") go through dateparser, preferring the future.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+ACCEPTED_FORMS = (
+    "now",
+    "an ISO 8601 time such as 2026-01-31T09:00:00+01:00 (naive times are in TIME_ZONE)",
+    "in N minutes / hours / days / weeks",
+    "a phrase such as 'tomorrow at 9am', 'tonight', 'next monday 8:00'",
+)
+_RELATIVE = re.compile(
+    r"^in\s+(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|weeks?)$", re.I
+)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_ALIASES = {
+    "tonight": "today at 20:00",
+    "this evening": "today at 19:00",
+    "this afternoon": "today at 15:00",
+    "this morning": "today at 09:00",
+}
+MAX_TEXT = 200
+
+
+class TimeParseError(ValueError):
+    """The text is not a time Reeve can read; the message quotes it and lists the accepted forms."""
+
+    def __init__(self, text: str, reason: str = "") -> None:
+        self.text = text
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"cannot read {text[:MAX_TEXT]!r} as a time{why}; use " + ", or ".join(ACCEPTED_FORMS)
+        )
+
+
+def parse_when(text: str | datetime | None, *, now: datetime | None = None) -> datetime:
+    """An aware datetime for `text` (a datetime passes through, made aware in TIME_ZONE)."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    now = now or timezone.now()
+    if text is None:
+        return now
+    if isinstance(text, datetime):
+        return text if timezone.is_aware(text) else timezone.make_aware(text, zone)
+    if not isinstance(text, str):
+        raise TimeParseError(str(text), "not text")
+    cleaned = " ".join(text.strip().split())
+    lowered = cleaned.lower()
+    if lowered in ("", "now", "immediately", "asap"):
+        return now
+    if len(cleaned) > MAX_TEXT:
+        raise TimeParseError(cleaned, "too long")
+    if match := _RELATIVE.match(lowered):
+        amount, unit = int(match.group(1)), match.group(2)[0]
+        try:
+            return now + timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:
+            raise TimeParseError(cleaned, "too far away") from None
+    try:
+        parsed = parse_datetime(cleaned)
+    except ValueError:
+        raise TimeParseError(cleaned, "not a valid calendar time") from None
+    if parsed is not None:
+        return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, zone)
+    import dateparser  # slow to import (~1 s); only natural phrases need it
+
+    phrase = _ALIASES.get(lowered, cleaned)
+    parsed = dateparser.parse(
+        phrase,
+        languages=["en"],
+        settings={
+            "TIMEZONE": settings.TIME_ZONE,
+            "RETURN_AS_TIMEZONE_AWARE": True,
+            "PREFER_DATES_FROM": "future",
+            "RELATIVE_BASE": now.astimezone(zone).replace(tzinfo=None),
+        },
+    )
+    if parsed is None:
+        raise TimeParseError(cleaned)
+    return parsed

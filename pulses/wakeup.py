@@ -1,0 +1,82 @@
+"""Wake idle workers the moment the queue changes, without a polling interval.
+
+`announce()` is called inside the transaction that changes the queue. `Waiter.wait()` returns as soon
+as another connection may have committed such a change, or a local event (a run finished) was poked.
+
+SQLite: `PRAGMA data_version` changes whenever another connection commits to the file; reading it is a
+few microseconds and touches no table, so the waiter checks it every few milliseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+from django.conf import settings
+from django.db import connection
+
+CHANNEL = "reeve_pulses"
+SQLITE_CHECK_SECONDS = 0.004
+
+
+def announce() -> None:
+    """Tell idle workers the queue changed (delivered when the current transaction commits)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"NOTIFY {CHANNEL}")
+
+
+class Waiter:
+    """Blocks until the queue may have changed, a local poke, or a timeout."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def poke(self) -> None:
+        """Wake the waiting thread from inside this process."""
+        self._event.set()
+
+    def wait(self, timeout: float) -> None:
+        self._event.wait(timeout)
+        self._event.clear()
+
+    def close(self) -> None:
+        """Release whatever the waiter holds."""
+
+
+class SqliteWaiter(Waiter):
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._conn = sqlite3.connect(
+            path, timeout=settings.SQLITE_BUSY_TIMEOUT_SECONDS, check_same_thread=False
+        )
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if self._event.wait(min(SQLITE_CHECK_SECONDS, remaining)):
+                self._event.clear()
+                return
+            version = self._data_version()
+            if version != self._version:
+                self._version = version
+                return
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def make_waiter() -> Waiter:
+    """The fastest waiter the configured database offers."""
+    db = settings.DATABASES["default"]
+    if connection.vendor == "sqlite":
+        return SqliteWaiter(str(db["NAME"]))
+    return Waiter()

@@ -1,0 +1,261 @@
+"""The worker loop: wake-ups, concurrency, leases, signals, drain.
+
+The main thread claims, renews leases, heartbeats and recovers expired leases; a thread per running
+pulse runs the agent and reports back through `pulses.queue`. The database is touched only in short
+transactions: nothing is locked while an agent runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from pulses import queue
+from pulses.executor import AgentRequest, AttemptOutcome, Executor, Reaper
+from pulses.models import Pulse, Status
+from pulses.shutdown import ShutdownSignals
+from pulses.wakeup import Waiter, make_waiter
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 1
+    lease_seconds: float = 60.0
+    poll_seconds: float = 1.0
+    grace_seconds: float = 30.0
+    once: bool = False
+    dry_run: bool = False
+    failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, **overrides: object) -> WorkerOptions:
+        hooks = [import_string(path) for path in getattr(settings, "PULSE_FAILURE_HOOKS", [])]
+        options = cls(
+            concurrency=settings.PULSE_MAX_CONCURRENT,
+            lease_seconds=settings.PULSE_LEASE_SECONDS,
+            poll_seconds=settings.PULSE_POLL_SECONDS,
+            grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
+            failure_hooks=hooks,
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(options, key, value)
+        return options
+
+
+def default_executor(reaper: Reaper | None) -> Executor:
+    return Executor(
+        command=settings.HAPI_COMMAND,
+        desk=settings.REEVE_DESK_PATH,
+        timeout=settings.PULSE_TIMEOUT_SECONDS,
+        reaper=reaper,
+    )
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions, executor: Executor | None = None) -> None:
+        self.options = options
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.name = f"{self.host}:{self.pid}"
+        self.started_at = timezone.now()
+        self._reaper = None if executor or options.dry_run else Reaper()
+        self.executor = executor or default_executor(self._reaper)
+        self._running: dict[int, Future] = {}
+        self._waiter: Waiter | None = None
+        self._seen_dry_run: set[int] = set()
+        self.signals = ShutdownSignals(on_stop=self._poke, on_force=self._force)
+        self.completed = 0
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, *, install_signals: bool = True) -> None:
+        """Run until drained (`--once`) or stopped by a signal; no pulse is left `processing`."""
+        if install_signals:
+            self.signals.install()
+        opts = self.options
+        logger.info(
+            "worker_started worker=%s concurrency=%s lease_s=%s once=%s dry_run=%s",
+            self.name,
+            opts.concurrency,
+            opts.lease_seconds,
+            opts.once,
+            opts.dry_run,
+        )
+        self._waiter = make_waiter()
+        pool = ThreadPoolExecutor(max_workers=max(opts.concurrency, 1), thread_name_prefix="pulse")
+        try:
+            queue.recover_expired_leases()
+            self._loop(pool)
+            self._drain()
+        finally:
+            pool.shutdown(wait=True)
+            self._waiter.close()
+            if self._reaper:
+                self._reaper.close()
+            self._heartbeat()
+            logger.info("worker_stopped worker=%s completed=%s", self.name, self.completed)
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        opts = self.options
+        next_renew = next_recover = next_heartbeat = 0.0
+        while not self.signals.stopping.is_set():
+            now = time.monotonic()
+            if now >= next_renew:
+                self._renew()
+                next_renew = now + max(opts.lease_seconds / 3, 0.2)
+            if now >= next_recover:
+                queue.recover_expired_leases()
+                next_recover = now + max(opts.lease_seconds / 2, 1.0)
+            if now >= next_heartbeat:
+                self._heartbeat()
+                next_heartbeat = now + HEARTBEAT_SECONDS
+            self._reap_finished()
+            claimed = self._claim_and_start(pool)
+            if opts.once and not claimed and not self._running and not self._due_now():
+                break
+            timeout = min(next_renew, next_recover, next_heartbeat) - time.monotonic()
+            if not claimed:
+                timeout = min(timeout, self._until_next_due())
+            self._waiter.wait(max(timeout, 0.0))
+
+    def _claim_and_start(self, pool: ThreadPoolExecutor) -> int:
+        if self.options.dry_run:
+            return self._dry_run()
+        free = self.options.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        pulses = queue.claim(worker=self.name, limit=free, lease_seconds=self.options.lease_seconds)
+        for pulse in pulses:
+            self._running[pulse.pk] = pool.submit(self._execute, pulse)
+        return len(pulses)
+
+    def _dry_run(self) -> int:
+        fresh = [p for p in Pulse.objects.due()[:100] if p.pk not in self._seen_dry_run]
+        for pulse in fresh:
+            self._seen_dry_run.add(pulse.pk)
+            logger.info(
+                "pulse_dry_run id=%s priority=%s argv=%s",
+                pulse.pk,
+                pulse.priority,
+                self.executor.argv(_request(pulse)),
+            )
+        return 0
+
+    def _due_now(self) -> bool:
+        if self.options.dry_run:
+            return False
+        return Pulse.objects.due().exists()
+
+    def _until_next_due(self) -> float:
+        """Seconds until the soonest pending pulse is due; the safety poll when it is due already
+        (then it is held back by its session or taken by another worker, and a commit wakes us)."""
+        due_at = queue.next_due_at()
+        if due_at is None:
+            return self.options.poll_seconds
+        seconds = (due_at - timezone.now()).total_seconds()
+        return self.options.poll_seconds if seconds <= 0 else min(seconds, 30.0)
+
+    def _reap_finished(self) -> None:
+        for pulse_id in [pid for pid, fut in self._running.items() if fut.done()]:
+            self._running.pop(pulse_id)
+
+    # --- one pulse, on a pool thread -----------------------------------------------------------
+    def _execute(self, pulse: Pulse) -> None:
+        try:
+            outcome = self.executor.run(
+                _request(pulse),
+                on_session=lambda sid: queue.record_session(pulse.pk, worker=self.name, session_id=sid),
+            )
+            if outcome.interrupted:
+                queue.release(pulse.pk, worker=self.name, outcome=outcome)
+                return
+            status = queue.record_attempt(pulse.pk, worker=self.name, outcome=outcome)
+            self.completed += 1
+            if status == Status.FAILED:
+                self._run_failure_hooks(pulse.pk)
+        except Exception as exc:  # the worker boundary: whatever broke is written onto the attempt
+            logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.name)
+            now = timezone.now()
+            queue.record_attempt(
+                pulse.pk,
+                worker=self.name,
+                outcome=AttemptOutcome(
+                    success=False, started_at=now, finished_at=now, error=f"worker error: {exc!r}"
+                ),
+            )
+        finally:
+            close_old_connections()
+            self._poke()
+
+    def _run_failure_hooks(self, pulse_id: int) -> None:
+        for hook in self.options.failure_hooks:
+            try:
+                hook(pulse_id)
+            except Exception:
+                logger.exception("failure_hook_error id=%s hook=%s", pulse_id, hook)
+
+    # --- leases, heartbeat, shutdown -----------------------------------------------------------
+    def _renew(self) -> None:
+        ids = set(self._running)
+        if not ids:
+            return
+        held = queue.renew_leases(worker=self.name, pulse_ids=ids, lease_seconds=self.options.lease_seconds)
+        for lost in ids - held:
+            logger.warning("lease_lost id=%s worker=%s", lost, self.name)
+
+    def _heartbeat(self) -> None:
+        queue.heartbeat(
+            worker=self.name,
+            host=self.host,
+            pid=self.pid,
+            started_at=self.started_at,
+            running=len(self._running),
+        )
+
+    def _drain(self) -> None:
+        """Let running pulses finish within the grace period, renewing their leases; then stop them."""
+        if not self._running:
+            return
+        deadline = time.monotonic() + self.options.grace_seconds
+        logger.info("worker_draining running=%s grace_s=%s", len(self._running), self.options.grace_seconds)
+        while self._running and time.monotonic() < deadline and not self.signals.forced.is_set():
+            self._renew()
+            self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0))
+            self._reap_finished()
+        if self._running:
+            logger.warning("worker_interrupting running=%s", len(self._running))
+            self.executor.interrupt_all()
+        for future in list(self._running.values()):
+            future.result()
+        self._running.clear()
+
+    def _poke(self) -> None:
+        if self._waiter:
+            self._waiter.poke()
+
+    def _force(self) -> None:
+        self._poke()
+        self.executor.interrupt_all(grace=0.5)
+
+
+def _request(pulse: Pulse) -> AgentRequest:
+    return AgentRequest(
+        prompt=pulse.prompt,
+        session_id=pulse.session_id,
+        sticky_notes=tuple(pulse.sticky_notes or ()),
+        pulse_id=pulse.pk,
+    )

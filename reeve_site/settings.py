@@ -1,0 +1,194 @@
+"""Reeve settings: every value comes from the environment or an optional `.env` (django-environ)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# An optional .env in the repository root; real environment variables win over it. The test settings
+# set REEVE_IGNORE_DOTENV so a developer's own .env never leaks into the tests.
+if (BASE_DIR / ".env").is_file() and not env.bool("REEVE_IGNORE_DOTENV", default=False):
+    env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _path(name: str, default: str) -> Path:
+    return Path(env.str(name, default=default)).expanduser()
+
+
+REEVE_HOME = _path("REEVE_HOME", "~/.reeve")
+PULSE_DB_PATH = _path("PULSE_DB_PATH", str(REEVE_HOME / "pulse_queue.db"))
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept beside the database."""
+    if key := env.str("SECRET_KEY", default=""):
+        return key
+    key_file = PULSE_DB_PATH.parent / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+        return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "pulses",
+    "telegram_bridge",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "reeve_site.urls"
+WSGI_APPLICATION = "reeve_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite by default; DATABASE_URL (e.g. postgres://user:pass@host/db) switches everything to it.
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db_url("DATABASE_URL")}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+else:
+    PULSE_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": PULSE_DB_PATH,
+            "OPTIONS": {
+                # Every transaction takes the write lock up front (BEGIN IMMEDIATE), so two
+                # processes never deadlock upgrading a read lock; writers wait instead of failing.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;"
+                    "PRAGMA synchronous=NORMAL;"
+                    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000};"
+                ),
+            },
+            # A file, not memory: worker threads, the waiter and test subprocesses open it too.
+            "TEST": {"NAME": str(PULSE_DB_PATH.with_name(f"test_{PULSE_DB_PATH.name}"))},
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+# Serve the app's own assets straight from the finders when collectstatic has not been run.
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/admin/login/"
+
+# --- Reeve ------------------------------------------------------------------------------------
+HAPI_COMMAND = env.str("HAPI_COMMAND", default="hapi")
+REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")
+PULSE_API_HOST = env.str("PULSE_API_HOST", default="127.0.0.1")
+PULSE_API_PORT = env.int("PULSE_API_PORT", default=8765)
+PULSE_API_TOKEN = env.str("PULSE_API_TOKEN", default="")
+PULSE_MAX_CONCURRENT = env.int("PULSE_MAX_CONCURRENT", default=1)
+PULSE_TIMEOUT_SECONDS = env.float("PULSE_TIMEOUT_SECONDS", default=3600)
+PULSE_LEASE_SECONDS = env.float("PULSE_LEASE_SECONDS", default=60)
+PULSE_SHUTDOWN_GRACE_SECONDS = env.float("PULSE_SHUTDOWN_GRACE_SECONDS", default=30)
+PULSE_RETRY_CAP_MINUTES = env.int("PULSE_RETRY_CAP_MINUTES", default=60)
+PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=1.0)
+
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_CHAT_ID = env.list("TELEGRAM_CHAT_ID", default=[])
+TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
+LOG_FILE = env.str("LOG_FILE", default=str(REEVE_HOME / "logs" / "daemon.log"))
+LOG_FILE = str(Path(LOG_FILE).expanduser()) if LOG_FILE else ""
+
+_handlers = ["console"]
+LOGGING: dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"},
+    },
+    "root": {"handlers": _handlers, "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+if LOG_FILE:
+    Path(LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
+    # WatchedFileHandler reopens the file when logrotate moves it: rotation needs no restart.
+    LOGGING["handlers"]["file"] = {
+        "class": "logging.handlers.WatchedFileHandler",
+        "formatter": "plain",
+        "filename": LOG_FILE,
+    }
+    _handlers.append("file")
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Reeve Pulse API",
+    "DESCRIPTION": "Schedule and steer the pulses that wake the Reeve agent.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

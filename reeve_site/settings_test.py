@@ -1,0 +1,15 @@
+"""Settings for the test suite: everything lives in a throwaway directory, never in ~/.reeve."""
+
+import os
+import tempfile
+
+_home = tempfile.mkdtemp(prefix="reeve-test-")
+os.environ["REEVE_IGNORE_DOTENV"] = "1"
+os.environ.setdefault("REEVE_HOME", _home)
+os.environ.setdefault("PULSE_DB_PATH", os.path.join(_home, "pulse_queue.db"))
+os.environ.setdefault("LOG_FILE", os.path.join(_home, "logs", "daemon.log"))
+os.environ.setdefault("REEVE_DESK_PATH", os.path.join(_home, "desk"))
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.makedirs(os.environ["REEVE_DESK_PATH"], exist_ok=True)
+
+from reeve_site.settings import *  # noqa: E402, F403
