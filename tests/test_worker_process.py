@@ -1,0 +1,108 @@
+"""The real `run_pulse_worker` process, killed and signalled as systemd and crashes would."""
+
+import os
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def schedule(home, prompt, *extra):
+    home.manage("trigger_pulse", prompt, *extra)
+
+
+def statuses(home):
+    return dict(home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status"))
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_kill_9_during_a_pulse_runs_it_again_after_the_lease_and_kills_the_agent(reeve_home):
+    schedule(reeve_home, "mode=sleep:4")
+    worker = reeve_home.start("run_pulse_worker")
+    first = reeve_home.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")[0]
+    worker.kill()
+    worker.wait(timeout=10)
+    # The dead worker's agent dies with it: nothing can run the pulse twice at once.
+    reeve_home.wait_for(lambda: not process_alive(first["pid"]), timeout=10, what="the orphaned agent to die")
+    assert statuses(reeve_home) == {"processing": 1}
+    survivor = reeve_home.start("run_pulse_worker")
+    reeve_home.wait_for(
+        lambda: statuses(reeve_home) == {"completed": 1},
+        timeout=60,
+        what="the pulse to complete on the second worker",
+    )
+    [(attempts, error)] = reeve_home.query("SELECT attempts, error_message FROM pulses")
+    assert attempts == 2
+    errors = [row[0] for row in reeve_home.query("SELECT error FROM pulse_attempts ORDER BY id")]
+    assert errors[0].startswith("lease expired") and errors[1] == ""
+    assert len(reeve_home.agent_starts()) == 2
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(timeout=30) == 0
+
+
+def test_sigterm_lets_a_running_pulse_finish(reeve_home):
+    schedule(reeve_home, "mode=sleep:1.5")
+    worker = reeve_home.start("run_pulse_worker")
+    reeve_home.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert statuses(reeve_home) == {"completed": 1}
+
+
+def test_sigterm_past_the_grace_period_returns_the_pulse_to_pending(reeve_home):
+    schedule(reeve_home, "mode=sleep:60")
+    worker = reeve_home.start("run_pulse_worker", PULSE_SHUTDOWN_GRACE_SECONDS="1")
+    start = reeve_home.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")[0]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert statuses(reeve_home) == {"pending": 1}
+    assert reeve_home.query("SELECT attempts FROM pulses") == [(0,)]
+    assert not process_alive(start["pid"])
+    assert "pulse_released" in reeve_home.output(worker)
+
+
+def test_a_second_signal_stops_at_once_leaving_nothing_processing(reeve_home):
+    schedule(reeve_home, "mode=children_ignore_term")
+    worker = reeve_home.start("run_pulse_worker", PULSE_SHUTDOWN_GRACE_SECONDS="600")
+    reeve_home.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
+    worker.send_signal(signal.SIGTERM)
+    reeve_home.wait_for(lambda: "worker_draining" in reeve_home.output(worker), what="draining")
+    began = time.monotonic()
+    worker.send_signal(signal.SIGINT)
+    assert worker.wait(timeout=30) == 0
+    assert time.monotonic() - began < 15
+    assert statuses(reeve_home) == {"pending": 1}
+
+
+def test_two_workers_on_one_sqlite_file_run_500_pulses_exactly_once(reeve_home):
+    reeve_home.manage(
+        "shell",
+        "-c",
+        (
+            "from pulses import queue\n"
+            "for i in range(500):\n"
+            "    p = ['critical', 'high', 'normal', 'low'][i % 4]\n"
+            "    queue.schedule(prompt=f'mode=noop pulse {i}', priority=p)\n"
+        ),
+    )
+    env = {"PULSE_MAX_CONCURRENT": "4", "LOG_LEVEL": "WARNING"}
+    workers = [reeve_home.start("run_pulse_worker", "--once", **env) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0
+    assert statuses(reeve_home) == {"completed": 500}
+    runs = Counter(start["pulse_id"] for start in reeve_home.agent_starts())
+    assert len(runs) == 500 and set(runs.values()) == {1}
+    for worker in workers:
+        assert "database is locked" not in reeve_home.output(worker)
+    assert reeve_home.query("SELECT COUNT(*) FROM pulse_attempts") == [(500,)]
