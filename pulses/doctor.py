@@ -1,0 +1,217 @@
+"""`manage.py doctor`: is this installation able to run? Each check says what is wrong and how to fix it.
+
+A check's level is `ok`, `warn` (works, but worth a look) or `fail` (Reeve cannot do its job); the
+command exits 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+PLACEHOLDER_TOKENS = {"your_secure_random_token_here", "your_token_here", "changeme", "change-me"}
+MIN_TOKEN_LENGTH = 16
+BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
+HTTP_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: str
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.level == FAIL
+
+
+def check_api_token() -> Check:
+    token = settings.PULSE_API_TOKEN.strip()
+    generate = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if not token:
+        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({generate})")
+    if token in PLACEHOLDER_TOKENS:
+        return Check("api token", FAIL, f"PULSE_API_TOKEN is the guide's placeholder: {generate}")
+    if len(token) < MIN_TOKEN_LENGTH:
+        return Check(
+            "api token",
+            FAIL,
+            f"PULSE_API_TOKEN is only {len(token)} characters: use a long random one; {generate}",
+        )
+    return Check("api token", OK, f"PULSE_API_TOKEN set ({len(token)} characters)")
+
+
+def check_configuration() -> Check:
+    if settings.DEBUG:
+        return Check("configuration", WARN, "DEBUG is on: set DEBUG=false in .env for a server")
+    return Check(
+        "configuration", OK, f"TIME_ZONE={settings.TIME_ZONE}, ALLOWED_HOSTS={settings.ALLOWED_HOSTS}"
+    )
+
+
+def _describe_database() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"SQLite {db['NAME']}"
+    return f"{db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or 'localhost'}/{db['NAME']}"
+
+
+def check_database() -> Check:
+    where = _describe_database()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return Check(
+            "database", FAIL, f"{where} cannot be opened ({exc}): check PULSE_DB_PATH or DATABASE_URL"
+        )
+    return Check("database", OK, f"{where} reachable")
+
+
+def check_migrations() -> Check:
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        return Check("migrations", FAIL, f"cannot read the migration state ({exc})")
+    if plan:
+        names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan[:5])
+        more = f" and {len(plan) - 5} more" if len(plan) > 5 else ""
+        return Check(
+            "migrations",
+            FAIL,
+            f"{len(plan)} unapplied migration(s) ({names}{more}): run `uv run python manage.py migrate`",
+        )
+    return Check("migrations", OK, "all migrations applied")
+
+
+def check_agent_command() -> Check:
+    try:
+        argv = shlex.split(settings.HAPI_COMMAND)
+    except ValueError as exc:
+        return Check("agent command", FAIL, f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting in .env")
+    found = shutil.which(argv[0]) if argv else None
+    if not found:
+        return Check(
+            "agent command",
+            FAIL,
+            f"agent command {settings.HAPI_COMMAND!r} not found on PATH: install it or set HAPI_COMMAND "
+            "to its full path in .env",
+        )
+    return Check("agent command", OK, f"{argv[0]} -> {found}")
+
+
+def check_desk() -> Check:
+    desk = Path(settings.REEVE_DESK_PATH)
+    if not desk.is_dir():
+        return Check(
+            "desk", FAIL, f"Desk directory {desk} does not exist: mkdir -p {desk} or set REEVE_DESK_PATH"
+        )
+    if not os.access(desk, os.W_OK | os.X_OK):
+        return Check("desk", FAIL, f"Desk directory {desk} is not writable by this user: fix its ownership")
+    return Check("desk", OK, f"{desk}")
+
+
+def api_base_url() -> str:
+    host = settings.PULSE_API_HOST
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - a wildcard bind is reached on loopback
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.PULSE_API_PORT}"
+
+
+def check_api() -> Check:
+    url = f"{api_base_url()}/api/health"
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310 - http only
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return Check("api", FAIL, f"{url} answered {exc.code}: see reeve-logs web")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check(
+            "api",
+            FAIL,
+            f"{url} not reachable ({reason}): start the web process (sudo systemctl start reeve-daemon, "
+            "or ./reeve start in development)",
+        )
+    return Check("api", OK, f"{url}: {body.get('status', 'answered')}")
+
+
+def check_telegram() -> Check:
+    token = settings.TELEGRAM_BOT_TOKEN.strip()
+    if not token:
+        return Check("telegram", WARN, "TELEGRAM_BOT_TOKEN is not set: the Telegram listener is off")
+    if not BOT_TOKEN_SHAPE.match(token):
+        return Check(
+            "telegram",
+            FAIL,
+            "TELEGRAM_BOT_TOKEN does not look like a bot token (digits:letters, from @BotFather): fix it",
+        )
+    if not settings.TELEGRAM_CHAT_ID:
+        return Check(
+            "telegram", FAIL, "TELEGRAM_CHAT_ID is empty: set your chat id (or a comma-separated list)"
+        )
+    url = f"{settings.TELEGRAM_API_BASE_URL}{token}/getMe"
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 404):
+            return Check(
+                "telegram",
+                FAIL,
+                "Telegram rejected TELEGRAM_BOT_TOKEN (revoked?): get a new one from @BotFather",
+            )
+        return Check("telegram", WARN, f"getMe answered {exc.code}: could not verify the token now")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check("telegram", WARN, f"Bot API not reachable ({reason}): could not verify the token now")
+    username = (body.get("result") or {}).get("username", "?")
+    return Check("telegram", OK, f"token accepted: bot @{username}")
+
+
+def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
+    """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
+    checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_database]
+    results = [check() for check in checks]
+    if not results[-1].failed:
+        results.append(check_migrations())
+    results += [check_agent_command(), check_desk()]
+    if api:
+        results.append(check_api())
+    if telegram:
+        results.append(check_telegram())
+    return results
+
+
+def resolved_paths() -> dict[str, str]:
+    """The values install.sh renders into units, cron and logrotate, as this installation resolves them."""
+    db = settings.DATABASES["default"]
+    sqlite = db["ENGINE"].endswith("sqlite3")
+    return {
+        "REEVE_DATA_DIR": str(Path(settings.REEVE_HOME)),
+        "PULSE_DB_PATH": str(db["NAME"]) if sqlite else "",
+        "DATABASE_IS_SQLITE": "1" if sqlite else "0",
+        "LOG_FILE": settings.LOG_FILE,
+        "REEVE_DESK_PATH": str(settings.REEVE_DESK_PATH),
+        "PULSE_API_URL": api_base_url(),
+        "PULSE_SHUTDOWN_GRACE_SECONDS": f"{settings.PULSE_SHUTDOWN_GRACE_SECONDS:g}",
+        "PULSE_TIMEOUT_SECONDS": f"{settings.PULSE_TIMEOUT_SECONDS:g}",
+        "TELEGRAM_CONFIGURED": "1" if settings.TELEGRAM_BOT_TOKEN.strip() else "0",
+    }

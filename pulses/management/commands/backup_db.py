@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_directory
+
+
+class Command(BaseCommand):
+    help = (
+        "Back up the database while Reeve runs: a consistent copy (SQLite backup API, or pg_dump on "
+        "PostgreSQL), gzip-compressed, then delete backups older than --keep-days."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--dir", type=Path, default=None, help=f"where backups go (default: {default_directory()})"
+        )
+        parser.add_argument(
+            "--keep-days",
+            type=int,
+            default=DEFAULT_KEEP_DAYS,
+            help=f"delete backups older than this many days; 0 keeps all (default {DEFAULT_KEEP_DAYS})",
+        )
+
+    def handle(self, *args, **options):
+        if options["keep_days"] < 0:
+            raise CommandError("--keep-days must be 0 or more")
+        try:
+            result = backup(directory=options["dir"], keep_days=options["keep_days"])
+        except BackupError as exc:
+            raise CommandError(str(exc)) from None
+        for path in result.removed:
+            self.stdout.write(f"Removed old backup: {path.name}")
+        self.stdout.write(f"Backup completed: {result.path} ({result.size} bytes)")

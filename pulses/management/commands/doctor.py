@@ -1,0 +1,39 @@
+import shlex
+
+from django.core.management.base import BaseCommand
+
+from pulses.doctor import FAIL, WARN, resolved_paths, run_checks
+
+MARKS = {"ok": "ok  ", WARN: "WARN", FAIL: "FAIL"}
+
+
+class Command(BaseCommand):
+    help = (
+        "Check that Reeve can run: configuration, API token, database and migrations, agent command, "
+        "Desk, API health, Telegram token. Each problem is one line saying what to fix; exit 1 on a failure."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--no-api", action="store_true", help="skip the API health check (web not running)"
+        )
+        parser.add_argument("--no-telegram", action="store_true", help="skip the Telegram token check")
+        parser.add_argument(
+            "--paths",
+            action="store_true",
+            help="print the resolved data, database, log and Desk paths as shell assignments, check nothing",
+        )
+
+    def handle(self, *args, **options):
+        if options["paths"]:
+            for key, value in resolved_paths().items():
+                self.stdout.write(f"{key}={shlex.quote(value)}")
+            return
+        checks = run_checks(api=not options["no_api"], telegram=not options["no_telegram"])
+        for check in checks:
+            self.stdout.write(f"{MARKS[check.level]}  {check.name:<14} {check.message}")
+        failed = [c for c in checks if c.failed]
+        if failed:
+            self.stderr.write(f"doctor: {len(failed)} problem(s) to fix: {', '.join(c.name for c in failed)}")
+            raise SystemExit(1)
+        self.stdout.write("doctor: all checks passed")
