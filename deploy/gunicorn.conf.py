@@ -21,3 +21,17 @@ accesslog = None
 errorlog = "-"
 loglevel = settings.LOG_LEVEL.lower()
 wsgi_app = "reeve_site.wsgi:application"
+
+
+# Metrics: each worker process writes its own files in PROMETHEUS_MULTIPROC_DIR (settings export it
+# before prometheus_client is imported); /metrics merges them, so any worker answers for all.
+def on_starting(server):
+    from pulses.metrics import prepare_multiproc_dir
+
+    prepare_multiproc_dir()
+
+
+def child_exit(server, worker):
+    from pulses.metrics import process_exited
+
+    process_exited(worker.pid)

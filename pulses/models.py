@@ -214,3 +214,22 @@ class WorkerRecord(models.Model):
     @property
     def is_alive(self) -> bool:
         return self.last_seen >= timezone.now() - timedelta(minutes=2)
+
+
+class ApiToken(models.Model):
+    """A named, revocable API client token; only its SHA-256 is stored, never the token itself."""
+
+    name = models.CharField(max_length=100, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="the first characters, to tell tokens apart")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "pulse_api_tokens"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        state = "revoked" if self.revoked_at else "active"
+        return f"{self.name} ({self.prefix}…, {state})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -398,3 +398,135 @@ def listing(view: str, *, limit: int = 50) -> list[Pulse]:
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_now(pulse_id: int) -> Pulse:
+    """Make a pulse due now: a pending one moves to now, a finished one is requeued now.
+
+    PulseNotPending when it is processing (it is running already)."""
+    pulse = Pulse.objects.get(pk=pulse_id)
+    now = timezone.now()
+    with transaction.atomic():
+        if pulse.status == Status.PENDING:
+            pulse.reschedule(now)
+        else:
+            pulse.requeue(now)
+        wakeup.announce()
+    logger.info("pulse_run_now id=%s", pulse_id)
+    return pulse
+
+
+def duplicate(pulse_id: int, *, scheduled_at: datetime | None = None) -> Pulse:
+    """A new pending pulse with the same prompt, priority, session, notes and tags (its parent is the
+    original), due now or at `scheduled_at`."""
+    original = Pulse.objects.get(pk=pulse_id)
+    copy = schedule(
+        prompt=original.prompt,
+        scheduled_at=scheduled_at,
+        priority=original.priority,
+        source=original.source,
+        session_id=original.session_id,
+        sticky_notes=original.sticky_notes or (),
+        tags=original.tags or (),
+        max_retries=original.max_retries,
+        parent_id=original.pk,
+    ).pulse
+    logger.info("pulse_duplicated id=%s copy=%s", pulse_id, copy.pk)
+    return copy
+
+
+@dataclass(frozen=True)
+class HourActivity:
+    hour: datetime
+    executed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the workers did in the last `window_hours`: runs (attempts) per hour, failures, durations."""
+
+    window_hours: int
+    per_hour: list[HourActivity]
+    executed: int
+    failed: int
+    average_duration_ms: float | None
+    p95_duration_ms: float | None
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed / self.executed if self.executed else None
+
+    @property
+    def success_rate(self) -> float | None:
+        return 1 - self.failed / self.executed if self.executed else None
+
+
+def activity(*, hours: int = 24, now: datetime | None = None) -> Activity:
+    """Attempts finished per clock hour over the last `hours` (oldest first), with failure count and
+    the average and 95th-percentile duration."""
+    now = (now or timezone.now()).astimezone(UTC)
+    current = now.replace(minute=0, second=0, microsecond=0)
+    starts = [current - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
+    executed = dict.fromkeys(starts, 0)
+    failed = dict.fromkeys(starts, 0)
+    durations: list[int] = []
+    rows = PulseAttempt.objects.filter(finished_at__gte=starts[0], finished_at__lte=now).values_list(
+        "finished_at", "succeeded", "duration_ms"
+    )
+    for finished_at, succeeded, duration_ms in rows.iterator(chunk_size=2000):
+        hour = finished_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        if hour not in executed:
+            continue
+        executed[hour] += 1
+        if not succeeded:
+            failed[hour] += 1
+        if duration_ms is not None:
+            durations.append(duration_ms)
+    durations.sort()
+    p95 = durations[max(0, -(-len(durations) * 95 // 100) - 1)] if durations else None
+    return Activity(
+        window_hours=hours,
+        per_hour=[HourActivity(hour=h, executed=executed[h], failed=failed[h]) for h in starts],
+        executed=sum(executed.values()),
+        failed=sum(failed.values()),
+        average_duration_ms=sum(durations) / len(durations) if durations else None,
+        p95_duration_ms=float(p95) if p95 is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    count: int
+    pulses: list[Pulse]
+
+
+def search(
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    source: str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page:
+    """Filtered pulses, newest first; pending and overdue ones soonest first. `status` may be `overdue`."""
+    pulses = Pulse.objects.all()
+    if status == "overdue":
+        pulses = pulses.overdue()
+    elif status:
+        pulses = pulses.filter(status=status)
+    if status in ("pending", "overdue"):
+        pulses = pulses.order_by("scheduled_at", "priority_rank", "id")
+    if priority:
+        pulses = pulses.filter(priority=priority)
+    if source:
+        pulses = pulses.filter(source=source)
+    if tag:
+        pulses = pulses.with_tag(tag)
+    return Page(count=pulses.count(), pulses=list(pulses[offset : offset + limit]))
+
+
+def recent_workers(*, within: timedelta = timedelta(minutes=2)) -> list[WorkerRecord]:
+    """Workers that heartbeated within `within`, most recent first."""
+    return list(WorkerRecord.objects.filter(last_seen__gte=timezone.now() - within).order_by("-last_seen"))

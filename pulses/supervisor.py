@@ -11,6 +11,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from pulses import metrics
+
 logger = logging.getLogger(__name__)
 
 GUNICORN_CONF = Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"
@@ -29,6 +31,8 @@ def run_together(*, web: bool = True) -> int:
     Each child has its own process group, so a Ctrl+C reaches it once (forwarded by us), not twice:
     a second signal would make the worker stop at once instead of draining.
     """
+    # Before either child starts: neither may erase the other's metric files once they run.
+    metrics.prepare_multiproc_dir()
     procs = {
         name: subprocess.Popen(argv, cwd=settings.BASE_DIR, process_group=0)
         for name, argv in _commands(web=web).items()

@@ -20,7 +20,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from pulses import queue
+from pulses import metrics, queue
 from pulses.executor import AgentRequest, AttemptOutcome, Executor, Reaper
 from pulses.models import Pulse, Status
 from pulses.shutdown import ShutdownSignals
@@ -184,6 +184,9 @@ class Worker:
                 queue.release(pulse.pk, worker=self.name, outcome=outcome)
                 return
             status = queue.record_attempt(pulse.pk, worker=self.name, outcome=outcome)
+            metrics.record_attempt(
+                priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
+            )
             self.completed += 1
             if status == Status.FAILED:
                 self._run_failure_hooks(pulse.pk)

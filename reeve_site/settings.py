@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -22,6 +23,11 @@ def _path(name: str, default: str) -> Path:
 
 REEVE_HOME = _path("REEVE_HOME", "~/.reeve")
 PULSE_DB_PATH = _path("PULSE_DB_PATH", str(REEVE_HOME / "pulse_queue.db"))
+# prometheus-client reads this from the environment when it is first imported: every Reeve process
+# (gunicorn workers, the pulse worker) writes its metrics there and /metrics merges them.
+PROMETHEUS_MULTIPROC_DIR = _path("PROMETHEUS_MULTIPROC_DIR", str(REEVE_HOME / "metrics"))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 
 def _secret_key() -> str:
@@ -61,6 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "pulses.metrics.ApiMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -182,6 +189,8 @@ if LOG_FILE:
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "pulses.api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Reeve Pulse API",
@@ -191,4 +200,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "PulseStatusEnum": "pulses.models.Status",
+        "ListViewEnum": "pulses.api.serializers.LIST_VIEWS",
+    },
 }

@@ -1,0 +1,238 @@
+"""The admin: pulses with coloured status and priority, filters, read-only attempts, and actions that
+each call `pulses.queue` and report how many pulses they changed.
+
+Existing pulses are read-only here: a form save would write every column and could overwrite what the
+worker just did. Changes go through the actions (or the API), which use the queue's guarded transitions.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+from pulses import queue
+from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending, Status
+
+STATUS_COLOURS = {
+    Status.PENDING: "#2563eb",
+    Status.PROCESSING: "#7c3aed",
+    Status.COMPLETED: "#16a34a",
+    Status.FAILED: "#dc2626",
+    Status.CANCELLED: "#6b7280",
+}
+PRIORITY_COLOURS = {
+    Priority.CRITICAL: "#b91c1c",
+    Priority.HIGH: "#ea580c",
+    Priority.NORMAL: "#2563eb",
+    Priority.LOW: "#0d9488",
+    Priority.DEFERRED: "#6b7280",
+}
+TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
+
+
+def _pill(text: str, colour: str):
+    return format_html(
+        '<span class="reeve-pill" style="background:{};color:#fff;border-radius:8px;padding:1px 8px">'
+        "{}</span>",
+        colour,
+        text,
+    )
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        tags: set[str] = set()
+        for row in Pulse.objects.order_by("-id").values_list("tags", flat=True)[:TAG_CHOICES_SCAN]:
+            tags.update(t for t in row or () if isinstance(t, str))
+        return [(tag, tag) for tag in sorted(tags)]
+
+    def queryset(self, request, queryset):
+        return queryset.with_tag(self.value()) if self.value() else queryset
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "overdue (pending, time has come)"), ("no", "not overdue")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=Status.PENDING, scheduled_at__lte=timezone.now())
+        if self.value() == "no":
+            return queryset.exclude(status=Status.PENDING, scheduled_at__lte=timezone.now())
+        return queryset
+
+
+class PulseAttemptInline(admin.TabularInline):
+    model = PulseAttempt
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    fields = (
+        "number",
+        "started_at",
+        "duration_ms",
+        "exit_code",
+        "succeeded",
+        "session_id",
+        "cost_usd",
+        "error",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _apply(modeladmin, request, pulses: QuerySet, operation, verb: str) -> None:
+    """Run `operation(pulse_id)` for each selected pulse; report what changed and what was skipped."""
+    done, skipped = 0, []
+    for pulse_id in pulses.values_list("pk", flat=True):
+        try:
+            operation(pulse_id)
+            done += 1
+        except (PulseNotPending, Pulse.DoesNotExist) as exc:
+            skipped.append(str(exc) or f"pulse {pulse_id} is gone")
+    noun = "pulse" if done == 1 else "pulses"
+    modeladmin.message_user(request, f"{verb} {done} {noun}.", messages.SUCCESS if done else messages.WARNING)
+    if skipped:
+        modeladmin.message_user(
+            request, f"Skipped {len(skipped)}: " + "; ".join(skipped[:5]), messages.WARNING
+        )
+
+
+@admin.action(description="Requeue (run failed, cancelled or completed pulses again now)")
+def requeue(modeladmin, request, pulses):
+    _apply(modeladmin, request, pulses, queue.requeue, "Requeued")
+
+
+@admin.action(description="Cancel (pending pulses)")
+def cancel(modeladmin, request, pulses):
+    _apply(modeladmin, request, pulses, queue.cancel, "Cancelled")
+
+
+@admin.action(description="Run now (make due immediately)")
+def run_now(modeladmin, request, pulses):
+    _apply(modeladmin, request, pulses, queue.run_now, "Made due now:")
+
+
+@admin.action(description="Duplicate (a new pending copy, due now)")
+def duplicate(modeladmin, request, pulses):
+    _apply(modeladmin, request, pulses, queue.duplicate, "Duplicated")
+
+
+@admin.register(Pulse)
+class PulseAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "short_prompt",
+        "coloured_status",
+        "coloured_priority",
+        "scheduled_at",
+        "source",
+        "attempts",
+        "finished_at",
+    )
+    list_display_links = ("id", "short_prompt")
+    list_filter = ("status", "priority", "source", TagFilter, OverdueFilter)
+    search_fields = ("prompt",)
+    date_hierarchy = "scheduled_at"
+    list_per_page = 50
+    actions = (requeue, cancel, run_now, duplicate)
+    inlines = (PulseAttemptInline,)
+    add_fields = (
+        "prompt",
+        "scheduled_at",
+        "priority",
+        "source",
+        "session_id",
+        "sticky_notes",
+        "tags",
+        "max_retries",
+        "idempotency_key",
+    )
+    execution_fields = (
+        "status",
+        "created_at",
+        "executed_at",
+        "finished_at",
+        "execution_duration_ms",
+        "error_message",
+        "attempts",
+        "lease_owner",
+        "lease_expires_at",
+        "parent",
+    )
+
+    @admin.display(description="prompt", ordering="prompt")
+    def short_prompt(self, pulse: Pulse) -> str:
+        return pulse.prompt if len(pulse.prompt) <= 80 else pulse.prompt[:79] + "…"
+
+    @admin.display(description="status", ordering="status")
+    def coloured_status(self, pulse: Pulse):
+        return _pill(pulse.status, STATUS_COLOURS.get(pulse.status, "#6b7280"))
+
+    @admin.display(description="priority", ordering="priority_rank")
+    def coloured_priority(self, pulse: Pulse):
+        return _pill(pulse.priority, PRIORITY_COLOURS.get(pulse.priority, "#6b7280"))
+
+    def get_fields(self, request, obj=None):
+        return self.add_fields if obj is None else self.add_fields + self.execution_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.add_fields + self.execution_fields
+
+    def has_change_permission(self, request, obj=None):
+        # Viewing and the actions stay available; saving a whole row over the worker's does not.
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def get_changeform_initial_data(self, request):
+        return {"source": "admin", "scheduled_at": timezone.now(), "priority": Priority.NORMAL}
+
+    def save_model(self, request, obj: Pulse, form, change):
+        """A pulse added here is scheduled through the queue like any other (it wakes the worker)."""
+        if change:
+            return
+        data = form.cleaned_data
+        created = queue.schedule(
+            prompt=data["prompt"],
+            scheduled_at=data["scheduled_at"],
+            priority=data["priority"],
+            source=data["source"] or "admin",
+            session_id=data.get("session_id") or "",
+            sticky_notes=data.get("sticky_notes") or (),
+            tags=data.get("tags") or (),
+            max_retries=data["max_retries"],
+            idempotency_key=data.get("idempotency_key") or None,
+        ).pulse
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.is_superuser
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Read-only: tokens are created and revoked with `manage.py create_api_token` (shown once there)."""
+
+    list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+    exclude = ("key_hash",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,265 @@
+"""What the API accepts and returns. Input fields are strict: a number is not a string, a string is
+not a list, and text must be valid Unicode, so every bad input is a 400 that names the field."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from pulses.models import Priority, Pulse, PulseAttempt, Status
+from pulses.timeparse import ACCEPTED_FORMS, TimeParseError, parse_when
+
+MAX_PROMPT_CHARS = 50_000
+MAX_NOTES = 50
+MAX_TAGS = 20
+MAX_RETRIES = 100
+MAX_PAGE = 500
+WHEN_HELP = "when to run: " + "; ".join(ACCEPTED_FORMS)
+LIST_VIEWS = (*Status.values, "overdue")
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string (DRF's CharField would turn 12 into "12")."""
+
+    default_error_messages = {
+        "invalid": "must be a string.",
+        "unicode": "must be valid Unicode text (no lone surrogates).",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail("unicode")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer, and only an integer in JSON (not "3", not true)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float | str):
+            self.fail("invalid")
+        if isinstance(data, float) and not data.is_integer():
+            self.fail("invalid")
+        if isinstance(data, str) and not self.context.get("from_query"):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    default_error_messages = {"invalid_choice": '"{input}" is not one of: {choices}.'}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail(
+                "invalid_choice", input=str(data)[:50], choices=", ".join(self.choice_strings_to_values)
+            )
+        if data not in self.choice_strings_to_values:
+            self.fail("invalid_choice", input=data[:50], choices=", ".join(self.choice_strings_to_values))
+        return data
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class WhenField(StrictCharField):
+    """A time as text ("now", ISO 8601, "in 5 minutes", "tomorrow at 9am"), parsed in TIME_ZONE."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("help_text", WHEN_HELP)
+        super().__init__(**kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        text = super().run_validation(data)  # a string within max_length, or the default
+        if not isinstance(text, str):
+            return text
+        try:
+            return parse_when(text)
+        except TimeParseError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+def _text_list(*, max_items: int, max_length: int, help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(max_length=max_length, allow_blank=False),
+        max_length=max_items,
+        required=False,
+        default=list,
+        help_text=help_text,
+    )
+
+
+class TriggerSerializer(serializers.Serializer):
+    prompt = StrictCharField(max_length=MAX_PROMPT_CHARS, help_text="what the agent should do")
+    scheduled_at = WhenField(required=False, default="now")
+    priority = StrictChoiceField(choices=Priority.choices, default=Priority.HIGH, help_text="run order")
+    source = StrictCharField(max_length=100, required=False, default="api", help_text="who scheduled it")
+    session_id = StrictCharField(
+        max_length=200, required=False, default="", allow_blank=True, help_text="agent session to resume"
+    )
+    sticky_notes = _text_list(
+        max_items=MAX_NOTES, max_length=1000, help_text="reminders appended to the prompt"
+    )
+    tags = _text_list(max_items=MAX_TAGS, max_length=50, help_text="labels for filtering")
+    max_retries = StrictIntegerField(
+        min_value=0, max_value=MAX_RETRIES, default=3, help_text="retries after the first attempt"
+    )
+    idempotency_key = StrictCharField(
+        max_length=200,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="sending the same key again returns the first pulse (200) instead of a new one",
+    )
+
+    def validate_scheduled_at(self, value):
+        # The field's default is the text "now"; make it a time here too.
+        return parse_when(value) if isinstance(value, str) else value
+
+
+class RescheduleSerializer(serializers.Serializer):
+    scheduled_at = WhenField()
+
+
+class RequeueSerializer(serializers.Serializer):
+    scheduled_at = WhenField(required=False, default="now")
+
+    def validate_scheduled_at(self, value):
+        return parse_when(value) if isinstance(value, str) else value
+
+
+class ListQuerySerializer(serializers.Serializer):
+    status = StrictChoiceField(choices=LIST_VIEWS, required=False, help_text="a status, or 'overdue'")
+    priority = StrictChoiceField(choices=Priority.choices, required=False)
+    source = StrictCharField(max_length=100, required=False)
+    tag = StrictCharField(max_length=50, required=False)
+    limit = StrictIntegerField(min_value=1, max_value=MAX_PAGE, default=50)
+    offset = StrictIntegerField(min_value=0, max_value=10**9, default=0)
+
+
+class UpcomingQuerySerializer(serializers.Serializer):
+    limit = StrictIntegerField(min_value=1, max_value=MAX_PAGE, default=20)
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PulseAttempt
+        fields = (
+            "number",
+            "worker",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "exit_code",
+            "succeeded",
+            "session_id",
+            "result_text",
+            "cost_usd",
+            "num_turns",
+            "error",
+            "stdout_tail",
+            "stderr_tail",
+        )
+        read_only_fields = fields
+
+
+class PulseSerializer(serializers.ModelSerializer):
+    is_overdue = serializers.BooleanField(read_only=True)
+    # JSONField would be documented as "any"; the API promises lists of strings.
+    sticky_notes = serializers.ListField(child=serializers.CharField(), read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Pulse
+        fields = (
+            "id",
+            "prompt",
+            "scheduled_at",
+            "priority",
+            "status",
+            "is_overdue",
+            "session_id",
+            "sticky_notes",
+            "tags",
+            "source",
+            "parent",
+            "created_at",
+            "executed_at",
+            "finished_at",
+            "execution_duration_ms",
+            "error_message",
+            "attempts",
+            "max_retries",
+            "idempotency_key",
+        )
+        read_only_fields = fields
+
+
+class TriggeredSerializer(PulseSerializer):
+    pulse_id = serializers.IntegerField(source="pk", read_only=True, help_text="the same as id")
+
+    class Meta(PulseSerializer.Meta):
+        fields = ("pulse_id", *PulseSerializer.Meta.fields)
+        read_only_fields = fields
+
+
+class PulseDetailSerializer(PulseSerializer):
+    attempt_history = AttemptSerializer(source="attempt_set", many=True, read_only=True)
+
+    class Meta(PulseSerializer.Meta):
+        fields = (*PulseSerializer.Meta.fields, "attempt_history")
+        read_only_fields = fields
+
+
+class PulsePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    results = PulseSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="what went wrong and how to fix it")
+    errors = serializers.DictField(
+        required=False,
+        help_text="per-field messages, for invalid input",
+    )
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="healthy or unhealthy")
+    database = serializers.CharField()
+    time = serializers.DateTimeField()
+
+
+class StatusSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    workers = serializers.ListField(child=serializers.DictField())
+    queue = serializers.DictField(child=serializers.IntegerField())
+    pending_by_priority = serializers.DictField(child=serializers.IntegerField())
+    overdue = serializers.IntegerField()
+    versions = serializers.DictField(child=serializers.CharField())
+    uptime_seconds = serializers.FloatField()
+
+
+class HourSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    executed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    window_hours = serializers.IntegerField()
+    executed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True)
+    failure_rate = serializers.FloatField(allow_null=True)
+    average_duration_ms = serializers.FloatField(allow_null=True)
+    p95_duration_ms = serializers.FloatField(allow_null=True)
+    per_hour = HourSerializer(many=True)
+    queue = serializers.DictField(child=serializers.IntegerField())
+    pending_by_priority = serializers.DictField(child=serializers.IntegerField())
+    overdue = serializers.IntegerField()

@@ -1,0 +1,103 @@
+"""API tokens: the configured PULSE_API_TOKEN plus named, revocable client tokens.
+
+Client tokens are random, shown once, and stored only as their SHA-256, so the database never holds a
+usable secret. Tokens are compared in constant time and never written to a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError
+from django.utils import timezone
+
+from pulses.models import ApiToken
+
+logger = logging.getLogger(__name__)
+
+MAX_TOKEN_CHARS = 512
+MAX_NAME_CHARS = 60
+# Recording every use would turn each API read into a write; a minute's precision is plenty.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+class TokenError(Exception):
+    """A token could not be created or revoked (name taken, no such token)."""
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """Who made an API request: `settings` for PULSE_API_TOKEN, else the client token's name."""
+
+    name: str
+    is_authenticated: bool = True
+    is_active: bool = True
+    is_staff: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def identify(token: str) -> ApiClient | None:
+    """The client `token` belongs to, or None when it is unknown or revoked."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    configured = settings.PULSE_API_TOKEN
+    if configured and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), configured.encode()):
+        return ApiClient(name="settings")
+    digest = _digest(token)
+    # The lookup is by digest, so its timing says nothing about the token; compare_digest re-checks.
+    row = ApiToken.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    now = timezone.now()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
+    return ApiClient(name=row.name)
+
+
+def create(name: str) -> tuple[ApiToken, str]:
+    """Create a client token called `name`; returns the row and the token (shown once, never stored)."""
+    name = name.strip()
+    if not name:
+        raise TokenError("a token needs a name, e.g. create_api_token telegram-bridge")
+    if len(name) > MAX_NAME_CHARS:
+        raise TokenError(f"a token name has at most {MAX_NAME_CHARS} characters")
+    token = secrets.token_urlsafe(32)
+    try:
+        row = ApiToken.objects.create(name=name, key_hash=_digest(token), prefix=token[:6])
+    except IntegrityError:
+        raise TokenError(
+            f"a token named {name!r} exists already; revoke it first (--revoke) or pick another name"
+        ) from None
+    logger.info("api_token_created name=%s prefix=%s", name, row.prefix)
+    return row, token
+
+
+def revoke(name: str) -> ApiToken:
+    """Revoke the active token called `name`; it stops working at once. The row stays for the record."""
+    row = ApiToken.objects.filter(name=name.strip(), revoked_at__isnull=True).first()
+    if row is None:
+        raise TokenError(f"no active token named {name!r}; list them with create_api_token --list")
+    # Free the name for a new token while keeping the revoked row.
+    stamp = timezone.now()
+    retired = f"{row.name} (revoked {stamp:%Y-%m-%d %H:%M:%S.%f})"
+    ApiToken.objects.filter(pk=row.pk).update(revoked_at=stamp, name=retired)
+    row.refresh_from_db()
+    logger.info("api_token_revoked name=%s prefix=%s", name, row.prefix)
+    return row
+
+
+def listing() -> list[ApiToken]:
+    """Every token, active ones first."""
+    return list(ApiToken.objects.order_by("revoked_at", "name"))

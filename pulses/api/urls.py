@@ -1,0 +1,22 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from pulses.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("health", views.HealthView.as_view(), name="health"),
+    path("pulse/trigger", views.TriggerView.as_view(), name="trigger"),
+    path("pulse/schedule", views.ScheduleView.as_view(), name="schedule"),
+    path("pulse/upcoming", views.UpcomingView.as_view(), name="upcoming"),
+    path("pulses", views.PulseListView.as_view(), name="pulses"),
+    path("pulses/<int:pk>", views.PulseDetailView.as_view(), name="pulse"),
+    path("pulses/<int:pk>/cancel", views.CancelView.as_view(), name="cancel"),
+    path("pulses/<int:pk>/reschedule", views.RescheduleView.as_view(), name="reschedule"),
+    path("pulses/<int:pk>/requeue", views.RequeueView.as_view(), name="requeue"),
+    path("status", views.StatusView.as_view(), name="status"),
+    path("stats", views.StatsView.as_view(), name="stats"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,36 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses.api import tokens
+
+
+class Command(BaseCommand):
+    help = (
+        "Create a named API client token (printed once; only its hash is stored), revoke one with "
+        "--revoke, or --list them. Clients send it as 'Authorization: Bearer <token>'."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", nargs="?", help="a name for the client, e.g. telegram-bridge")
+        parser.add_argument("--revoke", action="store_true", help="revoke the token called NAME instead")
+        parser.add_argument(
+            "--list", action="store_true", help="list tokens (names and prefixes, never tokens)"
+        )
+
+    def handle(self, *args, **options):
+        if options["list"]:
+            for row in tokens.listing():
+                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+                self.stdout.write(f"{row.name}\t{row.prefix}…\t{state}")
+            return
+        if not options["name"]:
+            raise CommandError("give the token a NAME (or use --list)")
+        try:
+            if options["revoke"]:
+                row = tokens.revoke(options["name"])
+                self.stdout.write(f"Revoked token {options['name']!r} ({row.prefix}…); it no longer works.")
+                return
+            row, token = tokens.create(options["name"])
+        except tokens.TokenError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Created token {row.name!r}. Store it now; it is not shown again:")
+        self.stdout.write(token)
