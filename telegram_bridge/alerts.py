@@ -1,0 +1,82 @@
+"""Tell the user on Telegram when a pulse fails for good: one alert per pulse per interval.
+
+Registered in settings.PULSE_FAILURE_HOOKS; the worker calls it with the pulse id after
+`record_attempt` returned `failed`. The alert slot is claimed in a short transaction that commits
+before the message is sent: no transaction is open during the HTTP call.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from pulses.models import Pulse
+from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
+from telegram_bridge.models import PulseAlert
+from telegram_bridge.notify import NotificationFailed, send_message
+
+logger = logging.getLogger(__name__)
+
+ALERT_INTERVAL = timedelta(hours=1)
+PROMPT_PREVIEW_CHARS = 200
+ERROR_PREVIEW_CHARS = 1500
+
+
+def format_alert(pulse: Pulse) -> str:
+    """The alert text: pulse id, attempts, the start of the prompt and the agent's error."""
+    prompt = " ".join(pulse.prompt.split())
+    if len(prompt) > PROMPT_PREVIEW_CHARS:
+        prompt = prompt[: PROMPT_PREVIEW_CHARS - 1] + "…"
+    error = pulse.error_message.strip() or "(no error message recorded)"
+    if len(error) > ERROR_PREVIEW_CHARS:
+        error = error[: ERROR_PREVIEW_CHARS - 1] + "…"
+    return (
+        f"⚠️ Pulse #{pulse.pk} failed for good after {pulse.attempts} attempt(s).\n"
+        f"Prompt: {prompt}\n"
+        f"Error: {error}"
+    )
+
+
+def _claim_alert(pulse_id: int) -> bool:
+    """Reserve the right to alert for this pulse now; False while a recent alert still stands."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            recent = PulseAlert.objects.select_for_update().filter(pulse_id=pulse_id).first()
+            if recent is None:
+                PulseAlert.objects.create(pulse_id=pulse_id, sent_at=now)
+                return True
+            if recent.sent_at > now - ALERT_INTERVAL:
+                return False
+            PulseAlert.objects.filter(pk=recent.pk).update(sent_at=now, count=F("count") + 1)
+            return True
+    except IntegrityError:  # another process claimed it first
+        return False
+
+
+def alert_pulse_failed(pulse_id: int) -> None:
+    """Send one Telegram alert for a pulse that failed for good; nothing when Telegram is not set up
+    or this pulse was alerted within ALERT_INTERVAL. Never raises for Telegram trouble."""
+    try:
+        config = TelegramConfig.from_settings()
+    except TelegramNotConfigured as exc:
+        logger.warning("telegram_alert_skipped id=%s reason=%s", pulse_id, exc)
+        return
+    if not config.is_configured:
+        return
+    pulse = Pulse.objects.filter(pk=pulse_id).first()
+    if pulse is None:
+        return
+    if not _claim_alert(pulse_id):
+        logger.info("telegram_alert_suppressed id=%s reason=recently_alerted", pulse_id)
+        return
+    try:
+        send_message(format_alert(pulse))
+    except (NotificationFailed, TelegramNotConfigured) as exc:
+        logger.error("telegram_alert_failed id=%s error=%s", pulse_id, exc)
+        return
+    logger.info("telegram_alert_sent id=%s", pulse_id)

@@ -1,0 +1,296 @@
+"""The listener loop: long-poll getUpdates, turn each allowed message into a pulse, then confirm.
+
+Exactly once: Telegram considers an update confirmed when getUpdates is next called with a higher
+offset. The offset only moves past an update after `handlers.handle_message` committed its pulse,
+and the pulse's idempotency key is the update id, so a crash before the commit redelivers the
+update and a crash after it (before the confirmation) redelivers an update that is then skipped.
+
+Errors: network trouble and Bot API 5xx back off exponentially (capped) and recover; 429 waits
+for Telegram's `retry_after`; 409 (another poller on the token, or a webhook) is logged as such and
+retried; a rejected token stops the loop with InvalidBotToken. SIGTERM/SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, close_old_connections
+from telegram import Bot, Message, Update
+from telegram.constants import ChatAction
+from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
+
+from telegram_bridge import handlers
+from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
+from telegram_bridge.handlers import Action, Handled, IncomingMessage
+from telegram_bridge.notify import NotificationFailed, send_parts
+
+logger = logging.getLogger(__name__)
+
+ACK_REACTION = "👀"
+ACK_TIMEOUT_SECONDS = 5.0
+CONFIRM_TIMEOUT_SECONDS = 5.0
+STOPPED = object()
+
+
+class InvalidBotToken(Exception):
+    """Telegram rejected TELEGRAM_BOT_TOKEN (revoked, mistyped): polling cannot go on."""
+
+
+@dataclass
+class PollerOptions:
+    poll_timeout: int = 30
+    batch_limit: int = 100
+    backoff_initial: float = 1.0
+    backoff_cap: float = 60.0
+
+
+class Backoff:
+    """Exponential delays after consecutive failures: initial, 2x, 4x ... capped; reset on success."""
+
+    def __init__(self, *, initial: float, cap: float) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return min(self.initial * 2 ** (self.failures - 1), self.cap)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def _apply_in_thread(message: IncomingMessage, bot_id: int) -> Handled:
+    # A long-running process: drop a connection the database closed or that outlived its age.
+    close_old_connections()
+    return handlers.handle_message(message, bot_id=bot_id)
+
+
+def incoming_message(update: Update) -> IncomingMessage | None:
+    """The text (or caption) message an update carries, or None when it carries none."""
+    message = update.message
+    if message is None:
+        return None
+    text = message.text or message.caption
+    if not text:
+        return None
+    sender = message.from_user.full_name if message.from_user else message.chat.effective_name
+    return IncomingMessage(
+        update_id=update.update_id,
+        chat_id=message.chat.id,
+        message_id=message.message_id,
+        sender=sender or "unknown",
+        text=text,
+        chat_title=message.chat.effective_name or "",
+    )
+
+
+class Poller:
+    def __init__(self, config: TelegramConfig, options: PollerOptions | None = None) -> None:
+        self.config = config
+        self.options = options or PollerOptions()
+        self.backoff = Backoff(initial=self.options.backoff_initial, cap=self.options.backoff_cap)
+        self.allowed_chats = frozenset(config.chat_ids)
+        self.bot_id = 0
+        self._ignored_chats: set[int] = set()
+        self._stop: asyncio.Event | None = None
+
+    def run(self) -> None:
+        """Poll until SIGTERM/SIGINT; raises InvalidBotToken when Telegram rejects the token."""
+        asyncio.run(self._main())
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        bot = make_bot(self.config)
+        try:
+            if await self._connect(bot):
+                await self._poll(bot)
+        finally:
+            with suppress(Exception):
+                await bot.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            logger.info("telegram_listener_stopped bot_id=%s", self.bot_id)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("telegram_listener_stopping signal=%s", signal.Signals(sig).name)
+        self.stop()
+
+    async def _connect(self, bot: Bot) -> bool:
+        """getMe until it answers (backing off through outages); False when stopped first."""
+        while not self.stopping:
+            try:
+                if await self._call(bot.initialize()) is STOPPED:
+                    return False
+            except TelegramError as exc:
+                await self._recover_from(exc, during="getMe")
+                continue
+            self.bot_id = bot.id
+            self.backoff.reset()
+            logger.info(
+                "telegram_listener_started bot_id=%s username=%s chats=%s",
+                bot.id,
+                bot.username,
+                ",".join(str(c) for c in sorted(self.allowed_chats)),
+            )
+            return True
+        return False
+
+    async def _poll(self, bot: Bot) -> None:
+        offset: int | None = None
+        while not self.stopping:
+            try:
+                updates = await self._call(
+                    bot.get_updates(
+                        offset=offset,
+                        limit=self.options.batch_limit,
+                        timeout=self.options.poll_timeout,
+                        allowed_updates=["message"],
+                    )
+                )
+            except TelegramError as exc:
+                await self._recover_from(exc, during="getUpdates")
+                continue
+            if updates is STOPPED:
+                break
+            if self.backoff.failures:
+                logger.info("telegram_recovered after_failures=%s", self.backoff.failures)
+                self.backoff.reset()
+            for update in updates:
+                if self.stopping:
+                    break
+                try:
+                    await self._apply(bot, update)
+                except DatabaseError:
+                    # Not confirmed: the update comes again with the next getUpdates.
+                    delay = self.backoff.next_delay()
+                    logger.exception(
+                        "telegram_database_error update_id=%s retry_in_s=%s", update.update_id, delay
+                    )
+                    await self._sleep(delay)
+                    break
+                offset = update.update_id + 1
+        await self._confirm(bot, offset)
+
+    async def _apply(self, bot: Bot, update: Update) -> None:
+        message = update.message
+        if message is not None and message.chat.id not in self.allowed_chats:
+            if message.chat.id not in self._ignored_chats:
+                self._ignored_chats.add(message.chat.id)
+                logger.warning(
+                    "telegram_chat_ignored chat_id=%s name=%s reason=not_in_TELEGRAM_CHAT_ID",
+                    message.chat.id,
+                    message.chat.effective_name,
+                )
+            return
+        incoming = incoming_message(update)
+        if incoming is None:
+            logger.info("telegram_update_skipped update_id=%s reason=no_text", update.update_id)
+            return
+        handled = await sync_to_async(_apply_in_thread, thread_sensitive=True)(incoming, self.bot_id)
+        await self._acknowledge(bot, message)
+        if handled.reply and handled.action != Action.DUPLICATE:
+            try:
+                await send_parts(bot, [incoming.chat_id], [handled.reply], silent=True)
+            except NotificationFailed as exc:
+                logger.warning("telegram_reply_failed chat_id=%s error=%s", incoming.chat_id, exc)
+
+    async def _acknowledge(self, bot: Bot, message: Message) -> None:
+        """Show the user at once that the message arrived: a reaction, else a typing action."""
+        timeouts: dict[str, Any] = {
+            "read_timeout": ACK_TIMEOUT_SECONDS,
+            "write_timeout": ACK_TIMEOUT_SECONDS,
+            "connect_timeout": ACK_TIMEOUT_SECONDS,
+            "pool_timeout": ACK_TIMEOUT_SECONDS,
+        }
+        try:
+            await bot.set_message_reaction(message.chat.id, message.message_id, ACK_REACTION, **timeouts)
+            return
+        except TelegramError as exc:
+            logger.info("telegram_reaction_failed chat_id=%s error=%s", message.chat.id, exc)
+        try:
+            await bot.send_chat_action(message.chat.id, ChatAction.TYPING, **timeouts)
+        except TelegramError as exc:
+            logger.warning("telegram_ack_failed chat_id=%s error=%s", message.chat.id, exc)
+
+    async def _confirm(self, bot: Bot, offset: int | None) -> None:
+        """On a clean stop, confirm what was applied so a restart does not fetch it again."""
+        if offset is None:
+            return
+        with suppress(TelegramError, TimeoutError):
+            await asyncio.wait_for(
+                bot.get_updates(offset=offset, limit=1, timeout=0), timeout=CONFIRM_TIMEOUT_SECONDS
+            )
+
+    async def _recover_from(self, exc: TelegramError, *, during: str) -> None:
+        """Log what went wrong and wait the right time before the next try; a bad token raises."""
+        if isinstance(exc, InvalidToken):
+            raise InvalidBotToken(
+                # Not exc.message: the library quotes the token there, and tokens stay out of logs.
+                "Telegram rejected TELEGRAM_BOT_TOKEN: the token is wrong or was "
+                "revoked; get the current one from @BotFather and set TELEGRAM_BOT_TOKEN"
+            ) from exc
+        if isinstance(exc, RetryAfter):
+            wait = retry_after_seconds(exc)
+            logger.warning("telegram_rate_limited during=%s retry_after_s=%s", during, wait)
+        elif isinstance(exc, Conflict):
+            wait = self.backoff.next_delay()
+            logger.error(
+                "telegram_conflict during=%s retry_in_s=%s: another listener is polling this bot token "
+                "(or a webhook is set); stop the other one. Telegram said: %s",
+                during,
+                wait,
+                exc.message,
+            )
+        elif isinstance(exc, NetworkError):
+            wait = self.backoff.next_delay()
+            logger.warning(
+                "telegram_unreachable during=%s failures=%s retry_in_s=%s error=%s",
+                during,
+                self.backoff.failures,
+                wait,
+                exc.message,
+            )
+        else:
+            wait = self.backoff.next_delay()
+            logger.error("telegram_error during=%s retry_in_s=%s error=%s", during, wait, exc.message)
+        await self._sleep(wait)
+
+    async def _call(self, call: Awaitable[Any]) -> Any:
+        """Await a Bot API call that a stop request cancels; STOPPED if it was cancelled."""
+        assert self._stop is not None
+        task = asyncio.ensure_future(call)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with suppress(asyncio.CancelledError, TelegramError):
+            await task
+        return STOPPED
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._stop is not None
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)

@@ -1,0 +1,242 @@
+"""The real `run_telegram_listener` process, driving python-telegram-bot against the fake Bot API."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.fake_telegram import FakeTelegram
+from tests.reeve_processes import ReeveHome
+
+pytestmark = pytest.mark.slow
+
+CHAT = 42
+OTHER_CHAT = 777
+
+
+@pytest.fixture
+def home(reeve_home: ReeveHome, fake_telegram: FakeTelegram) -> ReeveHome:
+    reeve_home.extra_env.update(fake_telegram.env(CHAT))
+    return reeve_home
+
+
+def listen(home: ReeveHome, *extra: str, **env: str):
+    return home.start("run_telegram_listener", "--poll-timeout", "5", "--backoff-cap", "4", *extra, **env)
+
+
+def telegram_pulses(home: ReeveHome) -> list[dict]:
+    rows = home.query(
+        "SELECT id, prompt, priority, source, tags, session_id, idempotency_key, status "
+        "FROM pulses WHERE source = 'telegram' ORDER BY id"
+    )
+    keys = ("id", "prompt", "priority", "source", "tags", "session_id", "idempotency_key", "status")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def wait_for_pulses(home: ReeveHome, count: int, *, timeout: float = 60) -> list[dict]:
+    home.wait_for(lambda: len(telegram_pulses(home)) >= count, timeout=timeout, what=f"{count} pulse(s)")
+    return telegram_pulses(home)
+
+
+def served(fake: FakeTelegram, status: int) -> bool:
+    return any(c.status == status for c in fake.calls_to("getUpdates"))
+
+
+def stop(proc) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+def test_a_message_from_an_allowed_chat_becomes_one_critical_pulse_and_is_acknowledged(home, fake_telegram):
+    listener = listen(home)
+    update_id = fake_telegram.send_text(CHAT, "remind me to water the plants", name="Ada")
+
+    [pulse] = wait_for_pulses(home, 1)
+
+    assert pulse["prompt"] == "Telegram message from Ada Lovelace: remind me to water the plants"
+    assert pulse["priority"] == "critical"
+    assert json.loads(pulse["tags"]) == ["telegram", "user_message"]
+    assert pulse["idempotency_key"] == f"telegram:{fake_telegram.bot_id}:{update_id}"
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("setMessageReaction"), what="a reaction")
+    reaction = fake_telegram.calls_to("setMessageReaction")[0].params
+    assert int(reaction["chat_id"]) == CHAT
+    fake_telegram.wait_for(lambda: update_id not in fake_telegram.pending_update_ids, what="confirmation")
+    assert stop(listener) == 0
+    assert "telegram_listener_stopped" in home.output(listener)
+
+
+def test_messages_from_other_chats_are_ignored_and_logged_once(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.send_text(OTHER_CHAT, "let me in", name="Mallory")
+    fake_telegram.send_text(OTHER_CHAT, "please", name="Mallory")
+    fake_telegram.send_text(CHAT, "hello", name="Ada")
+
+    [pulse] = wait_for_pulses(home, 1)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, timeout=30, what="all confirmed")
+    assert stop(listener) == 0
+
+    assert pulse["prompt"].endswith(": hello")
+    assert home.output(listener).count(f"telegram_chat_ignored chat_id={OTHER_CHAT}") == 1
+    assert all(int(c.params["chat_id"]) == CHAT for c in fake_telegram.calls_to("setMessageReaction"))
+
+
+def test_a_caption_and_a_4000_character_message_become_pulses_and_a_sticker_does_not(home, fake_telegram):
+    listener = listen(home)
+    long_text = ("All work and no play makes Jack a dull boy. " * 100)[:4000]
+    fake_telegram.send_sticker(CHAT)
+    fake_telegram.send_text(CHAT, "look at this sunset", caption=True)
+    fake_telegram.send_text(CHAT, long_text)
+
+    first, second = wait_for_pulses(home, 2)
+    assert stop(listener) == 0
+
+    assert first["prompt"] == "Telegram message from Ada Lovelace: look at this sunset"
+    assert second["prompt"] == f"Telegram message from Ada Lovelace: {long_text}"
+    assert len(telegram_pulses(home)) == 2
+
+
+def test_a_follow_up_resumes_the_session_the_worker_stored_and_new_starts_afresh(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.send_text(CHAT, "what is on my calendar today?")
+    [first] = wait_for_pulses(home, 1)
+    home.manage("run_pulse_worker", "--once")
+    [(session,)] = home.query("SELECT session_id FROM pulses WHERE id = ?", (first["id"],))
+    assert session
+
+    fake_telegram.send_text(CHAT, "and tomorrow?")
+    second = wait_for_pulses(home, 2)[1]
+    assert second["session_id"] == session
+    home.manage("run_pulse_worker", "--once")
+    resumed = [start for start in home.agent_starts() if start["resume"]]
+    assert [start["resume"] for start in resumed] == [session]
+
+    fake_telegram.send_text(CHAT, "/new")
+    fake_telegram.wait_for(
+        lambda: any("fresh conversation" in text for text in fake_telegram.sent_texts), what="/new reply"
+    )
+    fake_telegram.send_text(CHAT, "something else entirely")
+    third = wait_for_pulses(home, 3)[2]
+    assert third["session_id"] == ""
+    assert third["prompt"].endswith(": something else entirely")
+
+    fake_telegram.send_text(CHAT, "/new plan my week")
+    fourth = wait_for_pulses(home, 4)[3]
+    assert fourth["session_id"] == ""
+    assert fourth["prompt"].endswith(": plan my week")
+    assert stop(listener) == 0
+
+
+@pytest.mark.parametrize("when", ["right after the batch arrived", "after committing, before confirming"])
+def test_a_listener_killed_between_receiving_and_confirming_a_batch_loses_and_doubles_nothing(
+    home, fake_telegram, when
+):
+    listener = listen(home)
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("getUpdates"), what="the first poll")
+    fake_telegram.hold_confirmation()
+    update_ids = [fake_telegram.send_text(CHAT, f"message number {n}") for n in range(25)]
+
+    if when == "right after the batch arrived":
+        assert fake_telegram.delivered.wait(timeout=60)
+    else:
+        assert fake_telegram.confirmation_held.wait(timeout=60)
+        assert len(telegram_pulses(home)) == 25  # committed, yet Telegram still holds the batch
+    listener.send_signal(signal.SIGKILL)
+    listener.wait(timeout=10)
+    fake_telegram.release()
+    assert fake_telegram.pending_update_ids == update_ids  # nothing was confirmed
+
+    restarted = listen(home)
+    wait_for_pulses(home, 25)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, what="the batch confirmed")
+    assert stop(restarted) == 0
+
+    pulses = telegram_pulses(home)
+    assert sorted(p["idempotency_key"] for p in pulses) == sorted(
+        f"telegram:{fake_telegram.bot_id}:{u}" for u in update_ids
+    )
+    assert sorted(p["prompt"] for p in pulses) == sorted(
+        f"Telegram message from Ada Lovelace: message number {n}" for n in range(25)
+    )
+    assert len(fake_telegram.deliveries) >= 2  # the batch really was delivered twice
+
+
+def test_bad_gateway_errors_back_off_and_the_listener_recovers_by_itself(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.send_text(CHAT, "before the outage")
+    wait_for_pulses(home, 1)
+    fake_telegram.fail(502, times=3, methods=("getUpdates",))
+    fake_telegram.wait_for(lambda: served(fake_telegram, 502), what="the outage")
+    fake_telegram.send_text(CHAT, "during the outage")
+
+    wait_for_pulses(home, 2, timeout=90)
+    assert stop(listener) == 0
+
+    failed = [c.at for c in fake_telegram.calls_to("getUpdates") if c.status == 502]
+    retry = next(c.at for c in fake_telegram.calls_to("getUpdates") if c.at > failed[-1])
+    gaps = [b - a for a, b in zip([*failed, retry], [*failed, retry][1:], strict=False)]
+    assert len(failed) == 3
+    assert gaps[0] >= 0.9 and gaps[1] >= 1.9 and gaps[2] >= 3.9  # 1 s, 2 s, 4 s
+    log = home.output(listener)
+    assert log.count("telegram_unreachable") == 3
+    assert "telegram_recovered after_failures=3" in log
+
+
+def test_a_429_waits_for_telegrams_retry_after(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("getUpdates"), what="the first poll")
+    fake_telegram.fail(429, times=1, retry_after=3, methods=("getUpdates",))
+    fake_telegram.wait_for(lambda: served(fake_telegram, 429), what="the 429")
+    fake_telegram.send_text(CHAT, "are you there?")
+
+    wait_for_pulses(home, 1, timeout=60)
+    assert stop(listener) == 0
+
+    calls = fake_telegram.calls_to("getUpdates")
+    limited = next(i for i, c in enumerate(calls) if c.status == 429)
+    assert calls[limited + 1].at - calls[limited].at >= 2.9
+    assert "telegram_rate_limited during=getUpdates retry_after_s=3.0" in home.output(listener)
+
+
+def test_a_409_conflict_is_reported_as_another_poller_and_polling_resumes(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("getUpdates"), what="the first poll")
+    fake_telegram.fail(409, times=2, methods=("getUpdates",))
+    fake_telegram.wait_for(lambda: served(fake_telegram, 409), what="the conflict")
+    fake_telegram.send_text(CHAT, "still there?")
+
+    wait_for_pulses(home, 1, timeout=60)
+    assert stop(listener) == 0
+
+    log = home.output(listener)
+    assert log.count("telegram_conflict") == 2
+    assert "another listener is polling this bot token" in log
+    assert "terminated by other getUpdates request" in log
+
+
+def test_an_invalid_token_stops_the_listener_with_an_error_naming_the_variable(home, fake_telegram):
+    listener = listen(home, TELEGRAM_BOT_TOKEN="999:not-the-token")
+
+    assert listener.wait(timeout=60) != 0
+    output = home.output(listener)
+    assert "TELEGRAM_BOT_TOKEN" in output
+    assert "not-the-token" not in output
+    assert "Traceback" not in output
+
+
+def test_a_token_revoked_while_running_stops_the_listener(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("getUpdates"), what="the first poll")
+    fake_telegram.fail(401, methods=("getUpdates",))
+
+    assert listener.wait(timeout=60) != 0
+    assert "TELEGRAM_BOT_TOKEN" in home.output(listener)
+
+
+def test_the_listener_refuses_to_start_without_a_chat_id(home, fake_telegram):
+    home.extra_env["TELEGRAM_CHAT_ID"] = ""
+    result = home.manage("run_telegram_listener", check=False)
+
+    assert result.returncode != 0
+    assert "TELEGRAM_CHAT_ID" in result.stderr
