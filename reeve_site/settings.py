@@ -159,6 +159,8 @@ PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=1.0)
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.list("TELEGRAM_CHAT_ID", default=[])
 TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
+# Called by the worker with the pulse id when a pulse fails for good (retries exhausted).
+PULSE_FAILURE_HOOKS = ["telegram_bridge.alerts.alert_pulse_failed"]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FILE = env.str("LOG_FILE", default=str(REEVE_HOME / "logs" / "daemon.log"))

@@ -20,3 +20,22 @@ def fake_agent(settings, tmp_path):
     settings.HAPI_COMMAND = FAKE_AGENT_COMMAND
     settings.REEVE_DESK_PATH = desk
     return tmp_path
+
+
+@pytest.fixture
+def fake_telegram():
+    """A fake Telegram Bot API server on 127.0.0.1 (tests/fake_telegram.py), stopped afterwards."""
+    from tests.fake_telegram import FakeTelegram
+
+    fake = FakeTelegram().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def telegram_settings(settings, fake_telegram):
+    """Point this process's Telegram settings at the fake server, with chat 42 allowed."""
+    settings.TELEGRAM_API_BASE_URL = fake_telegram.base_url
+    settings.TELEGRAM_BOT_TOKEN = fake_telegram.token
+    settings.TELEGRAM_CHAT_ID = ["42"]
+    return fake_telegram
