@@ -1,14 +1,16 @@
 """Runs the agent CLI for one pulse and says what came of it. No ORM here.
 
 The agent runs without a shell, in the Desk, in a process group of its own, so a timeout or a
-shutdown can kill it with everything it started. It also dies with its worker: the kernel sends it
-SIGKILL when the worker goes (PR_SET_PDEATHSIG), and the worker's reaper kills the rest of its group.
+shutdown can kill it with everything it started. It also dies with its worker: the worker's reaper
+process (pulses/reaper.py) kills every registered group when the worker's end of its pipe closes.
+
+The group is made with `process_group=0` rather than a new session or a preexec_fn, which keeps
+CPython on its vfork() path: spawning costs ~0.2 ms instead of ~6-9 ms for a full fork of the worker.
 """
 
 from __future__ import annotations
 
 import collections
-import ctypes
 import logging
 import os
 import shlex
@@ -33,17 +35,6 @@ MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keepin
 TAIL_BYTES = 16 * 1024
 KILL_GRACE_SECONDS = 3.0
 RESUME_REJECTED = "no conversation found"
-
-_PR_SET_PDEATHSIG = 1
-try:
-    _libc = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:  # not glibc Linux: the reaper alone covers a dead worker
-    _libc = None
-
-
-def _die_with_parent() -> None:
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -227,8 +218,7 @@ class Executor:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
+            process_group=0,
         )
         if self.reaper:
             self.reaper.watch(proc.pid)
@@ -241,28 +231,34 @@ class Executor:
             proc.pid,
             bool(resume and request.session_id),
         )
-        reader = StreamReader(on_session=on_session)
-        out_thread = threading.Thread(
-            target=_pump_stdout, args=(proc.stdout, reader, run.stdout_tail), daemon=True
-        )
+        # The stream is read on this thread, so `on_session` runs here too (with this thread's
+        # database connection); a watchdog thread waits for the agent and enforces the timeout.
         err_thread = threading.Thread(target=_pump, args=(proc.stderr, run.stderr_tail), daemon=True)
-        out_thread.start()
+        watchdog = threading.Thread(target=self._watch, args=(run, request.pulse_id), daemon=True)
         err_thread.start()
-        try:
-            proc.wait(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            run.timed_out = True
-            logger.error("agent_timeout pulse=%s pid=%s after_s=%s", request.pulse_id, proc.pid, self.timeout)
-            _kill_groups([proc])
-        # Whatever the agent left behind in its group (background children) ends with the run.
-        _signal_group(proc.pid, signal.SIGKILL)
-        out_thread.join(timeout=5)
+        watchdog.start()
+        reader = StreamReader(on_session=on_session)
+        _pump_stdout(proc.stdout, reader, run.stdout_tail)
+        watchdog.join()
         err_thread.join(timeout=5)
         with self._lock:
             self._running.pop(proc.pid, None)
         if self.reaper:
             self.reaper.forget(proc.pid)
         return _outcome(run, reader, started=started, timeout=self.timeout)
+
+    def _watch(self, run: _Run, pulse_id: int | None) -> None:
+        """Wait for the agent; on timeout kill its group. Then kill whatever it left in the group,
+        which also closes the stdout pipe a background child might hold open."""
+        proc = run.proc
+        try:
+            proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            run.timed_out = True
+            logger.error("agent_timeout pulse=%s pid=%s after_s=%s", pulse_id, proc.pid, self.timeout)
+            _kill_groups([proc])
+            proc.wait()
+        _signal_group(proc.pid, signal.SIGKILL)
 
 
 def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: float) -> AttemptOutcome:

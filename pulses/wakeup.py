@@ -37,7 +37,8 @@ class Waiter:
         """Wake the waiting thread from inside this process."""
         self._event.set()
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float, *, local_only: bool = False) -> None:
+        """Return on a poke, on a change committed elsewhere (unless `local_only`), or after `timeout`."""
         self._event.wait(timeout)
         self._event.clear()
 
@@ -56,7 +57,10 @@ class SqliteWaiter(Waiter):
     def _data_version(self) -> int:
         return self._conn.execute("PRAGMA data_version").fetchone()[0]
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float, *, local_only: bool = False) -> None:
+        if local_only:
+            super().wait(timeout)
+            return
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()

@@ -128,6 +128,11 @@ class Worker:
             if opts.once and not claimed and not self._running and not self._due_now():
                 break
             timeout = min(next_renew, next_recover, next_heartbeat) - time.monotonic()
+            if len(self._running) >= opts.concurrency:
+                # Every slot is busy: only a finishing run (a local poke) can let us claim more, so
+                # other processes' commits need not wake us.
+                self._waiter.wait(max(timeout, 0.0), local_only=True)
+                continue
             if not claimed:
                 timeout = min(timeout, self._until_next_due())
             self._waiter.wait(max(timeout, 0.0))
@@ -176,10 +181,12 @@ class Worker:
     # --- one pulse, on a pool thread -----------------------------------------------------------
     def _execute(self, pulse: Pulse) -> None:
         try:
-            outcome = self.executor.run(
-                _request(pulse),
-                on_session=lambda sid: queue.record_session(pulse.pk, worker=self.name, session_id=sid),
-            )
+
+            def on_session(session_id: str) -> None:
+                if session_id != pulse.session_id:  # a resume announces the session it already has
+                    queue.record_session(pulse.pk, worker=self.name, session_id=session_id)
+
+            outcome = self.executor.run(_request(pulse), on_session=on_session)
             if outcome.interrupted:
                 queue.release(pulse.pk, worker=self.name, outcome=outcome)
                 return

@@ -3,17 +3,21 @@
 prompt (or FAKE_AGENT_MODE). Each start is appended as one JSON line to $FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
-reject_resume, sleep:SECONDS, noise.
+reject_resume, sleep:SECONDS, noise, mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call Reeve's
+schedule_pulse tool with resume_current_session through its MCP server; see tests/fake_agent_mcp.py).
 """
 
-import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
-import uuid
+
+STARTED = time.time()  # first thing: "the agent started" for latency measurements
+
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import uuid  # noqa: E402
 
 
 def emit(event):
@@ -52,8 +56,64 @@ def result(session_id, text, *, is_error=False, errors=None):
     emit(event)
 
 
+def mcp_schedule(session_id, delay, *, bare):
+    """Schedule a follow-up of this session through Reeve's MCP server, as the real agent would."""
+    arguments = {
+        "prompt": "Follow up on the first run",
+        "when": f"in {int(delay)} seconds" if delay else "now",
+        "resume_current_session": True,
+        "tags": ["follow-up"],
+    }
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session_id,
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "tool_2",
+                        "name": "mcp__reeve__schedule_pulse",
+                        "input": arguments,
+                    }
+                ]
+            },
+        }
+    )
+    # This script runs under `python -S`; the MCP client needs site-packages, so it runs apart.
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_agent_mcp.py")
+    argv = [sys.executable, helper, "schedule_pulse", json.dumps(arguments)]
+    argv += ["--bare-env"] if bare else []
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        result(session_id, "the MCP client failed", is_error=True, errors=[proc.stderr[-3000:]])
+        return 1
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    emit(
+        {
+            "type": "user",
+            "session_id": session_id,
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tool_2",
+                        "content": outcome["text"],
+                        "is_error": outcome["is_error"],
+                    }
+                ]
+            },
+        }
+    )
+    if outcome["is_error"]:
+        result(session_id, "schedule_pulse failed", is_error=True, errors=[outcome["text"]])
+        return 0
+    result(session_id, f"Scheduled follow-up pulse #{outcome['structured']['id']}")
+    return 0
+
+
 def main():
-    started = time.time()
+    started = STARTED
     resume, prompt = parse_argv(sys.argv[1:])
     match = re.search(r"\bmode=(\w+)(?::(\S+))?", prompt)
     mode, arg = (
@@ -110,6 +170,8 @@ def main():
             "message": {"content": [{"type": "tool_result", "tool_use_id": "tool_1", "content": "notes.md"}]},
         }
     )
+    if mode in ("mcp_schedule", "mcp_schedule_bare"):
+        return mcp_schedule(session_id, arg, bare=mode == "mcp_schedule_bare")
     if mode == "error_result":
         result(
             session_id, "I could not finish", is_error=True, errors=["Tool Bash failed: permission denied"]

@@ -1,0 +1,157 @@
+"""Worker benchmark on SQLite: dispatch latency and drain throughput. Prints figures; asserts nothing.
+
+    uv run python bench/bench_worker.py [--pulses 30] [--drain 400] [--concurrency 4]
+
+Dispatch latency: a pulse is committed by this process (another process than the worker); the clock
+stops when the agent's own code starts (the fake agent logs time.time() as its first act), so the
+figure includes the agent interpreter's start-up, measured separately as a baseline.
+Drain throughput: N due pulses, the no-op shell agent (bench/noop_agent.sh), one worker at the given
+concurrency, from the first claim to the last finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+FAKE_AGENT = f"{sys.executable} -S {ROOT / 'tests' / 'fake_agent.py'}"
+NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
+
+
+def configure(home: Path) -> dict[str, str]:
+    env = {
+        "DJANGO_SETTINGS_MODULE": "reeve_site.settings",
+        "REEVE_IGNORE_DOTENV": "1",
+        "REEVE_HOME": str(home),
+        "PULSE_DB_PATH": str(home / "pulse_queue.db"),
+        "LOG_FILE": os.environ.get("BENCH_LOG_FILE", str(home / "daemon.log")),
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        "REEVE_DESK_PATH": str(home),
+        "SECRET_KEY": "bench",
+        "FAKE_AGENT_LOG": str(home / "agent.log"),
+        "NOOP_AGENT_LOG": str(home / "noop.log"),
+    }
+    os.environ.update(env)
+    return {**os.environ, **env}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def agent_starts(path: Path) -> dict[str, float]:
+    if not path.exists():
+        return {}
+    return {r["pulse_id"]: r["t"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def interpreter_baseline(runs: int = 10) -> float:
+    samples = []
+    for _ in range(runs):
+        began = time.time()
+        out = subprocess.run(
+            [sys.executable, "-S", "-c", "import time; print(time.time())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        samples.append((float(out.stdout) - began) * 1000)
+    return statistics.median(samples)
+
+
+def bench_latency(env: dict[str, str], home: Path, pulses: int) -> list[float]:
+    from pulses import queue
+
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "run_pulse_worker"], cwd=ROOT, env={**env, "HAPI_COMMAND": FAKE_AGENT}
+    )
+    time.sleep(3)  # let it start and go idle
+    latencies = []
+    try:
+        for i in range(pulses):
+            pulse = queue.schedule(prompt=f"mode=noop latency {i}", priority="high").pulse
+            committed = time.time()
+            deadline = committed + 10
+            while (started := agent_starts(home / "agent.log").get(str(pulse.pk))) is None:
+                if time.time() > deadline:
+                    raise SystemExit(f"pulse {pulse.pk} did not start within 10 s")
+                time.sleep(0.002)
+            latencies.append((started - committed) * 1000)
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    return latencies
+
+
+def bench_drain(env: dict[str, str], home: Path, count: int, concurrency: int) -> tuple[float, Counter]:
+    from django.db.models import Max, Min
+
+    from pulses import queue
+    from pulses.models import Pulse
+
+    Pulse.objects.all().delete()
+    for i in range(count):
+        queue.schedule(prompt=f"drain {i}", priority=["critical", "high", "normal", "low"][i % 4])
+    began = time.time()
+    subprocess.run(
+        [sys.executable, "manage.py", "run_pulse_worker", "--once", "--concurrency", str(concurrency)],
+        cwd=ROOT,
+        env={**env, "HAPI_COMMAND": NOOP_AGENT},
+        check=True,
+    )
+    wall = time.time() - began
+    span = Pulse.objects.aggregate(first=Min("executed_at"), last=Max("finished_at"))
+    seconds = (span["last"] - span["first"]).total_seconds()
+    done = Pulse.objects.filter(status="completed").count()
+    runs = Counter((home / "noop.log").read_text().split())
+    print(f"  wall time incl. worker start-up: {wall:.2f} s; completed {done}/{count}")
+    return count / seconds, runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pulses", type=int, default=40, help="pulses for the latency run (>= 30)")
+    parser.add_argument("--drain", type=int, default=400, help="pulses for the throughput run (>= 200)")
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="reeve-bench-") as tmp:
+        home = Path(tmp)
+        env = configure(home)
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        import django
+
+        django.setup()
+        baseline = interpreter_baseline()
+        latencies = bench_latency(env, home, args.pulses)
+        print(
+            f"dispatch latency over {len(latencies)} pulses (commit in another process -> agent code runs):"
+        )
+        print(
+            f"  p50 {percentile(latencies, 50):.1f} ms   p99 {percentile(latencies, 99):.1f} ms   "
+            f"max {max(latencies):.1f} ms"
+        )
+        print(f"  of which agent interpreter start-up (python -S, median): {baseline:.1f} ms")
+        rate, runs = bench_drain(env, home, args.drain, args.concurrency)
+        once = sum(1 for n in runs.values() if n == 1)
+        print(
+            f"drain throughput: {rate:.0f} pulses/s ({args.drain} pulses, no-op agent, "
+            f"concurrency {args.concurrency}); ran exactly once: {once}/{args.drain}"
+        )
+
+
+if __name__ == "__main__":
+    main()

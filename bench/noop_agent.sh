@@ -1,0 +1,6 @@
+#!/bin/sh
+# A no-op agent for throughput benchmarks: real stream-json (init, result), exit 0, in microseconds.
+# Appends the pulse id to $NOOP_AGENT_LOG so the benchmark can check each pulse ran exactly once.
+[ -n "${NOOP_AGENT_LOG:-}" ] && echo "${REEVE_PULSE_ID:-}" >>"$NOOP_AGENT_LOG"
+echo '{"type":"system","subtype":"init","session_id":"noop-session"}'
+echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"noop-session","num_turns":1}'
