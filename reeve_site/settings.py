@@ -98,13 +98,17 @@ TEMPLATES = [
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
-    DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+    # Long-lived worker threads keep their connection; a broken one is noticed and replaced.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     PULSE_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": PULSE_DB_PATH,
+            # A local file: keep each thread's connection open (opening one costs more than a claim).
+            "CONN_MAX_AGE": None,
             "OPTIONS": {
                 # Every transaction takes the write lock up front (BEGIN IMMEDIATE), so two
                 # processes never deadlock upgrading a read lock; writers wait instead of failing.
