@@ -1,0 +1,226 @@
+"""The Desk's agent configuration for Reeve's MCP server: `.mcp.json` and `.claude/settings.json`.
+
+Claude Code (and Hapi, its front end) reads project MCP servers from `.mcp.json` in the directory it
+runs in, and their approval plus the tool permissions from `.claude/settings.json` (and the
+personal `.claude/settings.local.json`). A non-interactive run cannot ask the user, so the tools
+must be allowed there up front. Writing merges: other servers, permissions and keys are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from pulses.agent_tools import TOOL_NAMES
+
+SERVER_NAME = "reeve"
+MCP_JSON = ".mcp.json"
+CLAUDE_SETTINGS = Path(".claude") / "settings.json"
+CLAUDE_LOCAL_SETTINGS = Path(".claude") / "settings.local.json"
+FIX = "run `./reeve mcp_config --write` (manage.py mcp_config --write)"
+
+
+class DeskConfigError(Exception):
+    """A Desk configuration file exists but cannot be read as a JSON object; it is left untouched."""
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path
+    changed: bool
+
+
+def launch_command() -> tuple[str, list[str]]:
+    """How an MCP client starts this checkout's server: its .venv python, else `uv run`."""
+    root = Path(settings.BASE_DIR)
+    manage = str(root / "manage.py")
+    venv_python = root / ".venv" / "bin" / "python"
+    if venv_python.exists():
+        # Not resolved: the venv's python finds its site-packages through this path.
+        return str(venv_python), [manage, "mcp_server"]
+    if uv := shutil.which("uv"):
+        return uv, ["run", "--frozen", "--project", str(root), "python", manage, "mcp_server"]
+    return sys.executable, [manage, "mcp_server"]
+
+
+def server_entry() -> dict[str, Any]:
+    command, args = launch_command()
+    return {"type": "stdio", "command": command, "args": args}
+
+
+def permissions() -> list[str]:
+    """Claude Code permission rules that allow each of Reeve's tools."""
+    return [f"mcp__{SERVER_NAME}__{name}" for name in TOOL_NAMES]
+
+
+def mcp_json() -> dict[str, Any]:
+    return {"mcpServers": {SERVER_NAME: server_entry()}}
+
+
+def claude_settings() -> dict[str, Any]:
+    return {"enabledMcpjsonServers": [SERVER_NAME], "permissions": {"allow": permissions()}}
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, None when the file does not exist."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DeskConfigError(f"{path} cannot be read: {exc}") from None
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise DeskConfigError(f"{path} is not valid JSON ({exc}); fix or remove it first") from None
+    if not isinstance(data, dict):
+        raise DeskConfigError(f"{path} holds JSON but not an object; fix or remove it first")
+    return data
+
+
+def _object(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = parent.setdefault(key, {})
+    if not isinstance(value, dict):
+        raise DeskConfigError(f"{path}: '{key}' is not a JSON object; fix or remove it first")
+    return value
+
+
+def _list(parent: dict[str, Any], key: str, path: Path) -> list[Any]:
+    value = parent.setdefault(key, [])
+    if not isinstance(value, list):
+        raise DeskConfigError(f"{path}: '{key}' is not a JSON list; fix or remove it first")
+    return value
+
+
+def merged_mcp_json(existing: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`existing` with Reeve's server entry set; other servers untouched."""
+    merged = json.loads(json.dumps(existing))
+    _object(merged, "mcpServers", path)[SERVER_NAME] = server_entry()
+    return merged
+
+
+def merged_settings(existing: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`existing` with Reeve's server enabled and its tools allowed; other keys untouched."""
+    merged = json.loads(json.dumps(existing))
+    enabled = _list(merged, "enabledMcpjsonServers", path)
+    if SERVER_NAME not in enabled:
+        enabled.append(SERVER_NAME)
+    if isinstance(merged.get("disabledMcpjsonServers"), list):
+        merged["disabledMcpjsonServers"] = [s for s in merged["disabledMcpjsonServers"] if s != SERVER_NAME]
+    allow = _list(_object(merged, "permissions", path), "allow", path)
+    allow.extend(rule for rule in permissions() if rule not in allow)
+    return merged
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> bool:
+    """Write `data` atomically; False (and nothing written) when the file already holds it."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def write_desk_config(desk: Path) -> list[WrittenFile]:
+    """Merge Reeve's server into `desk`/.mcp.json and its approval and permissions into
+    `desk`/.claude/settings.json. Both files are read first, so a bad one stops before any write."""
+    if not desk.is_dir():
+        raise DeskConfigError(f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH")
+    mcp_path, settings_path = desk / MCP_JSON, desk / CLAUDE_SETTINGS
+    new_mcp = merged_mcp_json(_read(mcp_path) or {}, mcp_path)
+    new_settings = merged_settings(_read(settings_path) or {}, settings_path)
+    return [
+        WrittenFile(mcp_path, _write_json(mcp_path, new_mcp)),
+        WrittenFile(settings_path, _write_json(settings_path, new_settings)),
+    ]
+
+
+def _allowed(rule: str, rules: list[Any]) -> bool:
+    server = f"mcp__{SERVER_NAME}"
+    return any(r in (rule, server, f"{server}__*") for r in rules)
+
+
+def desk_problems(desk: Path | None = None) -> list[str]:
+    """What keeps the agent in `desk` (default REEVE_DESK_PATH) from using Reeve's tools."""
+    desk = Path(desk or settings.REEVE_DESK_PATH)
+    if not desk.is_dir():
+        return [f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH"]
+    problems: list[str] = []
+    mcp_path = desk / MCP_JSON
+    try:
+        servers = (_read(mcp_path) or {}).get("mcpServers")
+    except DeskConfigError as exc:
+        problems.append(str(exc))
+        servers = {}
+    entry = servers.get(SERVER_NAME) if isinstance(servers, dict) else None
+    if not isinstance(entry, dict):
+        problems.append(f"{mcp_path} has no '{SERVER_NAME}' MCP server: {FIX}")
+    else:
+        problems.extend(_entry_problems(entry, mcp_path))
+    allow: list[Any] = []
+    deny: list[Any] = []
+    enabled = False
+    disabled = False
+    for path in (desk / CLAUDE_SETTINGS, desk / CLAUDE_LOCAL_SETTINGS):
+        try:
+            data = _read(path) or {}
+        except DeskConfigError as exc:
+            problems.append(str(exc))
+            continue
+        perms = data.get("permissions") if isinstance(data.get("permissions"), dict) else {}
+        allow += perms.get("allow") if isinstance(perms.get("allow"), list) else []
+        deny += perms.get("deny") if isinstance(perms.get("deny"), list) else []
+        servers_on = data.get("enabledMcpjsonServers")
+        enabled |= data.get("enableAllProjectMcpServers") is True
+        enabled |= isinstance(servers_on, list) and SERVER_NAME in servers_on
+        servers_off = data.get("disabledMcpjsonServers")
+        disabled |= isinstance(servers_off, list) and SERVER_NAME in servers_off
+    settings_path = desk / CLAUDE_SETTINGS
+    if disabled:
+        problems.append(f"the '{SERVER_NAME}' MCP server is listed in disabledMcpjsonServers: {FIX}")
+    elif not enabled:
+        problems.append(f"{settings_path} does not enable the '{SERVER_NAME}' MCP server: {FIX}")
+    missing = [rule for rule in permissions() if not _allowed(rule, allow)]
+    if missing:
+        problems.append(f"{settings_path} does not allow {', '.join(missing)}: {FIX}")
+    denied = [rule for rule in permissions() if _allowed(rule, deny)]
+    if denied:
+        problems.append(
+            f"the Desk's Claude settings deny {', '.join(denied)}: remove them from permissions.deny"
+        )
+    return problems
+
+
+def _entry_problems(entry: dict[str, Any], path: Path) -> list[str]:
+    command, args = entry.get("command"), entry.get("args")
+    if not isinstance(command, str) or not isinstance(args, list):
+        return [f"{path}: the '{SERVER_NAME}' server has no command and args: {FIX}"]
+    problems = []
+    if not (Path(command).is_file() and os.access(command, os.X_OK)) and shutil.which(command) is None:
+        problems.append(f"{path}: the '{SERVER_NAME}' server's command {command} is not executable: {FIX}")
+    manage = str(Path(settings.BASE_DIR) / "manage.py")
+    if manage not in args or "mcp_server" not in args:
+        problems.append(
+            f"{path}: the '{SERVER_NAME}' server does not run {manage} mcp_server (this checkout): {FIX}"
+        )
+    return problems

@@ -1,0 +1,39 @@
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses import desk_config
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the MCP server entry (.mcp.json) and the Desk permission list (.claude/settings.json) "
+        "that let Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk."
+    )
+    requires_system_checks: list = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--write",
+            action="store_true",
+            help="merge the entries into the Desk's files, keeping everything else in them",
+        )
+        parser.add_argument("--desk", type=Path, help="the Desk directory (default: REEVE_DESK_PATH)")
+
+    def handle(self, *args, **options):
+        desk = (options["desk"] or Path(settings.REEVE_DESK_PATH)).expanduser()
+        if options["write"]:
+            try:
+                written = desk_config.write_desk_config(desk)
+            except desk_config.DeskConfigError as exc:
+                raise CommandError(str(exc)) from None
+            for item in written:
+                self.stdout.write(f"{'Updated' if item.changed else 'Up to date'}: {item.path}")
+            return
+        self.stdout.write(f"# {desk / desk_config.MCP_JSON}")
+        self.stdout.write(json.dumps(desk_config.mcp_json(), indent=2))
+        self.stdout.write(f"# {desk / desk_config.CLAUDE_SETTINGS}")
+        self.stdout.write(json.dumps(desk_config.claude_settings(), indent=2, ensure_ascii=False))
+        self.stdout.write("# write both into the Desk (merging with what is there): mcp_config --write")

@@ -1,0 +1,27 @@
+import logging
+import sys
+
+from django.core.management.base import BaseCommand
+
+from pulses.mcp_server import serve
+
+
+def _logs_to_stderr() -> None:
+    """stdout carries the MCP protocol only: console log handlers move to stderr (LOG_FILE stays)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if handler.stream in (sys.stdout, sys.__stdout__):
+                handler.setStream(sys.stderr)
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve the agent's tools over MCP on stdin/stdout: schedule_pulse, list_upcoming_pulses, "
+        "cancel_pulse, reschedule_pulse, send_notification. Started by the agent (Claude Code / Hapi) "
+        "from the Desk's .mcp.json; see `mcp_config`."
+    )
+    requires_system_checks: list = []
+
+    def handle(self, *args, **options):
+        _logs_to_stderr()
+        serve()
