@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Coroutine
@@ -22,6 +23,10 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 T = TypeVar("T")
+
+# Opt in to python-telegram-bot's coming behaviour (time periods as timedelta) now: without it every
+# 429 prints a deprecation warning, and retry_after_seconds below reads both forms anyway.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 # Seconds the HTTP client waits beyond the long-poll timeout before it calls the poll lost.
 POLL_READ_MARGIN = 10.0

@@ -66,13 +66,20 @@ def split_command(text: str) -> tuple[str, str]:
     return head.split("@", 1)[0].lower(), rest[0].strip() if rest else ""
 
 
+def _applied(chat: TelegramChat, message: IncomingMessage, *, bot_id: int) -> None:
+    chat.bot_id = bot_id
+    chat.last_update_id = message.update_id
+    chat.title = message.chat_title[:200]
+    chat.save(update_fields=["last_pulse", "bot_id", "last_update_id", "title", "updated_at"])
+
+
 def handle_message(message: IncomingMessage, *, bot_id: int) -> Handled:
     """Apply one message from an allowed chat: schedule its pulse (resuming the chat's session) or,
     for `/new`, forget the session. Idempotent: applying the same update again changes nothing."""
     key = idempotency_key(bot_id=bot_id, update_id=message.update_id)
     with transaction.atomic():
         chat, _ = TelegramChat.objects.select_for_update().get_or_create(chat_id=message.chat_id)
-        if message.update_id <= chat.last_update_id:
+        if chat.bot_id == bot_id and message.update_id <= chat.last_update_id:
             pulse = Pulse.objects.filter(idempotency_key=key).first()
             return Handled(Action.DUPLICATE, pulse_id=pulse.pk if pulse else None)
         command, rest = split_command(message.text)
@@ -82,9 +89,7 @@ def handle_message(message: IncomingMessage, *, bot_id: int) -> Handled:
             session_id = ""
             if not rest:
                 chat.last_pulse = None
-                chat.last_update_id = message.update_id
-                chat.title = message.chat_title[:200]
-                chat.save(update_fields=["last_pulse", "last_update_id", "title", "updated_at"])
+                _applied(chat, message, bot_id=bot_id)
                 logger.info("telegram_new_conversation chat_id=%s", message.chat_id)
                 return Handled(Action.NEW_CONVERSATION, reply=NEW_CONVERSATION_REPLY)
             text = rest
@@ -97,9 +102,7 @@ def handle_message(message: IncomingMessage, *, bot_id: int) -> Handled:
             idempotency_key=key,
         )
         chat.last_pulse = result.pulse
-        chat.last_update_id = message.update_id
-        chat.title = message.chat_title[:200]
-        chat.save(update_fields=["last_pulse", "last_update_id", "title", "updated_at"])
+        _applied(chat, message, bot_id=bot_id)
     action = Action.PULSE if result.created else Action.DUPLICATE
     logger.info(
         "telegram_message_queued chat_id=%s update_id=%s pulse=%s resume=%s created=%s",

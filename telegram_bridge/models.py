@@ -14,7 +14,9 @@ class TelegramChat(models.Model):
     last_pulse = models.ForeignKey(
         "pulses.Pulse", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Updates at or below this id were applied already (a redelivery after a crash is skipped).
+    # Updates of `bot_id` at or below this id were applied already (a redelivery is skipped). Update
+    # ids only grow for one bot; another bot (a new token) counts from elsewhere, hence the bot id.
+    bot_id = models.BigIntegerField(default=0)
     last_update_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
@@ -61,6 +62,7 @@ class FakeTelegram:
         self.delivered = threading.Event()
         self._closed = False
         self._server: ThreadingHTTPServer | None = None
+        self.on_request: Callable[[], None] | None = None  # called as each request arrives
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeTelegram:
@@ -215,6 +217,8 @@ class FakeTelegram:
 
     # --- the server -----------------------------------------------------------------------------
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
+        if self.on_request:
+            self.on_request()
         match = PATH.match(request.path.split("?", 1)[0])
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""

@@ -240,3 +240,15 @@ def test_the_listener_refuses_to_start_without_a_chat_id(home, fake_telegram):
 
     assert result.returncode != 0
     assert "TELEGRAM_CHAT_ID" in result.stderr
+
+
+def test_sigterm_stops_the_listener_in_the_middle_of_a_long_poll(home, fake_telegram):
+    listener = home.start("run_telegram_listener", "--poll-timeout", "50")
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("getUpdates"), what="a long poll")
+
+    listener.send_signal(signal.SIGTERM)
+
+    assert listener.wait(timeout=25) == 0  # well before the 50 s poll would have ended
+    output = home.output(listener)
+    assert "telegram_listener_stopping signal=SIGTERM" in output
+    assert "Traceback" not in output
