@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio
 import pytest
@@ -223,59 +220,7 @@ def test_send_notification_without_telegram_configured_is_a_tool_error(reeve_hom
     assert "TELEGRAM_BOT_TOKEN" in text(result) and "not configured" in text(result)
 
 
-class FakeBotAPI(BaseHTTPRequestHandler):
-    """Answers getMe and sendMessage like the Bot API and records what was sent."""
-
-    sent: list[dict[str, Any]] = []
-
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-        if "json" in (self.headers.get("Content-Type") or ""):
-            params = json.loads(body or "{}")
-        else:
-            params = {k: v[0] for k, v in parse_qs(body).items()}
-        method = self.path.rsplit("/", 1)[-1]
-        if method == "getMe":
-            result = {"id": 42, "is_bot": True, "first_name": "Reeve", "username": "reeve_bot"}
-        elif method == "sendMessage":
-            self.sent.append(params)
-            result = {
-                "message_id": len(self.sent),
-                "date": 1_700_000_000,
-                "chat": {"id": int(params["chat_id"]), "type": "private"},
-                "text": params["text"],
-            }
-        else:
-            result = True
-        payload = json.dumps({"ok": True, "result": result}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def bot_api():
-    FakeBotAPI.sent = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeBotAPI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_home, bot_api):
-    telegram = {
-        "TELEGRAM_BOT_TOKEN": "123:fake",
-        "TELEGRAM_CHAT_ID": "777",
-        "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{bot_api.server_port}/bot",
-    }
-
+def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_home, fake_telegram):
     async def body(session):
         return [
             await session.call_tool("send_notification", {"message": "quiet news", "priority": "silent"}),
@@ -285,16 +230,28 @@ def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_hom
             ),
         ]
 
-    results = with_session(reeve_home, body, **telegram)
+    results = with_session(reeve_home, body, **fake_telegram.env(777))
     assert [r.is_error for r in results] == [False, False, False], [text(r) for r in results]
     assert results[0].structured_content == {"sent": True, "messages": 1, "priority": "silent"}
-    sent = [(m["text"], str(m.get("disable_notification")).lower()) for m in FakeBotAPI.sent]
-    assert sent == [
-        ("quiet news", "true"),
-        ("plain news", "false"),
-        ("🚨 the server is down", "false"),
+    sent = [
+        (
+            call.params["text"],
+            str(call.params.get("disable_notification")).lower(),
+            str(call.params["chat_id"]),
+        )
+        for call in fake_telegram.calls_to("sendMessage")
     ]
-    assert all(str(m["chat_id"]) == "777" for m in FakeBotAPI.sent)
+    assert sent == [
+        ("quiet news", "true", "777"),
+        ("plain news", "false", "777"),
+        ("🚨 the server is down", "false", "777"),
+    ]
+
+
+def test_a_telegram_outage_is_a_tool_error_not_a_crash(reeve_home, fake_telegram):
+    fake_telegram.fail(400, description="Bad Request: chat not found", methods=("sendMessage",))
+    result = call(reeve_home, "send_notification", {"message": "hello"}, **fake_telegram.env(777))
+    assert result.is_error and "chat not found" in text(result).lower()
 
 
 def test_only_the_protocol_reaches_stdout_and_logs_go_to_stderr_and_the_log_file(reeve_home):

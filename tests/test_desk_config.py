@@ -1,0 +1,132 @@
+"""The Desk's `.mcp.json` and `.claude/settings.json` for Reeve's MCP server: printed, merged, checked."""
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
+
+from pulses import desk_config
+from pulses.agent_tools import desk_mcp_problems
+
+MANAGE = str(Path(django_settings.BASE_DIR) / "manage.py")
+
+
+@pytest.fixture
+def desk(settings, tmp_path):
+    path = tmp_path / "desk"
+    path.mkdir()
+    settings.REEVE_DESK_PATH = path
+    return path
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_the_server_entry_runs_this_checkouts_manage_py_with_its_python():
+    entry = desk_config.server_entry()
+    assert entry["type"] == "stdio"
+    assert entry["args"][-2:] == [MANAGE, "mcp_server"]
+    assert Path(entry["command"]).is_file() or entry["args"][:2] == ["run", "--frozen"]
+
+
+def test_mcp_config_prints_both_files_without_writing(desk):
+    out = StringIO()
+    call_command("mcp_config", stdout=out)
+    text = out.getvalue()
+    assert f"# {desk / '.mcp.json'}" in text and f"# {desk / '.claude' / 'settings.json'}" in text
+    assert '"mcp__reeve__schedule_pulse"' in text and '"enabledMcpjsonServers"' in text
+    assert MANAGE in text
+    assert not (desk / ".mcp.json").exists()
+
+
+def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
+    (desk / ".mcp.json").write_text(json.dumps({"mcpServers": {"other": {"command": "other-server"}}}))
+    (desk / ".claude").mkdir()
+    (desk / ".claude" / "settings.json").write_text(
+        json.dumps(
+            {
+                "model": "opus",
+                "enabledMcpjsonServers": ["other"],
+                "disabledMcpjsonServers": ["reeve"],
+                "permissions": {
+                    "allow": ["Bash(ls:*)", "mcp__reeve__schedule_pulse"],
+                    "deny": ["Read(./.env)"],
+                },
+            }
+        )
+    )
+    out = StringIO()
+    call_command("mcp_config", "--write", stdout=out)
+    assert "Updated" in out.getvalue()
+    servers = read(desk / ".mcp.json")["mcpServers"]
+    assert servers["other"] == {"command": "other-server"}
+    assert servers["reeve"] == desk_config.server_entry()
+    merged = read(desk / ".claude" / "settings.json")
+    assert merged["model"] == "opus"
+    assert merged["enabledMcpjsonServers"] == ["other", "reeve"]
+    assert merged["disabledMcpjsonServers"] == []
+    assert merged["permissions"]["deny"] == ["Read(./.env)"]
+    allow = merged["permissions"]["allow"]
+    assert allow[0] == "Bash(ls:*)" and allow.count("mcp__reeve__schedule_pulse") == 1
+    assert set(desk_config.permissions()) <= set(allow)
+    assert desk_mcp_problems() == []
+
+    again = StringIO()
+    call_command("mcp_config", "--write", stdout=again)
+    assert again.getvalue().count("Up to date") == 2
+
+
+def test_write_refuses_a_file_it_cannot_read_and_changes_nothing(desk):
+    (desk / ".claude").mkdir()
+    (desk / ".claude" / "settings.json").write_text("{not json")
+    with pytest.raises(CommandError, match="settings.json is not valid JSON"):
+        call_command("mcp_config", "--write", stdout=StringIO())
+    assert not (desk / ".mcp.json").exists()
+    assert (desk / ".claude" / "settings.json").read_text() == "{not json"
+
+
+def test_write_into_a_missing_desk_names_the_variable(settings, tmp_path):
+    settings.REEVE_DESK_PATH = tmp_path / "nowhere"
+    with pytest.raises(CommandError, match="REEVE_DESK_PATH"):
+        call_command("mcp_config", "--write", stdout=StringIO())
+
+
+def test_desk_mcp_problems_says_what_is_missing_and_how_to_fix_it(desk):
+    problems = desk_mcp_problems()
+    assert len(problems) == 3
+    assert "has no 'reeve' MCP server" in problems[0]
+    assert "does not enable the 'reeve' MCP server" in problems[1]
+    assert "does not allow mcp__reeve__schedule_pulse" in problems[2]
+    assert all("mcp_config --write" in p for p in problems)
+
+
+def test_desk_mcp_problems_accepts_server_wide_rules_and_local_settings(desk):
+    (desk / ".mcp.json").write_text(json.dumps(desk_config.mcp_json()))
+    (desk / ".claude").mkdir()
+    (desk / ".claude" / "settings.local.json").write_text(
+        json.dumps({"enableAllProjectMcpServers": True, "permissions": {"allow": ["mcp__reeve"]}})
+    )
+    assert desk_mcp_problems() == []
+
+
+def test_desk_mcp_problems_flags_another_checkout_a_denied_tool_and_a_missing_desk(desk, tmp_path):
+    call_command("mcp_config", "--write", stdout=StringIO())
+    config = read(desk / ".mcp.json")
+    config["mcpServers"]["reeve"]["args"] = ["/elsewhere/manage.py", "mcp_server"]
+    config["mcpServers"]["reeve"]["command"] = "/elsewhere/.venv/bin/python"
+    (desk / ".mcp.json").write_text(json.dumps(config))
+    settings_file = desk / ".claude" / "settings.json"
+    settings_data = read(settings_file)
+    settings_data["permissions"]["deny"] = ["mcp__reeve__send_notification"]
+    settings_file.write_text(json.dumps(settings_data))
+    problems = desk_mcp_problems()
+    assert any("/elsewhere/.venv/bin/python is not executable" in p for p in problems)
+    assert any(f"does not run {MANAGE} mcp_server" in p for p in problems)
+    assert any("deny mcp__reeve__send_notification" in p for p in problems)
+    assert desk_mcp_problems(tmp_path / "missing") == [
+        f"Desk directory {tmp_path / 'missing'} does not exist: create it or set REEVE_DESK_PATH"
+    ]
