@@ -128,9 +128,10 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
         chosen: list[int] = []
         sessions: set[str] = set()
         for pulse_id, session_id in candidates[: limit * 2 + 8]:
-            if session_id and session_id in sessions:
+            if session_id and (session_id in sessions or not _session_free(session_id)):
                 continue
-            sessions.add(session_id) if session_id else None
+            if session_id:
+                sessions.add(session_id)
             chosen.append(pulse_id)
             if len(chosen) == limit:
                 break
@@ -153,6 +154,20 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
             worker,
         )
     return claimed
+
+
+def _session_free(session_id: str) -> bool:
+    """On PostgreSQL, claims run side by side, so the busy-session filter above may have read a
+    snapshot from before another worker's claim of this session committed. A transaction-scoped
+    advisory lock on the session serialises those claimers; the re-check after taking it sees any
+    claim committed meanwhile. (On SQLite every claim is already serialised by BEGIN IMMEDIATE.)"""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [f"reeve-session:{session_id}"])
+        if not cursor.fetchone()[0]:
+            return False
+    return not Pulse.objects.filter(status=Status.PROCESSING, session_id=session_id).exists()
 
 
 def retry_delay(attempt: int) -> timedelta:

@@ -1,7 +1,10 @@
 """Real Reeve processes for process-level tests: each test gets its own database, Desk and logs.
 
 `ReeveHome.manage(...)` runs a management command to completion; `start(...)` starts a long-running
-one (the worker) as a child that the test signals. `query(...)` reads the SQLite file directly.
+one (the worker) as a child that the test signals. `query(...)` reads the database directly.
+
+When the suite runs against PostgreSQL (DATABASE_URL set, see tests/run.sh), each home gets a
+database of its own on that cluster, dropped at the end; otherwise a SQLite file in the temp dir.
 """
 
 from __future__ import annotations
@@ -13,12 +16,26 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_AGENT = ROOT / "tests" / "fake_agent.py"
 FAKE_AGENT_COMMAND = f"{sys.executable} -S {FAKE_AGENT}"
+POSTGRES_URL = os.environ.get("DATABASE_URL", "")
+
+
+def on_postgres() -> bool:
+    return POSTGRES_URL.startswith(("postgres://", "postgresql://"))
+
+
+def _admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql)
 
 
 @dataclass
@@ -26,9 +43,14 @@ class ReeveHome:
     path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     children: list[subprocess.Popen] = field(default_factory=list)
+    database_url: str = ""
 
     def __post_init__(self) -> None:
         self.desk.mkdir(parents=True, exist_ok=True)
+        if on_postgres() and not self.database_url:
+            name = f"reeve_home_{uuid.uuid4().hex[:12]}"
+            _admin(f'CREATE DATABASE "{name}"')
+            self.database_url = urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
 
     @property
     def db_path(self) -> Path:
@@ -58,6 +80,7 @@ class ReeveHome:
             PULSE_LEASE_SECONDS="2",
             PULSE_POLL_SECONDS="0.5",
             PULSE_SHUTDOWN_GRACE_SECONDS="10",
+            DATABASE_URL=self.database_url,
         )
         env.update(self.extra_env)
         return env
@@ -96,9 +119,18 @@ class ReeveHome:
         return (self.path / f"proc-{self.children.index(proc)}.log").read_text()
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of `sql` (with `?` placeholders) from this home's database, SQLite or PostgreSQL."""
+        if self.database_url:
+            import psycopg
+
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                cursor = conn.execute(sql.replace("?", "%s"), params)
+                return cursor.fetchall() if cursor.description else []
         conn = sqlite3.connect(self.db_path, timeout=30)
         try:
-            return conn.execute(sql, params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
+            conn.commit()
+            return rows
         finally:
             conn.close()
 
@@ -121,3 +153,5 @@ class ReeveHome:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=10)
+        if self.database_url:
+            _admin(f'DROP DATABASE IF EXISTS "{urlsplit(self.database_url).path[1:]}" WITH (FORCE)')

@@ -108,6 +108,9 @@ def test_a_timeout_kills_the_whole_process_group(desk, agent_log, tmp_path):
     agent_pid = starts(agent_log)[0]["pid"]
     children = [int(p) for p in pids_file.read_text().split()]
     assert len(children) == 2
+    deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
+    while any(alive(pid) for pid in [agent_pid, *children]) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for pid in [agent_pid, *children]:
         assert not alive(pid), f"process {pid} survived the timeout"
 
