@@ -130,3 +130,11 @@ def test_desk_mcp_problems_flags_another_checkout_a_denied_tool_and_a_missing_de
     assert desk_mcp_problems(tmp_path / "missing") == [
         f"Desk directory {tmp_path / 'missing'} does not exist: create it or set REEVE_DESK_PATH"
     ]
+
+
+def test_desk_option_writes_into_another_directory(desk, tmp_path):
+    other = tmp_path / "other-desk"
+    other.mkdir()
+    call_command("mcp_config", "--write", "--desk", str(other), stdout=StringIO())
+    assert desk_mcp_problems(other) == []
+    assert not (desk / ".mcp.json").exists()
