@@ -15,16 +15,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from pulses.models import Pulse
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 PLACEHOLDER_TOKENS = {"your_secure_random_token_here", "your_token_here", "changeme", "change-me"}
 MIN_TOKEN_LENGTH = 16
-BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
+BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
 HTTP_TIMEOUT_SECONDS = 5.0
 
 
@@ -167,9 +171,19 @@ def check_telegram() -> Check:
         return Check(
             "telegram", FAIL, "TELEGRAM_CHAT_ID is empty: set your chat id (or a comma-separated list)"
         )
-    url = f"{settings.TELEGRAM_API_BASE_URL}{token}/getMe"
+    base = settings.TELEGRAM_API_BASE_URL
+    if not base.startswith(("https://", "http://")):
+        return Check(
+            "telegram", FAIL, f"TELEGRAM_API_BASE_URL {base!r} is not an http(s) URL: fix it in .env"
+        )
+    # POST, as python-telegram-bot calls it; the URL carries the token, so it is never printed.
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked just above
+        f"{base}{token}/getMe",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
             body = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 404):
@@ -186,12 +200,34 @@ def check_telegram() -> Check:
     return Check("telegram", OK, f"token accepted: bot @{username}")
 
 
+HEARTBEAT_STALE = timedelta(hours=2)
+
+
+def check_heartbeat() -> Check:
+    """When the hourly heartbeat (cron: reeve-heartbeat) last scheduled a pulse."""
+    last = Pulse.objects.filter(source="heartbeat").order_by("-created_at").first()
+    if last is None:
+        return Check(
+            "heartbeat", WARN, "no heartbeat pulse yet: cron runs reeve-heartbeat hourly (/etc/cron.d/reeve)"
+        )
+    age = timezone.now() - last.created_at
+    when = f"#{last.pk} at {timezone.localtime(last.created_at):%Y-%m-%d %H:%M} ({last.status})"
+    if age > HEARTBEAT_STALE:
+        hours = age.total_seconds() / 3600
+        return Check(
+            "heartbeat", WARN, f"last heartbeat {when}, {hours:.0f} h ago: is cron running reeve-heartbeat?"
+        )
+    return Check("heartbeat", OK, f"last heartbeat {when}")
+
+
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
     checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_database]
     results = [check() for check in checks]
     if not results[-1].failed:
         results.append(check_migrations())
+        if not results[-1].failed:
+            results.append(check_heartbeat())
     results += [check_agent_command(), check_desk()]
     if api:
         results.append(check_api())

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Install Reeve as systemd services for the invoking user:
+#   sudo ./deploy/scripts/install.sh
+# Installs the units (reeve-web, reeve-worker, reeve-telegram and reeve-daemon, the web+worker pair),
+# the reeve-* helper scripts, a sudoers allowlist, logrotate and cron; enables and starts the services
+# and checks /api/health. Running it again changes only what changed.
+#   --root DIR   render everything under DIR instead of /, touching nothing else (no root needed)
+#   --user NAME  the user the services run as (default: the user who ran sudo)
+#   --no-start   install and enable, but do not (re)start anything
+set -euo pipefail
+
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+
+ROOT=
+RUN_USER=${SUDO_USER:-}
+START=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) ROOT=${2:?--root needs a directory}; shift 2 ;;
+    --user) RUN_USER=${2:?--user needs a name}; shift 2 ;;
+    --no-start) START=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "install.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+DEPLOY=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+REEVE_DIR=$(cd "$DEPLOY/.." && pwd)
+say() { echo "install.sh: $*"; }
+die() { echo "install.sh: $*" >&2; exit 1; }
+
+if [ -n "$ROOT" ]; then
+  mkdir -p "$ROOT"
+  ROOT=$(cd "$ROOT" && pwd)
+  [ "$ROOT" != / ] || die "--root / is the real system: run without --root instead"
+  RUN_USER=${RUN_USER:-$(id -un)}
+else
+  [ "$(id -u)" -eq 0 ] || die "run it with sudo: sudo $0"
+  [ -n "$RUN_USER" ] || die "run it with sudo from your own account (or pass --user NAME): the services run as that user, not root"
+  [ "$RUN_USER" != root ] || die "the services must not run as root: run with sudo from your own account, or pass --user NAME"
+fi
+passwd_line=$(getent passwd "$RUN_USER") || die "no such user: $RUN_USER"
+RUN_HOME=$(cut -d: -f6 <<<"$passwd_line")
+RUN_GROUP=$(id -gn "$RUN_USER")
+
+# --- the user's tools ---------------------------------------------------------------------------
+find_uv() {
+  local candidate
+  for candidate in "${UV:-}" "$RUN_HOME/.local/bin/uv" "$RUN_HOME/.cargo/bin/uv" /usr/local/bin/uv \
+    /usr/bin/uv "$(command -v uv || true)" "$REEVE_DIR/.tools/bin/uv"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+UV_BIN=$(find_uv) || die "uv not found (looked in ~/.local/bin, ~/.cargo/bin, /usr/local/bin, PATH, .tools/): install uv, or run ./reeve once, or pass UV=/path/to/uv"
+PYTHON3=$(command -v python3) || die "python3 not found"
+SYSTEMCTL=$(command -v systemctl || echo /usr/bin/systemctl)
+JOURNALCTL=$(command -v journalctl || echo /usr/bin/journalctl)
+
+# Run a command as the service user in the checkout (when staging: as whoever runs install.sh).
+as_user() {
+  if [ -z "$ROOT" ] && [ "$(id -u)" -eq 0 ] && [ "$RUN_USER" != root ]; then
+    (cd "$REEVE_DIR" && runuser -u "$RUN_USER" -- env HOME="$RUN_HOME" "$@")
+  else
+    (cd "$REEVE_DIR" && "$@")
+  fi
+}
+
+if [ ! -x "$REEVE_DIR/.venv/bin/python" ]; then
+  say "creating the project environment (uv sync)"
+  as_user "$UV_BIN" sync --frozen --quiet
+fi
+
+# The paths the services will really use, as Django resolves them from .env for this user.
+# Staging must not leave a generated secret behind: give the settings a throwaway one.
+stage_env=()
+[ -z "$ROOT" ] || stage_env=(env SECRET_KEY=staging-only)
+paths=$(as_user "${stage_env[@]}" "$UV_BIN" run --quiet --frozen --no-sync python manage.py doctor --paths) ||
+  die "could not read Reeve's settings (manage.py doctor --paths failed): fix .env first"
+REEVE_DATA_DIR='' PULSE_DB_PATH='' LOG_FILE='' REEVE_DESK_PATH='' PULSE_API_URL=''
+PULSE_SHUTDOWN_GRACE_SECONDS='' DATABASE_IS_SQLITE='' TELEGRAM_CONFIGURED=''
+while IFS= read -r line; do
+  case "${line%%=*}" in
+    REEVE_DATA_DIR | PULSE_DB_PATH | LOG_FILE | REEVE_DESK_PATH | PULSE_API_URL | \
+      PULSE_SHUTDOWN_GRACE_SECONDS | DATABASE_IS_SQLITE | TELEGRAM_CONFIGURED) eval "$line" ;;
+  esac
+done <<<"$paths"
+LOG_DIR=$(dirname "${LOG_FILE:-$REEVE_DATA_DIR/logs/daemon.log}")
+BACKUP_DIR=$REEVE_DATA_DIR/backups
+
+# A stop lets running pulses drain for the grace period; systemd waits that long plus a margin for
+# the agents' SIGTERM->SIGKILL (3 s), their release and the reaper before it SIGKILLs anything.
+grace=${PULSE_SHUTDOWN_GRACE_SECONDS%.*}
+WORKER_STOP_TIMEOUT=$((${grace:-30} + 60))
+
+unique_paths() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++' | paste -sd' ' -; }
+rw_common=("$REEVE_DATA_DIR" "$LOG_DIR")
+[ -n "$PULSE_DB_PATH" ] && rw_common+=("$(dirname "$PULSE_DB_PATH")")
+RW_WEB=$(unique_paths "${rw_common[@]}")
+RW_WORKER=$(unique_paths "${rw_common[@]}" "$REEVE_DESK_PATH" "-$RUN_HOME/.claude" "-$RUN_HOME/.claude.json" \
+  "-$RUN_HOME/.hapi" "-$RUN_HOME/.cache" "-$RUN_HOME/.config" "-$RUN_HOME/.local/share" "-$RUN_HOME/.local/state")
+SERVICE_PATH="$RUN_HOME/.local/bin:$RUN_HOME/bin:$(dirname "$UV_BIN"):/usr/local/bin:/usr/bin:/bin"
+SERVICE_PATH=$(tr ':' '\n' <<<"$SERVICE_PATH" | awk '!seen[$0]++' | paste -sd: -)
+
+# --- rendering ----------------------------------------------------------------------------------
+CHANGED=()
+UNITS_CHANGED=0
+
+render() { # template -> stdout, every @NAME@ replaced (quoted replacement: no & surprises)
+  local text
+  text=$(cat "$1")
+  text=${text//@USER@/"$RUN_USER"}
+  text=${text//@GROUP@/"$RUN_GROUP"}
+  text=${text//@HOME@/"$RUN_HOME"}
+  text=${text//@REEVE_DIR@/"$REEVE_DIR"}
+  text=${text//@UV@/"$UV_BIN"}
+  text=${text//@PYTHON3@/"$PYTHON3"}
+  text=${text//@PATH@/"$SERVICE_PATH"}
+  text=${text//@RW_WEB@/"$RW_WEB"}
+  text=${text//@RW_WORKER@/"$RW_WORKER"}
+  text=${text//@GRACE@/"${PULSE_SHUTDOWN_GRACE_SECONDS:-30}"}
+  text=${text//@WORKER_STOP_TIMEOUT@/"$WORKER_STOP_TIMEOUT"}
+  text=${text//@LOG_DIR@/"$LOG_DIR"}
+  printf '%s\n' "$text"
+}
+
+# put MODE DEST < content: write DEST (under ROOT) only if its content or mode differs.
+put() {
+  local mode=$1 dest=$ROOT$2 tmp
+  mkdir -p "$(dirname "$dest")"
+  tmp=$(mktemp "$(dirname "$dest")/.reeve-install.XXXXXX")
+  cat >"$tmp"
+  chmod "$mode" "$tmp"
+  if [ -f "$dest" ] && cmp -s "$tmp" "$dest" && [ "$(stat -c %a "$dest")" = "${mode#0}" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  mv -f "$tmp" "$dest"
+  CHANGED+=("$2")
+  case "$2" in /etc/systemd/system/*) UNITS_CHANGED=1 ;; esac
+}
+
+q() { printf '%q' "$1"; }
+
+# The helpers' settings.
+put 0644 /etc/reeve/reeve.conf <<EOF
+# Written by $REEVE_DIR/deploy/scripts/install.sh; read by the reeve-* helper scripts.
+REEVE_DIR=$(q "$REEVE_DIR")
+REEVE_USER=$(q "$RUN_USER")
+REEVE_USER_HOME=$(q "$RUN_HOME")
+REEVE_UV=$(q "$UV_BIN")
+REEVE_DATA_DIR=$(q "$REEVE_DATA_DIR")
+REEVE_DB_PATH=$(q "$PULSE_DB_PATH")
+REEVE_DB_IS_SQLITE=$(q "$DATABASE_IS_SQLITE")
+REEVE_LOG_FILE=$(q "$LOG_FILE")
+REEVE_BACKUP_DIR=$(q "$BACKUP_DIR")
+REEVE_API_URL=$(q "$PULSE_API_URL")
+EOF
+
+for unit in reeve-web reeve-worker reeve-telegram reeve-daemon; do
+  put 0644 "/etc/systemd/system/$unit.service" < <(render "$DEPLOY/systemd/$unit.service.in")
+done
+# shellcheck disable=SC2094 # put writes under ROOT, never the file it reads
+for script in "$DEPLOY"/bin/reeve-*; do
+  put 0755 "/usr/local/bin/$(basename "$script")" <"$script"
+done
+put 0644 /usr/local/lib/reeve/common.sh <"$DEPLOY/lib/common.sh"
+put 0755 /usr/local/lib/reeve/journal-relay <"$DEPLOY/lib/journal-relay"
+# shellcheck disable=SC2094
+for provider in "$DEPLOY"/credential-providers/*; do
+  put 0755 "/usr/local/lib/reeve/credential-providers/$(basename "$provider")" <"$provider"
+done
+put 0644 /etc/logrotate.d/reeve < <(render "$DEPLOY/logrotate/reeve.in")
+put 0644 /etc/cron.d/reeve < <(render "$DEPLOY/cron/reeve.in")
+
+# The sudoers allowlist: the guide's commands, for its units and the two that make up reeve-daemon.
+# Every argument is spelled out (no `*`, which would also match extra options such as --cursor-file).
+sudoers() {
+  local units=(reeve-daemon reeve-telegram reeve-web reeve-worker) verbs=(status start stop restart is-active show)
+  local sys=() jnl=() unit verb digits
+  for unit in "${units[@]}"; do
+    for verb in "${verbs[@]}"; do sys+=("$SYSTEMCTL $verb $unit"); done
+    for opts in "" " -f" " -b" " -xe" " -p err" " --since today"; do jnl+=("$JOURNALCTL -u $unit$opts"); done
+    for digits in "[0-9]" "[0-9][0-9]" "[0-9][0-9][0-9]" "[0-9][0-9][0-9][0-9]"; do
+      jnl+=("$JOURNALCTL -u $unit -n $digits" "$JOURNALCTL -u $unit -n $digits -f")
+    done
+  done
+  sys+=("$SYSTEMCTL start reeve-daemon reeve-telegram" "$SYSTEMCTL stop reeve-telegram reeve-daemon"
+    "$SYSTEMCTL restart reeve-daemon reeve-telegram")
+  echo "# Reeve: passwordless management of its own services for $RUN_USER (installed by install.sh)."
+  echo "# The services run as $RUN_USER, so these commands grant no privilege beyond them."
+  printf 'Cmnd_Alias REEVE_SYSTEMCTL = '
+  local IFS=,
+  printf '%s' "${sys[*]}" | sed 's/,/, \\\n    /g'
+  printf '\nCmnd_Alias REEVE_JOURNAL = '
+  printf '%s' "${jnl[*]}" | sed 's/,/, \\\n    /g'
+  printf '\n%s ALL=(root) NOPASSWD: REEVE_SYSTEMCTL, REEVE_JOURNAL\n' "$RUN_USER"
+}
+VISUDO=$(command -v visudo || true)
+[ -n "$VISUDO" ] || die "visudo not found: install the sudo package (apt-get install sudo)"
+sudoers_tmp=$(mktemp)
+trap 'rm -f "$sudoers_tmp"' EXIT
+sudoers >"$sudoers_tmp"
+"$VISUDO" -cqf "$sudoers_tmp" || die "the generated sudoers file does not pass visudo -c; nothing installed for sudo"
+put 0440 /etc/sudoers.d/reeve <"$sudoers_tmp"
+
+# Data directories (the user's own, under ROOT when staging).
+for dir in "$REEVE_DATA_DIR" "$LOG_DIR" "$BACKUP_DIR"; do
+  if [ ! -d "$ROOT$dir" ]; then
+    mkdir -p "$ROOT$dir"
+    [ -n "$ROOT" ] || chown "$RUN_USER:$RUN_GROUP" "$ROOT$dir"
+    CHANGED+=("$dir/")
+  fi
+done
+
+if [ "${#CHANGED[@]}" -eq 0 ]; then
+  say "everything already up to date under ${ROOT:-/}"
+else
+  printf 'install.sh: wrote %s\n' "${CHANGED[@]}"
+fi
+
+if [ -n "$ROOT" ]; then
+  say "staged under $ROOT for $RUN_USER (nothing on the system was touched)"
+  exit 0
+fi
+
+# --- the live system ----------------------------------------------------------------------------
+if crontab -l -u "$RUN_USER" 2>/dev/null | grep -q 'reeve-\(heartbeat\|backup\|health-check\|credential-keepalive\)'; then
+  say "NOTE: $RUN_USER's own crontab still runs reeve-* jobs; /etc/cron.d/reeve runs them now: remove those lines (crontab -e)"
+fi
+if [ ! -d /run/systemd/system ]; then
+  say "systemd is not running here: files installed, services not started"
+  exit 0
+fi
+"$SYSTEMCTL" daemon-reload
+as_user "$UV_BIN" run --quiet --frozen --no-sync python manage.py migrate --noinput
+enable=(reeve-daemon.service reeve-web.service reeve-worker.service)
+if [ "$TELEGRAM_CONFIGURED" = 1 ]; then
+  enable+=(reeve-telegram.service)
+else
+  say "TELEGRAM_BOT_TOKEN is not set: reeve-telegram installed but not enabled (set it, then: sudo systemctl enable --now reeve-telegram)"
+fi
+"$SYSTEMCTL" enable --quiet "${enable[@]}"
+[ "$START" -eq 1 ] || { say "installed; not started (--no-start)"; exit 0; }
+if [ "$UNITS_CHANGED" -eq 1 ]; then
+  "$SYSTEMCTL" restart "${enable[@]}"
+else
+  "$SYSTEMCTL" start "${enable[@]}"
+fi
+for _ in $(seq 1 30); do
+  if curl --silent --fail --max-time 2 "$PULSE_API_URL/api/health" >/dev/null 2>&1 ||
+    "$PYTHON3" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+      "$PULSE_API_URL/api/health" >/dev/null 2>&1; then
+    say "Reeve is running: $PULSE_API_URL/api/health is healthy. Try: reeve-status"
+    exit 0
+  fi
+  sleep 1
+done
+die "$PULSE_API_URL/api/health did not answer within 30 s: see reeve-logs web and reeve-status"
