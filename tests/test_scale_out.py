@@ -1,0 +1,68 @@
+"""Several worker processes on one database, two of them killed with -9 part-way: exactly once."""
+
+import signal
+from collections import Counter
+
+import pytest
+
+from tests.reeve_processes import ROOT
+
+pytestmark = pytest.mark.slow
+
+NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
+PULSES = 2000
+
+
+def completed(home) -> int:
+    return home.query("SELECT COUNT(*) FROM pulses WHERE status = 'completed'")[0][0]
+
+
+def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(reeve_home):
+    reeve_home.manage(
+        "shell",
+        "-c",
+        (
+            "from pulses import queue\n"
+            f"for i in range({PULSES}):\n"
+            "    queue.schedule(prompt=f'pulse {i}', priority=['critical', 'high', 'normal', 'low'][i % 4])\n"
+        ),
+    )
+    noop_log = reeve_home.path / "noop.log"
+    env = {
+        "HAPI_COMMAND": NOOP_AGENT,
+        "NOOP_AGENT_LOG": str(noop_log),
+        "PULSE_MAX_CONCURRENT": "2",
+        "LOG_LEVEL": "WARNING",
+    }
+    workers = [reeve_home.start("run_pulse_worker", **env) for _ in range(4)]
+    reeve_home.wait_for(lambda: completed(reeve_home) >= PULSES // 4, timeout=240, what="a quarter done")
+    for victim in workers[:2]:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+    workers += [reeve_home.start("run_pulse_worker", **env) for _ in range(2)]
+    reeve_home.wait_for(
+        lambda: completed(reeve_home) == PULSES, timeout=600, interval=0.5, what="every pulse to complete"
+    )
+    for worker in workers[2:]:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+
+    assert reeve_home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status") == [("completed", PULSES)]
+    starts = Counter(noop_log.read_text().split())
+    rows = {
+        str(pid): (n, first_error)
+        for pid, n, first_error in reeve_home.query(
+            "SELECT pulse_id, COUNT(*), MIN(CASE WHEN succeeded THEN '' ELSE error END) "
+            "FROM pulse_attempts GROUP BY pulse_id"
+        )
+    }
+    assert len(rows) == PULSES and set(starts) == set(rows)
+    for pulse_id, (attempts, error) in rows.items():
+        ran = starts[pulse_id]
+        # One agent start per recorded attempt; a pulse claimed by a killed worker just before it
+        # could start the agent has a "lease expired" attempt with no start.
+        assert ran == attempts or (ran == attempts - 1 and error.startswith("lease expired")), pulse_id
+    succeeded = reeve_home.query("SELECT COUNT(*) FROM pulse_attempts WHERE succeeded")[0][0]
+    assert succeeded == PULSES
+    retried = sum(1 for attempts, _ in rows.values() if attempts > 1)
+    assert retried >= 1  # the killed workers really were running something
