@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -14,7 +14,7 @@ from pulses.api.authentication import HOW_TO
 from pulses.models import PulseNotPending
 from pulses.timeparse import TimeParseError
 
-MAX_BODY_BYTES = 256 * 1024
+MAX_BODY_BYTES = 2 * 1024 * 1024  # room for the longest valid body even when every character is \u-escaped
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -62,7 +62,9 @@ def _flatten(errors) -> str:
 
 def exception_handler(exc, context):
     """DRF's handler, plus: unknown pulse 404, illegal transition 409, unreadable time 400."""
-    if isinstance(exc, ObjectDoesNotExist):
+    if isinstance(exc, RequestDataTooBig):  # past DATA_UPLOAD_MAX_MEMORY_SIZE, before our parser runs
+        exc = PayloadTooLarge()
+    elif isinstance(exc, ObjectDoesNotExist):
         exc = exceptions.NotFound("no pulse with that id")
     elif isinstance(exc, PulseNotPending):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)

@@ -3,6 +3,7 @@ not a list, and text must be valid Unicode, so every bad input is a 400 that nam
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -69,6 +70,7 @@ class WhenField(StrictCharField):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("min_length", 1)
         kwargs.setdefault("help_text", WHEN_HELP)
         super().__init__(**kwargs)
 
@@ -82,6 +84,29 @@ class WhenField(StrictCharField):
             raise serializers.ValidationError(str(exc)) from None
 
 
+class StrictSerializer(serializers.Serializer):
+    """A request body that names an unknown field is a 400: a typo ("priorty") must not pass silently."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(str(key)[:50] for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [f"unknown field; accepted: {', '.join(self.fields)}"] for key in unknown[:10]}
+                )
+        return super().to_internal_value(data)
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    target_class = "pulses.api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["additionalProperties"] = False
+        return schema
+
+
 def _text_list(*, max_items: int, max_length: int, help_text: str) -> serializers.ListField:
     return serializers.ListField(
         child=StrictCharField(max_length=max_length, allow_blank=False),
@@ -92,7 +117,7 @@ def _text_list(*, max_items: int, max_length: int, help_text: str) -> serializer
     )
 
 
-class TriggerSerializer(serializers.Serializer):
+class TriggerSerializer(StrictSerializer):
     prompt = StrictCharField(max_length=MAX_PROMPT_CHARS, help_text="what the agent should do")
     scheduled_at = WhenField(required=False, default="now")
     priority = StrictChoiceField(choices=Priority.choices, default=Priority.HIGH, help_text="run order")
@@ -120,11 +145,11 @@ class TriggerSerializer(serializers.Serializer):
         return parse_when(value) if isinstance(value, str) else value
 
 
-class RescheduleSerializer(serializers.Serializer):
+class RescheduleSerializer(StrictSerializer):
     scheduled_at = WhenField()
 
 
-class RequeueSerializer(serializers.Serializer):
+class RequeueSerializer(StrictSerializer):
     scheduled_at = WhenField(required=False, default="now")
 
     def validate_scheduled_at(self, value):

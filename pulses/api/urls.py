@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from pulses.api import views
@@ -19,4 +19,6 @@ urlpatterns = [
     path("stats", views.StatsView.as_view(), name="stats"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # Anything else under /api/ is a JSON 404 (a client should never have to parse an HTML page).
+    re_path(r"^", views.not_found, name="not-found"),
 ]

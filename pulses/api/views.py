@@ -11,7 +11,9 @@ from pathlib import Path
 import django
 from django.conf import settings
 from django.db import connection
+from django.http import JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -60,6 +62,12 @@ def _valid(serializer_class, data, **context) -> dict:
     serializer = serializer_class(data=data, context=context)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+@csrf_exempt
+def not_found(request, *args, **kwargs) -> JsonResponse:
+    """Any path under /api/ that is not an endpoint."""
+    return JsonResponse({"detail": f"no API endpoint at {request.path}; see /api/docs"}, status=404)
 
 
 class HealthView(APIView):
