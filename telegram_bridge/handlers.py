@@ -81,6 +81,12 @@ def handle_message(message: IncomingMessage, *, bot_id: int) -> Handled:
         chat, _ = TelegramChat.objects.select_for_update().get_or_create(chat_id=message.chat_id)
         if chat.bot_id == bot_id and message.update_id <= chat.last_update_id:
             pulse = Pulse.objects.filter(idempotency_key=key).first()
+            logger.info(
+                "telegram_update_redelivered chat_id=%s update_id=%s pulse=%s applied_already=true",
+                message.chat_id,
+                message.update_id,
+                pulse.pk if pulse else "-",
+            )
             return Handled(Action.DUPLICATE, pulse_id=pulse.pk if pulse else None)
         command, rest = split_command(message.text)
         text = message.text

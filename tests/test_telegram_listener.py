@@ -128,7 +128,10 @@ def test_a_follow_up_resumes_the_session_the_worker_stored_and_new_starts_afresh
     assert stop(listener) == 0
 
 
-@pytest.mark.parametrize("when", ["right after the batch arrived", "after committing, before confirming"])
+@pytest.mark.parametrize(
+    "when",
+    ["right after the batch arrived", "in the middle of the batch", "after committing, before confirming"],
+)
 def test_a_listener_killed_between_receiving_and_confirming_a_batch_loses_and_doubles_nothing(
     home, fake_telegram, when
 ):
@@ -139,6 +142,8 @@ def test_a_listener_killed_between_receiving_and_confirming_a_batch_loses_and_do
 
     if when == "right after the batch arrived":
         assert fake_telegram.delivered.wait(timeout=60)
+    elif when == "in the middle of the batch":
+        wait_for_pulses(home, 5)
     else:
         assert fake_telegram.confirmation_held.wait(timeout=60)
         assert len(telegram_pulses(home)) == 25  # committed, yet Telegram still holds the batch
@@ -160,6 +165,8 @@ def test_a_listener_killed_between_receiving_and_confirming_a_batch_loses_and_do
         f"Telegram message from Ada Lovelace: message number {n}" for n in range(25)
     )
     assert len(fake_telegram.deliveries) >= 2  # the batch really was delivered twice
+    if when == "after committing, before confirming":
+        assert home.output(restarted).count("telegram_update_redelivered") == 25
 
 
 def test_bad_gateway_errors_back_off_and_the_listener_recovers_by_itself(home, fake_telegram):
@@ -252,3 +259,16 @@ def test_sigterm_stops_the_listener_in_the_middle_of_a_long_poll(home, fake_tele
     output = home.output(listener)
     assert "telegram_listener_stopping signal=SIGTERM" in output
     assert "Traceback" not in output
+
+
+def test_where_reactions_are_refused_the_listener_acknowledges_with_a_typing_action(home, fake_telegram):
+    fake_telegram.fail(400, description="Bad Request: REACTION_INVALID", methods=("setMessageReaction",))
+    listener = listen(home)
+    fake_telegram.send_text(CHAT, "hello")
+
+    wait_for_pulses(home, 1)
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("sendChatAction"), what="a typing action")
+    assert stop(listener) == 0
+
+    action = fake_telegram.calls_to("sendChatAction")[0].params
+    assert (int(action["chat_id"]), action["action"]) == (CHAT, "typing")
