@@ -119,3 +119,11 @@ def handle_message(message: IncomingMessage, *, bot_id: int) -> Handled:
         result.created,
     )
     return Handled(action, pulse_id=result.pulse.pk, session_id=result.pulse.session_id)
+
+
+def start_fresh_conversation(chat_id: int) -> bool:
+    """Forget a chat's session so its next message starts a new one; False for an unknown chat."""
+    updated = TelegramChat.objects.filter(chat_id=chat_id).update(last_pulse=None)
+    if updated:
+        logger.info("telegram_new_conversation chat_id=%s via=admin", chat_id)
+    return bool(updated)

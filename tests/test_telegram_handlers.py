@@ -118,3 +118,21 @@ def test_a_new_bot_token_with_lower_update_ids_is_not_mistaken_for_redeliveries(
     handled = handle_message(message("hi from the new bot", update_id=3), bot_id=BOT + 1)
 
     assert handled.action == Action.PULSE
+
+
+def test_the_admin_lists_chats_and_starts_a_fresh_conversation(admin_client):
+    first = handle_message(message("hi"), bot_id=BOT)
+    Pulse.objects.filter(pk=first.pulse_id).update(session_id="sess-admin")
+    chat = TelegramChat.objects.get(chat_id=42)
+
+    page = admin_client.get("/admin/telegram_bridge/telegramchat/")
+    response = admin_client.post(
+        "/admin/telegram_bridge/telegramchat/",
+        {"action": "start_fresh_conversation", "_selected_action": [chat.pk]},
+        follow=True,
+    )
+
+    assert page.status_code == 200 and "sess-admin" in page.content.decode()
+    assert "1 chat(s) will start a fresh conversation" in response.content.decode()
+    assert handle_message(message("new topic"), bot_id=BOT).session_id == ""
+    assert admin_client.get("/admin/telegram_bridge/pulsealert/").status_code == 200
