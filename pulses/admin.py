@@ -32,6 +32,10 @@ PRIORITY_COLOURS = {
 }
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
 
+admin.site.site_header = "Reeve administration"
+admin.site.site_title = "Reeve admin"
+admin.site.site_url = "/dashboard/"  # "View site" leads to the dashboard
+
 
 def _pill(text: str, colour: str):
     return format_html(
