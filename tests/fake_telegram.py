@@ -50,7 +50,7 @@ class FakeTelegram:
     deliveries: list[list[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.RLock())
         self._updates: list[dict] = []
         self._next_update_id = 1000
         self._next_message_id = 1
@@ -105,6 +105,11 @@ class FakeTelegram:
         }
 
     # --- what users do --------------------------------------------------------------------------
+    def send_texts(self, chat_id: int, texts: list[str]) -> list[int]:
+        """Several messages that arrive together, so one getUpdates answer carries them all."""
+        with self._cond:
+            return [self.send_text(chat_id, text) for text in texts]
+
     def send_text(self, chat_id: int, text: str, *, name: str = "Ada", caption: bool = False) -> int:
         """A user in `chat_id` sends `text` (as a photo caption with caption=True); returns the update id."""
         with self._cond:

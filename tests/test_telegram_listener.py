@@ -138,7 +138,7 @@ def test_a_listener_killed_between_receiving_and_confirming_a_batch_loses_and_do
     listener = listen(home)
     fake_telegram.wait_for(lambda: fake_telegram.calls_to("getUpdates"), what="the first poll")
     fake_telegram.hold_confirmation()
-    update_ids = [fake_telegram.send_text(CHAT, f"message number {n}") for n in range(25)]
+    update_ids = fake_telegram.send_texts(CHAT, [f"message number {n}" for n in range(25)])
 
     if when == "right after the batch arrived":
         assert fake_telegram.delivered.wait(timeout=60)
@@ -150,6 +150,7 @@ def test_a_listener_killed_between_receiving_and_confirming_a_batch_loses_and_do
     listener.send_signal(signal.SIGKILL)
     listener.wait(timeout=10)
     fake_telegram.release()
+    assert fake_telegram.deliveries[0] == update_ids  # one batch
     assert fake_telegram.pending_update_ids == update_ids  # nothing was confirmed
 
     restarted = listen(home)
