@@ -145,7 +145,10 @@ class Worker:
             return 0
         pulses = queue.claim(worker=self.name, limit=free, lease_seconds=self.options.lease_seconds)
         for pulse in pulses:
-            self._running[pulse.pk] = pool.submit(self._execute, pulse)
+            future = pool.submit(self._execute, pulse)
+            # Poke only once the future is done, or the woken loop could still see it running.
+            future.add_done_callback(lambda _future: self._poke())
+            self._running[pulse.pk] = future
         return len(pulses)
 
     def _dry_run(self) -> int:
@@ -209,7 +212,6 @@ class Worker:
             )
         finally:
             close_old_connections()
-            self._poke()
 
     def _run_failure_hooks(self, pulse_id: int) -> None:
         for hook in self.options.failure_hooks:
