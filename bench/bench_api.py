@@ -145,7 +145,8 @@ def main() -> None:
     threads = os.environ.get("GUNICORN_THREADS", "4")
     ms = [v * 1000 for v in latencies]
     print(
-        f"API trigger: {args.clients} keep-alive clients, {elapsed:.1f} s, gunicorn {workers}x{threads} gthread"
+        f"API trigger: {args.clients} keep-alive clients, {elapsed:.1f} s, "
+        f"gunicorn {workers} workers x {threads} threads (gthread)"
     )
     print(f"  requests:   {len(ms)} ({errors} not 201)")
     print(f"  throughput: {len(ms) / elapsed:.0f} req/s")
