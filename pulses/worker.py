@@ -76,6 +76,7 @@ class Worker:
         self._reaper = None if executor or options.dry_run else Reaper()
         self.executor = executor or default_executor(self._reaper)
         self._running: dict[int, Future] = {}
+        self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="failure-hooks")
         self._waiter: Waiter | None = None
         self._seen_dry_run: set[int] = set()
         self.signals = ShutdownSignals(on_stop=self._poke, on_force=self._force)
@@ -103,6 +104,7 @@ class Worker:
             self._drain()
         finally:
             pool.shutdown(wait=True)
+            self._hooks.shutdown(wait=True)
             self._waiter.close()
             if self._reaper:
                 self._reaper.close()
@@ -198,8 +200,10 @@ class Worker:
                 priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
             )
             self.completed += 1
-            if status == Status.FAILED:
-                self._run_failure_hooks(pulse.pk)
+            if status == Status.FAILED and self.options.failure_hooks:
+                # Alerts talk to the network: on their own thread, so a slow or unreachable
+                # Telegram never holds a pulse slot.
+                self._hooks.submit(self._run_failure_hooks, pulse.pk)
         except Exception as exc:  # the worker boundary: whatever broke is written onto the attempt
             logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.name)
             now = timezone.now()
@@ -214,11 +218,14 @@ class Worker:
             close_old_connections()
 
     def _run_failure_hooks(self, pulse_id: int) -> None:
-        for hook in self.options.failure_hooks:
-            try:
-                hook(pulse_id)
-            except Exception:
-                logger.exception("failure_hook_error id=%s hook=%s", pulse_id, hook)
+        try:
+            for hook in self.options.failure_hooks:
+                try:
+                    hook(pulse_id)
+                except Exception:
+                    logger.exception("failure_hook_error id=%s hook=%s", pulse_id, hook)
+        finally:
+            close_old_connections()
 
     # --- leases, heartbeat, shutdown -----------------------------------------------------------
     def _renew(self) -> None:
