@@ -11,6 +11,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -104,19 +105,37 @@ class Installed:
             self.web.wait(timeout=30)
 
 
-@pytest.fixture
-def installed(tmp_path):
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """One staged install for the module, and a populated database each test starts from."""
+    base = tmp_path_factory.mktemp("deploy-scripts")
     home = ReeveHome(
-        tmp_path / "home",
+        base / "home",
         extra_env={"PULSE_API_PORT": str(free_port()), "PULSE_API_TOKEN": "t" * 32},
     )
     home.migrate()
     home.manage("shell", "-c", POPULATE)
-    inst = Installed(home, tmp_path / "root")
-    stage(home, inst.root, user=_current_user())
+    template = base / "template.db"
+    shutil.copy(home.db_path, template)
+    stage(home, base / "root", user=_current_user())
+    return home, base / "root", template
+
+
+@pytest.fixture
+def installed(staged):
+    home, root, template = staged
+    for leftover in (home.db_path, Path(f"{home.db_path}-wal"), Path(f"{home.db_path}-shm")):
+        leftover.unlink(missing_ok=True)
+    shutil.copy(template, home.db_path)
+    for directory in (home.path / "logs", home.path / "backups"):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
+    (home.path / "health-check.state").unlink(missing_ok=True)
+    inst = Installed(home, root)
     yield inst
     inst.stop_web()
     home.stop_all()
+    home.children.clear()
 
 
 def table_prompts(output: str) -> list[str]:
