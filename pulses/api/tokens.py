@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pulses.models import ApiToken
@@ -75,7 +75,8 @@ def create(name: str) -> tuple[ApiToken, str]:
         raise TokenError(f"a token name has at most {MAX_NAME_CHARS} characters")
     token = secrets.token_urlsafe(32)
     try:
-        row = ApiToken.objects.create(name=name, key_hash=_digest(token), prefix=token[:6])
+        with transaction.atomic():
+            row = ApiToken.objects.create(name=name, key_hash=_digest(token), prefix=token[:6])
     except IntegrityError:
         raise TokenError(
             f"a token named {name!r} exists already; revoke it first (--revoke) or pick another name"
