@@ -325,3 +325,54 @@ def _current_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+# --- the worker unit's stop path ----------------------------------------------------------------
+
+
+def _unit_value(unit_text: str, key: str) -> str:
+    return next(line.split("=", 1)[1] for line in unit_text.splitlines() if line.startswith(f"{key}="))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("agent_seconds", "expected"),
+    [(2, "completed"), (600, "pending")],
+    ids=["finishes-within-grace", "outlasts-grace"],
+)
+def test_stopping_the_worker_unit_as_systemd_does_never_leaves_a_pulse_processing(
+    tmp_path, agent_seconds, expected
+):
+    """KillMode=mixed: SIGTERM to the unit's main process (uv) only; systemd kills the rest only
+    after TimeoutStopSec. The worker must drain or release within that time, through uv."""
+    home = ReeveHome(tmp_path / "home", extra_env={"PULSE_SHUTDOWN_GRACE_SECONDS": "4"})
+    home.migrate()
+    root = tmp_path / "root"
+    stage(home, root)
+    unit = (root / "etc/systemd/system/reeve-worker.service").read_text()
+    assert _unit_value(unit, "KillMode") == "mixed"
+    timeout_stop = float(_unit_value(unit, "TimeoutStopSec"))
+    exec_start = _unit_value(unit, "ExecStart").split()
+    main = subprocess.Popen(exec_start, cwd=_unit_value(unit, "WorkingDirectory"), env=home.env)
+    home.children.append(main)
+    try:
+        home.manage("trigger_pulse", f"stop test mode=sleep:{agent_seconds}")
+        starts = home.wait_for(home.agent_starts, timeout=120, what="the agent to start")
+        agent_pid = starts[0]["pid"]
+        stopped_at = time.monotonic()
+        main.send_signal(signal.SIGTERM)
+        main.wait(timeout=timeout_stop)
+        took = time.monotonic() - stopped_at
+    finally:
+        home.stop_all()
+    assert took < timeout_stop, "systemd would have had to SIGKILL the worker"
+    rows = home.query("SELECT status, attempts FROM pulses")
+    assert rows == [(expected, 1 if expected == "completed" else 0)]
+    assert not _alive(agent_pid) or open(f"/proc/{agent_pid}/stat").read().split()[2] == "Z"
