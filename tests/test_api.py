@@ -388,3 +388,23 @@ def test_the_docs_page_loads_its_assets_from_this_server_not_a_cdn(client):
     assert all(s.startswith("/") and not s.startswith("//") for s in sources), sources
     for source in sources:
         assert client.get(source).status_code == 200, source
+
+
+def test_an_unknown_field_is_a_400_naming_it_so_a_typo_never_passes_silently(client):
+    response = post(client, "/api/pulse/trigger", {"prompt": "x", "priorty": "low"})
+    assert response.status_code == 400
+    assert "priorty: unknown field; accepted: prompt, scheduled_at, priority" in response.json()["detail"]
+    assert not Pulse.objects.exists()
+
+
+@pytest.mark.parametrize(("method", "path"), [("get", "/api/nothing"), ("post", "/api/pulses/abc/cancel")])
+def test_a_path_that_is_no_endpoint_is_a_json_404(client, method, path):
+    response = getattr(client, method)(path)
+    assert response.status_code == 404
+    assert response.json()["detail"].startswith(f"no API endpoint at {path}")
+
+
+def test_a_wrong_method_is_a_405_with_allow(client):
+    response = client.delete("/api/pulse/trigger", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 405
+    assert "POST" in response["Allow"]
