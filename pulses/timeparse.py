@@ -24,7 +24,10 @@ _RELATIVE = re.compile(
     r"^in\s+(\d+)\s*(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|weeks?)$", re.I
 )
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# "tonight at 9" means 21:00; dateparser drops a bare hour after "tonight", so read it here.
+_TONIGHT_AT = re.compile(r"^tonight\s+(?:at\s+)?(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$", re.I)
 _ALIASES = {
+    "in half an hour": "in 30 minutes",
     "tonight": "today at 20:00",
     "this evening": "today at 19:00",
     "this afternoon": "today at 15:00",
@@ -75,6 +78,16 @@ def parse_when(text: str | datetime | None, *, now: datetime | None = None) -> d
     import dateparser  # slow to import (~1 s); only natural phrases need it
 
     phrase = _ALIASES.get(lowered, cleaned)
+    if match := _TONIGHT_AT.match(lowered):
+        hour, minute, meridiem = int(match.group(1)), int(match.group(2) or 0), match.group(3)
+        if hour > 23 or minute > 59 or (meridiem and not 1 <= hour <= 12):
+            raise TimeParseError(cleaned, "not a time of day")
+        if hour == 12 and meridiem != "pm":  # "tonight at 12" is the coming midnight
+            hour = 0
+        elif meridiem == "pm" or (meridiem is None and hour < 12):
+            hour = hour % 12 + 12
+        day = "tomorrow" if hour < 12 else "today"  # small hours belong to the night that follows
+        phrase = f"{day} at {hour:02d}:{minute:02d}"
     parsed = dateparser.parse(
         phrase,
         languages=["en"],

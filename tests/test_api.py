@@ -114,6 +114,8 @@ def test_trigger_stores_every_optional_field(client):
             lambda t, now: (t.date() - now.date()).days == 1 and (t.hour, t.minute) == (9, 0),
         ),
         ("tonight", lambda t, now: t.hour >= 18),
+        ("tonight at 9", lambda t, now: (t.date(), t.hour, t.minute) == (now.date(), 21, 0)),
+        ("in half an hour", lambda t, now: timedelta(minutes=29) < t - now < timedelta(minutes=31)),
         ("next monday 8:00", lambda t, now: t.weekday() == 0 and t.hour == 8 and t > now),
         ("2031-01-31T09:00:00", lambda t, now: (t.year, t.hour) == (2031, 9)),
     ],
