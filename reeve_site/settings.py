@@ -176,9 +176,13 @@ LOGGING: dict = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"},
+        "console": {
+            "()": "reeve_site.log.ConsoleFormatter",
+            "format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"},
+        "console": {"class": "logging.StreamHandler", "formatter": "console", "stream": "ext://sys.stdout"},
     },
     "root": {"handlers": _handlers, "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
