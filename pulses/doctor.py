@@ -130,6 +130,16 @@ def check_desk() -> Check:
     return Check("desk", OK, f"{desk}")
 
 
+def check_agent_tools() -> Check:
+    """Whether the Desk lets the agent use Reeve's MCP tools (pulses still run without them)."""
+    from pulses.agent_tools import desk_mcp_problems
+
+    problems = desk_mcp_problems()
+    if problems:
+        return Check("agent tools", WARN, "; ".join(problems))
+    return Check("agent tools", OK, "the Desk's .mcp.json and .claude/settings.json offer Reeve's tools")
+
+
 def api_base_url() -> str:
     host = settings.PULSE_API_HOST
     if host in ("0.0.0.0", "", "::"):  # noqa: S104 - a wildcard bind is reached on loopback
@@ -229,6 +239,8 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
         if not results[-1].failed:
             results.append(check_heartbeat())
     results += [check_agent_command(), check_desk()]
+    if not results[-1].failed:
+        results.append(check_agent_tools())
     if api:
         results.append(check_api())
     if telegram:

@@ -204,6 +204,7 @@ def test_doctor_passes_everything_on_a_good_running_setup(tmp_path, fake_telegra
 
         home.wait_for(up, timeout=60, interval=0.2, what="gunicorn")
         home.manage("trigger_pulse", "--heartbeat")
+        home.manage("mcp_config", "--write")
         proc = home.manage("doctor", check=False)
     finally:
         web.send_signal(signal.SIGTERM)
@@ -212,3 +213,14 @@ def test_doctor_passes_everything_on_a_good_running_setup(tmp_path, fake_telegra
     assert "FAIL" not in proc.stdout and "WARN" not in proc.stdout
     assert "doctor: all checks passed" in proc.stdout
     assert "bot @reeve_test_bot" in proc.stdout
+
+
+def test_a_desk_without_reeves_mcp_tools_is_a_warning_that_names_the_fix(good, capsys):
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert code == 0, out
+    line = line_for(out, "agent tools")
+    assert line.startswith("WARN") and "mcp_config --write" in line
+    call_command("mcp_config", "--write")
+    capsys.readouterr()
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert line_for(out, "agent tools").startswith("ok")
