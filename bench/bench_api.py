@@ -142,7 +142,7 @@ def main() -> None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=30)
     workers = os.environ.get("WEB_CONCURRENCY", "2")
-    threads = os.environ.get("GUNICORN_THREADS", "4")
+    threads = os.environ.get("GUNICORN_THREADS", "2")
     ms = [v * 1000 for v in latencies]
     print(
         f"API trigger: {args.clients} keep-alive clients, {elapsed:.1f} s, "

@@ -12,7 +12,9 @@ from django.conf import settings  # noqa: E402
 
 bind = f"{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Two threads each: API writes take turns anyway (SQLite, see pulses/api/write_gate.py), and fewer
+# threads contending for the GIL gave a lower p99 in bench/bench_api.py (docs/performance.md).
+threads = int(os.environ.get("GUNICORN_THREADS", "2"))
 worker_class = "gthread"
 keepalive = 5
 timeout = 30
