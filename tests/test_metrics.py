@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -117,3 +118,16 @@ def test_counters_move_after_pulses_run_across_gunicorn_workers_and_the_worker_p
     assert total(after, "reeve_api_request_duration_seconds_count", endpoint="/api/status") == 20
     writers = {p.name.rsplit("_", 1)[-1] for p in (live_reeve.home.path / "metrics").glob("*.db")}
     assert len(writers) >= 2, writers  # the worker process and at least one web worker
+
+
+def test_a_fresh_start_drops_metric_files_of_dead_processes_and_keeps_live_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    metrics.prepare_multiproc_dir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / "metrics" / f"counter_{dead.pid}.db"
+    live = tmp_path / "metrics" / f"counter_{os.getpid()}.db"
+    stale.write_bytes(b"")
+    live.write_bytes(b"")
+    metrics.prepare_multiproc_dir()
+    assert (stale.exists(), live.exists()) == (False, True)
