@@ -140,7 +140,12 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# `collectstatic` target for a server that wants it; until then whitenoise serves from the finders.
 STATIC_ROOT = BASE_DIR / "staticfiles"
+try:
+    STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every start when it is missing
+except OSError:  # a read-only checkout (systemd's ProtectSystem): the warning is harmless
+    pass
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 # Serve the app's own assets straight from the finders when collectstatic has not been run.
 WHITENOISE_USE_FINDERS = True
