@@ -21,6 +21,7 @@ from django.utils import timezone
 from pulses import wakeup
 from pulses.executor import AttemptOutcome
 from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status, WorkerRecord
+from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class QueueStats:
     workers: list[dict] = field(default_factory=list)
 
 
+@gated
 def schedule(
     *,
     prompt: str,
@@ -106,6 +108,7 @@ def schedule(
     return ScheduleResult(pulse, created=True)
 
 
+@gated
 def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> list[Pulse]:
     """Lease up to `limit` due pulses to `worker`, highest priority then oldest first.
 
@@ -200,6 +203,7 @@ def _owned(pulse_id: int, worker: str) -> Pulse | None:
     return Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).first()
 
 
+@gated
 def record_attempt(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> str | None:
     """Store a finished run: completed, pending again with backoff, or failed for good.
 
@@ -251,6 +255,7 @@ def record_attempt(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> st
     return str(status)
 
 
+@gated
 def release(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> bool:
     """Return an interrupted pulse (worker shutdown) to pending at once; the run is not counted."""
     with transaction.atomic():
@@ -272,6 +277,7 @@ def release(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> bool:
     return True
 
 
+@gated
 def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
     """Store the session id the agent announced while it still runs (so its tools can resume it)."""
     Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
@@ -279,6 +285,7 @@ def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
     )
 
 
+@gated
 def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float | None = None) -> set[int]:
     """Extend the leases `worker` holds; returns the ids it still holds."""
     ids = list(pulse_ids)
@@ -291,6 +298,7 @@ def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float 
         return set(owned.values_list("id", flat=True))
 
 
+@gated
 def recover_expired_leases(now: datetime | None = None) -> list[int]:
     """Return pulses whose worker stopped renewing to pending (or failed, when out of retries).
 
@@ -339,6 +347,7 @@ def next_due_at() -> datetime | None:
     return Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
 
 
+@gated
 def cancel(pulse_id: int) -> Pulse:
     """Cancel a pending pulse; PulseNotPending otherwise, Pulse.DoesNotExist when there is none."""
     pulse = Pulse.objects.get(pk=pulse_id)
@@ -347,6 +356,7 @@ def cancel(pulse_id: int) -> Pulse:
     return pulse
 
 
+@gated
 def reschedule(pulse_id: int, when: datetime) -> Pulse:
     """Move a pending pulse to `when`."""
     pulse = Pulse.objects.get(pk=pulse_id)
@@ -357,6 +367,7 @@ def reschedule(pulse_id: int, when: datetime) -> Pulse:
     return pulse
 
 
+@gated
 def requeue(pulse_id: int, when: datetime | None = None) -> Pulse:
     """Run a finished (failed, cancelled or completed) pulse again, now or at `when`."""
     pulse = Pulse.objects.get(pk=pulse_id)
@@ -367,6 +378,7 @@ def requeue(pulse_id: int, when: datetime | None = None) -> Pulse:
     return pulse
 
 
+@gated
 def heartbeat(*, worker: str, host: str, pid: int, started_at: datetime, running: int) -> None:
     """Record that `worker` is alive, for `/api/status` and `reeve-status`."""
     WorkerRecord.objects.update_or_create(
@@ -415,6 +427,7 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@gated
 def run_now(pulse_id: int) -> Pulse:
     """Make a pulse due now: a pending one moves to now, a finished one is requeued now.
 
@@ -431,6 +444,7 @@ def run_now(pulse_id: int) -> Pulse:
     return pulse
 
 
+@gated
 def duplicate(pulse_id: int, *, scheduled_at: datetime | None = None) -> Pulse:
     """A new pending pulse with the same prompt, priority, session, notes and tags (its parent is the
     original), due now or at `scheduled_at`."""

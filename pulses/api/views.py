@@ -25,7 +25,6 @@ from pulses import queue
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
-from pulses.api.write_gate import write_gate
 from pulses.models import Pulse
 
 STARTED = time.monotonic()
@@ -107,8 +106,7 @@ class TriggerView(ApiView):
     @extend_schema(summary="Create a pulse", operation_id="pulse_trigger", **TRIGGER_SCHEMA)
     def post(self, request: Request) -> Response:
         data = _valid(s.TriggerSerializer, request.data)
-        with write_gate():
-            result = queue.schedule(**data)
+        result = queue.schedule(**data)
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(s.TriggeredSerializer(result.pulse).data, status=code)
 
