@@ -19,8 +19,9 @@ import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSED_WHEN_BARE = (
+PASSED_WHEN_BARE = (  # the configuration (which a real Desk has in .env), not the pulse's identity
     "PULSE_DB_PATH",
+    "DATABASE_URL",
     "DJANGO_SETTINGS_MODULE",
     "REEVE_IGNORE_DOTENV",
     "REEVE_HOME",

@@ -122,8 +122,12 @@ class ReeveHome:
         """Rows of `sql` (with `?` placeholders) from this home's database, SQLite or PostgreSQL."""
         if self.database_url:
             import psycopg
+            from psycopg.types.string import TextLoader
 
             with psycopg.connect(self.database_url, autocommit=True) as conn:
+                # Rows as SQLite gives them: JSON and times as text, so tests read both alike.
+                for type_name in ("json", "jsonb", "timestamptz", "timestamp"):
+                    conn.adapters.register_loader(type_name, TextLoader)
                 cursor = conn.execute(sql.replace("?", "%s"), params)
                 return cursor.fetchall() if cursor.description else []
         conn = sqlite3.connect(self.db_path, timeout=30)
