@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from pulses import metrics, queue
+from pulses import metrics, reports
 from pulses.models import Priority
 
 CHART_WIDTH = 720
@@ -59,7 +59,7 @@ def _nice_max(value: int) -> int:
     return value
 
 
-def hour_bars(activity: queue.Activity) -> tuple[list[HourBar], list[tuple[float, int]]]:
+def hour_bars(activity: reports.Activity) -> tuple[list[HourBar], list[tuple[float, int]]]:
     """Stacked bars (succeeded below, failed on top) for each hour, and the y-axis ticks."""
     top = _nice_max(max((h.executed for h in activity.per_hour), default=0))
     plot_height = CHART_HEIGHT - AXIS_BOTTOM - 8
@@ -120,8 +120,8 @@ def _duration(ms: float | None) -> str:
 @staff_member_required
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     """The dashboard page (staff only; others are sent to the admin login)."""
-    activity = queue.activity(hours=24)
-    stats = queue.stats()
+    activity = reports.activity(hours=24)
+    stats = reports.stats()
     latency = metrics.api_latency()
     bars, ticks = hour_bars(activity)
     context = {
@@ -143,9 +143,9 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_average": _duration(latency.average_ms),
         "api_p95": _duration(latency.p95_ms),
         "api_requests": latency.requests,
-        "upcoming": queue.listing("pending", limit=10),
-        "failures": queue.listing("failed", limit=10),
-        "workers": queue.recent_workers(),
+        "upcoming": reports.listing("pending", limit=10),
+        "failures": reports.listing("failed", limit=10),
+        "workers": reports.recent_workers(),
         "now": timezone.localtime(),
     }
     return render(request, "dashboard/index.html", context)

@@ -101,9 +101,9 @@ class QueueCollector(Collector):
     """Queue depth by status and pending depth by priority, read from the database at scrape time."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from pulses import queue  # the ORM is ready by the time anyone scrapes
+        from pulses import reports  # the ORM is ready by the time anyone scrapes
 
-        stats = queue.stats()
+        stats = reports.stats()
         depth = GaugeMetricFamily("reeve_queue_depth", "Pulses in the queue, by status", labels=["status"])
         for status, count in stats.by_status.items():
             depth.add_metric([status], count)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pulses import queue
+from pulses import reports
 from pulses.dashboard import depth_bars, hour_bars
 from tests.factories import PulseAttemptFactory, PulseFactory
 
@@ -59,7 +59,7 @@ def test_hour_bars_stack_failures_on_successes_with_a_rounded_scale():
     PulseAttemptFactory.create_batch(3, finished_at=now)
     PulseAttemptFactory(finished_at=now, succeeded=False)
     PulseAttemptFactory(finished_at=now - timedelta(hours=5))
-    bars, ticks = hour_bars(queue.activity(hours=24, now=now))
+    bars, ticks = hour_bars(reports.activity(hours=24, now=now))
     assert len(bars) == 24
     last = bars[-1]
     assert (last.executed, last.failed) == (4, 1)

@@ -5,7 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pulses import queue
+from pulses import queue, reports
 from pulses.executor import AttemptOutcome
 from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status
 from tests.factories import PulseFactory
@@ -207,7 +207,7 @@ def test_stats_count_by_status_and_pending_priority():
     PulseFactory(priority="low")
     PulseFactory(failed=True)
     PulseFactory(completed=True)
-    stats = queue.stats()
+    stats = reports.stats()
     assert stats.by_status["pending"] == 2 and stats.by_status["failed"] == 1
     assert stats.pending_by_priority["critical"] == 1 and stats.pending_by_priority["low"] == 1
     assert stats.overdue == 1

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pulses import queue
+from pulses import queue, reports
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
@@ -130,7 +130,7 @@ class PulseListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         query = _valid(s.ListQuerySerializer, request.query_params.dict(), from_query=True)
-        page = queue.search(
+        page = reports.search(
             status=query.get("status"),
             priority=query.get("priority"),
             source=query.get("source"),
@@ -217,7 +217,7 @@ class UpcomingView(ApiView):
     )
     def get(self, request: Request) -> Response:
         query = _valid(s.UpcomingQuerySerializer, request.query_params.dict(), from_query=True)
-        return Response(s.PulseSerializer(queue.listing("pending", limit=query["limit"]), many=True).data)
+        return Response(s.PulseSerializer(reports.listing("pending", limit=query["limit"]), many=True).data)
 
 
 class StatusView(ApiView):
@@ -227,7 +227,7 @@ class StatusView(ApiView):
         responses={200: s.StatusSerializer, **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
-        stats = queue.stats()
+        stats = reports.stats()
         workers = [
             {
                 "name": w.name,
@@ -237,7 +237,7 @@ class StatusView(ApiView):
                 "last_seen": w.last_seen.isoformat(),
                 "running": w.running,
             }
-            for w in queue.recent_workers()
+            for w in reports.recent_workers()
         ]
         return Response(
             {
@@ -259,8 +259,8 @@ class StatsView(ApiView):
         responses={200: s.StatsSerializer, **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
-        activity = queue.activity(hours=24)
-        stats = queue.stats()
+        activity = reports.activity(hours=24)
+        stats = reports.stats()
         return Response(
             {
                 "window_hours": activity.window_hours,

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from pulses import queue
+from pulses import reports
 from pulses.models import Pulse
 
 COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "view", nargs="?", default="pending", help=f"one of {', '.join(queue.LISTINGS)}, or a pulse ID"
+            "view", nargs="?", default="pending", help=f"one of {', '.join(reports.LISTINGS)}, or a pulse ID"
         )
         parser.add_argument("-n", "--limit", type=int, default=50, help="rows at most (default 50)")
 
@@ -25,10 +25,10 @@ class Command(BaseCommand):
         if view.isdigit():
             return self._detail(int(view))
         try:
-            pulses = queue.listing(view, limit=options["limit"])
+            pulses = reports.listing(view, limit=options["limit"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        counts = queue.stats().by_status
+        counts = reports.stats().by_status
         self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
         if not pulses:
             self.stdout.write(f"No {view} pulses.")

@@ -1,0 +1,148 @@
+"""Read-only views of the queue for people and dashboards: depth, listings, activity, workers.
+
+Everything that changes the queue lives in `pulses.queue`; this module only reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Count
+from django.utils import timezone
+
+from pulses.models import Priority, Pulse, PulseAttempt, Status, WorkerRecord
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    by_status: dict[str, int]
+    pending_by_priority: dict[str, int]
+    overdue: int
+    workers: list[dict] = field(default_factory=list)
+
+
+def stats() -> QueueStats:
+    """Queue depth by status, pending depth by priority, and overdue count."""
+    by_status = {s.value: 0 for s in Status}
+    for row in Pulse.objects.order_by().values("status").annotate(n=Count("id")):
+        by_status[row["status"]] = row["n"]
+    by_priority = {p.value: 0 for p in Priority}
+    for row in Pulse.objects.pending().order_by().values("priority").annotate(n=Count("id")):
+        by_priority[row["priority"]] = row["n"]
+    overdue = Pulse.objects.pending().filter(scheduled_at__lte=timezone.now()).count()
+    return QueueStats(by_status=by_status, pending_by_priority=by_priority, overdue=overdue)
+
+
+LISTINGS = ("pending", "overdue", "failed", "completed", "cancelled", "processing", "all")
+
+
+def listing(view: str, *, limit: int = 50) -> list[Pulse]:
+    """Pulses for a named view (`pending`, `overdue`, `failed`, ... `all`), most relevant first."""
+    if view not in LISTINGS:
+        raise ValueError(f"unknown view {view!r}; choose one of {', '.join(LISTINGS)} or a pulse id")
+    pulses = Pulse.objects.all()
+    if view == "overdue":
+        pulses = pulses.overdue()
+    elif view in ("pending", "processing"):
+        pulses = pulses.filter(status=view).order_by("scheduled_at", "priority_rank", "id")
+    elif view != "all":
+        pulses = pulses.filter(status=view).order_by("-finished_at", "-id")
+    return list(pulses[:limit])
+
+
+@dataclass(frozen=True)
+class HourActivity:
+    hour: datetime
+    executed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What the workers did in the last `window_hours`: runs (attempts) per hour, failures, durations."""
+
+    window_hours: int
+    per_hour: list[HourActivity]
+    executed: int
+    failed: int
+    average_duration_ms: float | None
+    p95_duration_ms: float | None
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed / self.executed if self.executed else None
+
+    @property
+    def success_rate(self) -> float | None:
+        return 1 - self.failed / self.executed if self.executed else None
+
+
+def activity(*, hours: int = 24, now: datetime | None = None) -> Activity:
+    """Attempts finished per clock hour over the last `hours` (oldest first), with failure count and
+    the average and 95th-percentile duration."""
+    now = (now or timezone.now()).astimezone(UTC)
+    current = now.replace(minute=0, second=0, microsecond=0)
+    starts = [current - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
+    executed = dict.fromkeys(starts, 0)
+    failed = dict.fromkeys(starts, 0)
+    durations: list[int] = []
+    rows = PulseAttempt.objects.filter(finished_at__gte=starts[0], finished_at__lte=now).values_list(
+        "finished_at", "succeeded", "duration_ms"
+    )
+    for finished_at, succeeded, duration_ms in rows.iterator(chunk_size=2000):
+        hour = finished_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        if hour not in executed:
+            continue
+        executed[hour] += 1
+        if not succeeded:
+            failed[hour] += 1
+        if duration_ms is not None:
+            durations.append(duration_ms)
+    durations.sort()
+    p95 = durations[max(0, -(-len(durations) * 95 // 100) - 1)] if durations else None
+    return Activity(
+        window_hours=hours,
+        per_hour=[HourActivity(hour=h, executed=executed[h], failed=failed[h]) for h in starts],
+        executed=sum(executed.values()),
+        failed=sum(failed.values()),
+        average_duration_ms=sum(durations) / len(durations) if durations else None,
+        p95_duration_ms=float(p95) if p95 is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Page:
+    count: int
+    pulses: list[Pulse]
+
+
+def search(
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    source: str | None = None,
+    tag: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page:
+    """Filtered pulses, newest first; pending and overdue ones soonest first. `status` may be `overdue`."""
+    pulses = Pulse.objects.all()
+    if status == "overdue":
+        pulses = pulses.overdue()
+    elif status:
+        pulses = pulses.filter(status=status)
+    if status in ("pending", "overdue"):
+        pulses = pulses.order_by("scheduled_at", "priority_rank", "id")
+    if priority:
+        pulses = pulses.filter(priority=priority)
+    if source:
+        pulses = pulses.filter(source=source)
+    if tag:
+        pulses = pulses.with_tag(tag)
+    return Page(count=pulses.count(), pulses=list(pulses[offset : offset + limit]))
+
+
+def recent_workers(*, within: timedelta = timedelta(minutes=2)) -> list[WorkerRecord]:
+    """Workers that heartbeated within `within`, most recent first."""
+    return list(WorkerRecord.objects.filter(last_seen__gte=timezone.now() - within).order_by("-last_seen"))
