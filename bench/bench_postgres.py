@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.bench_worker import FAKE_AGENT, NOOP_AGENT, agent_starts, percentile  # noqa: E402
+from bench.bench_worker import NOOP_AGENT, bench_latency, percentile  # noqa: E402
 
 
 def start_cluster(tmp: Path) -> str:
@@ -73,30 +73,6 @@ def bench_drain(env: dict[str, str], count: int, workers: int, concurrency: int)
     done = Pulse.objects.filter(status="completed").count()
     print(f"  completed {done}/{count}")
     return count / (span["last"] - span["first"]).total_seconds()
-
-
-def bench_latency(env: dict[str, str], home: Path, pulses: int) -> list[float]:
-    from pulses import queue
-
-    worker = subprocess.Popen(
-        [sys.executable, "manage.py", "run_pulse_worker"], cwd=ROOT, env={**env, "HAPI_COMMAND": FAKE_AGENT}
-    )
-    time.sleep(3)
-    latencies = []
-    try:
-        for i in range(pulses):
-            pulse = queue.schedule(prompt=f"mode=noop latency {i}", priority="high").pulse
-            committed = time.time()
-            while (started := agent_starts(home / "agent.log").get(str(pulse.pk))) is None:
-                if time.time() > committed + 10:
-                    raise SystemExit(f"pulse {pulse.pk} did not start within 10 s")
-                time.sleep(0.002)
-            latencies.append((started - committed) * 1000)
-            time.sleep(0.1)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-    return latencies
 
 
 def claim_cost(repeats: int = 300) -> float:

@@ -15,21 +15,8 @@ from django.utils.html import format_html
 
 from pulses import queue
 from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending, Status
+from pulses.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
-STATUS_COLOURS = {
-    Status.PENDING: "#2563eb",
-    Status.PROCESSING: "#7c3aed",
-    Status.COMPLETED: "#16a34a",
-    Status.FAILED: "#dc2626",
-    Status.CANCELLED: "#6b7280",
-}
-PRIORITY_COLOURS = {
-    Priority.CRITICAL: "#b91c1c",
-    Priority.HIGH: "#ea580c",
-    Priority.NORMAL: "#2563eb",
-    Priority.LOW: "#0d9488",
-    Priority.DEFERRED: "#6b7280",
-}
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
 
 admin.site.site_header = "Reeve administration"

@@ -14,19 +14,12 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from pulses import metrics, reports
-from pulses.models import Priority
+from pulses.palette import PRIORITY_COLOURS
 
 CHART_WIDTH = 720
 CHART_HEIGHT = 180
 AXIS_LEFT = 36
 AXIS_BOTTOM = 24
-PRIORITY_COLOURS = {
-    Priority.CRITICAL: "#b91c1c",
-    Priority.HIGH: "#ea580c",
-    Priority.NORMAL: "#2563eb",
-    Priority.LOW: "#0d9488",
-    Priority.DEFERRED: "#6b7280",
-}
 
 
 @dataclass(frozen=True)
