@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -29,6 +30,7 @@ from pulses.wakeup import Waiter, make_waiter
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
+SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
 
 
 @dataclass
@@ -185,13 +187,24 @@ class Worker:
 
     # --- one pulse, on a pool thread -----------------------------------------------------------
     def _execute(self, pulse: Pulse) -> None:
+        session_timer: threading.Timer | None = None
+
+        def on_session(session_id: str) -> None:
+            # The agent's tools may ask for the running session (MCP schedule_pulse with
+            # resume_current_session), so it is stored while the run goes on; but most of a short
+            # run's cost would be that extra write, so it waits until the run has lasted a moment.
+            nonlocal session_timer
+            if session_id != pulse.session_id:  # a resume announces the session it already has
+                session_timer = threading.Timer(
+                    SESSION_RECORD_DELAY, self._record_session, args=(pulse.pk, session_id)
+                )
+                session_timer.daemon = True
+                session_timer.start()
+
         try:
-
-            def on_session(session_id: str) -> None:
-                if session_id != pulse.session_id:  # a resume announces the session it already has
-                    queue.record_session(pulse.pk, worker=self.name, session_id=session_id)
-
             outcome = self.executor.run(_request(pulse), on_session=on_session)
+            if session_timer:
+                session_timer.cancel()  # the attempt's record below stores the session anyway
             if outcome.interrupted:
                 queue.release(pulse.pk, worker=self.name, outcome=outcome)
                 return
@@ -216,6 +229,12 @@ class Worker:
             )
         finally:
             close_old_connections()
+
+    def _record_session(self, pulse_id: int, session_id: str) -> None:
+        try:
+            queue.record_session(pulse_id, worker=self.name, session_id=session_id)
+        finally:
+            connections.close_all()  # this timer thread is done with its connection
 
     def _run_failure_hooks(self, pulse_id: int) -> None:
         try:

@@ -1,6 +1,8 @@
 """The worker loop in-process, running the real fake agent CLI against the test database."""
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -85,3 +87,23 @@ def test_pulses_of_one_session_run_one_after_the_other(agent_log):
     assert len(attempts) == 3
     for before, after in zip(attempts, attempts[1:], strict=False):
         assert after.started_at >= before.finished_at
+
+
+def test_a_long_run_stores_its_session_while_the_agent_still_runs(agent_log):
+    pulse = PulseFactory(due=True, prompt="mode=sleep:3")
+    options = WorkerOptions.from_settings(once=True, lease_seconds=30)
+    worker = Worker(options)
+    runner = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            row = Pulse.objects.filter(pk=pulse.pk).values("status", "session_id").get()
+            if row["session_id"]:
+                break
+            time.sleep(0.05)
+        assert row["status"] == "processing" and row["session_id"]
+    finally:
+        runner.join(timeout=30)
+    pulse.refresh_from_db()
+    assert pulse.status == "completed"
