@@ -3,8 +3,8 @@
 SQLite is copied with its backup API in one step: the copy reads one consistent snapshot while the
 worker, API and listener keep writing (WAL readers never block writers). PostgreSQL is dumped with
 `pg_dump --clean --if-exists`, so the dump itself empties what it restores over. Either way the result
-is gzip-compressed, named like the deployment guide's backups (`pulse_queue_YYYYmmdd_HHMMSS.db.gz`),
-and backups older than the retention period are deleted.
+is gzip-compressed, named like the deployment guide's backups (`pulse_queue_YYYYmmdd_HHMMSS.db.gz`;
+`.sql.gz` for a PostgreSQL dump), and backups older than the retention period are deleted.
 """
 
 from __future__ import annotations
@@ -244,9 +244,40 @@ def _sqlite_restore(backup_file: Path) -> RestoreResult:
     return RestoreResult(database=str(db_path), saved_previous=saved)
 
 
+PG_DUMP_HEADER = b"-- PostgreSQL database dump"
+
+
+def pg_sessions() -> list[tuple[int, str]]:
+    """Other client sessions on the PostgreSQL database, as (server pid, application or address)."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, COALESCE(NULLIF(application_name, ''), host(client_addr), 'local socket') "
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend' ORDER BY pid"
+        )
+        found = [(int(pid), str(who)) for pid, who in cursor.fetchall()]
+    connections.close_all()
+    return found
+
+
 def _pg_restore(backup_file: Path) -> RestoreResult:
     if shutil.which("psql") is None:
         raise BackupError("psql not found: install the PostgreSQL client (postgresql-client)")
+    try:
+        with _open_backup(backup_file) as src:
+            head = src.read(4096)
+    except (OSError, EOFError) as exc:
+        raise BackupError(f"{backup_file} is not a PostgreSQL backup: {exc}") from exc
+    if PG_DUMP_HEADER not in head:
+        raise BackupError(f"{backup_file} is not a PostgreSQL backup (pg_dump output from backup_db)")
+    # The dump drops and recreates every table: a worker or API still connected would block it
+    # (or lose its rows mid-run), so refuse like the SQLite restore does.
+    if busy := pg_sessions():
+        names = ", ".join(f"{pid} ({who})" for pid, who in busy)
+        raise BackupError(
+            f"database {_database()['NAME']} is in use by server process {names}: stop the services "
+            "first (sudo systemctl stop reeve-telegram reeve-daemon)"
+        )
     env, args = _pg_env_and_args()
     with _open_backup(backup_file) as src, tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(

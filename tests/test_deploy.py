@@ -370,9 +370,10 @@ def test_stopping_the_worker_unit_as_systemd_does_never_leaves_a_pulse_processin
         main.send_signal(signal.SIGTERM)
         main.wait(timeout=timeout_stop)
         took = time.monotonic() - stopped_at
+        # Read before stop_all: on PostgreSQL it drops the home's database.
+        rows = home.query("SELECT status, attempts FROM pulses")
     finally:
         home.stop_all()
     assert took < timeout_stop, "systemd would have had to SIGKILL the worker"
-    rows = home.query("SELECT status, attempts FROM pulses")
     assert rows == [(expected, 1 if expected == "completed" else 0)]
     assert not _alive(agent_pid) or open(f"/proc/{agent_pid}/stat").read().split()[2] == "Z"

@@ -1,4 +1,7 @@
-"""The reeve-* helper scripts, run from a staged install against a real SQLite database.
+"""The reeve-* helper scripts, run from a staged install against a real database.
+
+SQLite by default; when the suite runs on PostgreSQL (DATABASE_URL), the home's database lives on
+that cluster and each test starts from a copy made with CREATE DATABASE ... TEMPLATE.
 
 Each test stages `install.sh --root` for a migrated Reeve home, fills the queue with pulses in every
 status through the ORM (in a subprocess, on that home's database), and runs the scripts as a person
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reeve_processes import ROOT, ReeveHome
+from tests.reeve_processes import ROOT, ReeveHome, _admin, on_postgres
 from tests.test_deploy import _current_user, stage
 
 pytestmark = pytest.mark.slow
@@ -47,6 +50,7 @@ for status, hours, prompt in rows:
         lease_owner="elsewhere:1" if status == "processing" else "",
     )
 """
+SUFFIX = ".sql.gz" if on_postgres() else ".db.gz"
 COUNTS = "pending=3 processing=1 completed=3 failed=2 cancelled=1"
 
 
@@ -115,18 +119,42 @@ def staged(tmp_path_factory):
     )
     home.migrate()
     home.manage("shell", "-c", POPULATE)
+    stage(home, base / "root", user=_current_user())
+    if on_postgres():
+        template = f"{database_name(home)}_template"
+        _admin(f'CREATE DATABASE "{template}" TEMPLATE "{database_name(home)}"')
+        yield home, base / "root", template
+        home.stop_all()
+        _admin(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        return
     template = base / "template.db"
     shutil.copy(home.db_path, template)
-    stage(home, base / "root", user=_current_user())
-    return home, base / "root", template
+    yield home, base / "root", template
+
+
+def database_name(home: ReeveHome) -> str:
+    return home.database_url.rsplit("/", 1)[-1]
+
+
+def empty_database(home: ReeveHome) -> None:
+    """The home's database gone, as if never migrated."""
+    if on_postgres():
+        _admin(f'DROP DATABASE IF EXISTS "{database_name(home)}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{database_name(home)}"')
+    else:
+        home.db_path.unlink()
 
 
 @pytest.fixture
 def installed(staged):
     home, root, template = staged
-    for leftover in (home.db_path, Path(f"{home.db_path}-wal"), Path(f"{home.db_path}-shm")):
-        leftover.unlink(missing_ok=True)
-    shutil.copy(template, home.db_path)
+    if on_postgres():
+        _admin(f'DROP DATABASE IF EXISTS "{database_name(home)}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{database_name(home)}" TEMPLATE "{template}"')
+    else:
+        for leftover in (home.db_path, Path(f"{home.db_path}-wal"), Path(f"{home.db_path}-shm")):
+            leftover.unlink(missing_ok=True)
+        shutil.copy(template, home.db_path)
     for directory in (home.path / "logs", home.path / "backups"):
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir()
@@ -134,7 +162,10 @@ def installed(staged):
     inst = Installed(home, root)
     yield inst
     inst.stop_web()
-    home.stop_all()
+    for proc in home.children:  # not stop_all: on PostgreSQL that drops the database the module shares
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
     home.children.clear()
 
 
@@ -196,7 +227,7 @@ def test_reeve_status_exits_1_with_a_problem_line_when_the_api_is_down(installed
 
 def test_reeve_status_exits_1_when_the_database_is_not_migrated(installed):
     installed.start_web()
-    installed.home.db_path.unlink()
+    empty_database(installed.home)
     proc = installed.run("reeve-status")
     assert proc.returncode == 1
     assert "FAIL  migrations" in proc.stdout
@@ -214,10 +245,19 @@ def test_reeve_status_reports_recent_errors_from_the_log_file(installed):
 def test_reeve_backup_writes_a_compressed_copy_with_every_pulse(installed, tmp_path):
     proc = installed.run("reeve-backup")
     assert proc.returncode == 0, proc.stderr
-    backups = sorted((installed.home.path / "backups").glob("pulse_queue_*.db.gz"))
+    backups = sorted((installed.home.path / "backups").glob(f"pulse_queue_*{SUFFIX}"))
     assert len(backups) == 1
-    assert re.fullmatch(r"pulse_queue_\d{8}_\d{6}\.db\.gz", backups[0].name)
+    assert re.fullmatch(r"pulse_queue_\d{8}_\d{6}" + re.escape(SUFFIX), backups[0].name)
     assert f"Backup completed: {backups[0]}" in proc.stdout
+    if on_postgres():  # restored into a fresh database, it holds every pulse
+        fresh = ReeveHome(tmp_path / "fresh")
+        try:
+            fresh.manage("restore_db", str(backups[0]))
+            counts = dict(fresh.query("SELECT status, COUNT(*) FROM pulses GROUP BY status"))
+        finally:
+            fresh.stop_all()
+        assert counts == {"pending": 3, "processing": 1, "completed": 3, "failed": 2, "cancelled": 1}
+        return
     copy = tmp_path / "copy.db"
     copy.write_bytes(gzip.decompress(backups[0].read_bytes()))
     conn = sqlite3.connect(copy)
@@ -232,7 +272,7 @@ def test_reeve_backup_writes_a_compressed_copy_with_every_pulse(installed, tmp_p
 def test_reeve_backup_prunes_old_backups_and_takes_a_directory(installed, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    old = elsewhere / "pulse_queue_20200101_030000.db.gz"
+    old = elsewhere / f"pulse_queue_20200101_030000{SUFFIX}"
     old.write_bytes(b"old")
     os.utime(old, (time.time() - 40 * 86400,) * 2)
     unrelated = elsewhere / "notes.txt"
@@ -240,7 +280,7 @@ def test_reeve_backup_prunes_old_backups_and_takes_a_directory(installed, tmp_pa
     proc = installed.run("reeve-backup", "--dir", str(elsewhere))
     assert proc.returncode == 0, proc.stderr
     assert not old.exists() and unrelated.exists()
-    assert len(list(elsewhere.glob("pulse_queue_*.db.gz"))) == 1
+    assert len(list(elsewhere.glob(f"pulse_queue_*{SUFFIX}"))) == 1
 
 
 def test_reeve_heartbeat_schedules_one_pulse_an_hour_and_status_shows_it(installed):

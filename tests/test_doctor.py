@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from pulses import doctor
 from tests.factories import PulseFactory
-from tests.reeve_processes import ROOT, ReeveHome
+from tests.reeve_processes import ROOT, ReeveHome, on_postgres
 
 GOOD_TOKEN = "k" * 40
 
@@ -173,7 +173,7 @@ def test_doctor_paths_prints_shell_assignments_for_install_sh(good, capsys):
     out = capsys.readouterr().out
     assert f"REEVE_DESK_PATH={good.REEVE_DESK_PATH}" in out
     assert "PULSE_API_URL=http://127.0.0.1:" in out
-    assert "DATABASE_IS_SQLITE=1" in out
+    assert f"DATABASE_IS_SQLITE={0 if on_postgres() else 1}" in out
 
 
 @pytest.mark.slow
