@@ -69,8 +69,10 @@ def snapshot(root: Path) -> dict[str, tuple[float, int, bytes]]:
 
 
 @pytest.fixture
-def home(tmp_path) -> ReeveHome:
-    return ReeveHome(tmp_path / "home")
+def home(tmp_path):
+    home = ReeveHome(tmp_path / "home")
+    yield home
+    home.stop_all()  # on PostgreSQL: drops the home's database
 
 
 def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_the_user(home, tmp_path):

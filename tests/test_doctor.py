@@ -100,6 +100,7 @@ def test_unapplied_migrations_fail_with_the_command_that_applies_them(tmp_path):
     home.migrate()
     home.manage("migrate", "pulses", names[-2] if len(names) > 1 else "zero", "-v0")
     proc = home.manage("doctor", "--no-api", "--no-telegram", check=False)
+    home.stop_all()  # on PostgreSQL: drops the home's database
     assert proc.returncode == 1
     line = line_for(proc.stdout, "migrations")
     assert line.startswith("FAIL")
@@ -209,6 +210,7 @@ def test_doctor_passes_everything_on_a_good_running_setup(tmp_path, fake_telegra
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(timeout=30)
+        home.stop_all()  # on PostgreSQL: drops the home's database
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "FAIL" not in proc.stdout and "WARN" not in proc.stdout
     assert "doctor: all checks passed" in proc.stdout
