@@ -8,8 +8,21 @@ import sys
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
     from django.core.management import execute_from_command_line
+    from django.db.utils import OperationalError, ProgrammingError
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except (OperationalError, ProgrammingError) as exc:
+        # A fresh database without Reeve's tables: say what to run instead of a traceback.
+        text = str(exc)
+        missing_table = "no such table" in text or ('relation "' in text and "does not exist" in text)
+        if not missing_table:
+            raise
+        sys.stderr.write(
+            f"Error: the database has no Reeve tables yet ({text.splitlines()[0]}).\n"
+            "Apply the migrations first: ./reeve migrate (or uv run python manage.py migrate).\n"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,16 @@ def test_pulse_queue_shows_one_pulse_and_rejects_unknown_views():
         run("pulse_queue", "999999")
     with pytest.raises(CommandError, match="unknown view 'bogus'"):
         run("pulse_queue", "bogus")
+
+
+def test_a_command_on_an_unmigrated_database_says_to_migrate_instead_of_a_traceback(tmp_path):
+    from tests.reeve_processes import ReeveHome
+
+    home = ReeveHome(tmp_path)  # not migrated
+    try:
+        proc = home.manage("trigger_pulse", "hello", check=False)
+    finally:
+        home.stop_all()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "the database has no Reeve tables yet" in proc.stderr and "./reeve migrate" in proc.stderr
