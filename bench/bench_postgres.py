@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.bench_worker import NOOP_AGENT, bench_latency, percentile  # noqa: E402
+from bench.bench_worker import NOOP_AGENT, bench_latency, configure, percentile  # noqa: E402
 
 
 def start_cluster(tmp: Path) -> str:
@@ -30,23 +30,6 @@ def start_cluster(tmp: Path) -> str:
         check=True,
     )
     return out.stdout.strip()
-
-
-def configure(home: Path, url: str) -> dict[str, str]:
-    env = {
-        "DJANGO_SETTINGS_MODULE": "reeve_site.settings",
-        "REEVE_IGNORE_DOTENV": "1",
-        "REEVE_HOME": str(home),
-        "DATABASE_URL": url,
-        "LOG_FILE": str(home / "daemon.log"),
-        "LOG_LEVEL": "WARNING",
-        "REEVE_DESK_PATH": str(home),
-        "SECRET_KEY": "bench",
-        "FAKE_AGENT_LOG": str(home / "agent.log"),
-        "NOOP_AGENT_LOG": str(home / "noop.log"),
-    }
-    os.environ.update(env)
-    return {**os.environ, **env}
 
 
 def bench_drain(env: dict[str, str], count: int, workers: int, concurrency: int) -> float:

@@ -28,12 +28,17 @@ FAKE_AGENT = f"{sys.executable} -S {ROOT / 'tests' / 'fake_agent.py'}"
 NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
 
 
-def configure(home: Path) -> dict[str, str]:
+def configure(home: Path, database_url: str = "") -> dict[str, str]:
+    """Point this process (and the returned child environment) at a bench home: SQLite in it, or
+    `database_url`."""
+    database = (
+        {"DATABASE_URL": database_url} if database_url else {"PULSE_DB_PATH": str(home / "pulse_queue.db")}
+    )
     env = {
         "DJANGO_SETTINGS_MODULE": "reeve_site.settings",
         "REEVE_IGNORE_DOTENV": "1",
         "REEVE_HOME": str(home),
-        "PULSE_DB_PATH": str(home / "pulse_queue.db"),
+        **database,
         "LOG_FILE": os.environ.get("BENCH_LOG_FILE", str(home / "daemon.log")),
         "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "REEVE_DESK_PATH": str(home),
