@@ -19,7 +19,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.bench_worker import NOOP_AGENT, bench_latency, configure, percentile  # noqa: E402
+from bench.bench_worker import (  # noqa: E402
+    FIRST_LINE_AGENT,
+    NOOP_AGENT,
+    bench_latency,
+    configure,
+    report_latency,
+)
 
 
 def start_cluster(tmp: Path) -> str:
@@ -33,29 +39,50 @@ def start_cluster(tmp: Path) -> str:
 
 
 def bench_drain(env: dict[str, str], count: int, workers: int, concurrency: int) -> float:
-    from django.db.models import Max, Min
+    """Pulses per second from the commit of `count` due pulses to the last one finished, with
+    `workers` worker processes already started and idle (their start-up is timed apart)."""
+    from django.db import transaction
+    from django.db.models import Max
+    from django.utils import timezone
 
-    from pulses.models import Pulse
+    from pulses import wakeup
+    from pulses.models import Pulse, WorkerRecord
 
     Pulse.objects.all().delete()
-    Pulse.objects.bulk_create(
-        Pulse(prompt=f"drain {i}", priority=["critical", "high", "normal", "low"][i % 4])
-        for i in range(count)
-    )
+    WorkerRecord.objects.all().delete()
+    began = time.time()
     procs = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "run_pulse_worker", "--once", "--concurrency", str(concurrency)],
+            [sys.executable, "manage.py", "run_pulse_worker", "--concurrency", str(concurrency)],
             cwd=ROOT,
             env={**env, "HAPI_COMMAND": NOOP_AGENT},
         )
         for _ in range(workers)
     ]
-    for proc in procs:
-        proc.wait()
-    span = Pulse.objects.aggregate(first=Min("executed_at"), last=Max("finished_at"))
-    done = Pulse.objects.filter(status="completed").count()
-    print(f"  completed {done}/{count}")
-    return count / (span["last"] - span["first"]).total_seconds()
+    try:
+        while WorkerRecord.objects.count() < workers:  # each heartbeats once it is up and idle
+            time.sleep(0.05)
+        print(f"  {workers} workers up and idle in {time.time() - began:.2f} s")
+        with transaction.atomic():
+            Pulse.objects.bulk_create(
+                Pulse(prompt=f"drain {i}", priority=["critical", "high", "normal", "low"][i % 4])
+                for i in range(count)
+            )
+            wakeup.announce()
+        committed = timezone.now()
+        deadline = time.time() + 600
+        while Pulse.objects.filter(status__in=["pending", "processing"]).exists():
+            if time.time() > deadline:
+                raise SystemExit("the drain did not finish within 10 minutes")
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+    last = Pulse.objects.aggregate(last=Max("finished_at"))["last"]
+    print(f"  completed {Pulse.objects.filter(status='completed').count()}/{count}")
+    return count / (last - committed).total_seconds()
 
 
 def claim_cost(repeats: int = 300) -> float:
@@ -72,7 +99,7 @@ def claim_cost(repeats: int = 300) -> float:
         [claimed] = queue.claim(worker="bench:1", limit=1)
         samples.append((time.perf_counter() - began) * 1000)
         queue.release(
-            claimed.pk,
+            claimed,
             worker="bench:1",
             outcome=AttemptOutcome(
                 success=False, started_at=claimed.executed_at, finished_at=claimed.executed_at
@@ -130,11 +157,9 @@ def main() -> None:
                 f"drain throughput: {rate:.0f} pulses/s ({args.drain} pulses, no-op agent, "
                 f"{args.workers} workers x {args.concurrency})"
             )
-            latencies = bench_latency(env, tmp_path, args.pulses)
-            print(
-                f"dispatch latency over {len(latencies)} pulses (commit in another process -> agent code "
-                f"runs): p50 {percentile(latencies, 50):.1f} ms  p99 {percentile(latencies, 99):.1f} ms"
-            )
+            print("dispatch latency (a commit in another process -> the agent's first line runs):")
+            report_latency("shell agent", bench_latency(env, tmp_path, args.pulses, FIRST_LINE_AGENT))
+            report_latency("Python agent", bench_latency(env, tmp_path, args.pulses))
             fill_history(1000)
             small = claim_cost()
             fill_history(args.history)

@@ -3,8 +3,9 @@
     uv run python bench/bench_worker.py [--pulses 30] [--drain 400] [--concurrency 4]
 
 Dispatch latency: a pulse is committed by this process (another process than the worker); the clock
-stops when the agent's own code starts (the fake agent logs time.time() as its first act), so the
-figure includes the agent interpreter's start-up, measured separately as a baseline.
+stops when the agent's first line runs. Two agents: bench/first_line_agent.sh (bash, running ~1 ms
+after its spawn) and tests/fake_agent.py under `python -S`, whose interpreter start-up (measured
+apart as a baseline) adds ~7 ms.
 Drain throughput: N due pulses, the no-op shell agent (bench/noop_agent.sh), one worker at the given
 concurrency, from the first claim to the last finish.
 """
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FAKE_AGENT = f"{sys.executable} -S {ROOT / 'tests' / 'fake_agent.py'}"
 NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
+FIRST_LINE_AGENT = str(ROOT / "bench" / "first_line_agent.sh")
 
 
 def configure(home: Path, database_url: str = "") -> dict[str, str]:
@@ -75,11 +77,13 @@ def interpreter_baseline(runs: int = 10) -> float:
     return statistics.median(samples)
 
 
-def bench_latency(env: dict[str, str], home: Path, pulses: int) -> list[float]:
+def bench_latency(env: dict[str, str], home: Path, pulses: int, agent: str = FAKE_AGENT) -> list[float]:
+    """Milliseconds from a pulse's commit (in this process) to the first line of `agent` running."""
     from pulses import queue
 
+    (home / "agent.log").unlink(missing_ok=True)
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "run_pulse_worker"], cwd=ROOT, env={**env, "HAPI_COMMAND": FAKE_AGENT}
+        [sys.executable, "manage.py", "run_pulse_worker"], cwd=ROOT, env={**env, "HAPI_COMMAND": agent}
     )
     time.sleep(3)  # let it start and go idle
     latencies = []
@@ -98,6 +102,13 @@ def bench_latency(env: dict[str, str], home: Path, pulses: int) -> list[float]:
         worker.terminate()
         worker.wait(timeout=30)
     return latencies
+
+
+def report_latency(label: str, latencies: list[float]) -> None:
+    print(
+        f"  {label:>12}: p50 {percentile(latencies, 50):.1f} ms  p99 {percentile(latencies, 99):.1f} ms  "
+        f"max {max(latencies):.1f} ms  ({len(latencies)} pulses)"
+    )
 
 
 def bench_drain(env: dict[str, str], home: Path, count: int, concurrency: int) -> tuple[float, Counter]:
@@ -141,15 +152,10 @@ def main() -> None:
 
         django.setup()
         baseline = interpreter_baseline()
-        latencies = bench_latency(env, home, args.pulses)
-        print(
-            f"dispatch latency over {len(latencies)} pulses (commit in another process -> agent code runs):"
-        )
-        print(
-            f"  p50 {percentile(latencies, 50):.1f} ms   p99 {percentile(latencies, 99):.1f} ms   "
-            f"max {max(latencies):.1f} ms"
-        )
-        print(f"  of which agent interpreter start-up (python -S, median): {baseline:.1f} ms")
+        print("dispatch latency (a commit in another process -> the agent's first line runs):")
+        report_latency("shell agent", bench_latency(env, home, args.pulses, FIRST_LINE_AGENT))
+        report_latency("Python agent", bench_latency(env, home, args.pulses))
+        print(f"  (a Python agent's interpreter start-up alone, python -S, median: {baseline:.1f} ms)")
         rate, runs = bench_drain(env, home, args.drain, args.concurrency)
         once = sum(1 for n in runs.values() if n == 1)
         print(

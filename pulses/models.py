@@ -114,6 +114,15 @@ class Pulse(models.Model):
             models.Index(fields=["status", "scheduled_at"], name="pulses_status_sched_idx"),
             models.Index(fields=["finished_at"], name="pulses_finished_idx"),
         ]
+        constraints = [
+            # One session runs one pulse at a time, across every worker and host: the database
+            # itself refuses a second running pulse of a session (see queue.claim).
+            models.UniqueConstraint(
+                fields=["session_id"],
+                condition=Q(status="processing") & ~Q(session_id=""),
+                name="pulses_one_running_per_session",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} [{self.priority}/{self.status}] {self.prompt[:60]}"

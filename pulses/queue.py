@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from pulses import wakeup
 from pulses.executor import AttemptOutcome
-from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status, WorkerRecord
+from pulses.models import (
+    Priority,
+    Pulse,
+    PulseAttempt,
+    PulseNotPending,
+    PulseQuerySet,
+    Status,
+    WorkerRecord,
+)
 from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
@@ -112,7 +121,70 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
     if limit <= 0:
         return []
     now = timezone.now()
-    lease = timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
+    until = now + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
+    claimed = _claim_in_one_statement(worker, limit, now, until)
+    if claimed is None:
+        claimed = _claim_session_by_session(worker, limit, now, until)
+    for pulse in claimed:
+        logger.info(
+            "pulse_claimed id=%s priority=%s attempt=%s worker=%s",
+            pulse.pk,
+            pulse.priority,
+            pulse.attempts,
+            worker,
+        )
+    return claimed
+
+
+_CLAIM_SQL = """
+WITH picked AS MATERIALIZED (
+    SELECT id FROM pulses
+    WHERE status = 'pending' AND scheduled_at <= %s
+      AND (session_id = '' OR session_id NOT IN (
+          SELECT session_id FROM pulses WHERE status = 'processing' AND session_id <> ''))
+    ORDER BY priority_rank, scheduled_at, id
+    LIMIT %s{lock}
+)
+UPDATE pulses
+SET status = 'processing', lease_owner = %s, lease_expires_at = %s, executed_at = %s,
+    attempts = attempts + 1
+WHERE status = 'pending' AND id IN (SELECT id FROM picked)
+RETURNING {columns}
+"""
+# MATERIALIZED: the pick runs once. As a plain `id IN (SELECT … LIMIT n)` PostgreSQL may run the
+# subquery again per row and, skipping the rows it locked the first time, claim more than n.
+
+
+def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse] | None:
+    """The claim as one UPDATE … RETURNING: on PostgreSQL a single round trip in its own transaction.
+
+    Sessions are kept apart by the database: the unique index `pulses_one_running_per_session`
+    refuses a second running pulse of a session, whether this batch picked two or another worker
+    claimed one after our snapshot (PostgreSQL waits for that claim to commit, then refuses). Then
+    nothing is claimed and None tells the caller to go session by session instead. None too on an
+    SQLite older than 3.35, which has no RETURNING.
+    """
+    if not connection.features.can_return_columns_from_insert:
+        return None
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in Pulse._meta.concrete_fields)
+    stamp = connection.ops.adapt_datetimefield_value
+    params = [stamp(now), limit, worker, stamp(until), stamp(now)]
+    # In autocommit a lone statement is its own transaction; SQLite's still goes through atomic() for
+    # BEGIN IMMEDIATE, and inside an outer transaction a savepoint keeps a refusal from spoiling it.
+    own_transaction = connection.vendor == "postgresql" and not connection.in_atomic_block
+    try:
+        with nullcontext() if own_transaction else transaction.atomic():
+            claimed = list(Pulse.objects.raw(_CLAIM_SQL.format(lock=lock, columns=columns), params))
+    except IntegrityError:
+        return None
+    claimed.sort(key=lambda pulse: (pulse.priority_rank, pulse.scheduled_at, pulse.pk))
+    return claimed
+
+
+def _claim_session_by_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse]:
+    """The claim when pulses of one session compete: candidates are locked, at most one pulse per
+    session is taken, and each session is checked free under a lock of its own."""
     busy_sessions = Pulse.objects.filter(status=Status.PROCESSING).exclude(session_id="").values("session_id")
     with transaction.atomic():
         candidates = (
@@ -137,20 +209,11 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
         Pulse.objects.filter(id__in=chosen, status=Status.PENDING).update(
             status=Status.PROCESSING,
             lease_owner=worker,
-            lease_expires_at=now + lease,
+            lease_expires_at=until,
             executed_at=now,
             attempts=F("attempts") + 1,
         )
-        claimed = list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
-    for pulse in claimed:
-        logger.info(
-            "pulse_claimed id=%s priority=%s attempt=%s worker=%s",
-            pulse.pk,
-            pulse.priority,
-            pulse.attempts,
-            worker,
-        )
-    return claimed
+        return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
 
 
 def _session_free(session_id: str) -> bool:
@@ -173,110 +236,167 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(minutes=minutes)
 
 
+def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:
+    return {
+        "pulse_id": pulse.pk,
+        "number": pulse.attempts,
+        "worker": worker,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "duration_ms": outcome.duration_ms,
+        "exit_code": outcome.exit_code,
+        "succeeded": outcome.success,
+        "session_id": outcome.session_id,
+        "result_text": outcome.result_text,
+        "cost_usd": outcome.cost_usd,
+        "num_turns": outcome.num_turns,
+        "error": error,
+        "stdout_tail": outcome.stdout_tail,
+        "stderr_tail": outcome.stderr_tail,
+    }
+
+
 def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
-    PulseAttempt.objects.create(
-        pulse=pulse,
-        number=pulse.attempts,
-        worker=worker,
-        started_at=outcome.started_at,
-        finished_at=outcome.finished_at,
-        duration_ms=outcome.duration_ms,
-        exit_code=outcome.exit_code,
-        succeeded=outcome.success,
-        session_id=outcome.session_id,
-        result_text=outcome.result_text,
-        cost_usd=outcome.cost_usd,
-        num_turns=outcome.num_turns,
-        error=error,
-        stdout_tail=outcome.stdout_tail,
-        stderr_tail=outcome.stderr_tail,
+    PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
+
+
+_RECORD_SQL = """
+WITH claimed AS (
+    UPDATE pulses SET {assignments}
+    WHERE id = %s AND status = 'processing' AND lease_owner = %s AND attempts = %s
+    RETURNING id
+)
+INSERT INTO pulse_attempts ({columns}) SELECT {placeholders} FROM claimed
+"""
+
+
+def _record_in_one_statement(
+    pulse: Pulse, worker: str, changes: dict[str, object], attempt: dict[str, object]
+) -> bool:
+    """PostgreSQL: the pulse's UPDATE and its attempt's INSERT as one statement (the INSERT reads
+    the UPDATE's RETURNING), so a run is recorded in one round trip and one transaction. True when
+    the claim still held, False when the UPDATE matched nothing and so nothing was written."""
+
+    def prepared(model: type[models.Model], values: dict[str, object]) -> tuple[list[str], list[object]]:
+        columns, params = [], []
+        for name, value in values.items():
+            field = model._meta.get_field(name)
+            columns.append(connection.ops.quote_name(field.column))
+            params.append(field.get_db_prep_save(value, connection))
+        return columns, params
+
+    assigned, assigned_values = prepared(Pulse, changes)
+    columns, values = prepared(PulseAttempt, attempt)
+    sql = _RECORD_SQL.format(
+        assignments=", ".join(f"{column} = %s" for column in assigned),
+        columns=", ".join(columns),
+        placeholders=", ".join(["%s"] * len(columns)),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*assigned_values, pulse.pk, worker, pulse.attempts, *values])
+        return cursor.rowcount == 1
+
+
+def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
+    """The row of this claim, as long as the claim holds: once its lease expired and the pulse was
+    claimed again (by anyone, even this worker) it is another attempt, and this matches nothing."""
+    return Pulse.objects.filter(
+        pk=pulse.pk, status=Status.PROCESSING, lease_owner=worker, attempts=pulse.attempts
     )
 
 
-def _owned(pulse_id: int, worker: str) -> Pulse | None:
-    return Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).first()
-
-
 @gated
-def record_attempt(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> str | None:
-    """Store a finished run: completed, pending again with backoff, or failed for good.
+def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str | None:
+    """Store a finished run of a pulse `claim` returned: completed, pending again with backoff, or
+    failed for good.
 
-    Returns the pulse's new status, or None when `worker` no longer holds the lease (it expired and
-    the pulse was recovered), in which case nothing is written.
+    Returns the pulse's new status, or None when `worker` no longer holds the claim (the lease
+    expired and the pulse was recovered), in which case nothing is written: the UPDATE's condition
+    is the check, and the attempt's row is written in the same transaction only when it matched.
     """
-    with transaction.atomic():
-        pulse = _owned(pulse_id, worker)
-        if pulse is None:
-            logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse_id, worker)
-            return None
-        changes: dict[str, object] = {
-            "finished_at": outcome.finished_at,
-            "execution_duration_ms": outcome.duration_ms,
-            "lease_owner": "",
-            "lease_expires_at": None,
-        }
-        if outcome.session_id:
-            changes["session_id"] = outcome.session_id
-        if outcome.success:
-            changes.update(status=Status.COMPLETED, error_message="")
-        elif pulse.attempts <= pulse.max_retries:
-            changes.update(
-                status=Status.PENDING,
-                error_message=outcome.error,
-                scheduled_at=outcome.finished_at + retry_delay(pulse.attempts),
-            )
-        else:
-            changes.update(status=Status.FAILED, error_message=outcome.error)
-        Pulse.objects.filter(pk=pulse.pk).update(**changes)
-        _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
-        if changes["status"] == Status.PENDING:
-            wakeup.announce()
+    changes: dict[str, object] = {
+        "finished_at": outcome.finished_at,
+        "execution_duration_ms": outcome.duration_ms,
+        "lease_owner": "",
+        "lease_expires_at": None,
+    }
+    if outcome.session_id:
+        changes["session_id"] = outcome.session_id
+    if outcome.success:
+        changes.update(status=Status.COMPLETED, error_message="")
+    elif pulse.attempts <= pulse.max_retries:
+        changes.update(
+            status=Status.PENDING,
+            error_message=outcome.error,
+            scheduled_at=outcome.finished_at + retry_delay(pulse.attempts),
+        )
+    else:
+        changes.update(status=Status.FAILED, error_message=outcome.error)
     status = changes["status"]
+    if connection.vendor == "postgresql" and status != Status.PENDING:
+        # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
+        attempt = _attempt_values(pulse, worker=worker, outcome=outcome, error=outcome.error)
+        recorded = _record_in_one_statement(pulse, worker, changes, attempt)
+    else:
+        with transaction.atomic():
+            recorded = bool(_still_claimed(pulse, worker).update(**changes))
+            if recorded:
+                _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
+                if status == Status.PENDING:
+                    wakeup.announce()
+    if not recorded:
+        logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse.pk, worker)
+        return None
     if status == Status.COMPLETED:
-        logger.info("pulse_completed id=%s duration_ms=%s", pulse_id, outcome.duration_ms)
+        logger.info("pulse_completed id=%s duration_ms=%s", pulse.pk, outcome.duration_ms)
     elif status == Status.PENDING:
         logger.warning(
             "pulse_retry_scheduled id=%s attempt=%s retry_at=%s error=%s",
-            pulse_id,
+            pulse.pk,
             pulse.attempts,
             changes["scheduled_at"],
             _short(outcome.error),
         )
     else:
         logger.error(
-            "pulse_failed id=%s attempts=%s error=%s", pulse_id, pulse.attempts, _short(outcome.error)
+            "pulse_failed id=%s attempts=%s error=%s", pulse.pk, pulse.attempts, _short(outcome.error)
         )
     return str(status)
 
 
 @gated
-def release(pulse_id: int, *, worker: str, outcome: AttemptOutcome) -> bool:
+def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
     """Return an interrupted pulse (worker shutdown) to pending at once; the run is not counted."""
+    changes: dict[str, object] = {
+        "status": Status.PENDING,
+        "lease_owner": "",
+        "lease_expires_at": None,
+        "attempts": F("attempts") - 1,
+    }
+    if outcome.session_id:
+        changes["session_id"] = outcome.session_id
     with transaction.atomic():
-        pulse = _owned(pulse_id, worker)
-        if pulse is None:
+        if not _still_claimed(pulse, worker).update(**changes):
             return False
         note = "interrupted: the worker shut down; returned to pending"
         _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
-        changes: dict[str, object] = {
-            "status": Status.PENDING,
-            "lease_owner": "",
-            "lease_expires_at": None,
-            "attempts": F("attempts") - 1,
-        }
-        if outcome.session_id:
-            changes["session_id"] = outcome.session_id
-        Pulse.objects.filter(pk=pulse.pk).update(**changes)
-    logger.warning("pulse_released id=%s worker=%s", pulse_id, worker)
+    logger.warning("pulse_released id=%s worker=%s", pulse.pk, worker)
     return True
 
 
 @gated
 def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
-    """Store the session id the agent announced while it still runs (so its tools can resume it)."""
-    Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
-        session_id=session_id
-    )
+    """Store the session id the agent announced while it still runs (so its tools can resume it).
+
+    Not when another running pulse holds that session already (an agent that reused a session it
+    was not asked to resume): the database refuses it, and the attempt's record stores it later."""
+    try:
+        with transaction.atomic():
+            Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
+                session_id=session_id
+            )
+    except IntegrityError:
+        logger.warning("pulse_session_in_use id=%s session=%s not_stored_mid_run", pulse_id, session_id)
 
 
 @gated

@@ -206,9 +206,9 @@ class Worker:
             if session_timer:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
             if outcome.interrupted:
-                queue.release(pulse.pk, worker=self.name, outcome=outcome)
+                queue.release(pulse, worker=self.name, outcome=outcome)
                 return
-            status = queue.record_attempt(pulse.pk, worker=self.name, outcome=outcome)
+            status = queue.record_attempt(pulse, worker=self.name, outcome=outcome)
             metrics.record_attempt(
                 priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
             )
@@ -221,7 +221,7 @@ class Worker:
             logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.name)
             now = timezone.now()
             queue.record_attempt(
-                pulse.pk,
+                pulse,
                 worker=self.name,
                 outcome=AttemptOutcome(
                     success=False, started_at=now, finished_at=now, error=f"worker error: {exc!r}"

@@ -15,9 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from pulses.models import Pulse
-from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
 from telegram_bridge.models import PulseAlert
-from telegram_bridge.notify import NotificationFailed, send_message
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +59,11 @@ def _claim_alert(pulse_id: int) -> bool:
 def alert_pulse_failed(pulse_id: int) -> None:
     """Send one Telegram alert for a pulse that failed for good; nothing when Telegram is not set up
     or this pulse was alerted within ALERT_INTERVAL. Never raises for Telegram trouble."""
+    # python-telegram-bot and httpx take a third of a second and ~15 MB to import: every worker
+    # imports this hook at start, and only one that has an alert to send needs them.
+    from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
+    from telegram_bridge.notify import NotificationFailed, send_message
+
     try:
         config = TelegramConfig.from_settings()
     except TelegramNotConfigured as exc:

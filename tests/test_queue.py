@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -89,13 +89,43 @@ def test_claim_sets_a_lease_and_counts_the_attempt():
     assert queue.claim(worker="other:2", limit=5) == []
 
 
-def test_claim_is_a_short_transaction_of_three_statements():
-    PulseFactory.create_batch(3, due=True)
+def test_claim_is_one_update_statement():
+    PulseFactory.create_batch(20, due=True)
     with CaptureQueriesContext(connection) as queries:
-        queue.claim(worker=WORKER, limit=2)
+        claimed = queue.claim(worker=WORKER, limit=2)
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    assert statements.count("SELECT") == 2
-    assert statements.count("UPDATE") == 1
+    # The savepoint only exists because the test itself runs inside a transaction.
+    assert [s for s in statements if s not in ("SAVEPOINT", "RELEASE")] == ["WITH"]  # WITH … UPDATE
+    assert len(claimed) == 2 == Pulse.objects.filter(status=Status.PROCESSING).count()
+
+
+def test_the_database_refuses_a_second_running_pulse_of_one_session():
+    PulseFactory(session_id="s1", status=Status.PROCESSING, lease_owner="a:1")
+    second = PulseFactory(session_id="s1")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Pulse.objects.filter(pk=second.pk).update(status=Status.PROCESSING)
+    PulseFactory(session_id="", status=Status.PROCESSING)  # pulses without a session are not limited
+    PulseFactory(session_id="", status=Status.PROCESSING)
+
+
+def test_a_claim_waits_for_a_session_that_another_worker_runs():
+    PulseFactory(session_id="s1", status=Status.PROCESSING, lease_owner="other:2")
+    PulseFactory(due=True, session_id="s1", prompt="later")
+    PulseFactory(due=True, prompt="free")
+    assert [p.prompt for p in queue.claim(worker=WORKER, limit=5)] == ["free"]
+
+
+def test_a_session_the_agent_reused_mid_run_is_not_stored_until_the_attempt_ends(caplog):
+    running = PulseFactory(session_id="s1", status=Status.PROCESSING, lease_owner="other:2")
+    PulseFactory(due=True)
+    [mine] = queue.claim(worker=WORKER, limit=1)
+    queue.record_session(mine.pk, worker=WORKER, session_id="s1")
+    mine.refresh_from_db()
+    assert mine.session_id == "" and "pulse_session_in_use" in caplog.text
+    assert queue.record_attempt(mine, worker=WORKER, outcome=_outcome(session_id="s1")) == "completed"
+    mine.refresh_from_db()
+    running.refresh_from_db()
+    assert (mine.session_id, running.status) == ("s1", Status.PROCESSING)
 
 
 def test_a_session_never_runs_twice_at_once():
@@ -105,7 +135,7 @@ def test_a_session_never_runs_twice_at_once():
     first = queue.claim(worker=WORKER, limit=10)
     assert sorted(p.prompt for p in first) == ["first", "other"]
     assert queue.claim(worker=WORKER, limit=10) == []
-    queue.record_attempt(first[0].pk, worker=WORKER, outcome=_outcome())
+    queue.record_attempt(first[0], worker=WORKER, outcome=_outcome())
     [second] = queue.claim(worker=WORKER, limit=10)
     assert second.prompt == "second"
 
@@ -113,7 +143,7 @@ def test_a_session_never_runs_twice_at_once():
 def test_success_completes_the_pulse_and_keeps_the_attempt():
     PulseFactory(due=True)
     [pulse] = queue.claim(worker=WORKER, limit=1)
-    assert queue.record_attempt(pulse.pk, worker=WORKER, outcome=_outcome(session_id="abc")) == "completed"
+    assert queue.record_attempt(pulse, worker=WORKER, outcome=_outcome(session_id="abc")) == "completed"
     pulse.refresh_from_db()
     assert (pulse.status, pulse.session_id, pulse.lease_owner) == ("completed", "abc", "")
     assert pulse.execution_duration_ms == 1000
@@ -128,7 +158,7 @@ def test_failures_retry_with_doubling_backoff_on_the_same_row_until_failed():
         Pulse.objects.filter(pk=pulse.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
         [claimed] = queue.claim(worker=WORKER, limit=1)
         outcome = _outcome(success=False, error="boom")
-        status = queue.record_attempt(claimed.pk, worker=WORKER, outcome=outcome)
+        status = queue.record_attempt(claimed, worker=WORKER, outcome=outcome)
         claimed.refresh_from_db()
         if status == "pending":
             delays.append(round((claimed.scheduled_at - outcome.finished_at).total_seconds() / 60))
@@ -149,10 +179,21 @@ def test_a_worker_that_lost_its_lease_cannot_overwrite_the_pulse():
     PulseFactory(due=True)
     [pulse] = queue.claim(worker=WORKER, limit=1)
     Pulse.objects.filter(pk=pulse.pk).update(lease_owner="thief:2")
-    assert queue.record_attempt(pulse.pk, worker=WORKER, outcome=_outcome()) is None
+    assert queue.record_attempt(pulse, worker=WORKER, outcome=_outcome()) is None
     pulse.refresh_from_db()
     assert pulse.status == "processing"
     assert not PulseAttempt.objects.exists()
+
+
+def test_a_run_whose_lease_expired_cannot_record_over_the_next_claim_even_by_the_same_worker():
+    PulseFactory(due=True)
+    [first_run] = queue.claim(worker=WORKER, limit=1, lease_seconds=1)
+    queue.recover_expired_leases(now=timezone.now() + timedelta(seconds=5))
+    [second_run] = queue.claim(worker=WORKER, limit=1)
+    assert queue.record_attempt(first_run, worker=WORKER, outcome=_outcome()) is None
+    assert queue.record_attempt(second_run, worker=WORKER, outcome=_outcome()) == "completed"
+    attempts = PulseAttempt.objects.order_by("number").values_list("number", "succeeded")
+    assert list(attempts) == [(1, False), (2, True)]
 
 
 def test_expired_leases_return_to_pending_as_a_failed_attempt():
@@ -180,7 +221,7 @@ def test_renew_leases_extends_only_what_the_worker_holds():
 def test_release_returns_an_interrupted_pulse_without_counting_the_run():
     PulseFactory(due=True)
     [pulse] = queue.claim(worker=WORKER, limit=1)
-    assert queue.release(pulse.pk, worker=WORKER, outcome=_outcome(success=False))
+    assert queue.release(pulse, worker=WORKER, outcome=_outcome(success=False))
     pulse.refresh_from_db()
     assert (pulse.status, pulse.attempts, pulse.lease_owner) == ("pending", 0, "")
 

@@ -67,3 +67,42 @@ def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(r
     assert succeeded == PULSES
     retried = sum(1 for attempts, _ in rows.values() if attempts > 1)
     assert retried >= 1  # the killed workers really were running something
+
+
+def test_workers_never_run_two_pulses_of_one_session_at_once(reeve_home):
+    sessions, per_session, free = 4, 12, 24
+    reeve_home.manage(
+        "shell",
+        "-c",
+        (
+            "from pulses import queue\n"
+            f"for i in range({per_session}):\n"
+            f"    for s in range({sessions}):\n"
+            "        queue.schedule(prompt=f'mode=sleep:0.03 s{s} #{i}', session_id=f'session-{s}')\n"
+            f"for i in range({free}):\n"
+            "    queue.schedule(prompt=f'mode=noop free #{i}')\n"
+        ),
+    )
+    total = sessions * per_session + free
+    env = {"PULSE_MAX_CONCURRENT": "3", "LOG_LEVEL": "WARNING"}
+    workers = [reeve_home.start("run_pulse_worker", **env) for _ in range(3)]
+    reeve_home.wait_for(lambda: completed(reeve_home) == total, timeout=300, interval=0.2, what="all pulses")
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+
+    def overlapping(same_session: bool) -> list[tuple]:
+        return reeve_home.query(
+            "SELECT p.session_id, a.pulse_id, b.pulse_id FROM pulse_attempts a "
+            "JOIN pulses p ON p.id = a.pulse_id "
+            "JOIN pulse_attempts b ON b.id <> a.id JOIN pulses q ON q.id = b.pulse_id "
+            f"WHERE p.session_id {'=' if same_session else '<>'} q.session_id "
+            "AND p.session_id LIKE ? AND q.session_id LIKE ? "
+            "AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
+            ("session-%", "session-%"),
+        )
+
+    assert overlapping(same_session=True) == []
+    assert overlapping(same_session=False)  # different sessions did run side by side
+    per_pulse = reeve_home.query("SELECT COUNT(*), COUNT(DISTINCT pulse_id) FROM pulse_attempts")
+    assert per_pulse == [(total, total)]

@@ -1,5 +1,6 @@
 import logging
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.worker import Worker, WorkerOptions
@@ -10,6 +11,9 @@ class Command(BaseCommand):
         "Run due pulses through the agent CLI, highest priority first, each exactly once per attempt. "
         "SIGTERM/Ctrl+C drains running pulses (PULSE_SHUTDOWN_GRACE_SECONDS); a second one stops at once."
     )
+    # The worker serves no URLs: checking them would import the whole API stack (DRF, the schema
+    # generator) into every worker for nothing. The web process checks them.
+    requires_system_checks = [Tags.models]
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="run what is due now, then exit")
