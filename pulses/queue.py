@@ -155,6 +155,15 @@ RETURNING {columns}
 # subquery again per row and, skipping the rows it locked the first time, claim more than n.
 
 
+def claim_statement(worker: str, limit: int, now: datetime, until: datetime) -> tuple[str, list[object]]:
+    """The claim's SQL and parameters (`bench/bench_postgres.py` EXPLAINs it)."""
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in Pulse._meta.concrete_fields)
+    stamp = connection.ops.adapt_datetimefield_value
+    params = [stamp(now), limit, worker, stamp(until), stamp(now)]
+    return _CLAIM_SQL.format(lock=lock, columns=columns), params
+
+
 def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse] | None:
     """The claim as one UPDATE … RETURNING: on PostgreSQL a single round trip in its own transaction.
 
@@ -166,16 +175,13 @@ def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datet
     """
     if not connection.features.can_return_columns_from_insert:
         return None
-    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in Pulse._meta.concrete_fields)
-    stamp = connection.ops.adapt_datetimefield_value
-    params = [stamp(now), limit, worker, stamp(until), stamp(now)]
+    sql, params = claim_statement(worker, limit, now, until)
     # In autocommit a lone statement is its own transaction; SQLite's still goes through atomic() for
     # BEGIN IMMEDIATE, and inside an outer transaction a savepoint keeps a refusal from spoiling it.
     own_transaction = connection.vendor == "postgresql" and not connection.in_atomic_block
     try:
         with nullcontext() if own_transaction else transaction.atomic():
-            claimed = list(Pulse.objects.raw(_CLAIM_SQL.format(lock=lock, columns=columns), params))
+            claimed = list(Pulse.objects.raw(sql, params))
     except IntegrityError:
         return None
     claimed.sort(key=lambda pulse: (pulse.priority_rank, pulse.scheduled_at, pulse.pk))
