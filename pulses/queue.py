@@ -122,10 +122,14 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
         return []
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    claimed = _claim_in_one_statement(worker, limit, now, until)
-    if claimed is None:
-        claimed = _claim_session_by_session(worker, limit, now, until)
-    for pulse in claimed:
+    claimed: list[Pulse] | None = None
+    for _ in range(CLAIM_TRIES):  # each try starts from a fresh snapshot
+        claimed = _claim_in_one_statement(worker, limit, now, until)
+        if claimed is None:
+            claimed = _claim_session_by_session(worker, limit, now, until)
+        if claimed is not None:
+            break
+    for pulse in claimed or []:
         logger.info(
             "pulse_claimed id=%s priority=%s attempt=%s worker=%s",
             pulse.pk,
@@ -133,9 +137,10 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
             pulse.attempts,
             worker,
         )
-    return claimed
+    return claimed or []
 
 
+CLAIM_TRIES = 3
 _CLAIM_SQL = """
 WITH picked AS MATERIALIZED (
     SELECT id FROM pulses
@@ -188,9 +193,17 @@ def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datet
     return claimed
 
 
-def _claim_session_by_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse]:
+def _claim_session_by_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse] | None:
     """The claim when pulses of one session compete: candidates are locked, at most one pulse per
-    session is taken, and each session is checked free under a lock of its own."""
+    session is taken, and each session is checked free under a lock of its own. None when the
+    database still refused (a one-statement claim elsewhere took the session meanwhile)."""
+    try:
+        return _claim_one_per_session(worker, limit, now, until)
+    except IntegrityError:
+        return None
+
+
+def _claim_one_per_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse]:
     busy_sessions = Pulse.objects.filter(status=Status.PROCESSING).exclude(session_id="").values("session_id")
     with transaction.atomic():
         candidates = (
@@ -225,8 +238,9 @@ def _claim_session_by_session(worker: str, limit: int, now: datetime, until: dat
 def _session_free(session_id: str) -> bool:
     """On PostgreSQL, claims run side by side, so the busy-session filter above may have read a
     snapshot from before another worker's claim of this session committed. A transaction-scoped
-    advisory lock on the session serialises those claimers; the re-check after taking it sees any
-    claim committed meanwhile. (On SQLite every claim is already serialised by BEGIN IMMEDIATE.)"""
+    advisory lock on the session serialises the claimers that come this way, and the re-check after
+    taking it sees any claim committed meanwhile; a one-statement claim still in flight is caught by
+    the unique index. (On SQLite every claim is already serialised by BEGIN IMMEDIATE.)"""
     if connection.vendor != "postgresql":
         return True
     with connection.cursor() as cursor:

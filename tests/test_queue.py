@@ -1,5 +1,7 @@
+import threading
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -113,6 +115,32 @@ def test_a_claim_waits_for_a_session_that_another_worker_runs():
     PulseFactory(due=True, session_id="s1", prompt="later")
     PulseFactory(due=True, prompt="free")
     assert [p.prompt for p in queue.claim(worker=WORKER, limit=5)] == ["free"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["one statement", "session by session"])
+def test_a_session_another_worker_claims_mid_claim_is_refused_by_the_database(path, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("claims only run side by side on PostgreSQL (SQLite serialises them)")
+    if path == "session by session":
+        monkeypatch.setattr(queue, "_claim_in_one_statement", lambda *args: None)
+    ours = PulseFactory(due=True, session_id="s1", prompt="ours")
+    theirs = PulseFactory(session_id="s1", prompt="theirs")
+    db = connection.settings_dict
+    other = psycopg.connect(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
+    )
+    # Another worker's claim of the same session, not yet committed when ours reads the queue.
+    other.execute("UPDATE pulses SET status = 'processing' WHERE id = %s", [theirs.pk])
+    threading.Timer(0.5, other.commit).start()
+    try:
+        assert queue.claim(worker=WORKER, limit=5) == []
+    finally:
+        other.close()
+    ours.refresh_from_db()
+    assert ours.status == Status.PENDING
+    Pulse.objects.filter(pk=theirs.pk).update(status=Status.COMPLETED)
+    assert [p.prompt for p in queue.claim(worker=WORKER, limit=5)] == ["ours"]
 
 
 def test_a_session_the_agent_reused_mid_run_is_not_stored_until_the_attempt_ends(caplog):
