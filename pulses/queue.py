@@ -34,6 +34,8 @@ from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
+CLAIM_TRIES = 3
+
 __all__ = [
     "AttemptOutcome",
     "PulseNotPending",
@@ -122,14 +124,15 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
         return []
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    claimed: list[Pulse] | None = None
-    for _ in range(CLAIM_TRIES):  # each try starts from a fresh snapshot
-        claimed = _claim_in_one_statement(worker, limit, now, until)
-        if claimed is None:
-            claimed = _claim_session_by_session(worker, limit, now, until)
-        if claimed is not None:
+    claimed: list[Pulse] = []
+    for _ in range(CLAIM_TRIES):  # a try the database refused is repeated from a fresh snapshot
+        result = _claim_in_one_statement(worker, limit, now, until)
+        if result is None:
+            result = _claim_session_by_session(worker, limit, now, until)
+        if result is not None:
+            claimed = result
             break
-    for pulse in claimed or []:
+    for pulse in claimed:
         logger.info(
             "pulse_claimed id=%s priority=%s attempt=%s worker=%s",
             pulse.pk,
@@ -137,10 +140,9 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
             pulse.attempts,
             worker,
         )
-    return claimed or []
+    return claimed
 
 
-CLAIM_TRIES = 3
 _CLAIM_SQL = """
 WITH picked AS MATERIALIZED (
     SELECT id FROM pulses

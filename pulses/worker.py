@@ -105,6 +105,7 @@ class Worker:
             self._loop(pool)
             self._drain()
         finally:
+            _close_thread_connections(pool, max(opts.concurrency, 1))
             pool.shutdown(wait=True)
             self._hooks.shutdown(wait=True)
             self._waiter.close()
@@ -288,6 +289,23 @@ class Worker:
     def _force(self) -> None:
         self._poke()
         self.executor.interrupt_all(grace=0.5)
+
+
+def _close_thread_connections(pool: ThreadPoolExecutor, size: int) -> None:
+    """Have each of the pool's threads close its own database connections (Django's connections
+    belong to the thread that opened them), so none outlives the worker loop: one task per thread,
+    held at a barrier until every thread has one."""
+    barrier = threading.Barrier(size)
+
+    def close() -> None:
+        connections.close_all()
+        try:
+            barrier.wait(timeout=10)
+        except threading.BrokenBarrierError:  # a thread still busy: its connection closes with the process
+            pass
+
+    for future in [pool.submit(close) for _ in range(size)]:
+        future.result()
 
 
 def _request(pulse: Pulse) -> AgentRequest:

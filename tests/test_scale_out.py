@@ -17,6 +17,13 @@ def completed(home) -> int:
     return home.query("SELECT COUNT(*) FROM pulses WHERE status = 'completed'")[0][0]
 
 
+def running_on(home, pid: int) -> int:
+    """How many pulses the worker process `pid` holds a lease on."""
+    return home.query(
+        "SELECT COUNT(*) FROM pulses WHERE status = 'processing' AND lease_owner LIKE ?", (f"%:{pid}",)
+    )[0][0]
+
+
 def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(reeve_home):
     reeve_home.manage(
         "shell",
@@ -31,12 +38,15 @@ def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(r
     env = {
         "HAPI_COMMAND": NOOP_AGENT,
         "NOOP_AGENT_LOG": str(noop_log),
+        "NOOP_AGENT_SECONDS": "0.02",  # long enough that a worker killed at random is mid-run
         "PULSE_MAX_CONCURRENT": "2",
         "LOG_LEVEL": "WARNING",
     }
     workers = [reeve_home.start("run_pulse_worker", **env) for _ in range(4)]
     reeve_home.wait_for(lambda: completed(reeve_home) >= PULSES // 4, timeout=240, what="a quarter done")
     for victim in workers[:2]:
+        pid = victim.pid
+        reeve_home.wait_for(lambda pid=pid: running_on(reeve_home, pid), timeout=60, what="a run to kill")
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
     workers += [reeve_home.start("run_pulse_worker", **env) for _ in range(2)]
