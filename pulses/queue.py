@@ -1,9 +1,11 @@
 """The one entry point every caller uses to change the pulse queue (reading it: `pulses.reports`).
 
-Claims are short transactions: on SQLite every transaction is BEGIN IMMEDIATE (see settings), so the
-select-then-conditional-update below is serialised between processes; on PostgreSQL the candidate rows
-are locked with FOR UPDATE SKIP LOCKED so concurrent workers pass each other by. No transaction is
-ever held while an agent runs: the worker commits the claim, runs the agent, then reports back here.
+A claim is one `UPDATE … RETURNING` statement: on SQLite inside BEGIN IMMEDIATE (see settings), so
+claims are serialised between processes; on PostgreSQL in its own transaction, its rows picked with
+FOR UPDATE SKIP LOCKED so concurrent workers pass each other by, and a unique index keeping each agent
+session to one running pulse. A finished run is recorded in one statement too (on PostgreSQL). No
+transaction is ever held while an agent runs: the worker commits the claim, runs the agent, then
+reports back here.
 """
 
 from __future__ import annotations
