@@ -19,9 +19,15 @@ import select
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ class Waiter:
         """Return on a poke, on a change committed elsewhere (unless `local_only`), or after `timeout`."""
         self._event.wait(timeout)
         self._event.clear()
+
+    def reconnect(self) -> None:
+        """Open the waiter's own database connection again (after the database went away)."""
 
     def close(self) -> None:
         """Release whatever the waiter holds."""
@@ -90,8 +99,6 @@ class SqliteWaiter(Waiter):
 class PostgresWaiter(Waiter):
     def __init__(self, db: dict) -> None:
         super().__init__()
-        import psycopg
-
         params = {
             "dbname": db["NAME"],
             "user": db.get("USER") or None,
@@ -100,8 +107,8 @@ class PostgresWaiter(Waiter):
             "port": db.get("PORT") or None,
         }
         params.update({k: v for k, v in (db.get("OPTIONS") or {}).items() if isinstance(v, str | int)})
-        self._conn = psycopg.connect(**{k: v for k, v in params.items() if v is not None}, autocommit=True)
-        self._conn.execute(f"LISTEN {CHANNEL}")
+        self._params = {k: v for k, v in params.items() if v is not None}
+        self._conn = self._listen()
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
@@ -112,8 +119,24 @@ class PostgresWaiter(Waiter):
         except BlockingIOError:  # the pipe is full of pokes already: the waiter will wake
             pass
 
+    def _listen(self) -> psycopg.Connection:
+        import psycopg  # only PostgreSQL deployments pay for it
+
+        with _as_django_error():
+            conn = psycopg.connect(**self._params, autocommit=True)
+            conn.execute(f"LISTEN {CHANNEL}")
+        return conn
+
+    def reconnect(self) -> None:
+        self._conn.close()
+        self._conn = self._listen()
+
     def wait(self, timeout: float, *, local_only: bool = False) -> None:
-        watched = [self._read_fd] if local_only else [self._read_fd, self._conn.fileno()]
+        if local_only:
+            watched = [self._read_fd]
+        else:
+            with _as_django_error():
+                watched = [self._read_fd, self._conn.fileno()]
         readable, _, _ = select.select(watched, [], [], timeout)
         if self._read_fd in readable:
             while True:
@@ -122,16 +145,29 @@ class PostgresWaiter(Waiter):
                         break
                 except BlockingIOError:
                     break
-        if self._conn.fileno() in readable:
-            pgconn = self._conn.pgconn
-            pgconn.consume_input()
-            while pgconn.notifies() is not None:
-                pass
+        if any(fd != self._read_fd for fd in readable):  # the connection's socket: a NOTIFY or a loss
+            with _as_django_error():
+                pgconn = self._conn.pgconn
+                pgconn.consume_input()
+                while pgconn.notifies() is not None:
+                    pass
 
     def close(self) -> None:
         self._conn.close()
         os.close(self._read_fd)
         os.close(self._write_fd)
+
+
+@contextmanager
+def _as_django_error() -> Iterator[None]:
+    """The LISTEN connection is psycopg's own: its failures are raised as Django's OperationalError,
+    which is what the worker waits out (a database restart, a failover)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise OperationalError(str(exc)) from exc
 
 
 def make_waiter() -> Waiter:

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -30,6 +31,9 @@ from pulses.wakeup import Waiter, make_waiter
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
+# What a database restart, failover or network cut raises; the worker waits those out.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+T = TypeVar("T")
 SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
 
 
@@ -82,6 +86,7 @@ class Worker:
         self._waiter: Waiter | None = None
         self._seen_dry_run: set[int] = set()
         self.signals = ShutdownSignals(on_stop=self._poke, on_force=self._force)
+        self._drain_deadline: float | None = None
         self.completed = 0
 
     # --- the loop ------------------------------------------------------------------------------
@@ -111,36 +116,43 @@ class Worker:
             self._waiter.close()
             if self._reaper:
                 self._reaper.close()
-            self._heartbeat()
+            try:
+                self._heartbeat()
+            except DATABASE_DOWN as exc:
+                logger.warning("worker_final_heartbeat_failed error=%s", _one_line(exc))
             logger.info("worker_stopped worker=%s completed=%s", self.name, self.completed)
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         opts = self.options
         next_renew = next_recover = next_heartbeat = 0.0
         while not self.signals.stopping.is_set():
-            now = time.monotonic()
-            if now >= next_renew:
-                self._renew()
-                next_renew = now + max(opts.lease_seconds / 3, 0.2)
-            if now >= next_recover:
-                queue.recover_expired_leases()
-                next_recover = now + max(opts.lease_seconds / 2, 1.0)
-            if now >= next_heartbeat:
-                self._heartbeat()
-                next_heartbeat = now + HEARTBEAT_SECONDS
-            self._reap_finished()
-            claimed = self._claim_and_start(pool)
-            if opts.once and not claimed and not self._running and not self._due_now():
-                break
-            timeout = min(next_renew, next_recover, next_heartbeat) - time.monotonic()
-            if len(self._running) >= opts.concurrency:
-                # Every slot is busy: only a finishing run (a local poke) can let us claim more, so
-                # other processes' commits need not wake us.
-                self._waiter.wait(max(timeout, 0.0), local_only=True)
-                continue
-            if not claimed:
-                timeout = min(timeout, self._until_next_due())
-            self._waiter.wait(max(timeout, 0.0))
+            try:
+                now = time.monotonic()
+                if now >= next_renew:
+                    self._renew()
+                    next_renew = now + max(opts.lease_seconds / 3, 0.2)
+                if now >= next_recover:
+                    queue.recover_expired_leases()
+                    next_recover = now + max(opts.lease_seconds / 2, 1.0)
+                if now >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = now + HEARTBEAT_SECONDS
+                self._reap_finished()
+                claimed = self._claim_and_start(pool)
+                if opts.once and not claimed and not self._running and not self._due_now():
+                    break
+                timeout = min(next_renew, next_recover, next_heartbeat) - time.monotonic()
+                if len(self._running) >= opts.concurrency:
+                    # Every slot is busy: only a finishing run (a local poke) can let us claim more, so
+                    # other processes' commits need not wake us.
+                    self._waiter.wait(max(timeout, 0.0), local_only=True)
+                    continue
+                if not claimed:
+                    timeout = min(timeout, self._until_next_due())
+                self._waiter.wait(max(timeout, 0.0))
+            except DATABASE_DOWN as exc:
+                self._wait_for_database(exc)
+                next_renew = 0.0  # renew first: the leases ran on while nothing could renew them
 
     def _claim_and_start(self, pool: ThreadPoolExecutor) -> int:
         if self.options.dry_run:
@@ -207,9 +219,9 @@ class Worker:
             if session_timer:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
             if outcome.interrupted:
-                queue.release(pulse, worker=self.name, outcome=outcome)
+                self._report(queue.release, pulse, outcome)
                 return
-            status = queue.record_attempt(pulse, worker=self.name, outcome=outcome)
+            status = self._report(queue.record_attempt, pulse, outcome)
             metrics.record_attempt(
                 priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
             )
@@ -218,6 +230,13 @@ class Worker:
                 # Alerts talk to the network: on their own thread, so a slow or unreachable
                 # Telegram never holds a pulse slot.
                 self._hooks.submit(self._run_failure_hooks, pulse.pk)
+        except DATABASE_DOWN:
+            logger.error(
+                "pulse_result_lost id=%s worker=%s reason=database_unavailable "
+                "(the pulse runs again once its lease expires)",
+                pulse.pk,
+                self.name,
+            )
         except Exception as exc:  # the worker boundary: whatever broke is written onto the attempt
             logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.name)
             now = timezone.now()
@@ -231,9 +250,48 @@ class Worker:
         finally:
             close_old_connections()
 
+    def _report(self, write: Callable[..., T], pulse: Pulse, outcome: AttemptOutcome) -> T:
+        """Store a finished run. While the database is unreachable (a restart, a failover) keep
+        trying, so the result of a run is not thrown away: the write only lands if this claim still
+        holds. A stopping worker gives up when its drain's grace ends, or at a second signal."""
+        delay = 0.5
+        while True:
+            try:
+                return write(pulse, worker=self.name, outcome=outcome)
+            except DATABASE_DOWN as exc:
+                connections.close_all()  # this thread's connection: the next try opens a new one
+                give_up = self._drain_deadline is not None and time.monotonic() + delay > self._drain_deadline
+                if give_up or self.signals.forced.is_set():
+                    raise
+                logger.warning(
+                    "pulse_record_retry id=%s retry_in_s=%s error=%s", pulse.pk, delay, _one_line(exc)
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _wait_for_database(self, error: Exception) -> None:
+        """The database stopped answering the loop: running agents go on, and the loop comes back
+        once it answers again (backing off up to 30 s); a signal still stops the worker meanwhile."""
+        logger.error("database_unavailable worker=%s error=%s", self.name, _one_line(error))
+        delay = 1.0
+        while not self.signals.stopping.is_set():
+            connections.close_all()  # the main thread's connection; the next query reconnects
+            try:
+                connection.ensure_connection()
+                self._waiter.reconnect()
+            except DATABASE_DOWN as exc:
+                logger.warning("database_still_unavailable retry_in_s=%s error=%s", delay, _one_line(exc))
+                self.signals.stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            logger.warning("database_available_again worker=%s", self.name)
+            return
+
     def _record_session(self, pulse_id: int, session_id: str) -> None:
         try:
             queue.record_session(pulse_id, worker=self.name, session_id=session_id)
+        except DATABASE_DOWN as exc:  # the attempt's record stores the session when the run ends
+            logger.warning("pulse_session_not_stored id=%s error=%s", pulse_id, _one_line(exc))
         finally:
             connections.close_all()  # this timer thread is done with its connection
 
@@ -269,11 +327,16 @@ class Worker:
         """Let running pulses finish within the grace period, renewing their leases; then stop them."""
         if not self._running:
             return
-        deadline = time.monotonic() + self.options.grace_seconds
+        deadline = self._drain_deadline = time.monotonic() + self.options.grace_seconds
         logger.info("worker_draining running=%s grace_s=%s", len(self._running), self.options.grace_seconds)
         while self._running and time.monotonic() < deadline and not self.signals.forced.is_set():
-            self._renew()
-            self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0))
+            try:
+                self._renew()
+            except DATABASE_DOWN as exc:
+                logger.warning("lease_renewal_failed worker=%s error=%s", self.name, _one_line(exc))
+                connections.close_all()
+            # Only a finishing run can end the drain, so local pokes are all it waits for.
+            self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0), local_only=True)
             self._reap_finished()
         if self._running:
             logger.warning("worker_interrupting running=%s", len(self._running))
@@ -289,6 +352,10 @@ class Worker:
     def _force(self) -> None:
         self._poke()
         self.executor.interrupt_all(grace=0.5)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
 
 
 def _close_thread_connections(pool: ThreadPoolExecutor, size: int) -> None:
