@@ -1,16 +1,19 @@
 """A PostgreSQL restart or failover under a running worker: the worker waits it out, keeps the result
-of the run in flight, and picks up new pulses once the database answers again.
+of the run in flight, and picks up new pulses once the database answers again; meanwhile the API
+answers 503 with Retry-After instead of a 500.
 
 The outage is made on the test's own database of the shared cluster: every connection to it is
 terminated and new ones are refused (ALLOW_CONNECTIONS false) for a few seconds, which is what a
 worker sees while PostgreSQL restarts.
 """
 
+import json
 import signal
 import time
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connection
 
 from tests.reeve_processes import _admin, on_postgres
 
@@ -78,3 +81,28 @@ def test_a_worker_stopped_during_an_outage_exits_within_its_grace(reeve_home):
     assert code == 0, reeve_home.output(worker)
     assert waited < 15  # the 3 s grace and the backoff's last step, not a hang
     assert "pulse_result_lost id=1" in reeve_home.output(worker)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_answers_503_with_retry_after_while_the_database_is_down(client, settings):
+    settings.PULSE_API_TOKEN = "outage-token"
+    auth = {"HTTP_AUTHORIZATION": "Bearer outage-token"}
+    body = json.dumps({"prompt": "during the outage"})
+    name = connection.settings_dict["NAME"]
+    connection.ensure_connection()
+    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    try:
+        _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        trigger = client.post("/api/pulse/trigger", body, content_type="application/json", **auth)
+        listing = client.get("/api/pulses", **auth)
+        health = client.get("/api/health")
+    finally:
+        _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    for response in (trigger, listing):
+        assert response.status_code == 503, response.content
+        assert response["Retry-After"] == "5"
+        assert "database is unavailable" in response.json()["detail"]
+    assert health.status_code == 503 and health.json()["status"] == "unhealthy"
+
+    again = client.post("/api/pulse/trigger", body, content_type="application/json", **auth)
+    assert again.status_code == 201, again.content

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -14,6 +16,9 @@ from pulses.api.authentication import HOW_TO
 from pulses.models import PulseNotPending
 from pulses.timeparse import TimeParseError
 
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
 MAX_BODY_BYTES = 2 * 1024 * 1024  # room for the longest valid body even when every character is \u-escaped
 
 
@@ -61,7 +66,15 @@ def _flatten(errors) -> str:
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus: unknown pulse 404, illegal transition 409, unreadable time 400."""
+    """DRF's handler, plus: unknown pulse 404, illegal transition 409, unreadable time 400, and 503
+    while the database cannot be reached (a restart or failover: the client should try again)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.error("api_database_unavailable path=%s error=%s", context["request"].path, exc)
+        return Response(
+            {"detail": "the database is unavailable right now (restarting?); try again in a few seconds"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, RequestDataTooBig):  # past DATA_UPLOAD_MAX_MEMORY_SIZE, before our parser runs
         exc = PayloadTooLarge()
     elif isinstance(exc, ObjectDoesNotExist):
