@@ -284,11 +284,17 @@ def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error:
     PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
 
 
+def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
+    """The row of this claim, as long as the claim holds: once its lease expired and the pulse was
+    claimed again (by anyone, even this worker) it is another attempt, and this matches nothing."""
+    return Pulse.objects.filter(
+        pk=pulse.pk, status=Status.PROCESSING, lease_owner=worker, attempts=pulse.attempts
+    )
+
+
 _RECORD_SQL = """
 WITH claimed AS (
-    UPDATE pulses SET {assignments}
-    WHERE id = %s AND status = 'processing' AND lease_owner = %s AND attempts = %s
-    RETURNING id
+    UPDATE pulses SET {assignments} WHERE {still_claimed} RETURNING id
 )
 INSERT INTO pulse_attempts ({columns}) SELECT {placeholders} FROM claimed
 """
@@ -297,9 +303,10 @@ INSERT INTO pulse_attempts ({columns}) SELECT {placeholders} FROM claimed
 def _record_in_one_statement(
     pulse: Pulse, worker: str, changes: dict[str, object], attempt: dict[str, object]
 ) -> bool:
-    """PostgreSQL: the pulse's UPDATE and its attempt's INSERT as one statement (the INSERT reads
-    the UPDATE's RETURNING), so a run is recorded in one round trip and one transaction. True when
-    the claim still held, False when the UPDATE matched nothing and so nothing was written."""
+    """PostgreSQL: the pulse's UPDATE (on `_still_claimed`'s condition) and its attempt's INSERT as
+    one statement (the INSERT reads the UPDATE's RETURNING), so a run is recorded in one round trip
+    and one transaction. True when the claim still held, False when the UPDATE matched nothing and
+    so nothing was written."""
 
     def prepared(model: type[models.Model], values: dict[str, object]) -> tuple[list[str], list[object]]:
         columns, params = [], []
@@ -311,22 +318,17 @@ def _record_in_one_statement(
 
     assigned, assigned_values = prepared(Pulse, changes)
     columns, values = prepared(PulseAttempt, attempt)
+    still_claimed = _still_claimed(pulse, worker).query
+    where, where_values = still_claimed.get_compiler(connection=connection).compile(still_claimed.where)
     sql = _RECORD_SQL.format(
         assignments=", ".join(f"{column} = %s" for column in assigned),
+        still_claimed=where,
         columns=", ".join(columns),
         placeholders=", ".join(["%s"] * len(columns)),
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*assigned_values, pulse.pk, worker, pulse.attempts, *values])
+        cursor.execute(sql, [*assigned_values, *where_values, *values])
         return cursor.rowcount == 1
-
-
-def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
-    """The row of this claim, as long as the claim holds: once its lease expired and the pulse was
-    claimed again (by anyone, even this worker) it is another attempt, and this matches nothing."""
-    return Pulse.objects.filter(
-        pk=pulse.pk, status=Status.PROCESSING, lease_owner=worker, attempts=pulse.attempts
-    )
 
 
 @gated
