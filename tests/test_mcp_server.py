@@ -198,7 +198,7 @@ def test_bad_arguments_come_back_as_tool_errors_and_the_server_keeps_serving(ree
 
 
 def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent(reeve_home):
-    running = trigger(reeve_home, "the running pulse", "--session", "sess-1234")
+    running = trigger(reeve_home, "the running pulse", "--session", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
     reeve_home.query("UPDATE pulses SET status='processing', lease_owner='w:1' WHERE id=?", (running,))
     result = call(
         reeve_home,
@@ -208,7 +208,7 @@ def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent
     )
     assert not result.is_error, text(result)
     follow_up = pulses(reeve_home)[-1]
-    assert follow_up["session_id"] == "sess-1234"
+    assert follow_up["session_id"] == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
     assert follow_up["parent_id"] == running and follow_up["source"] == "agent"
     plain = call(reeve_home, "schedule_pulse", {"prompt": "fresh start"}, REEVE_PULSE_ID=str(running))
     assert plain.structured_content["session_id"] == "" and plain.structured_content["parent_id"] == running
