@@ -133,3 +133,40 @@ def test_a_time_stored_before_the_bounds_never_breaks_a_listing(web_new_york):
         assert "0001-01-01T00:00:00Z" in str(page)
     listing = web.home.manage("pulse_queue", "all", check=False)
     assert listing.returncode == 0 and "old row" in listing.stdout, listing.stderr
+
+
+# --- lease_lost means what it says --------------------------------------------------------------------
+@pytest.mark.slow
+def test_runs_that_finish_normally_never_log_lease_lost(reeve_home):
+    """Short leases renew every 0.2 s while four runs at a time finish: a finished run that the loop
+    has not reaped yet is not a lost lease."""
+    reeve_home.extra_env.update(PULSE_LEASE_SECONDS="0.6", PULSE_MAX_CONCURRENT="4")
+    reeve_home.migrate()
+    for _ in range(4):
+        reeve_home.manage("shell", "-c", SCHEDULE_MANY)
+    reeve_home.manage("run_pulse_worker", "--once", timeout=300)
+    assert reeve_home.query("SELECT status, count(*) FROM pulses GROUP BY status") == [("completed", 60)]
+    log = (reeve_home.path / "logs" / "daemon.log").read_text()
+    assert "lease_lost" not in log
+
+
+@pytest.mark.slow
+def test_a_lease_another_worker_took_over_is_logged_as_lease_lost(reeve_home):
+    reeve_home.extra_env.update(PULSE_LEASE_SECONDS="0.6")
+    reeve_home.manage("trigger_pulse", "mode=sleep:3")
+    worker = reeve_home.start("run_pulse_worker")
+    reeve_home.wait_for(
+        lambda: reeve_home.query("SELECT status FROM pulses") == [("processing",)], what="the run"
+    )
+    reeve_home.query("UPDATE pulses SET lease_owner = 'other-host:1', attempts = attempts + 1")
+    reeve_home.wait_for(lambda: "lease_lost id=1 " in reeve_home.output(worker), what="lease_lost")
+    worker.terminate()
+    worker.wait(timeout=30)
+
+
+SCHEDULE_MANY = "\n".join(
+    [
+        "from pulses import queue",
+        "for i in range(15): queue.schedule(prompt=f'mode=sleep:0.{i % 3} run {i}')",
+    ]
+)
