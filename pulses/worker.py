@@ -63,12 +63,27 @@ class WorkerOptions:
         return options
 
 
+# Until the agent's MCP tools reach Reeve through the API (issue 16), the tool server the agent
+# starts needs the database's location; nothing else of Reeve's configuration reaches the agent.
+_MCP_TOOL_SETTINGS = (
+    "DJANGO_SETTINGS_MODULE",
+    "REEVE_IGNORE_DOTENV",
+    "REEVE_HOME",
+    "PULSE_DB_PATH",
+    "DATABASE_URL",
+    "LOG_FILE",
+)
+
+
 def default_executor(reaper: Reaper | None) -> Executor:
     return Executor(
         command=settings.HAPI_COMMAND,
         desk=settings.REEVE_DESK_PATH,
         timeout=settings.PULSE_TIMEOUT_SECONDS,
         reaper=reaper,
+        env={name: os.environ[name] for name in _MCP_TOOL_SETTINGS if os.environ.get(name)},
+        passthrough=settings.AGENT_ENV_PASSTHROUGH,
+        agent=settings.HAPI_AGENT,
     )
 
 

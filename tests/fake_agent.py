@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A fake Hapi / Claude Code CLI: real stream-json on stdout, driven by a `mode=NAME[:ARG]` word in the
-prompt (or FAKE_AGENT_MODE). Each start is appended as one JSON line to $FAKE_AGENT_LOG.
+prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended as one JSON line to
+$FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
 reject_resume, sleep:SECONDS, noise, announce:SESSION_ID (announce that session id, whatever it is),
@@ -35,10 +36,17 @@ def log_start(record):
 
 
 def parse_argv(argv):
+    """(resume, prompt) as Claude Code reads them: options up to `--`, the prompt after it."""
+    options, prompt = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     resume = None
-    if "--resume" in argv:
-        resume = argv[argv.index("--resume") + 1]
-    return resume, argv[-1]
+    for i, word in enumerate(options):
+        if word.startswith("--resume="):
+            resume = word.split("=", 1)[1]
+        elif word == "--resume" and i + 1 < len(options):
+            resume = options[i + 1]
+    if not prompt and options and not options[-1].startswith("-"):
+        prompt = [options[-1]]
+    return resume, " ".join(prompt)
 
 
 def result(session_id, text, *, is_error=False, errors=None):
@@ -129,6 +137,8 @@ def main():
             "mode": mode,
             "cwd": os.getcwd(),
             "argv": sys.argv[1:],
+            "prompt": prompt,
+            "env": dict(os.environ),
         }
     )
     if mode == "noop":
