@@ -194,6 +194,10 @@ LOGIN_URL = "/admin/login/"
 
 # --- Reeve ------------------------------------------------------------------------------------
 HAPI_COMMAND = env.str("HAPI_COMMAND", default="hapi")
+# The agent a bare `hapi` runs (`hapi claude ...`); a HAPI_COMMAND naming one is used as it is.
+HAPI_AGENT = env.str("HAPI_AGENT", default="claude")
+# The user's own additions to the agent's allowlisted environment: names, or prefixes as `NAME_*`.
+AGENT_ENV_PASSTHROUGH = env.list("AGENT_ENV_PASSTHROUGH", default=[])
 REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")
 PULSE_API_HOST = env.str("PULSE_API_HOST", default="127.0.0.1")
 PULSE_API_PORT = env.int("PULSE_API_PORT", default=8765)
