@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pulses import queue
+from pulses.limits import InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseNotPending, Status
 from pulses.timeparse import TimeParseError, parse_when
 
@@ -71,11 +72,10 @@ def desk_mcp_problems(desk: Path | None = None) -> list[str]:
 
 def describe(pulse: Pulse) -> dict[str, Any]:
     """A pulse as the agent sees it: times in the user's TIME_ZONE."""
-    zone = ZoneInfo(settings.TIME_ZONE)
     return {
         "id": pulse.pk,
         "prompt": pulse.prompt,
-        "scheduled_at": pulse.scheduled_at.astimezone(zone).isoformat(),
+        "scheduled_at": local_time(pulse.scheduled_at).isoformat(),
         "priority": pulse.priority,
         "status": pulse.status,
         "source": pulse.source,
@@ -128,7 +128,13 @@ def _current_session(run_pulse_id: int | None) -> str:
                 "Call schedule_pulse again without resume_current_session."
             )
         if row["session_id"]:
-            return row["session_id"]
+            try:  # stored from the agent's own stream, which is checked; checked again before reuse
+                return check_session_id(row["session_id"])
+            except InvalidSessionId as exc:
+                raise AgentToolError(
+                    f"resume_current_session: the running pulse's session cannot be resumed ({exc}). "
+                    "Call schedule_pulse again without resume_current_session."
+                ) from None
         if row["status"] != Status.PROCESSING or time.monotonic() >= deadline:
             raise AgentToolError(
                 f"resume_current_session: no session id is known yet for the running pulse "

@@ -4,8 +4,9 @@ prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended 
 $FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
-reject_resume, sleep:SECONDS, noise, mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call Reeve's
-schedule_pulse tool with resume_current_session through its MCP server; see tests/fake_agent_mcp.py).
+reject_resume, sleep:SECONDS, noise, announce:SESSION_ID (announce that session id, whatever it is),
+mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call Reeve's schedule_pulse tool with
+resume_current_session through its MCP server; see tests/fake_agent_mcp.py).
 """
 
 import time
@@ -141,13 +142,14 @@ def main():
         }
     )
     if mode == "noop":
-        result(resume or "noop-session", "done")
+        result(resume or "", "done")
         return 0
     if mode == "reject_resume" and resume:
         sys.stderr.write(f"No conversation found with session ID: {resume}\n")
         result("", f"No conversation found with session ID: {resume}", is_error=True)
         return 1
-    session_id = resume or str(uuid.uuid4())
+    # mode=announce:ID announces ID as its session (an agent that misbehaves, or a test of one)
+    session_id = resume or (arg if mode == "announce" and arg else str(uuid.uuid4()))
     emit(
         {
             "type": "system",

@@ -51,7 +51,7 @@ def test_bad_schedule_arguments_are_refused_with_a_message_the_agent_can_act_on(
 
 
 def test_resume_current_session_takes_the_running_pulses_session_and_parent():
-    running = PulseFactory(processing=True, session_id="sess-42")
+    running = PulseFactory(processing=True, session_id="0f8fad5b-d9cb-469f-a165-70867728950e")
     described = agent_tools.schedule_pulse(
         prompt="continue",
         when="in 1 hour",
@@ -60,7 +60,9 @@ def test_resume_current_session_takes_the_running_pulses_session_and_parent():
         run_pulse_id=running.pk,
     )
     follow_up = Pulse.objects.get(pk=described["id"])
-    assert follow_up.session_id == "sess-42" and follow_up.parent_id == running.pk
+    assert (
+        follow_up.session_id == "0f8fad5b-d9cb-469f-a165-70867728950e" and follow_up.parent_id == running.pk
+    )
     assert follow_up.sticky_notes == ["be brief"]
     assert follow_up.scheduled_at > timezone.now() + timedelta(minutes=59)
 

@@ -127,14 +127,17 @@ def test_an_agent_scoped_token_is_refused_by_every_endpoint_outside_its_scope(cl
 
 def test_a_run_token_works_only_while_its_run_holds_its_claim(client, settings):
     settings.PULSE_API_TOKEN = ""
-    PulseFactory(due=True, session_id="sess-9")
+    PulseFactory(due=True, session_id="7c9e6679-7425-40de-944b-e07fc1f90ae7")
     [pulse] = queue.claim(worker="host:1", limit=1, lease_seconds=60)
     token = tokens.run_token(pulse, worker="host:1")
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     body = {"prompt": "follow up", "resume_current_session": True}
     made = client.post("/api/agent/pulses", body, "application/json", **auth)
     assert made.status_code == 200, made.content
-    assert made.json()["parent_id"] == pulse.pk and made.json()["session_id"] == "sess-9"
+    assert (
+        made.json()["parent_id"] == pulse.pk
+        and made.json()["session_id"] == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+    )
     assert client.get("/api/pulses", **auth).status_code == 403
     # A token for another worker, or another attempt, or a forged one, is nobody's.
     assert tokens.identify(tokens.run_token(pulse, worker="host:2")) is None

@@ -102,9 +102,9 @@ def test_success_reports_session_result_cost_and_turns(desk, agent_log):
 
 
 def test_a_resume_passes_the_session_and_keeps_it(desk, agent_log):
-    outcome = run(desk, "again", session_id="sess-42")
-    assert outcome.success and outcome.session_id == "sess-42"
-    assert starts(agent_log)[0]["resume"] == "sess-42"
+    outcome = run(desk, "again", session_id="5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b")
+    assert outcome.success and outcome.session_id == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
+    assert starts(agent_log)[0]["resume"] == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
 
 
 def test_an_error_result_with_exit_zero_is_a_failure_in_the_agents_words(desk, agent_log):

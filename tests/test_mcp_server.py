@@ -259,7 +259,7 @@ def claim_by_hand(home, pulse_id: int) -> str:
 
 
 def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent(reeve_home):
-    running = trigger(reeve_home, "the running pulse", "--session", "sess-1234")
+    running = trigger(reeve_home, "the running pulse", "--session", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
     token = claim_by_hand(reeve_home, running)
     result = call(
         reeve_home,
@@ -269,7 +269,7 @@ def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent
     )
     assert not result.is_error, text(result)
     follow_up = pulses(reeve_home)[-1]
-    assert follow_up["session_id"] == "sess-1234"
+    assert follow_up["session_id"] == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
     assert follow_up["parent_id"] == running and follow_up["source"] == "agent"
     plain = call(reeve_home, "schedule_pulse", {"prompt": "fresh start"}, REEVE_RUN_TOKEN=token)
     assert plain.structured_content["session_id"] == "" and plain.structured_content["parent_id"] == running
