@@ -83,13 +83,13 @@ def test_the_command_has_help():
 
 FULL_SCOPE_ONLY = [
     ("get", "/api/pulses"),
-    ("get", "/api/pulses/1"),
+    ("get", "/api/pulses/{id}"),
     ("get", "/api/pulse/upcoming"),
     ("post", "/api/pulse/trigger"),
     ("post", "/api/pulse/schedule"),
-    ("post", "/api/pulses/1/cancel"),
-    ("post", "/api/pulses/1/reschedule"),
-    ("post", "/api/pulses/1/requeue"),
+    ("post", "/api/pulses/{id}/cancel"),
+    ("post", "/api/pulses/{id}/reschedule"),
+    ("post", "/api/pulses/{id}/requeue"),
     ("get", "/api/status"),
     ("get", "/api/stats"),
 ]
@@ -104,17 +104,20 @@ def agent_token() -> str:
 
 def test_an_agent_scoped_token_is_refused_by_every_endpoint_outside_its_scope(client):
     token = agent_token()
-    PulseFactory(pk=1)
+    pending = PulseFactory()
     for method, path in FULL_SCOPE_ONLY:
         response = getattr(client, method)(
-            path, data={"prompt": "x"}, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+            path.format(id=pending.pk),
+            data={"prompt": "x"},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
         )
         assert response.status_code == 403, (path, response.content)
         assert "'agent' scope" in response.json()["detail"]
     assert Pulse.objects.count() == 1
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     listed = client.get("/api/agent/pulses", **auth)
-    assert listed.status_code == 200 and [p["id"] for p in listed.json()["pulses"]] == [1]
+    assert listed.status_code == 200 and [p["id"] for p in listed.json()["pulses"]] == [pending.pk]
     made = client.post(
         "/api/agent/pulses", {"prompt": "later", "when": "in 1 hour"}, "application/json", **auth
     )
