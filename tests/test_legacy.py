@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from pulses import desk_config
+from pulses import desk_config, legacy, legacy_import
 from pulses.agent_tools import desk_mcp_problems
 from reeve_site import original_db_url
 from tests import original_reeve
@@ -351,3 +351,85 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
     assert claude["enabledMcpjsonServers"] == ["calendar", desk_config.SERVER_NAME]
     assert claude["permissions"]["allow"] == ["Bash(git:*)", *desk_config.permissions()]
     assert desk_mcp_problems() == []
+
+
+def _row(row_id: int, prompt: str, status: str, **fields) -> legacy_import.OriginalRow:
+    values = {
+        "scheduled_at": "2026-11-30 09:00:00.000000",
+        "priority": "NORMAL",
+        "session_id": None,
+        "sticky_notes": "null",
+        "executed_at": None,
+        "execution_duration_ms": None,
+        "error_message": None,
+        "retry_count": 0,
+        "max_retries": 3,
+        "created_at": "2026-11-30 08:00:00",
+        "created_by": "agent",
+        "tags": None,
+        **fields,
+    }
+    return legacy_import.OriginalRow(id=row_id, prompt=prompt, status=status, **values)
+
+
+def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again():
+    rows = [
+        _row(1, "ping", "FAILED", executed_at="2026-11-30 09:00:05", error_message="boom"),
+        _row(2, "ping", "FAILED", executed_at="2026-11-30 09:00:05", error_message="boom", created_by="x"),
+        _row(
+            3, "ping", "PENDING", retry_count=1, created_by="retry_agent", scheduled_at="2026-11-30 09:01:05"
+        ),
+        _row(4, "long job", "PROCESSING", priority="critical", sticky_notes='["a", 1]', tags='"solo"'),
+        _row(5, "orphan retry", "PENDING", retry_count=2, created_by="retry_retry_telegram"),
+    ]
+    carried, result = legacy_import.plan(rows)
+    pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
+    assert sorted(pulses) == [2, 3, 4, 5] and result.retries_folded == 1 and result.interrupted == 1
+    retried, attempts = pulses[3]
+    assert (retried.status, retried.attempts, retried.source, retried.error_message) == (
+        "pending",
+        1,
+        "agent",
+        "boom",
+    )
+    assert [(a.number, a.succeeded, a.error) for a in attempts] == [(1, False, "boom")]
+    assert retried.scheduled_at == datetime(2026, 11, 30, 9, 1, 5, tzinfo=UTC)
+    assert pulses[2][0].status == "failed"  # created by someone else: not the row the retry copies
+    running, attempts = pulses[4]
+    assert (running.status, running.priority, running.attempts, attempts) == ("pending", "critical", 0, [])
+    assert running.error_message == legacy_import.INTERRUPTED
+    assert (running.sticky_notes, running.tags) == (["a", "1"], ["solo"])
+    orphan = pulses[5][0]
+    assert (orphan.attempts, orphan.source) == (2, "telegram")
+
+
+def test_an_unknown_status_stops_the_import_naming_the_row():
+    with pytest.raises(legacy.LegacyError, match=r"pulse 7: unknown status 'PAUSED'"):
+        legacy_import.plan([_row(7, "x", "PAUSED")])
+
+
+@pytest.mark.slow
+def test_import_legacy_refuses_while_the_original_still_has_the_file_open(tmp_path):
+    home = sqlite_home(tmp_path)
+    original_reeve.create_sqlite(home.db_path, original_reeve.sample(datetime.now(UTC)))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM pulses'); "
+            "print('ready', flush=True); time.sleep(60)",
+            str(home.db_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        before = home.db_path.read_bytes()
+        proc = home.manage("import_legacy", check=False)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"(pid {holder.pid})" in proc.stderr and "stop the original Reeve first" in proc.stderr
+    assert home.db_path.read_bytes() == before and list(tmp_path.glob("*.original-*")) == []
