@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from pulses import desk_config, legacy, legacy_import
+from pulses import desk_config, doctor, legacy, legacy_import
 from pulses.agent_tools import desk_mcp_problems
 from reeve_site import original_db_url
 from tests import original_reeve
@@ -337,6 +337,7 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
         "still names the original Reeve's MCP servers pulse-queue, telegram-notifier" in p for p in problems
     )
     assert any("mcp__telegram-notifier__send_notification" in p for p in problems)
+    assert doctor.check_agent_tools().level == doctor.WARN
 
     out = StringIO()
     call_command("mcp_config", "--write", stdout=out)
@@ -351,6 +352,7 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
     assert claude["enabledMcpjsonServers"] == ["calendar", desk_config.SERVER_NAME]
     assert claude["permissions"]["allow"] == ["Bash(git:*)", *desk_config.permissions()]
     assert desk_mcp_problems() == []
+    assert doctor.check_agent_tools().level == doctor.OK
 
 
 def _row(row_id: int, prompt: str, status: str, **fields) -> legacy_import.OriginalRow:
@@ -433,3 +435,28 @@ def test_import_legacy_refuses_while_the_original_still_has_the_file_open(tmp_pa
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"(pid {holder.pid})" in proc.stderr and "stop the original Reeve first" in proc.stderr
     assert home.db_path.read_bytes() == before and list(tmp_path.glob("*.original-*")) == []
+
+
+@pytest.mark.slow
+def test_a_queue_that_mains_migrate_half_converted_is_still_recognised_and_carried_over(original_home):
+    # Before this change, `migrate` applied Django's own apps and then died on `pulses`: such a
+    # database holds the original's queue beside Django's tables.
+    half = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.core.management import "
+            "call_command; call_command('migrate', 'auth', verbosity=0)",
+        ],
+        cwd=ROOT,
+        env=original_home.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert half.returncode == 0, half.stderr
+    refused = original_home.manage("migrate", "--settings", "reeve_site.settings", check=False)
+    assert refused.returncode == 1 and PARAGRAPH.search(refused.stderr), refused.stderr
+    proc = original_home.manage("import_legacy")
+    assert "became 5 pulse(s)" in proc.stdout
+    assert original_home.manage("migrate", "--check", check=False).returncode == 0
