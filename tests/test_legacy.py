@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_import_legacy_carries_every_pulse_over_keeps_a_copy_and_runs_the_pendin
         pristine.write_bytes(home.db_path.read_bytes())
 
     proc = home.manage("import_legacy")
-    assert "6 row(s) became 5 pulse(s): 1 cancelled, 1 completed, 1 failed, 2 pending." in proc.stdout
+    assert "6 row(s) became 5 pulse(s): 2 pending, 1 completed, 1 failed, 1 cancelled." in proc.stdout
     assert "1 retry row(s) became attempts of the pulse they retried." in proc.stdout
 
     pulses = _pulses(home)
@@ -158,7 +159,7 @@ def test_import_legacy_carries_every_pulse_over_keeps_a_copy_and_runs_the_pendin
     state = _pulses(home)
     again = home.manage("import_legacy")
     assert (
-        "already holds Reeve's queue (5 pulse(s): 1 cancelled, 1 completed, 1 failed, 2 pending)"
+        "already holds Reeve's queue (5 pulse(s): 2 pending, 1 completed, 1 failed, 1 cancelled)"
         in again.stdout
     )
     assert "nothing changed" in again.stdout
@@ -194,7 +195,7 @@ def test_import_legacy_takes_the_originals_postgresql_url(original_home):
 @pytest.mark.slow
 def test_import_legacy_refuses_what_is_neither_schema_and_leaves_it_untouched(tmp_path):
     other = tmp_path / "notes.db"
-    with sqlite3.connect(other) as conn:
+    with closing(sqlite3.connect(other)) as conn:
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
     text_file = tmp_path / "notes.txt"
     text_file.write_text("not a database at all, just a long enough line of text to fill a header\n" * 3)
@@ -460,3 +461,18 @@ def test_a_queue_that_mains_migrate_half_converted_is_still_recognised_and_carri
     proc = original_home.manage("import_legacy")
     assert "became 5 pulse(s)" in proc.stdout
     assert original_home.manage("migrate", "--check", check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_an_import_that_fails_half_way_leaves_the_original_as_it_was(tmp_path):
+    home = sqlite_home(tmp_path)
+    queue = original_reeve.sample(datetime.now(UTC))
+    queue[-1].status = "PAUSED"  # no such status: found after the first rows were read and mapped
+    original_reeve.create_sqlite(home.db_path, queue)
+    dump = home.path / "dump.db"
+    dump.write_bytes(home.db_path.read_bytes())
+    proc = home.manage("import_legacy", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "pulse 6: unknown status 'PAUSED'; nothing was changed" in proc.stderr
+    with closing(sqlite3.connect(home.db_path)) as now, closing(sqlite3.connect(dump)) as before:
+        assert list(now.iterdump()) == list(before.iterdump())
