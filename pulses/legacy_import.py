@@ -111,15 +111,11 @@ def _target(value: str | None) -> tuple[_Target, str]:
             original = original_db_url.OriginalDatabase(sqlite_path=Path(value).expanduser().absolute())
     except original_db_url.OriginalUrlError as exc:
         raise legacy.LegacyError(str(exc)) from None
+    on_sqlite = default["ENGINE"].endswith("sqlite3")
     if original.sqlite_path:
-        if (
-            default["ENGINE"].endswith("sqlite3")
-            and Path(default["NAME"]).resolve() == original.sqlite_path.resolve()
-        ):
+        if on_sqlite and Path(default["NAME"]).resolve() == original.sqlite_path.resolve():
             return _Target(DEFAULT_DB_ALIAS, default), ""
-        config = (
-            {**default} if default["ENGINE"].endswith("sqlite3") else {"ENGINE": "django.db.backends.sqlite3"}
-        )
+        config = {**default} if on_sqlite else {"ENGINE": "django.db.backends.sqlite3"}
         config["NAME"] = original.sqlite_path
         hint = f"PULSE_DB_PATH={original.sqlite_path}"
     else:
@@ -127,9 +123,8 @@ def _target(value: str | None) -> tuple[_Target, str]:
         if all(config.get(k) == default.get(k) for k in ("ENGINE", "HOST", "PORT", "NAME")):
             return _Target(DEFAULT_DB_ALIAS, default), ""
         hint = f"DATABASE_URL={original.describe()}"
-    connections.settings[ALIAS] = connections.configure_settings({DEFAULT_DB_ALIAS: default, ALIAS: config})[
-        ALIAS
-    ]
+    configured = connections.configure_settings({DEFAULT_DB_ALIAS: default, ALIAS: config})
+    connections.settings[ALIAS] = configured[ALIAS]
     return _Target(ALIAS, connections.settings[ALIAS]), hint
 
 
@@ -162,6 +157,11 @@ def _import(target: _Target) -> ImportResult:
     if not schema.is_original:
         raise legacy.LegacyError(
             f"{where} holds neither the original Reeve's queue nor Reeve's: nothing was imported or changed"
+        )
+    if target.sqlite_path and (held := backup.holders(target.sqlite_path)):
+        users = ", ".join(f"{name} (pid {pid})" for pid, name in held)
+        raise legacy.LegacyError(
+            f"{where} is open in {users}: stop the original Reeve first; nothing was changed"
         )
     copy = _keep_copy(target)
     conn.ensure_connection()
@@ -337,10 +337,16 @@ def _carry(chain: list[OriginalRow], result: ImportResult) -> tuple[Pulse, list[
     return pulse, attempts, created
 
 
-def _write(alias: str, rows: list[OriginalRow]) -> ImportResult:
+def plan(rows: list[OriginalRow]) -> tuple[list[tuple[Pulse, list[PulseAttempt], datetime]], ImportResult]:
+    """Reeve's pulses (unsaved, each with its attempts and creation time) for the original's rows."""
     result = ImportResult(database="", rows=len(rows))
     carried = [_carry(chain, result) for chain in _chains(rows)]
     result.retries_folded = len(rows) - len(carried)
+    return carried, result
+
+
+def _write(alias: str, rows: list[OriginalRow]) -> ImportResult:
+    carried, result = plan(rows)
     Pulse.objects.using(alias).bulk_create([pulse for pulse, _, _ in carried], batch_size=500)
     PulseAttempt.objects.using(alias).bulk_create(
         [attempt for _, attempts, _ in carried for attempt in attempts], batch_size=500

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from pulses import desk_config
+from pulses import desk_config, doctor, legacy, legacy_import
 from pulses.agent_tools import desk_mcp_problems
 from reeve_site import original_db_url
 from tests import original_reeve
@@ -111,7 +112,7 @@ def test_import_legacy_carries_every_pulse_over_keeps_a_copy_and_runs_the_pendin
         pristine.write_bytes(home.db_path.read_bytes())
 
     proc = home.manage("import_legacy")
-    assert "6 row(s) became 5 pulse(s): 1 cancelled, 1 completed, 1 failed, 2 pending." in proc.stdout
+    assert "6 row(s) became 5 pulse(s): 2 pending, 1 completed, 1 failed, 1 cancelled." in proc.stdout
     assert "1 retry row(s) became attempts of the pulse they retried." in proc.stdout
 
     pulses = _pulses(home)
@@ -158,7 +159,7 @@ def test_import_legacy_carries_every_pulse_over_keeps_a_copy_and_runs_the_pendin
     state = _pulses(home)
     again = home.manage("import_legacy")
     assert (
-        "already holds Reeve's queue (5 pulse(s): 1 cancelled, 1 completed, 1 failed, 2 pending)"
+        "already holds Reeve's queue (5 pulse(s): 2 pending, 1 completed, 1 failed, 1 cancelled)"
         in again.stdout
     )
     assert "nothing changed" in again.stdout
@@ -194,7 +195,7 @@ def test_import_legacy_takes_the_originals_postgresql_url(original_home):
 @pytest.mark.slow
 def test_import_legacy_refuses_what_is_neither_schema_and_leaves_it_untouched(tmp_path):
     other = tmp_path / "notes.db"
-    with sqlite3.connect(other) as conn:
+    with closing(sqlite3.connect(other)) as conn:
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
     text_file = tmp_path / "notes.txt"
     text_file.write_text("not a database at all, just a long enough line of text to fill a header\n" * 3)
@@ -338,6 +339,7 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
         "still names the original Reeve's MCP servers pulse-queue, telegram-notifier" in p for p in problems
     )
     assert any("mcp__telegram-notifier__send_notification" in p for p in problems)
+    assert doctor.check_agent_tools().level == doctor.WARN
 
     out = StringIO()
     call_command("mcp_config", "--write", stdout=out)
@@ -352,3 +354,126 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
     assert claude["enabledMcpjsonServers"] == ["calendar", desk_config.SERVER_NAME]
     assert claude["permissions"]["allow"] == ["Bash(git:*)", *desk_config.permissions()]
     assert desk_mcp_problems() == []
+    assert doctor.check_agent_tools().level == doctor.OK
+
+
+def _row(row_id: int, prompt: str, status: str, **fields) -> legacy_import.OriginalRow:
+    values = {
+        "scheduled_at": "2026-11-30 09:00:00.000000",
+        "priority": "NORMAL",
+        "session_id": None,
+        "sticky_notes": "null",
+        "executed_at": None,
+        "execution_duration_ms": None,
+        "error_message": None,
+        "retry_count": 0,
+        "max_retries": 3,
+        "created_at": "2026-11-30 08:00:00",
+        "created_by": "agent",
+        "tags": None,
+        **fields,
+    }
+    return legacy_import.OriginalRow(id=row_id, prompt=prompt, status=status, **values)
+
+
+def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again():
+    rows = [
+        _row(1, "ping", "FAILED", executed_at="2026-11-30 09:00:05", error_message="boom"),
+        _row(2, "ping", "FAILED", executed_at="2026-11-30 09:00:05", error_message="boom", created_by="x"),
+        _row(
+            3, "ping", "PENDING", retry_count=1, created_by="retry_agent", scheduled_at="2026-11-30 09:01:05"
+        ),
+        _row(4, "long job", "PROCESSING", priority="critical", sticky_notes='["a", 1]', tags='"solo"'),
+        _row(5, "orphan retry", "PENDING", retry_count=2, created_by="retry_retry_telegram"),
+    ]
+    carried, result = legacy_import.plan(rows)
+    pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
+    assert sorted(pulses) == [2, 3, 4, 5] and result.retries_folded == 1 and result.interrupted == 1
+    retried, attempts = pulses[3]
+    assert (retried.status, retried.attempts, retried.source, retried.error_message) == (
+        "pending",
+        1,
+        "agent",
+        "boom",
+    )
+    assert [(a.number, a.succeeded, a.error) for a in attempts] == [(1, False, "boom")]
+    assert retried.scheduled_at == datetime(2026, 11, 30, 9, 1, 5, tzinfo=UTC)
+    assert pulses[2][0].status == "failed"  # created by someone else: not the row the retry copies
+    running, attempts = pulses[4]
+    assert (running.status, running.priority, running.attempts, attempts) == ("pending", "critical", 0, [])
+    assert running.error_message == legacy_import.INTERRUPTED
+    assert (running.sticky_notes, running.tags) == (["a", "1"], ["solo"])
+    orphan = pulses[5][0]
+    assert (orphan.attempts, orphan.source) == (2, "telegram")
+
+
+def test_an_unknown_status_stops_the_import_naming_the_row():
+    with pytest.raises(legacy.LegacyError, match=r"pulse 7: unknown status 'PAUSED'"):
+        legacy_import.plan([_row(7, "x", "PAUSED")])
+
+
+@pytest.mark.slow
+def test_import_legacy_refuses_while_the_original_still_has_the_file_open(tmp_path):
+    home = sqlite_home(tmp_path)
+    original_reeve.create_sqlite(home.db_path, original_reeve.sample(datetime.now(UTC)))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM pulses'); "
+            "print('ready', flush=True); time.sleep(60)",
+            str(home.db_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        before = home.db_path.read_bytes()
+        proc = home.manage("import_legacy", check=False)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"(pid {holder.pid})" in proc.stderr and "stop the original Reeve first" in proc.stderr
+    assert home.db_path.read_bytes() == before and list(tmp_path.glob("*.original-*")) == []
+
+
+@pytest.mark.slow
+def test_a_queue_that_mains_migrate_half_converted_is_still_recognised_and_carried_over(original_home):
+    # Before this change, `migrate` applied Django's own apps and then died on `pulses`: such a
+    # database holds the original's queue beside Django's tables.
+    half = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.core.management import "
+            "call_command; call_command('migrate', 'auth', verbosity=0)",
+        ],
+        cwd=ROOT,
+        env=original_home.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert half.returncode == 0, half.stderr
+    refused = original_home.manage("migrate", "--settings", "reeve_site.settings", check=False)
+    assert refused.returncode == 1 and PARAGRAPH.search(refused.stderr), refused.stderr
+    proc = original_home.manage("import_legacy")
+    assert "became 5 pulse(s)" in proc.stdout
+    assert original_home.manage("migrate", "--check", check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_an_import_that_fails_half_way_leaves_the_original_as_it_was(tmp_path):
+    home = sqlite_home(tmp_path)
+    queue = original_reeve.sample(datetime.now(UTC))
+    queue[-1].status = "PAUSED"  # no such status: found after the first rows were read and mapped
+    original_reeve.create_sqlite(home.db_path, queue)
+    dump = home.path / "dump.db"
+    dump.write_bytes(home.db_path.read_bytes())
+    proc = home.manage("import_legacy", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "pulse 6: unknown status 'PAUSED'; nothing was changed" in proc.stderr
+    with closing(sqlite3.connect(home.db_path)) as now, closing(sqlite3.connect(dump)) as before:
+        assert list(now.iterdump()) == list(before.iterdump())
