@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -113,20 +111,53 @@ def check_migrations() -> Check:
     return Check("migrations", OK, "all migrations applied")
 
 
-def check_agent_command() -> Check:
+def check_agent() -> list[Check]:
+    """The agent command; with Hapi also its version and agent, its credential and the agent's CLI."""
+    from pulses.agent_check import agent_setup, hapi_version
+
     try:
-        argv = shlex.split(settings.HAPI_COMMAND)
+        setup = agent_setup()
     except ValueError as exc:
-        return Check("agent command", FAIL, f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting in .env")
-    found = shutil.which(argv[0]) if argv else None
-    if not found:
-        return Check(
-            "agent command",
-            FAIL,
-            f"agent command {settings.HAPI_COMMAND!r} not found on PATH: install it or set HAPI_COMMAND "
-            "to its full path in .env",
+        return [
+            Check("agent command", FAIL, f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting in .env")
+        ]
+    if not setup.executable:
+        return [
+            Check(
+                "agent command",
+                FAIL,
+                f"agent command {settings.HAPI_COMMAND!r} not found on PATH: install it or set HAPI_COMMAND "
+                "to its full path in .env",
+            )
+        ]
+    runs = " ".join(setup.argv[:2]) if setup.is_hapi else setup.argv[0]
+    checks = [Check("agent command", OK, f"{setup.argv[0]} -> {setup.executable} (runs `{runs} ...`)")]
+    if not setup.is_hapi:
+        return checks
+    checks.append(Check("hapi", OK, f"Hapi {hapi_version(setup)}, agent {setup.agent} (HAPI_AGENT)"))
+    if setup.credential:
+        checks.append(Check("credential", OK, f"present: {setup.credential}"))
+    else:
+        checks.append(
+            Check(
+                "credential",
+                FAIL,
+                "Hapi has no credential: run `hapi auth login` as the user Reeve runs as, or set "
+                "CLI_API_TOKEN (your Hapi hub's token) in .env",
+            )
         )
-    return Check("agent command", OK, f"{argv[0]} -> {found}")
+    if setup.agent_cli:
+        checks.append(Check("agent cli", OK, f"{setup.agent} -> {setup.agent_cli}"))
+    else:
+        checks.append(
+            Check(
+                "agent cli",
+                FAIL,
+                f"Hapi runs `{setup.agent}`, which is not on PATH: install it (Claude Code: the npm package "
+                "@anthropic-ai/claude-code), or set HAPI_AGENT, or HAPI_COMMAND to the agent itself",
+            )
+        )
+    return checks
 
 
 def check_desk() -> Check:
@@ -249,7 +280,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
         results.append(check_migrations())
         if not results[-1].failed:
             results.append(check_heartbeat())
-    results += [check_agent_command(), check_desk()]
+    results += [*check_agent(), check_desk()]
     if not results[-1].failed:
         results.append(check_agent_tools())
     if api:

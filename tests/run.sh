@@ -35,6 +35,10 @@ run_pytest() {
 step ruff check .
 step ruff format --check .
 step python manage.py makemigrations --check --dry-run
+# The real Hapi and Claude Code (tests/test_real_agents.py); without npm those tests skip.
+if ! agents_note=$(bash tests/agents.sh); then
+  notes+=("$agents_note")
+fi
 mkdir -p test-output
 work=$(mktemp -d)
 pgdir=$work/pg

@@ -88,7 +88,7 @@ def test_a_missing_agent_command_fails_naming_hapi_command(good, capsys):
 
 def test_an_agent_command_with_broken_quoting_fails(good):
     good.HAPI_COMMAND = "hapi 'unclosed"
-    check = doctor.check_agent_command()
+    [check] = doctor.check_agent()
     assert check.failed and "quoting" in check.message
 
 

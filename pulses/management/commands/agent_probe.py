@@ -1,0 +1,39 @@
+import shlex
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses.executor import AgentRequest
+from pulses.worker import default_executor
+
+
+class Command(BaseCommand):
+    help = (
+        "Run one prompt through the configured agent command (HAPI_COMMAND) in the Desk, as the worker "
+        "would, and print what Reeve understood: the argv, the session, the result or the error in the "
+        "agent's words, cost and turns. Nothing is queued. Exit 1 when the run failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("prompt", help='what to ask the agent, e.g. "Test prompt"')
+
+    def handle(self, *args, **options):
+        executor = default_executor(None)
+        request = AgentRequest(prompt=options["prompt"])
+        self.stdout.write(f"argv:     {shlex.join(executor.argv(request))}")
+        self.stdout.write(f"desk:     {executor.desk}")
+        outcome = executor.run(request)
+        self.stdout.write(f"exit:     {outcome.exit_code} after {outcome.duration_ms / 1000:.1f} s")
+        self.stdout.write(f"session:  {outcome.session_id or '-'}")
+        cost = "-" if outcome.cost_usd is None else f"${outcome.cost_usd:.4f}"
+        self.stdout.write(
+            f"cost:     {cost}, turns: {outcome.num_turns if outcome.num_turns is not None else '-'}"
+        )
+        if outcome.success:
+            self.stdout.write(f"result:   {outcome.result_text}")
+            return
+        self.stdout.write(f"error:    {outcome.error}")
+        if outcome.stderr_tail.strip():
+            self.stdout.write("stderr (last lines):")
+            for line in outcome.stderr_tail.strip().splitlines()[-10:]:
+                self.stdout.write(f"  {line}")
+        raise CommandError("the agent run failed (the error above is in the agent's words)")
