@@ -33,7 +33,10 @@ def max_file_bytes() -> int:
     return int(settings.TELEGRAM_MAX_FILE_MB * MEGABYTE)
 
 
-def _megabytes(size: int) -> str:
+def _size(size: int) -> str:
+    """30 MB, 2.5 MB, 12 KB: a size the way a person says it."""
+    if size < MEGABYTE:
+        return f"{max(1, round(size / 1024))} KB"
     return f"{size / MEGABYTE:.1f}".removesuffix(".0") + " MB"
 
 
@@ -41,10 +44,9 @@ def too_big(attachment: Attachment, size: int | None) -> str:
     """Why `attachment` of `size` bytes is not taken (for the user), or "" when it fits the limit."""
     if size is None or size <= max_file_bytes():
         return ""
-    limit = _megabytes(max_file_bytes())
     return (
-        f"your {attachment.label.lower()}: it is {_megabytes(size)} and Reeve takes files up to "
-        f"{limit} (TELEGRAM_MAX_FILE_MB)"
+        f"your {attachment.label.lower()}: it is {_size(size)} and Reeve takes files up to "
+        f"{_size(max_file_bytes())} (TELEGRAM_MAX_FILE_MB)"
     )
 
 
@@ -69,11 +71,11 @@ async def fetch(bot: Bot, attachment: Attachment) -> bytes:
     except (RetryAfter, FileNotSaved):
         raise
     except BadRequest as exc:  # "file is too big", "wrong file_id": the same next time
-        raise FileNotSaved(f"your {attachment.label.lower()}: Telegram said {exc.message}") from exc
+        raise FileNotSaved(f'your {attachment.label.lower()}: Telegram said "{exc.message}"') from exc
     except NetworkError:
         raise
     except TelegramError as exc:
-        raise FileNotSaved(f"your {attachment.label.lower()}: Telegram said {exc.message}") from exc
+        raise FileNotSaved(f'your {attachment.label.lower()}: Telegram said "{exc.message}"') from exc
     problem = too_big(attachment, len(data))
     if problem:
         raise FileNotSaved(problem)

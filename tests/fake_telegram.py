@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 MESSAGE_LIMIT = 4096
 PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>\w+)$")
@@ -77,6 +77,7 @@ class FakeTelegram:
         self._files: dict[str, FakeFile] = {}
         self._messages: dict[int, dict] = {}  # update id -> the message it carried
         self._hold_download = False
+        self._downloads_before_hold = 0
         self.download_held = threading.Event()
         self._download_release = threading.Event()
         self._failures: list[Failure] = []
@@ -324,16 +325,19 @@ class FakeTelegram:
             self.delivered.clear()
             self._release.clear()
 
-    def hold_download(self) -> None:
-        """Send only half of the next file download, then stall until `release_download()`."""
+    def hold_download(self, *, skip: int = 0) -> None:
+        """Serve `skip` downloads whole, then send only half of the next one and stall there until
+        `release_download()`."""
         with self._cond:
             self._hold_download = True
+            self._downloads_before_hold = skip
             self.download_held.clear()
             self._download_release.clear()
 
     def release_download(self) -> None:
         with self._cond:
             self._hold_download = False
+        self._downloads_before_hold = 0
         self._download_release.set()
 
     def release(self) -> None:
@@ -370,7 +374,8 @@ class FakeTelegram:
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         if self.on_request:
             self.on_request()
-        file_match = FILE_PATH.match(request.path.split("?", 1)[0])
+        # python-telegram-bot percent-encodes the file URL (the token's colon too), as Telegram accepts.
+        file_match = FILE_PATH.match(unquote(request.path.split("?", 1)[0]))
         if file_match:
             return self._download(request, file_match["token"], file_match["path"])
         match = PATH.match(request.path.split("?", 1)[0])
@@ -506,7 +511,11 @@ class FakeTelegram:
         with self._cond:
             self.calls.append(call)
             fake_file = next((f for f in self._files.values() if f.path == path), None)
-            hold, self._hold_download = self._hold_download, False
+            hold = self._hold_download and fake_file is not None and self._downloads_before_hold == 0
+            if hold:
+                self._hold_download = False
+            elif self._hold_download and fake_file is not None:
+                self._downloads_before_hold -= 1
         if token != self.token or fake_file is None:
             call.status = 404
             return _reply(request, 404, {"ok": False, "error_code": 404, "description": "Not Found"})

@@ -152,6 +152,8 @@ def test_the_admin_lists_chats_and_starts_a_fresh_conversation(admin_client):
     assert "1 chat(s) will start a fresh conversation" in response.content.decode()
     assert handle_message(message("new topic"), bot_id=BOT).session_id == ""
     assert admin_client.get("/admin/telegram_bridge/pulsealert/").status_code == 200
+    messages = admin_client.get("/admin/telegram_bridge/telegrammessage/")
+    assert messages.status_code == 200 and "sess-admin" not in messages.content.decode()
 
 
 def test_update_ids_that_go_back_down_are_new_messages_not_redeliveries():
@@ -252,7 +254,8 @@ def test_a_file_that_was_not_saved_is_answered_and_its_text_still_goes_through()
     assert with_text.action == Action.PULSE
     assert with_text.reply == f"⚠️ I could not pass on {problem}. The rest of your message went through."
     assert Pulse.objects.get().prompt == (
-        f"Telegram message from Ada Lovelace: the contract\n(They also sent a file Reeve could not save: {problem}.)"
+        "Telegram message from Ada Lovelace: the contract\n"
+        f"(They also sent a file Reeve could not save: {problem}.)"
     )
     assert (alone.action, alone.pulse_id, alone.reply) == (
         Action.NOT_PASSED_ON,
