@@ -29,8 +29,13 @@ def main() -> None:
     from django.core.management import execute_from_command_line
     from django.db.utils import OperationalError, ProgrammingError
 
-    if not any(arg.startswith("--settings") for arg in sys.argv):
-        preflight(sys.argv[1:])
+    # As Django itself would, before the settings are read: `--settings X` names the module.
+    for flag, value in zip(sys.argv, [*sys.argv[1:], ""], strict=True):
+        if flag.startswith("--settings="):
+            os.environ["DJANGO_SETTINGS_MODULE"] = flag.split("=", 1)[1]
+        elif flag == "--settings" and value:
+            os.environ["DJANGO_SETTINGS_MODULE"] = value
+    preflight(sys.argv[1:])
     try:
         execute_from_command_line(sys.argv)
     except (OperationalError, ProgrammingError) as exc:

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from pulses import desk_config, legacy, legacy_import
+from pulses import desk_config, doctor, legacy, legacy_import
 from pulses.agent_tools import desk_mcp_problems
 from reeve_site import original_db_url
 from tests import original_reeve
@@ -67,6 +68,7 @@ def test_every_command_that_opens_the_original_queue_explains_it_and_changes_not
         ["trigger_pulse", "hello"],
         ["run_pulse_worker", "--once"],
         ["create_api_token", "phone"],
+        ["mcp_config", "--write"],
     ):
         proc = original_home.manage(*command, check=False)
         assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
@@ -111,7 +113,7 @@ def test_import_legacy_carries_every_pulse_over_keeps_a_copy_and_runs_the_pendin
         pristine.write_bytes(home.db_path.read_bytes())
 
     proc = home.manage("import_legacy")
-    assert "6 row(s) became 5 pulse(s): 1 cancelled, 1 completed, 1 failed, 2 pending." in proc.stdout
+    assert "6 row(s) became 5 pulse(s): 2 pending, 1 completed, 1 failed, 1 cancelled." in proc.stdout
     assert "1 retry row(s) became attempts of the pulse they retried." in proc.stdout
 
     pulses = _pulses(home)
@@ -158,7 +160,7 @@ def test_import_legacy_carries_every_pulse_over_keeps_a_copy_and_runs_the_pendin
     state = _pulses(home)
     again = home.manage("import_legacy")
     assert (
-        "already holds Reeve's queue (5 pulse(s): 1 cancelled, 1 completed, 1 failed, 2 pending)"
+        "already holds Reeve's queue (5 pulse(s): 2 pending, 1 completed, 1 failed, 1 cancelled)"
         in again.stdout
     )
     assert "nothing changed" in again.stdout
@@ -194,7 +196,7 @@ def test_import_legacy_takes_the_originals_postgresql_url(original_home):
 @pytest.mark.slow
 def test_import_legacy_refuses_what_is_neither_schema_and_leaves_it_untouched(tmp_path):
     other = tmp_path / "notes.db"
-    with sqlite3.connect(other) as conn:
+    with closing(sqlite3.connect(other)) as conn:
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
     text_file = tmp_path / "notes.txt"
     text_file.write_text("not a database at all, just a long enough line of text to fill a header\n" * 3)
@@ -307,6 +309,7 @@ ORIGINAL_PERMISSIONS = [
 ]
 
 
+@pytest.mark.django_db  # --write makes the Desk's agent-scoped token
 def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_after(settings, tmp_path):
     desk = tmp_path / "desk"
     (desk / ".claude").mkdir(parents=True)
@@ -337,6 +340,7 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
         "still names the original Reeve's MCP servers pulse-queue, telegram-notifier" in p for p in problems
     )
     assert any("mcp__telegram-notifier__send_notification" in p for p in problems)
+    assert doctor.check_agent_tools().level == doctor.WARN
 
     out = StringIO()
     call_command("mcp_config", "--write", stdout=out)
@@ -351,6 +355,7 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
     assert claude["enabledMcpjsonServers"] == ["calendar", desk_config.SERVER_NAME]
     assert claude["permissions"]["allow"] == ["Bash(git:*)", *desk_config.permissions()]
     assert desk_mcp_problems() == []
+    assert doctor.check_agent_tools().level == doctor.OK
 
 
 def _row(row_id: int, prompt: str, status: str, **fields) -> legacy_import.OriginalRow:
@@ -433,3 +438,43 @@ def test_import_legacy_refuses_while_the_original_still_has_the_file_open(tmp_pa
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"(pid {holder.pid})" in proc.stderr and "stop the original Reeve first" in proc.stderr
     assert home.db_path.read_bytes() == before and list(tmp_path.glob("*.original-*")) == []
+
+
+@pytest.mark.slow
+def test_a_queue_that_mains_migrate_half_converted_is_still_recognised_and_carried_over(original_home):
+    # Before this change, `migrate` applied Django's own apps and then died on `pulses`: such a
+    # database holds the original's queue beside Django's tables.
+    half = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.core.management import "
+            "call_command; call_command('migrate', 'auth', verbosity=0)",
+        ],
+        cwd=ROOT,
+        env=original_home.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert half.returncode == 0, half.stderr
+    refused = original_home.manage("migrate", "--settings", "reeve_site.settings", check=False)
+    assert refused.returncode == 1 and PARAGRAPH.search(refused.stderr), refused.stderr
+    proc = original_home.manage("import_legacy")
+    assert "became 5 pulse(s)" in proc.stdout
+    assert original_home.manage("migrate", "--check", check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_an_import_that_fails_half_way_leaves_the_original_as_it_was(tmp_path):
+    home = sqlite_home(tmp_path)
+    queue = original_reeve.sample(datetime.now(UTC))
+    queue[-1].status = "PAUSED"  # no such status: found after the first rows were read and mapped
+    original_reeve.create_sqlite(home.db_path, queue)
+    dump = home.path / "dump.db"
+    dump.write_bytes(home.db_path.read_bytes())
+    proc = home.manage("import_legacy", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "pulse 6: unknown status 'PAUSED'; nothing was changed" in proc.stderr
+    with closing(sqlite3.connect(home.db_path)) as now, closing(sqlite3.connect(dump)) as before:
+        assert list(now.iterdump()) == list(before.iterdump())

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pulses import legacy
 from pulses.legacy_import import ImportResult, import_original
+from pulses.models import Status
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
 
 def _counts(by_status: dict[str, int]) -> str:
     total = sum(by_status.values())
-    parts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+    parts = ", ".join(f"{by_status[s]} {s}" for s in Status.values if by_status.get(s))
     return f"{total} pulse(s){': ' + parts if parts else ''}"
 
 
