@@ -68,6 +68,7 @@ def test_every_command_that_opens_the_original_queue_explains_it_and_changes_not
         ["trigger_pulse", "hello"],
         ["run_pulse_worker", "--once"],
         ["create_api_token", "phone"],
+        ["mcp_config", "--write"],
     ):
         proc = original_home.manage(*command, check=False)
         assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
