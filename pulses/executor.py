@@ -296,7 +296,14 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
     summary = reader.summary
     code = run.proc.returncode
     stderr = run.stderr_tail.text()
-    success = code == 0 and not summary.is_error and not run.timed_out and not run.interrupted
+    # A run that ends without a result event did not do what was asked (Hapi printing its help, say).
+    success = (
+        code == 0
+        and summary.result_seen
+        and not summary.is_error
+        and not run.timed_out
+        and not run.interrupted
+    )
     error = ""
     if run.interrupted:
         error = "interrupted: the worker shut down and stopped the agent"
@@ -308,7 +315,12 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
             or (summary.result_text if summary.is_error else "")
             or stderr.strip()[-2000:]
             or summary.result_text
-            or f"agent exited with code {code} and printed no error"
+            or (
+                f"agent exited with code {code} and printed no error"
+                if code
+                else "the agent exited without a result event: is HAPI_COMMAND an agent CLI that prints "
+                "stream-json (`./reeve agent_probe` shows what it printed)?"
+            )
         )
         if code not in (0, None) and f"exit code {code}" not in error:
             error = f"{error} (exit code {code})"

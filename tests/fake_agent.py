@@ -4,7 +4,7 @@ prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended 
 $FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
-reject_resume, sleep:SECONDS, noise, announce:SESSION_ID (announce that session id, whatever it is),
+reject_resume, sleep:SECONDS, noise, no_result, announce:SESSION_ID (announce that session id, whatever it is),
 mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call Reeve's schedule_pulse tool with
 resume_current_session through its MCP server; see tests/fake_agent_mcp.py).
 """
@@ -143,6 +143,9 @@ def main():
     )
     if mode == "noop":
         result(resume or "", "done")
+        return 0
+    if mode == "no_result":  # what a front end printing its help instead of running looks like
+        sys.stdout.write("Usage: agent [options]\n")
         return 0
     if mode == "reject_resume" and resume:
         sys.stderr.write(f"No conversation found with session ID: {resume}\n")

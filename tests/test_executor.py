@@ -120,6 +120,12 @@ def test_a_nonzero_exit_reports_the_agents_stderr(desk, agent_log):
     assert "exit code 2" in outcome.error
 
 
+def test_an_exit_zero_without_a_result_event_is_a_failure(desk, agent_log):
+    outcome = run(desk, "mode=no_result")
+    assert not outcome.success and outcome.exit_code == 0
+    assert "without a result event" in outcome.error and "agent_probe" in outcome.error
+
+
 def test_noise_lines_are_tolerated(desk, agent_log):
     outcome = run(desk, "mode=noise")
     assert outcome.success and outcome.session_id
