@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the real agent programs that tests/test_real_agents.py drives: Hapi and Claude Code from
-# npm, at pinned versions, into .cache/agents (ignored by git). tests/run.sh runs it before pytest.
+# npm, at pinned versions, into .cache/agents (ignored by git; REEVE_AGENTS_DIR names another folder).
+# tests/run.sh runs it before pytest.
 # Prints one line for run.sh's NOTEs and exits 1 when npm is missing or the install fails: those
 # tests then skip, saying why. Nothing is installed twice: a stamp records what is there.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-dir=.cache/agents
+dir=${REEVE_AGENTS_DIR:-.cache/agents}
 packages="@anthropic-ai/claude-code@2.1.197 @twsxtd/hapi@0.30.7"
 
 if [ -x "$dir/node_modules/.bin/hapi" ] && [ -x "$dir/node_modules/.bin/claude" ] &&

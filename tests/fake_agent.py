@@ -4,9 +4,10 @@ prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended 
 $FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
-reject_resume, sleep:SECONDS, noise, no_result, announce:SESSION_ID (announce that session id, whatever it is),
-mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call Reeve's schedule_pulse tool with
-resume_current_session through its MCP server; see tests/fake_agent_mcp.py).
+reject_resume, sleep:SECONDS, noise, no_result (exit 0 with no result event), announce:SESSION_ID
+(announce that session id, whatever it is), mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call
+Reeve's schedule_pulse tool with resume_current_session through its MCP server; see
+tests/fake_agent_mcp.py).
 """
 
 import time

@@ -35,6 +35,8 @@ def fresh_clone(tmp_path_factory):
     cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
     if Path(cache).is_dir():
         env["UV_CACHE_DIR"] = cache
+    # Likewise the real agent programs tests/agents.sh installs (run by `./reeve test`).
+    env["REEVE_AGENTS_DIR"] = os.environ.get("REEVE_AGENTS_DIR") or str(ROOT / ".cache" / "agents")
     for var in ("PIP_FIND_LINKS", "PIP_CERT", "PIP_DEFAULT_TIMEOUT", "SSL_CERT_FILE"):
         if var in os.environ:
             env[var] = os.environ[var]

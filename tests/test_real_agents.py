@@ -26,7 +26,7 @@ from tests.reeve_processes import ROOT, ReeveHome, on_postgres
 
 pytestmark = pytest.mark.slow
 
-AGENTS_BIN = ROOT / ".cache" / "agents" / "node_modules" / ".bin"
+AGENTS_BIN = Path(os.environ.get("REEVE_AGENTS_DIR") or ROOT / ".cache" / "agents") / "node_modules" / ".bin"
 HAPI_CREDENTIAL = "reeve-test-hapi-credential"
 NOT_LOGGED_IN = "Not logged in · Please run /login"
 
