@@ -163,7 +163,18 @@ PULSE_TIMEOUT_SECONDS = env.float("PULSE_TIMEOUT_SECONDS", default=3600)
 PULSE_LEASE_SECONDS = env.float("PULSE_LEASE_SECONDS", default=60)
 PULSE_SHUTDOWN_GRACE_SECONDS = env.float("PULSE_SHUTDOWN_GRACE_SECONDS", default=30)
 PULSE_RETRY_CAP_MINUTES = env.int("PULSE_RETRY_CAP_MINUTES", default=60)
-PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=1.0)
+# The worker's safety poll: a commit wakes it at once (inotify on SQLite, NOTIFY on PostgreSQL); this
+# only bounds how late it notices a change that sent neither (a PostgreSQL row changed by hand).
+PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=5.0)
+# gunicorn (deploy/gunicorn.conf.py): processes and threads each.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
+GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
+# One Reeve per installation (pulses/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
+REEVE_LOCK_FILE = (
+    REEVE_HOME / "reeve.instance-lock"
+    if env.str("DATABASE_URL", default="")
+    else PULSE_DB_PATH.with_name(f"{PULSE_DB_PATH.name}.instance-lock")
+)
 
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.list("TELEGRAM_CHAT_ID", default=[])
