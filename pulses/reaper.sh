@@ -21,6 +21,6 @@ while IFS= read -r line; do
   esac
 done
 for pgid in $groups; do
-  kill -KILL -- "-$pgid" 2>/dev/null
+  kill -KILL "-$pgid" 2>/dev/null # dash: no "--"; a negative pid is the process group
 done
 exit 0

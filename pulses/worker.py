@@ -31,7 +31,6 @@ from pulses.wakeup import Waiter, make_waiter
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 10.0
 # What a database restart, failover or network cut raises; the worker waits those out.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 T = TypeVar("T")
@@ -46,6 +45,7 @@ class WorkerOptions:
     lease_seconds: float = 60.0
     poll_seconds: float = 5.0
     grace_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
     once: bool = False
     dry_run: bool = False
     failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
@@ -58,6 +58,7 @@ class WorkerOptions:
             lease_seconds=settings.PULSE_LEASE_SECONDS,
             poll_seconds=settings.PULSE_POLL_SECONDS,
             grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
+            heartbeat_seconds=settings.PULSE_HEARTBEAT_SECONDS,
             failure_hooks=hooks,
         )
         for key, value in overrides.items():
@@ -171,7 +172,7 @@ class Worker:
                     next_recover = now + max(opts.lease_seconds / 2, 1.0)
                 if now >= next_heartbeat:
                     self._heartbeat()
-                    next_heartbeat = now + HEARTBEAT_SECONDS
+                    next_heartbeat = now + opts.heartbeat_seconds
                 self._reap_finished()
                 claimed = self._claim_and_start(pool)
                 if opts.once and not claimed and not self._running and not self._due_now():

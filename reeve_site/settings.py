@@ -166,6 +166,8 @@ PULSE_RETRY_CAP_MINUTES = env.int("PULSE_RETRY_CAP_MINUTES", default=60)
 # The worker's safety poll: a commit wakes it at once (inotify on SQLite, NOTIFY on PostgreSQL); this
 # only bounds how late it notices a change that sent neither (a PostgreSQL row changed by hand).
 PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=5.0)
+# How often the worker records that it is alive (reeve-status, /api/status count it alive for 2 min).
+PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
 # gunicorn (deploy/gunicorn.conf.py): processes and threads each.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
