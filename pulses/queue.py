@@ -292,6 +292,17 @@ def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
     )
 
 
+def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
+    """The worker whose claim `attempt` of the pulse still holds (running, lease not expired), else None."""
+    return (
+        Pulse.objects.filter(
+            pk=pulse_id, status=Status.PROCESSING, attempts=attempt, lease_expires_at__gt=timezone.now()
+        )
+        .values_list("lease_owner", flat=True)
+        .first()
+    )
+
+
 _RECORD_SQL = """
 WITH claimed AS (
     UPDATE pulses SET {assignments} WHERE {still_claimed} RETURNING id
@@ -505,6 +516,15 @@ def reschedule(pulse_id: int, when: datetime) -> Pulse:
         wakeup.announce()
     logger.info("pulse_rescheduled id=%s at=%s", pulse_id, when.isoformat())
     return pulse
+
+
+@gated
+def revise_prompt(pulse_id: int, prompt: str) -> bool:
+    """Give a pulse that has not started yet a new prompt; False once a worker has claimed it."""
+    revised = Pulse(pk=pulse_id).revise_prompt(prompt)
+    if revised:
+        logger.info("pulse_prompt_revised id=%s", pulse_id)
+    return revised
 
 
 @gated
