@@ -28,8 +28,13 @@ wsgi_app = "reeve_site.wsgi:application"
 # Metrics: each worker process writes its own files in PROMETHEUS_MULTIPROC_DIR (settings export it
 # before prometheus_client is imported); /metrics merges them, so any worker answers for all.
 def on_starting(server):
+    from pulses.limits import weak_token_reason
     from pulses.metrics import prepare_multiproc_dir
 
+    # A guessable main token opens the agent to anyone who can reach the port: refuse to serve it.
+    if reason := weak_token_reason(settings.PULSE_API_TOKEN):
+        server.log.error("reeve: refusing to start: %s", reason)
+        raise SystemExit(2)
     prepare_multiproc_dir()
 
 

@@ -23,11 +23,10 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from pulses.limits import MAKE_A_TOKEN, weak_token_reason
 from pulses.models import Pulse
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-PLACEHOLDER_TOKENS = {"your_secure_random_token_here", "your_token_here", "changeme", "change-me"}
-MIN_TOKEN_LENGTH = 16
 BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
 HTTP_TIMEOUT_SECONDS = 5.0
 
@@ -45,17 +44,10 @@ class Check:
 
 def check_api_token() -> Check:
     token = settings.PULSE_API_TOKEN.strip()
-    generate = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
     if not token:
-        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({generate})")
-    if token in PLACEHOLDER_TOKENS:
-        return Check("api token", FAIL, f"PULSE_API_TOKEN is the guide's placeholder: {generate}")
-    if len(token) < MIN_TOKEN_LENGTH:
-        return Check(
-            "api token",
-            FAIL,
-            f"PULSE_API_TOKEN is only {len(token)} characters: use a long random one; {generate}",
-        )
+        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({MAKE_A_TOKEN})")
+    if reason := weak_token_reason(token):
+        return Check("api token", FAIL, f"{reason} (the web process refuses to start with it)")
     return Check("api token", OK, f"PULSE_API_TOKEN set ({len(token)} characters)")
 
 

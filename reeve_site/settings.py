@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import environ
+
+from reeve_site.dotenv import DotenvError, read_dotenv
+from reeve_site.hosts import bound_host_names
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -14,7 +18,11 @@ env = environ.Env()
 # An optional .env in the repository root; real environment variables win over it. The test settings
 # set REEVE_IGNORE_DOTENV so a developer's own .env never leaks into the tests.
 if (BASE_DIR / ".env").is_file() and not env.bool("REEVE_IGNORE_DOTENV", default=False):
-    env.read_env(BASE_DIR / ".env", overwrite=False)
+    try:
+        for _key, _value in read_dotenv(BASE_DIR / ".env").items():
+            os.environ.setdefault(_key, _value)
+    except DotenvError as exc:  # every command would fail on it: say where, not a traceback
+        sys.exit(f"reeve: cannot read .env: {exc}")
 
 
 def _path(name: str, default: str) -> Path:
@@ -160,6 +168,8 @@ HAPI_AGENT = env.str("HAPI_AGENT", default="claude")
 AGENT_ENV_PASSTHROUGH = env.list("AGENT_ENV_PASSTHROUGH", default=[])
 REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")
 PULSE_API_HOST = env.str("PULSE_API_HOST", default="127.0.0.1")
+# Binding elsewhere than loopback means serving requests sent there (the guide's remote access).
+ALLOWED_HOSTS += [name for name in bound_host_names(PULSE_API_HOST) if name not in ALLOWED_HOSTS]
 PULSE_API_PORT = env.int("PULSE_API_PORT", default=8765)
 PULSE_API_TOKEN = env.str("PULSE_API_TOKEN", default="")
 PULSE_MAX_CONCURRENT = env.int("PULSE_MAX_CONCURRENT", default=1)
@@ -190,8 +200,16 @@ LOGGING: dict = {
             "format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
         },
     },
+    # On every handler: whatever logger a line comes from (telegram, httpx at DEBUG print the Bot API
+    # URL, which holds the bot token), no secret reaches stdout, the journal or LOG_FILE.
+    "filters": {"redact_secrets": {"()": "reeve_site.log.RedactSecrets"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "console", "stream": "ext://sys.stdout"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "console",
+            "stream": "ext://sys.stdout",
+            "filters": ["redact_secrets"],
+        },
     },
     "root": {"handlers": _handlers, "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
@@ -203,6 +221,7 @@ if LOG_FILE:
         "class": "logging.handlers.WatchedFileHandler",
         "formatter": "plain",
         "filename": LOG_FILE,
+        "filters": ["redact_secrets"],
     }
     _handlers.append("file")
 
