@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from pulses.limits import MAKE_A_TOKEN, weak_token_reason
 from pulses.models import Pulse
+from pulses.private_files import exposed
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
@@ -49,6 +50,21 @@ def check_api_token() -> Check:
     if reason := weak_token_reason(token):
         return Check("api token", FAIL, f"{reason} (the web process refuses to start with it)")
     return Check("api token", OK, f"PULSE_API_TOKEN set ({len(token)} characters)")
+
+
+def check_private_files() -> Check:
+    """Reeve's data (database, WAL, logs, backups, secret key, metrics) readable only by its user."""
+    found = exposed()
+    if not found:
+        return Check("file modes", OK, "database, logs, backups and keys are private (0600 / 0700)")
+    shown = ", ".join(f"{path} ({mode:o})" for path, mode in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Check(
+        "file modes",
+        WARN,
+        f"other local users can read {shown}{more}: restart Reeve (it makes them private on start) "
+        "or chmod 600 the files and 700 the folders",
+    )
 
 
 def check_configuration() -> Check:
@@ -224,7 +240,12 @@ def check_heartbeat() -> Check:
 
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
-    checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_database]
+    checks: list[Callable[[], Check]] = [
+        check_configuration,
+        check_api_token,
+        check_private_files,
+        check_database,
+    ]
     results = [check() for check in checks]
     if not results[-1].failed:
         results.append(check_migrations())

@@ -103,7 +103,8 @@ TEMPLATES = [
 ]
 
 # SQLite by default; DATABASE_URL (e.g. postgres://user:pass@host/db) switches everything to it.
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
+# How long a write waits for another (SQLite's busy timeout and Reeve's write gate); then 503.
+SQLITE_BUSY_TIMEOUT_SECONDS = env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=30)
 if env.str("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL")}
     # Long-lived worker threads keep their connection; a broken one is noticed and replaced.

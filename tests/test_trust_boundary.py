@@ -3,12 +3,15 @@ stream) may hand to Reeve. Real gunicorn over HTTP, real commands, the real work
 
 from __future__ import annotations
 
+import fcntl
 import gzip
+import json
 import os
 import shutil
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import urllib.error
@@ -465,3 +468,81 @@ def test_restore_db_refuses_a_sound_file_that_is_not_a_reeve_database(reeve_home
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert f"{backup} is not a Reeve database" in proc.stderr
         assert reeve_home.query("SELECT prompt FROM pulses") == [("still queued",)]
+
+
+# --- private files, and a write gate nobody can hold forever -----------------------------------------
+def _modes(home: ReeveHome) -> dict[str, str]:
+    """The mode of everything Reeve wrote in its home, by relative path."""
+    found = {".": oct(stat.S_IMODE(home.path.stat().st_mode))}
+    for path in home.path.rglob("*"):
+        relative = path.relative_to(home.path)
+        if relative.parts[0] in ("desk", "checkout") or path.name.startswith(("proc-", "live.log")):
+            continue  # the test's own files
+        found[str(relative)] = oct(stat.S_IMODE(path.lstat().st_mode))
+    return found
+
+
+@pytest.mark.slow
+def test_everything_reeve_writes_is_private_to_its_user(reeve_home):
+    if on_postgres():
+        pytest.skip("the SQLite files are what this is about")
+    os.umask(0o022)  # as a login shell leaves it
+    live = LiveReeve(reeve_home).start()
+    try:
+        status, body = live.request("POST", "/api/pulse/trigger", {"prompt": "private"})
+        assert status == 201
+        live.wait_for(
+            lambda: reeve_home.query("SELECT status FROM pulses") == [("completed",)], what="the run"
+        )
+        assert live.request("GET", "/metrics", token=None)[0] == 200
+        reeve_home.manage("backup_db")
+    finally:
+        live.stop()
+    modes = _modes(reeve_home)
+    for expected in ("pulse_queue.db", "pulse_queue.db.write-gate", "logs/daemon.log", "backups", "metrics"):
+        assert expected in modes
+    assert any(name.startswith("backups/pulse_queue_") for name in modes)
+    loose = {name: mode for name, mode in modes.items() if mode not in ("0o600", "0o700")}
+    assert loose == {}
+
+
+@pytest.mark.slow
+def test_an_existing_installation_is_tightened_on_start_and_doctor_reports_it_before(reeve_home):
+    reeve_home.manage("trigger_pulse", "mode=noop")
+    for folder in ("logs", "backups"):
+        (reeve_home.path / folder).mkdir(exist_ok=True)
+    (reeve_home.path / "backups" / "pulse_queue_20260101_030000.db.gz").write_bytes(b"old backup")
+    (reeve_home.path / "logs" / "daemon.log").write_text("old lines\n")
+    loose = [p for p in reeve_home.path.rglob("*") if p.name != "desk" and "desk" not in p.parts]
+    for path in [reeve_home.path, *loose]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    doctor = reeve_home.manage("doctor", "--no-api", "--no-telegram", check=False)
+    assert "other local users can read" in doctor.stdout
+    reeve_home.manage("run_pulse_worker", "--once")
+    remaining = {n: m for n, m in _modes(reeve_home).items() if m not in ("0o600", "0o700")}
+    assert remaining == {}
+    doctor = reeve_home.manage("doctor", "--no-api", "--no-telegram", check=False)
+    assert "other local users can read" not in doctor.stdout and "are private" in doctor.stdout
+
+
+@pytest.mark.slow
+def test_a_held_write_gate_is_a_503_with_retry_after_once_the_busy_timeout_passes(reeve_home):
+    if on_postgres():
+        pytest.skip("the write gate is SQLite's")
+    live = LiveReeve(reeve_home).start(web_only=True, SQLITE_BUSY_TIMEOUT_SECONDS="2")
+    try:
+        with open(f"{reeve_home.db_path}.write-gate", "a") as gate:
+            fcntl.flock(gate, fcntl.LOCK_EX)  # a stuck process, or anyone who could open the file
+            request = urllib.request.Request(
+                f"{live.url}/api/pulse/trigger",
+                data=json.dumps({"prompt": "blocked"}).encode(),
+                headers={"Authorization": f"Bearer {live.token}", "Content-Type": "application/json"},
+                method="POST",
+            )
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(request, timeout=20)
+            assert answer.value.code == 503 and answer.value.headers["Retry-After"]
+            assert "try again" in json.loads(answer.value.read())["detail"]
+        assert live.request("POST", "/api/pulse/trigger", {"prompt": "after"})[0] == 201
+    finally:
+        live.stop()
