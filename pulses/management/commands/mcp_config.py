@@ -10,7 +10,8 @@ from pulses import desk_config
 class Command(BaseCommand):
     help = (
         "Print the MCP server entry (.mcp.json) and the Desk permission list (.claude/settings.json) "
-        "that let Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk."
+        "that let Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk, with a "
+        "named agent-scoped API token for interactive sessions (kept while it works)."
     )
     requires_system_checks: list = []
 
@@ -30,7 +31,10 @@ class Command(BaseCommand):
             except desk_config.DeskConfigError as exc:
                 raise CommandError(str(exc)) from None
             for item in written:
-                self.stdout.write(f"{'Updated' if item.changed else 'Up to date'}: {item.path}")
+                replaced = (
+                    f" (replaced the original Reeve's {', '.join(item.replaced)})" if item.replaced else ""
+                )
+                self.stdout.write(f"{'Updated' if item.changed else 'Up to date'}: {item.path}{replaced}")
             return
         self.stdout.write(f"# {desk / desk_config.MCP_JSON}")
         self.stdout.write(json.dumps(desk_config.mcp_json(), indent=2))
