@@ -42,10 +42,7 @@ class TagFilter(admin.SimpleListFilter):
     parameter_name = "tag"
 
     def lookups(self, request, model_admin):
-        tags: set[str] = set()
-        for row in Pulse.objects.order_by("-id").values_list("tags", flat=True)[:TAG_CHOICES_SCAN]:
-            tags.update(t for t in row or () if isinstance(t, str))
-        return [(tag, tag) for tag in sorted(tags)]
+        return [(tag, tag) for tag in reports.recent_tags(scan=TAG_CHOICES_SCAN)]
 
     def queryset(self, request, queryset):
         return queryset.with_tag(self.value()) if self.value() else queryset

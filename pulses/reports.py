@@ -5,6 +5,7 @@ Everything that changes the queue lives in `pulses.queue`; this module only read
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -172,3 +173,21 @@ def sources(*, limit: int = 50) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(_SOURCES_SQL, [limit])
         return [row[0] for row in cursor.fetchall()]
+
+
+_RECENT_TAGS_SQL = (
+    "SELECT DISTINCT recent.tags FROM (SELECT tags FROM pulses ORDER BY id DESC LIMIT %s) recent"
+)
+
+
+def recent_tags(*, scan: int = 2000) -> list[str]:
+    """The tags of the `scan` most recent pulses, sorted. Most pulses repeat a few tag lists, so
+    only the distinct lists are decoded."""
+    tags: set[str] = set()
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_TAGS_SQL, [scan])
+        for (value,) in cursor.fetchall():
+            decoded = json.loads(value) if isinstance(value, str) else value  # psycopg decodes jsonb
+            if isinstance(decoded, list):
+                tags.update(tag for tag in decoded if isinstance(tag, str))
+    return sorted(tags)
