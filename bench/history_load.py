@@ -65,6 +65,7 @@ PROMPTS = [
 ]
 TOPICS = ["budget", "garden", "invoice", "conference", "kitchen", "quarterly report", "dentist", "holiday"]
 BATCH = 20_000
+PER_DAY = 2_740  # a million pulses in a year: a busy assistant (about two a minute)
 
 
 def _tail(rng: random.Random, size: int) -> str:
@@ -78,10 +79,13 @@ def _tail(rng: random.Random, size: int) -> str:
     return "\n".join(lines)[-size:]
 
 
-def rows(count: int, *, days: int, end: datetime, seed: int = 21) -> Iterator[tuple[tuple, list[tuple]]]:
+def rows(
+    count: int, *, days: float | None, end: datetime, seed: int = 21
+) -> Iterator[tuple[tuple, list[tuple]]]:
     """(pulse row, its attempt rows) for `count` finished pulses spread evenly over `days` days up
-    to `end`, oldest first, ids 1..count."""
+    to `end` (by default at PER_DAY a day), oldest first, ids 1..count."""
     rng = random.Random(seed)
+    days = days or count / PER_DAY
     tails = [_tail(rng, rng.randint(256, 2048)) for _ in range(64)]
     stderr = "Traceback (most recent call last):\n  ...\nTimeoutError: the agent did not answer in time\n"
     names, weights = zip(*SOURCES, strict=True)
@@ -153,7 +157,7 @@ def _sqlite_value(value: object) -> object:
     return value
 
 
-def load_sqlite(path: str, count: int, *, days: int = 365, end: datetime | None = None) -> None:
+def load_sqlite(path: str, count: int, *, days: float | None = None, end: datetime | None = None) -> None:
     """Append `count` finished pulses (ids 1..count: load into an empty, migrated database)."""
     import sqlite3
 
@@ -189,7 +193,7 @@ def load_sqlite(path: str, count: int, *, days: int = 365, end: datetime | None 
     conn.close()
 
 
-def load_postgres(url: str, count: int, *, days: int = 365, end: datetime | None = None) -> None:
+def load_postgres(url: str, count: int, *, days: float | None = None, end: datetime | None = None) -> None:
     """The same rows through COPY, then the id sequences moved past them."""
     import psycopg
 

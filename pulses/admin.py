@@ -83,9 +83,9 @@ class CappedPaginator(Paginator):
             return ""
         total = sum(reports.stats().by_status.values())
         return (
-            f"More than {self.cap:,} pulses match, so the count stops there (about {total:,} pulses in all, "
-            f"from the daily counts): the pages reach the newest {self.cap:,}. Narrow the list with the "
-            "filters, the search or the dates."
+            f"More than {self.cap:,} pulses match, so the count stops there and the pages reach the newest "
+            f"{self.cap:,} (the database holds about {total:,} pulses in all, from the daily counts). "
+            "Narrow the list with the filters, the search or the dates."
         )
 
 
@@ -254,6 +254,13 @@ class PulseAdmin(admin.ModelAdmin):
         ).pulse
         obj.pk = created.pk
         obj.refresh_from_db()
+
+    def get_ordering(self, request):
+        # Within a period of the date navigation, newest scheduled first: the scheduled_at index
+        # then gives the page in order, instead of sorting every pulse of the period by id.
+        if any(key.startswith(f"{self.date_hierarchy}__") for key in request.GET):
+            return (f"-{self.date_hierarchy}", "-id")
+        return super().get_ordering(request)
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():

@@ -36,7 +36,10 @@ def _utc_day(moment: datetime) -> date:
 def oldest_finished_at() -> datetime | None:
     """When the oldest finished pulse finished (one probe of the index per final status)."""
     moments = [
-        Pulse.objects.filter(status=status, finished_at__isnull=False).aggregate(m=Min("finished_at"))["m"]
+        Pulse.objects.filter(status=status, finished_at__isnull=False)
+        .order_by("finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
         for status in FINISHED
     ]
     return min((m for m in moments if m is not None), default=None)
@@ -174,8 +177,10 @@ def estimated_attempts() -> int:
             row = cursor.fetchone()
         if row and row[0] >= 0:
             return int(row[0])
-    span = PulseAttempt.objects.aggregate(first=Min("id"), last=Max("id"))
-    return span["last"] - span["first"] + 1 if span["last"] is not None else 0
+    # Two aggregates, not one: SQLite answers MIN() and MAX() together with a full scan.
+    first = PulseAttempt.objects.aggregate(first=Min("id"))["first"]
+    last = PulseAttempt.objects.aggregate(last=Max("id"))["last"]
+    return last - first + 1 if last is not None and first is not None else 0
 
 
 def database_facts(*, exact: bool = False) -> DatabaseFacts:
