@@ -5,11 +5,37 @@ import os
 import sys
 
 
+def preflight(argv: list[str]) -> None:
+    """Stop, with the reason and no traceback, before a command that cannot run here: settings that
+    contradict each other, or a database that holds the original Reeve's queue."""
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        sys.exit(1)
+    from pulses import legacy
+
+    legacy.pulse_db_url_note(sys.stderr)
+    if message := legacy.refusal(argv):
+        sys.stderr.write(message + "\n")
+        sys.exit(1)
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
     from django.core.management import execute_from_command_line
     from django.db.utils import OperationalError, ProgrammingError
 
+    # As Django itself would, before the settings are read: `--settings X` names the module.
+    for flag, value in zip(sys.argv, [*sys.argv[1:], ""], strict=True):
+        if flag.startswith("--settings="):
+            os.environ["DJANGO_SETTINGS_MODULE"] = flag.split("=", 1)[1]
+        elif flag == "--settings" and value:
+            os.environ["DJANGO_SETTINGS_MODULE"] = value
+    preflight(sys.argv[1:])
     try:
         execute_from_command_line(sys.argv)
     except (OperationalError, ProgrammingError) as exc:

@@ -47,6 +47,7 @@ def configure(home: Path, database_url: str = "") -> dict[str, str]:
         "SECRET_KEY": "bench",
         "FAKE_AGENT_LOG": str(home / "agent.log"),
         "NOOP_AGENT_LOG": str(home / "noop.log"),
+        "AGENT_ENV_PASSTHROUGH": "FAKE_AGENT_*,NOOP_AGENT_*",
     }
     os.environ.update(env)
     return {**os.environ, **env}

@@ -7,6 +7,7 @@ worker just did. Changes go through the actions (or the API), which use the queu
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -16,6 +17,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from pulses import history, queue, reports, search
+from pulses.limits import TIME_RANGE, InvalidSessionId, check_session_id, time_in_range
 from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending, Status
 from pulses.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
@@ -165,8 +167,25 @@ def duplicate(modeladmin, request, pulses):
     _apply(modeladmin, request, pulses, queue.duplicate, "Duplicated")
 
 
+class PulseAddForm(forms.ModelForm):
+    """The add form checks what the API checks: a session id the agent accepts, a time in range."""
+
+    def clean_session_id(self) -> str:
+        try:
+            return check_session_id(self.cleaned_data.get("session_id"))
+        except InvalidSessionId as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_scheduled_at(self):
+        when = self.cleaned_data.get("scheduled_at")
+        if when is not None and not time_in_range(when):
+            raise forms.ValidationError(f"out of range: a time must fall within {TIME_RANGE}")
+        return when
+
+
 @admin.register(Pulse)
 class PulseAdmin(admin.ModelAdmin):
+    form = PulseAddForm
     list_display = (
         "id",
         "short_prompt",

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pulses import queue
+from pulses.limits import local_time
 from pulses.models import Priority, Pulse, PulseNotPending, Status
 from pulses.timeparse import TimeParseError, parse_when
 
@@ -109,11 +110,10 @@ def _pulse_id_from_ancestors() -> tuple[str, str]:
 
 def describe(pulse: Pulse) -> dict[str, Any]:
     """A pulse as the agent sees it: times in the user's TIME_ZONE."""
-    zone = ZoneInfo(settings.TIME_ZONE)
     return {
         "id": pulse.pk,
         "prompt": pulse.prompt,
-        "scheduled_at": pulse.scheduled_at.astimezone(zone).isoformat(),
+        "scheduled_at": local_time(pulse.scheduled_at).isoformat(),
         "priority": pulse.priority,
         "status": pulse.status,
         "source": pulse.source,

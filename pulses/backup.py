@@ -123,8 +123,8 @@ def _sqlite_backup(gz_path: Path) -> None:
             shutil.copyfileobj(raw, packed, COPY_CHUNK)
 
 
-def _pg_env_and_args() -> tuple[dict[str, str], list[str]]:
-    db = _database()
+def _pg_env_and_args(db: dict | None = None) -> tuple[dict[str, str], list[str]]:
+    db = db or _database()
     env = {**os.environ}
     if db.get("PASSWORD"):
         env["PGPASSWORD"] = str(db["PASSWORD"])
@@ -135,10 +135,11 @@ def _pg_env_and_args() -> tuple[dict[str, str], list[str]]:
     return env, [*args, "--dbname", str(db["NAME"])]
 
 
-def _pg_dump(gz_path: Path) -> None:
+def _pg_dump(gz_path: Path, db: dict | None = None) -> None:
+    """Dump the database `db` (default: the configured one) into `gz_path`."""
     if shutil.which("pg_dump") is None:
         raise BackupError("pg_dump not found: install the PostgreSQL client (postgresql-client)")
-    env, args = _pg_env_and_args()
+    env, args = _pg_env_and_args(db)
     # stderr goes to a file, not a pipe: nobody reads it while the dump streams.
     with gzip.open(gz_path, "wb") as packed, tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(

@@ -26,6 +26,9 @@ MCP_JSON = ".mcp.json"
 CLAUDE_SETTINGS = Path(".claude") / "settings.json"
 CLAUDE_LOCAL_SETTINGS = Path(".claude") / "settings.local.json"
 FIX = "run `./reeve mcp_config --write` (manage.py mcp_config --write)"
+# The original Reeve's servers (`python -m reeve.mcp.pulse_server` / `.notification_server`): gone,
+# Reeve's own server replaces both, so writing removes their entries and permission rules.
+ORIGINAL_SERVERS = ("pulse-queue", "telegram-notifier")
 
 
 class DeskConfigError(Exception):
@@ -36,6 +39,7 @@ class DeskConfigError(Exception):
 class WrittenFile:
     path: Path
     changed: bool
+    replaced: tuple[str, ...] = ()  # the original Reeve's entries it no longer holds
 
 
 def launch_command() -> tuple[str, list[str]]:
@@ -100,16 +104,50 @@ def _list(parent: dict[str, Any], key: str, path: Path) -> list[Any]:
     return value
 
 
+def _is_original(item: Any) -> bool:
+    """A server name or permission rule of the original Reeve's MCP servers."""
+    return isinstance(item, str) and any(
+        item == name or item == f"mcp__{name}" or item.startswith(f"mcp__{name}__")
+        for name in ORIGINAL_SERVERS
+    )
+
+
+def original_entries(data: dict[str, Any]) -> list[str]:
+    """The original Reeve's servers and permission rules in a .mcp.json or Claude settings object."""
+    found = [name for name in data.get("mcpServers") or {} if _is_original(name)]
+    for key in ("enabledMcpjsonServers", "disabledMcpjsonServers"):
+        found += [item for item in data.get(key) or [] if _is_original(item)]
+    perms = data.get("permissions") if isinstance(data.get("permissions"), dict) else {}
+    for key in ("allow", "ask", "deny"):
+        found += [rule for rule in perms.get(key) or [] if _is_original(rule)]
+    return list(dict.fromkeys(found))
+
+
+def _without_original(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `data` without the original Reeve's servers and permission rules."""
+    data = json.loads(json.dumps(data))
+    if isinstance(data.get("mcpServers"), dict):
+        data["mcpServers"] = {k: v for k, v in data["mcpServers"].items() if not _is_original(k)}
+    lists = [(data, "enabledMcpjsonServers"), (data, "disabledMcpjsonServers")]
+    if isinstance(data.get("permissions"), dict):
+        lists += [(data["permissions"], key) for key in ("allow", "ask", "deny")]
+    for parent, key in lists:
+        if isinstance(parent.get(key), list):
+            parent[key] = [item for item in parent[key] if not _is_original(item)]
+    return data
+
+
 def merged_mcp_json(existing: dict[str, Any], path: Path) -> dict[str, Any]:
-    """`existing` with Reeve's server entry set; other servers untouched."""
-    merged = json.loads(json.dumps(existing))
+    """`existing` with Reeve's server entry set, the original Reeve's removed; other servers untouched."""
+    merged = _without_original(existing)
     _object(merged, "mcpServers", path)[SERVER_NAME] = server_entry()
     return merged
 
 
 def merged_settings(existing: dict[str, Any], path: Path) -> dict[str, Any]:
-    """`existing` with Reeve's server enabled and its tools allowed; other keys untouched."""
-    merged = json.loads(json.dumps(existing))
+    """`existing` with Reeve's server enabled and its tools allowed, the original Reeve's servers and
+    rules removed; other keys untouched."""
+    merged = _without_original(existing)
     enabled = _list(merged, "enabledMcpjsonServers", path)
     if SERVER_NAME not in enabled:
         enabled.append(SERVER_NAME)
@@ -147,11 +185,14 @@ def write_desk_config(desk: Path) -> list[WrittenFile]:
     if not desk.is_dir():
         raise DeskConfigError(f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH")
     mcp_path, settings_path = desk / MCP_JSON, desk / CLAUDE_SETTINGS
-    new_mcp = merged_mcp_json(_read(mcp_path) or {}, mcp_path)
-    new_settings = merged_settings(_read(settings_path) or {}, settings_path)
+    old_mcp, old_settings = _read(mcp_path) or {}, _read(settings_path) or {}
+    new_mcp = merged_mcp_json(old_mcp, mcp_path)
+    new_settings = merged_settings(old_settings, settings_path)
     return [
-        WrittenFile(mcp_path, _write_json(mcp_path, new_mcp)),
-        WrittenFile(settings_path, _write_json(settings_path, new_settings)),
+        WrittenFile(mcp_path, _write_json(mcp_path, new_mcp), tuple(original_entries(old_mcp))),
+        WrittenFile(
+            settings_path, _write_json(settings_path, new_settings), tuple(original_entries(old_settings))
+        ),
     ]
 
 
@@ -172,6 +213,10 @@ def desk_problems(desk: Path | None = None) -> list[str]:
     except DeskConfigError as exc:
         problems.append(str(exc))
         servers = {}
+    if isinstance(servers, dict) and (original := original_entries({"mcpServers": servers})):
+        problems.append(
+            f"{mcp_path} still names the original Reeve's MCP servers {', '.join(original)}: {FIX}"
+        )
     entry = servers.get(SERVER_NAME) if isinstance(servers, dict) else None
     if not isinstance(entry, dict):
         problems.append(f"{mcp_path} has no '{SERVER_NAME}' MCP server: {FIX}")
@@ -196,6 +241,12 @@ def desk_problems(desk: Path | None = None) -> list[str]:
         servers_off = data.get("disabledMcpjsonServers")
         disabled |= isinstance(servers_off, list) and SERVER_NAME in servers_off
     settings_path = desk / CLAUDE_SETTINGS
+    try:
+        original = original_entries(_read(settings_path) or {})
+    except DeskConfigError:
+        original = []  # reported above
+    if original:
+        problems.append(f"{settings_path} still names the original Reeve's {', '.join(original)}: {FIX}")
     if disabled:
         problems.append(f"the '{SERVER_NAME}' MCP server is listed in disabledMcpjsonServers: {FIX}")
     elif not enabled:

@@ -86,6 +86,16 @@ def check_database() -> Check:
     return Check("database", OK, f"{where} reachable")
 
 
+def check_original_schema() -> Check | None:
+    """A failure when the database holds the original Reeve's queue (read without changing it)."""
+    from pulses import legacy
+
+    schema = legacy.configured_schema()
+    if schema is None or not schema.is_original:
+        return None
+    return Check("database", FAIL, legacy.explanation(schema, where=_describe_database()))
+
+
 def check_migrations() -> Check:
     try:
         executor = MigrationExecutor(connection)
@@ -262,8 +272,9 @@ def check_history() -> Check:
 
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
-    checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_database]
+    checks: list[Callable[[], Check]] = [check_configuration, check_api_token]
     results = [check() for check in checks]
+    results.append(check_original_schema() or check_database())
     if not results[-1].failed:
         results.append(check_migrations())
         if not results[-1].failed:

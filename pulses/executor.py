@@ -4,6 +4,10 @@ The agent runs without a shell, in the Desk, in a process group of its own, so a
 shutdown can kill it with everything it started. It also dies with its worker: the worker's reaper
 process (pulses/reaper.py) kills every registered group when the worker's end of its pipe closes.
 
+The prompt crosses to the agent as an argument after `--` and a resumed session as `--resume=ID`, so
+neither can ever be read as an option; the agent's environment is built from an allowlist
+(pulses/agent_env.py), so none of Reeve's secrets reach it.
+
 The group is made with `process_group=0` rather than a new session or a preexec_fn, which keeps
 CPython on its vfork() path: spawning costs ~0.2 ms instead of ~6-9 ms for a full fork of the worker.
 """
@@ -19,7 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +31,7 @@ from typing import IO
 
 from django.utils import timezone
 
+from pulses.agent_env import agent_environment
 from pulses.stream import StreamReader
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keepin
 TAIL_BYTES = 16 * 1024
 KILL_GRACE_SECONDS = 3.0
 RESUME_REJECTED = "no conversation found"
+HAPI = "hapi"
+DEFAULT_AGENT = "claude"
 
 
 @dataclass
@@ -66,6 +73,18 @@ class AgentRequest:
     session_id: str = ""
     sticky_notes: tuple[str, ...] = ()
     pulse_id: int | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # what the worker adds for this run only
+
+
+def agent_command(command: str, *, agent: str = DEFAULT_AGENT) -> list[str]:
+    """HAPI_COMMAND as argv; a bare `hapi` (or `hapi` followed by options) runs `hapi AGENT`.
+
+    Today's Hapi needs the agent's name first (`hapi claude --print ...`); a command that already
+    names one, or that runs Claude Code (or anything else) directly, is used as it is."""
+    argv = shlex.split(command)
+    if argv and Path(argv[0]).name == HAPI and (len(argv) == 1 or argv[1].startswith("-")):
+        argv.insert(1, agent)
+    return argv
 
 
 def build_prompt(prompt: str, sticky_notes: tuple[str, ...] | list[str]) -> str:
@@ -136,7 +155,7 @@ class _Run:
 
 
 class Executor:
-    """Runs `HAPI_COMMAND --print --output-format stream-json --verbose [--resume ID] PROMPT`."""
+    """Runs `HAPI_COMMAND --print --output-format stream-json --verbose [--resume=ID] -- PROMPT`."""
 
     def __init__(
         self,
@@ -145,21 +164,36 @@ class Executor:
         desk: Path,
         timeout: float,
         reaper: Reaper | None = None,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        passthrough: Iterable[str] = (),
+        agent: str = DEFAULT_AGENT,
     ) -> None:
         self.command = command
         self.desk = Path(desk)
         self.timeout = timeout
         self.reaper = reaper
-        self.env = env or {}
+        self.env = dict(env or {})
+        self.passthrough = tuple(passthrough)
+        self.agent = agent
         self._running: dict[int, _Run] = {}
         self._lock = threading.Lock()
 
     def argv(self, request: AgentRequest, *, resume: bool = True) -> list[str]:
-        argv = [*shlex.split(self.command), "--print", "--output-format", "stream-json", "--verbose"]
+        """The agent's argv. Whoever writes a pulse sets what the agent is asked, never how it runs:
+        the session is one `--resume=ID` word and the prompt comes after `--`, so neither can be
+        read as an option (a prompt "--dangerously-skip-permissions" is only a prompt)."""
+        argv = [*agent_command(self.command, agent=self.agent)]
+        argv += ["--print", "--output-format", "stream-json", "--verbose"]
         if resume and request.session_id:
-            argv += ["--resume", request.session_id]
-        return [*argv, build_prompt(request.prompt, request.sticky_notes)]
+            argv.append(f"--resume={request.session_id}")
+        return [*argv, "--", build_prompt(request.prompt, request.sticky_notes)]
+
+    def environment(self, request: AgentRequest) -> dict[str, str]:
+        """The agent's environment: the allowlist of pulses/agent_env.py over ours, plus the run's."""
+        extra = {**self.env, **request.env}
+        if request.pulse_id is not None:
+            extra["REEVE_PULSE_ID"] = str(request.pulse_id)
+        return agent_environment(os.environ, passthrough=self.passthrough, extra=extra)
 
     def run(
         self, request: AgentRequest, *, on_session: Callable[[str], None] | None = None
@@ -189,7 +223,7 @@ class Executor:
         _kill_groups([run.proc for run in runs], grace=grace)
 
     def _config_error(self, started: datetime) -> AttemptOutcome | None:
-        argv0 = shlex.split(self.command)[:1]
+        argv0 = agent_command(self.command, agent=self.agent)[:1]
         problem = ""
         if not argv0 or shutil.which(argv0[0]) is None:
             problem = (
@@ -208,13 +242,10 @@ class Executor:
         started = timezone.now()
         if failure := self._config_error(started):
             return failure
-        env = {**os.environ, **self.env}
-        if request.pulse_id is not None:
-            env["REEVE_PULSE_ID"] = str(request.pulse_id)
         proc = subprocess.Popen(
             self.argv(request, resume=resume),
             cwd=self.desk,
-            env=env,
+            env=self.environment(request),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -75,9 +75,33 @@ def _tool(name: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
     return decorate
 
 
+class ReeveMCPServer(MCPServer):
+    """Refuses a call that names an argument the tool does not have: a model's misnamed argument
+    (`at_time` for `when`) would otherwise be dropped, and the call would do something else."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            known = list(tool.parameters.get("properties", {}))
+            unknown = sorted(str(key) for key in arguments or {} if key not in known)
+            if unknown:
+                logger.info("mcp_tool_refused tool=%s reason=unknown_arguments names=%s", name, unknown)
+                raise ToolError(
+                    f"{name} has no argument {', '.join(repr(key[:60]) for key in unknown[:10])}; "
+                    f"nothing was done. Its arguments are: {', '.join(known)}"
+                )
+        return await super().call_tool(name, arguments, context)
+
+
+def _closed_schemas(server: MCPServer) -> None:
+    """Publish that each tool takes no other arguments than those it lists."""
+    for tool in server._tool_manager.list_tools():
+        tool.parameters["additionalProperties"] = False
+
+
 def build_server() -> MCPServer:
     """The MCP server with Reeve's five tools."""
-    server = MCPServer("reeve", instructions=INSTRUCTIONS)
+    server = ReeveMCPServer("reeve", instructions=INSTRUCTIONS)
 
     @server.tool(
         name="schedule_pulse",
@@ -192,6 +216,7 @@ def build_server() -> MCPServer:
     ) -> dict[str, Any]:
         return agent_tools.send_notification(message=message, priority=priority)
 
+    _closed_schemas(server)
     return server
 
 

@@ -3,13 +3,19 @@
 Events arrive one JSON object per line. `system`/`init` announces the session id; `assistant` and
 `user` carry tool calls; `result` closes the run with `is_error`, `result`, `errors`, `session_id`,
 `total_cost_usd`, `num_turns`. Lines that are not JSON (terminal escapes, progress noise) are skipped.
+A session id the agent CLI would not accept (pulses.limits) is ignored: it never comes back as an option.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from pulses.limits import is_session_id
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +49,7 @@ class StreamReader:
     def __init__(self, on_session: Callable[[str], None] | None = None) -> None:
         self.summary = StreamSummary()
         self._on_session = on_session
+        self._refused = False
 
     def feed(self, line: str) -> None:
         event = parse_line(line)
@@ -51,7 +58,12 @@ class StreamReader:
         summary = self.summary
         summary.events += 1
         session_id = event.get("session_id")
-        if isinstance(session_id, str) and session_id and session_id != summary.session_id:
+        if session_id and not is_session_id(session_id):
+            # It would be handed back to the agent CLI as --resume: only what the CLI accepts is kept.
+            if not self._refused:
+                logger.warning("agent_session_id_refused value=%.60r", session_id)
+            self._refused = True
+        elif session_id and session_id != summary.session_id:
             first = not summary.session_id
             summary.session_id = session_id
             if first and self._on_session:

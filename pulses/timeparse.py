@@ -14,6 +14,8 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from pulses.limits import TIME_RANGE, time_in_range
+
 ACCEPTED_FORMS = (
     "now",
     "an ISO 8601 time such as 2026-01-31T09:00:00+01:00 (naive times are in TIME_ZONE)",
@@ -34,6 +36,11 @@ _ALIASES = {
     "this morning": "today at 09:00",
 }
 MAX_TEXT = 200
+# Clock times in a phrase: "9:75" or "25:00" (dateparser silently drops what it cannot read, so
+# "tomorrow at 25:00" would be tomorrow at the current time), "13pm", "at 25".
+_CLOCK = re.compile(r"\b(\d{1,2}):(\d{2})(?::\d{2})?\s*(am|pm)?\b", re.I)
+_HOUR_MERIDIEM = re.compile(r"(?<![:\d])(\d{1,2})\s*(am|pm)\b", re.I)
+_AT_HOUR = re.compile(r"\bat\s+(\d{1,2})\b(?!:)", re.I)
 
 
 class TimeParseError(ValueError):
@@ -48,7 +55,25 @@ class TimeParseError(ValueError):
 
 
 def parse_when(text: str | datetime | None, *, now: datetime | None = None) -> datetime:
-    """An aware datetime for `text` (a datetime passes through, made aware in TIME_ZONE)."""
+    """An aware datetime for `text` (a datetime passes through, made aware in TIME_ZONE), within
+    TIME_RANGE (see pulses.limits)."""
+    when = _parse(text, now=now)
+    if not time_in_range(when):
+        raise TimeParseError(str(text), f"out of range: a time must fall within {TIME_RANGE}")
+    return when
+
+
+def _impossible_clock(phrase: str) -> bool:
+    """True when the phrase names a time of day no clock shows (25:00, 9:75, 13pm, at 24)."""
+    for hour, minute, meridiem in _CLOCK.findall(phrase):
+        if int(minute) > 59 or not (1 <= int(hour) <= 12 if meridiem else int(hour) <= 23):
+            return True
+    if any(not 1 <= int(hour) <= 12 for hour, _ in _HOUR_MERIDIEM.findall(phrase)):
+        return True
+    return any(int(hour) > 23 for hour in _AT_HOUR.findall(phrase))
+
+
+def _parse(text: str | datetime | None, *, now: datetime | None) -> datetime:
     zone = ZoneInfo(settings.TIME_ZONE)
     now = now or timezone.now()
     if text is None:
@@ -75,6 +100,8 @@ def parse_when(text: str | datetime | None, *, now: datetime | None = None) -> d
         raise TimeParseError(cleaned, "not a valid calendar time") from None
     if parsed is not None:
         return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, zone)
+    if _impossible_clock(lowered):
+        raise TimeParseError(cleaned, "not a time of day")
     import dateparser  # slow to import (~1 s); only natural phrases need it
 
     phrase = _ALIASES.get(lowered, cleaned)

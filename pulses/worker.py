@@ -63,12 +63,27 @@ class WorkerOptions:
         return options
 
 
+# Until the agent's MCP tools reach Reeve through the API (issue 16), the tool server the agent
+# starts needs the database's location; nothing else of Reeve's configuration reaches the agent.
+_MCP_TOOL_SETTINGS = (
+    "DJANGO_SETTINGS_MODULE",
+    "REEVE_IGNORE_DOTENV",
+    "REEVE_HOME",
+    "PULSE_DB_PATH",
+    "DATABASE_URL",
+    "LOG_FILE",
+)
+
+
 def default_executor(reaper: Reaper | None) -> Executor:
     return Executor(
         command=settings.HAPI_COMMAND,
         desk=settings.REEVE_DESK_PATH,
         timeout=settings.PULSE_TIMEOUT_SECONDS,
         reaper=reaper,
+        env={name: os.environ[name] for name in _MCP_TOOL_SETTINGS if os.environ.get(name)},
+        passthrough=settings.AGENT_ENV_PASSTHROUGH,
+        agent=settings.HAPI_AGENT,
     )
 
 
@@ -82,6 +97,9 @@ class Worker:
         self._reaper = None if executor or options.dry_run else Reaper()
         self.executor = executor or default_executor(self._reaper)
         self._running: dict[int, Future] = {}
+        # Runs whose agent has ended and whose result is being written: their leases end on purpose.
+        self._finishing: set[int] = set()
+        self._finishing_lock = threading.Lock()
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="failure-hooks")
         self._waiter: Waiter | None = None
         self._seen_dry_run: set[int] = set()
@@ -197,6 +215,16 @@ class Worker:
     def _reap_finished(self) -> None:
         for pulse_id in [pid for pid, fut in self._running.items() if fut.done()]:
             self._running.pop(pulse_id)
+            with self._finishing_lock:
+                self._finishing.discard(pulse_id)
+
+    def _mark_finishing(self, pulse_id: int) -> None:
+        with self._finishing_lock:
+            self._finishing.add(pulse_id)
+
+    def _still_running(self) -> set[int]:
+        with self._finishing_lock:
+            return {pid for pid, fut in self._running.items() if not fut.done()} - self._finishing
 
     # --- one pulse, on a pool thread -----------------------------------------------------------
     def _execute(self, pulse: Pulse) -> None:
@@ -216,6 +244,7 @@ class Worker:
 
         try:
             outcome = self.executor.run(_request(pulse), on_session=on_session)
+            self._mark_finishing(pulse.pk)  # before the write that ends the lease (see _renew)
             if session_timer:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
             if outcome.interrupted:
@@ -239,6 +268,7 @@ class Worker:
             )
         except Exception as exc:  # the worker boundary: whatever broke is written onto the attempt
             logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.name)
+            self._mark_finishing(pulse.pk)
             now = timezone.now()
             queue.record_attempt(
                 pulse,
@@ -307,12 +337,19 @@ class Worker:
 
     # --- leases, heartbeat, shutdown -----------------------------------------------------------
     def _renew(self) -> None:
-        ids = set(self._running)
+        """Renew the leases of the runs still going. A run marks itself finishing before its result
+        ends the lease, so one that finished while this renewal ran is told apart from a lease that
+        another worker took over (its lease expired and was recovered, or claimed again)."""
+        ids = self._still_running()
         if not ids:
             return
         held = queue.renew_leases(worker=self.name, pulse_ids=ids, lease_seconds=self.options.lease_seconds)
-        for lost in ids - held:
+        for lost in ids - held - self._still_finishing(ids):
             logger.warning("lease_lost id=%s worker=%s", lost, self.name)
+
+    def _still_finishing(self, ids: set[int]) -> set[int]:
+        with self._finishing_lock:
+            return ids & self._finishing
 
     def _heartbeat(self) -> None:
         queue.heartbeat(

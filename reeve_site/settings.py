@@ -7,6 +7,9 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from reeve_site import original_db_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,6 +26,43 @@ def _path(name: str, default: str) -> Path:
 
 REEVE_HOME = _path("REEVE_HOME", "~/.reeve")
 PULSE_DB_PATH = _path("PULSE_DB_PATH", str(REEVE_HOME / "pulse_queue.db"))
+DATABASE_URL = env.str("DATABASE_URL", default="")
+
+
+def _original_database(value: str) -> tuple[Path, str, str]:
+    """PULSE_DB_PATH, DATABASE_URL and a note, from the original Reeve's PULSE_DB_URL.
+
+    It is the database when neither of Reeve's own variables is set; naming another one is an error.
+    """
+    try:
+        original = original_db_url.parse(value, base_dir=BASE_DIR)
+    except original_db_url.OriginalUrlError as exc:
+        raise ImproperlyConfigured(f"PULSE_DB_URL: {exc}") from None
+    if DATABASE_URL:
+        ours, agrees = "DATABASE_URL", original_db_url.same_postgres(original.database_url, DATABASE_URL)
+    elif env.str("PULSE_DB_PATH", default=""):
+        ours, agrees = "PULSE_DB_PATH", original.sqlite_path == PULSE_DB_PATH
+    else:
+        name = "PULSE_DB_PATH" if original.sqlite_path else "DATABASE_URL"
+        note = (
+            f"note: the database is {original.describe()}, from PULSE_DB_URL (the original Reeve's "
+            f"setting); Reeve's own name for it is {name}: set {name}={original.describe()} instead"
+        )
+        return original.sqlite_path or PULSE_DB_PATH, original.database_url, note
+    if not agrees:
+        shown = original_db_url.without_password(DATABASE_URL) if DATABASE_URL else PULSE_DB_PATH
+        raise ImproperlyConfigured(
+            f"PULSE_DB_URL (the original Reeve's setting: {original.describe()}) and {ours} ({shown}) "
+            f"name different databases: keep {ours} and remove PULSE_DB_URL from .env and the environment"
+        )
+    return PULSE_DB_PATH, DATABASE_URL, ""
+
+
+# The original Reeve named its database PULSE_DB_URL; see _original_database.
+PULSE_DB_URL_NOTE = ""
+if _pulse_db_url := env.str("PULSE_DB_URL", default=""):
+    PULSE_DB_PATH, DATABASE_URL, PULSE_DB_URL_NOTE = _original_database(_pulse_db_url)
+
 # prometheus-client reads this from the environment when it is first imported: every Reeve process
 # (gunicorn workers, the pulse worker) writes its metrics there and /metrics merges them.
 PROMETHEUS_MULTIPROC_DIR = _path("PROMETHEUS_MULTIPROC_DIR", str(REEVE_HOME / "metrics"))
@@ -96,8 +136,8 @@ TEMPLATES = [
 
 # SQLite by default; DATABASE_URL (e.g. postgres://user:pass@host/db) switches everything to it.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
-if env.str("DATABASE_URL", default=""):
-    DATABASES = {"default": env.db_url("DATABASE_URL")}
+if DATABASE_URL:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
     # Long-lived worker threads keep their connection; a broken one is noticed and replaced.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -157,6 +197,10 @@ LOGIN_URL = "/admin/login/"
 
 # --- Reeve ------------------------------------------------------------------------------------
 HAPI_COMMAND = env.str("HAPI_COMMAND", default="hapi")
+# The agent a bare `hapi` runs (`hapi claude ...`); a HAPI_COMMAND naming one is used as it is.
+HAPI_AGENT = env.str("HAPI_AGENT", default="claude")
+# The user's own additions to the agent's allowlisted environment: names, or prefixes as `NAME_*`.
+AGENT_ENV_PASSTHROUGH = env.list("AGENT_ENV_PASSTHROUGH", default=[])
 REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")
 PULSE_API_HOST = env.str("PULSE_API_HOST", default="127.0.0.1")
 PULSE_API_PORT = env.int("PULSE_API_PORT", default=8765)

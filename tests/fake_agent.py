@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """A fake Hapi / Claude Code CLI: real stream-json on stdout, driven by a `mode=NAME[:ARG]` word in the
-prompt (or FAKE_AGENT_MODE). Each start is appended as one JSON line to $FAKE_AGENT_LOG.
+prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended as one JSON line to
+$FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
-reject_resume, sleep:SECONDS, noise, mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call Reeve's
-schedule_pulse tool with resume_current_session through its MCP server; see tests/fake_agent_mcp.py).
+reject_resume, sleep:SECONDS, noise, announce:SESSION_ID (announce that session id, whatever it is),
+mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call Reeve's schedule_pulse tool with
+resume_current_session through its MCP server; see tests/fake_agent_mcp.py).
 """
 
 import time
@@ -34,10 +36,17 @@ def log_start(record):
 
 
 def parse_argv(argv):
+    """(resume, prompt) as Claude Code reads them: options up to `--`, the prompt after it."""
+    options, prompt = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     resume = None
-    if "--resume" in argv:
-        resume = argv[argv.index("--resume") + 1]
-    return resume, argv[-1]
+    for i, word in enumerate(options):
+        if word.startswith("--resume="):
+            resume = word.split("=", 1)[1]
+        elif word == "--resume" and i + 1 < len(options):
+            resume = options[i + 1]
+    if not prompt and options and not options[-1].startswith("-"):
+        prompt = [options[-1]]
+    return resume, " ".join(prompt)
 
 
 def result(session_id, text, *, is_error=False, errors=None):
@@ -128,16 +137,19 @@ def main():
             "mode": mode,
             "cwd": os.getcwd(),
             "argv": sys.argv[1:],
+            "prompt": prompt,
+            "env": dict(os.environ),
         }
     )
     if mode == "noop":
-        result(resume or "noop-session", "done")
+        result(resume or "", "done")
         return 0
     if mode == "reject_resume" and resume:
         sys.stderr.write(f"No conversation found with session ID: {resume}\n")
         result("", f"No conversation found with session ID: {resume}", is_error=True)
         return 1
-    session_id = resume or str(uuid.uuid4())
+    # mode=announce:ID announces ID as its session (an agent that misbehaves, or a test of one)
+    session_id = resume or (arg if mode == "announce" and arg else str(uuid.uuid4()))
     emit(
         {
             "type": "system",

@@ -76,6 +76,7 @@ class ReeveHome:
             REEVE_DESK_PATH=str(self.desk),
             HAPI_COMMAND=FAKE_AGENT_COMMAND,
             FAKE_AGENT_LOG=str(self.agent_log),
+            AGENT_ENV_PASSTHROUGH="FAKE_AGENT_*,NOOP_AGENT_*",
             SECRET_KEY="process-test-secret",
             PULSE_LEASE_SECONDS="2",
             PULSE_POLL_SECONDS="0.5",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `./reeve test` and CI run it (inside the project's uv environment):
-# ruff, the migration check, then pytest twice: on SQLite, and on a throwaway PostgreSQL cluster
-# started from the installed server binaries (tests/pg_cluster.sh).
+# ruff, the migration check, then pytest twice, side by side: on SQLite, and on a throwaway
+# PostgreSQL cluster started from the installed server binaries (tests/pg_cluster.sh).
+# Each half ends with its 15 slowest tests.
 # Extra arguments go to pytest, e.g. ./reeve test -k worker -x
 # REEVE_TEST_DATABASES=sqlite (or postgres) runs one half only.
 set -uo pipefail
@@ -17,43 +18,60 @@ step() {
   "$@" || status=1
 }
 
+# Each half runs pytest under its own label; "no tests ran" (exit 5) means the suite is broken.
+# Its exit code lands in $dir/$label.rc so the two halves can run side by side.
 run_pytest() {
-  local label=$1 rc
-  shift
+  local label=$1 rcfile=$2 rc
+  shift 2
   echo "== pytest on $label"
-  python -m pytest "$@"
+  python -m pytest --durations=15 "$@"
   rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests on $label: the suite is broken" >&2
-    status=1
-  elif [ "$rc" -ne 0 ]; then
-    status=1
   fi
+  echo "$rc" >"$rcfile"
 }
 
 step ruff check .
 step ruff format --check .
 step python manage.py makemigrations --check --dry-run
 mkdir -p test-output
+work=$(mktemp -d)
+pgdir=$work/pg
+trap 'bash tests/pg_cluster.sh stop "$pgdir" 2>/dev/null; rm -rf "$work"' EXIT
 
-case " $databases " in *" sqlite "*) run_pytest SQLite "$@" ;; esac
-
+# The PostgreSQL half runs in the background while the SQLite half runs in the foreground: most
+# of a process-level test is waiting for another process, so two halves on two cores take little
+# longer than the slower one. Its output is shown whole once the SQLite half is done.
+pg_pid=
 case " $databases " in
   *" postgres "*)
-    pgdir=$(mktemp -d)
-    trap 'bash tests/pg_cluster.sh stop "$pgdir/pg"; rm -rf "$pgdir"' EXIT
-    if url=$(bash tests/pg_cluster.sh start "$pgdir/pg" 2>"$pgdir/start.err"); then
-      DATABASE_URL=$url run_pytest "PostgreSQL ($url)" "$@"
-    elif grep -q "no PostgreSQL server binaries" "$pgdir/start.err"; then
+    if url=$(bash tests/pg_cluster.sh start "$pgdir" 2>"$work/start.err"); then
+      DATABASE_URL=$url run_pytest "PostgreSQL ($url)" "$work/pg.rc" "$@" >"$work/pg.out" 2>&1 &
+      pg_pid=$!
+    elif grep -q "no PostgreSQL server binaries" "$work/start.err"; then
       notes+=("the PostgreSQL half of the suite did NOT run: no PostgreSQL server binaries (initdb, pg_ctl)")
       notes+=("  install them (Debian/Ubuntu: sudo apt-get install postgresql) and run ./reeve test again")
     else
-      cat "$pgdir/start.err" "$pgdir"/pg/*.log >&2 2>/dev/null
+      cat "$work/start.err" "$pgdir"/*.log >&2 2>/dev/null
       echo "the throwaway PostgreSQL cluster did not start" >&2
       status=1
     fi
     ;;
 esac
+
+case " $databases " in
+  *" sqlite "*)
+    run_pytest SQLite "$work/sqlite.rc" "$@"
+    [ "$(cat "$work/sqlite.rc")" -eq 0 ] || status=1
+    ;;
+esac
+
+if [ -n "$pg_pid" ]; then
+  wait "$pg_pid"
+  cat "$work/pg.out"
+  [ "$(cat "$work/pg.rc" 2>/dev/null || echo 1)" -eq 0 ] || status=1
+fi
 
 for note in "${notes[@]}"; do echo "NOTE: $note"; done
 if [ "$status" -ne 0 ]; then

@@ -136,3 +136,26 @@ def test_adding_a_pulse_in_the_admin_schedules_it_through_the_queue(admin_client
     assert response.status_code == 302, response.content.decode()[:3000]
     pulse = Pulse.objects.get(prompt="Added by hand")
     assert (pulse.status, pulse.tags, pulse.source) == (Status.PENDING, ["manual"], "admin")
+
+
+def test_the_add_form_refuses_an_option_like_session_and_an_out_of_range_time(admin_client):
+    response = admin_client.post(
+        f"{CHANGELIST}add/",
+        {
+            "prompt": "Added by hand",
+            "scheduled_at_0": "1999-01-02",
+            "scheduled_at_1": "09:00:00",
+            "priority": "high",
+            "source": "admin",
+            "session_id": "--mcp-config=evil.json",
+            "sticky_notes": "[]",
+            "tags": "[]",
+            "max_retries": "3",
+            "idempotency_key": "",
+            "attempt_set-TOTAL_FORMS": "0",
+            "attempt_set-INITIAL_FORMS": "0",
+        },
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and not Pulse.objects.exists()
+    assert "is not a session id" in page and "years 2000 to 9000" in page

@@ -82,7 +82,7 @@ def test_trigger_stores_every_optional_field(client):
             "scheduled_at": "2031-05-01T09:30:00+02:00",
             "priority": "critical",
             "source": "telegram",
-            "session_id": "sess-1",
+            "session_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
             "sticky_notes": ["bring umbrella"],
             "tags": ["telegram", "user_message"],
             "max_retries": 0,
@@ -92,7 +92,7 @@ def test_trigger_stores_every_optional_field(client):
     pulse = Pulse.objects.get(pk=body["id"])
     assert pulse.scheduled_at == timezone.datetime(2031, 5, 1, 7, 30, tzinfo=ZoneInfo("UTC"))
     assert (pulse.session_id, pulse.sticky_notes, pulse.tags, pulse.max_retries, pulse.idempotency_key) == (
-        "sess-1",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
         ["bring umbrella"],
         ["telegram", "user_message"],
         0,

@@ -34,7 +34,7 @@ def test_trigger_pulse_schedules_with_every_option():
         "--tag",
         "b",
         "--session",
-        "s-1",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
         "--sticky",
         "call mom",
     )
@@ -43,7 +43,7 @@ def test_trigger_pulse_schedules_with_every_option():
     assert (pulse.source, pulse.tags, pulse.session_id, pulse.sticky_notes) == (
         "cron",
         ["a", "b"],
-        "s-1",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
         ["call mom"],
     )
     assert timedelta(minutes=119) < pulse.scheduled_at - timezone.now() <= timedelta(hours=2)

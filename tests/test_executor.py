@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pulses.executor import AgentRequest, Executor, Tail, build_prompt
+from pulses.executor import AgentRequest, Executor, Tail, agent_command, build_prompt
 from tests.reeve_processes import FAKE_AGENT_COMMAND
 
 
@@ -27,7 +27,7 @@ def agent_log(tmp_path, monkeypatch):
 
 
 def run(desk, prompt, *, session_id="", timeout=30.0, notes=(), on_session=None):
-    executor = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=timeout)
+    executor = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=timeout, passthrough=["FAKE_AGENT_*"])
     return executor.run(
         AgentRequest(prompt=prompt, session_id=session_id, sticky_notes=notes, pulse_id=7),
         on_session=on_session,
@@ -52,10 +52,44 @@ def test_the_agent_gets_the_hapi_argv_in_the_desk(desk, agent_log):
     outcome = run(desk, "hello", session_id="", notes=("call mom", "buy milk"))
     assert outcome.success, outcome.error
     [start] = starts(agent_log)
-    assert start["argv"][:4] == ["--print", "--output-format", "stream-json", "--verbose"]
-    assert start["argv"][-1] == "hello\n\n📌 Reminders:\n  - call mom\n  - buy milk"
+    assert start["argv"] == [
+        "--print",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--",
+        "hello\n\n📌 Reminders:\n  - call mom\n  - buy milk",
+    ]
     assert start["cwd"] == str(desk)
     assert start["pulse_id"] == "7"
+
+
+@pytest.mark.parametrize("prompt", ["--dangerously-skip-permissions", "-5°C tomorrow?", "--", "-p"])
+def test_a_prompt_that_looks_like_an_option_comes_after_the_end_of_options(desk, agent_log, prompt):
+    outcome = run(desk, prompt, session_id="--mcp-config=evil.json")
+    assert outcome.success, outcome.error
+    [start] = starts(agent_log)
+    assert start["argv"][4:] == ["--resume=--mcp-config=evil.json", "--", prompt]
+    assert start["prompt"] == prompt and start["resume"] == "--mcp-config=evil.json"
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("hapi", ["hapi", "claude"]),
+        ("/opt/bin/hapi --yolo", ["/opt/bin/hapi", "claude", "--yolo"]),
+        ("hapi codex", ["hapi", "codex"]),
+        ("hapi claude --model opus", ["hapi", "claude", "--model", "opus"]),
+        ("claude", ["claude"]),
+        ("/usr/local/bin/claude --model opus", ["/usr/local/bin/claude", "--model", "opus"]),
+    ],
+)
+def test_a_bare_hapi_runs_the_configured_agent_and_anything_else_is_used_as_is(command, argv):
+    assert agent_command(command, agent="claude") == argv
+
+
+def test_hapi_agent_names_the_agent_a_bare_hapi_runs():
+    assert agent_command("hapi", agent="codex") == ["hapi", "codex"]
 
 
 def test_success_reports_session_result_cost_and_turns(desk, agent_log):
@@ -68,9 +102,9 @@ def test_success_reports_session_result_cost_and_turns(desk, agent_log):
 
 
 def test_a_resume_passes_the_session_and_keeps_it(desk, agent_log):
-    outcome = run(desk, "again", session_id="sess-42")
-    assert outcome.success and outcome.session_id == "sess-42"
-    assert starts(agent_log)[0]["resume"] == "sess-42"
+    outcome = run(desk, "again", session_id="5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b")
+    assert outcome.success and outcome.session_id == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
+    assert starts(agent_log)[0]["resume"] == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
 
 
 def test_an_error_result_with_exit_zero_is_a_failure_in_the_agents_words(desk, agent_log):

@@ -197,8 +197,29 @@ def test_bad_arguments_come_back_as_tool_errors_and_the_server_keeps_serving(ree
     ]
 
 
+def test_an_unknown_argument_is_refused_naming_the_known_ones_and_nothing_is_done(reeve_home):
+    pending = trigger(reeve_home, "keep me", "--at", "in 1 hour")
+
+    async def body(session):
+        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+        return tools, [
+            await session.call_tool("schedule_pulse", {"prompt": "Water the plants", "at_time": "in 3 days"}),
+            await session.call_tool("cancel_pulse", {"pulse_id": pending, "force": True}),
+            await session.call_tool("list_upcoming_pulses", {"limit": 5, "status": "all"}),
+        ]
+
+    tools, (scheduled, cancelled, listed) = with_session(reeve_home, body)
+    assert all(tool.input_schema["additionalProperties"] is False for tool in tools.values())
+    assert scheduled.is_error and "'at_time'" in text(scheduled)
+    assert "prompt, when, priority, sticky_notes, tags, resume_current_session" in text(scheduled)
+    assert cancelled.is_error and "'force'" in text(cancelled) and "pulse_id" in text(cancelled)
+    assert listed.is_error and "'status'" in text(listed) and "limit" in text(listed)
+    # Nothing was scheduled "now" and the pending pulse is still pending.
+    assert [(p["id"], p["status"]) for p in pulses(reeve_home)] == [(pending, "pending")]
+
+
 def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent(reeve_home):
-    running = trigger(reeve_home, "the running pulse", "--session", "sess-1234")
+    running = trigger(reeve_home, "the running pulse", "--session", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
     reeve_home.query("UPDATE pulses SET status='processing', lease_owner='w:1' WHERE id=?", (running,))
     result = call(
         reeve_home,
@@ -208,7 +229,7 @@ def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent
     )
     assert not result.is_error, text(result)
     follow_up = pulses(reeve_home)[-1]
-    assert follow_up["session_id"] == "sess-1234"
+    assert follow_up["session_id"] == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
     assert follow_up["parent_id"] == running and follow_up["source"] == "agent"
     plain = call(reeve_home, "schedule_pulse", {"prompt": "fresh start"}, REEVE_PULSE_ID=str(running))
     assert plain.structured_content["session_id"] == "" and plain.structured_content["parent_id"] == running
@@ -336,8 +357,7 @@ def test_an_agent_run_by_the_worker_schedules_a_follow_up_that_resumes_its_sessi
     assert starts[0]["resume"] is None
     # The follow-up ran later, resuming the session the first run announced.
     assert starts[1]["resume"] == first["session_id"]
-    argv = starts[1]["argv"]
-    assert argv[argv.index("--resume") + 1] == first["session_id"]
+    assert f"--resume={first['session_id']}" in starts[1]["argv"]
     assert starts[1]["t"] - starts[0]["t"] >= 2
     tool_result = reeve_home.query("SELECT stdout_tail FROM pulse_attempts WHERE pulse_id=?", (first_id,))[0][
         0
@@ -354,7 +374,7 @@ def test_the_server_finds_the_running_pulse_through_its_ancestors_when_the_clien
     starts = reeve_home.agent_starts()
     assert [s["pulse_id"] for s in starts] == [str(first_id), str(follow_up["id"])]
     assert starts[1]["resume"] == first["session_id"]
-    assert "--resume" in starts[1]["argv"]
+    assert f"--resume={first['session_id']}" in starts[1]["argv"]
     log = (reeve_home.path / "logs" / "daemon.log").read_text()
     assert f"agent_pulse_scheduled id={follow_up['id']} parent={first_id} resumes_session=True" in log
     assert "parent_found_in=process:" in log

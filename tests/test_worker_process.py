@@ -106,3 +106,44 @@ def test_two_workers_on_one_sqlite_file_run_500_pulses_exactly_once(reeve_home):
     for worker in workers:
         assert "database is locked" not in reeve_home.output(worker)
     assert reeve_home.query("SELECT COUNT(*) FROM pulse_attempts") == [(500,)]
+
+
+def test_the_agent_is_started_with_the_prompt_after_the_options_and_without_reeves_secrets(reeve_home):
+    # A pulse stored with a prompt and a session id that look like options (issue 11, point 1): the
+    # executor must pass both as data, whatever validation they met on the way in.
+    reeve_home.manage(
+        "shell",
+        "-c",
+        "from pulses.models import Pulse; Pulse.objects.create(prompt='--dangerously-skip-permissions', "
+        "session_id='--mcp-config=evil.json')",
+    )
+    worker_env = {
+        "PULSE_API_TOKEN": "a-long-api-token-the-agent-must-never-see-0123456789",
+        "TELEGRAM_BOT_TOKEN": "123456:telegram-token-the-agent-must-never-see",
+        "SECRET_KEY": "django-secret-the-agent-must-never-see",
+        "CLI_API_TOKEN": "hapi-credential",
+        "HAPI_HOME": str(reeve_home.path / "hapi-home"),
+        "LC_ALL": "C.UTF-8",
+        "TZ": "UTC",
+        "MY_TOOL_KEY": "passed on request",
+        "UNRELATED_SETTING": "not passed",
+        "AGENT_ENV_PASSTHROUGH": "FAKE_AGENT_*,MY_TOOL_*,SECRET_KEY",
+    }
+    worker = reeve_home.start("run_pulse_worker", **worker_env)
+    [start] = reeve_home.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    argv = start["argv"]
+    assert argv[-2:] == ["--", "--dangerously-skip-permissions"]
+    assert "--resume=--mcp-config=evil.json" in argv[: argv.index("--")]
+    assert "--mcp-config=evil.json" not in argv and "--dangerously-skip-permissions" not in argv[:-1]
+    assert start["prompt"] == "--dangerously-skip-permissions"
+    env = start["env"]
+    for secret in ("PULSE_API_TOKEN", "TELEGRAM_BOT_TOKEN", "SECRET_KEY"):
+        assert secret not in env, f"{secret} reached the agent"
+    assert not [value for value in env.values() if "must-never-see" in value]
+    assert "UNRELATED_SETTING" not in env and "AGENT_ENV_PASSTHROUGH" not in env
+    assert env["REEVE_PULSE_ID"] == start["pulse_id"]
+    assert env["CLI_API_TOKEN"] == "hapi-credential" and env["HAPI_HOME"] == worker_env["HAPI_HOME"]
+    assert env["LC_ALL"] == "C.UTF-8" and env["TZ"] == "UTC" and env["MY_TOOL_KEY"] == "passed on request"
+    assert {"PATH", "HOME"} <= set(env)

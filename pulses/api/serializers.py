@@ -3,12 +3,12 @@ not a list, and text must be valid Unicode, so every bad input is a 400 that nam
 
 from __future__ import annotations
 
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseAttempt, Status
 from pulses.timeparse import ACCEPTED_FORMS, TimeParseError, parse_when
 
@@ -124,7 +124,11 @@ class TriggerSerializer(StrictSerializer):
     priority = StrictChoiceField(choices=Priority.choices, default=Priority.HIGH, help_text="run order")
     source = StrictCharField(max_length=100, required=False, default="api", help_text="who scheduled it")
     session_id = StrictCharField(
-        max_length=200, required=False, default="", allow_blank=True, help_text="agent session to resume"
+        max_length=200,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text=f"agent session to resume; {SESSION_ID_FORM}",
     )
     sticky_notes = _text_list(
         max_items=MAX_NOTES, max_length=1000, help_text="reminders appended to the prompt"
@@ -144,6 +148,12 @@ class TriggerSerializer(StrictSerializer):
     def validate_scheduled_at(self, value):
         # The field's default is the text "now"; make it a time here too.
         return parse_when(value) if isinstance(value, str) else value
+
+    def validate_session_id(self, value):
+        try:
+            return check_session_id(value)
+        except InvalidSessionId as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class RescheduleSerializer(StrictSerializer):
@@ -253,7 +263,7 @@ def _when(value):
     """DRF's DateTimeField output: ISO 8601 in TIME_ZONE, 'Z' for UTC."""
     if value is None:
         return None
-    text = timezone.localtime(value).isoformat()
+    text = local_time(value).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

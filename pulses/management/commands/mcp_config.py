@@ -30,7 +30,10 @@ class Command(BaseCommand):
             except desk_config.DeskConfigError as exc:
                 raise CommandError(str(exc)) from None
             for item in written:
-                self.stdout.write(f"{'Updated' if item.changed else 'Up to date'}: {item.path}")
+                replaced = (
+                    f" (replaced the original Reeve's {', '.join(item.replaced)})" if item.replaced else ""
+                )
+                self.stdout.write(f"{'Updated' if item.changed else 'Up to date'}: {item.path}{replaced}")
             return
         self.stdout.write(f"# {desk / desk_config.MCP_JSON}")
         self.stdout.write(json.dumps(desk_config.mcp_json(), indent=2))

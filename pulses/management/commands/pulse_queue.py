@@ -1,14 +1,14 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from pulses import reports
+from pulses.limits import local_time
 from pulses.models import Pulse
 
 COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
 
 
 def _when(moment) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "-"
+    return local_time(moment).strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
 class Command(BaseCommand):

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pulses import queue
 from pulses.heartbeat import schedule_heartbeat
+from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
 from pulses.models import Priority
 from pulses.timeparse import TimeParseError, parse_when
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--source", default="manual", help="who scheduled it (default: manual)")
         parser.add_argument("--tag", action="append", default=[], help="a tag; repeat for more")
-        parser.add_argument("--session", default="", help="agent session id to resume")
+        parser.add_argument("--session", default="", help=f"agent session to resume ({SESSION_ID_FORM})")
         parser.add_argument(
             "--sticky", action="append", default=[], help="a reminder appended to the prompt; repeat for more"
         )
@@ -51,12 +52,16 @@ class Command(BaseCommand):
                 when = parse_when(options["at"])
             except TimeParseError as exc:
                 raise CommandError(str(exc)) from None
+            try:
+                session_id = check_session_id(options["session"])
+            except InvalidSessionId as exc:
+                raise CommandError(f"--session: {exc}") from None
             result = queue.schedule(
                 prompt=options["prompt"],
                 scheduled_at=when,
                 priority=options["priority"],
                 source=options["source"],
-                session_id=options["session"],
+                session_id=session_id,
                 sticky_notes=options["sticky"],
                 tags=options["tag"],
                 max_retries=options["max_retries"],

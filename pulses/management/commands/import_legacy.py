@@ -1,0 +1,63 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses import legacy
+from pulses.legacy_import import ImportResult, import_original
+from pulses.models import Status
+
+
+class Command(BaseCommand):
+    help = (
+        "Carry the original Reeve's queue (its Alembic schema) over into Reeve's: keeps a copy of the "
+        "original first, moves every pulse in one transaction, then applies Reeve's migrations. "
+        "A database already in Reeve's schema is left as it is."
+    )
+    requires_system_checks: list = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "path",
+            nargs="?",
+            help="the original's SQLite file or its PULSE_DB_URL (sqlite+aiosqlite:///..., "
+            "postgresql+asyncpg://...); default: the configured database",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            result = import_original(options["path"])
+        except legacy.LegacyError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(summary(result))
+
+
+def _counts(by_status: dict[str, int]) -> str:
+    total = sum(by_status.values())
+    parts = ", ".join(f"{by_status[s]} {s}" for s in Status.values if by_status.get(s))
+    return f"{total} pulse(s){': ' + parts if parts else ''}"
+
+
+def summary(result: ImportResult) -> str:
+    if result.already_reeve:
+        return (
+            f"{result.database} already holds Reeve's queue ({_counts(result.by_status)}): "
+            "nothing to import, nothing changed."
+        )
+    lines = [
+        f"Imported the original Reeve's queue in {result.database}: {result.rows} row(s) became "
+        f"{_counts(result.by_status)}.",
+        f"The original is kept in {result.backup}.",
+    ]
+    if result.retries_folded:
+        lines.append(f"{result.retries_folded} retry row(s) became attempts of the pulse they retried.")
+    if result.interrupted:
+        lines.append(
+            f"{result.interrupted} pulse(s) the original was running when it stopped are pending again."
+        )
+    if result.session_ids_dropped:
+        lines.append(f"{result.session_ids_dropped} session id(s) too long to resume were dropped.")
+    if result.other_database:
+        lines.append(f"Reeve's migrations are applied. To use this database, set {result.other_database}.")
+    else:
+        lines.append(
+            "Reeve's migrations are applied: start Reeve (./reeve start, or the reeve-daemon service)."
+        )
+    return "\n".join(lines)
