@@ -15,6 +15,13 @@ from collections.abc import Iterable, Mapping
 
 logger = logging.getLogger(__name__)
 
+# What the worker adds for one run: the pulse, and the agent's tools' way into Reeve's API.
+PULSE_ID_VARIABLE = "REEVE_PULSE_ID"
+RUN_TOKEN_VARIABLE = "REEVE_RUN_TOKEN"  # noqa: S105 (names, not secrets)
+API_URL_VARIABLE = "REEVE_API_URL"
+# The named agent-scoped token `mcp_config --write` puts in the Desk's .mcp.json, for interactive sessions.
+DESK_TOKEN_VARIABLE = "REEVE_AGENT_TOKEN"  # noqa: S105
+
 # Exact names a program (or the agent CLI) needs.
 ALLOWED_NAMES = frozenset(
     {

@@ -1,18 +1,17 @@
 """The agent's own tools: what the MCP server's tools do, as plain functions over `pulses.queue`.
 
-Every refusal is an `AgentToolError` whose message a model can act on (it says what was wrong and
-what to send instead); the MCP server returns it as a tool error. "The current session" is the
-session of the pulse whose run started the agent: the worker puts that pulse's id in the agent's
-environment as REEVE_PULSE_ID and records the session id as soon as the agent announces it.
+The API's agent endpoints (pulses/api/agent_views.py) call these; the MCP server reaches them over
+HTTP with the run's token. Every refusal is an `AgentToolError` whose message a model can act on (it
+says what was wrong and what to send instead); the MCP server returns it as a tool error. "The
+current session" is the session of the pulse whose run started the agent: the run token names that
+pulse, and the worker records the session id as soon as the agent announces it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pulses import queue
-from pulses.limits import local_time
+from pulses.limits import InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseNotPending, Status
 from pulses.timeparse import TimeParseError, parse_when
 
@@ -35,7 +34,6 @@ TOOL_NAMES = (
     "send_notification",
 )
 SOURCE = "agent"
-PULSE_ID_VARIABLE = "REEVE_PULSE_ID"
 MAX_PROMPT_CHARS = 50_000
 MAX_NOTES = 50
 MAX_NOTE_CHARS = 1000
@@ -47,11 +45,22 @@ MAX_LISTED = 100
 SESSION_WAIT_SECONDS = 10.0
 NOTIFICATION_PRIORITIES = ("silent", "normal", "critical")
 CRITICAL_PREFIX = "🚨 "
-_ANCESTOR_DEPTH = 8
 
 
 class AgentToolError(Exception):
     """A tool call the agent should correct; the message says how."""
+
+
+class UnknownPulse(AgentToolError):
+    """No pulse has that id."""
+
+
+class PulseNotChangeable(AgentToolError):
+    """The pulse is not pending, so it cannot be cancelled or moved."""
+
+
+class NotificationNotSent(AgentToolError):
+    """Telegram did not take the message."""
 
 
 def desk_mcp_problems(desk: Path | None = None) -> list[str]:
@@ -59,53 +68,6 @@ def desk_mcp_problems(desk: Path | None = None) -> list[str]:
     from pulses.desk_config import desk_problems  # the Desk's files, kept apart from the tools
 
     return desk_problems(desk)
-
-
-@dataclass(frozen=True)
-class CurrentRun:
-    """The pulse whose agent run this process belongs to."""
-
-    pulse_id: int
-    found_in: str  # "environment" or "process <pid>"
-
-
-def current_run() -> CurrentRun | None:
-    """The running pulse: REEVE_PULSE_ID from our environment, else from an ancestor's (Linux).
-
-    An MCP client may start its servers with a trimmed environment; the agent process itself was
-    started by the worker with the variable, so its /proc environ still carries it.
-    """
-    value = os.environ.get(PULSE_ID_VARIABLE, "").strip()
-    found_in = "environment"
-    if not value:
-        value, found_in = _pulse_id_from_ancestors()
-    if not value:
-        return None
-    try:
-        return CurrentRun(int(value), found_in)
-    except ValueError:
-        logger.warning("agent_tools_bad_pulse_id value=%r found_in=%s", value[:40], found_in)
-        return None
-
-
-def _pulse_id_from_ancestors() -> tuple[str, str]:
-    pid = os.getppid()
-    prefix = f"{PULSE_ID_VARIABLE}=".encode()
-    for _ in range(_ANCESTOR_DEPTH):
-        if pid <= 1:
-            break
-        proc = Path("/proc") / str(pid)
-        try:
-            environ = (proc / "environ").read_bytes()
-            stat = (proc / "stat").read_text()
-        except OSError:
-            break
-        for entry in environ.split(b"\0"):
-            if entry.startswith(prefix):
-                return entry[len(prefix) :].decode(errors="replace").strip(), f"process {pid}"
-        # stat is "pid (comm) state ppid ..."; comm may hold spaces or parentheses.
-        pid = int(stat.rpartition(")")[2].split()[1])
-    return "", ""
 
 
 def describe(pulse: Pulse) -> dict[str, Any]:
@@ -150,27 +112,33 @@ def _texts(values: Sequence[str] | None, *, name: str, max_items: int, max_chars
     return cleaned
 
 
-def _current_session(run: CurrentRun | None) -> str:
-    if run is None:
+def _current_session(run_pulse_id: int | None) -> str:
+    if run_pulse_id is None:
         raise AgentToolError(
-            "resume_current_session needs a running pulse, but REEVE_PULSE_ID is not set: this tool "
-            "server was not started by an agent run of the Reeve worker. Call schedule_pulse again "
-            "without resume_current_session (the follow-up then starts a new session)."
+            "resume_current_session needs a running pulse, but this tool server was not started by an "
+            "agent run of the Reeve worker (it has no run token). Call schedule_pulse again without "
+            "resume_current_session (the follow-up then starts a new session)."
         )
     deadline = time.monotonic() + SESSION_WAIT_SECONDS
     while True:
-        row = Pulse.objects.filter(pk=run.pulse_id).values("session_id", "status").first()
+        row = Pulse.objects.filter(pk=run_pulse_id).values("session_id", "status").first()
         if row is None:
             raise AgentToolError(
-                f"resume_current_session: the running pulse #{run.pulse_id} (REEVE_PULSE_ID) is not in "
-                "the queue. Call schedule_pulse again without resume_current_session."
+                f"resume_current_session: the running pulse #{run_pulse_id} is not in the queue. "
+                "Call schedule_pulse again without resume_current_session."
             )
         if row["session_id"]:
-            return row["session_id"]
+            try:  # stored from the agent's own stream, which is checked; checked again before reuse
+                return check_session_id(row["session_id"])
+            except InvalidSessionId as exc:
+                raise AgentToolError(
+                    f"resume_current_session: the running pulse's session cannot be resumed ({exc}). "
+                    "Call schedule_pulse again without resume_current_session."
+                ) from None
         if row["status"] != Status.PROCESSING or time.monotonic() >= deadline:
             raise AgentToolError(
                 f"resume_current_session: no session id is known yet for the running pulse "
-                f"#{run.pulse_id}. Call schedule_pulse again without resume_current_session."
+                f"#{run_pulse_id}. Call schedule_pulse again without resume_current_session."
             )
         time.sleep(0.2)
 
@@ -183,6 +151,7 @@ def schedule_pulse(
     sticky_notes: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
     resume_current_session: bool = False,
+    run_pulse_id: int | None = None,
 ) -> dict[str, Any]:
     """Schedule a pulse from the agent: source `agent`, parent = the running pulse (if any)."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -196,9 +165,8 @@ def schedule_pulse(
     scheduled_at = _when(when)
     notes = _texts(sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS)
     labels = _texts(tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
-    run = current_run()
-    session_id = _current_session(run) if resume_current_session else ""
-    parent_id = run.pulse_id if run and Pulse.objects.filter(pk=run.pulse_id).exists() else None
+    session_id = _current_session(run_pulse_id) if resume_current_session else ""
+    parent_id = run_pulse_id if run_pulse_id and Pulse.objects.filter(pk=run_pulse_id).exists() else None
     result = queue.schedule(
         prompt=prompt,
         scheduled_at=scheduled_at,
@@ -210,11 +178,10 @@ def schedule_pulse(
         parent_id=parent_id,
     )
     logger.info(
-        "agent_pulse_scheduled id=%s parent=%s resumes_session=%s parent_found_in=%s",
+        "agent_pulse_scheduled id=%s parent=%s resumes_session=%s",
         result.pulse.pk,
         parent_id,
         bool(session_id),
-        run.found_in.replace(" ", ":") if run else "-",
     )
     return describe(result.pulse)
 
@@ -238,8 +205,9 @@ def _pulse_id(pulse_id: int) -> int:
     return pulse_id
 
 
-def _unknown(pulse_id: int) -> AgentToolError:
-    return AgentToolError(
+def unknown_pulse(pulse_id: int) -> UnknownPulse:
+    """The refusal for a pulse id that names no pulse."""
+    return UnknownPulse(
         f"there is no pulse #{pulse_id}; call list_upcoming_pulses to see the pending pulses and their ids"
     )
 
@@ -249,9 +217,11 @@ def cancel_pulse(*, pulse_id: int) -> dict[str, Any]:
     try:
         pulse = queue.cancel(_pulse_id(pulse_id))
     except Pulse.DoesNotExist:
-        raise _unknown(pulse_id) from None
+        raise unknown_pulse(pulse_id) from None
     except PulseNotPending as exc:
-        raise AgentToolError(f"{exc}; only pulses listed by list_upcoming_pulses can be cancelled") from None
+        raise PulseNotChangeable(
+            f"{exc}; only pulses listed by list_upcoming_pulses can be cancelled"
+        ) from None
     return describe(pulse)
 
 
@@ -262,9 +232,9 @@ def reschedule_pulse(*, pulse_id: int, when: str) -> dict[str, Any]:
     try:
         pulse = queue.reschedule(pulse_id, scheduled_at)
     except Pulse.DoesNotExist:
-        raise _unknown(pulse_id) from None
+        raise unknown_pulse(pulse_id) from None
     except PulseNotPending as exc:
-        raise AgentToolError(
+        raise PulseNotChangeable(
             f"{exc}; to run it again, schedule a new pulse with schedule_pulse instead"
         ) from None
     return describe(pulse)
@@ -297,6 +267,6 @@ def send_notification(*, message: str, priority: str = "normal") -> dict[str, An
     except EmptyMessage as exc:
         raise AgentToolError(f"no message was sent: {exc}; 'message' must hold some text") from None
     except NotificationFailed as exc:
-        raise AgentToolError(f"the message was not sent: {exc}") from None
+        raise NotificationNotSent(f"the message was not sent: {exc}") from None
     logger.info("agent_notification_sent priority=%s messages=%s", priority, sent)
     return {"sent": True, "messages": sent, "priority": priority}

@@ -4,6 +4,10 @@ Claude Code (and Hapi, its front end) reads project MCP servers from `.mcp.json`
 runs in, and their approval plus the tool permissions from `.claude/settings.json` (and the
 personal `.claude/settings.local.json`). A non-interactive run cannot ask the user, so the tools
 must be allowed there up front. Writing merges: other servers, permissions and keys are kept.
+
+The server entry carries the API's URL and a named agent-scoped token (REEVE_AGENT_TOKEN) for
+interactive sessions in the Desk; a run started by the worker uses its own run token instead. Nothing
+in the Desk names Reeve's database. The token makes `.mcp.json` a secret: it is written 0600.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
+from pulses.agent_env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS
 from pulses.agent_tools import TOOL_NAMES
 
 SERVER_NAME = "reeve"
@@ -26,6 +31,7 @@ MCP_JSON = ".mcp.json"
 CLAUDE_SETTINGS = Path(".claude") / "settings.json"
 CLAUDE_LOCAL_SETTINGS = Path(".claude") / "settings.local.json"
 FIX = "run `./reeve mcp_config --write` (manage.py mcp_config --write)"
+TOKEN_PLACEHOLDER = "<an agent-scoped token, made by mcp_config --write>"  # noqa: S105
 # The original Reeve's servers (`python -m reeve.mcp.pulse_server` / `.notification_server`): gone,
 # Reeve's own server replaces both, so writing removes their entries and permission rules.
 ORIGINAL_SERVERS = ("pulse-queue", "telegram-notifier")
@@ -55,9 +61,34 @@ def launch_command() -> tuple[str, list[str]]:
     return sys.executable, [manage, "mcp_server"]
 
 
-def server_entry() -> dict[str, Any]:
+def server_entry(token: str = TOKEN_PLACEHOLDER) -> dict[str, Any]:
     command, args = launch_command()
-    return {"type": "stdio", "command": command, "args": args}
+    env = {API_URL_VARIABLE: settings.REEVE_API_URL, DESK_TOKEN_VARIABLE: token}
+    return {"type": "stdio", "command": command, "args": args, "env": env}
+
+
+def token_name(desk: Path) -> str:
+    """The name of the Desk's agent-scoped token in `create_api_token --list`."""
+    return f"desk-mcp {desk.name}"[:60]
+
+
+def _desk_token(existing: dict[str, Any], desk: Path) -> str:
+    """The agent token the Desk's .mcp.json already holds if it still works, else a new one (the old
+    one of that name, whose value nobody has any more, is revoked)."""
+    from pulses.api import tokens  # the database, only when writing
+    from pulses.models import TokenScope
+
+    entry = (existing.get("mcpServers") or {}).get(SERVER_NAME) if isinstance(existing, dict) else None
+    env = entry.get("env") if isinstance(entry, dict) else None
+    held = env.get(DESK_TOKEN_VARIABLE) if isinstance(env, dict) else None
+    if isinstance(held, str) and (client := tokens.identify(held)) and client.scope == TokenScope.AGENT:
+        return held
+    name = token_name(desk)
+    try:
+        tokens.revoke(name)
+    except tokens.TokenError:
+        pass  # none yet
+    return tokens.create(name, scope=TokenScope.AGENT)[1]
 
 
 def permissions() -> list[str]:
@@ -137,10 +168,10 @@ def _without_original(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def merged_mcp_json(existing: dict[str, Any], path: Path) -> dict[str, Any]:
+def merged_mcp_json(existing: dict[str, Any], path: Path, *, token: str) -> dict[str, Any]:
     """`existing` with Reeve's server entry set, the original Reeve's removed; other servers untouched."""
     merged = _without_original(existing)
-    _object(merged, "mcpServers", path)[SERVER_NAME] = server_entry()
+    _object(merged, "mcpServers", path)[SERVER_NAME] = server_entry(token)
     return merged
 
 
@@ -158,17 +189,21 @@ def merged_settings(existing: dict[str, Any], path: Path) -> dict[str, Any]:
     return merged
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> bool:
-    """Write `data` atomically; False (and nothing written) when the file already holds it."""
+def _write_json(path: Path, data: dict[str, Any], *, private: bool = False) -> bool:
+    """Write `data` atomically (0600 when `private`); False (nothing written) when the file holds it."""
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if path.exists() and path.read_text() == text:
+        if private:
+            path.chmod(0o600)
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        if path.exists():
+        if private:
+            os.chmod(tmp, 0o600)
+        elif path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
         else:
             os.chmod(tmp, 0o644)
@@ -186,10 +221,10 @@ def write_desk_config(desk: Path) -> list[WrittenFile]:
         raise DeskConfigError(f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH")
     mcp_path, settings_path = desk / MCP_JSON, desk / CLAUDE_SETTINGS
     old_mcp, old_settings = _read(mcp_path) or {}, _read(settings_path) or {}
-    new_mcp = merged_mcp_json(old_mcp, mcp_path)
     new_settings = merged_settings(old_settings, settings_path)
+    new_mcp = merged_mcp_json(old_mcp, mcp_path, token=_desk_token(old_mcp, desk))
     return [
-        WrittenFile(mcp_path, _write_json(mcp_path, new_mcp), tuple(original_entries(old_mcp))),
+        WrittenFile(mcp_path, _write_json(mcp_path, new_mcp, private=True), tuple(original_entries(old_mcp))),
         WrittenFile(
             settings_path, _write_json(settings_path, new_settings), tuple(original_entries(old_settings))
         ),
@@ -274,4 +309,30 @@ def _entry_problems(entry: dict[str, Any], path: Path) -> list[str]:
         problems.append(
             f"{path}: the '{SERVER_NAME}' server does not run {manage} mcp_server (this checkout): {FIX}"
         )
+    env = entry.get("env") if isinstance(entry.get("env"), dict) else {}
+    if leaked := sorted(REEVE_SECRETS & set(env)):
+        problems.append(
+            f"{path}: the '{SERVER_NAME}' server's env holds {', '.join(leaked)}, which the agent can read: "
+            f"remove them and {FIX}"
+        )
+    problems.extend(_token_problems(env.get(DESK_TOKEN_VARIABLE), path))
     return problems
+
+
+def _token_problems(token: Any, path: Path) -> list[str]:
+    from pulses.api import tokens
+    from pulses.models import TokenScope
+
+    if not isinstance(token, str) or not token:
+        return [
+            f"{path}: the '{SERVER_NAME}' server has no {DESK_TOKEN_VARIABLE} for interactive sessions: {FIX}"
+        ]
+    client = tokens.identify(token)
+    if client is None:
+        return [f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} is unknown or revoked: {FIX}"]
+    if client.scope != TokenScope.AGENT:
+        return [
+            f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} has the '{client.scope}' scope; "
+            f"the agent must only get an agent-scoped one: {FIX}"
+        ]
+    return []

@@ -31,7 +31,7 @@ from typing import IO
 
 from django.utils import timezone
 
-from pulses.agent_env import agent_environment
+from pulses.agent_env import PULSE_ID_VARIABLE, agent_environment
 from pulses.stream import StreamReader
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Executor:
         """The agent's environment: the allowlist of pulses/agent_env.py over ours, plus the run's."""
         extra = {**self.env, **request.env}
         if request.pulse_id is not None:
-            extra["REEVE_PULSE_ID"] = str(request.pulse_id)
+            extra[PULSE_ID_VARIABLE] = str(request.pulse_id)
         return agent_environment(os.environ, passthrough=self.passthrough, extra=extra)
 
     def run(

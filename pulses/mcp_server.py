@@ -1,30 +1,45 @@
-"""Reeve's tools for the agent over MCP (stdio): an adapter over `pulses.agent_tools`.
+"""Reeve's tools for the agent over MCP (stdio): a client of the REST API's agent endpoints.
 
-Each tool validates its arguments against the JSON schema it publishes, calls one function of
-`agent_tools`, and turns an `AgentToolError` into a tool error (isError) the model can read and act
-on. Anything unexpected is logged with its traceback and also returned as a tool error; the
-server itself keeps running. The SDK runs these sync functions on worker threads, where the ORM
-may be used.
+The server holds no database connection and knows no database: each tool validates its arguments
+against the JSON schema it publishes, refuses arguments it does not have, and makes one call to
+Reeve's API (pulses/api/agent_views.py) with an agent-scoped token, which allows nothing else:
+
+- in a run started by the worker, the run's own token (REEVE_RUN_TOKEN, with REEVE_API_URL), taken
+  from this process's environment or, when the MCP client trimmed it, from an ancestor's (Linux);
+  it names the running pulse and stops working when the run ends;
+- in an interactive session in the Desk, the named token `mcp_config --write` put in the Desk's
+  `.mcp.json` (REEVE_AGENT_TOKEN).
+
+A refusal (4xx) comes back as a tool error in the API's words; an unreachable API likewise.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from django.db import DatabaseError, close_old_connections
+import httpx
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from pulses import agent_tools
+from pulses.agent_env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, RUN_TOKEN_VARIABLE
 from pulses.timeparse import ACCEPTED_FORMS
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+DEFAULT_API_URL = "http://127.0.0.1:8765"
+# schedule_pulse with resume_current_session may wait up to SESSION_WAIT_SECONDS on the server side.
+REQUEST_TIMEOUT_SECONDS = agent_tools.SESSION_WAIT_SECONDS + 30
+_ANCESTOR_DEPTH = 8
 
 WHEN = (
     "When to wake you, read in the user's time zone: "
@@ -44,31 +59,111 @@ INSTRUCTIONS = (
 )
 
 
+@dataclass(frozen=True)
+class ApiAccess:
+    """Where Reeve's API is and the agent-scoped token to call it with."""
+
+    url: str
+    token: str
+    found_in: str  # "environment", "process <pid>" or "desk"
+
+
+def _from_ancestors(names: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    """The first ancestor's values of `names` (by the first name), read from /proc."""
+    pid = os.getppid()
+    for _ in range(_ANCESTOR_DEPTH):
+        if pid <= 1:
+            break
+        proc = Path("/proc") / str(pid)
+        try:
+            environ = (proc / "environ").read_bytes()
+            stat = (proc / "stat").read_text()
+        except OSError:
+            break
+        values = {}
+        for entry in environ.split(b"\0"):
+            name, _, value = entry.decode(errors="replace").partition("=")
+            if name in names:
+                values[name] = value
+        if names[0] in values:
+            return values, f"process {pid}"
+        # stat is "pid (comm) state ppid ..."; comm may hold spaces or parentheses.
+        pid = int(stat.rpartition(")")[2].split()[1])
+    return {}, ""
+
+
+def api_access() -> ApiAccess | None:
+    """The run's token (ours or an ancestor's environment), else the Desk's named token; None if neither."""
+    names = (RUN_TOKEN_VARIABLE, API_URL_VARIABLE)
+    values, found_in = ({name: os.environ[name] for name in names if os.environ.get(name)}, "environment")
+    if RUN_TOKEN_VARIABLE not in values:
+        values, found_in = _from_ancestors(names)
+    if token := values.get(RUN_TOKEN_VARIABLE):
+        return ApiAccess(values.get(API_URL_VARIABLE) or DEFAULT_API_URL, token, found_in)
+    if token := os.environ.get(DESK_TOKEN_VARIABLE):
+        return ApiAccess(os.environ.get(API_URL_VARIABLE) or DEFAULT_API_URL, token, "desk")
+    return None
+
+
+def call_api(
+    method: str, path: str, *, body: dict[str, Any] | None = None, params: dict | None = None
+) -> Any:
+    """One call to Reeve's API with the agent's token; a refusal or an outage raises ToolError."""
+    access = api_access()
+    if access is None:
+        raise ToolError(
+            "Reeve's tools have no token: they work in a run started by Reeve's worker, or in the Desk "
+            f"once the user has run `./reeve mcp_config --write` ({RUN_TOKEN_VARIABLE} and "
+            f"{DESK_TOKEN_VARIABLE} are both unset)"
+        )
+    url = access.url.rstrip("/") + path
+    try:
+        response = httpx.request(
+            method,
+            url,
+            json=body,
+            params=params,
+            headers={"Authorization": f"Bearer {access.token}"},
+            timeout=REQUEST_TIMEOUT_SECONDS,
+        )
+    except httpx.HTTPError as exc:
+        raise ToolError(
+            # The exception's text is left out: it may quote the request's headers, hence the token.
+            f"Reeve's API at {access.url} did not answer ({type(exc).__name__}); nothing was done. "
+            "Try again in a minute; if it persists, tell the user to run `./reeve doctor`"
+        ) from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = {"detail": response.text[:500]}
+    if response.status_code == 401:
+        raise ToolError(
+            "Reeve's API refused this tool server's token: a run's token stops working when the run "
+            "ends; in the Desk, the user can make a new one with `./reeve mcp_config --write`"
+        )
+    if response.status_code >= 400:
+        detail = data.get("detail") if isinstance(data, dict) else None
+        raise ToolError(str(detail or f"Reeve's API answered {response.status_code}"))
+    logger.info("mcp_tool_done path=%s status=%s token_from=%s", path, response.status_code, access.found_in)
+    return data
+
+
 def _tool(name: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
-    """Run a tool body with fresh database connections; refusals and crashes become tool errors."""
+    """Refusals come back as tool errors the model can read; a crash is logged and is one too."""
 
     def decorate(fn: Callable[..., _T]) -> Callable[..., _T]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> _T:
-            close_old_connections()
             try:
                 return fn(*args, **kwargs)
-            except agent_tools.AgentToolError as exc:
+            except ToolError as exc:
                 logger.info("mcp_tool_refused tool=%s reason=%s", name, exc)
-                raise ToolError(str(exc)) from None
-            except DatabaseError as exc:
-                logger.exception("mcp_tool_database_error tool=%s", name)
-                raise ToolError(
-                    f"{name} failed: the Reeve database is unavailable ({exc}); try again in a minute, "
-                    "and if it persists tell the user to run `./reeve doctor`"
-                ) from None
+                raise
             except Exception as exc:
                 logger.exception("mcp_tool_crashed tool=%s", name)
                 raise ToolError(
                     f"{name} failed with an internal error ({type(exc).__name__}: {exc})"
                 ) from None
-            finally:
-                close_old_connections()
 
         return wrapper
 
@@ -143,14 +238,15 @@ def build_server() -> MCPServer:
             Field(description="true: the pulse resumes this conversation (the current agent session)."),
         ] = False,
     ) -> dict[str, Any]:
-        return agent_tools.schedule_pulse(
-            prompt=prompt,
-            when=when,
-            priority=priority,
-            sticky_notes=sticky_notes,
-            tags=tags,
-            resume_current_session=resume_current_session,
-        )
+        body = {
+            "prompt": prompt,
+            "when": when,
+            "priority": priority,
+            "sticky_notes": sticky_notes,
+            "tags": tags,
+            "resume_current_session": resume_current_session,
+        }
+        return call_api("POST", "/api/agent/pulses", body=body)
 
     @server.tool(
         name="list_upcoming_pulses",
@@ -166,7 +262,7 @@ def build_server() -> MCPServer:
             int, Field(ge=1, le=agent_tools.MAX_LISTED, description="How many pulses to list at most.")
         ] = 20,
     ) -> dict[str, Any]:
-        return agent_tools.list_upcoming_pulses(limit=limit)
+        return call_api("GET", "/api/agent/pulses", params={"limit": limit})
 
     @server.tool(
         name="cancel_pulse",
@@ -177,7 +273,7 @@ def build_server() -> MCPServer:
     )
     @_tool("cancel_pulse")
     def cancel_pulse(pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)]) -> dict[str, Any]:
-        return agent_tools.cancel_pulse(pulse_id=pulse_id)
+        return call_api("POST", f"/api/agent/pulses/{pulse_id}/cancel")
 
     @server.tool(
         name="reschedule_pulse",
@@ -188,7 +284,7 @@ def build_server() -> MCPServer:
         pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)],
         when: Annotated[str, Field(min_length=1, max_length=200, description=WHEN)],
     ) -> dict[str, Any]:
-        return agent_tools.reschedule_pulse(pulse_id=pulse_id, when=when)
+        return call_api("POST", f"/api/agent/pulses/{pulse_id}/reschedule", body={"when": when})
 
     @server.tool(
         name="send_notification",
@@ -214,7 +310,7 @@ def build_server() -> MCPServer:
             Field(description="silent (no sound), normal, or critical (marked 🚨)."),
         ] = "normal",
     ) -> dict[str, Any]:
-        return agent_tools.send_notification(message=message, priority=priority)
+        return call_api("POST", "/api/notify", body={"message": message, "priority": priority})
 
     _closed_schemas(server)
     return server

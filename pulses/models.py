@@ -261,10 +261,16 @@ class WorkerRecord(models.Model):
         return self.last_seen >= timezone.now() - timedelta(minutes=2)
 
 
+class TokenScope(models.TextChoices):
+    FULL = "full"  # every endpoint
+    AGENT = "agent"  # only what the agent's MCP tools do: /api/agent/* and /api/notify
+
+
 class ApiToken(models.Model):
     """A named, revocable API client token; only its SHA-256 is stored, never the token itself."""
 
     name = models.CharField(max_length=100, unique=True)
+    scope = models.CharField(max_length=16, choices=TokenScope.choices, default=TokenScope.FULL)
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8, help_text="the first characters, to tell tokens apart")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -277,4 +283,4 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         state = "revoked" if self.revoked_at else "active"
-        return f"{self.name} ({self.prefix}…, {state})"
+        return f"{self.name} ({self.prefix}…, {self.scope}, {state})"

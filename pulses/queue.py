@@ -292,6 +292,17 @@ def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
     )
 
 
+def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
+    """The worker whose claim `attempt` of the pulse still holds (running, lease not expired), else None."""
+    return (
+        Pulse.objects.filter(
+            pk=pulse_id, status=Status.PROCESSING, attempts=attempt, lease_expires_at__gt=timezone.now()
+        )
+        .values_list("lease_owner", flat=True)
+        .first()
+    )
+
+
 _RECORD_SQL = """
 WITH claimed AS (
     UPDATE pulses SET {assignments} WHERE {still_claimed} RETURNING id

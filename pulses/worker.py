@@ -23,6 +23,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from pulses import metrics, queue
+from pulses.agent_env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
+from pulses.api.tokens import run_token
 from pulses.executor import AgentRequest, AttemptOutcome, Executor, Reaper
 from pulses.models import Pulse, Status
 from pulses.shutdown import ShutdownSignals
@@ -63,25 +65,12 @@ class WorkerOptions:
         return options
 
 
-# Until the agent's MCP tools reach Reeve through the API (issue 16), the tool server the agent
-# starts needs the database's location; nothing else of Reeve's configuration reaches the agent.
-_MCP_TOOL_SETTINGS = (
-    "DJANGO_SETTINGS_MODULE",
-    "REEVE_IGNORE_DOTENV",
-    "REEVE_HOME",
-    "PULSE_DB_PATH",
-    "DATABASE_URL",
-    "LOG_FILE",
-)
-
-
 def default_executor(reaper: Reaper | None) -> Executor:
     return Executor(
         command=settings.HAPI_COMMAND,
         desk=settings.REEVE_DESK_PATH,
         timeout=settings.PULSE_TIMEOUT_SECONDS,
         reaper=reaper,
-        env={name: os.environ[name] for name in _MCP_TOOL_SETTINGS if os.environ.get(name)},
         passthrough=settings.AGENT_ENV_PASSTHROUGH,
         agent=settings.HAPI_AGENT,
     )
@@ -243,7 +232,12 @@ class Worker:
                 session_timer.start()
 
         try:
-            outcome = self.executor.run(_request(pulse), on_session=on_session)
+            # The agent's tools reach Reeve through the API with a token of this run alone.
+            access = {
+                RUN_TOKEN_VARIABLE: run_token(pulse, worker=self.name),
+                API_URL_VARIABLE: settings.REEVE_API_URL,
+            }
+            outcome = self.executor.run(_request(pulse, env=access), on_session=on_session)
             self._mark_finishing(pulse.pk)  # before the write that ends the lease (see _renew)
             if session_timer:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
@@ -412,10 +406,11 @@ def _close_thread_connections(pool: ThreadPoolExecutor, size: int) -> None:
         future.result()
 
 
-def _request(pulse: Pulse) -> AgentRequest:
+def _request(pulse: Pulse, *, env: dict[str, str] | None = None) -> AgentRequest:
     return AgentRequest(
         prompt=pulse.prompt,
         session_id=pulse.session_id,
         sticky_notes=tuple(pulse.sticky_notes or ()),
         pulse_id=pulse.pk,
+        env=env or {},
     )

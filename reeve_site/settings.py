@@ -205,6 +205,10 @@ REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")
 PULSE_API_HOST = env.str("PULSE_API_HOST", default="127.0.0.1")
 PULSE_API_PORT = env.int("PULSE_API_PORT", default=8765)
 PULSE_API_TOKEN = env.str("PULSE_API_TOKEN", default="")
+# Where the agent's MCP tools reach the API (with the run's token); a wildcard bind is reached on loopback.
+_API_HOST = "127.0.0.1" if PULSE_API_HOST in ("", "0.0.0.0", "::") else PULSE_API_HOST  # noqa: S104
+_API_HOST = f"[{_API_HOST}]" if ":" in _API_HOST else _API_HOST
+REEVE_API_URL = env.str("REEVE_API_URL", default=f"http://{_API_HOST}:{PULSE_API_PORT}")
 PULSE_MAX_CONCURRENT = env.int("PULSE_MAX_CONCURRENT", default=1)
 PULSE_TIMEOUT_SECONDS = env.float("PULSE_TIMEOUT_SECONDS", default=3600)
 PULSE_LEASE_SECONDS = env.float("PULSE_LEASE_SECONDS", default=60)

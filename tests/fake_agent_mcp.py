@@ -5,9 +5,9 @@ prints the result as one JSON line: {"is_error": ..., "text": ..., "structured":
 
 Usage: fake_agent_mcp.py TOOL ARGUMENTS_JSON [--bare-env]
 
-The server inherits this process's environment, as Claude Code's servers do; with --bare-env it
-gets only the SDK's default variables plus the database settings, so it must find REEVE_PULSE_ID
-in its ancestors' environment.
+The server inherits this process's environment with the entry's `env` over it, as Claude Code's
+servers do; with --bare-env it gets only the SDK's default variables and the entry's `env`, so it
+must find the run's token (REEVE_RUN_TOKEN) in its ancestors' environment.
 """
 
 import json
@@ -19,27 +19,16 @@ import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSED_WHEN_BARE = (  # the configuration (which a real Desk has in .env), not the pulse's identity
-    "PULSE_DB_PATH",
-    "DATABASE_URL",
-    "DJANGO_SETTINGS_MODULE",
-    "REEVE_IGNORE_DOTENV",
-    "REEVE_HOME",
-    "LOG_FILE",
-)
 
 
 def server_parameters(*, bare: bool) -> StdioServerParameters:
     config_file = Path.cwd() / ".mcp.json"
     if config_file.exists():
         entry = json.loads(config_file.read_text())["mcpServers"]["reeve"]
-        command, args = entry["command"], entry.get("args", [])
+        command, args, entry_env = entry["command"], entry.get("args", []), entry.get("env", {})
     else:
-        command, args = sys.executable, [str(ROOT / "manage.py"), "mcp_server"]
-    if bare:
-        env = {k: os.environ[k] for k in PASSED_WHEN_BARE if k in os.environ}
-    else:
-        env = dict(os.environ)
+        command, args, entry_env = sys.executable, [str(ROOT / "manage.py"), "mcp_server"], {}
+    env = dict(entry_env) if bare else {**os.environ, **entry_env}
     return StdioServerParameters(command=command, args=args, env=env)
 
 

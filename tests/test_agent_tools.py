@@ -13,13 +13,6 @@ from tests.factories import PulseFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def no_running_pulse(monkeypatch):
-    """Tests run outside an agent run unless they set REEVE_PULSE_ID (and no ancestor has it)."""
-    monkeypatch.delenv("REEVE_PULSE_ID", raising=False)
-    monkeypatch.setattr(agent_tools, "_pulse_id_from_ancestors", lambda: ("", ""))
-
-
 def test_schedule_pulse_defaults_to_a_normal_agent_pulse_due_now():
     before = timezone.now()
     described = agent_tools.schedule_pulse(prompt="Water the plants")
@@ -57,40 +50,41 @@ def test_bad_schedule_arguments_are_refused_with_a_message_the_agent_can_act_on(
     assert not Pulse.objects.exists()
 
 
-def test_resume_current_session_takes_the_running_pulses_session_and_parent(monkeypatch):
-    running = PulseFactory(processing=True, session_id="sess-42")
-    monkeypatch.setenv("REEVE_PULSE_ID", str(running.pk))
+def test_resume_current_session_takes_the_running_pulses_session_and_parent():
+    running = PulseFactory(processing=True, session_id="0f8fad5b-d9cb-469f-a165-70867728950e")
     described = agent_tools.schedule_pulse(
-        prompt="continue", when="in 1 hour", resume_current_session=True, sticky_notes=["be brief"]
+        prompt="continue",
+        when="in 1 hour",
+        resume_current_session=True,
+        sticky_notes=["be brief"],
+        run_pulse_id=running.pk,
     )
     follow_up = Pulse.objects.get(pk=described["id"])
-    assert follow_up.session_id == "sess-42" and follow_up.parent_id == running.pk
+    assert (
+        follow_up.session_id == "0f8fad5b-d9cb-469f-a165-70867728950e" and follow_up.parent_id == running.pk
+    )
     assert follow_up.sticky_notes == ["be brief"]
     assert follow_up.scheduled_at > timezone.now() + timedelta(minutes=59)
 
 
 def test_resume_current_session_outside_an_agent_run_says_to_schedule_without_it():
-    with pytest.raises(AgentToolError, match="REEVE_PULSE_ID is not set.*without resume_current_session"):
+    with pytest.raises(AgentToolError, match="no run token.*without resume_current_session"):
         agent_tools.schedule_pulse(prompt="x", resume_current_session=True)
 
 
 def test_resume_current_session_waits_only_briefly_for_a_session_that_never_comes(monkeypatch):
     running = PulseFactory(processing=True, session_id="")
-    monkeypatch.setenv("REEVE_PULSE_ID", str(running.pk))
     monkeypatch.setattr(agent_tools, "SESSION_WAIT_SECONDS", 0.3)
     with pytest.raises(
         AgentToolError, match=f"no session id is known yet for the running pulse #{running.pk}"
     ):
-        agent_tools.schedule_pulse(prompt="x", resume_current_session=True)
+        agent_tools.schedule_pulse(prompt="x", resume_current_session=True, run_pulse_id=running.pk)
 
 
-def test_a_stale_or_unreadable_pulse_id_is_no_parent(monkeypatch):
-    monkeypatch.setenv("REEVE_PULSE_ID", "999999")
-    assert agent_tools.schedule_pulse(prompt="x")["parent_id"] is None
-    with pytest.raises(AgentToolError, match="#999999 .* is not in the queue"):
-        agent_tools.schedule_pulse(prompt="x", resume_current_session=True)
-    monkeypatch.setenv("REEVE_PULSE_ID", "not-a-number")
-    assert agent_tools.current_run() is None
+def test_a_pulse_that_is_gone_is_no_parent():
+    assert agent_tools.schedule_pulse(prompt="x", run_pulse_id=999999)["parent_id"] is None
+    with pytest.raises(AgentToolError, match="#999999 is not in the queue"):
+        agent_tools.schedule_pulse(prompt="x", resume_current_session=True, run_pulse_id=999999)
 
 
 def test_list_upcoming_pulses_lists_pending_pulses_soonest_first():

@@ -379,6 +379,10 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/pulses/{id}/requeue",
         "/api/status",
         "/api/stats",
+        "/api/agent/pulses",
+        "/api/agent/pulses/{id}/cancel",
+        "/api/agent/pulses/{id}/reschedule",
+        "/api/notify",
     }
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 

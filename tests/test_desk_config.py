@@ -10,8 +10,10 @@ from django.core.management import CommandError, call_command
 
 from pulses import desk_config
 from pulses.agent_tools import desk_mcp_problems
+from pulses.api import tokens
 
 MANAGE = str(Path(django_settings.BASE_DIR) / "manage.py")
+pytestmark = pytest.mark.django_db  # --write makes the Desk's agent-scoped token
 
 
 @pytest.fixture
@@ -64,7 +66,14 @@ def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
     assert "Updated" in out.getvalue()
     servers = read(desk / ".mcp.json")["mcpServers"]
     assert servers["other"] == {"command": "other-server"}
-    assert servers["reeve"] == desk_config.server_entry()
+    token = servers["reeve"]["env"]["REEVE_AGENT_TOKEN"]
+    assert servers["reeve"] == desk_config.server_entry(token)
+    assert servers["reeve"]["env"] == {
+        "REEVE_API_URL": django_settings.REEVE_API_URL,
+        "REEVE_AGENT_TOKEN": token,
+    }
+    assert tokens.identify(token).scope == "agent" and tokens.identify(token).name == f"desk-mcp {desk.name}"
+    assert (desk / ".mcp.json").stat().st_mode & 0o777 == 0o600
     merged = read(desk / ".claude" / "settings.json")
     assert merged["model"] == "opus"
     assert merged["enabledMcpjsonServers"] == ["other", "reeve"]
@@ -77,7 +86,28 @@ def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
 
     again = StringIO()
     call_command("mcp_config", "--write", stdout=again)
-    assert again.getvalue().count("Up to date") == 2
+    assert again.getvalue().count("Up to date") == 2  # the token still works, so it is kept
+
+    tokens.revoke(f"desk-mcp {desk.name}")
+    assert any("REEVE_AGENT_TOKEN is unknown or revoked" in p for p in desk_mcp_problems())
+    call_command("mcp_config", "--write", stdout=StringIO())
+    assert read(desk / ".mcp.json")["mcpServers"]["reeve"]["env"]["REEVE_AGENT_TOKEN"] != token
+    assert desk_mcp_problems() == []
+
+
+def test_the_desk_names_no_database_and_a_full_scope_token_there_is_a_problem(desk):
+    call_command("mcp_config", "--write", stdout=StringIO())
+    database = str(django_settings.DATABASES["default"]["NAME"])
+    for name in (".mcp.json", ".claude/settings.json"):
+        text = (desk / name).read_text()
+        assert database not in text and "DATABASE_URL" not in text and "PULSE_DB_PATH" not in text
+    config = read(desk / ".mcp.json")
+    config["mcpServers"]["reeve"]["env"]["REEVE_AGENT_TOKEN"] = tokens.create("too-much")[1]
+    config["mcpServers"]["reeve"]["env"]["DATABASE_URL"] = "postgres://reeve:pw@db/reeve"
+    (desk / ".mcp.json").write_text(json.dumps(config))
+    problems = desk_mcp_problems()
+    assert any("holds DATABASE_URL" in p for p in problems)
+    assert any("has the 'full' scope" in p for p in problems)
 
 
 def test_write_refuses_a_file_it_cannot_read_and_changes_nothing(desk):
@@ -105,7 +135,8 @@ def test_desk_mcp_problems_says_what_is_missing_and_how_to_fix_it(desk):
 
 
 def test_desk_mcp_problems_accepts_server_wide_rules_and_local_settings(desk):
-    (desk / ".mcp.json").write_text(json.dumps(desk_config.mcp_json()))
+    token = tokens.create("desk", scope="agent")[1]
+    (desk / ".mcp.json").write_text(json.dumps({"mcpServers": {"reeve": desk_config.server_entry(token)}}))
     (desk / ".claude").mkdir()
     (desk / ".claude" / "settings.local.json").write_text(
         json.dumps({"enableAllProjectMcpServers": True, "permissions": {"allow": ["mcp__reeve"]}})

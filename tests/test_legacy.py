@@ -308,6 +308,7 @@ ORIGINAL_PERMISSIONS = [
 ]
 
 
+@pytest.mark.django_db  # --write makes the Desk's agent-scoped token
 def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_after(settings, tmp_path):
     desk = tmp_path / "desk"
     (desk / ".claude").mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""`manage.py mcp_server` driven by the official MCP SDK's stdio client, against a temp SQLite file."""
+"""`manage.py mcp_server` driven by the official MCP SDK's stdio client; it reaches Reeve through the
+real API (gunicorn on loopback) with an agent-scoped token, never through the database."""
 
 from __future__ import annotations
 
@@ -15,18 +16,44 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from pulses.agent_tools import TOOL_NAMES
 from tests.reeve_processes import ROOT
+from tests.test_api_live import LiveReeve
 
 pytestmark = pytest.mark.slow
+# What the tool server may know: where the API is and its token. Not the database, not Reeve's secrets.
+SERVER_ENV_DROPPED = ("PULSE_DB_PATH", "DATABASE_URL", "SECRET_KEY", "PULSE_API_TOKEN", "TELEGRAM_BOT_TOKEN")
 
 
-def with_session(home, body: Callable[[ClientSession], Awaitable[Any]], **env: str) -> Any:
+@pytest.fixture
+def reeve_home(reeve_home):
+    """The conftest home, whose API (gunicorn) `api` starts on first use and this fixture stops."""
+    yield reeve_home
+    if live := getattr(reeve_home, "live", None):
+        live.stop()
+
+
+def api(home, **web_env: str) -> LiveReeve:
+    """Start `home`'s web process (once) and give the tool server its URL and a Desk token."""
+    if getattr(home, "live", None) is None:
+        home.live = LiveReeve(home).start(web_only=True, **web_env)
+        token = home.manage("create_api_token", "mcp-tests", "--scope", "agent").stdout.split()[-1]
+        home.extra_env.update(REEVE_API_URL=home.live.url, REEVE_AGENT_TOKEN=token)
+    return home.live
+
+
+def server_env(home, **env: str) -> dict[str, str]:
+    base = {k: v for k, v in home.env.items() if k not in SERVER_ENV_DROPPED}
+    return {**base, **env}
+
+
+def with_session(home, body: Callable[[ClientSession], Awaitable[Any]], *, web_env=None, **env: str) -> Any:
     """Start `manage.py mcp_server` for `home`, run `body` with an initialised client session."""
+    api(home, **(web_env or {}))
 
     async def run() -> Any:
         params = StdioServerParameters(
             command=sys.executable,
             args=[str(ROOT / "manage.py"), "mcp_server"],
-            env={**home.env, **env},
+            env=server_env(home, **env),
             cwd=str(home.desk),
         )
         with open(home.path / "mcp-server.stderr", "a") as errlog:
@@ -39,11 +66,11 @@ def with_session(home, body: Callable[[ClientSession], Awaitable[Any]], **env: s
     return anyio.run(run)
 
 
-def call(home, tool: str, arguments: dict[str, Any], **env: str):
+def call(home, tool: str, arguments: dict[str, Any], *, web_env=None, **env: str):
     async def body(session: ClientSession):
         return await session.call_tool(tool, arguments)
 
-    return with_session(home, body, **env)
+    return with_session(home, body, web_env=web_env, **env)
 
 
 def text(result) -> str:
@@ -164,7 +191,7 @@ def test_bad_arguments_come_back_as_tool_errors_and_the_server_keeps_serving(ree
         ("schedule_pulse", {"when": "now"}, ["prompt"]),
         ("schedule_pulse", {"prompt": ""}, ["prompt"]),
         ("schedule_pulse", {"prompt": "x", "tags": "not-a-list"}, ["tags"]),
-        ("schedule_pulse", {"prompt": "x", "resume_current_session": True}, ["REEVE_PULSE_ID"]),
+        ("schedule_pulse", {"prompt": "x", "resume_current_session": True}, ["run token"]),
         ("cancel_pulse", {"pulse_id": 4242}, ["no pulse #4242", "list_upcoming_pulses"]),
         ("cancel_pulse", {"pulse_id": "abc"}, ["pulse_id"]),
         ("reschedule_pulse", {"pulse_id": 4242, "when": "in 5 minutes"}, ["no pulse #4242"]),
@@ -218,21 +245,40 @@ def test_an_unknown_argument_is_refused_naming_the_known_ones_and_nothing_is_don
     assert [(p["id"], p["status"]) for p in pulses(reeve_home)] == [(pending, "pending")]
 
 
+def claim_by_hand(home, pulse_id: int) -> str:
+    """Mark the pulse as run by worker w:1 (attempt 1) and return that run's token."""
+    home.query(
+        "UPDATE pulses SET status='processing', lease_owner='w:1', attempts=1, lease_expires_at=? WHERE id=?",
+        ((datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"), pulse_id),
+    )
+    code = (
+        "from pulses.api.tokens import run_token; from pulses.models import Pulse; "
+        f"print(run_token(Pulse.objects.get(pk={pulse_id}), worker='w:1'))"
+    )
+    return home.manage("shell", "-c", code).stdout.strip().splitlines()[-1]
+
+
 def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent(reeve_home):
     running = trigger(reeve_home, "the running pulse", "--session", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
-    reeve_home.query("UPDATE pulses SET status='processing', lease_owner='w:1' WHERE id=?", (running,))
+    token = claim_by_hand(reeve_home, running)
     result = call(
         reeve_home,
         "schedule_pulse",
         {"prompt": "continue", "when": "in 10 minutes", "resume_current_session": True},
-        REEVE_PULSE_ID=str(running),
+        REEVE_RUN_TOKEN=token,
     )
     assert not result.is_error, text(result)
     follow_up = pulses(reeve_home)[-1]
     assert follow_up["session_id"] == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
     assert follow_up["parent_id"] == running and follow_up["source"] == "agent"
-    plain = call(reeve_home, "schedule_pulse", {"prompt": "fresh start"}, REEVE_PULSE_ID=str(running))
+    plain = call(reeve_home, "schedule_pulse", {"prompt": "fresh start"}, REEVE_RUN_TOKEN=token)
     assert plain.structured_content["session_id"] == "" and plain.structured_content["parent_id"] == running
+    # The run ends: its token is refused from then on, by the tools and by the API alike.
+    reeve_home.query("UPDATE pulses SET status='completed' WHERE id=?", (running,))
+    late = call(reeve_home, "schedule_pulse", {"prompt": "too late"}, REEVE_RUN_TOKEN=token)
+    assert late.is_error and "run ends" in text(late)
+    assert reeve_home.live.request("GET", "/api/agent/pulses", token=token)[0] == 401
+    assert [p["prompt"] for p in pulses(reeve_home)][-1] == "fresh start"
 
 
 def test_send_notification_without_telegram_configured_is_a_tool_error(reeve_home):
@@ -251,7 +297,7 @@ def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_hom
             ),
         ]
 
-    results = with_session(reeve_home, body, **fake_telegram.env(777))
+    results = with_session(reeve_home, body, web_env=fake_telegram.env(777))
     assert [r.is_error for r in results] == [False, False, False], [text(r) for r in results]
     assert results[0].structured_content == {"sent": True, "messages": 1, "priority": "silent"}
     sent = [
@@ -271,7 +317,7 @@ def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_hom
 
 def test_a_telegram_outage_is_a_tool_error_not_a_crash(reeve_home, fake_telegram):
     fake_telegram.fail(400, description="Bad Request: chat not found", methods=("sendMessage",))
-    result = call(reeve_home, "send_notification", {"message": "hello"}, **fake_telegram.env(777))
+    result = call(reeve_home, "send_notification", {"message": "hello"}, web_env=fake_telegram.env(777))
     assert result.is_error and "chat not found" in text(result).lower()
 
 
@@ -301,10 +347,11 @@ def test_only_the_protocol_reaches_stdout_and_logs_go_to_stderr_and_the_log_file
             "params": {"name": "schedule_pulse", "arguments": {"prompt": "raw", "when": "blah blah"}},
         },
     ]
+    api(reeve_home)
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "mcp_server"],
         cwd=ROOT,
-        env={**reeve_home.env, "LOG_LEVEL": "DEBUG"},
+        env=server_env(reeve_home, LOG_LEVEL="DEBUG"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=open(reeve_home.path / "raw.stderr", "w"),  # noqa: SIM115
@@ -324,9 +371,10 @@ def test_only_the_protocol_reaches_stdout_and_logs_go_to_stderr_and_the_log_file
     assert [line.get("id") for line in lines] == [1, 2, 3]
     assert all(line["jsonrpc"] == "2.0" for line in lines)
     assert lines[1]["result"]["isError"] is False and lines[2]["result"]["isError"] is True
-    assert "agent_pulse_scheduled" in stderr
+    assert "mcp_tool_done path=/api/agent/pulses status=200 token_from=desk" in stderr
     log_file = (reeve_home.path / "logs" / "daemon.log").read_text()
-    assert "agent_pulse_scheduled" in log_file and "mcp_tool_refused" in log_file
+    assert "mcp_tool_done" in log_file and "mcp_tool_refused" in log_file
+    assert "agent_pulse_scheduled" in log_file  # written by the web process, which the server called
 
 
 def first_and_follow_up(home) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -340,6 +388,7 @@ def first_and_follow_up(home) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def test_an_agent_run_by_the_worker_schedules_a_follow_up_that_resumes_its_session(reeve_home):
+    api(reeve_home)
     reeve_home.manage("mcp_config", "--write")  # the fake agent starts the server from the Desk's .mcp.json
     first_id = trigger(reeve_home, "Look at the inbox mode=mcp_schedule:2")
     worker = reeve_home.start("run_pulse_worker")
@@ -351,7 +400,14 @@ def test_an_agent_run_by_the_worker_schedules_a_follow_up_that_resumes_its_sessi
     )
     first, follow_up = first_and_follow_up(reeve_home)
     assert first["id"] == first_id
-    assert "parent_found_in=environment" in (reeve_home.path / "logs" / "daemon.log").read_text()
+    log = (reeve_home.path / "logs" / "daemon.log").read_text()
+    assert f"agent_pulse_scheduled id={follow_up['id']} parent={first_id} resumes_session=True" in log
+    # The agent saw a run token and the API's URL, and nothing that names the database or a secret.
+    env = reeve_home.agent_starts()[0]["env"]
+    assert env["REEVE_RUN_TOKEN"].startswith(f"reeve-run.{first_id}.1.")
+    assert env["REEVE_API_URL"] == reeve_home.live.url
+    assert not set(SERVER_ENV_DROPPED) & set(env)
+    assert not [v for v in env.values() if str(reeve_home.db_path) in v or "postgres" in v]
     starts = reeve_home.agent_starts()
     assert [s["pulse_id"] for s in starts] == [str(first_id), str(follow_up["id"])]
     assert starts[0]["resume"] is None
@@ -368,6 +424,7 @@ def test_an_agent_run_by_the_worker_schedules_a_follow_up_that_resumes_its_sessi
 
 
 def test_the_server_finds_the_running_pulse_through_its_ancestors_when_the_client_trims_its_env(reeve_home):
+    api(reeve_home)
     first_id = trigger(reeve_home, "Look at the calendar mode=mcp_schedule_bare")
     reeve_home.manage("run_pulse_worker", "--once", timeout=180)
     first, follow_up = first_and_follow_up(reeve_home)
@@ -377,4 +434,3 @@ def test_the_server_finds_the_running_pulse_through_its_ancestors_when_the_clien
     assert f"--resume={first['session_id']}" in starts[1]["argv"]
     log = (reeve_home.path / "logs" / "daemon.log").read_text()
     assert f"agent_pulse_scheduled id={follow_up['id']} parent={first_id} resumes_session=True" in log
-    assert "parent_found_in=process:" in log

@@ -1,7 +1,13 @@
-"""API tokens: the configured PULSE_API_TOKEN plus named, revocable client tokens.
+"""API tokens: the configured PULSE_API_TOKEN, named revocable client tokens, and run tokens.
 
 Client tokens are random, shown once, and stored only as their SHA-256, so the database never holds a
 usable secret. Tokens are compared in constant time and never written to a log.
+
+Each token has a scope: `full` (every endpoint) or `agent` (only what the agent's MCP tools do). A run
+token is an agent-scoped token the worker makes for one run of the agent: `reeve-run.<pulse>.<attempt>.
+<mac>`, the MAC being an HMAC under SECRET_KEY of that claim (pulse, attempt, worker). Nothing is stored
+(so nothing is written per run), and it works only while that claim holds: once the run ends, its
+lease expires, or the pulse is claimed again, the same token is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pulses.models import ApiToken
+from pulses import queue
+from pulses.models import ApiToken, Pulse, TokenScope
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +32,7 @@ MAX_TOKEN_CHARS = 512
 MAX_NAME_CHARS = 60
 # Recording every use would turn each API read into a write; a minute's precision is plenty.
 LAST_USED_PRECISION = timedelta(minutes=1)
+RUN_TOKEN_PREFIX = "reeve-run."  # noqa: S105 (a prefix, not a secret)
 
 
 class TokenError(Exception):
@@ -33,9 +41,12 @@ class TokenError(Exception):
 
 @dataclass(frozen=True)
 class ApiClient:
-    """Who made an API request: `settings` for PULSE_API_TOKEN, else the client token's name."""
+    """Who made an API request: `settings` for PULSE_API_TOKEN, else the client token's name; a run
+    token names the run's pulse, the parent of whatever it schedules."""
 
     name: str
+    scope: str = TokenScope.FULL
+    run_pulse_id: int | None = None
     is_authenticated: bool = True
     is_active: bool = True
     is_staff: bool = False
@@ -48,13 +59,39 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _run_mac(pulse_id: int, attempt: int, worker: str) -> str:
+    message = f"reeve-run-token:{pulse_id}:{attempt}:{worker}".encode("utf-8", "surrogatepass")
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def run_token(pulse: Pulse, *, worker: str) -> str:
+    """The agent-scoped token of this claim of `pulse` by `worker` (valid while the claim holds)."""
+    return f"{RUN_TOKEN_PREFIX}{pulse.pk}.{pulse.attempts}.{_run_mac(pulse.pk, pulse.attempts, worker)}"
+
+
+def _identify_run(token: str) -> ApiClient | None:
+    try:
+        pulse_id, attempt, mac = token[len(RUN_TOKEN_PREFIX) :].split(".")
+        pulse_id, attempt = int(pulse_id), int(attempt)
+    except ValueError:
+        return None
+    if not (0 < pulse_id < 2**63 and 0 < attempt < 2**31):
+        return None
+    worker = queue.claim_holder(pulse_id, attempt=attempt)
+    if worker is None or not hmac.compare_digest(mac, _run_mac(pulse_id, attempt, worker)):
+        return None
+    return ApiClient(name=f"run of pulse #{pulse_id}", scope=TokenScope.AGENT, run_pulse_id=pulse_id)
+
+
 def identify(token: str) -> ApiClient | None:
-    """The client `token` belongs to, or None when it is unknown or revoked."""
+    """The client `token` belongs to, or None when it is unknown, revoked, or a finished run's."""
     if not token or len(token) > MAX_TOKEN_CHARS:
         return None
     configured = settings.PULSE_API_TOKEN
     if configured and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), configured.encode()):
         return ApiClient(name="settings")
+    if token.startswith(RUN_TOKEN_PREFIX):
+        return _identify_run(token)
     digest = _digest(token)
     # The lookup is by digest, so its timing says nothing about the token; compare_digest re-checks.
     row = ApiToken.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
@@ -63,11 +100,13 @@ def identify(token: str) -> ApiClient | None:
     now = timezone.now()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_PRECISION:
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
-    return ApiClient(name=row.name)
+    return ApiClient(name=row.name, scope=row.scope)
 
 
-def create(name: str) -> tuple[ApiToken, str]:
+def create(name: str, *, scope: str = TokenScope.FULL) -> tuple[ApiToken, str]:
     """Create a client token called `name`; returns the row and the token (shown once, never stored)."""
+    if scope not in TokenScope.values:
+        raise TokenError(f"unknown scope {scope!r}; use one of {', '.join(TokenScope.values)}")
     name = name.strip()
     if not name:
         raise TokenError("a token needs a name, e.g. create_api_token telegram-bridge")
@@ -76,12 +115,12 @@ def create(name: str) -> tuple[ApiToken, str]:
     token = secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
-            row = ApiToken.objects.create(name=name, key_hash=_digest(token), prefix=token[:6])
+            row = ApiToken.objects.create(name=name, scope=scope, key_hash=_digest(token), prefix=token[:6])
     except IntegrityError:
         raise TokenError(
             f"a token named {name!r} exists already; revoke it first (--revoke) or pick another name"
         ) from None
-    logger.info("api_token_created name=%s prefix=%s", name, row.prefix)
+    logger.info("api_token_created name=%s prefix=%s scope=%s", name, row.prefix, scope)
     return row, token
 
 

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from pulses.api import views
+from pulses.api import agent_views, views
 
 app_name = "api"
 
@@ -15,6 +15,12 @@ urlpatterns = [
     path("pulses/<int:pk>/cancel", views.CancelView.as_view(), name="cancel"),
     path("pulses/<int:pk>/reschedule", views.RescheduleView.as_view(), name="reschedule"),
     path("pulses/<int:pk>/requeue", views.RequeueView.as_view(), name="requeue"),
+    path("agent/pulses", agent_views.AgentPulsesView.as_view(), name="agent-pulses"),
+    path("agent/pulses/<int:pk>/cancel", agent_views.AgentCancelView.as_view(), name="agent-cancel"),
+    path(
+        "agent/pulses/<int:pk>/reschedule", agent_views.AgentRescheduleView.as_view(), name="agent-reschedule"
+    ),
+    path("notify", agent_views.NotifyView.as_view(), name="notify"),
     path("status", views.StatusView.as_view(), name="status"),
     path("stats", views.StatsView.as_view(), name="stats"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),

@@ -25,6 +25,7 @@ from pulses import queue, reports
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
+from pulses.api.permissions import FullScope
 from pulses.models import Pulse
 
 STARTED = time.monotonic()
@@ -36,7 +37,10 @@ VERSIONS = {
 }
 
 ERROR = s.ErrorSerializer
-AUTH_ERRORS = {401: OpenApiResponse(ERROR, description="missing, wrong or revoked token")}
+AUTH_ERRORS = {
+    401: OpenApiResponse(ERROR, description="missing, wrong or revoked token"),
+    403: OpenApiResponse(ERROR, description="the token's scope does not allow this endpoint"),
+}
 BAD_INPUT = {400: OpenApiResponse(ERROR, description="invalid input; `detail` says what to fix")}
 NOT_FOUND = {404: OpenApiResponse(ERROR, description="no pulse with that id")}
 CONFLICT = {409: OpenApiResponse(ERROR, description="the pulse is not in a state that allows this")}
@@ -47,8 +51,10 @@ BODY_ERRORS = {
 
 
 class ApiView(APIView):
+    """An endpoint for full-scope tokens; an agent-scoped token is refused with 403."""
+
     authentication_classes = [BearerTokenAuthentication]
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsAuthenticated, FullScope]
     parser_classes = [BoundedJSONParser]
 
 

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.api import tokens
+from pulses.models import TokenScope
 
 
 class Command(BaseCommand):
@@ -13,6 +14,12 @@ class Command(BaseCommand):
         parser.add_argument("name", nargs="?", help="a name for the client, e.g. telegram-bridge")
         parser.add_argument("--revoke", action="store_true", help="revoke the token called NAME instead")
         parser.add_argument(
+            "--scope",
+            choices=TokenScope.values,
+            default=TokenScope.FULL,
+            help="full: every endpoint (default); agent: only the agent's tools (/api/agent/*, /api/notify)",
+        )
+        parser.add_argument(
             "--list", action="store_true", help="list tokens (names and prefixes, never tokens)"
         )
 
@@ -20,7 +27,7 @@ class Command(BaseCommand):
         if options["list"]:
             for row in tokens.listing():
                 state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-                self.stdout.write(f"{row.name}\t{row.prefix}…\t{state}")
+                self.stdout.write(f"{row.name}\t{row.prefix}…\t{row.scope}\t{state}")
             return
         if not options["name"]:
             raise CommandError("give the token a NAME (or use --list)")
@@ -29,8 +36,10 @@ class Command(BaseCommand):
                 row = tokens.revoke(options["name"])
                 self.stdout.write(f"Revoked token {options['name']!r} ({row.prefix}…); it no longer works.")
                 return
-            row, token = tokens.create(options["name"])
+            row, token = tokens.create(options["name"], scope=options["scope"])
         except tokens.TokenError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Created token {row.name!r}. Store it now; it is not shown again:")
+        self.stdout.write(
+            f"Created token {row.name!r} ({row.scope} scope). Store it now; it is not shown again:"
+        )
         self.stdout.write(token)

@@ -10,7 +10,8 @@ from pulses import desk_config
 class Command(BaseCommand):
     help = (
         "Print the MCP server entry (.mcp.json) and the Desk permission list (.claude/settings.json) "
-        "that let Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk."
+        "that let Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk, with a "
+        "named agent-scoped API token for interactive sessions (kept while it works)."
     )
     requires_system_checks: list = []
 

@@ -1,0 +1,171 @@
+"""The agent's endpoints: what Reeve's MCP tools do, for agent-scoped tokens (and full ones).
+
+The MCP server (pulses/mcp_server.py) calls these with the run token the worker made for the run, or
+with the Desk's named agent token in an interactive session. A run token names the running pulse,
+which becomes the parent of what the agent schedules, and whose session `resume_current_session`
+continues. Each view validates its body strictly, makes one call into `pulses.agent_tools`, responds.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from pulses import agent_tools
+from pulses.api.authentication import BearerTokenAuthentication
+from pulses.api.errors import BoundedJSONParser
+from pulses.api.serializers import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
+from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, ERROR, MAX_ID, NOT_FOUND, _valid
+from pulses.models import Priority
+
+STATUS_OF = {
+    agent_tools.UnknownPulse: status.HTTP_404_NOT_FOUND,
+    agent_tools.PulseNotChangeable: status.HTTP_409_CONFLICT,
+    agent_tools.NotificationNotSent: status.HTTP_502_BAD_GATEWAY,
+}
+DESCRIBED = serializers.DictField(help_text="the pulse as the agent sees it (times in TIME_ZONE)")
+
+
+class AgentView(APIView):
+    """Open to agent-scoped tokens as well as full ones; refusals are 4xx with the tool's message."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [BoundedJSONParser]
+
+    def call(self, fn, /, **kwargs) -> Response:
+        try:
+            return Response(fn(**kwargs))
+        except agent_tools.AgentToolError as exc:
+            return self.refuse(exc)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, agent_tools.AgentToolError):
+            return self.refuse(exc)
+        return super().handle_exception(exc)
+
+    @staticmethod
+    def refuse(exc: agent_tools.AgentToolError) -> Response:
+        code = next((c for kind, c in STATUS_OF.items() if isinstance(exc, kind)), 400)
+        return Response({"detail": str(exc)}, status=code)
+
+
+def _text_list(max_items: int, max_chars: int, help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(max_length=max_chars),
+        max_length=max_items,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=help_text,
+    )
+
+
+class AgentScheduleSerializer(StrictSerializer):
+    prompt = StrictCharField(max_length=agent_tools.MAX_PROMPT_CHARS)
+    when = StrictCharField(max_length=200, required=False, default="now")
+    priority = StrictChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    sticky_notes = _text_list(agent_tools.MAX_NOTES, agent_tools.MAX_NOTE_CHARS, "reminders")
+    tags = _text_list(agent_tools.MAX_TAGS, agent_tools.MAX_TAG_CHARS, "labels")
+    resume_current_session = serializers.BooleanField(
+        required=False, default=False, help_text="continue the running pulse's session (run tokens only)"
+    )
+
+
+class AgentListQuerySerializer(serializers.Serializer):
+    limit = StrictIntegerField(min_value=1, max_value=agent_tools.MAX_LISTED, default=20)
+
+
+class AgentRescheduleSerializer(StrictSerializer):
+    when = StrictCharField(max_length=200)
+
+
+class NotifySerializer(StrictSerializer):
+    message = StrictCharField(max_length=agent_tools.MAX_NOTIFICATION_CHARS)
+    priority = StrictChoiceField(choices=agent_tools.NOTIFICATION_PRIORITIES, default="normal")
+
+
+class AgentListSerializer(serializers.Serializer):
+    now = serializers.CharField()
+    time_zone = serializers.CharField()
+    pending = serializers.IntegerField()
+    pulses = serializers.ListField(child=serializers.DictField())
+
+
+class NotifiedSerializer(serializers.Serializer):
+    sent = serializers.BooleanField()
+    messages = serializers.IntegerField()
+    priority = serializers.CharField()
+
+
+class AgentPulsesView(AgentView):
+    @extend_schema(
+        operation_id="agent_pulses_upcoming",
+        summary="The agent's tool list_upcoming_pulses: pending pulses, soonest first",
+        parameters=[AgentListQuerySerializer],
+        responses={200: AgentListSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        query = _valid(AgentListQuerySerializer, request.query_params.dict(), from_query=True)
+        return self.call(agent_tools.list_upcoming_pulses, limit=query["limit"])
+
+    @extend_schema(
+        operation_id="agent_pulse_schedule",
+        summary="The agent's tool schedule_pulse: source 'agent', parent = the running pulse",
+        request=AgentScheduleSerializer,
+        responses={200: DESCRIBED, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(AgentScheduleSerializer, request.data)
+        return self.call(agent_tools.schedule_pulse, run_pulse_id=request.user.run_pulse_id, **data)
+
+
+def _pulse_id(pk: int) -> int:
+    if pk > MAX_ID:  # no pulse can have it (and the database driver would overflow)
+        raise agent_tools.unknown_pulse(pk)
+    return pk
+
+
+class AgentCancelView(AgentView):
+    @extend_schema(
+        operation_id="agent_pulse_cancel",
+        summary="The agent's tool cancel_pulse",
+        request=None,
+        responses={200: DESCRIBED, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT, **BAD_INPUT},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        return self.call(agent_tools.cancel_pulse, pulse_id=_pulse_id(pk))
+
+
+class AgentRescheduleView(AgentView):
+    @extend_schema(
+        operation_id="agent_pulse_reschedule",
+        summary="The agent's tool reschedule_pulse",
+        request=AgentRescheduleSerializer,
+        responses={200: DESCRIBED, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT, **BODY_ERRORS},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        data = _valid(AgentRescheduleSerializer, request.data)
+        return self.call(agent_tools.reschedule_pulse, pulse_id=_pulse_id(pk), when=data["when"])
+
+
+class NotifyView(AgentView):
+    @extend_schema(
+        operation_id="notify",
+        summary="Send the user a Telegram message (the agent's tool send_notification)",
+        request=NotifySerializer,
+        responses={
+            200: NotifiedSerializer,
+            **BAD_INPUT,
+            **AUTH_ERRORS,
+            **BODY_ERRORS,
+            502: OpenApiResponse(ERROR, description="Telegram did not take the message"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(NotifySerializer, request.data)
+        return self.call(agent_tools.send_notification, **data)
