@@ -46,7 +46,7 @@ def _run(statements_by_vendor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pulses', '0003_one_running_pulse_per_session'),
+        ('pulses', '0004_token_scopes'),
     ]
 
     operations = [
