@@ -23,6 +23,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from pulses import legacy
 from pulses.models import Pulse
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -68,10 +69,7 @@ def check_configuration() -> Check:
 
 
 def _describe_database() -> str:
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"SQLite {db['NAME']}"
-    return f"{db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or 'localhost'}/{db['NAME']}"
+    return legacy.describe(settings.DATABASES["default"])
 
 
 def check_database() -> Check:
@@ -88,8 +86,6 @@ def check_database() -> Check:
 
 def check_original_schema() -> Check | None:
     """A failure when the database holds the original Reeve's queue (read without changing it)."""
-    from pulses import legacy
-
     schema = legacy.configured_schema()
     if schema is None or not schema.is_original:
         return None

@@ -24,9 +24,11 @@ ORIGINAL, REEVE, EMPTY, OTHER = "original", "reeve", "empty", "other"
 ORIGINAL_REVISION = "07ce7ae63b4a"
 IMPORT_COMMAND = "./reeve import_legacy (or: uv run python manage.py import_legacy)"
 # Commands that may meet the original's schema: they report it, carry it over, copy it, or never
-# touch the queue. Everything else stops with the explanation before it runs.
+# open the database. Everything else stops with the explanation before it runs (mcp_config too:
+# --write makes the Desk's API token in Reeve's tables).
 ACCEPTING_COMMANDS = frozenset(
-    {"import_legacy", "doctor", "backup_db", "restore_db", "dbshell", "mcp_config"}
+    {"import_legacy", "doctor", "backup_db", "restore_db", "dbshell"}
+    | {"mcp_server", "notify"}  # no database: the MCP server talks to the API, notify to Telegram
     | {"makemigrations", "check", "help", "version", "--help", "-h", "--version"}
 )
 # Tables an unmigrated or half-migrated database may hold besides the queue (Django's own).

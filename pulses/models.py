@@ -158,6 +158,10 @@ class Pulse(models.Model):
             self.refresh_from_db(fields=["status"])
             raise PulseNotPending(f"pulse {self.pk} is {self.status}; only a pending pulse can be cancelled")
 
+    def revise_prompt(self, prompt: str) -> bool:
+        """Replace the prompt while the pulse has not started (pending, never claimed); False after."""
+        return self._transition(Q(status=Status.PENDING, attempts=0), prompt=prompt)
+
     def reschedule(self, when: datetime) -> None:
         if not self._transition(Q(status=Status.PENDING), scheduled_at=when):
             self.refresh_from_db(fields=["status"])

@@ -519,6 +519,15 @@ def reschedule(pulse_id: int, when: datetime) -> Pulse:
 
 
 @gated
+def revise_prompt(pulse_id: int, prompt: str) -> bool:
+    """Give a pulse that has not started yet a new prompt; False once a worker has claimed it."""
+    revised = Pulse(pk=pulse_id).revise_prompt(prompt)
+    if revised:
+        logger.info("pulse_prompt_revised id=%s", pulse_id)
+    return revised
+
+
+@gated
 def requeue(pulse_id: int, when: datetime | None = None) -> Pulse:
     """Run a finished (failed, cancelled or completed) pulse again, now or at `when`."""
     pulse = Pulse.objects.get(pk=pulse_id)

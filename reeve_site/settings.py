@@ -224,6 +224,8 @@ PULSE_OUTPUT_TAIL_DAYS = env.int("PULSE_OUTPUT_TAIL_DAYS", default=30)
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.list("TELEGRAM_CHAT_ID", default=[])
 TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
+# Files sent in Telegram larger than this are not downloaded (20 MB is the Bot API's own limit).
+TELEGRAM_MAX_FILE_MB = env.float("TELEGRAM_MAX_FILE_MB", default=20)
 # Called by the worker with the pulse id when a pulse fails for good (retries exhausted).
 PULSE_FAILURE_HOOKS = ["telegram_bridge.alerts.alert_pulse_failed"]
 

@@ -1,4 +1,5 @@
-"""The admin: each chat's conversation state and the failure alerts sent, read-only.
+"""The admin: each chat's conversation state, the messages applied and the failure alerts sent,
+read-only.
 
 The rows are written by the listener and the alert hook; the one change offered, a fresh
 conversation, goes through `handlers.start_fresh_conversation` like the chat's own `/new`.
@@ -11,7 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from telegram_bridge import handlers
-from telegram_bridge.models import PulseAlert, TelegramChat
+from telegram_bridge.models import PulseAlert, TelegramChat, TelegramMessage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -36,6 +37,14 @@ class TelegramChatAdmin(ReadOnlyAdmin):
     def start_fresh_conversation(self, request: HttpRequest, queryset: QuerySet[TelegramChat]) -> None:
         count = sum(handlers.start_fresh_conversation(chat.chat_id) for chat in queryset)
         self.message_user(request, f"{count} chat(s) will start a fresh conversation.", messages.SUCCESS)
+
+
+@admin.register(TelegramMessage)
+class TelegramMessageAdmin(ReadOnlyAdmin):
+    list_display = ("chat_id", "message_id", "edit_date", "outcome", "pulse", "created_at")
+    list_filter = ("outcome",)
+    search_fields = ("chat_id", "message_id")
+    date_hierarchy = "created_at"
 
 
 @admin.register(PulseAlert)

@@ -82,6 +82,13 @@ class TelegramConfig:
         return self
 
 
+def file_base_url(base_url: str) -> str:
+    """The Bot API's file URL beside `TELEGRAM_API_BASE_URL`: `…/bot` becomes `…/file/bot`, as on
+    api.telegram.org and a self-hosted Bot API server."""
+    head, bot, tail = base_url.rpartition("/bot")
+    return f"{head}/file/bot{tail}" if bot else f"{base_url.rstrip('/')}/file/bot"
+
+
 def make_bot(config: TelegramConfig, *, request_timeout: float = 15.0) -> Bot:
     """A `Bot` for `config`; long polls get their own connection, so a send never waits behind one."""
     # httpx logs every request URL at INFO, and Bot API URLs carry the token: keep them out of logs.
@@ -89,6 +96,7 @@ def make_bot(config: TelegramConfig, *, request_timeout: float = 15.0) -> Bot:
     return Bot(
         config.token,
         base_url=config.base_url,
+        base_file_url=file_base_url(config.base_url),
         request=HTTPXRequest(
             connection_pool_size=4,
             connect_timeout=request_timeout,

@@ -1,4 +1,5 @@
-"""What the bridge remembers: each chat's conversation, and which failed pulses were alerted."""
+"""What the bridge remembers: each chat's conversation, each message it applied, and which failed
+pulses were alerted."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from django.db import models
 
 
 class TelegramChat(models.Model):
-    """One allowed chat: the pulse its next message follows up, and the last update applied to it."""
+    """One allowed chat: the pulse its next message follows up."""
 
     chat_id = models.BigIntegerField(unique=True)
     title = models.CharField(max_length=200, blank=True, default="")
@@ -14,10 +15,6 @@ class TelegramChat(models.Model):
     last_pulse = models.ForeignKey(
         "pulses.Pulse", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Updates of `bot_id` at or below this id were applied already (a redelivery is skipped). Update
-    # ids only grow for one bot; another bot (a new token) counts from elsewhere, hence the bot id.
-    bot_id = models.BigIntegerField(default=0)
-    last_update_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -25,6 +22,41 @@ class TelegramChat(models.Model):
 
     def __str__(self) -> str:
         return f"chat {self.chat_id} {self.title}".strip()
+
+
+class TelegramMessage(models.Model):
+    """One message (or one edit of it) the bridge applied, and the pulse it made or changed.
+
+    The unique key is what never repeats: a bot sees a chat's message id once, and each edit has its
+    own edit date. Update ids are no key: Telegram restarts them after a quiet week. The key lives
+    here, not in the pulses' `idempotency_key`, which API clients write.
+    """
+
+    bot_id = models.BigIntegerField()
+    chat_id = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    # 0 for the message as first sent; an edit's `edit_date` (Unix seconds) otherwise.
+    edit_date = models.BigIntegerField(default=0)
+    update_id = models.BigIntegerField(help_text="for reading logs only: Telegram reuses update ids")
+    outcome = models.CharField(max_length=32)
+    pulse = models.ForeignKey(
+        "pulses.Pulse", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Files saved into the Desk for this message: [{"unique_id", "kind", "path", "details"}].
+    files = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "telegram_messages"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot_id", "chat_id", "message_id", "edit_date"], name="telegram_message_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        edit = f" edit {self.edit_date}" if self.edit_date else ""
+        return f"message {self.message_id} in chat {self.chat_id}{edit}: {self.outcome}"
 
 
 class PulseAlert(models.Model):

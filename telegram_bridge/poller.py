@@ -1,9 +1,12 @@
 """The listener loop: long-poll getUpdates, turn each allowed message into a pulse, then confirm.
 
 Exactly once: Telegram considers an update confirmed when getUpdates is next called with a higher
-offset. The offset only moves past an update after `handlers.handle_message` committed its pulse,
-and the pulse's idempotency key is the update id, so a crash before the commit redelivers the
-update and a crash after it (before the confirmation) redelivers an update that is then skipped.
+offset. The offset only moves past an update after `handlers.handle_message` committed it, keyed by
+what never repeats (bot, chat, message id, edit date), so a crash before the commit redelivers the
+update and a crash after it (before the confirmation) redelivers one that is then skipped. Files
+are downloaded into the Desk before that commit, under a name fixed by the message, so a crash
+mid-download repeats the download into the same file. Update ids are only the offset: after an
+empty poll the offset is dropped, since Telegram restarts update ids after a quiet week.
 
 Errors: network trouble and Bot API 5xx back off exponentially (capped) and recover; 429 waits
 for Telegram's `retry_after`; 409 (another poller on the token, or a webhook) is logged as such and
@@ -26,9 +29,10 @@ from telegram import Bot, Message, Update
 from telegram.constants import ChatAction
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 
-from telegram_bridge import handlers
+from telegram_bridge import handlers, media
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
-from telegram_bridge.handlers import Action, Handled, IncomingMessage
+from telegram_bridge.handlers import Action, Handled, IncomingMessage, SavedFile
+from telegram_bridge.incoming import incoming_message
 from telegram_bridge.notify import NotificationFailed, send_parts
 
 logger = logging.getLogger(__name__)
@@ -37,10 +41,16 @@ ACK_REACTION = "👀"
 ACK_TIMEOUT_SECONDS = 5.0
 CONFIRM_TIMEOUT_SECONDS = 5.0
 STOPPED = object()
+# Tries for one file when the network fails (a refusal such as "file is too big" is not retried).
+DOWNLOAD_ATTEMPTS = 3
 
 
 class InvalidBotToken(Exception):
     """Telegram rejected TELEGRAM_BOT_TOKEN (revoked, mistyped): polling cannot go on."""
+
+
+class Interrupted(Exception):
+    """A stop request arrived while an update was being applied: it stays unconfirmed."""
 
 
 @dataclass
@@ -67,29 +77,15 @@ class Backoff:
         self.failures = 0
 
 
-def _apply_in_thread(message: IncomingMessage, bot_id: int) -> Handled:
-    # A long-running process: drop a connection the database closed or that outlived its age.
-    close_old_connections()
-    return handlers.handle_message(message, bot_id=bot_id)
+def _in_thread(func: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+    """Run a database function from the event loop, on the thread Django's connection lives on."""
 
+    def call() -> Any:
+        # A long-running process: drop a connection the database closed or that outlived its age.
+        close_old_connections()
+        return func(*args, **kwargs)
 
-def incoming_message(update: Update) -> IncomingMessage | None:
-    """The text (or caption) message an update carries, or None when it carries none."""
-    message = update.message
-    if message is None:
-        return None
-    text = message.text or message.caption
-    if not text:
-        return None
-    sender = message.from_user.full_name if message.from_user else message.chat.effective_name
-    return IncomingMessage(
-        update_id=update.update_id,
-        chat_id=message.chat.id,
-        message_id=message.message_id,
-        sender=sender or "unknown",
-        text=text,
-        chat_title=message.chat.effective_name or "",
-    )
+    return sync_to_async(call, thread_sensitive=True)()
 
 
 class Poller:
@@ -163,7 +159,7 @@ class Poller:
                         offset=offset,
                         limit=self.options.batch_limit,
                         timeout=self.options.poll_timeout,
-                        allowed_updates=["message"],
+                        allowed_updates=["message", "edited_message"],
                     )
                 )
             except TelegramError as exc:
@@ -171,6 +167,10 @@ class Poller:
                 continue
             if updates is STOPPED:
                 break
+            if not updates:
+                # This poll confirmed everything below the offset; without one, Telegram answers
+                # from its oldest unconfirmed update, which is right even after it restarted its ids.
+                offset = None
             if self.backoff.failures:
                 logger.info("telegram_recovered after_failures=%s", self.backoff.failures)
                 self.backoff.reset()
@@ -179,6 +179,8 @@ class Poller:
                     break
                 try:
                     await self._apply(bot, update)
+                except Interrupted:
+                    break
                 except DatabaseError:
                     # Not confirmed: the update comes again with the next getUpdates.
                     delay = self.backoff.next_delay()
@@ -191,7 +193,7 @@ class Poller:
         await self._confirm(bot, offset)
 
     async def _apply(self, bot: Bot, update: Update) -> None:
-        message = update.message
+        message = update.effective_message
         if message is not None and message.chat.id not in self.allowed_chats:
             if message.chat.id not in self._ignored_chats:
                 self._ignored_chats.add(message.chat.id)
@@ -202,16 +204,81 @@ class Poller:
                 )
             return
         incoming = incoming_message(update)
-        if incoming is None:
-            logger.info("telegram_update_skipped update_id=%s reason=no_text", update.update_id)
+        if incoming is None or message is None:
+            logger.info("telegram_update_skipped update_id=%s reason=nothing_sent", update.update_id)
             return
-        handled = await sync_to_async(_apply_in_thread, thread_sensitive=True)(incoming, self.bot_id)
+        saved: SavedFile | None = None
+        problem = ""
+        # A redelivery needs no second download: handle_message reports it as a duplicate.
+        if incoming.attachment is not None and not await _in_thread(
+            handlers.already_applied, incoming, bot_id=self.bot_id
+        ):
+            saved, problem = await self._save_file(bot, incoming)
+        handled: Handled = await _in_thread(
+            handlers.handle_message,
+            incoming,
+            bot_id=self.bot_id,
+            files=[saved] if saved else [],
+            file_problem=problem,
+        )
         await self._acknowledge(bot, message)
         if handled.reply and handled.action != Action.DUPLICATE:
             try:
                 await send_parts(bot, [incoming.chat_id], [handled.reply], silent=True)
             except NotificationFailed as exc:
                 logger.warning("telegram_reply_failed chat_id=%s error=%s", incoming.chat_id, exc)
+
+    async def _save_file(self, bot: Bot, incoming: IncomingMessage) -> tuple[SavedFile | None, str]:
+        """Download the message's file into the Desk: the saved file, or None and why not (for the
+        user). Raises Interrupted when a stop request cuts the download short."""
+        attachment = incoming.attachment
+        assert attachment is not None
+        if incoming.is_edit:
+            earlier = await _in_thread(handlers.saved_files, incoming, bot_id=self.bot_id)
+            if attachment.unique_id in earlier:
+                return earlier[attachment.unique_id], ""
+        problem = media.too_big(attachment, attachment.size)
+        path = media.inbox_path(incoming, attachment)
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            if problem:
+                break
+            try:
+                data = await self._call(media.fetch(bot, attachment))
+                if data is STOPPED:
+                    raise Interrupted
+                await media.save(path, data)
+            except media.FileNotSaved as exc:
+                problem = str(exc)
+            except RetryAfter as exc:
+                await self._sleep(retry_after_seconds(exc))
+            except NetworkError as exc:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    problem = f"your {attachment.label.lower()}: the download failed ({exc.message})"
+                else:
+                    await self._sleep(float(attempt))
+            except OSError as exc:
+                problem = f"your {attachment.label.lower()}: it could not be written to the Desk"
+                logger.error("telegram_file_write_failed path=%s error=%s", path, exc)
+            else:
+                logger.info(
+                    "telegram_file_saved chat_id=%s message_id=%s kind=%s bytes=%s path=%s",
+                    incoming.chat_id,
+                    incoming.message_id,
+                    attachment.kind,
+                    len(data),
+                    path,
+                )
+                return SavedFile(attachment.kind, attachment.unique_id, str(path), attachment.details), ""
+            if self.stopping:
+                raise Interrupted
+        logger.warning(
+            "telegram_file_not_saved chat_id=%s message_id=%s kind=%s reason=%s",
+            incoming.chat_id,
+            incoming.message_id,
+            attachment.kind,
+            problem,
+        )
+        return None, problem
 
     async def _acknowledge(self, bot: Bot, message: Message) -> None:
         """Show the user at once that the message arrived: a reaction, else a typing action."""

@@ -3,14 +3,20 @@ talks to (point TELEGRAM_API_BASE_URL at `fake.base_url`).
 
 It answers getMe, getUpdates (long polling; an update is confirmed, and dropped, once getUpdates is
 called with a higher offset, as Telegram does), sendMessage (rejecting empty and over-long text),
-sendChatAction and setMessageReaction, and records every call. Failure modes are switchable:
-`fail(502)`, `fail(429, retry_after=2)`, `fail(409)`, a wrong token gets 401, and
-`hold_confirmation()` stalls the getUpdates call that would confirm the next delivered batch, so a
-test can kill the listener after it received a batch and before it confirmed it.
+sendChatAction, setMessageReaction and getFile (refusing files over 20 MB, as Telegram does), serves
+file downloads at `/file/bot<token>/<file_path>`, and records every call. Users send text, photos
+(several sizes), documents, voice notes, audio, video notes, locations, venues, contacts, stickers,
+polls and dice, and edit their messages; `restart_update_ids()` starts update ids again lower, as
+Telegram does after a quiet week. Failure modes are switchable: `fail(502)`,
+`fail(429, retry_after=2)`, `fail(409)`, a wrong token gets 401, `hold_confirmation()` stalls the
+getUpdates call that would confirm the next delivered batch (so a test can kill the listener after
+it received a batch and before it confirmed it), and `hold_download()` sends half of the next file
+and stalls there, so a test can kill the listener mid-download.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -18,10 +24,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 MESSAGE_LIMIT = 4096
 PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>\w+)$")
+FILE_PATH = re.compile(r"^/file/bot(?P<token>[^/]+)/(?P<path>.+)$")
+BOT_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile refuses bigger files: "file is too big"
+
+
+@dataclass
+class FakeFile:
+    file_id: str
+    unique_id: str
+    path: str
+    size: int
+    content: bytes | None  # None: `size` zero bytes, made only if someone downloads it
+
+    def body(self) -> bytes:
+        return self.content if self.content is not None else bytes(self.size)
 
 
 @dataclass
@@ -54,6 +74,12 @@ class FakeTelegram:
         self._updates: list[dict] = []
         self._next_update_id = 1000
         self._next_message_id = 1
+        self._files: dict[str, FakeFile] = {}
+        self._messages: dict[int, dict] = {}  # update id -> the message it carried
+        self._hold_download = False
+        self._downloads_before_hold = 0
+        self.download_held = threading.Event()
+        self._download_release = threading.Event()
         self._failures: list[Failure] = []
         self._hold_armed = False
         self._hold_pending = False
@@ -87,6 +113,7 @@ class FakeTelegram:
             self._closed = True
             self._cond.notify_all()
         self._release.set()
+        self._download_release.set()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -112,47 +139,155 @@ class FakeTelegram:
 
     def send_text(self, chat_id: int, text: str, *, name: str = "Ada", caption: bool = False) -> int:
         """A user in `chat_id` sends `text` (as a photo caption with caption=True); returns the update id."""
+        if caption:
+            return self.send_photo(chat_id, b"\xff\xd8 a sunset \xff\xd9", caption=text, name=name)
+        return self.send(chat_id, {"text": text}, name=name)
+
+    def send(self, chat_id: int, content: dict, *, name: str = "Ada") -> int:
+        """A user in `chat_id` sends a message with `content` (Bot API fields); returns the update id."""
         with self._cond:
-            self._next_update_id += 1
             self._next_message_id += 1
             message: dict = {
                 "message_id": self._next_message_id,
                 "date": int(time.time()),
                 "chat": {"id": chat_id, "type": "private", "first_name": name},
                 "from": {"id": chat_id, "is_bot": False, "first_name": name, "last_name": "Lovelace"},
+                **content,
             }
-            if caption:
-                message["photo"] = [{"file_id": "p1", "file_unique_id": "u1", "width": 90, "height": 90}]
-                message["caption"] = text
-            else:
-                message["text"] = text
-            self._updates.append({"update_id": self._next_update_id, "message": message})
+            return self._push("message", message)
+
+    def edit(self, update_id: int, **changes: object) -> int:
+        """The user edits the message `update_id` carried (new `text=` or `caption=`); returns the
+        edit's update id."""
+        with self._cond:
+            message = {**self._messages[update_id], **changes}
+            message["edit_date"] = max(int(time.time()), message.get("edit_date", 0) + 1)
+            return self._push("edited_message", message)
+
+    def message_id_of(self, update_id: int) -> int:
+        with self._cond:
+            return self._messages[update_id]["message_id"]
+
+    def restart_update_ids(self, at: int) -> None:
+        """Number the next updates from `at` + 1, as Telegram does after a week without updates."""
+        with self._cond:
+            self._next_update_id = at
+
+    def _push(self, kind: str, message: dict) -> int:
+        with self._cond:
+            self._next_update_id += 1
+            self._messages[self._next_update_id] = message
+            self._updates.append({"update_id": self._next_update_id, kind: message})
             self._cond.notify_all()
             return self._next_update_id
 
-    def send_sticker(self, chat_id: int) -> int:
+    def add_file(self, content: bytes | None, *, size: int | None = None, folder: str = "documents") -> dict:
+        """A file on the server (`size` bytes of zeros when `content` is None): its Bot API fields."""
         with self._cond:
-            self._next_update_id += 1
-            self._next_message_id += 1
-            sticker = {
-                "file_id": "s1",
-                "file_unique_id": "s1u",
-                "type": "regular",
-                "width": 512,
-                "height": 512,
-                "is_animated": False,
-                "is_video": False,
-            }
-            message = {
-                "message_id": self._next_message_id,
-                "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private", "first_name": "Ada"},
-                "from": {"id": chat_id, "is_bot": False, "first_name": "Ada"},
-                "sticker": sticker,
-            }
-            self._updates.append({"update_id": self._next_update_id, "message": message})
-            self._cond.notify_all()
-            return self._next_update_id
+            number = len(self._files) + 1
+            data_size = size if content is None else len(content)
+            unique = hashlib.sha256(content or str(number).encode()).hexdigest()[:16]
+            fake_file = FakeFile(f"file-{number}", unique, f"{folder}/file_{number}", data_size or 0, content)
+            self._files[fake_file.file_id] = fake_file
+        return {"file_id": fake_file.file_id, "file_unique_id": unique, "file_size": fake_file.size}
+
+    def send_photo(
+        self, chat_id: int, content: bytes, *, caption: str | None = None, name: str = "Ada"
+    ) -> int:
+        """A photo as Telegram sends it: several sizes, the largest (last) holding `content`."""
+        sizes = [
+            {**self.add_file(content[:8] + b" thumbnail", folder="photos"), "width": 90, "height": 60},
+            {**self.add_file(content[:8] + b" medium", folder="photos"), "width": 320, "height": 213},
+            {**self.add_file(content, folder="photos"), "width": 1280, "height": 853},
+        ]
+        return self.send(chat_id, {"photo": sizes, **({"caption": caption} if caption else {})}, name=name)
+
+    def send_document(
+        self,
+        chat_id: int,
+        content: bytes | None,
+        *,
+        file_name: str,
+        mime_type: str = "application/octet-stream",
+        caption: str | None = None,
+        size: int | None = None,
+    ) -> int:
+        document = {**self.add_file(content, size=size), "file_name": file_name, "mime_type": mime_type}
+        return self.send(chat_id, {"document": document, **({"caption": caption} if caption else {})})
+
+    def send_voice(self, chat_id: int, content: bytes, *, duration: int) -> int:
+        voice = {**self.add_file(content, folder="voice"), "duration": duration, "mime_type": "audio/ogg"}
+        return self.send(chat_id, {"voice": voice})
+
+    def send_audio(self, chat_id: int, content: bytes, *, duration: int, title: str) -> int:
+        audio = {
+            **self.add_file(content, folder="music"),
+            "duration": duration,
+            "title": title,
+            "performer": "Ada",
+            "file_name": f"{title}.mp3",
+            "mime_type": "audio/mpeg",
+        }
+        return self.send(chat_id, {"audio": audio})
+
+    def send_video_note(self, chat_id: int, content: bytes, *, duration: int) -> int:
+        note = {**self.add_file(content, folder="video_notes"), "duration": duration, "length": 240}
+        return self.send(chat_id, {"video_note": note})
+
+    def send_location(self, chat_id: int, latitude: float, longitude: float) -> int:
+        return self.send(chat_id, {"location": {"latitude": latitude, "longitude": longitude}})
+
+    def send_venue(self, chat_id: int, latitude: float, longitude: float, *, title: str, address: str) -> int:
+        location = {"latitude": latitude, "longitude": longitude}
+        venue = {"location": location, "title": title, "address": address}
+        return self.send(chat_id, {"venue": venue, "location": location})
+
+    def send_contact(self, chat_id: int, *, phone: str, first_name: str, last_name: str = "") -> int:
+        contact = {"phone_number": phone, "first_name": first_name, "last_name": last_name}
+        return self.send(chat_id, {"contact": contact})
+
+    def send_sticker(self, chat_id: int) -> int:
+        sticker = {
+            "file_id": "s1",
+            "file_unique_id": "s1u",
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+        }
+        return self.send(chat_id, {"sticker": sticker})
+
+    def send_poll(self, chat_id: int, question: str) -> int:
+        poll = {
+            "id": "poll-1",
+            "question": question,
+            "options": [
+                {"text": "yes", "voter_count": 0, "persistent_id": "o1"},
+                {"text": "no", "voter_count": 0, "persistent_id": "o2"},
+            ],
+            "total_voter_count": 0,
+            "is_closed": False,
+            "is_anonymous": True,
+            "type": "regular",
+            "allows_multiple_answers": False,
+            "allows_revoting": False,
+            "members_only": False,
+        }
+        return self.send(chat_id, {"poll": poll})
+
+    def send_dice(self, chat_id: int) -> int:
+        return self.send(chat_id, {"dice": {"emoji": "🎲", "value": 4}})
+
+    def send_member_joined(self, chat_id: int) -> int:
+        """A service message: nobody sent anything."""
+        member = {"id": 9, "is_bot": False, "first_name": "Grace"}
+        return self.send(chat_id, {"new_chat_members": [member]})
+
+    def file_bytes(self, path: str) -> bytes:
+        """What the server holds at `path` (to compare with what the listener saved)."""
+        with self._cond:
+            return next(f.body() for f in self._files.values() if f.path == path)
 
     # --- failure switches -----------------------------------------------------------------------
     def fail(
@@ -190,6 +325,21 @@ class FakeTelegram:
             self.delivered.clear()
             self._release.clear()
 
+    def hold_download(self, *, skip: int = 0) -> None:
+        """Serve `skip` downloads whole, then send only half of the next one and stall there until
+        `release_download()`."""
+        with self._cond:
+            self._hold_download = True
+            self._downloads_before_hold = skip
+            self.download_held.clear()
+            self._download_release.clear()
+
+    def release_download(self) -> None:
+        with self._cond:
+            self._hold_download = False
+        self._downloads_before_hold = 0
+        self._download_release.set()
+
     def release(self) -> None:
         """Let a stalled confirmation fail, and hold nothing more."""
         with self._cond:
@@ -224,6 +374,10 @@ class FakeTelegram:
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         if self.on_request:
             self.on_request()
+        # python-telegram-bot percent-encodes the file URL (the token's colon too), as Telegram accepts.
+        file_match = FILE_PATH.match(unquote(request.path.split("?", 1)[0]))
+        if file_match:
+            return self._download(request, file_match["token"], file_match["path"])
         match = PATH.match(request.path.split("?", 1)[0])
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
@@ -337,6 +491,51 @@ class FakeTelegram:
 
     def _api_close(self, params: dict) -> tuple[int, object]:
         return 200, True
+
+    def _api_getFile(self, params: dict) -> tuple[int, object]:
+        with self._cond:
+            fake_file = self._files.get(str(params.get("file_id", "")))
+        if fake_file is None:
+            return 400, "Bad Request: invalid file_id"
+        if fake_file.size > BOT_DOWNLOAD_LIMIT:
+            return 400, "Bad Request: file is too big"
+        return 200, {
+            "file_id": fake_file.file_id,
+            "file_unique_id": fake_file.unique_id,
+            "file_size": fake_file.size,
+            "file_path": fake_file.path,
+        }
+
+    def _download(self, request: BaseHTTPRequestHandler, token: str, path: str) -> None:
+        call = Call("download", {"file_path": path}, time.monotonic())
+        with self._cond:
+            self.calls.append(call)
+            fake_file = next((f for f in self._files.values() if f.path == path), None)
+            hold = self._hold_download and fake_file is not None and self._downloads_before_hold == 0
+            if hold:
+                self._hold_download = False
+            elif self._hold_download and fake_file is not None:
+                self._downloads_before_hold -= 1
+        if token != self.token or fake_file is None:
+            call.status = 404
+            return _reply(request, 404, {"ok": False, "error_code": 404, "description": "Not Found"})
+        body = fake_file.body()
+        try:
+            request.send_response(200)
+            request.send_header("Content-Type", "application/octet-stream")
+            request.send_header("Content-Length", str(len(body)))
+            request.end_headers()
+            if hold:
+                request.wfile.write(body[: len(body) // 2])
+                request.wfile.flush()
+                self.download_held.set()
+                self._download_release.wait(timeout=120)
+                call.status = 502  # the connection closes with the file half sent
+                request.close_connection = True
+                return
+            request.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            call.status = 499
 
 
 def _parse(body: bytes, content_type: str) -> dict:

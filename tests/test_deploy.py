@@ -103,6 +103,8 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
     assert "MemoryMax=" in web and "CPUQuota=" in web
     telegram = (root / "etc/systemd/system/reeve-telegram.service").read_text()
     assert "run_telegram_listener" in telegram
+    rw = next(line for line in telegram.splitlines() if line.startswith("ReadWritePaths="))
+    assert str(home.desk) in rw  # files sent in Telegram are saved into the Desk's inbox
     daemon = (root / "etc/systemd/system/reeve-daemon.service").read_text()
     assert "Wants=reeve-web.service reeve-worker.service" in daemon
     assert "PartOf=reeve-daemon.service" in web and "PartOf=reeve-daemon.service" in worker

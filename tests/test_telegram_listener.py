@@ -35,6 +35,18 @@ def telegram_pulses(home: ReeveHome) -> list[dict]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
+def applied_messages(home: ReeveHome) -> list[tuple[int, int, int | None]]:
+    """(message id, edit date, pulse id) of each message the bridge applied, in order."""
+    return [
+        tuple(row)
+        for row in home.query("SELECT message_id, edit_date, pulse_id FROM telegram_messages ORDER BY id")
+    ]
+
+
+def agent_prompts(home: ReeveHome) -> list[str]:
+    return [start["argv"][-1] for start in home.agent_starts()]
+
+
 def wait_for_pulses(home: ReeveHome, count: int, *, timeout: float = 60) -> list[dict]:
     home.wait_for(lambda: len(telegram_pulses(home)) >= count, timeout=timeout, what=f"{count} pulse(s)")
     return telegram_pulses(home)
@@ -58,7 +70,8 @@ def test_a_message_from_an_allowed_chat_becomes_one_critical_pulse_and_is_acknow
     assert pulse["prompt"] == "Telegram message from Ada Lovelace: remind me to water the plants"
     assert pulse["priority"] == "critical"
     assert json.loads(pulse["tags"]) == ["telegram", "user_message"]
-    assert pulse["idempotency_key"] == f"telegram:{fake_telegram.bot_id}:{update_id}"
+    assert pulse["idempotency_key"] is None
+    assert applied_messages(home) == [(fake_telegram.message_id_of(update_id), 0, pulse["id"])]
     fake_telegram.wait_for(lambda: fake_telegram.calls_to("setMessageReaction"), what="a reaction")
     reaction = fake_telegram.calls_to("setMessageReaction")[0].params
     assert int(reaction["chat_id"]) == CHAT
@@ -82,19 +95,18 @@ def test_messages_from_other_chats_are_ignored_and_logged_once(home, fake_telegr
     assert all(int(c.params["chat_id"]) == CHAT for c in fake_telegram.calls_to("setMessageReaction"))
 
 
-def test_a_caption_and_a_4000_character_message_become_pulses_and_a_sticker_does_not(home, fake_telegram):
+def test_a_4000_character_message_becomes_one_pulse_and_a_sticker_does_not(home, fake_telegram):
     listener = listen(home)
     long_text = ("All work and no play makes Jack a dull boy. " * 100)[:4000]
     fake_telegram.send_sticker(CHAT)
-    fake_telegram.send_text(CHAT, "look at this sunset", caption=True)
     fake_telegram.send_text(CHAT, long_text)
 
-    first, second = wait_for_pulses(home, 2)
+    [pulse] = wait_for_pulses(home, 1)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, what="all confirmed")
     assert stop(listener) == 0
 
-    assert first["prompt"] == "Telegram message from Ada Lovelace: look at this sunset"
-    assert second["prompt"] == f"Telegram message from Ada Lovelace: {long_text}"
-    assert len(telegram_pulses(home)) == 2
+    assert pulse["prompt"] == f"Telegram message from Ada Lovelace: {long_text}"
+    assert len(telegram_pulses(home)) == 1
 
 
 def test_a_follow_up_resumes_the_session_the_worker_stored_and_new_starts_afresh(home, fake_telegram):
@@ -159,8 +171,8 @@ def test_a_listener_killed_between_receiving_and_confirming_a_batch_loses_and_do
     assert stop(restarted) == 0
 
     pulses = telegram_pulses(home)
-    assert sorted(p["idempotency_key"] for p in pulses) == sorted(
-        f"telegram:{fake_telegram.bot_id}:{u}" for u in update_ids
+    assert sorted(message_id for message_id, _, _ in applied_messages(home)) == sorted(
+        fake_telegram.message_id_of(u) for u in update_ids
     )
     assert sorted(p["prompt"] for p in pulses) == sorted(
         f"Telegram message from Ada Lovelace: message number {n}" for n in range(25)
@@ -273,3 +285,128 @@ def test_where_reactions_are_refused_the_listener_acknowledges_with_a_typing_act
 
     action = fake_telegram.calls_to("sendChatAction")[0].params
     assert (int(action["chat_id"]), action["action"]) == (CHAT, "typing")
+
+
+def test_update_ids_that_go_back_down_still_reach_the_agent(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.send_text(CHAT, "see you next week")
+    wait_for_pulses(home, 1)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, what="confirmation")
+    assert stop(listener) == 0
+
+    # A quiet week: Telegram numbers the next updates from a random, lower value.
+    fake_telegram.restart_update_ids(at=10)
+    restarted = listen(home)
+    assert fake_telegram.send_text(CHAT, "I am back") == 11
+    wait_for_pulses(home, 2)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, what="confirmation")
+    # And once more while the listener runs on.
+    fake_telegram.restart_update_ids(at=3)
+    assert fake_telegram.send_text(CHAT, "and again") == 4
+    wait_for_pulses(home, 3)
+    assert stop(restarted) == 0
+
+    home.manage("run_pulse_worker", "--once")
+    assert agent_prompts(home) == [
+        "Telegram message from Ada Lovelace: see you next week",
+        "Telegram message from Ada Lovelace: I am back",
+        "Telegram message from Ada Lovelace: and again",
+    ]
+
+
+def test_an_api_client_posting_the_bridges_key_cannot_swallow_a_message_or_take_over_the_chat(
+    home, fake_telegram
+):
+    attacker_session = "0b5e3c9e-7a1f-4c55-9d0e-5f3b1f0c2a11"
+    # The keys the bridge used to give the next two updates (the fake numbers them from 1001).
+    for update_id in (1001, 1002):
+        key = f"telegram:{fake_telegram.bot_id}:{update_id}"
+        home.manage(
+            "trigger_pulse", "attacker's prompt", "--idempotency-key", key, "--session", attacker_session
+        )
+    listener = listen(home)
+
+    fake_telegram.send_text(CHAT, "my own message")
+    fake_telegram.send_text(CHAT, "and a follow-up")
+    first, second = wait_for_pulses(home, 2)
+    assert stop(listener) == 0
+
+    assert first["prompt"] == "Telegram message from Ada Lovelace: my own message"
+    assert second["prompt"] == "Telegram message from Ada Lovelace: and a follow-up"
+    assert second["session_id"] != attacker_session
+    [(last_pulse,)] = home.query("SELECT last_pulse_id FROM telegram_chats WHERE chat_id = ?", (CHAT,))
+    assert last_pulse == second["id"]
+
+
+def test_an_edit_updates_a_pending_pulse_and_after_the_run_follows_up_in_its_session(home, fake_telegram):
+    listener = listen(home)
+    sent = fake_telegram.send_text(CHAT, "book a table for tow")
+    [pulse] = wait_for_pulses(home, 1)
+    fake_telegram.edit(sent, text="book a table for two")
+    home.wait_for(
+        lambda: telegram_pulses(home)[0]["prompt"].endswith("for two"), what="the pending prompt rewritten"
+    )
+    assert len(telegram_pulses(home)) == 1
+
+    home.manage("run_pulse_worker", "--once")
+    [(session,)] = home.query("SELECT session_id FROM pulses WHERE id = ?", (pulse["id"],))
+    fake_telegram.edit(sent, text="book a table for three")
+    _, follow_up = wait_for_pulses(home, 2)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, what="all confirmed")
+    assert stop(listener) == 0
+
+    assert follow_up["session_id"] == session
+    assert follow_up["prompt"] == (
+        f"Telegram message from Ada Lovelace, an edit of their earlier message (pulse #{pulse['id']}); "
+        "it now reads: book a table for three"
+    )
+    home.manage("run_pulse_worker", "--once")
+    first_run, second_run = home.agent_starts()
+    assert first_run["argv"][-1] == "Telegram message from Ada Lovelace: book a table for two"
+    assert (second_run["resume"], second_run["argv"][-1]) == (session, follow_up["prompt"])
+
+
+def test_stickers_polls_and_dice_get_one_short_reply_and_start_no_agent(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.hold_confirmation()
+    fake_telegram.send_sticker(CHAT)
+    fake_telegram.send_poll(CHAT, "lunch?")
+    fake_telegram.send_dice(CHAT)
+    fake_telegram.send_member_joined(CHAT)
+    assert fake_telegram.confirmation_held.wait(timeout=60)
+    fake_telegram.wait_for(lambda: len(fake_telegram.sent_texts) == 3, what="three replies")
+    # Killed before confirming: the batch comes again, and nobody is answered twice.
+    listener.send_signal(signal.SIGKILL)
+    listener.wait(timeout=10)
+    fake_telegram.release()
+    restarted = listen(home)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, what="the batch confirmed")
+    assert stop(restarted) == 0
+
+    assert fake_telegram.sent_texts == [
+        f"I can't pass a {kind} on to the agent. Reeve passes on text, photos, documents, voice notes, "
+        "audio, video, locations and contacts."
+        for kind in ("sticker", "poll", "dice")
+    ]
+    assert telegram_pulses(home) == []
+    home.manage("run_pulse_worker", "--once")
+    assert home.agent_starts() == []
+    assert "telegram_message_unsupported chat_id=42 kind=sticker" in home.output(listener)
+
+
+def test_locations_venues_and_contacts_reach_the_agent_as_text(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.send_location(CHAT, 48.8584, 2.2945)
+    fake_telegram.send_venue(CHAT, 51.5007, -0.1246, title="Big Ben", address="Westminster, London SW1A 0AA")
+    fake_telegram.send_contact(CHAT, phone="+1 555 0100", first_name="Grace", last_name="Hopper")
+
+    wait_for_pulses(home, 3)
+    assert stop(listener) == 0
+
+    home.manage("run_pulse_worker", "--once")
+    assert agent_prompts(home) == [
+        "Telegram message from Ada Lovelace: Shared a location: 48.858400, 2.294500",
+        "Telegram message from Ada Lovelace: Shared a venue: Big Ben, Westminster, London SW1A 0AA "
+        "(51.500700, -0.124600)",
+        "Telegram message from Ada Lovelace: Shared a contact: Grace Hopper, phone +1 555 0100",
+    ]

@@ -100,6 +100,8 @@ unique_paths() { printf '%s\n' "$@" | awk 'NF && !seen[$0]++' | paste -sd' ' -; 
 rw_common=("$REEVE_DATA_DIR" "$LOG_DIR")
 [ -n "$PULSE_DB_PATH" ] && rw_common+=("$(dirname "$PULSE_DB_PATH")")
 RW_WEB=$(unique_paths "${rw_common[@]}")
+# The listener saves files sent in Telegram into the Desk's inbox/telegram.
+RW_TELEGRAM=$(unique_paths "${rw_common[@]}" "$REEVE_DESK_PATH")
 RW_WORKER=$(unique_paths "${rw_common[@]}" "$REEVE_DESK_PATH" "-$RUN_HOME/.claude" "-$RUN_HOME/.claude.json" \
   "-$RUN_HOME/.hapi" "-$RUN_HOME/.cache" "-$RUN_HOME/.config" "-$RUN_HOME/.local/share" "-$RUN_HOME/.local/state")
 SERVICE_PATH="$RUN_HOME/.local/bin:$RUN_HOME/bin:$(dirname "$UV_BIN"):/usr/local/bin:/usr/bin:/bin"
@@ -120,6 +122,7 @@ render() { # template -> stdout, every @NAME@ replaced (quoted replacement: no &
   text=${text//@PYTHON3@/"$PYTHON3"}
   text=${text//@PATH@/"$SERVICE_PATH"}
   text=${text//@RW_WEB@/"$RW_WEB"}
+  text=${text//@RW_TELEGRAM@/"$RW_TELEGRAM"}
   text=${text//@RW_WORKER@/"$RW_WORKER"}
   text=${text//@GRACE@/"${PULSE_SHUTDOWN_GRACE_SECONDS:-30}"}
   text=${text//@WORKER_STOP_TIMEOUT@/"$WORKER_STOP_TIMEOUT"}
