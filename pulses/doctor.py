@@ -244,6 +244,36 @@ def check_heartbeat() -> Check:
     return Check("heartbeat", OK, f"last heartbeat {when}")
 
 
+def check_history() -> Check:
+    """How much history the database holds, and whether retention keeps up with it."""
+    from pulses import history, retention
+
+    facts = history.database_facts(exact=True)
+    oldest = facts.oldest_finished_at
+    where = (
+        f"database {history.size_text(facts.size_bytes)}, {facts.pulses} pulses, {facts.attempts} attempts, "
+        f"oldest finished pulse {f'{timezone.localtime(oldest):%Y-%m-%d}' if oldest else 'none yet'}"
+    )
+    if retention.auto_vacuum_mode() not in (None, "incremental"):
+        return Check(
+            "history",
+            WARN,
+            f"{where}; pruning cannot shrink this SQLite file (auto_vacuum is off): run "
+            "`manage.py prune_history --vacuum-full` once while Reeve is stopped",
+        )
+    try:
+        kept = max(retention.kept_days()[:2])
+    except retention.RetentionError as exc:
+        return Check("history", FAIL, f"{where}; {exc}")
+    if kept and oldest and timezone.now() - oldest > timedelta(days=kept + 2):
+        return Check(
+            "history",
+            WARN,
+            f"{where}, older than the {kept} days kept: is cron running reeve-prune-history daily?",
+        )
+    return Check("history", OK, where)
+
+
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
     checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_private_files]
@@ -252,7 +282,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     if not results[-1].failed:
         results.append(check_migrations())
         if not results[-1].failed:
-            results.append(check_heartbeat())
+            results += [check_heartbeat(), check_history()]
     results += [check_agent_command(), check_desk()]
     if not results[-1].failed:
         results.append(check_agent_tools())

@@ -163,6 +163,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
                 "init_command": (
+                    # Only takes effect in a new file (before its first table): retention can then
+                    # hand freed pages back (prune_history --vacuum-full converts an older file).
+                    "PRAGMA auto_vacuum=INCREMENTAL;"
                     "PRAGMA journal_mode=WAL;"
                     "PRAGMA synchronous=NORMAL;"
                     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000};"
@@ -222,6 +225,11 @@ PULSE_LEASE_SECONDS = env.float("PULSE_LEASE_SECONDS", default=60)
 PULSE_SHUTDOWN_GRACE_SECONDS = env.float("PULSE_SHUTDOWN_GRACE_SECONDS", default=30)
 PULSE_RETRY_CAP_MINUTES = env.int("PULSE_RETRY_CAP_MINUTES", default=60)
 PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=1.0)
+# Retention (manage.py prune_history, daily from cron): finished pulses go after this many days,
+# failed ones after the longer of the two, output tails sooner; 0 keeps them all.
+PULSE_HISTORY_DAYS = env.int("PULSE_HISTORY_DAYS", default=180)
+PULSE_FAILED_HISTORY_DAYS = env.int("PULSE_FAILED_HISTORY_DAYS", default=365)
+PULSE_OUTPUT_TAIL_DAYS = env.int("PULSE_OUTPUT_TAIL_DAYS", default=30)
 
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.list("TELEGRAM_CHAT_ID", default=[])

@@ -49,7 +49,7 @@ FILES=(/etc/reeve/reeve.conf /etc/sudoers.d/reeve /etc/logrotate.d/reeve /etc/cr
   /usr/local/lib/reeve/common.sh /usr/local/lib/reeve/journal-relay
   /usr/local/bin/reeve-status /usr/local/bin/reeve-logs /usr/local/bin/reeve-queue
   /usr/local/bin/reeve-heartbeat /usr/local/bin/reeve-backup /usr/local/bin/reeve-health-check
-  /usr/local/bin/reeve-credential-keepalive)
+  /usr/local/bin/reeve-credential-keepalive /usr/local/bin/reeve-prune-history)
 for unit in "${UNITS[@]}"; do FILES+=("/etc/systemd/system/$unit.service"); done
 for file in "${FILES[@]}"; do
   if [ -e "$ROOT$file" ] || [ -L "$ROOT$file" ]; then
