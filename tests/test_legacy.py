@@ -74,6 +74,9 @@ def test_every_command_that_opens_the_original_queue_explains_it_and_changes_not
         assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr, command
         assert PARAGRAPH.search(proc.stderr), (command, proc.stderr)
+    # A command that never opens the database is not stopped by it.
+    notify = original_home.manage("notify", "hello", check=False)
+    assert "TELEGRAM_BOT_TOKEN" in notify.stderr and not PARAGRAPH.search(notify.stderr)
     doctor = original_home.manage("doctor", "--no-api", "--no-telegram", check=False)
     assert doctor.returncode == 1 and "Traceback" not in doctor.stderr
     assert re.search(r"FAIL +database +This database .*07ce7ae63b4a", doctor.stdout), doctor.stdout

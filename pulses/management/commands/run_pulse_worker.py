@@ -4,6 +4,7 @@ from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses import instance_lock
+from pulses.private_files import tighten
 from pulses.worker import Worker, WorkerOptions
 
 
@@ -39,6 +40,7 @@ class Command(BaseCommand):
                 instance_lock.hold(exclusive=False, role="run_pulse_worker")
             except instance_lock.AlreadyRunning as exc:
                 raise CommandError(str(exc)) from exc
+        tighten()  # files made before Reeve ran with umask 077 become private on this start
         worker_options = WorkerOptions.from_settings(
             concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
         )

@@ -1,7 +1,10 @@
+from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.instance_lock import AlreadyRunning
+from pulses.limits import weak_token_reason
+from pulses.private_files import tighten
 from pulses.supervisor import run_reeve
 
 
@@ -18,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-web", action="store_true", help="run the worker only")
 
     def handle(self, *args, **options):
+        if not options["no_web"] and (reason := weak_token_reason(settings.PULSE_API_TOKEN)):
+            raise CommandError(f"refusing to start the API: {reason}")
+        tighten()  # files made before Reeve ran with umask 077 become private on this start
         try:
             code = run_reeve(web=not options["no_web"])
         except AlreadyRunning as exc:
