@@ -10,7 +10,7 @@ empty poll the offset is dropped, since Telegram restarts update ids after a qui
 
 Errors: network trouble and Bot API 5xx back off exponentially (capped) and recover; 429 waits
 for Telegram's `retry_after`; 409 (another poller on the token, or a webhook) is logged as such and
-retried; a rejected token stops the loop with InvalidBotToken. SIGTERM/SIGINT stop it cleanly.
+retried; a rejected token stops the loop with InvalidBotToken. SIGTERM/SIGINT/SIGHUP stop it cleanly.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from telegram import Bot, Message, Update
 from telegram.constants import ChatAction
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 
+from pulses.shutdown import STOP_SIGNALS
 from telegram_bridge import handlers, media
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
 from telegram_bridge.handlers import Action, Handled, IncomingMessage, SavedFile
@@ -117,7 +118,7 @@ class Poller:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
         bot = make_bot(self.config)
         try:
@@ -126,7 +127,7 @@ class Poller:
         finally:
             with suppress(Exception):
                 await bot.shutdown()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             logger.info("telegram_listener_stopped bot_id=%s", self.bot_id)
 
