@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="measured duration")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured warm-up before it")
     parser.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8765")
-    parser.add_argument("--token", default="bench-token", help="its PULSE_API_TOKEN")
+    parser.add_argument("--token", default="bench-token-" + "x" * 32, help="its PULSE_API_TOKEN")
     args = parser.parse_args()
 
     proc = None
@@ -141,8 +141,8 @@ def main() -> None:
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=30)
-    workers = os.environ.get("WEB_CONCURRENCY", "2")
-    threads = os.environ.get("GUNICORN_THREADS", "2")
+    workers = os.environ.get("WEB_CONCURRENCY", "1")
+    threads = os.environ.get("GUNICORN_THREADS", "4")
     ms = [v * 1000 for v in latencies]
     print(
         f"API trigger: {args.clients} keep-alive clients, {elapsed:.1f} s, "

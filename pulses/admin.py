@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from pulses import queue
+from pulses import history, queue, reports, search
 from pulses.limits import TIME_RANGE, InvalidSessionId, check_session_id, time_in_range
 from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending, Status
 from pulses.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
+SOURCE_CHOICES = 50  # the source filter offers at most this many sources
+COUNT_CAP = 10_000  # the list counts matching pulses up to this many, then says "more than"
 
 admin.site.site_header = "Reeve administration"
 admin.site.site_title = "Reeve admin"
@@ -40,13 +44,51 @@ class TagFilter(admin.SimpleListFilter):
     parameter_name = "tag"
 
     def lookups(self, request, model_admin):
-        tags: set[str] = set()
-        for row in Pulse.objects.order_by("-id").values_list("tags", flat=True)[:TAG_CHOICES_SCAN]:
-            tags.update(t for t in row or () if isinstance(t, str))
-        return [(tag, tag) for tag in sorted(tags)]
+        return [(tag, tag) for tag in reports.recent_tags(scan=TAG_CHOICES_SCAN)]
 
     def queryset(self, request, queryset):
         return queryset.with_tag(self.value()) if self.value() else queryset
+
+
+class SourceFilter(admin.SimpleListFilter):
+    title = "source"
+    parameter_name = "source__exact"
+
+    def lookups(self, request, model_admin):
+        return [(source, source) for source in reports.sources(limit=SOURCE_CHOICES)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(source=self.value()) if self.value() else queryset
+
+
+class CappedPaginator(Paginator):
+    """Counts the matching pulses only up to COUNT_CAP: past that, a count would read the whole
+    history to print one number. The page says so (`note`, in the change list template)."""
+
+    cap = COUNT_CAP
+
+    @cached_property
+    def _found(self) -> int:
+        return self.object_list.order_by()[: self.cap + 1].count()
+
+    @property
+    def count(self) -> int:
+        return min(self._found, self.cap)
+
+    @property
+    def capped(self) -> bool:
+        return self._found > self.cap
+
+    @cached_property
+    def note(self) -> str:
+        if not self.capped:
+            return ""
+        total = sum(reports.stats().by_status.values())
+        return (
+            f"More than {self.cap:,} pulses match, so the count stops there and the pages reach the newest "
+            f"{self.cap:,} (the database holds about {total:,} pulses in all, from the daily counts). "
+            "Narrow the list with the filters, the search or the dates."
+        )
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -155,10 +197,13 @@ class PulseAdmin(admin.ModelAdmin):
         "finished_at",
     )
     list_display_links = ("id", "short_prompt")
-    list_filter = ("status", "priority", "source", TagFilter, OverdueFilter)
-    search_fields = ("prompt",)
-    date_hierarchy = "scheduled_at"
+    list_filter = ("status", "priority", SourceFilter, TagFilter, OverdueFilter)
+    search_fields = ("prompt",)  # through the full-text index: see get_search_results
+    date_hierarchy = "scheduled_at"  # drawn by index probes: templates/admin/pulses/pulse/change_list.html
     list_per_page = 50
+    paginator = CappedPaginator
+    show_full_result_count = False  # no second count of the whole table beside the filtered one
+    show_facets = admin.ShowFacets.NEVER  # facet counts would read every row
     actions = (requeue, cancel, run_now, duplicate)
     inlines = (PulseAttemptInline,)
     add_fields = (
@@ -228,6 +273,26 @@ class PulseAdmin(admin.ModelAdmin):
         ).pulse
         obj.pk = created.pk
         obj.refresh_from_db()
+
+    def get_ordering(self, request):
+        # Within a period of the date navigation, newest scheduled first: the scheduled_at index
+        # then gives the page in order, instead of sorting every pulse of the period by id.
+        if any(key.startswith(f"{self.date_hierarchy}__") for key in request.GET):
+            return (f"-{self.date_hierarchy}", "-id")
+        return super().get_ordering(request)
+
+    def get_search_results(self, request, queryset, search_term):
+        if not search_term.strip():
+            return queryset, False
+        return search.matching(queryset, search_term), False
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        history.rebuild()  # the daily counts drop what was deleted
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        history.rebuild()
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.is_superuser

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from pulses import metrics, reports
+from pulses import history, metrics, reports, retention
 from pulses.palette import PRIORITY_COLOURS
 
 CHART_WIDTH = 720
@@ -117,6 +117,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     stats = reports.stats()
     latency = metrics.api_latency()
     bars, ticks = hour_bars(activity)
+    facts = history.database_facts()
     context = {
         "activity": activity,
         "stats": stats,
@@ -140,5 +141,9 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "failures": reports.listing("failed", limit=10),
         "workers": reports.recent_workers(),
         "now": timezone.localtime(),
+        "facts": facts,
+        "database_size": history.size_text(facts.size_bytes),
+        "reclaimable": history.size_text(facts.reclaimable_bytes) if facts.reclaimable_bytes else "",
+        "retention": retention.describe(),
     }
     return render(request, "dashboard/index.html", context)

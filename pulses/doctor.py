@@ -22,11 +22,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from pulses import legacy
+from pulses.limits import MAKE_A_TOKEN, weak_token_reason
 from pulses.models import Pulse
+from pulses.private_files import exposed
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-PLACEHOLDER_TOKENS = {"your_secure_random_token_here", "your_token_here", "changeme", "change-me"}
-MIN_TOKEN_LENGTH = 16
 BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
 HTTP_TIMEOUT_SECONDS = 5.0
 
@@ -44,18 +44,26 @@ class Check:
 
 def check_api_token() -> Check:
     token = settings.PULSE_API_TOKEN.strip()
-    generate = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
     if not token:
-        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({generate})")
-    if token in PLACEHOLDER_TOKENS:
-        return Check("api token", FAIL, f"PULSE_API_TOKEN is the guide's placeholder: {generate}")
-    if len(token) < MIN_TOKEN_LENGTH:
-        return Check(
-            "api token",
-            FAIL,
-            f"PULSE_API_TOKEN is only {len(token)} characters: use a long random one; {generate}",
-        )
+        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({MAKE_A_TOKEN})")
+    if reason := weak_token_reason(token):
+        return Check("api token", FAIL, f"{reason} (the web process refuses to start with it)")
     return Check("api token", OK, f"PULSE_API_TOKEN set ({len(token)} characters)")
+
+
+def check_private_files() -> Check:
+    """Reeve's data (database, WAL, logs, backups, secret key, metrics) readable only by its user."""
+    found = exposed()
+    if not found:
+        return Check("file modes", OK, "database, logs, backups and keys are private (0600 / 0700)")
+    shown = ", ".join(f"{path} ({mode:o})" for path, mode in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Check(
+        "file modes",
+        WARN,
+        f"other local users can read {shown}{more}: restart Reeve (it makes them private on start) "
+        "or chmod 600 the files and 700 the folders",
+    )
 
 
 def check_configuration() -> Check:
@@ -267,15 +275,45 @@ def check_heartbeat() -> Check:
     return Check("heartbeat", OK, f"last heartbeat {when}")
 
 
+def check_history() -> Check:
+    """How much history the database holds, and whether retention keeps up with it."""
+    from pulses import history, retention
+
+    facts = history.database_facts(exact=True)
+    oldest = facts.oldest_finished_at
+    where = (
+        f"database {history.size_text(facts.size_bytes)}, {facts.pulses} pulses, {facts.attempts} attempts, "
+        f"oldest finished pulse {f'{timezone.localtime(oldest):%Y-%m-%d}' if oldest else 'none yet'}"
+    )
+    if retention.auto_vacuum_mode() not in (None, "incremental"):
+        return Check(
+            "history",
+            WARN,
+            f"{where}; pruning cannot shrink this SQLite file (auto_vacuum is off): run "
+            "`manage.py prune_history --vacuum-full` once while Reeve is stopped",
+        )
+    try:
+        kept = max(retention.kept_days()[:2])
+    except retention.RetentionError as exc:
+        return Check("history", FAIL, f"{where}; {exc}")
+    if kept and oldest and timezone.now() - oldest > timedelta(days=kept + 2):
+        return Check(
+            "history",
+            WARN,
+            f"{where}, older than the {kept} days kept: is cron running reeve-prune-history daily?",
+        )
+    return Check("history", OK, where)
+
+
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
-    checks: list[Callable[[], Check]] = [check_configuration, check_api_token]
+    checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_private_files]
     results = [check() for check in checks]
     results.append(check_original_schema() or check_database())
     if not results[-1].failed:
         results.append(check_migrations())
         if not results[-1].failed:
-            results.append(check_heartbeat())
+            results += [check_heartbeat(), check_history()]
     results += [*check_agent(), check_desk()]
     if not results[-1].failed:
         results.append(check_agent_tools())

@@ -28,6 +28,7 @@ IMPORT_COMMAND = "./reeve import_legacy (or: uv run python manage.py import_lega
 # --write makes the Desk's API token in Reeve's tables).
 ACCEPTING_COMMANDS = frozenset(
     {"import_legacy", "doctor", "backup_db", "restore_db", "dbshell"}
+    | {"mcp_server", "notify"}  # no database: the MCP server talks to the API, notify to Telegram
     | {"makemigrations", "check", "help", "version", "--help", "-h", "--version"}
 )
 # Tables an unmigrated or half-migrated database may hold besides the queue (Django's own).

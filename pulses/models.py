@@ -31,6 +31,7 @@ class Status(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 PRIORITY_RANK = {p.value: rank for rank, p in enumerate(Priority)}
 
 
@@ -112,7 +113,14 @@ class Pulse(models.Model):
                 fields=["lease_expires_at"], condition=Q(status="processing"), name="pulses_lease_idx"
             ),
             models.Index(fields=["status", "scheduled_at"], name="pulses_status_sched_idx"),
-            models.Index(fields=["finished_at"], name="pulses_finished_idx"),
+            # History: the admin's status filter walks (status, id) newest first; listings, counts of
+            # the day and retention read (status, finished_at) ranges; the date navigation probes
+            # scheduled_at; the source filter's choices skip along (source, id). None of them reads
+            # the whole table however long the history grows.
+            models.Index(fields=["status", "finished_at"], name="pulses_status_finished_idx"),
+            models.Index(fields=["status", "id"], name="pulses_status_id_idx"),
+            models.Index(fields=["scheduled_at"], name="pulses_scheduled_idx"),
+            models.Index(fields=["source", "id"], name="pulses_source_idx"),
         ]
         constraints = [
             # One session runs one pulse at a time, across every worker and host: the database
@@ -203,9 +211,37 @@ class PulseAttempt(models.Model):
     class Meta:
         db_table = "pulse_attempts"
         ordering = ["started_at", "id"]
+        indexes = [
+            # The dashboard's and /api/stats' last 24 hours are a range of this index.
+            models.Index(fields=["finished_at"], name="attempts_finished_idx"),
+            # Only attempts that still carry output tails: retention trims the old ones without
+            # reading the already-trimmed years again.
+            models.Index(
+                fields=["finished_at"],
+                condition=~Q(stdout_tail="") | ~Q(stderr_tail=""),
+                name="attempts_with_tails_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"pulse #{self.pulse_id} attempt {self.number}"
+
+
+class FinishedDay(models.Model):
+    """How many pulses finished on one UTC day, by final status: the sealed past of the queue's
+    counts (`pulses.history`), so counting a year of history reads a row per day, not a row per pulse."""
+
+    day = models.DateField(primary_key=True)
+    completed = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    cancelled = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "pulse_finished_days"
+        ordering = ["day"]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.completed} completed, {self.failed} failed, {self.cancelled} cancelled"
 
 
 class WorkerRecord(models.Model):

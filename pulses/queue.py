@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from pulses import wakeup
+from pulses import history, wakeup
 from pulses.executor import AttemptOutcome
 from pulses.models import (
     Priority,
@@ -532,10 +532,17 @@ def requeue(pulse_id: int, when: datetime | None = None) -> Pulse:
     """Run a finished (failed, cancelled or completed) pulse again, now or at `when`."""
     pulse = Pulse.objects.get(pk=pulse_id)
     with transaction.atomic():
-        pulse.requeue(when)
+        _requeue(pulse, when)
         wakeup.announce()
     logger.info("pulse_requeued id=%s", pulse_id)
     return pulse
+
+
+def _requeue(pulse: Pulse, when: datetime | None) -> None:
+    """The requeue transition, and its pulse out of the day it had finished on (history's counts)."""
+    finished = (pulse.status, pulse.finished_at)
+    pulse.requeue(when)
+    history.forget(*finished)
 
 
 @gated
@@ -569,7 +576,7 @@ def run_now(pulse_id: int) -> Pulse:
         if pulse.status == Status.PENDING:
             pulse.reschedule(now)
         else:
-            pulse.requeue(now)
+            _requeue(pulse, now)
         wakeup.announce()
     logger.info("pulse_run_now id=%s", pulse_id)
     return pulse

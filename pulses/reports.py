@@ -5,12 +5,15 @@ Everything that changes the queue lives in `pulses.queue`; this module only read
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
+from pulses import history
 from pulses.models import Priority, Pulse, PulseAttempt, Status, WorkerRecord
 
 
@@ -23,10 +26,15 @@ class QueueStats:
 
 
 def stats() -> QueueStats:
-    """Queue depth by status, pending depth by priority, and overdue count."""
+    """Queue depth by status, pending depth by priority, and overdue count.
+
+    Pending and processing pulses are counted (they are few); finished ones come from the daily
+    rollup (`pulses.history`), so the cost does not grow with the history."""
     by_status = {s.value: 0 for s in Status}
-    for row in Pulse.objects.order_by().values("status").annotate(n=Count("id")):
+    live = Pulse.objects.filter(status__in=[Status.PENDING, Status.PROCESSING])
+    for row in live.order_by().values("status").annotate(n=Count("id")):
         by_status[row["status"]] = row["n"]
+    by_status.update(history.finished_counts())
     by_priority = {p.value: 0 for p in Priority}
     for row in Pulse.objects.pending().order_by().values("priority").annotate(n=Count("id")):
         by_priority[row["priority"]] = row["n"]
@@ -146,3 +154,40 @@ def search(
 def recent_workers(*, within: timedelta = timedelta(minutes=2)) -> list[WorkerRecord]:
     """Workers that heartbeated within `within`, most recent first."""
     return list(WorkerRecord.objects.filter(last_seen__gte=timezone.now() - within).order_by("-last_seen"))
+
+
+_SOURCES_SQL = """
+WITH RECURSIVE found(source) AS (
+    SELECT MIN(source) FROM pulses
+    UNION ALL
+    SELECT (SELECT MIN(source) FROM pulses WHERE source > found.source) FROM found
+    WHERE found.source IS NOT NULL
+)
+SELECT source FROM found WHERE source IS NOT NULL LIMIT %s
+"""
+
+
+def sources(*, limit: int = 50) -> list[str]:
+    """The distinct sources, alphabetically, at most `limit`: each one a hop along the (source, id)
+    index (a loose index scan), so the cost follows the number of sources, not of pulses."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SOURCES_SQL, [limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+_RECENT_TAGS_SQL = (
+    "SELECT DISTINCT recent.tags FROM (SELECT tags FROM pulses ORDER BY id DESC LIMIT %s) recent"
+)
+
+
+def recent_tags(*, scan: int = 2000) -> list[str]:
+    """The tags of the `scan` most recent pulses, sorted. Most pulses repeat a few tag lists, so
+    only the distinct lists are decoded."""
+    tags: set[str] = set()
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_TAGS_SQL, [scan])
+        for (value,) in cursor.fetchall():
+            decoded = json.loads(value) if isinstance(value, str) else value  # psycopg decodes jsonb
+            if isinstance(decoded, list):
+                tags.update(tag for tag in decoded if isinstance(tag, str))
+    return sorted(tags)

@@ -31,6 +31,7 @@ SCRIPTS = (
     "reeve-backup",
     "reeve-health-check",
     "reeve-credential-keepalive",
+    "reeve-prune-history",
 )
 TEST_USER = "nobody"
 
@@ -112,7 +113,10 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
     logs = home.path / "logs"
     assert f"0 * * * * {TEST_USER} /usr/local/bin/reeve-heartbeat >> {logs}/heartbeat.log 2>&1" in cron
     assert f"*/5 * * * * {TEST_USER} /usr/local/bin/reeve-health-check" in cron
-    assert f"0 3 * * * {TEST_USER} /usr/local/bin/reeve-backup" in cron
+    assert (
+        f"0 3 * * * {TEST_USER} /usr/local/bin/reeve-backup >> {logs}/backup.log 2>&1 && "
+        f"/usr/local/bin/reeve-prune-history >> {logs}/prune-history.log 2>&1"
+    ) in cron
     assert f"0 */4 * * * {TEST_USER} /usr/local/bin/reeve-credential-keepalive" in cron
 
     logrotate = (root / "etc/logrotate.d/reeve").read_text()
@@ -218,7 +222,8 @@ def test_uninstall_without_purge_keeps_the_data_directory(home, tmp_path):
     database.write_bytes(b"the user's data")
     proc = subprocess.run(["bash", str(UNINSTALL), "--root", str(root)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert [p for p in root.rglob("*") if p.is_file()] == [database]
+    marker = database.with_name(".reeve-data-dir")  # what lets a later --purge know the directory
+    assert sorted(p for p in root.rglob("*") if p.is_file()) == sorted([database, marker])
     assert not (root / "etc").exists() and not (root / "usr").exists()
 
 

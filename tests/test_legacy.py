@@ -74,6 +74,9 @@ def test_every_command_that_opens_the_original_queue_explains_it_and_changes_not
         assert proc.returncode == 1, (command, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr, command
         assert PARAGRAPH.search(proc.stderr), (command, proc.stderr)
+    # A command that never opens the database is not stopped by it.
+    notify = original_home.manage("notify", "hello", check=False)
+    assert "TELEGRAM_BOT_TOKEN" in notify.stderr and not PARAGRAPH.search(notify.stderr)
     doctor = original_home.manage("doctor", "--no-api", "--no-telegram", check=False)
     assert doctor.returncode == 1 and "Traceback" not in doctor.stderr
     assert re.search(r"FAIL +database +This database .*07ce7ae63b4a", doctor.stdout), doctor.stdout
@@ -183,14 +186,21 @@ def test_import_legacy_carries_every_pulse_over_keeps_a_copy_and_runs_the_pendin
 
 @pytest.mark.slow
 @pytest.mark.skipif(not on_postgres(), reason="the PostgreSQL half of the suite")
-def test_import_legacy_takes_the_originals_postgresql_url(original_home):
+def test_import_legacy_takes_the_originals_postgresql_url(original_home, tmp_path):
+    # Another database than the configured one, named as the original's .env named it.
+    configured = ReeveHome(tmp_path / "configured")
     url = re.sub(r"^postgres(ql)?://", "postgresql+asyncpg://", original_home.database_url)
-    proc = original_home.manage("import_legacy", url)
-    assert "2 pending" in proc.stdout and "Reeve's migrations are applied" in proc.stdout
+    try:
+        proc = configured.manage("import_legacy", url)
+    finally:
+        configured.stop_all()
+    assert "2 pending" in proc.stdout
+    assert f"set DATABASE_URL={original_home.database_url}" in proc.stdout
     assert original_home.query("SELECT count(*) FROM pulses") == [(5,)]
     assert original_home.query(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alembic_version'"
     ) == [(0,)]
+    assert len(list((tmp_path / "configured" / "backups").glob("original_reeve_*.sql.gz"))) == 1
 
 
 @pytest.mark.slow
@@ -478,3 +488,21 @@ def test_an_import_that_fails_half_way_leaves_the_original_as_it_was(tmp_path):
     assert "pulse 6: unknown status 'PAUSED'; nothing was changed" in proc.stderr
     with closing(sqlite3.connect(home.db_path)) as now, closing(sqlite3.connect(dump)) as before:
         assert list(now.iterdump()) == list(before.iterdump())
+
+
+@pytest.mark.slow
+def test_a_postgresql_pulse_db_url_is_read_as_database_url_and_must_agree_with_it(tmp_path):
+    home = sqlite_home(tmp_path)
+    env = _env_with_url(home, "postgresql+asyncpg://reeve:s3cret@db.internal:5433/reeve")
+    paths = _manage(env, "doctor", "--paths")
+    assert paths.returncode == 0, paths.stderr
+    assert "DATABASE_IS_SQLITE=0" in paths.stdout and "PULSE_DB_PATH=''" in paths.stdout
+    assert "DATABASE_URL=postgres://reeve:***@db.internal:5433/reeve" in paths.stderr
+    assert "s3cret" not in paths.stderr
+    clash = _manage({**env, "DATABASE_URL": "postgres://reeve:s3cret@elsewhere/reeve"}, "doctor", "--paths")
+    assert clash.returncode == 1 and "Traceback" not in clash.stderr
+    assert (
+        "PULSE_DB_URL" in clash.stderr
+        and "DATABASE_URL (postgres://reeve:***@elsewhere/reeve)" in clash.stderr
+    )
+    assert "s3cret" not in clash.stderr

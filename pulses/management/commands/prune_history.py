@@ -1,0 +1,70 @@
+import re
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses.retention import Policy, RetentionError, prune, vacuum_full
+
+_AGE = re.compile(r"^(\d+)\s*([dhw]?)$")
+_UNITS = {"": "days", "d": "days", "h": "hours", "w": "weeks"}
+
+
+def parse_age(text: str) -> timedelta:
+    """`90d`, `12h`, `2w` or a bare number of days."""
+    match = _AGE.match(text.strip().lower())
+    if not match:
+        raise CommandError(f"--older-than {text!r}: give an age such as 90d, 12h or 2w")
+    age = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if not age:
+        raise CommandError("--older-than must be more than 0 (PULSE_HISTORY_DAYS=0 keeps everything)")
+    return age
+
+
+def _size(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1_048_576:.1f} MB"
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete finished pulses (and their attempts) older than PULSE_HISTORY_DAYS, failed ones after "
+        "PULSE_FAILED_HISTORY_DAYS, trim output tails older than PULSE_OUTPUT_TAIL_DAYS, and give the "
+        "space back. Short batches: the worker and the API keep running."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--older-than",
+            default=None,
+            help="this run deletes completed and cancelled pulses older than this (90d, 12h, 2w) "
+            "instead of PULSE_HISTORY_DAYS",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="count what would go; change nothing")
+        parser.add_argument(
+            "--vacuum-full",
+            action="store_true",
+            help="SQLite: afterwards rewrite the file once with incremental vacuum switched on (for a "
+            "database created before it was; holds the database meanwhile: stop Reeve first)",
+        )
+
+    def handle(self, *args, **options):
+        older_than = parse_age(options["older_than"]) if options["older_than"] is not None else None
+        try:
+            policy = Policy.from_settings(older_than=older_than)
+        except RetentionError as exc:
+            raise CommandError(str(exc)) from None
+        result = prune(policy, dry_run=options["dry_run"])
+        delete, trim = ("Would delete", "would trim") if result.dry_run else ("Deleted", "trimmed")
+        self.stdout.write(
+            f"{delete} {result.pulses} pulses with {result.attempts} attempts; "
+            f"{trim} the output tails of {result.tails_trimmed} attempts."
+        )
+        if result.dry_run:
+            return
+        self.stdout.write(
+            f"{result.batches} batches, the longest {result.longest_batch_ms:.0f} ms; "
+            f"database {_size(result.size_before)} -> {_size(result.size_after)}."
+        )
+        if result.space_note:
+            self.stdout.write(result.space_note)
+        if options["vacuum_full"]:
+            self.stdout.write(vacuum_full())
