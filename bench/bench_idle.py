@@ -134,7 +134,8 @@ def report(title: str, first: dict[int, Sample], last: dict[int, Sample], second
     total_cpu = total_rss = total_pss = 0.0
     for pid, end in sorted(last.items()):
         start = first.get(pid)
-        cpu = (end.cpu_ns - start.cpu_ns) / 1e9 / seconds * 100 if start else float("nan")
+        # A thread that exits takes its time with it (uv's runtime threads): never below zero.
+        cpu = max(end.cpu_ns - start.cpu_ns, 0) / 1e9 / seconds * 100 if start else float("nan")
         total_cpu += cpu if start else 0
         total_rss += end.rss_kb / 1024
         total_pss += end.pss_kb / 1024
