@@ -25,6 +25,9 @@ def preflight(argv: list[str]) -> None:
 
 
 def main() -> None:
+    # Before anything is created: the database, its WAL, logs, backups and metrics are the user's
+    # alone (0600 in 0700 folders), whoever started this process (the units also set UMask=0077).
+    os.umask(0o077)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
     from django.core.management import execute_from_command_line
     from django.db.utils import OperationalError, ProgrammingError

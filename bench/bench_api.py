@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="measured duration")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured warm-up before it")
     parser.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8765")
-    parser.add_argument("--token", default="bench-token", help="its PULSE_API_TOKEN")
+    parser.add_argument("--token", default="bench-token-" + "x" * 32, help="its PULSE_API_TOKEN")
     args = parser.parse_args()
 
     proc = None

@@ -6,6 +6,8 @@ or .env), so gunicorn and the rest of Reeve can never disagree about it.
 
 import os
 
+# Private files, as every Reeve process (manage.py): before settings create any folder.
+os.umask(0o077)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
 
 from django.conf import settings  # noqa: E402
@@ -23,13 +25,21 @@ accesslog = None
 errorlog = "-"
 loglevel = settings.LOG_LEVEL.lower()
 wsgi_app = "reeve_site.wsgi:application"
+umask = 0o077
 
 
 # Metrics: each worker process writes its own files in PROMETHEUS_MULTIPROC_DIR (settings export it
 # before prometheus_client is imported); /metrics merges them, so any worker answers for all.
 def on_starting(server):
+    from pulses.limits import weak_token_reason
     from pulses.metrics import prepare_multiproc_dir
+    from pulses.private_files import tighten
 
+    # A guessable main token opens the agent to anyone who can reach the port: refuse to serve it.
+    if reason := weak_token_reason(settings.PULSE_API_TOKEN):
+        server.log.error("reeve: refusing to start: %s", reason)
+        raise SystemExit(2)
+    tighten()  # an installation made before umask 077: its files become private on this start
     prepare_multiproc_dir()
 
 

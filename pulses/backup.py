@@ -219,12 +219,20 @@ def _sqlite_restore(backup_file: Path) -> RestoreResult:
             check = sqlite3.connect(incoming)
             try:
                 (ok,) = check.execute("PRAGMA integrity_check").fetchone()
+                listed = check.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                tables = {row[0] for row in listed}
+                migrations = (
+                    {row[0] for row in check.execute("SELECT name FROM django_migrations WHERE app='pulses'")}
+                    if "django_migrations" in tables
+                    else set()
+                )
             finally:
                 check.close()
         except sqlite3.DatabaseError as exc:
             raise BackupError(f"{backup_file} is not a SQLite backup: {exc}") from exc
         if ok != "ok":
             raise BackupError(f"{backup_file} failed its integrity check: {ok}")
+        _check_reeve_tables(backup_file, tables=tables, migrations=migrations)
         saved = None
         if db_path.exists():
             saved = db_path.with_name(f"{db_path.name}.before-restore-{datetime.now():%Y%m%d_%H%M%S}")
@@ -243,6 +251,43 @@ def _sqlite_restore(backup_file: Path) -> RestoreResult:
         incoming.unlink(missing_ok=True)
     logger.info("backup_restored from=%s to=%s previous=%s", backup_file, db_path, saved)
     return RestoreResult(database=str(db_path), saved_previous=saved)
+
+
+# What makes a database Reeve's: its queue's tables, and the migration that created them.
+REEVE_TABLES = ("pulses", "pulse_attempts", "django_migrations")
+FIRST_MIGRATION = "0001_initial"
+
+
+def _check_reeve_tables(backup_file: Path, *, tables: set[str], migrations: set[str]) -> None:
+    """Refuse a sound database that is not Reeve's (an empty file, another application's): swapping
+    it in would lose the queue."""
+    missing = [name for name in REEVE_TABLES if name not in tables]
+    if missing or FIRST_MIGRATION not in migrations:
+        what = f"no {', '.join(missing)} table" if missing else "no record of Reeve's migrations"
+        raise BackupError(
+            f"{backup_file} is not a Reeve database ({what}): restore a file made by backup_db; "
+            "nothing was changed"
+        )
+
+
+def _dump_tables(backup_file: Path) -> tuple[set[str], set[str]]:
+    """The tables a pg_dump creates, and the pulses migrations it records (read as it streams)."""
+    tables: set[str] = set()
+    migrations: set[str] = set()
+    in_migrations = False
+    with _open_backup(backup_file) as src:
+        for raw in src:
+            line = raw.decode("utf-8", errors="replace")
+            if line.startswith("CREATE TABLE "):
+                tables.add(line.split()[2].rsplit(".", 1)[-1].strip('"'))
+            elif line.startswith("COPY ") and ".django_migrations " in line:
+                in_migrations = True
+            elif in_migrations:
+                if line.startswith("\\."):
+                    in_migrations = False
+                elif (fields := line.split("\t"))[1:2] == ["pulses"] and len(fields) > 2:
+                    migrations.add(fields[2])
+    return tables, migrations
 
 
 PG_DUMP_HEADER = b"-- PostgreSQL database dump"
@@ -271,6 +316,8 @@ def _pg_restore(backup_file: Path) -> RestoreResult:
         raise BackupError(f"{backup_file} is not a PostgreSQL backup: {exc}") from exc
     if PG_DUMP_HEADER not in head:
         raise BackupError(f"{backup_file} is not a PostgreSQL backup (pg_dump output from backup_db)")
+    tables, migrations = _dump_tables(backup_file)
+    _check_reeve_tables(backup_file, tables=tables, migrations=migrations)
     # The dump drops and recreates every table: a worker or API still connected would block it
     # (or lose its rows mid-run), so refuse like the SQLite restore does.
     if busy := pg_sessions():

@@ -24,11 +24,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from pulses import legacy
+from pulses.limits import MAKE_A_TOKEN, weak_token_reason
 from pulses.models import Pulse
+from pulses.private_files import exposed
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-PLACEHOLDER_TOKENS = {"your_secure_random_token_here", "your_token_here", "changeme", "change-me"}
-MIN_TOKEN_LENGTH = 16
 BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
 HTTP_TIMEOUT_SECONDS = 5.0
 
@@ -46,18 +46,26 @@ class Check:
 
 def check_api_token() -> Check:
     token = settings.PULSE_API_TOKEN.strip()
-    generate = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
     if not token:
-        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({generate})")
-    if token in PLACEHOLDER_TOKENS:
-        return Check("api token", FAIL, f"PULSE_API_TOKEN is the guide's placeholder: {generate}")
-    if len(token) < MIN_TOKEN_LENGTH:
-        return Check(
-            "api token",
-            FAIL,
-            f"PULSE_API_TOKEN is only {len(token)} characters: use a long random one; {generate}",
-        )
+        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({MAKE_A_TOKEN})")
+    if reason := weak_token_reason(token):
+        return Check("api token", FAIL, f"{reason} (the web process refuses to start with it)")
     return Check("api token", OK, f"PULSE_API_TOKEN set ({len(token)} characters)")
+
+
+def check_private_files() -> Check:
+    """Reeve's data (database, WAL, logs, backups, secret key, metrics) readable only by its user."""
+    found = exposed()
+    if not found:
+        return Check("file modes", OK, "database, logs, backups and keys are private (0600 / 0700)")
+    shown = ", ".join(f"{path} ({mode:o})" for path, mode in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Check(
+        "file modes",
+        WARN,
+        f"other local users can read {shown}{more}: restart Reeve (it makes them private on start) "
+        "or chmod 600 the files and 700 the folders",
+    )
 
 
 def check_configuration() -> Check:
@@ -268,7 +276,7 @@ def check_history() -> Check:
 
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
-    checks: list[Callable[[], Check]] = [check_configuration, check_api_token]
+    checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_private_files]
     results = [check() for check in checks]
     results.append(check_original_schema() or check_database())
     if not results[-1].failed:

@@ -62,3 +62,26 @@ def local_time(when: datetime) -> datetime:
         return when.astimezone(ZoneInfo(settings.TIME_ZONE))
     except (OverflowError, ValueError):
         return when.astimezone(UTC)
+
+
+# The main API token: the guide's and .env.example's placeholders, and anything short enough to guess.
+PLACEHOLDER_TOKENS = frozenset(
+    {"your_secure_random_token_here", "your_token_here", "changeme", "change-me", "secret", "token"}
+)
+MIN_TOKEN_LENGTH = 32
+MAKE_A_TOKEN = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 (advice, not a secret)
+
+
+def weak_token_reason(token: str) -> str:
+    """Why PULSE_API_TOKEN must not be served ("" when it is fine, or empty: then only named tokens work)."""
+    token = token.strip()
+    if not token:
+        return ""
+    if token.lower() in PLACEHOLDER_TOKENS:
+        return f"PULSE_API_TOKEN is the guide's placeholder: {MAKE_A_TOKEN}, put it in .env"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return (
+            f"PULSE_API_TOKEN is only {len(token)} characters (at least {MIN_TOKEN_LENGTH}): "
+            f"{MAKE_A_TOKEN}, put it in .env"
+        )
+    return ""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from reeve_site import original_db_url
+from reeve_site.dotenv import DotenvError, read_dotenv
+from reeve_site.hosts import bound_host_names
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,7 +20,11 @@ env = environ.Env()
 # An optional .env in the repository root; real environment variables win over it. The test settings
 # set REEVE_IGNORE_DOTENV so a developer's own .env never leaks into the tests.
 if (BASE_DIR / ".env").is_file() and not env.bool("REEVE_IGNORE_DOTENV", default=False):
-    env.read_env(BASE_DIR / ".env", overwrite=False)
+    try:
+        for _key, _value in read_dotenv(BASE_DIR / ".env").items():
+            os.environ.setdefault(_key, _value)
+    except DotenvError as exc:  # every command would fail on it: say where, not a traceback
+        sys.exit(f"reeve: cannot read .env: {exc}")
 
 
 def _path(name: str, default: str) -> Path:
@@ -135,7 +142,8 @@ TEMPLATES = [
 ]
 
 # SQLite by default; DATABASE_URL (e.g. postgres://user:pass@host/db) switches everything to it.
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
+# How long a write waits for another (SQLite's busy timeout and Reeve's write gate); then 503.
+SQLITE_BUSY_TIMEOUT_SECONDS = env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=30)
 if DATABASE_URL:
     DATABASES = {"default": env.db_url_config(DATABASE_URL)}
     # Long-lived worker threads keep their connection; a broken one is noticed and replaced.
@@ -203,6 +211,8 @@ HAPI_AGENT = env.str("HAPI_AGENT", default="claude")
 AGENT_ENV_PASSTHROUGH = env.list("AGENT_ENV_PASSTHROUGH", default=[])
 REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")
 PULSE_API_HOST = env.str("PULSE_API_HOST", default="127.0.0.1")
+# Binding elsewhere than loopback means serving requests sent there (the guide's remote access).
+ALLOWED_HOSTS += [name for name in bound_host_names(PULSE_API_HOST) if name not in ALLOWED_HOSTS]
 PULSE_API_PORT = env.int("PULSE_API_PORT", default=8765)
 PULSE_API_TOKEN = env.str("PULSE_API_TOKEN", default="")
 # Where the agent's MCP tools reach the API (with the run's token); a wildcard bind is reached on loopback.
@@ -244,8 +254,16 @@ LOGGING: dict = {
             "format": "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s",
         },
     },
+    # On every handler: whatever logger a line comes from (telegram, httpx at DEBUG print the Bot API
+    # URL, which holds the bot token), no secret reaches stdout, the journal or LOG_FILE.
+    "filters": {"redact_secrets": {"()": "reeve_site.log.RedactSecrets"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "console", "stream": "ext://sys.stdout"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "console",
+            "stream": "ext://sys.stdout",
+            "filters": ["redact_secrets"],
+        },
     },
     "root": {"handlers": _handlers, "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
@@ -257,6 +275,7 @@ if LOG_FILE:
         "class": "logging.handlers.WatchedFileHandler",
         "formatter": "plain",
         "filename": LOG_FILE,
+        "filters": ["redact_secrets"],
     }
     _handlers.append("file")
 

@@ -222,7 +222,8 @@ def test_uninstall_without_purge_keeps_the_data_directory(home, tmp_path):
     database.write_bytes(b"the user's data")
     proc = subprocess.run(["bash", str(UNINSTALL), "--root", str(root)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert [p for p in root.rglob("*") if p.is_file()] == [database]
+    marker = database.with_name(".reeve-data-dir")  # what lets a later --purge know the directory
+    assert sorted(p for p in root.rglob("*") if p.is_file()) == sorted([database, marker])
     assert not (root / "etc").exists() and not (root / "usr").exists()
 
 

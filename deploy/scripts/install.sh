@@ -214,10 +214,19 @@ put 0440 /etc/sudoers.d/reeve <"$sudoers_tmp"
 for dir in "$REEVE_DATA_DIR" "$LOG_DIR" "$BACKUP_DIR"; do
   if [ ! -d "$ROOT$dir" ]; then
     mkdir -p "$ROOT$dir"
+    chmod 0700 "$ROOT$dir"
     [ -n "$ROOT" ] || chown "$RUN_USER:$RUN_GROUP" "$ROOT$dir"
     CHANGED+=("$dir/")
   fi
 done
+# The marker that lets `uninstall.sh --purge` tell Reeve's data directory from any other.
+marker=$REEVE_DATA_DIR/.reeve-data-dir
+if [ ! -f "$ROOT$marker" ]; then
+  echo "Reeve's data directory: uninstall.sh --purge deletes this directory." >"$ROOT$marker"
+  chmod 0600 "$ROOT$marker"
+  [ -n "$ROOT" ] || chown "$RUN_USER:$RUN_GROUP" "$ROOT$marker"
+  CHANGED+=("$marker")
+fi
 
 if [ "${#CHANGED[@]}" -eq 0 ]; then
   say "everything already up to date under ${ROOT:-/}"

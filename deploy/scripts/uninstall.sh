@@ -30,7 +30,9 @@ else
 fi
 
 REEVE_DATA_DIR=
+REEVE_USER=
 REEVE_USER_HOME=
+MARKER=.reeve-data-dir  # install.sh writes it into the data directory
 if [ -r "$ROOT/etc/reeve/reeve.conf" ]; then
   # shellcheck source=/dev/null
   . "$ROOT/etc/reeve/reeve.conf"
@@ -68,18 +70,53 @@ if [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
   systemctl reset-failed "${UNITS[@]/%/.service}" >/dev/null 2>&1 || true
 fi
 
+# --purge deletes one directory as root, so it must be Reeve's own: the recorded path is resolved
+# (symlinks, ..), must not be a system folder or the user's home, must hold Reeve's marker (written by
+# install.sh) or its database, and must belong to the service user (under --root: to whoever owns
+# the staging root, since nothing there is chowned). Anything else is refused, naming the path.
+purge_data_dir() {
+  local recorded=$1 target resolved system owner expected
+  case "$recorded" in
+    /*) ;;
+    *) die "refusing to purge '$recorded': not an absolute path" ;;
+  esac
+  target=$ROOT$recorded
+  if [ ! -e "$target" ] && [ ! -L "$target" ]; then
+    say "--purge: $recorded is already gone"
+    return
+  fi
+  resolved=$(realpath -e -- "$target") || die "refusing to purge $recorded: it does not resolve"
+  if [ -n "$ROOT" ]; then
+    case "$resolved" in
+      "$ROOT"/?*) system=${resolved#"$ROOT"} ;;
+      *) die "refusing to purge $recorded: it resolves to $resolved, outside the staging root $ROOT" ;;
+    esac
+  else
+    system=$resolved
+  fi
+  case "$system" in
+    / | /bin | /boot | /dev | /etc | /etc/* | /home | /lib | /lib32 | /lib64 | /media | /mnt | /opt | /proc \
+      | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /usr/* | /var | /var/lib | /var/log | /var/cache \
+      | /var/tmp | /var/opt | "${REEVE_USER_HOME%/}")
+      die "refusing to purge $recorded (resolves to $system): a system folder or the home directory" ;;
+  esac
+  [ -d "$resolved" ] || die "refusing to purge $recorded: not a directory"
+  if [ ! -f "$resolved/$MARKER" ] && [ ! -f "$resolved/pulse_queue.db" ]; then
+    die "refusing to purge $recorded (resolves to $system): it holds neither $MARKER nor pulse_queue.db, so it is not Reeve's data directory; delete it by hand if you are sure"
+  fi
+  owner=$(stat -c %U -- "$resolved")
+  if [ -n "$ROOT" ]; then expected=$(stat -c %U -- "$ROOT"); else expected=${REEVE_USER:-}; fi
+  [ "$owner" = "$expected" ] \
+    || die "refusing to purge $recorded (resolves to $system): owned by ${owner}, not by the service user ${expected:-(unknown)}"
+  rm -rf -- "$resolved"
+  say "purged $system"
+}
+
 if [ "$PURGE" -eq 1 ]; then
   if [ -z "$REEVE_DATA_DIR" ]; then
     say "--purge: no record of the data directory (/etc/reeve/reeve.conf was already gone); delete it by hand"
   else
-    case "$REEVE_DATA_DIR" in
-      / | /home | /root | /usr* | /etc* | /var | "$REEVE_USER_HOME" | "$REEVE_USER_HOME/")
-        die "refusing to delete $REEVE_DATA_DIR: not a Reeve data directory" ;;
-    esac
-    if [ -e "$ROOT$REEVE_DATA_DIR" ]; then
-      rm -rf -- "$ROOT$REEVE_DATA_DIR"
-      say "purged $REEVE_DATA_DIR"
-    fi
+    purge_data_dir "$REEVE_DATA_DIR"
   fi
 fi
 

@@ -1,5 +1,7 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
+from pulses.limits import weak_token_reason
 from pulses.supervisor import run_together
 
 
@@ -13,4 +15,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-web", action="store_true", help="run the worker only")
 
     def handle(self, *args, **options):
+        if not options["no_web"] and (reason := weak_token_reason(settings.PULSE_API_TOKEN)):
+            raise CommandError(f"refusing to start the API: {reason}")
         raise SystemExit(run_together(web=not options["no_web"]))
