@@ -80,7 +80,7 @@ def backup(*, directory: Path | None = None, keep_days: int = DEFAULT_KEEP_DAYS)
         if is_sqlite():
             _sqlite_backup(partial)
         else:
-            _pg_dump(partial)
+            dump_postgres(partial)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -135,8 +135,8 @@ def _pg_env_and_args(db: dict | None = None) -> tuple[dict[str, str], list[str]]
     return env, [*args, "--dbname", str(db["NAME"])]
 
 
-def _pg_dump(gz_path: Path, db: dict | None = None) -> None:
-    """Dump the database `db` (default: the configured one) into `gz_path`."""
+def dump_postgres(gz_path: Path, db: dict | None = None) -> None:
+    """`pg_dump` the database `db` (default: the configured one), gzip-compressed, into `gz_path`."""
     if shutil.which("pg_dump") is None:
         raise BackupError("pg_dump not found: install the PostgreSQL client (postgresql-client)")
     env, args = _pg_env_and_args(db)

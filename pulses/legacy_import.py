@@ -196,7 +196,7 @@ def _keep_copy(target: _Target) -> Path:
         path = backup.default_directory() / f"original_reeve_{stamp}.sql.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            backup._pg_dump(path, target.db)
+            backup.dump_postgres(path, target.db)
         except backup.BackupError as exc:
             path.unlink(missing_ok=True)
             raise legacy.LegacyError(
