@@ -141,8 +141,8 @@ def main() -> None:
             if proc is not None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=30)
-    workers = os.environ.get("WEB_CONCURRENCY", "2")
-    threads = os.environ.get("GUNICORN_THREADS", "2")
+    workers = os.environ.get("WEB_CONCURRENCY", "1")
+    threads = os.environ.get("GUNICORN_THREADS", "4")
     ms = [v * 1000 for v in latencies]
     print(
         f"API trigger: {args.clients} keep-alive clients, {elapsed:.1f} s, "

@@ -13,10 +13,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
 from django.conf import settings  # noqa: E402
 
 bind = f"{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Two threads each: API writes take turns anyway (SQLite, see pulses/api/write_gate.py), and fewer
-# threads contending for the GIL gave a lower p99 in bench/bench_api.py (docs/performance.md).
-threads = int(os.environ.get("GUNICORN_THREADS", "2"))
+# One process with four threads by default: enough for one household's API and dashboard, and each
+# extra process costs ~70 MB resident. API writes take turns anyway (SQLite, pulses/write_gate.py).
+# WEB_CONCURRENCY / GUNICORN_THREADS (environment or .env) change them; see docs/performance.md.
+workers = settings.WEB_CONCURRENCY
+threads = settings.GUNICORN_THREADS
 worker_class = "gthread"
 keepalive = 5
 timeout = 30
@@ -31,10 +32,13 @@ umask = 0o077
 # Metrics: each worker process writes its own files in PROMETHEUS_MULTIPROC_DIR (settings export it
 # before prometheus_client is imported); /metrics merges them, so any worker answers for all.
 def on_starting(server):
+    from pulses.lifeline import PARENT_ENV, stop_with_parent
     from pulses.limits import weak_token_reason
     from pulses.metrics import prepare_multiproc_dir
     from pulses.private_files import tighten
 
+    if os.environ.get(PARENT_ENV):  # started by `./reeve start`: stop when it goes, however it went
+        stop_with_parent("web")
     # A guessable main token opens the agent to anyone who can reach the port: refuse to serve it.
     if reason := weak_token_reason(settings.PULSE_API_TOKEN):
         server.log.error("reeve: refusing to start: %s", reason)

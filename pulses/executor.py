@@ -2,7 +2,7 @@
 
 The agent runs without a shell, in the Desk, in a process group of its own, so a timeout or a
 shutdown can kill it with everything it started. It also dies with its worker: the worker's reaper
-process (pulses/reaper.py) kills every registered group when the worker's end of its pipe closes.
+process (pulses/reaper.sh) kills every registered group when the worker's end of its pipe closes.
 
 The prompt crosses to the agent as an argument after `--` and a resumed session as `--resume=ID`, so
 neither can ever be read as an option; the agent's environment is built from an allowlist
@@ -21,7 +21,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -114,11 +113,11 @@ class Tail:
 
 
 class Reaper:
-    """The worker's watchdog process (pulses/reaper.py): it kills registered groups if we die."""
+    """The worker's watchdog process (pulses/reaper.sh): it kills registered groups if we die."""
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("reaper.py"))],
+            ["/bin/sh", str(Path(__file__).with_name("reaper.sh"))],
             stdin=subprocess.PIPE,
             start_new_session=True,
             text=True,

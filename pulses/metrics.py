@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,6 +28,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # django.http loads most of Django: gunicorn's master imports this module without it
+    from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +137,8 @@ def exposition() -> bytes:
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """`GET /metrics` in Prometheus text format."""
+    from django.http import HttpResponse
+
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
 
 

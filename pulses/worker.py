@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, connections
@@ -32,19 +33,21 @@ from pulses.wakeup import Waiter, make_waiter
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 10.0
 # What a database restart, failover or network cut raises; the worker waits those out.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 T = TypeVar("T")
 SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
+# How a companion that we stopped exits; any other code is passed on as the worker's own.
+COMPANION_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT)
 
 
 @dataclass
 class WorkerOptions:
     concurrency: int = 1
     lease_seconds: float = 60.0
-    poll_seconds: float = 1.0
+    poll_seconds: float = 5.0
     grace_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
     once: bool = False
     dry_run: bool = False
     failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
@@ -57,6 +60,7 @@ class WorkerOptions:
             lease_seconds=settings.PULSE_LEASE_SECONDS,
             poll_seconds=settings.PULSE_POLL_SECONDS,
             grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
+            heartbeat_seconds=settings.PULSE_HEARTBEAT_SECONDS,
             failure_hooks=hooks,
         )
         for key, value in overrides.items():
@@ -76,8 +80,31 @@ def default_executor(reaper: Reaper | None) -> Executor:
     )
 
 
+class Companion(Protocol):
+    """A process that lives and dies with the worker (`./reeve start`'s web process)."""
+
+    name: str
+
+    def fileno(self) -> int:
+        """Readable once the process has exited (a pidfd)."""
+
+    def poll(self) -> int | None: ...
+
+    def stop(self, *, force: bool) -> None:
+        """Ask it to stop: gracefully, or at once."""
+
+    def wait(self) -> int:
+        """Wait (bounded) until it has exited; its exit code."""
+
+
 class Worker:
-    def __init__(self, options: WorkerOptions, executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        options: WorkerOptions,
+        executor: Executor | None = None,
+        *,
+        companions: Sequence[Companion] = (),
+    ) -> None:
         self.options = options
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -92,15 +119,21 @@ class Worker:
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="failure-hooks")
         self._waiter: Waiter | None = None
         self._seen_dry_run: set[int] = set()
-        self.signals = ShutdownSignals(on_stop=self._poke, on_force=self._force)
+        self.signals = ShutdownSignals(on_stop=self._stop_companions, on_force=self._force)
+        self.companions = list(companions)
         self._drain_deadline: float | None = None
         self.completed = 0
 
     # --- the loop ------------------------------------------------------------------------------
-    def run(self, *, install_signals: bool = True) -> None:
-        """Run until drained (`--once`) or stopped by a signal; no pulse is left `processing`."""
+    def run(self, *, install_signals: bool = True) -> int:
+        """Run until drained (`--once`) or stopped by a signal; no pulse is left `processing`.
+
+        Returns 0, or the exit code of a companion that stopped on its own (which stops the worker)."""
+        self._waiter = make_waiter()
+        for companion in self.companions:
+            self._waiter.watch(companion.fileno())
         if install_signals:
-            self.signals.install()
+            self.signals.install(wakeup_fd=self._waiter.wakeup_fd)
         opts = self.options
         logger.info(
             "worker_started worker=%s concurrency=%s lease_s=%s once=%s dry_run=%s",
@@ -110,7 +143,6 @@ class Worker:
             opts.once,
             opts.dry_run,
         )
-        self._waiter = make_waiter()
         pool = ThreadPoolExecutor(max_workers=max(opts.concurrency, 1), thread_name_prefix="pulse")
         try:
             queue.recover_expired_leases()
@@ -120,6 +152,9 @@ class Worker:
             _close_thread_connections(pool, max(opts.concurrency, 1))
             pool.shutdown(wait=True)
             self._hooks.shutdown(wait=True)
+            self._stop_companions()
+            code = self._wait_companions()
+            self.signals.uninstall()
             self._waiter.close()
             if self._reaper:
                 self._reaper.close()
@@ -128,11 +163,12 @@ class Worker:
             except DATABASE_DOWN as exc:
                 logger.warning("worker_final_heartbeat_failed error=%s", _one_line(exc))
             logger.info("worker_stopped worker=%s completed=%s", self.name, self.completed)
+        return code
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         opts = self.options
         next_renew = next_recover = next_heartbeat = 0.0
-        while not self.signals.stopping.is_set():
+        while not self._stop_requested():
             try:
                 now = time.monotonic()
                 if now >= next_renew:
@@ -143,7 +179,7 @@ class Worker:
                     next_recover = now + max(opts.lease_seconds / 2, 1.0)
                 if now >= next_heartbeat:
                     self._heartbeat()
-                    next_heartbeat = now + HEARTBEAT_SECONDS
+                    next_heartbeat = now + opts.heartbeat_seconds
                 self._reap_finished()
                 claimed = self._claim_and_start(pool)
                 if opts.once and not claimed and not self._running and not self._due_now():
@@ -298,14 +334,14 @@ class Worker:
         once it answers again (backing off up to 30 s); a signal still stops the worker meanwhile."""
         logger.error("database_unavailable worker=%s error=%s", self.name, _one_line(error))
         delay = 1.0
-        while not self.signals.stopping.is_set():
+        while not self._stop_requested():
             connections.close_all()  # the main thread's connection; the next query reconnects
             try:
                 connection.ensure_connection()
                 self._waiter.reconnect()
             except DATABASE_DOWN as exc:
                 logger.warning("database_still_unavailable retry_in_s=%s error=%s", delay, _one_line(exc))
-                self.signals.stopping.wait(delay)
+                self._waiter.wait(delay, local_only=True)  # a signal wakes it
                 delay = min(delay * 2, 30.0)
                 continue
             logger.warning("database_available_again worker=%s", self.name)
@@ -368,21 +404,42 @@ class Worker:
                 connections.close_all()
             # Only a finishing run can end the drain, so local pokes are all it waits for.
             self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0), local_only=True)
+            self._stop_requested()
             self._reap_finished()
-        if self._running:
+        if self._running and not self.signals.forced.is_set():
             logger.warning("worker_interrupting running=%s", len(self._running))
             self.executor.interrupt_all()
-        for future in list(self._running.values()):
-            future.result()
-        self._running.clear()
+        while self._running:  # the interrupted runs return their pulses to pending
+            self._waiter.wait(1.0, local_only=True)
+            self._stop_requested()
+            self._reap_finished()
 
     def _poke(self) -> None:
         if self._waiter:
             self._waiter.poke()
 
+    def _stop_requested(self) -> bool:
+        """Act on signals received and companions gone since the last look; True once stopping.
+        Main thread only: this is where a signal's consequences run, never in its handler."""
+        self.signals.check()
+        for companion in self.companions:
+            if not self.signals.stopping.is_set() and companion.poll() is not None:
+                logger.error("reeve_process_exited name=%s code=%s", companion.name, companion.poll())
+                self.signals.request_stop(f"{companion.name}_exited")
+        return self.signals.stopping.is_set()
+
     def _force(self) -> None:
-        self._poke()
+        self._stop_companions(force=True)
         self.executor.interrupt_all(grace=0.5)
+
+    def _stop_companions(self, *, force: bool = False) -> None:
+        for companion in self.companions:
+            if companion.poll() is None:
+                companion.stop(force=force)
+
+    def _wait_companions(self) -> int:
+        codes = [companion.wait() for companion in self.companions]
+        return next((code for code in codes if code not in COMPANION_STOP_CODES), 0)
 
 
 def _one_line(error: Exception) -> str:

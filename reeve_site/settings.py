@@ -224,7 +224,20 @@ PULSE_TIMEOUT_SECONDS = env.float("PULSE_TIMEOUT_SECONDS", default=3600)
 PULSE_LEASE_SECONDS = env.float("PULSE_LEASE_SECONDS", default=60)
 PULSE_SHUTDOWN_GRACE_SECONDS = env.float("PULSE_SHUTDOWN_GRACE_SECONDS", default=30)
 PULSE_RETRY_CAP_MINUTES = env.int("PULSE_RETRY_CAP_MINUTES", default=60)
-PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=1.0)
+# The worker's safety poll: a commit wakes it at once (inotify on SQLite, NOTIFY on PostgreSQL); this
+# only bounds how late it notices a change that sent neither (a PostgreSQL row changed by hand).
+PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=5.0)
+# How often the worker records that it is alive (reeve-status, /api/status count it alive for 2 min).
+PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
+# gunicorn (deploy/gunicorn.conf.py): processes and threads each.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
+GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
+# One Reeve per installation (pulses/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
+REEVE_LOCK_FILE = (
+    REEVE_HOME / "reeve.instance-lock"
+    if env.str("DATABASE_URL", default="")
+    else PULSE_DB_PATH.with_name(f"{PULSE_DB_PATH.name}.instance-lock")
+)
 # Retention (manage.py prune_history, daily from cron): finished pulses go after this many days,
 # failed ones after the longer of the two, output tails sooner; 0 keeps them all.
 PULSE_HISTORY_DAYS = env.int("PULSE_HISTORY_DAYS", default=180)

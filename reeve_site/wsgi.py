@@ -1,9 +1,24 @@
 """WSGI entry point for gunicorn."""
 
 import os
+import sys
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
 
+
+def _skip_optional_imports() -> None:
+    """DRF imports some packages merely because they are installed (rest_framework/compat.py):
+    `requests`, for its test client only, and `django.contrib.postgres.fields`, which loads psycopg,
+    for PostgreSQL model fields. A web process on SQLite needs neither, and they cost ~18 MB in each
+    gunicorn worker. A None entry in sys.modules makes their import fail, which DRF expects."""
+    from django.conf import settings
+
+    sys.modules.setdefault("requests", None)
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        sys.modules.setdefault("django.contrib.postgres.fields", None)
+
+
+_skip_optional_imports()
 application = get_wsgi_application()

@@ -108,6 +108,30 @@ def test_two_workers_on_one_sqlite_file_run_500_pulses_exactly_once(reeve_home):
     assert reeve_home.query("SELECT COUNT(*) FROM pulse_attempts") == [(500,)]
 
 
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_a_storm_of_signals_stops_the_worker_within_its_grace_every_time(reeve_home, busy):
+    """The handlers only count the signal and wake the waiter's self-pipe: a burst of SIGTERM, SIGINT
+    and SIGHUP, some landing while the main thread holds a lock, never hangs the worker."""
+    if busy:
+        schedule(reeve_home, "mode=sleep:60")
+    for round_ in range(4):
+        worker = reeve_home.start("run_pulse_worker", PULSE_SHUTDOWN_GRACE_SECONDS="5")
+        if busy:
+            started = round_ + 1
+            ready = lambda: len(reeve_home.agent_starts()) == started  # noqa: E731, B023
+        else:
+            sql, args = "SELECT count(*) FROM pulse_workers WHERE pid = ?", (worker.pid,)
+            ready = lambda: reeve_home.query(sql, args) == [(1,)]  # noqa: E731, B023
+        reeve_home.wait_for(ready, what="the agent to start" if busy else "the worker's heartbeat")
+        for n in range(300):
+            if worker.poll() is not None:
+                break
+            worker.send_signal((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)[n % 3])
+        assert worker.wait(timeout=5 + 10) == 0, reeve_home.output(worker)
+    if busy:
+        assert statuses(reeve_home) == {"pending": 1}
+
+
 def test_the_agent_is_started_with_the_prompt_after_the_options_and_without_reeves_secrets(reeve_home):
     # A pulse stored with a prompt and a session id that look like options (issue 11, point 1): the
     # executor must pass both as data, whatever validation they met on the way in.

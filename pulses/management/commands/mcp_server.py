@@ -3,6 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
+from pulses.lifeline import stop_with_parent
 from pulses.mcp_server import serve
 
 
@@ -24,4 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         _logs_to_stderr()
+        # Its parent is the agent CLI: if that dies without closing our stdin (a grandchild holds it),
+        # stop anyway instead of serving nobody forever.
+        stop_with_parent("mcp_server")
         serve()

@@ -3,6 +3,7 @@ import logging
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses import instance_lock
 from pulses.private_files import tighten
 from pulses.worker import Worker, WorkerOptions
 
@@ -33,6 +34,12 @@ class Command(BaseCommand):
         if options["verbosity"] != 1:
             levels = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}
             logging.getLogger().setLevel(levels[options["verbosity"]])
+        if not options["dry_run"]:
+            # Shared: more workers may join on purpose, but not beside a `./reeve start`.
+            try:
+                instance_lock.hold(exclusive=False, role="run_pulse_worker")
+            except instance_lock.AlreadyRunning as exc:
+                raise CommandError(str(exc)) from exc
         tighten()  # files made before Reeve ran with umask 077 become private on this start
         worker_options = WorkerOptions.from_settings(
             concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]

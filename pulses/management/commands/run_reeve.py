@@ -1,15 +1,21 @@
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.instance_lock import AlreadyRunning
 from pulses.limits import weak_token_reason
-from pulses.supervisor import run_together
+from pulses.private_files import tighten
+from pulses.supervisor import run_reeve
 
 
 class Command(BaseCommand):
     help = (
-        "Run Reeve for development in one terminal: the web process (gunicorn: API, admin, dashboard) "
-        "and the pulse worker. Ctrl+C stops both; if either exits, the other is stopped too."
+        "Run Reeve in one terminal: the pulse worker and, as its companion, the web process (gunicorn: "
+        "API, admin, dashboard). Ctrl+C, SIGTERM or a closed terminal drains and stops both; if either "
+        "exits, the other stops too. Refuses to start beside another Reeve on the same installation."
     )
+    # Like run_pulse_worker: the web process checks the URLs; this process never imports them.
+    requires_system_checks = [Tags.models]
 
     def add_arguments(self, parser):
         parser.add_argument("--no-web", action="store_true", help="run the worker only")
@@ -17,4 +23,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if not options["no_web"] and (reason := weak_token_reason(settings.PULSE_API_TOKEN)):
             raise CommandError(f"refusing to start the API: {reason}")
-        raise SystemExit(run_together(web=not options["no_web"]))
+        tighten()  # files made before Reeve ran with umask 077 become private on this start
+        try:
+            code = run_reeve(web=not options["no_web"])
+        except AlreadyRunning as exc:
+            raise CommandError(str(exc)) from exc
+        raise SystemExit(code)

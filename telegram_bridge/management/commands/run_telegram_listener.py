@@ -2,6 +2,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.lifeline import stop_with_parent
 from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
 from telegram_bridge.poller import InvalidBotToken, Poller, PollerOptions
 
@@ -29,6 +30,8 @@ class Command(BaseCommand):
         if options["verbosity"] != 1:
             levels = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}
             logging.getLogger().setLevel(levels[options["verbosity"]])
+        # Started by hand, by uv or by systemd: when that parent goes, so does the listener (cleanly).
+        stop_with_parent("telegram_listener")
         try:
             config = TelegramConfig.from_settings().require()
             poller_options = PollerOptions(
