@@ -2,20 +2,28 @@
 
 Text and captions, the one file a message may carry (the largest size of a photo), locations,
 venues and contacts as text, edits (with their edit date), and the name of anything Reeve does not
-pass on (a sticker, a poll, dice …) so the user can be told.
+pass on (a sticker, a poll, dice …) so the user can be told; and, when the library cannot read a
+batch at all, each update of it on its own.
 """
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import re
+import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import PurePosixPath
 
-from telegram import Message, Update
+from telegram import Bot, Message, Update
+from telegram.warnings import PTBUserWarning
 
 from telegram_bridge.handlers import Attachment, IncomingMessage
 
+logger = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ["message", "edited_message"]
 # The files Reeve downloads, in the order a message's attributes are read, and the extension each
 # gets when neither a file name nor a MIME type says better.
 FILE_KINDS = {
@@ -147,3 +155,38 @@ def _unsupported_kind(message: Message) -> str:
     name = type(attachment).__name__ if not isinstance(attachment, tuple) else "message"
     # Sticker -> "sticker", PaidMediaInfo -> "paid media info", Dice -> "dice"
     return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An update python-telegram-bot could not read: it is answered and confirmed, never retried."""
+
+    update_id: int
+    chat_id: int | None
+
+
+async def read_one_by_one(bot: Bot, *, offset: int | None, limit: int) -> list[Update | Unreadable]:
+    """The batch at `offset` read update by update, for when the library failed to read it whole
+    (Telegram's Bot API newer than the library): what it cannot read comes back as Unreadable."""
+    params: dict[str, object] = {"limit": limit, "timeout": 0, "allowed_updates": ALLOWED_UPDATES}
+    if offset is not None:
+        params["offset"] = offset
+    with warnings.catch_warnings():
+        # do_api_request warns that get_updates exists; get_updates is what failed.
+        warnings.simplefilter("ignore", PTBUserWarning)
+        raw = await bot.do_api_request("getUpdates", api_kwargs=params)
+    updates: list[Update | Unreadable] = []
+    for item in raw:
+        try:
+            updates.append(Update.de_json(item, bot))
+        except (TypeError, ValueError, KeyError) as exc:
+            message = item.get("message") or item.get("edited_message") or {}
+            chat_id = (message.get("chat") or {}).get("id")
+            logger.warning(
+                "telegram_update_unreadable update_id=%s chat_id=%s error=%r",
+                item.get("update_id"),
+                chat_id,
+                exc,
+            )
+            updates.append(Unreadable(int(item["update_id"]), chat_id))
+    return updates

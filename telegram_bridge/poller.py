@@ -33,7 +33,7 @@ from pulses.shutdown import STOP_SIGNALS
 from telegram_bridge import handlers, media
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
 from telegram_bridge.handlers import Action, Handled, IncomingMessage, SavedFile
-from telegram_bridge.incoming import incoming_message
+from telegram_bridge.incoming import ALLOWED_UPDATES, Unreadable, incoming_message, read_one_by_one
 from telegram_bridge.notify import NotificationFailed, send_parts
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ ACK_REACTION = "👀"
 ACK_TIMEOUT_SECONDS = 5.0
 CONFIRM_TIMEOUT_SECONDS = 5.0
 STOPPED = object()
+UNREADABLE_REPLY = (
+    "I could not read that message: Telegram sent something newer than this Reeve understands, so it "
+    "did not reach the agent. Please send it as text."
+)
 # Tries for one file when the network fails (a refusal such as "file is too big" is not retried).
 DOWNLOAD_ATTEMPTS = 3
 
@@ -160,12 +164,23 @@ class Poller:
                         offset=offset,
                         limit=self.options.batch_limit,
                         timeout=self.options.poll_timeout,
-                        allowed_updates=["message", "edited_message"],
+                        allowed_updates=ALLOWED_UPDATES,
                     )
                 )
             except TelegramError as exc:
                 await self._recover_from(exc, during="getUpdates")
                 continue
+            except (TypeError, ValueError, KeyError) as exc:
+                # python-telegram-bot could not read an update (Telegram's Bot API is newer than the
+                # library): read the batch one update at a time instead of failing on it forever.
+                logger.warning("telegram_batch_unreadable offset=%s error=%r", offset, exc)
+                try:
+                    updates = await self._call(
+                        read_one_by_one(bot, offset=offset, limit=self.options.batch_limit)
+                    )
+                except TelegramError as retry_exc:
+                    await self._recover_from(retry_exc, during="getUpdates")
+                    continue
             if updates is STOPPED:
                 break
             if not updates:
@@ -178,6 +193,10 @@ class Poller:
             for update in updates:
                 if self.stopping:
                     break
+                if isinstance(update, Unreadable):
+                    await self._answer_unreadable(bot, update)
+                    offset = update.update_id + 1
+                    continue
                 try:
                     await self._apply(bot, update)
                 except Interrupted:
@@ -280,6 +299,14 @@ class Poller:
             problem,
         )
         return None, problem
+
+    async def _answer_unreadable(self, bot: Bot, update: Unreadable) -> None:
+        if update.chat_id not in self.allowed_chats:
+            return
+        try:
+            await send_parts(bot, [update.chat_id], [UNREADABLE_REPLY], silent=True)
+        except NotificationFailed as exc:
+            logger.warning("telegram_reply_failed chat_id=%s error=%s", update.chat_id, exc)
 
     async def _acknowledge(self, bot: Bot, message: Message) -> None:
         """Show the user at once that the message arrived: a reaction, else a typing action."""

@@ -410,3 +410,29 @@ def test_locations_venues_and_contacts_reach_the_agent_as_text(home, fake_telegr
         "(51.500700, -0.124600)",
         "Telegram message from Ada Lovelace: Shared a contact: Grace Hopper, phone +1 555 0100",
     ]
+
+
+def test_an_update_the_library_cannot_read_is_answered_and_does_not_stop_the_listener(home, fake_telegram):
+    listener = listen(home)
+    fake_telegram.wait_for(lambda: fake_telegram.calls_to("getUpdates"), what="the first poll")
+    # A poll in the shape of an older Bot API: python-telegram-bot refuses to build it.
+    option = {"text": "yes", "voter_count": 0}
+    poll = {"id": "p", "question": "lunch?", "options": [option], "total_voter_count": 0, "is_closed": False}
+    fake_telegram.send_texts(CHAT, ["before it"])
+    fake_telegram.send(CHAT, {"poll": {**poll, "is_anonymous": True, "type": "regular"}})
+    fake_telegram.send_text(CHAT, "after it")
+
+    before, after = wait_for_pulses(home, 2)
+    fake_telegram.wait_for(lambda: not fake_telegram.pending_update_ids, what="all confirmed")
+    assert stop(listener) == 0
+
+    assert (before["prompt"], after["prompt"]) == (
+        "Telegram message from Ada Lovelace: before it",
+        "Telegram message from Ada Lovelace: after it",
+    )
+    assert fake_telegram.sent_texts == [
+        "I could not read that message: Telegram sent something newer than this Reeve understands, so it "
+        "did not reach the agent. Please send it as text."
+    ]
+    # (python-telegram-bot itself logs the batch it could not parse, with its traceback.)
+    assert "telegram_update_unreadable update_id=" in home.output(listener)
