@@ -106,7 +106,15 @@ def measure(rows: int, runs: int) -> dict:
             best = min(best, time.perf_counter() - started)
         figures[name] = round(best * 1000, 1)
     facts = history.database_facts(exact=True)
+    plan = []
+    if connection.vendor == "postgresql":  # the search's plan: the index, not a walk of every row
+        from pulses import search
+
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + search._POSTGRES, ["history:*", search.MAX_MATCHES])
+            plan = [row[0] for row in cursor.fetchall()]
     return {
+        "search_plan": plan,
         "rows": rows,
         "attempts": facts.attempts,
         "size_mb": round((facts.size_bytes or 0) / 1_048_576),
@@ -156,6 +164,8 @@ def report(database: str, small: dict, large: dict) -> None:
         f"{large['size_mb']:,} MB, loaded in {large['load_s']} s; the first count after loading sealed "
         f"the year in {large['first_count_s']} s), versus {small['rows']:,} ({small['size_mb']} MB)."
     )
+    if large["search_plan"]:
+        print("  search plan: " + " | ".join(line.strip() for line in large["search_plan"]))
     print("  Best of the runs, ms:")
     print(f"  {'page':40} {small['rows']:>10,} {large['rows']:>10,}  ratio")
     for name, fast in small["pages"].items():

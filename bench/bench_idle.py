@@ -8,11 +8,15 @@ the tree from /proc: time on a CPU over the window (schedstat, all threads), in 
 resident set (VmRSS) and proportional set (Pss: shared pages split between the processes sharing
 them) at its end. `--listener` also runs `./reeve run_telegram_listener` against the fake Bot API
 (tests/fake_telegram.py, served by this process and not counted), as a user with a bot does.
+`--units` runs the systemd units' commands instead of `./reeve start` (their ExecStart lines, uv in
+front: reeve-web and reeve-worker, plus reeve-telegram with `--listener`); the journal relay of
+reeve-daemon needs a journal and is not started.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,7 +134,8 @@ def report(title: str, first: dict[int, Sample], last: dict[int, Sample], second
     total_cpu = total_rss = total_pss = 0.0
     for pid, end in sorted(last.items()):
         start = first.get(pid)
-        cpu = (end.cpu_ns - start.cpu_ns) / 1e9 / seconds * 100 if start else float("nan")
+        # A thread that exits takes its time with it (uv's runtime threads): never below zero.
+        cpu = max(end.cpu_ns - start.cpu_ns, 0) / 1e9 / seconds * 100 if start else float("nan")
         total_cpu += cpu if start else 0
         total_rss += end.rss_kb / 1024
         total_pss += end.pss_kb / 1024
@@ -138,11 +143,23 @@ def report(title: str, first: dict[int, Sample], last: dict[int, Sample], second
     print(f"{'total':>7}  {total_cpu:>10.3f}  {total_rss:>7.1f}  {total_pss:>7.1f}  {len(last)} processes")
 
 
+def unit_command(name: str) -> list[str]:
+    """The unit's ExecStart, with the uv that ./reeve uses."""
+    line = next(
+        line
+        for line in (ROOT / "deploy" / "systemd" / f"reeve-{name}.service.in").read_text().splitlines()
+        if line.startswith("ExecStart=")
+    )
+    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+    return line.removeprefix("ExecStart=").replace("@UV@", uv).split()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20, help="measured idle window (>= 20)")
     parser.add_argument("--settle", type=float, default=5, help="idle seconds before the window")
     parser.add_argument("--listener", action="store_true", help="also run the Telegram listener")
+    parser.add_argument("--units", action="store_true", help="the systemd units' commands instead")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="reeve-bench-idle-"))
@@ -156,12 +173,19 @@ def main() -> None:
 
         fake = FakeTelegram().start()
         env.update(fake.env(42))
-    procs = [subprocess.Popen([str(ROOT / "reeve"), "start"], cwd=ROOT, env=env)]
+    if args.units:
+        subprocess.run([str(ROOT / "reeve"), "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        procs = [subprocess.Popen(unit_command(name), cwd=ROOT, env=env) for name in ("web", "worker")]
+    else:
+        procs = [subprocess.Popen([str(ROOT / "reeve"), "start"], cwd=ROOT, env=env)]
     try:
         wait_until(lambda: api_up(port), 120, "the API")
         wait_until(lambda: heartbeated(home / "pulse_queue.db"), 60, "the worker's heartbeat")
         if fake:
-            procs.append(subprocess.Popen([str(ROOT / "reeve"), "run_telegram_listener"], cwd=ROOT, env=env))
+            listener = (
+                unit_command("telegram") if args.units else [str(ROOT / "reeve"), "run_telegram_listener"]
+            )
+            procs.append(subprocess.Popen(listener, cwd=ROOT, env=env))
             wait_until(lambda: fake.calls_to("getUpdates"), 60, "the listener's first poll")
         time.sleep(args.settle)
         roots = [p.pid for p in procs]
@@ -169,7 +193,8 @@ def main() -> None:
         began = time.monotonic()
         time.sleep(args.seconds)
         last = snapshot(roots)
-        title = "./reeve start" + (" + ./reeve run_telegram_listener" if fake else "") + ", SQLite, idle"
+        what = "units reeve-web + reeve-worker" if args.units else "./reeve start"
+        title = what + (" + the Telegram listener" if fake else "") + ", SQLite, idle"
         report(title, first, last, time.monotonic() - began)
     finally:
         for proc in reversed(procs):

@@ -61,7 +61,9 @@ def percentile(values: list[float], pct: float) -> float:
 def agent_starts(path: Path) -> dict[str, float]:
     if not path.exists():
         return {}
-    return {r["pulse_id"]: r["t"] for r in map(json.loads, path.read_text().splitlines())}
+    # Only whole lines: an agent may be appending its record (it carries the environment) as we read.
+    lines = [line for line in path.read_text().splitlines(keepends=True) if line.endswith("\n")]
+    return {r["pulse_id"]: r["t"] for r in map(json.loads, lines)}
 
 
 def interpreter_baseline(runs: int = 10) -> float:

@@ -4,5 +4,5 @@
 # after the spawn, where a Python agent needs ~7 ms of interpreter start-up first.
 started=$EPOCHREALTIME
 printf '{"pulse_id": "%s", "t": %s}\n' "${REEVE_PULSE_ID:-}" "${started/,/.}" >>"$FAKE_AGENT_LOG"
-echo '{"type":"system","subtype":"init","session_id":"first-line-session"}'
-echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"first-line-session","num_turns":1}'
+echo '{"type":"system","subtype":"init","session_id":"00000000-0000-4000-8000-000000000001"}'
+echo '{"type":"result","subtype":"success","is_error":false,"result":"ok","session_id":"00000000-0000-4000-8000-000000000001","num_turns":1}'

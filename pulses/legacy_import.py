@@ -26,6 +26,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Case, DateTimeField, Value, When
 
 from pulses import backup, legacy
+from pulses.limits import is_session_id
 from pulses.models import Priority, Pulse, PulseAttempt, Status
 from reeve_site import original_db_url
 
@@ -41,8 +42,7 @@ STATUS = {
 }
 PRIORITY = {p.name: p.value for p in Priority}
 RAN = ("COMPLETED", "FAILED")
-FINISHED = (Status.COMPLETED, Status.FAILED)
-SESSION_ID_MAX = Pulse._meta.get_field("session_id").max_length
+ENDED_BY_A_RUN = (Status.COMPLETED, Status.FAILED)
 COLUMNS = (
     "id, scheduled_at, prompt, CAST(priority AS TEXT), session_id, CAST(sticky_notes AS TEXT), "
     "CAST(status AS TEXT), executed_at, execution_duration_ms, error_message, retry_count, max_retries, "
@@ -302,13 +302,13 @@ def _carry(chain: list[OriginalRow], result: ImportResult) -> tuple[Pulse, list[
                 finished_at=ended,
                 duration_ms=row.execution_duration_ms,
                 succeeded=row.status.upper() == "COMPLETED",
-                session_id=(row.session_id or "")[:SESSION_ID_MAX],
+                session_id=row.session_id if is_session_id(row.session_id) else "",
                 error=row.error_message or "",
             )
         )
-    session_id = last.session_id or ""
-    if len(session_id) > SESSION_ID_MAX:
-        session_id, result.session_ids_dropped = "", result.session_ids_dropped + 1
+    # A session id enters the agent's argv (--resume=ID): only what Reeve accepts anywhere else.
+    session_id = last.session_id if is_session_id(last.session_id) else ""
+    result.session_ids_dropped += bool(last.session_id) and not session_id
     interrupted = last.status.upper() == "PROCESSING"
     result.interrupted += interrupted
     error = INTERRUPTED if interrupted else last.error_message or (attempts[-1].error if attempts else "")

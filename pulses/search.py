@@ -18,11 +18,16 @@ _WORD = re.compile(r"\w+")
 
 MAX_MATCHES = 10_001  # the newest this many matches: one more than the admin counts (admin.COUNT_CAP)
 _SQLITE = "SELECT rowid FROM pulse_search WHERE pulse_search MATCH %s ORDER BY rowid DESC LIMIT %s"
-# The same expression as the index (pulses_prompt_search_idx), so the planner uses it.
-_POSTGRES = (
-    "SELECT id FROM pulses WHERE to_tsvector('simple', prompt) @@ to_tsquery('simple', %s) "
-    "ORDER BY id DESC LIMIT %s"
+# The same expression as the index (pulses_prompt_search_idx). MATERIALIZED makes the matches come
+# from the index first: with the ORDER BY id DESC LIMIT in the same query the planner may instead walk
+# the primary key backwards computing each prompt's tsvector (a common word took 2.3 s at a million
+# rows that way; bench/bench_history.py prints the plan).
+_POSTGRES = """
+WITH found AS MATERIALIZED (
+    SELECT id FROM pulses WHERE to_tsvector('simple', prompt) @@ to_tsquery('simple', %s)
 )
+SELECT id FROM found ORDER BY id DESC LIMIT %s
+"""
 
 
 def words(text: str) -> list[str]:

@@ -105,6 +105,16 @@ class Waiter:
             if time.monotonic() >= deadline:
                 return
 
+    def forget_changes(self) -> None:
+        """Drop the change notifications received so far, without waiting: the caller is about to
+        read the queue itself (a claim sees every commit made before it), so they need not wake the
+        next wait; the worker's own writes (its heartbeat) would otherwise wake it straight away."""
+        if fds := self._change_fds():
+            readable, _, _ = select.select(fds, [], [], 0)
+            self._consume(readable)
+        if self.poll_seconds is not None:
+            self._changed_since_last_poll()
+
     def _change_fds(self) -> list[int]:
         """File descriptors that become readable when another process commits a change."""
         return []

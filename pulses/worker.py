@@ -181,6 +181,8 @@ class Worker:
                     self._heartbeat()
                     next_heartbeat = now + opts.heartbeat_seconds
                 self._reap_finished()
+                # Before the claim, never after it: a commit that lands later still wakes the wait.
+                self._waiter.forget_changes()
                 claimed = self._claim_and_start(pool)
                 if opts.once and not claimed and not self._running and not self._due_now():
                     break

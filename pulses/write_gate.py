@@ -30,7 +30,7 @@ _held = threading.local()
 
 P = ParamSpec("P")
 R = TypeVar("R")
-POLL_SECONDS = (0.0005, 0.001, 0.002, 0.005)  # then the last, until the busy timeout
+POLL_SECONDS = (0.0002, 0.0005, 0.001, 0.002)  # then the last, until the busy timeout
 
 
 class WriteGateBusy(OperationalError):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 from django.db.models import Count
+from django.utils import timezone
 
 from pulses import history, queue, reports, search
 from pulses.admin import CappedPaginator
@@ -178,3 +179,19 @@ def test_dashboard_shows_the_database_size_rows_and_oldest_finished_pulse(admin_
     assert "1 pulses" in section and "1 attempts" in section
     assert "oldest finished pulse 2026-01-02 03:04" in section
     assert "finished pulses 180 days, failed ones 365 days, output tails 30 days" in section
+
+
+def test_doctor_reports_the_history_and_warns_when_retention_falls_behind(settings):
+    from pulses.doctor import WARN, check_history
+
+    settings.PULSE_HISTORY_DAYS, settings.PULSE_FAILED_HISTORY_DAYS = 180, 365
+    pulse = finished(Status.COMPLETED, timezone.now() - timedelta(days=10))
+    PulseAttemptFactory(pulse=pulse)
+    check = check_history()
+    assert check.level == "ok", check.message
+    assert "1 pulses, 1 attempts, oldest finished pulse" in check.message and "database " in check.message
+    finished(Status.COMPLETED, timezone.now() - timedelta(days=400))
+    check = check_history()
+    assert check.level == WARN and "older than the 365 days kept" in check.message
+    settings.PULSE_HISTORY_DAYS = 0  # keeping everything: old history is expected
+    assert check_history().level == "ok"

@@ -396,10 +396,11 @@ def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again
         ),
         _row(4, "long job", "PROCESSING", priority="critical", sticky_notes='["a", 1]', tags='"solo"'),
         _row(5, "orphan retry", "PENDING", retry_count=2, created_by="retry_retry_telegram"),
+        _row(6, "odd session", "PENDING", session_id="--dangerously-skip-permissions"),
     ]
     carried, result = legacy_import.plan(rows)
     pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
-    assert sorted(pulses) == [2, 3, 4, 5] and result.retries_folded == 1 and result.interrupted == 1
+    assert sorted(pulses) == [2, 3, 4, 5, 6] and result.retries_folded == 1 and result.interrupted == 1
     retried, attempts = pulses[3]
     assert (retried.status, retried.attempts, retried.source, retried.error_message) == (
         "pending",
@@ -416,6 +417,7 @@ def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again
     assert (running.sticky_notes, running.tags) == (["a", "1"], ["solo"])
     orphan = pulses[5][0]
     assert (orphan.attempts, orphan.source) == (2, "telegram")
+    assert pulses[6][0].session_id == "" and result.session_ids_dropped == 1  # never reaches --resume=
 
 
 def test_an_unknown_status_stops_the_import_naming_the_row():

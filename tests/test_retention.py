@@ -3,6 +3,7 @@ prune while a worker drains the queue."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -172,3 +173,26 @@ def test_a_worker_drains_while_a_large_prune_runs_and_the_file_shrinks(reeve_hom
     assert f"Deleted {old} pulses" in reeve_home.output(pruner)
     if not reeve_home.database_url:
         assert reeve_home.db_path.stat().st_size < size_before / 4
+
+
+@pytest.mark.slow
+def test_an_older_file_without_incremental_vacuum_is_converted_once_by_vacuum_full(reeve_home):
+    if reeve_home.database_url:
+        pytest.skip("auto_vacuum is SQLite's")
+    old = reeve_home.path / "old"
+    old.mkdir()
+    home = type(reeve_home)(old)
+    conn = sqlite3.connect(home.db_path)  # a file made before Reeve asked for incremental vacuum
+    conn.execute("PRAGMA auto_vacuum = NONE")
+    conn.execute("CREATE TABLE made_before (x)")
+    conn.close()
+    home.migrate()
+    assert home.query("PRAGMA auto_vacuum") == [(0,)]
+    load_sqlite(str(home.db_path), 3000, days=30, end=datetime.now(UTC) - timedelta(days=400))
+    assert "WARN  history" in home.manage("doctor", "--no-api", "--no-telegram", check=False).stdout
+    pruned = home.manage("prune_history", "--older-than", "90d")
+    assert "auto_vacuum is none on this database file" in pruned.stdout
+    size = home.db_path.stat().st_size
+    home.manage("prune_history", "--vacuum-full")
+    assert home.query("PRAGMA auto_vacuum") == [(2,)]
+    assert home.db_path.stat().st_size < size / 4

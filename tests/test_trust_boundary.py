@@ -358,11 +358,14 @@ def test_the_bot_token_never_reaches_the_logs_even_at_debug(reeve_home):
 
 
 # --- uninstall.sh --purge removes only Reeve's own data directory ------------------------------------
-def _staged(tmp_path: Path) -> tuple[ReeveHome, Path]:
+@pytest.fixture
+def staged(tmp_path):
+    """(home, staging root) after `install.sh --root`; the home's database is dropped afterwards."""
     home = ReeveHome(tmp_path / "home")
     root = tmp_path / "root"
     stage(home, root)
-    return home, root
+    yield home, root
+    home.stop_all()
 
 
 def _purge_with_recorded_dir(root: Path, recorded: str) -> subprocess.CompletedProcess:
@@ -378,68 +381,56 @@ def _purge_with_recorded_dir(root: Path, recorded: str) -> subprocess.CompletedP
 @pytest.mark.parametrize(
     "recorded", ["/var/lib", "/opt", "/usr/local", "DATA/../..", "/var/lib/someone-else"]
 )
-def test_purge_refuses_a_directory_that_is_not_reeves_naming_it(tmp_path, recorded):
-    home, root = _staged(tmp_path)
-    try:
-        data = home.path.relative_to("/")
-        recorded = recorded.replace("DATA", f"/{data}")
-        victim = root / recorded.lstrip("/") / "precious.txt"
-        victim.parent.mkdir(parents=True, exist_ok=True)
-        victim.write_text("not Reeve's")
-        proc = _purge_with_recorded_dir(root, recorded)
-        assert proc.returncode != 0
-        assert f"refusing to purge {recorded}" in proc.stderr
-        assert victim.read_text() == "not Reeve's"
-        assert (root / data / ".reeve-data-dir").is_file()  # and Reeve's own data is kept too
-    finally:
-        home.stop_all()
+def test_purge_refuses_a_directory_that_is_not_reeves_naming_it(staged, recorded):
+    home, root = staged
+    data = home.path.relative_to("/")
+    recorded = recorded.replace("DATA", f"/{data}")
+    victim = root / recorded.lstrip("/") / "precious.txt"
+    victim.parent.mkdir(parents=True, exist_ok=True)
+    victim.write_text("not Reeve's")
+    proc = _purge_with_recorded_dir(root, recorded)
+    assert proc.returncode != 0
+    assert f"refusing to purge {recorded}" in proc.stderr
+    assert victim.read_text() == "not Reeve's"
+    assert (root / data / ".reeve-data-dir").is_file()  # and Reeve's own data is kept too
 
 
 @pytest.mark.slow
-def test_purge_refuses_a_path_that_climbs_out_of_the_staging_root(tmp_path):
-    home, root = _staged(tmp_path)
-    try:
-        outside = tmp_path / "outside"
-        outside.mkdir()
-        (outside / "pulse_queue.db").write_text("someone's")
-        proc = _purge_with_recorded_dir(root, f"/../../../../../../../../{outside.relative_to('/')}")
-        assert proc.returncode != 0 and "outside the staging root" in proc.stderr
-        assert (outside / "pulse_queue.db").read_text() == "someone's"
-    finally:
-        home.stop_all()
+def test_purge_refuses_a_path_that_climbs_out_of_the_staging_root(tmp_path, staged):
+    home, root = staged
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "pulse_queue.db").write_text("someone's")
+    proc = _purge_with_recorded_dir(root, f"/../../../../../../../../{outside.relative_to('/')}")
+    assert proc.returncode != 0 and "outside the staging root" in proc.stderr
+    assert (outside / "pulse_queue.db").read_text() == "someone's"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
-def test_purge_refuses_a_marked_directory_another_user_owns(tmp_path):
-    home, root = _staged(tmp_path)
-    try:
-        data = root / home.path.relative_to("/")
-        os.chown(data, 65534, 65534)  # nobody
-        proc = _purge_with_recorded_dir(root, f"/{home.path.relative_to('/')}")
-        assert proc.returncode != 0 and "not by the service user" in proc.stderr
-        assert (data / ".reeve-data-dir").is_file()
-    finally:
-        home.stop_all()
+def test_purge_refuses_a_marked_directory_another_user_owns(staged):
+    home, root = staged
+    data = root / home.path.relative_to("/")
+    os.chown(data, 65534, 65534)  # nobody
+    proc = _purge_with_recorded_dir(root, f"/{home.path.relative_to('/')}")
+    assert proc.returncode != 0 and "not by the service user" in proc.stderr
+    assert (data / ".reeve-data-dir").is_file()
 
 
 @pytest.mark.slow
-def test_purge_removes_reeves_marked_data_directory(tmp_path):
-    home, root = _staged(tmp_path)
-    try:
-        data = root / home.path.relative_to("/")
-        (data / "pulse_queue.db").write_bytes(b"the queue")
-        proc = subprocess.run(
-            ["bash", str(UNINSTALL), "--root", str(root), "--purge"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert f"purged /{home.path.relative_to('/')}" in proc.stdout
-        assert not data.exists()
-    finally:
-        home.stop_all()
+def test_purge_removes_reeves_marked_data_directory(staged):
+    home, root = staged
+    data = root / home.path.relative_to("/")
+    (data / "pulse_queue.db").write_bytes(b"the queue")
+    proc = subprocess.run(
+        ["bash", str(UNINSTALL), "--root", str(root), "--purge"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"purged /{home.path.relative_to('/')}" in proc.stdout
+    assert not data.exists()
 
 
 # --- restore_db swaps in only a Reeve database --------------------------------------------------------

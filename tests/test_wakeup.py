@@ -84,9 +84,13 @@ def test_a_telegram_message_wakes_the_idle_worker(reeve_home, fake_telegram):
 
 def test_a_pulse_the_agent_schedules_over_mcp_wakes_the_idle_worker(reeve_home):
     start_idle_worker(reeve_home)
-    result = call(reeve_home, "schedule_pulse", {"prompt": "from the agent's tool", "when": "now"})
-    assert not result.is_error, text(result)
-    wait_for_run(reeve_home, "from the agent's tool")
+    try:  # the tool server writes through the API, a web process `call` starts for this home
+        result = call(reeve_home, "schedule_pulse", {"prompt": "from the agent's tool", "when": "now"})
+        assert not result.is_error, text(result)
+        wait_for_run(reeve_home, "from the agent's tool")
+    finally:
+        if live := getattr(reeve_home, "live", None):
+            live.stop()
 
 
 @pytest.mark.skipif(on_postgres(), reason="a SQLite file written by the sqlite3 shell")

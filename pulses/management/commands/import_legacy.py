@@ -53,7 +53,10 @@ def summary(result: ImportResult) -> str:
             f"{result.interrupted} pulse(s) the original was running when it stopped are pending again."
         )
     if result.session_ids_dropped:
-        lines.append(f"{result.session_ids_dropped} session id(s) too long to resume were dropped.")
+        lines.append(
+            f"{result.session_ids_dropped} session id(s) that are not agent session ids were dropped "
+            "(those pulses start a new session)."
+        )
     if result.other_database:
         lines.append(f"Reeve's migrations are applied. To use this database, set {result.other_database}.")
     else:
