@@ -8,15 +8,14 @@ the tree from /proc: time on a CPU over the window (schedstat, all threads), in 
 resident set (VmRSS) and proportional set (Pss: shared pages split between the processes sharing
 them) at its end. `--listener` also runs `./reeve run_telegram_listener` against the fake Bot API
 (tests/fake_telegram.py, served by this process and not counted), as a user with a bot does.
-`--units` runs the systemd units' commands instead of `./reeve start` (their ExecStart lines, uv in
-front: reeve-web and reeve-worker, plus reeve-telegram with `--listener`); the journal relay of
+`--units` runs the systemd units' commands instead of `./reeve start` (their ExecStart lines:
+reeve-web and reeve-worker, plus reeve-telegram with `--listener`); the journal relay of
 reeve-daemon needs a journal and is not started.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import socket
 import subprocess
@@ -144,14 +143,13 @@ def report(title: str, first: dict[int, Sample], last: dict[int, Sample], second
 
 
 def unit_command(name: str) -> list[str]:
-    """The unit's ExecStart, with the uv that ./reeve uses."""
+    """The unit's ExecStart, with this environment's Python."""
     line = next(
         line
         for line in (ROOT / "deploy" / "systemd" / f"reeve-{name}.service.in").read_text().splitlines()
         if line.startswith("ExecStart=")
     )
-    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
-    return line.removeprefix("ExecStart=").replace("@UV@", uv).split()
+    return line.removeprefix("ExecStart=").replace("@VENV_PYTHON@", sys.executable).split()
 
 
 def main() -> None:

@@ -98,7 +98,9 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
     rw = next(line for line in worker.splitlines() if line.startswith("ReadWritePaths="))
     assert str(home.path) in rw and str(home.desk) in rw
     web = (root / "etc/systemd/system/reeve-web.service").read_text()
-    assert "gunicorn -c deploy/gunicorn.conf.py" in web and " run --frozen --no-sync " in web
+    # The environment's Python is the main process: no uv resident beside each service.
+    assert f"ExecStart={ROOT}/.venv/bin/python -m gunicorn -c deploy/gunicorn.conf.py" in web
+    assert f"ExecStart={ROOT}/.venv/bin/python manage.py run_pulse_worker" in worker
     assert "Restart=always" in web and "RestartSec=10" in web and "SyslogIdentifier=reeve-web" in web
     assert "MemoryMax=" in web and "CPUQuota=" in web
     telegram = (root / "etc/systemd/system/reeve-telegram.service").read_text()
@@ -359,8 +361,8 @@ def _alive(pid: int) -> bool:
 def test_stopping_the_worker_unit_as_systemd_does_never_leaves_a_pulse_processing(
     tmp_path, agent_seconds, expected
 ):
-    """KillMode=mixed: SIGTERM to the unit's main process (uv) only; systemd kills the rest only
-    after TimeoutStopSec. The worker must drain or release within that time, through uv."""
+    """KillMode=mixed: SIGTERM to the unit's main process (the worker) only; systemd kills the rest
+    only after TimeoutStopSec. The worker must drain or release within that time."""
     home = ReeveHome(tmp_path / "home", extra_env={"PULSE_SHUTDOWN_GRACE_SECONDS": "4"})
     home.migrate()
     root = tmp_path / "root"

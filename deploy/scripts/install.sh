@@ -119,6 +119,7 @@ render() { # template -> stdout, every @NAME@ replaced (quoted replacement: no &
   text=${text//@HOME@/"$RUN_HOME"}
   text=${text//@REEVE_DIR@/"$REEVE_DIR"}
   text=${text//@UV@/"$UV_BIN"}
+  text=${text//@VENV_PYTHON@/"$REEVE_DIR/.venv/bin/python"}
   text=${text//@PYTHON3@/"$PYTHON3"}
   text=${text//@PATH@/"$SERVICE_PATH"}
   text=${text//@RW_WEB@/"$RW_WEB"}
