@@ -76,6 +76,7 @@ class FakeTelegram:
         self._next_message_id = 1
         self._files: dict[str, FakeFile] = {}
         self._messages: dict[int, dict] = {}  # update id -> the message it carried
+        self._edit_dates: dict[tuple[int, int], int] = {}  # (chat, message id) -> its latest edit date
         self._hold_download = False
         self._downloads_before_hold = 0
         self.download_held = threading.Event()
@@ -161,7 +162,11 @@ class FakeTelegram:
         edit's update id."""
         with self._cond:
             message = {**self._messages[update_id], **changes}
-            message["edit_date"] = max(int(time.time()), message.get("edit_date", 0) + 1)
+            # Telegram stamps edits in whole seconds; a person's second edit of a message comes a
+            # second or more after the first, which a test's two edits in one second would not.
+            key = (message["chat"]["id"], message["message_id"])
+            message["edit_date"] = max(int(time.time()), self._edit_dates.get(key, 0) + 1)
+            self._edit_dates[key] = message["edit_date"]
             return self._push("edited_message", message)
 
     def message_id_of(self, update_id: int) -> int:
