@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pulses import reports
 from pulses.limits import local_time
+from pulses.management import COMMAND_CHECKS
 from pulses.models import Pulse
 
 COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
@@ -13,6 +14,7 @@ def _when(moment) -> str:
 
 class Command(BaseCommand):
     help = "Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(
