@@ -134,6 +134,15 @@ class Pulse(models.Model):
     lease_owner = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # A routine's pulse: the routine and the fire it is for (unique together: one pulse per fire).
+    routine = models.ForeignKey(
+        "pulses.Routine", null=True, blank=True, on_delete=models.SET_NULL, related_name="pulses"
+    )
+    fire_at = models.DateTimeField(null=True, blank=True)
+    # A wake check, run in the Desk before the agent: exit 0 wakes it, exit 1 skips the run.
+    check_command = models.TextField(blank=True, default="")
+    # Completed without an agent run: the wake check found nothing to do.
+    skipped = models.BooleanField(default=False)
 
     objects = PulseQuerySet.as_manager()
 
@@ -168,6 +177,10 @@ class Pulse(models.Model):
                 fields=["session_id"],
                 condition=Q(status="processing") & ~Q(session_id=""),
                 name="pulses_one_running_per_session",
+            ),
+            # A routine's fire is one pulse, whichever worker on whichever host made it.
+            models.UniqueConstraint(
+                fields=["routine", "fire_at"], condition=Q(routine__isnull=False), name="pulses_one_per_fire"
             ),
         ]
 
@@ -405,3 +418,7 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         state = "revoked" if self.revoked_at else "active"
         return f"{self.name} ({self.prefix}…, {self.scope}, {state})"
+
+
+# Registered in this app; it imports Priority from here, so it comes last.
+from pulses.routines.models import Routine  # noqa: E402, F401
