@@ -205,7 +205,7 @@ def remove(routine: Routine) -> None:
 
 
 @gated
-def record_run(pulse: Pulse, result: str) -> bool:
+def record_run(pulse: Pulse, result: str, *, session_id: str = "") -> bool:
     """What a finished run of a routine's pulse does to the routine: a success resets its failure
     streak, a failure adds to it, and the failure that reaches `pause_after_failures` pauses it.
     True exactly once per pause, for the caller that should send the alert."""
@@ -214,9 +214,10 @@ def record_run(pulse: Pulse, result: str) -> bool:
     routine = Routine.objects.filter(pk=pulse.routine_id)
     now = timezone.now()
     changes: dict[str, object] = {"last_result": result, "updated_at": now}
-    if pulse.session_id:
+    session_id = session_id or pulse.session_id
+    if session_id:
         # The previous run's session, for routines that continue it.
-        routine.filter(session_policy=SessionPolicy.CONTINUE).update(session_id=pulse.session_id)
+        routine.filter(session_policy=SessionPolicy.CONTINUE).update(session_id=session_id)
     if result == RunResult.COMPLETED:
         routine.update(failure_streak=0, **changes)
         return False
