@@ -360,6 +360,8 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         error=outcome.error,
         retry_at=outcome.finished_at + retry_delay(pulse.attempts),
     )
+    if outcome.skipped:
+        changes["skipped"] = True
     status = changes["status"]
     if connection.vendor == "postgresql" and status != Status.PENDING:
         # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
@@ -375,7 +377,9 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     if not recorded:
         logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse.pk, worker)
         return None
-    if status == Status.COMPLETED:
+    if outcome.skipped:
+        logger.info("pulse_skipped id=%s reason=wake_check_nothing_to_do", pulse.pk)
+    elif status == Status.COMPLETED:
         logger.info("pulse_completed id=%s duration_ms=%s", pulse.pk, outcome.duration_ms)
     elif status == Status.PENDING:
         logger.warning(
