@@ -37,7 +37,7 @@ def fire_all_together(home) -> None:
     """Make every routine due a second from now, at one instant: the clock of this test."""
     at = datetime.now(UTC) + timedelta(seconds=1)
     value = at if home.database_url else at.strftime("%Y-%m-%d %H:%M:%S.%f")
-    home.query("UPDATE pulse_routines SET next_fire_at = ? WHERE name LIKE 'together-%'", (value,))
+    home.query("UPDATE pulse_routines SET next_fire_at = ? WHERE name LIKE ?", (value, "together-%"))
     if home.database_url:  # what the queue's own writes send; SQLite's workers see the write itself
         home.query("NOTIFY reeve_pulses")
 
@@ -52,15 +52,15 @@ def test_routines_firing_together_on_several_workers_some_killed_make_one_pulse_
         (
             "from pulses.routines import changes\n"
             f"for i in range({ROUTINES}):\n"
-            f"    changes.create(name=f'together-{{i:02}}', prompt=f'routine {{i}}', schedule='every 1 minutes',"
-            f" priority={priorities!r}[i % 4], max_retries=5)\n"
+            f"    changes.create(name=f'together-{{i:02}}', prompt=f'routine {{i}}',"
+            f" schedule='every 1 minutes', priority={priorities!r}[i % 4], max_retries=5)\n"
         ),
     )
     noop_log = reeve_home.path / "noop.log"
     env = {
         "HAPI_COMMAND": NOOP_AGENT,
         "NOOP_AGENT_LOG": str(noop_log),
-        "NOOP_AGENT_SECONDS": "0.1",  # long enough that a worker killed at random is mid-run
+        "NOOP_AGENT_SECONDS": "0.3",  # long enough that a worker killed at random is mid-run
         "PULSE_MAX_CONCURRENT": "4",
         "PULSE_LEASE_SECONDS": "2",  # a killed worker's runs come back quickly
         "LOG_LEVEL": "WARNING",
@@ -70,14 +70,21 @@ def test_routines_firing_together_on_several_workers_some_killed_make_one_pulse_
     for round_ in range(ROUNDS):
         fire_all_together(reeve_home)
         made = ROUTINES * (round_ + 1)
-        reeve_home.wait_for(lambda made=made: routine_pulses(reeve_home) >= made, timeout=60, what=f"round {round_}")
+        reeve_home.wait_for(
+            lambda made=made: routine_pulses(reeve_home) >= made, timeout=60, what=f"round {round_}"
+        )
         if round_ in KILL_AT:
-            victim = next(w for w in workers if w.poll() is None)
-            reeve_home.wait_for(lambda pid=victim.pid: running_on(reeve_home, pid), timeout=60, what="a run to kill")
+
+            def busy_worker():
+                return next((w for w in workers if w.poll() is None and running_on(reeve_home, w.pid)), None)
+
+            victim = reeve_home.wait_for(
+                busy_worker, timeout=60, interval=0.01, what="a worker running agents"
+            )
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
             workers.append(reeve_home.start("run_pulse_worker", **env))
-    reeve_home.query("UPDATE pulse_routines SET enabled = ? WHERE name LIKE 'together-%'", (False,))
+    reeve_home.query("UPDATE pulse_routines SET enabled = ? WHERE name LIKE ?", (False, "together-%"))
     total = ROUTINES * ROUNDS
     reeve_home.wait_for(lambda: finished(reeve_home) == total, timeout=300, interval=0.3, what="every run")
     for worker in workers:
