@@ -21,8 +21,10 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from pulses import history, wakeup
-from pulses.executor import AttemptOutcome
+from pulses import history
+from pulses.agent.executor import AttemptOutcome
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
 from pulses.models import (
     Priority,
     Pulse,
@@ -32,7 +34,6 @@ from pulses.models import (
     Status,
     WorkerRecord,
 )
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
