@@ -47,11 +47,11 @@ def find_uv() -> str:
 
 
 def stage(home: ReeveHome, root: Path, *args: str, user: str = TEST_USER) -> subprocess.CompletedProcess:
-    """Run install.sh --root for `home` (its env decides the data, log and Desk paths)."""
+    """Run install.sh --root --keep-env for `home` (its env decides the data, log and Desk paths)."""
     env = {**home.env, "UV": find_uv()}
     env.pop("SUDO_USER", None)
     proc = subprocess.run(
-        ["bash", str(INSTALL), "--root", str(root), "--user", user, *args],
+        ["bash", str(INSTALL), "--root", str(root), "--user", user, "--keep-env", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -142,6 +142,72 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
 
     conf = (root / "etc/reeve/reeve.conf").read_text()
     assert f"REEVE_DIR={ROOT}" in conf and f"REEVE_USER={TEST_USER}" in conf
+
+
+def test_the_daemon_unit_runs_a_python3_outside_every_home_directory(home, tmp_path):
+    # `command -v python3` may be a pyenv shim under ~root, which the DynamicUser unit cannot reach.
+    shims = tmp_path / "root-home" / ".pyenv" / "shims"
+    shims.mkdir(parents=True)
+    (shims / "python3").symlink_to(sys.executable)
+    home.extra_env["PATH"] = f"{shims}:{os.environ['PATH']}"
+    root = tmp_path / "root"
+    stage(home, root)
+    daemon = (root / "etc/systemd/system/reeve-daemon.service").read_text()
+    exec_start = next(line for line in daemon.splitlines() if line.startswith("ExecStart="))
+    python = exec_start.removeprefix("ExecStart=").split()[0]
+    assert python in ("/usr/bin/python3", "/usr/local/bin/python3"), exec_start
+    assert not os.path.realpath(python).startswith(("/home/", "/root/", str(tmp_path)))
+
+
+def test_install_and_the_helpers_read_settings_from_env_file_as_the_services_do(tmp_path):
+    """The installer's shell (a PULSE_API_PORT exported there) does not decide what the helpers use."""
+    clone = tmp_path / "checkout"  # this working tree as it is, with an .env of its own
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for name in files:
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    data = tmp_path / "data"
+    (clone / ".env").write_text(
+        f"PULSE_DB_PATH={data}/pulse_queue.db\nLOG_FILE={data}/logs/daemon.log\n"
+        f"REEVE_DESK_PATH={data}/desk\nPROMETHEUS_MULTIPROC_DIR={data}/metrics\n"
+        "PULSE_API_PORT=8799\nSECRET_KEY=from-the-env-file\n"
+    )
+    shell = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "UV": find_uv()}
+    wrong = {**shell, "PULSE_API_PORT": "9999", "PULSE_DB_PATH": str(tmp_path / "elsewhere.db")}
+    subprocess.run(
+        ["env", "-i", *(f"{k}={v}" for k, v in shell.items()), sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=clone,
+        check=True,
+        timeout=180,
+    )
+    root = tmp_path / "root"
+    proc = subprocess.run(
+        ["bash", str(clone / "deploy/scripts/install.sh"), "--root", str(root), "--user", _current_user()],
+        env=wrong,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "NOTE: ignoring PULSE_API_PORT PULSE_DB_PATH from this shell" in proc.stdout
+    conf = (root / "etc/reeve/reeve.conf").read_text()
+    assert "REEVE_API_URL=http://127.0.0.1:8799" in conf and f"REEVE_DB_PATH={data}/pulse_queue.db" in conf
+    assert "REEVE_KEEP_ENV=0" in conf
+    # A helper run from the same shell reads the database .env names, as the worker unit would.
+    queue = subprocess.run(
+        [str(root / "usr/local/bin/reeve-queue"), "all"],
+        env={**wrong, "REEVE_NO_SYSTEMD": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert queue.returncode == 0, queue.stderr
+    assert queue.stdout.startswith("pending=0 ")
+    assert (data / "pulse_queue.db").exists() and not (tmp_path / "elsewhere.db").exists()
 
 
 def test_the_staged_sudoers_file_passes_visudo(home, tmp_path):

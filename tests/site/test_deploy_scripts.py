@@ -292,7 +292,9 @@ def test_reeve_heartbeat_schedules_one_pulse_an_hour_and_status_shows_it(install
     rows = installed.home.query("SELECT source, tags FROM pulses WHERE source = 'heartbeat'")
     assert len(rows) == 1 and "heartbeat" in json.loads(rows[0][1])
     installed.start_web()
-    assert "ok    heartbeat      last heartbeat #" in installed.run("reeve-status").stdout
+    status = installed.run("reeve-status").stdout
+    assert "ok    heartbeat      last heartbeat #" in status
+    assert status.split("== Last heartbeat\n")[1].startswith("  last heartbeat #")
 
 
 def test_reeve_health_check_says_ok_when_healthy_and_exits_1_when_the_api_is_down(installed):
@@ -304,6 +306,21 @@ def test_reeve_health_check_says_ok_when_healthy_and_exits_1_when_the_api_is_dow
     assert up.returncode == 0
     assert up.stdout.strip() == "OK: All services healthy"
     assert installed.run("reeve-health-check", "--quiet").stdout == ""
+
+
+def test_reeve_health_check_and_reeve_status_agree_on_what_healthy_means(installed):
+    def both() -> tuple[int, int]:
+        return installed.run("reeve-health-check").returncode, installed.run("reeve-status").returncode
+
+    assert both() == (1, 1)  # the API is down
+    installed.start_web()
+    assert both() == (0, 0)
+    empty_database(installed.home)  # doctor FAILs: no tables
+    check = installed.run("reeve-health-check")
+    assert check.returncode == 1 and "ERROR: doctor: migrations" in check.stdout, check.stdout
+    status = installed.run("reeve-status")
+    assert status.returncode == 1 and "PROBLEM: doctor: migrations" in status.stdout
+    assert "== Last heartbeat\n  unknown" in status.stdout
 
 
 def test_reeve_health_check_alerts_once_when_health_turns_bad(installed, fake_telegram):
