@@ -78,7 +78,7 @@ def set_fire(names: list[str], at: datetime) -> None:
     """Make these routines fire at `at`, committed with the wake-up an edit sends."""
     from django.db import transaction
 
-    from pulses import wakeup
+    from pulses.db import wakeup
     from pulses.routines.models import Routine
 
     with transaction.atomic():

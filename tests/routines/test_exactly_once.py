@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.reeve_processes import ROOT, on_postgres
+from tests.support.reeve_processes import ROOT, on_postgres
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.management import call_command
 
-from pulses.heartbeat import PROMPTS, hour_key, schedule_heartbeat
 from pulses.models import Pulse
+from pulses.ops.hourly_prompt import PROMPTS, hour_key, schedule_heartbeat
 from pulses.routines import changes, firing
 from pulses.routines.models import Routine
 
