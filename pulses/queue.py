@@ -82,6 +82,7 @@ def schedule(
     max_retries: int = 3,
     idempotency_key: str | None = None,
     parent_id: int | None = None,
+    check_command: str = "",
 ) -> ScheduleResult:
     """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
 
@@ -115,6 +116,7 @@ def schedule(
                 max_retries=max_retries,
                 idempotency_key=idempotency_key or None,
                 parent_id=parent_id,
+                check_command=check_command or "",
             )
             wakeup.announce()
     except IntegrityError:

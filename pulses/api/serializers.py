@@ -147,6 +147,13 @@ class TriggerSerializer(StrictSerializer):
         default=None,
         help_text="sending the same key again returns the first pulse (200) instead of a new one",
     )
+    check_command = StrictCharField(
+        max_length=limits.MAX_CHECK_CHARS,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="a wake check run in the Desk first: exit 0 wakes the agent (with its output), 1 skips",
+    )
 
     def validate_scheduled_at(self, value):
         # The field's default is the text "now"; make it a time here too.
@@ -233,6 +240,10 @@ class PulseSerializer(serializers.ModelSerializer):
             "attempts",
             "max_retries",
             "idempotency_key",
+            "routine",
+            "fire_at",
+            "check_command",
+            "skipped",
         )
         read_only_fields = fields
 
@@ -259,6 +270,10 @@ class PulseSerializer(serializers.ModelSerializer):
             "attempts": pulse.attempts,
             "max_retries": pulse.max_retries,
             "idempotency_key": pulse.idempotency_key,
+            "routine": pulse.routine_id,
+            "fire_at": _when(pulse.fire_at),
+            "check_command": pulse.check_command,
+            "skipped": pulse.skipped,
         }
 
 
