@@ -38,21 +38,20 @@ LEFT_RUNNING = ("./reeve start", "./reeve run_telegram_listener")
 PASSWORD = "a newcomer's long passphrase 42"
 
 
-def readme_commands(text: str) -> list[str]:
-    """Each command of each ```bash block between the quick start and the first section not meant
+def readme_blocks(text: str) -> list[list[str]]:
+    """The commands of each ```bash block between the quick start and the first section not meant
     for newcomers, continuation lines joined, comment lines dropped (a trailing comment stays)."""
     start = text.index(FIRST_SECTION)
     end = min(text.index(heading) for heading in NOT_FOR_NEWCOMERS)
-    commands = []
+    blocks = []
     for block in re.findall(r"^```bash\n(.*?)^```", text[start:end], re.M | re.S):
-        for command in re.sub(r"\\\n\s*", " ", block).splitlines():
-            if command.strip() and not command.lstrip().startswith("#"):
-                commands.append(command)
-    return commands
+        lines = re.sub(r"\\\n\s*", " ", block).splitlines()
+        blocks.append([line for line in lines if line.strip() and not line.lstrip().startswith("#")])
+    return blocks
 
 
 def test_the_readme_blocks_are_found():
-    commands = readme_commands((ROOT / "README.md").read_text())
+    commands = [c for block in readme_blocks((ROOT / "README.md").read_text()) for c in block]
     assert commands[0].startswith("./reeve start")
     assert any(c.startswith("curl -X POST") and "-d '{" in c for c in commands)  # joined continuation
     assert any(c.startswith("./reeve notify") for c in commands)
@@ -122,49 +121,68 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
         if var in os.environ:
             env[var] = os.environ[var]
 
-    commands = readme_commands((repo / "README.md").read_text())
+    blocks = readme_blocks((repo / "README.md").read_text())
     running: list[tuple[str, subprocess.Popen, Path]] = []
     ran = []
+
+    def run_in_one_shell(commands: list[str]) -> None:
+        """Consecutive commands of a block, in one shell as a person types them (TOKEN=... carries)."""
+        if not commands:
+            return
+        script = "\n".join(commands)
+        proc = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-x", "-c", script],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, f"{script}\n{proc.stdout}\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr, f"{script}\n{proc.stderr}"
+        ran.extend(commands)
+        commands.clear()
+
+    def run_alone(command: str) -> None:
+        """A command a person leaves running in its own terminal, or answers in one."""
+        if "createsuperuser" in command:
+            code, output = in_a_terminal(
+                command,
+                cwd=repo,
+                env=env,
+                answers=[("Username", "newcomer"), ("Email address", ""), ("Password:", PASSWORD)]
+                + [("Password (again)", PASSWORD)],
+            )
+            assert code == 0, f"{command}\n{output}"
+            assert "Superuser created successfully" in output, output
+        else:
+            log = home / f"background-{len(running)}.log"
+            proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=repo,
+                env=env,
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            running.append((command, proc, log))
+            if command.startswith("./reeve start"):
+                wait_for_health(port, proc, log)
+        ran.append(command)
+
     try:
-        for command in commands:
-            command = command.replace("8765", str(port))
-            if command.startswith("./reeve test"):
-                continue  # the whole suite: tests/site/test_quickstart.py runs it from a fresh clone
-            if command.startswith(LEFT_RUNNING):
-                log = home / f"background-{len(running)}.log"
-                proc = subprocess.Popen(
-                    ["bash", "-c", command],
-                    cwd=repo,
-                    env=env,
-                    stdout=log.open("w"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                running.append((command, proc, log))
-                if command.startswith("./reeve start"):
-                    wait_for_health(port, proc, log)
-            elif "createsuperuser" in command:
-                code, output = in_a_terminal(
-                    command,
-                    cwd=repo,
-                    env=env,
-                    answers=[("Username", "newcomer"), ("Email address", ""), ("Password:", PASSWORD)]
-                    + [("Password (again)", PASSWORD)],
-                )
-                assert code == 0, f"{command}\n{output}"
-                assert "Superuser created successfully" in output, output
-            else:
-                proc = subprocess.run(
-                    ["bash", "-e", "-o", "pipefail", "-c", command],
-                    cwd=repo,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                )
-                assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
-                assert "Traceback" not in proc.stderr, f"{command}\n{proc.stderr}"
-            ran.append(command)
+        for block in blocks:
+            typed: list[str] = []
+            for command in block:
+                command = command.replace("8765", str(port))
+                if command.startswith("./reeve test"):
+                    continue  # the whole suite: tests/site/test_quickstart.py runs it from a fresh clone
+                if command.startswith(LEFT_RUNNING) or "createsuperuser" in command:
+                    run_in_one_shell(typed)
+                    run_alone(command)
+                else:
+                    typed.append(command)
+            run_in_one_shell(typed)
 
         # What those commands did, seen from outside: the pulses, the notification.
         queue = subprocess.run(
@@ -182,4 +200,4 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
                 os.killpg(proc.pid, signal.SIGKILL)
                 code = proc.wait()
             assert code == 0, f"{command} ended {code}:\n{log.read_text()[-3000:]}"
-    assert len(ran) == len(commands) - 1  # all but ./reeve test
+    assert len(ran) == sum(map(len, blocks)) - 1  # all but ./reeve test
