@@ -50,6 +50,12 @@ API_LATENCY = Histogram(
     ["method", "endpoint", "status"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, float("inf")),
 )
+ROUTINE_FIRES = Counter("reeve_routine_fires", "Routine fires that became a pulse (catch-ups included)")
+ROUTINE_SKIPS = Counter(
+    "reeve_routine_skips",
+    "Routine fires that did not wake the agent, by reason (missed, window, check, paused)",
+    ["reason"],
+)
 _FILE_PID = re.compile(r"_(\d+)\.db$")
 
 
@@ -59,6 +65,17 @@ def record_attempt(*, priority: str, success: bool, seconds: float) -> None:
     if not success:
         PULSES_FAILED.labels(priority=priority).inc()
     PULSE_DURATION.labels(priority=priority).observe(max(seconds, 0.0))
+
+
+def record_routine_fire() -> None:
+    """Count one fire of a routine that became a pulse (called where the fire's pulse is created)."""
+    ROUTINE_FIRES.inc()
+
+
+def record_routine_skip(*, reason: str, count: int = 1) -> None:
+    """Count `count` fires of a routine that did not wake the agent, and why."""
+    if count > 0:
+        ROUTINE_SKIPS.labels(reason=reason).inc(count)
 
 
 def multiproc_dir() -> Path | None:
