@@ -139,8 +139,9 @@ class Routine(models.Model):
 
     def next_fires(self, count: int = 5, *, after: datetime) -> list[datetime]:
         """The next `count` fire times after `after`, in the routine's zone (the form's preview)."""
-        fires = self.parsed_schedule.fires_after(after, self.zone)
-        return [next(fires) for _ in range(count)]
+        zone = self.zone
+        fires = self.parsed_schedule.fires_after(after, zone)
+        return [next(fires).astimezone(zone) for _ in range(count)]
 
     def effective_catch_up_window(self, around: datetime) -> timedelta:
         if self.catch_up_window is not None:

@@ -60,22 +60,26 @@ class Schedule:
     interval: timedelta | None = None
 
     def next_after(self, moment: datetime, zone: ZoneInfo) -> datetime:
-        """The first fire strictly after `moment` (aware), as an aware datetime in `zone`."""
+        """The first fire strictly after `moment` (aware), in UTC."""
         return next(self.fires_after(moment, zone))
 
     def fires_after(self, moment: datetime, zone: ZoneInfo) -> Iterator[datetime]:
-        """Fire times strictly after `moment`, ascending, each once."""
+        """Fire times strictly after `moment`, ascending, each once, in UTC.
+
+        In UTC because Python compares and subtracts two datetimes of one zone by their wall-clock
+        times, blind to which pass of a repeated hour each is."""
         if self.interval is not None:
             step = self.interval
             count = (moment - EPOCH) // step + 1
             while True:
-                yield (EPOCH + count * step).astimezone(zone)
+                yield EPOCH + count * step
                 count += 1
-        last = moment
+        last = moment.astimezone(UTC)
         # cronsim walks naive wall-clock time for expressions at fixed times; from a moment in the
         # second pass of a repeated hour it can answer the first pass, which is earlier: such a
         # time is skipped, so a repeated wall-clock time never fires twice.
-        for fire in CronSim(self.cron, moment.astimezone(zone)):
+        for local in CronSim(self.cron, moment.astimezone(zone)):
+            fire = local.astimezone(UTC)
             if fire > last:
                 last = fire
                 yield fire
