@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from pulses import history, metrics, reports, retention
 from pulses.palette import PRIORITY_COLOURS
+from pulses.routines import overview as routines
 
 CHART_WIDTH = 720
 CHART_HEIGHT = 180
@@ -139,6 +140,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_requests": latency.requests,
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
+        "routine_fires": routines.upcoming_fires(limit=10),
+        "routine_troubles": routines.needing_attention(limit=10),
         "workers": reports.recent_workers(),
         "now": timezone.localtime(),
         "facts": facts,

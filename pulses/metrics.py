@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +53,7 @@ API_LATENCY = Histogram(
 ROUTINE_FIRES = Counter("reeve_routine_fires", "Routine fires that became a pulse (catch-ups included)")
 ROUTINE_SKIPS = Counter(
     "reeve_routine_skips",
-    "Routine fires that did not wake the agent, by reason (missed, window, check, paused)",
+    "Routine fires that did not wake the agent, by reason (missed, window, check)",
     ["reason"],
 )
 _FILE_PID = re.compile(r"_(\d+)\.db$")
@@ -67,15 +67,21 @@ def record_attempt(*, priority: str, success: bool, seconds: float) -> None:
     PULSE_DURATION.labels(priority=priority).observe(max(seconds, 0.0))
 
 
-def record_routine_fire() -> None:
-    """Count one fire of a routine that became a pulse (called where the fire's pulse is created)."""
-    ROUTINE_FIRES.inc()
+def record_routine_fires(fires: Iterable) -> None:
+    """Count what a firing did (`pulses.routines.firing.Fire`s): the fires that became a pulse, the
+    fires missed during downtime beyond the one catch-up, and those outside the active window."""
+    for fire in fires:
+        if fire.missed:
+            ROUTINE_SKIPS.labels(reason="missed").inc(fire.missed)
+        if fire.outside_window:
+            ROUTINE_SKIPS.labels(reason="window").inc()
+        elif fire.pulse_id:
+            ROUTINE_FIRES.inc()
 
 
-def record_routine_skip(*, reason: str, count: int = 1) -> None:
-    """Count `count` fires of a routine that did not wake the agent, and why."""
-    if count > 0:
-        ROUTINE_SKIPS.labels(reason=reason).inc(count)
+def record_routine_skip(*, reason: str) -> None:
+    """Count one run of a routine that did not wake the agent (`check`: its wake check said so)."""
+    ROUTINE_SKIPS.labels(reason=reason).inc()
 
 
 def multiproc_dir() -> Path | None:

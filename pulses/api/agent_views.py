@@ -29,6 +29,7 @@ STATUS_OF = {
     agent_tools.UnknownRoutineName: status.HTTP_404_NOT_FOUND,
     agent_tools.RoutineNotYours: status.HTTP_403_FORBIDDEN,
 }
+AGENT_SESSION_POLICIES = ("new", "continue")  # a fixed session id is the owner's to give
 DESCRIBED = serializers.DictField(help_text="the pulse as the agent sees it (times in TIME_ZONE)")
 
 
@@ -101,7 +102,7 @@ class AgentRoutineSerializer(StrictSerializer):
     sticky_notes = _text_list(agent_tools.MAX_NOTES, agent_tools.MAX_NOTE_CHARS, "reminders")
     active_from = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
     active_until = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
-    session_policy = StrictChoiceField(choices=("new", "continue"), required=False)
+    session_policy = StrictChoiceField(choices=AGENT_SESSION_POLICIES, required=False)
 
     def validate(self, attrs):
         return {key: value for key, value in attrs.items() if value is not None}
@@ -189,11 +190,33 @@ class NotifyView(AgentView):
         return self.call(agent_tools.send_notification, **data)
 
 
+class AgentRoutineDescribedSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    schedule = serializers.CharField()
+    schedule_text = serializers.CharField()
+    timezone = serializers.CharField()
+    prompt = serializers.CharField()
+    priority = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    enabled = serializers.BooleanField()
+    paused_reason = serializers.CharField()
+    active_window = serializers.CharField(allow_null=True)
+    session_policy = serializers.CharField()
+    created_by = serializers.CharField()
+    next_fire_at = serializers.CharField(allow_null=True)
+    last_fire_at = serializers.CharField(allow_null=True)
+    last_result = serializers.CharField(allow_null=True)
+
+
+class AgentRoutineDeletedSerializer(AgentRoutineDescribedSerializer):
+    deleted = serializers.BooleanField()
+
+
 class AgentRoutineListSerializer(serializers.Serializer):
     now = serializers.CharField()
     time_zone = serializers.CharField()
     count = serializers.IntegerField()
-    routines = serializers.ListField(child=serializers.DictField())
+    routines = AgentRoutineDescribedSerializer(many=True)
 
 
 ROUTINE_NOT_FOUND = {404: OpenApiResponse(ERROR, description="no routine with that name")}
@@ -212,7 +235,7 @@ class AgentRoutinesView(AgentView):
         operation_id="agent_routine_create",
         summary="The agent's tool create_routine: source 'agent', within the guard rails",
         request=AgentRoutineSerializer,
-        responses={200: DESCRIBED, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
+        responses={200: AgentRoutineDescribedSerializer, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
     )
     def post(self, request: Request) -> Response:
         data = _valid(AgentRoutineSerializer, request.data)
@@ -225,7 +248,7 @@ class AgentRoutineView(AgentView):
         summary="The agent's tool delete_routine (routines the agent created)",
         request=None,
         responses={
-            200: DESCRIBED,
+            200: AgentRoutineDeletedSerializer,
             **AUTH_ERRORS,
             **ROUTINE_NOT_FOUND,
             403: OpenApiResponse(ERROR, description="the owner's routine, or a token that may not"),
@@ -240,7 +263,7 @@ class AgentRoutinePauseView(AgentView):
         operation_id="agent_routine_pause",
         summary="The agent's tool pause_routine",
         request=None,
-        responses={200: DESCRIBED, **AUTH_ERRORS, **ROUTINE_NOT_FOUND},
+        responses={200: AgentRoutineDescribedSerializer, **AUTH_ERRORS, **ROUTINE_NOT_FOUND},
     )
     def post(self, request: Request, name: str) -> Response:
         return self.call(agent_tools.pause_routine, name=name)

@@ -24,7 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses import wakeup
+from pulses import metrics, wakeup
 from pulses.models import Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineKind, SessionPolicy
@@ -77,6 +77,7 @@ def _fire_batch(now: datetime, batch: int) -> list[Fire]:
         fires = [_fire(routine, now) for routine in routines]
         if any(fire.pulse_id for fire in fires):
             wakeup.announce()
+    metrics.record_routine_fires(fires)
     for fire in fires:
         if fire.missed:
             logger.warning("routine_fires_skipped name=%s missed=%s", fire.name, fire.missed)

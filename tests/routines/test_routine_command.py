@@ -47,8 +47,8 @@ def test_add_stores_a_routine_in_its_zone_and_says_when_it_fires_next():
 
 def test_add_takes_an_interval_a_window_a_session_policy_and_a_check():
     run(
-        "add", "build", "every 30 minutes", "Check the build",
-        "--window", "08:00-22:00", "--session", "continue", "--check", "test -e /tmp/flag", "--pause-after", "3",
+        "add", "build", "every 30 minutes", "Check the build", "--window", "08:00-22:00",
+        "--session", "continue", "--check", "test -e /tmp/flag", "--pause-after", "3",
     )  # fmt: skip
     routine = Routine.objects.get(name="build")
     assert (f"{routine.active_from:%H:%M}", f"{routine.active_until:%H:%M}") == ("08:00", "22:00")
