@@ -2,6 +2,7 @@
 """Django's command-line utility for Reeve."""
 
 import os
+import signal
 import sys
 
 
@@ -24,6 +25,14 @@ def preflight(argv: list[str]) -> None:
         sys.exit(1)
 
 
+def closed_pipe() -> None:
+    """End quietly when whoever reads stdout has gone (`./reeve pulse_queue all | head -4`): as a
+    shell tool killed by SIGPIPE, without a traceback. Python's exit flush would fail on the closed
+    pipe again, so stdout is pointed at /dev/null first."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
+
+
 def main() -> None:
     # Before anything is created: the database, its WAL, logs, backups and metrics are the user's
     # alone (0600 in 0700 folders), whoever started this process (the units also set UMask=0077).
@@ -41,6 +50,9 @@ def main() -> None:
     preflight(sys.argv[1:])
     try:
         execute_from_command_line(sys.argv)
+        sys.stdout.flush()  # inside the try: a reader that left early is noticed here, not at exit
+    except BrokenPipeError:
+        closed_pipe()
     except (OperationalError, ProgrammingError) as exc:
         # A fresh database without Reeve's tables: say what to run instead of a traceback.
         text = str(exc)

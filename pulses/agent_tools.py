@@ -22,7 +22,7 @@ from django.utils import timezone
 from pulses import queue
 from pulses.limits import InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseNotPending, Status
-from pulses.routines import changes
+from pulses.routines import changes, guard_rails
 from pulses.routines.lookup import window_text
 from pulses.routines.models import Routine, RoutineSource
 from pulses.timeparse import TimeParseError, parse_when
@@ -183,6 +183,10 @@ def schedule_pulse(
     labels = _texts(tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
     session_id = _current_session(run_pulse_id) if resume_current_session else ""
     parent_id = run_pulse_id if run_pulse_id and Pulse.objects.filter(pk=run_pulse_id).exists() else None
+    try:
+        guard_rails.check_agent_pulse()
+    except guard_rails.LimitReached as exc:
+        raise AgentToolError(str(exc)) from None
     result = queue.schedule(
         prompt=prompt,
         scheduled_at=scheduled_at,

@@ -21,8 +21,10 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pulses import history, wakeup
+from pulses import history, limits, wakeup
+from pulses.backoff import exponential
 from pulses.executor import AttemptOutcome
+from pulses.limits import InvalidPulse
 from pulses.models import (
     Priority,
     Pulse,
@@ -39,6 +41,7 @@ CLAIM_TRIES = 3
 
 __all__ = [
     "AttemptOutcome",
+    "InvalidPulse",
     "PulseNotPending",
     "ScheduleResult",
     "cancel",
@@ -79,7 +82,21 @@ def schedule(
     idempotency_key: str | None = None,
     parent_id: int | None = None,
 ) -> ScheduleResult:
-    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False)."""
+    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
+
+    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first)."""
+    scheduled_at = scheduled_at or timezone.now()
+    limits.check_pulse(
+        prompt=prompt,
+        priority=priority,
+        scheduled_at=scheduled_at,
+        source=source,
+        session_id=session_id,
+        sticky_notes=sticky_notes,
+        tags=tags,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+    )
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -88,7 +105,7 @@ def schedule(
         with transaction.atomic():
             pulse = Pulse.objects.create(
                 prompt=prompt,
-                scheduled_at=scheduled_at or timezone.now(),
+                scheduled_at=scheduled_at,
                 priority=priority,
                 source=source,
                 session_id=session_id or "",
@@ -249,8 +266,7 @@ def _session_free(session_id: str) -> bool:
 
 def retry_delay(attempt: int) -> timedelta:
     """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
-    minutes = min(2 ** max(attempt - 1, 0), settings.PULSE_RETRY_CAP_MINUTES)
-    return timedelta(minutes=minutes)
+    return timedelta(minutes=exponential(attempt, initial=1, cap=settings.PULSE_RETRY_CAP_MINUTES))
 
 
 def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:

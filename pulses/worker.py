@@ -27,6 +27,7 @@ from django.utils.module_loading import import_string
 from pulses import metrics, queue
 from pulses.agent_env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
 from pulses.api.tokens import run_token
+from pulses.backoff import Backoff
 from pulses.executor import AgentRequest, AttemptOutcome, Executor, Reaper
 from pulses.models import Pulse, Status
 from pulses.routines import changes as routine_changes
@@ -391,12 +392,13 @@ class Worker:
         """Store a finished run. While the database is unreachable (a restart, a failover) keep
         trying, so the result of a run is not thrown away: the write only lands if this claim still
         holds. A stopping worker gives up when its drain's grace ends, or at a second signal."""
-        delay = 0.5
+        backoff = Backoff(initial=0.5, cap=10.0)
         while True:
             try:
                 return write(pulse, worker=self.name, outcome=outcome)
             except DATABASE_DOWN as exc:
                 connections.close_all()  # this thread's connection: the next try opens a new one
+                delay = backoff.next_delay()
                 give_up = self._drain_deadline is not None and time.monotonic() + delay > self._drain_deadline
                 if give_up or self.signals.forced.is_set():
                     raise
@@ -404,22 +406,21 @@ class Worker:
                     "pulse_record_retry id=%s retry_in_s=%s error=%s", pulse.pk, delay, _one_line(exc)
                 )
                 time.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     def _wait_for_database(self, error: Exception) -> None:
         """The database stopped answering the loop: running agents go on, and the loop comes back
         once it answers again (backing off up to 30 s); a signal still stops the worker meanwhile."""
         logger.error("database_unavailable worker=%s error=%s", self.name, _one_line(error))
-        delay = 1.0
+        backoff = Backoff(initial=1.0, cap=30.0)
         while not self._stop_requested():
             connections.close_all()  # the main thread's connection; the next query reconnects
             try:
                 connection.ensure_connection()
                 self._waiter.reconnect()
             except DATABASE_DOWN as exc:
+                delay = backoff.next_delay()
                 logger.warning("database_still_unavailable retry_in_s=%s error=%s", delay, _one_line(exc))
                 self._waiter.wait(delay, local_only=True)  # a signal wakes it
-                delay = min(delay * 2, 30.0)
                 continue
             logger.warning("database_available_again worker=%s", self.name)
             return

@@ -282,7 +282,7 @@ LOGGING: dict = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "console",
-            "stream": "ext://sys.stdout",
+            "stream": "ext://sys.stderr",
             "filters": ["redact_secrets"],
         },
     },

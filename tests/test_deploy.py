@@ -258,6 +258,7 @@ def test_every_helper_script_answers_dash_h_without_an_installation(tmp_path):
         proc = subprocess.run(["bash", str(path), "-h"], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, f"{script}: {proc.stderr}"
         assert "usage" in proc.stdout.lower() or script in proc.stdout, script
+        assert "set -" not in proc.stdout and "#" not in proc.stdout, f"{script}: {proc.stdout}"
 
 
 # --- the journal relay behind `journalctl -u reeve-daemon` --------------------------------------

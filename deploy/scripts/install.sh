@@ -9,7 +9,8 @@
 #   --no-start   install and enable, but do not (re)start anything
 set -euo pipefail
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top of this file, up to its first command.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ROOT=
 RUN_USER=${SUDO_USER:-}
