@@ -17,7 +17,7 @@ def preflight(argv: list[str]) -> None:
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"Error: {exc}\n")
         sys.exit(1)
-    from pulses import legacy
+    from pulses.ops import legacy
 
     legacy.pulse_db_url_note(sys.stderr)
     if message := legacy.refusal(argv):

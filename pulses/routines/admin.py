@@ -15,11 +15,11 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from pulses.palette import STATUS_COLOURS
 from pulses.routines import changes
 from pulses.routines import schedule as schedules
 from pulses.routines.lookup import PREVIEW_FIRES
 from pulses.routines.models import Routine, RoutineSource, RunResult
+from pulses.web.palette import STATUS_COLOURS
 
 RESULT_COLOURS = {
     RunResult.COMPLETED: STATUS_COLOURS.get("completed", "#16a34a"),

@@ -27,7 +27,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses import limits, wakeup
+from pulses import limits
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
 from pulses.models import Priority, Pulse
 from pulses.routines import guard_rails
 from pulses.routines import schedule as schedules
@@ -40,7 +42,6 @@ from pulses.routines.models import (
     RunResult,
     SessionPolicy,
 )
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 

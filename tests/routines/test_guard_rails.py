@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pulses import agent_tools
 from pulses.models import Pulse
 from pulses.routines import changes
 from pulses.routines.guard_rails import LimitReached
 from pulses.routines.models import Routine, RoutineInvalid
-from tests.factories import PulseFactory
+from pulses.tools import agent_tools
+from tests.support.factories import PulseFactory
 
 pytestmark = pytest.mark.django_db
 
