@@ -144,7 +144,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "failures": reports.listing("failed", limit=10),
         "routine_fires": routines.upcoming_fires(limit=10),
         "routine_troubles": routines.needing_attention(limit=10),
-        "workers": reports.recent_workers(),
+        "workers": reports.workers_seen(),
         "now": timezone.localtime(),
         "facts": facts,
         "database_size": history.size_text(facts.size_bytes),
