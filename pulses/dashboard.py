@@ -118,6 +118,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     latency = metrics.api_latency()
     bars, ticks = hour_bars(activity)
     facts = history.database_facts()
+    workers = reports.recent_workers()
+    slots = reports.worker_slots(workers)
     context = {
         "activity": activity,
         "stats": stats,
@@ -139,7 +141,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_requests": latency.requests,
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
-        "workers": reports.recent_workers(),
+        "workers": [(worker, slots[worker.name]) for worker in workers],
         "now": timezone.localtime(),
         "facts": facts,
         "database_size": history.size_text(facts.size_bytes),

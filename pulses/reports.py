@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from pulses import history
 from pulses.models import Priority, Pulse, PulseAttempt, Status, WorkerRecord
+from pulses.slots import Run, layout
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,35 @@ def search(
 def recent_workers(*, within: timedelta = timedelta(minutes=2)) -> list[WorkerRecord]:
     """Workers that heartbeated within `within`, most recent first."""
     return list(WorkerRecord.objects.filter(last_seen__gte=timezone.now() - within).order_by("-last_seen"))
+
+
+@dataclass(frozen=True)
+class BusySlot:
+    """One slot of a worker (`ordinary`, or `critical`: reserved for critical pulses) and the pulse
+    it runs, if any."""
+
+    kind: str
+    pulse: Pulse | None
+
+
+def worker_slots(workers: list[WorkerRecord]) -> dict[str, list[BusySlot]]:
+    """Each worker's slots with what runs in them, from the pulses it holds now (not its last
+    heartbeat), laid out as the worker counts them: critical runs in the reserved slots first."""
+    running: dict[str, list[Pulse]] = {worker.name: [] for worker in workers}
+    held = Pulse.objects.filter(status=Status.PROCESSING, lease_owner__in=list(running))
+    for pulse in held.order_by("executed_at", "id").only(
+        "id", "priority", "prompt", "executed_at", "lease_owner", "session_id", "source"
+    ):
+        running[pulse.lease_owner].append(pulse)
+    result = {}
+    for worker in workers:
+        pulses = {pulse.pk: pulse for pulse in running[worker.name]}
+        runs = [Run(pulse.pk, pulse.priority) for pulse in pulses.values()]
+        result[worker.name] = [
+            BusySlot(slot.kind, pulses[slot.run.pulse_id] if slot.run else None)
+            for slot in layout(runs, ordinary=worker.concurrency, reserved=worker.critical_reserved)
+        ]
+    return result
 
 
 _SOURCES_SQL = """

@@ -26,6 +26,6 @@ class Command(BaseCommand):
         tighten()  # files made before Reeve ran with umask 077 become private on this start
         try:
             code = run_reeve(web=not options["no_web"])
-        except AlreadyRunning as exc:
+        except (AlreadyRunning, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         raise SystemExit(code)
