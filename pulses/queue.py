@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from pulses import history, wakeup
@@ -245,13 +245,7 @@ def _claim_one_per_session(
                 break
         if not chosen:
             return []
-        Pulse.objects.filter(id__in=chosen, status=Status.PENDING).update(
-            status=Status.PROCESSING,
-            lease_owner=worker,
-            lease_expires_at=until,
-            executed_at=now,
-            attempts=F("attempts") + 1,
-        )
+        Pulse.objects.filter(id__in=chosen).claim(worker=worker, now=now, until=until)
         return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
 
 
@@ -300,14 +294,6 @@ def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error:
     PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
 
 
-def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
-    """The row of this claim, as long as the claim holds: once its lease expired and the pulse was
-    claimed again (by anyone, even this worker) it is another attempt, and this matches nothing."""
-    return Pulse.objects.filter(
-        pk=pulse.pk, status=Status.PROCESSING, lease_owner=worker, attempts=pulse.attempts
-    )
-
-
 def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
     """The worker whose claim `attempt` of the pulse still holds (running, lease not expired), else None."""
     return (
@@ -345,7 +331,7 @@ def _record_in_one_statement(
 
     assigned, assigned_values = prepared(Pulse, changes)
     columns, values = prepared(PulseAttempt, attempt)
-    still_claimed = _still_claimed(pulse, worker).query
+    still_claimed = Pulse.objects.filter(pulse.claimed_by(worker)).query
     where, where_values = still_claimed.get_compiler(connection=connection).compile(still_claimed.where)
     sql = _RECORD_SQL.format(
         assignments=", ".join(f"{column} = %s" for column in assigned),
@@ -367,24 +353,14 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     expired and the pulse was recovered), in which case nothing is written: the UPDATE's condition
     is the check, and the attempt's row is written in the same transaction only when it matched.
     """
-    changes: dict[str, object] = {
-        "finished_at": outcome.finished_at,
-        "execution_duration_ms": outcome.duration_ms,
-        "lease_owner": "",
-        "lease_expires_at": None,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
-    if outcome.success:
-        changes.update(status=Status.COMPLETED, error_message="")
-    elif pulse.attempts <= pulse.max_retries:
-        changes.update(
-            status=Status.PENDING,
-            error_message=outcome.error,
-            scheduled_at=outcome.finished_at + retry_delay(pulse.attempts),
-        )
-    else:
-        changes.update(status=Status.FAILED, error_message=outcome.error)
+    changes = pulse.finish_changes(
+        success=outcome.success,
+        finished_at=outcome.finished_at,
+        duration_ms=outcome.duration_ms,
+        session_id=outcome.session_id,
+        error=outcome.error,
+        retry_at=outcome.finished_at + retry_delay(pulse.attempts),
+    )
     status = changes["status"]
     if connection.vendor == "postgresql" and status != Status.PENDING:
         # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
@@ -392,7 +368,7 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         recorded = _record_in_one_statement(pulse, worker, changes, attempt)
     else:
         with transaction.atomic():
-            recorded = bool(_still_claimed(pulse, worker).update(**changes))
+            recorded = pulse.finish(worker=worker, changes=changes)
             if recorded:
                 _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
                 if status == Status.PENDING:
@@ -421,16 +397,8 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
 def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
     """Return an interrupted pulse (worker shutdown, or preempted for a critical pulse) to pending
     at once, keeping the session it reached; the run is not counted against its retries."""
-    changes: dict[str, object] = {
-        "status": Status.PENDING,
-        "lease_owner": "",
-        "lease_expires_at": None,
-        "attempts": F("attempts") - 1,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
     with transaction.atomic():
-        if not _still_claimed(pulse, worker).update(**changes):
+        if not pulse.release(worker=worker, session_id=outcome.session_id):
             return False
         note = f"{outcome.error or 'interrupted: the worker shut down'}; returned to pending"
         _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
@@ -447,9 +415,7 @@ def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
     was not asked to resume): the database refuses it, and the attempt's record stores it later."""
     try:
         with transaction.atomic():
-            Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
-                session_id=session_id
-            )
+            Pulse.objects.filter(pk=pulse_id).held_by(worker).update(session_id=session_id)
     except IntegrityError:
         logger.warning("pulse_session_in_use id=%s session=%s not_stored_mid_run", pulse_id, session_id)
 
@@ -461,10 +427,8 @@ def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float 
     if not ids:
         return set()
     until = timezone.now() + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    owned = Pulse.objects.filter(id__in=ids, status=Status.PROCESSING, lease_owner=worker)
     with transaction.atomic():
-        owned.update(lease_expires_at=until)
-        return set(owned.values_list("id", flat=True))
+        return Pulse.objects.filter(id__in=ids).renew(worker=worker, until=until)
 
 
 @gated
@@ -480,22 +444,16 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
         if connection.features.has_select_for_update_skip_locked:
             stale = stale.select_for_update(skip_locked=True)
         for pulse in stale:
+            owner = pulse.lease_owner
             error = (
-                f"lease expired: worker {pulse.lease_owner} stopped renewing its lease "
+                f"lease expired: worker {owner} stopped renewing its lease "
                 "(killed, crashed or host lost) while the agent ran"
             )
-            retry = pulse.attempts <= pulse.max_retries
-            Pulse.objects.filter(pk=pulse.pk, status=Status.PROCESSING).update(
-                status=Status.PENDING if retry else Status.FAILED,
-                lease_owner="",
-                lease_expires_at=None,
-                error_message=error,
-                finished_at=None if retry else now,
-            )
+            retry = pulse.expire(now=now, error=error)
             started = pulse.executed_at or now
             _store_attempt(
                 pulse,
-                worker=pulse.lease_owner,
+                worker=owner,
                 outcome=AttemptOutcome(success=False, started_at=started, finished_at=now),
                 error=error,
             )
@@ -503,7 +461,7 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
             logger.warning(
                 "lease_expired id=%s worker=%s now=%s",
                 pulse.pk,
-                pulse.lease_owner,
+                owner,
                 "pending" if retry else "failed",
             )
         if recovered:
@@ -516,24 +474,25 @@ def next_due_at() -> datetime | None:
     return Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
 
 
-def _busy_sessions(**running: object) -> PulseQuerySet:
-    return (
-        Pulse.objects.filter(status=Status.PROCESSING, **running).exclude(session_id="").values("session_id")
-    )
+def _busy_sessions(running: PulseQuerySet) -> PulseQuerySet:
+    return running.exclude(session_id="").values("session_id")
 
 
 def critical_waiting_for_a_slot() -> int | None:
     """The first due critical pulse that a free slot would start now (its session is not running),
     else None: what a worker whose slots are all busy may preempt a run for."""
     due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
-    return due.exclude(session_id__in=_busy_sessions()).values_list("pk", flat=True).first()
+    busy = _busy_sessions(Pulse.objects.filter(status=Status.PROCESSING))
+    return due.exclude(session_id__in=busy).values_list("pk", flat=True).first()
 
 
 def waiting_for_sessions_of(worker: str) -> list[tuple[int, datetime]]:
     """Due critical pulses held back because a run of `worker` holds their session: (id, due since)."""
     due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
     return list(
-        due.filter(session_id__in=_busy_sessions(lease_owner=worker)).values_list("pk", "scheduled_at")
+        due.filter(session_id__in=_busy_sessions(Pulse.objects.held_by(worker))).values_list(
+            "pk", "scheduled_at"
+        )
     )
 
 
