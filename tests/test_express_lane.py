@@ -14,6 +14,7 @@ import signal
 
 import pytest
 
+from telegram_bridge.notices import STILL_WORKING
 from tests.reeve_processes import ReeveHome
 
 pytestmark = pytest.mark.slow
@@ -194,3 +195,38 @@ def test_pulse_queue_shows_which_slots_are_busy_and_with_what(home):
     stop(home, worker)
     idle = [line for line in home.manage("pulse_queue").stdout.splitlines() if line.startswith("worker ")]
     assert idle == [] or idle[0].endswith("critical: free; ordinary: free")
+
+
+def test_a_telegram_message_waiting_for_its_sessions_run_tells_the_chat_once(home, fake_telegram):
+    chat = 42
+    home.extra_env.update(fake_telegram.env(chat))
+    listener = home.start("run_telegram_listener", "--poll-timeout", "5")
+    worker = home.start("run_pulse_worker", PULSE_BUSY_NOTICE_SECONDS="1")
+    fake_telegram.send_text(chat, "summarise my inbox mode=sleep:20")
+    first = home.wait_for(
+        lambda: home.query("SELECT id FROM pulses WHERE session_id <> '' AND status = 'processing'"),
+        timeout=60,
+        what="the first message's run to store its session",
+    )[0][0]
+    fake_telegram.send_texts(chat, ["and my calendar? mode=noop", "and the weather? mode=noop"])
+    later = "SELECT id FROM pulses WHERE id > ? ORDER BY id"
+    waiting = home.wait_for(
+        lambda: len(rows := home.query(later, (first,))) == 2 and [row[0] for row in rows],
+        what="the two follow-ups",
+    )
+    home.wait_for(
+        lambda: all(status_of(home, pulse) == "completed" for pulse in [first, *waiting]),
+        timeout=90,
+        what="every message to be answered",
+    )
+    stop(home, worker)
+    stop(home, listener)
+    notices = [call for call in fake_telegram.calls_to("sendMessage") if call.params["text"] == STILL_WORKING]
+    assert len(notices) == 1 and int(notices[0].params["chat_id"]) == chat
+    [first_run] = runs_of(home, first)
+    for pulse in waiting:
+        [run] = runs_of(home, pulse)
+        assert run["resume"]  # the chat's session, which the first run announced
+        assert run["t"] >= end_of(home, first_run)["t"]
+    told = home.query("SELECT chat_id, busy_pulse_id FROM telegram_busy_notices")
+    assert told == [(chat, first)]
