@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pulses.models import Pulse, Status
@@ -48,9 +48,10 @@ def tell_still_working(pulse_id: int) -> None:
         logger.warning("telegram_busy_notice_skipped id=%s reason=%s", pulse_id, exc)
         return
     try:
-        BusyNotice.objects.create(
-            chat_id=chat_id, busy_pulse_id=busy_id, waiting_pulse_id=pulse_id, sent_at=timezone.now()
-        )
+        with transaction.atomic():  # a savepoint: the refusal below leaves any outer transaction usable
+            BusyNotice.objects.create(
+                chat_id=chat_id, busy_pulse_id=busy_id, waiting_pulse_id=pulse_id, sent_at=timezone.now()
+            )
     except IntegrityError:
         logger.info("telegram_busy_notice_suppressed id=%s chat_id=%s busy=%s", pulse_id, chat_id, busy_id)
         return

@@ -73,3 +73,23 @@ def test_depth_bars_scale_to_the_deepest_priority():
     bars = depth_bars({"critical": 1, "high": 0, "normal": 4})
     assert [(b.priority, b.count) for b in bars] == [("critical", 1), ("high", 0), ("normal", 4)]
     assert bars[2].width == 4 * bars[0].width and bars[1].width == 0
+
+
+def test_the_dashboard_shows_which_slots_are_busy_and_with_what(admin_client):
+    from pulses import queue
+
+    queue.heartbeat(
+        worker="box:42",
+        host="box",
+        pid=42,
+        started_at=timezone.now(),
+        running=1,
+        concurrency=1,
+        critical_reserved=1,
+    )
+    low = PulseFactory(processing=True, lease_owner="box:42", priority="low", prompt="background research")
+    page = admin_client.get("/dashboard/").content.decode()
+    workers = page[page.index('id="workers"') :]
+    workers = workers[: workers.index("</table>")]
+    assert 'critical: <span class="muted">free</span>' in workers
+    assert f">#{low.pk}</a> low background research" in workers

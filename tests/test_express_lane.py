@@ -9,8 +9,8 @@ end records. How soon the critical pulse starts is measured by bench/bench_expre
 from __future__ import annotations
 
 import json
-import re
 import signal
+from datetime import UTC, datetime
 
 import pytest
 
@@ -47,21 +47,23 @@ def low_end(home: ReeveHome, run: dict) -> float:
     return end["t"] if end else float("inf")
 
 
-def schedule(home: ReeveHome, prompt: str, *extra: str) -> int:
-    home.manage("trigger_pulse", prompt, *extra)
-    [(pulse_id,)] = home.query("SELECT MAX(id) FROM pulses")
-    return pulse_id
-
-
-def schedule_many(home: ReeveHome, *pulses: dict) -> list[int]:
-    """Several pulses from one process (a command start each would let a short run end meanwhile)."""
-    code = (
-        "import json, sys\n"
-        "from pulses import queue\n"
-        f"for spec in json.loads({json.dumps(json.dumps(pulses))}):\n"
-        "    print(f'scheduled={queue.schedule(**spec).pulse.pk}')\n"
+def schedule(home: ReeveHome, prompt: str, *, priority: str, session: str = "") -> int:
+    """Insert a due pulse as another process would, waking the worker (a commit on SQLite, a NOTIFY
+    on PostgreSQL); SQL rather than a management command, whose start-up would let short runs end."""
+    now = datetime.now(UTC)
+    # As Django stores it: with its offset on PostgreSQL, naive UTC text on SQLite.
+    stamp = (now if home.database_url else now.replace(tzinfo=None)).isoformat(
+        sep=" ", timespec="microseconds"
     )
-    return [int(pk) for pk in re.findall(r"^scheduled=(\d+)$", home.manage("shell", "-c", code).stdout, re.M)]
+    [(pulse_id,)] = home.query(
+        "INSERT INTO pulses (prompt, scheduled_at, priority, status, session_id, sticky_notes, tags, source, "
+        "created_at, error_message, attempts, max_retries, lease_owner) "
+        "VALUES (?, ?, ?, 'pending', ?, '[]', '[]', 'test', ?, '', 0, 3, '') RETURNING id",
+        (prompt, stamp, priority, session, stamp),
+    )
+    if home.database_url:
+        home.query("NOTIFY reeve_pulses")
+    return pulse_id
 
 
 def status_of(home: ReeveHome, pulse_id: int) -> str:
@@ -74,48 +76,56 @@ def stop(home: ReeveHome, worker) -> None:
 
 
 def test_a_critical_pulse_starts_in_the_reserved_slot_while_a_low_pulse_holds_the_only_ordinary_one(home):
-    low = schedule(home, "background research mode=sleep:90", "--priority", "low")
+    low = schedule(home, "background research mode=sleep:90", priority="low")
     worker = home.start("run_pulse_worker", PULSE_MAX_CONCURRENT="1", PULSE_SHUTDOWN_GRACE_SECONDS="1")
     [low_run] = home.wait_for(lambda: runs_of(home, low), what="the low pulse's agent to start")
-    critical = schedule(home, "what is on my calendar? mode=noop", "--priority", "critical")
-    home.wait_for(lambda: status_of(home, critical) == "completed", timeout=60, what="the critical pulse")
-    # It ran beside the low pulse, inside the low pulse's run.
-    [critical_run] = runs_of(home, critical)
-    assert low_run["t"] < critical_run["t"] < end_of(home, critical_run)["t"] < low_end(home, low_run)
-
-    # A second critical pulse finds the reserved slot free again; a normal one waits its turn.
-    normal, again = schedule_many(
-        home,
-        {"prompt": "tidy the notes mode=noop", "priority": "normal"},
-        {"prompt": "and tomorrow? mode=noop", "priority": "critical"},
+    critical = schedule(home, "what is on my calendar? mode=sleep:90", priority="critical")
+    normal = schedule(home, "tidy the notes mode=noop", priority="normal")
+    [critical_run] = home.wait_for(
+        lambda: runs_of(home, critical), what="the critical pulse's agent to start"
     )
-    home.wait_for(lambda: status_of(home, again) == "completed", timeout=60, what="the second critical pulse")
-    assert runs_of(home, again)[0]["t"] < low_end(home, low_run)
+    # It runs beside the low pulse, inside the low pulse's run; the normal pulse waits its turn.
+    assert low_run["t"] < critical_run["t"] < low_end(home, low_run)
+
+    # pulse_queue shows both slots busy, and with what.
+    home.wait_for(
+        lambda: home.query("SELECT COUNT(*) FROM pulse_workers")[0][0], what="the worker's heartbeat"
+    )
+    lines = home.manage("pulse_queue", "processing").stdout.splitlines()
+    [slots] = [line for line in lines if line.startswith("worker ")]
+    assert (
+        f"critical: #{critical} critical since" in slots
+        and '"what is on my calendar? mode=sleep:90"' in slots
+    )
+    assert f"ordinary: #{low} low since" in slots
+    assert slots.index("critical:") < slots.index("ordinary:")
     assert all(run["t"] >= low_end(home, low_run) for run in runs_of(home, normal))
     stop(home, worker)
     assert "critical_reserved=1" in home.output(worker)
-    assert status_of(home, low) == "pending"  # released by the drain, to run again
+    assert status_of(home, low) == status_of(home, critical) == "pending"  # released by the drain
 
 
-def test_without_a_reserved_slot_the_critical_pulse_waits_for_the_low_one(home):
-    low = schedule(home, "background mode=sleep:4", "--priority", "low")
-    worker = home.start("run_pulse_worker", PULSE_CRITICAL_RESERVED="0")
-    [low_run] = home.wait_for(lambda: runs_of(home, low), what="the low pulse's agent to start")
-    critical = schedule(home, "hello mode=noop", "--priority", "critical")
+def test_without_a_reserved_slot_the_critical_pulse_waits_and_preempts_only_the_listed_priorities(home):
+    normal = schedule(home, "report mode=sleep:4", priority="normal")
+    worker = home.start("run_pulse_worker", PULSE_CRITICAL_RESERVED="0", PULSE_PREEMPT="deferred,low")
+    [normal_run] = home.wait_for(lambda: runs_of(home, normal), what="the normal pulse's agent to start")
+    critical = schedule(home, "hello mode=noop", priority="critical")
     home.wait_for(lambda: status_of(home, critical) == "completed", timeout=60, what="the critical pulse")
-    assert runs_of(home, critical)[0]["t"] >= end_of(home, low_run)["t"]
+    assert "signal" not in end_of(home, normal_run)
+    assert runs_of(home, critical)[0]["t"] >= end_of(home, normal_run)["t"]
     stop(home, worker)
+    assert "pulse_preempted" not in home.output(worker)
 
 
 def test_with_preemption_the_low_pulse_gives_way_keeps_its_attempts_and_session_and_completes_later(home):
-    low = schedule(home, "research mode=first_sleep:60", "--priority", "low")
+    low = schedule(home, "research mode=first_sleep:60", priority="low")
     worker = home.start("run_pulse_worker", PULSE_CRITICAL_RESERVED="0", PULSE_PREEMPT="deferred,low")
     [first] = home.wait_for(lambda: runs_of(home, low), what="the low pulse's agent to start")
     session = home.wait_for(
         lambda: home.query("SELECT session_id FROM pulses WHERE id = ?", (low,))[0][0],
         what="the low pulse's session to be stored",
     )
-    critical = schedule(home, "answer me mode=noop", "--priority", "critical")
+    critical = schedule(home, "answer me mode=noop", priority="critical")
     home.wait_for(lambda: status_of(home, low) == "completed", timeout=60, what="the low pulse to complete")
 
     assert status_of(home, critical) == "completed"
@@ -135,30 +145,13 @@ def test_with_preemption_the_low_pulse_gives_way_keeps_its_attempts_and_session_
     assert f"pulse_preempted id={low} for={critical}" in log and f"pulse_released id={low}" in log
 
 
-def test_preemption_leaves_priorities_it_does_not_list_alone(home):
-    normal = schedule(home, "report mode=sleep:2", "--priority", "normal")
-    worker = home.start("run_pulse_worker", PULSE_CRITICAL_RESERVED="0", PULSE_PREEMPT="low")
-    [normal_run] = home.wait_for(lambda: runs_of(home, normal), what="the normal pulse's agent to start")
-    critical = schedule(home, "hello mode=noop", "--priority", "critical")
-    home.wait_for(lambda: status_of(home, critical) == "completed", timeout=60, what="the critical pulse")
-    assert "signal" not in end_of(home, normal_run)
-    assert runs_of(home, critical)[0]["t"] >= end_of(home, normal_run)["t"]
-    stop(home, worker)
-    assert "pulse_preempted" not in home.output(worker)
-
-
 def test_a_critical_pulse_for_a_busy_session_waits_for_it_and_runs_of_one_session_never_overlap(home):
-    first = schedule(home, "long task mode=sleep:8", "--priority", "low", "--session", SESSION)
+    first = schedule(home, "long task mode=sleep:8", priority="low", session=SESSION)
     # The low run holds the only ordinary slot and may be preempted, but never for its own session.
     worker = home.start("run_pulse_worker", PULSE_PREEMPT="low")
     home.wait_for(lambda: runs_of(home, first), what="the first run of the session")
-    follow_up = {"priority": "critical", "session_id": SESSION}
-    *same, other = schedule_many(
-        home,
-        {"prompt": "follow-up 1 mode=noop", **follow_up},
-        {"prompt": "follow-up 2 mode=noop", **follow_up},
-        {"prompt": "unrelated mode=noop", "priority": "critical"},
-    )
+    same = [schedule(home, f"follow-up {n} mode=noop", priority="critical", session=SESSION) for n in (1, 2)]
+    other = schedule(home, "unrelated mode=noop", priority="critical")
     home.wait_for(
         lambda: all(status_of(home, pulse) == "completed" for pulse in [first, *same, other]),
         timeout=90,
@@ -175,26 +168,6 @@ def test_a_critical_pulse_for_a_busy_session_waits_for_it_and_runs_of_one_sessio
     for earlier, later in zip(session_runs, session_runs[1:], strict=False):
         assert end_of(home, earlier)["t"] <= later["t"]
     assert "pulse_preempted" not in home.output(worker)
-
-
-def test_pulse_queue_shows_which_slots_are_busy_and_with_what(home):
-    low = schedule(home, "background research mode=sleep:60", "--priority", "low")
-    worker = home.start("run_pulse_worker", PULSE_SHUTDOWN_GRACE_SECONDS="1")
-    home.wait_for(lambda: runs_of(home, low), what="the low pulse's agent to start")
-    critical = schedule(home, "what is on my calendar? mode=sleep:60", "--priority", "critical")
-    home.wait_for(lambda: runs_of(home, critical), what="the critical pulse's agent to start")
-    home.wait_for(lambda: home.query("SELECT COUNT(*) FROM pulse_workers"), what="the worker's heartbeat")
-    lines = home.manage("pulse_queue", "processing").stdout.splitlines()
-    [slots] = [line for line in lines if line.startswith("worker ")]
-    assert (
-        f"critical: #{critical} critical since" in slots
-        and '"what is on my calendar? mode=sleep:60"' in slots
-    )
-    assert f"ordinary: #{low} low since" in slots
-    assert slots.index("critical:") < slots.index("ordinary:")
-    stop(home, worker)
-    idle = [line for line in home.manage("pulse_queue").stdout.splitlines() if line.startswith("worker ")]
-    assert idle == [] or idle[0].endswith("critical: free; ordinary: free")
 
 
 def test_a_telegram_message_waiting_for_its_sessions_run_tells_the_chat_once(home, fake_telegram):
