@@ -3,7 +3,7 @@ ordinary slot (PULSE_MAX_CONCURRENT=1). Prints figures; asserts nothing.
 
     uv run python bench/bench_express.py [--tries 20] [--database-url postgresql://...]
 
-One real worker process and the fake agent (tests/fake_agent.py). A low pulse runs the whole time
+One real worker process and the fake agent (tests/support/fake_agent.py). A low pulse runs the whole time
 (its agent sleeps); each try commits a critical pulse from this process, as the Telegram listener
 would, 1 s after the low pulse's agent started or the previous try ended, and the clock stops when
 the critical pulse's agent runs its first line. With PULSE_CRITICAL_RESERVED=1 (the default) it

@@ -21,8 +21,12 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pulses import history, wakeup
-from pulses.executor import AttemptOutcome
+from pulses import history, limits
+from pulses.agent.executor import AttemptOutcome
+from pulses.backoff import exponential
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
+from pulses.limits import InvalidPulse
 from pulses.models import (
     PRIORITY_RANK,
     Priority,
@@ -33,7 +37,6 @@ from pulses.models import (
     Status,
     WorkerRecord,
 )
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ CLAIM_TRIES = 3
 
 __all__ = [
     "AttemptOutcome",
+    "InvalidPulse",
     "PulseNotPending",
     "ScheduleResult",
     "cancel",
@@ -81,7 +85,21 @@ def schedule(
     idempotency_key: str | None = None,
     parent_id: int | None = None,
 ) -> ScheduleResult:
-    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False)."""
+    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
+
+    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first)."""
+    scheduled_at = scheduled_at or timezone.now()
+    limits.check_pulse(
+        prompt=prompt,
+        priority=priority,
+        scheduled_at=scheduled_at,
+        source=source,
+        session_id=session_id,
+        sticky_notes=sticky_notes,
+        tags=tags,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+    )
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -90,7 +108,7 @@ def schedule(
         with transaction.atomic():
             pulse = Pulse.objects.create(
                 prompt=prompt,
-                scheduled_at=scheduled_at or timezone.now(),
+                scheduled_at=scheduled_at,
                 priority=priority,
                 source=source,
                 session_id=session_id or "",
@@ -266,8 +284,7 @@ def _session_free(session_id: str) -> bool:
 
 def retry_delay(attempt: int) -> timedelta:
     """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
-    minutes = min(2 ** max(attempt - 1, 0), settings.PULSE_RETRY_CAP_MINUTES)
-    return timedelta(minutes=minutes)
+    return timedelta(minutes=exponential(attempt, initial=1, cap=settings.PULSE_RETRY_CAP_MINUTES))
 
 
 def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:
@@ -361,6 +378,8 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         error=outcome.error,
         retry_at=outcome.finished_at + retry_delay(pulse.attempts),
     )
+    if outcome.skipped:
+        changes["skipped"] = True
     status = changes["status"]
     if connection.vendor == "postgresql" and status != Status.PENDING:
         # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
@@ -376,7 +395,9 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     if not recorded:
         logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse.pk, worker)
         return None
-    if status == Status.COMPLETED:
+    if outcome.skipped:
+        logger.info("pulse_skipped id=%s reason=wake_check_nothing_to_do", pulse.pk)
+    elif status == Status.COMPLETED:
         logger.info("pulse_completed id=%s duration_ms=%s", pulse.pk, outcome.duration_ms)
     elif status == Status.PENDING:
         logger.warning(

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from pulses import history
 from pulses.models import Priority, Pulse, PulseAttempt, Status, WorkerRecord
-from pulses.slots import Run, layout
+from pulses.worker.slots import Run, layout
 
 
 @dataclass(frozen=True)

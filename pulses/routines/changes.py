@@ -7,6 +7,18 @@ Every edge (admin, API, command, MCP tools) validates and writes through here; a
 
 from __future__ import annotations
 
+__all__ = [
+    "RoutineInvalid",
+    "create",
+    "pause",
+    "preview",
+    "record_run",
+    "remove",
+    "resume",
+    "run_now",
+    "update",
+]
+
 import logging
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
@@ -15,12 +27,21 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses import limits, wakeup
+from pulses import limits
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
 from pulses.models import Priority, Pulse
+from pulses.routines import guard_rails
 from pulses.routines import schedule as schedules
 from pulses.routines.firing import pulse_values
-from pulses.routines.models import Routine, RoutineKind, RoutineSource, RunResult, SessionPolicy
-from pulses.write_gate import gated
+from pulses.routines.models import (
+    Routine,
+    RoutineInvalid,
+    RoutineKind,
+    RoutineSource,
+    RunResult,
+    SessionPolicy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +67,6 @@ EDITABLE = (
 )
 # A change to one of these moves the next fire.
 TIMING = ("schedule", "timezone")
-
-
-class RoutineInvalid(ValueError):
-    """A field that cannot be stored; `field` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 def validate(routine: Routine) -> None:
@@ -111,6 +123,9 @@ def create(*, source: str = RoutineSource.OWNER, now: datetime | None = None, **
     validate(routine)
     if Routine.objects.filter(name=routine.name).exists():
         raise RoutineInvalid("name", f"a routine named '{routine.name}' exists already")
+    if routine.source == RoutineSource.AGENT:
+        # The agent's own routines keep to its guard rails; what the owner changes later is theirs.
+        guard_rails.check_agent_routine(routine, now=now)
     if routine.enabled:
         _schedule_next(routine, now or timezone.now())
     with transaction.atomic():
@@ -205,7 +220,7 @@ def remove(routine: Routine) -> None:
 
 
 @gated
-def record_run(pulse: Pulse, result: str) -> bool:
+def record_run(pulse: Pulse, result: str, *, session_id: str = "") -> bool:
     """What a finished run of a routine's pulse does to the routine: a success resets its failure
     streak, a failure adds to it, and the failure that reaches `pause_after_failures` pauses it.
     True exactly once per pause, for the caller that should send the alert."""
@@ -214,9 +229,10 @@ def record_run(pulse: Pulse, result: str) -> bool:
     routine = Routine.objects.filter(pk=pulse.routine_id)
     now = timezone.now()
     changes: dict[str, object] = {"last_result": result, "updated_at": now}
-    if pulse.session_id:
+    session_id = session_id or pulse.session_id
+    if session_id:
         # The previous run's session, for routines that continue it.
-        routine.filter(session_policy=SessionPolicy.CONTINUE).update(session_id=pulse.session_id)
+        routine.filter(session_policy=SessionPolicy.CONTINUE).update(session_id=session_id)
     if result == RunResult.COMPLETED:
         routine.update(failure_streak=0, **changes)
         return False
