@@ -16,7 +16,8 @@ SESSION = "5b0d3c1e-2f4a-4b8e-9c6d-7e8f9a0b1c2d"
 
 
 def from_chat(chat_id: int, message_id: int, **pulse):
-    waiting = PulseFactory(due=True, priority="critical", session_id=SESSION, source="telegram", **pulse)
+    fields = {"due": True, "priority": "critical", "session_id": SESSION, "source": "telegram", **pulse}
+    waiting = PulseFactory(**fields)
     TelegramMessage.objects.create(
         bot_id=1, chat_id=chat_id, message_id=message_id, update_id=message_id, outcome="pulse", pulse=waiting
     )
