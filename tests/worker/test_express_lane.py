@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pulses.models import Pulse
 from telegram_bridge.notices import STILL_WORKING
 from tests.support.reeve_processes import ReeveHome
 
@@ -49,21 +50,35 @@ def low_end(home: ReeveHome, run: dict) -> float:
 
 def schedule(home: ReeveHome, prompt: str, *, priority: str, session: str = "") -> int:
     """Insert a due pulse as another process would, waking the worker (a commit on SQLite, a NOTIFY
-    on PostgreSQL); SQL rather than a management command, whose start-up would let short runs end."""
-    now = datetime.now(UTC)
-    # As Django stores it: with its offset on PostgreSQL, naive UTC text on SQLite.
-    stamp = (now if home.database_url else now.replace(tzinfo=None)).isoformat(
-        sep=" ", timespec="microseconds"
-    )
-    [(pulse_id,)] = home.query(
-        "INSERT INTO pulses (prompt, scheduled_at, priority, status, session_id, sticky_notes, tags, source, "
-        "created_at, error_message, attempts, max_retries, lease_owner) "
-        "VALUES (?, ?, ?, 'pending', ?, '[]', '[]', 'test', ?, '', 0, 3, '') RETURNING id",
-        (prompt, stamp, priority, session, stamp),
-    )
+    on PostgreSQL); SQL rather than a management command, whose start-up would let short runs end.
+    Every other column gets the model's default, so the row is one Reeve itself could have written."""
+    given = {"prompt": prompt, "priority": priority, "session_id": session, "source": "test"}
+    columns, values = [], []
+    for model_field in Pulse._meta.concrete_fields:
+        if model_field.primary_key or model_field.generated:
+            continue
+        value = given.get(model_field.name, model_field.get_default())
+        if model_field.name in ("scheduled_at", "created_at"):
+            value = datetime.now(UTC)
+        columns.append(model_field.column)
+        values.append(_as_stored(home, value))
+    placeholders = ", ".join("?" for _ in columns)
+    sql = f"INSERT INTO pulses ({', '.join(columns)}) VALUES ({placeholders}) RETURNING id"  # noqa: S608
+    [(pulse_id,)] = home.query(sql, tuple(values))
     if home.database_url:
         home.query("NOTIFY reeve_pulses")
     return pulse_id
+
+
+def _as_stored(home: ReeveHome, value: object) -> object:
+    """A value as Django stores it: datetimes with their offset on PostgreSQL and as naive UTC text on
+    SQLite, JSON as text."""
+    if isinstance(value, datetime):
+        moment = value if home.database_url else value.astimezone(UTC).replace(tzinfo=None)
+        return moment.isoformat(sep=" ", timespec="microseconds")
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return value
 
 
 def status_of(home: ReeveHome, pulse_id: int) -> str:
