@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
@@ -184,6 +185,25 @@ def worker_slots(workers: list[WorkerRecord]) -> dict[str, list[BusySlot]]:
             for slot in layout(runs, ordinary=worker.concurrency, reserved=worker.critical_reserved)
         ]
     return result
+
+
+@dataclass(frozen=True)
+class WorkerSeen:
+    name: str
+    running: int
+    last_seen: datetime
+    stopped: bool
+    slots: list[BusySlot] = field(default_factory=list)  # what runs in each of its slots
+
+
+def workers_seen(*, within: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[WorkerSeen]:
+    """Workers that reported within `within`, most recent first, each marked `stopped` once it has
+    missed three reports (at least 30 s): stopped or killed, where a busy worker still reports."""
+    now = now or timezone.now()
+    silent = now - max(timedelta(seconds=3 * settings.PULSE_HEARTBEAT_SECONDS), timedelta(seconds=30))
+    rows = list(WorkerRecord.objects.filter(last_seen__gte=now - within).order_by("-last_seen"))
+    slots = worker_slots(rows)
+    return [WorkerSeen(w.name, w.running, w.last_seen, w.last_seen < silent, slots[w.name]) for w in rows]
 
 
 _SOURCES_SQL = """
