@@ -20,10 +20,11 @@ from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from pulses import history, queue, reports, search
+from pulses import history, queue, reports
+from pulses.db import search
 from pulses.limits import MAX_YEAR, MIN_YEAR, TIME_RANGE, InvalidSessionId, check_session_id, time_in_range
-from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending, Status
-from pulses.palette import PRIORITY_COLOURS, STATUS_COLOURS
+from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending
+from pulses.web.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
 SOURCE_CHOICES = 50  # the source filter offers at most this many sources
@@ -127,9 +128,9 @@ class OverdueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(status=Status.PENDING, scheduled_at__lte=timezone.now())
+            return queryset.due()
         if self.value() == "no":
-            return queryset.exclude(status=Status.PENDING, scheduled_at__lte=timezone.now())
+            return queryset.not_due()
         return queryset
 
 

@@ -18,21 +18,23 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from pulses import history, wakeup
-from pulses.executor import AttemptOutcome
+from pulses import history, limits
+from pulses.agent.executor import AttemptOutcome
+from pulses.backoff import exponential
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
+from pulses.limits import InvalidPulse
 from pulses.models import (
     Priority,
     Pulse,
     PulseAttempt,
     PulseNotPending,
-    PulseQuerySet,
     Status,
     WorkerRecord,
 )
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ CLAIM_TRIES = 3
 
 __all__ = [
     "AttemptOutcome",
+    "InvalidPulse",
     "PulseNotPending",
     "ScheduleResult",
     "cancel",
@@ -80,7 +83,21 @@ def schedule(
     idempotency_key: str | None = None,
     parent_id: int | None = None,
 ) -> ScheduleResult:
-    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False)."""
+    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
+
+    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first)."""
+    scheduled_at = scheduled_at or timezone.now()
+    limits.check_pulse(
+        prompt=prompt,
+        priority=priority,
+        scheduled_at=scheduled_at,
+        source=source,
+        session_id=session_id,
+        sticky_notes=sticky_notes,
+        tags=tags,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+    )
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -89,7 +106,7 @@ def schedule(
         with transaction.atomic():
             pulse = Pulse.objects.create(
                 prompt=prompt,
-                scheduled_at=scheduled_at or timezone.now(),
+                scheduled_at=scheduled_at,
                 priority=priority,
                 source=source,
                 session_id=session_id or "",
@@ -229,13 +246,7 @@ def _claim_one_per_session(worker: str, limit: int, now: datetime, until: dateti
                 break
         if not chosen:
             return []
-        Pulse.objects.filter(id__in=chosen, status=Status.PENDING).update(
-            status=Status.PROCESSING,
-            lease_owner=worker,
-            lease_expires_at=until,
-            executed_at=now,
-            attempts=F("attempts") + 1,
-        )
+        Pulse.objects.filter(id__in=chosen).claim(worker=worker, now=now, until=until)
         return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
 
 
@@ -256,8 +267,7 @@ def _session_free(session_id: str) -> bool:
 
 def retry_delay(attempt: int) -> timedelta:
     """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
-    minutes = min(2 ** max(attempt - 1, 0), settings.PULSE_RETRY_CAP_MINUTES)
-    return timedelta(minutes=minutes)
+    return timedelta(minutes=exponential(attempt, initial=1, cap=settings.PULSE_RETRY_CAP_MINUTES))
 
 
 def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:
@@ -282,14 +292,6 @@ def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error
 
 def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
     PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
-
-
-def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
-    """The row of this claim, as long as the claim holds: once its lease expired and the pulse was
-    claimed again (by anyone, even this worker) it is another attempt, and this matches nothing."""
-    return Pulse.objects.filter(
-        pk=pulse.pk, status=Status.PROCESSING, lease_owner=worker, attempts=pulse.attempts
-    )
 
 
 def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
@@ -329,7 +331,7 @@ def _record_in_one_statement(
 
     assigned, assigned_values = prepared(Pulse, changes)
     columns, values = prepared(PulseAttempt, attempt)
-    still_claimed = _still_claimed(pulse, worker).query
+    still_claimed = Pulse.objects.filter(pulse.claimed_by(worker)).query
     where, where_values = still_claimed.get_compiler(connection=connection).compile(still_claimed.where)
     sql = _RECORD_SQL.format(
         assignments=", ".join(f"{column} = %s" for column in assigned),
@@ -351,24 +353,16 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     expired and the pulse was recovered), in which case nothing is written: the UPDATE's condition
     is the check, and the attempt's row is written in the same transaction only when it matched.
     """
-    changes: dict[str, object] = {
-        "finished_at": outcome.finished_at,
-        "execution_duration_ms": outcome.duration_ms,
-        "lease_owner": "",
-        "lease_expires_at": None,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
-    if outcome.success:
-        changes.update(status=Status.COMPLETED, error_message="")
-    elif pulse.attempts <= pulse.max_retries:
-        changes.update(
-            status=Status.PENDING,
-            error_message=outcome.error,
-            scheduled_at=outcome.finished_at + retry_delay(pulse.attempts),
-        )
-    else:
-        changes.update(status=Status.FAILED, error_message=outcome.error)
+    changes = pulse.finish_changes(
+        success=outcome.success,
+        finished_at=outcome.finished_at,
+        duration_ms=outcome.duration_ms,
+        session_id=outcome.session_id,
+        error=outcome.error,
+        retry_at=outcome.finished_at + retry_delay(pulse.attempts),
+    )
+    if outcome.skipped:
+        changes["skipped"] = True
     status = changes["status"]
     if connection.vendor == "postgresql" and status != Status.PENDING:
         # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
@@ -376,7 +370,7 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         recorded = _record_in_one_statement(pulse, worker, changes, attempt)
     else:
         with transaction.atomic():
-            recorded = bool(_still_claimed(pulse, worker).update(**changes))
+            recorded = pulse.finish(worker=worker, changes=changes)
             if recorded:
                 _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
                 if status == Status.PENDING:
@@ -384,7 +378,9 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     if not recorded:
         logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse.pk, worker)
         return None
-    if status == Status.COMPLETED:
+    if outcome.skipped:
+        logger.info("pulse_skipped id=%s reason=wake_check_nothing_to_do", pulse.pk)
+    elif status == Status.COMPLETED:
         logger.info("pulse_completed id=%s duration_ms=%s", pulse.pk, outcome.duration_ms)
     elif status == Status.PENDING:
         logger.warning(
@@ -404,16 +400,8 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
 @gated
 def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
     """Return an interrupted pulse (worker shutdown) to pending at once; the run is not counted."""
-    changes: dict[str, object] = {
-        "status": Status.PENDING,
-        "lease_owner": "",
-        "lease_expires_at": None,
-        "attempts": F("attempts") - 1,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
     with transaction.atomic():
-        if not _still_claimed(pulse, worker).update(**changes):
+        if not pulse.release(worker=worker, session_id=outcome.session_id):
             return False
         note = "interrupted: the worker shut down; returned to pending"
         _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
@@ -429,9 +417,7 @@ def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
     was not asked to resume): the database refuses it, and the attempt's record stores it later."""
     try:
         with transaction.atomic():
-            Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
-                session_id=session_id
-            )
+            Pulse.objects.filter(pk=pulse_id).held_by(worker).update(session_id=session_id)
     except IntegrityError:
         logger.warning("pulse_session_in_use id=%s session=%s not_stored_mid_run", pulse_id, session_id)
 
@@ -443,10 +429,8 @@ def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float 
     if not ids:
         return set()
     until = timezone.now() + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    owned = Pulse.objects.filter(id__in=ids, status=Status.PROCESSING, lease_owner=worker)
     with transaction.atomic():
-        owned.update(lease_expires_at=until)
-        return set(owned.values_list("id", flat=True))
+        return Pulse.objects.filter(id__in=ids).renew(worker=worker, until=until)
 
 
 @gated
@@ -462,22 +446,16 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
         if connection.features.has_select_for_update_skip_locked:
             stale = stale.select_for_update(skip_locked=True)
         for pulse in stale:
+            owner = pulse.lease_owner
             error = (
-                f"lease expired: worker {pulse.lease_owner} stopped renewing its lease "
+                f"lease expired: worker {owner} stopped renewing its lease "
                 "(killed, crashed or host lost) while the agent ran"
             )
-            retry = pulse.attempts <= pulse.max_retries
-            Pulse.objects.filter(pk=pulse.pk, status=Status.PROCESSING).update(
-                status=Status.PENDING if retry else Status.FAILED,
-                lease_owner="",
-                lease_expires_at=None,
-                error_message=error,
-                finished_at=None if retry else now,
-            )
+            retry = pulse.expire(now=now, error=error)
             started = pulse.executed_at or now
             _store_attempt(
                 pulse,
-                worker=pulse.lease_owner,
+                worker=owner,
                 outcome=AttemptOutcome(success=False, started_at=started, finished_at=now),
                 error=error,
             )
@@ -485,7 +463,7 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
             logger.warning(
                 "lease_expired id=%s worker=%s now=%s",
                 pulse.pk,
-                pulse.lease_owner,
+                owner,
                 "pending" if retry else "failed",
             )
         if recovered:
