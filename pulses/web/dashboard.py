@@ -141,7 +141,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_requests": latency.requests,
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
-        "workers": reports.recent_workers(),
+        "workers": reports.workers_seen(),
         "now": timezone.localtime(),
         "facts": facts,
         "database_size": history.size_text(facts.size_bytes),
