@@ -412,3 +412,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Routines have their own admin module; importing it registers RoutineAdmin with this site.
+from pulses.routines import admin as routine_admin  # noqa: E402, F401
