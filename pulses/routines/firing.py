@@ -29,6 +29,7 @@ from pulses.db.write_gate import gated
 from pulses.models import Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineKind, SessionPolicy
+from pulses.web import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def _fire_batch(now: datetime, batch: int) -> list[Fire]:
         fires = [_fire(routine, now) for routine in routines]
         if any(fire.pulse_id for fire in fires):
             wakeup.announce()
+    metrics.record_routine_fires(fires)
     for fire in fires:
         if fire.missed:
             logger.warning("routine_fires_skipped name=%s missed=%s", fire.name, fire.missed)

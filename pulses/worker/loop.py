@@ -396,6 +396,8 @@ class Worker:
     def _record_routine_run(self, pulse: Pulse, status: str, outcome: AttemptOutcome) -> None:
         """A routine's run ended: its failure streak moves, and a routine it pauses is alerted."""
         result = RunResult.SKIPPED if outcome.skipped else status
+        if outcome.skipped:
+            metrics.record_routine_skip(reason="check")
         if (
             routine_changes.record_run(pulse, result, session_id=outcome.session_id)
             and self.options.pause_hooks

@@ -383,6 +383,14 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/agent/pulses/{id}/cancel",
         "/api/agent/pulses/{id}/reschedule",
         "/api/notify",
+        "/api/routines",
+        "/api/routines/{key}",
+        "/api/routines/{key}/pause",
+        "/api/routines/{key}/resume",
+        "/api/routines/{key}/run",
+        "/api/agent/routines",
+        "/api/agent/routines/{name}",
+        "/api/agent/routines/{name}/pause",
     }
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
