@@ -329,9 +329,37 @@ class HealthSerializer(serializers.Serializer):
     time = serializers.DateTimeField()
 
 
+class SlotPulseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    priority = serializers.CharField()
+    source = serializers.CharField()
+    prompt = serializers.CharField(help_text="the prompt's first 80 characters")
+    started_at = serializers.DateTimeField(allow_null=True)
+
+
+class SlotSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["ordinary", "critical"],
+        help_text="ordinary (PULSE_MAX_CONCURRENT), or critical (PULSE_CRITICAL_RESERVED: critical only)",
+    )
+    pulse = SlotPulseSerializer(allow_null=True, help_text="what runs in it; null when free")
+
+
+class WorkerStatusSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    running = serializers.IntegerField()
+    concurrency = serializers.IntegerField()
+    critical_reserved = serializers.IntegerField()
+    slots = SlotSerializer(many=True)
+
+
 class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
-    workers = serializers.ListField(child=serializers.DictField())
+    workers = WorkerStatusSerializer(many=True)
     queue = serializers.DictField(child=serializers.IntegerField())
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())
     overdue = serializers.IntegerField()
