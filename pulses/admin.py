@@ -7,19 +7,38 @@ worker just did. Changes go through the actions (or the API), which use the queu
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from pulses import history, queue, reports, search
-from pulses.limits import TIME_RANGE, InvalidSessionId, check_session_id, time_in_range
-from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending, Status
-from pulses.palette import PRIORITY_COLOURS, STATUS_COLOURS
+from pulses import history, queue, reports
+from pulses.db import search
+from pulses.limits import (
+    MAX_NOTE_CHARS,
+    MAX_NOTES,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_YEAR,
+    MIN_YEAR,
+    TIME_RANGE,
+    InvalidPulse,
+    InvalidSessionId,
+    check_session_id,
+    text_list,
+    time_in_range,
+)
+from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending
+from pulses.web.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
 SOURCE_CHOICES = 50  # the source filter offers at most this many sources
@@ -91,6 +110,29 @@ class CappedPaginator(Paginator):
         )
 
 
+class PulseChangeList(ChangeList):
+    """Refuses a date-navigation year outside the years Reeve accepts (pulses.limits), the way the
+    admin refuses any bad filter (back to the list with an error note): Django would turn year 9999
+    into a range ending in year 10000, and year 1 into a moment before year 1 in UTC, and fail."""
+
+    def get_filters(self, request):
+        for value in self.filter_params.get(f"{self.date_hierarchy}__year", ()):
+            if not (value.isdigit() and MIN_YEAR <= int(value) <= MAX_YEAR):
+                raise IncorrectLookupParameters(f"the year must be within {TIME_RANGE}")
+        return super().get_filters(request)
+
+
+def shown_time(value: datetime | None) -> str | None:
+    """A stored time as the admin shows it, in TIME_ZONE; in UTC when it lies outside the range that
+    TIME_ZONE can express (a row stored before pulses.limits bounded times, say year 1)."""
+    if value is None:
+        return None
+    try:
+        return formats.localize(timezone.template_localtime(value))
+    except (OverflowError, ValueError):
+        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
 class OverdueFilter(admin.SimpleListFilter):
     title = "overdue"
     parameter_name = "overdue"
@@ -100,9 +142,9 @@ class OverdueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(status=Status.PENDING, scheduled_at__lte=timezone.now())
+            return queryset.due()
         if self.value() == "no":
-            return queryset.exclude(status=Status.PENDING, scheduled_at__lte=timezone.now())
+            return queryset.not_due()
         return queryset
 
 
@@ -167,8 +209,56 @@ def duplicate(modeladmin, request, pulses):
     _apply(modeladmin, request, pulses, queue.duplicate, "Duplicated")
 
 
+class TextListField(forms.CharField):
+    """A list of strings edited as plain text: one item per line, or split at `separator` (tags at
+    commas). A JSON list pasted in is read as one. The limits are the API's (pulses/limits.py)."""
+
+    def __init__(self, *, separator: str = "", max_items: int, max_chars: int, **kwargs) -> None:
+        self.separator, self.max_items, self.max_chars = separator, max_items, max_chars
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return (f"{self.separator} " if self.separator else "\n").join(map(str, value))
+        return value
+
+    def to_python(self, value: object) -> list[str]:
+        text = str(super().to_python(value) or "")
+        if text.lstrip().startswith("["):
+            try:
+                items = json.loads(text)
+            except ValueError:
+                items = None
+            if isinstance(items, list) and all(isinstance(item, str) for item in items):
+                return [item.strip() for item in items if item.strip()]
+        parts = text.split(self.separator) if self.separator else text.splitlines()
+        return [part.strip() for part in parts if part.strip()]
+
+    def validate(self, value: list[str]) -> None:
+        try:
+            text_list(value, name=str(self.label), max_items=self.max_items, max_chars=self.max_chars)
+        except InvalidPulse as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 class PulseAddForm(forms.ModelForm):
-    """The add form checks what the API checks: a session id the agent accepts, a time in range."""
+    """The add form checks what the API checks: a session id the agent accepts, a time in range.
+    Tags and sticky notes are typed as lists (comma-separated, one per line), not as JSON."""
+
+    tags = TextListField(
+        label="Tags",
+        separator=",",
+        max_items=MAX_TAGS,
+        max_chars=MAX_TAG_CHARS,
+        help_text="Separated by commas, e.g. review, weekly",
+    )
+    sticky_notes = TextListField(
+        label="Sticky notes",
+        max_items=MAX_NOTES,
+        max_chars=MAX_NOTE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One note per line; each reaches the agent with the prompt.",
+    )
 
     def clean_session_id(self) -> str:
         try:
@@ -191,10 +281,10 @@ class PulseAdmin(admin.ModelAdmin):
         "short_prompt",
         "coloured_status",
         "coloured_priority",
-        "scheduled_at",
+        "scheduled",
         "source",
         "attempts",
-        "finished_at",
+        "finished",
     )
     list_display_links = ("id", "short_prompt")
     list_filter = ("status", "priority", SourceFilter, TagFilter, OverdueFilter)
@@ -241,6 +331,17 @@ class PulseAdmin(admin.ModelAdmin):
     @admin.display(description="priority", ordering="priority_rank")
     def coloured_priority(self, pulse: Pulse):
         return _pill(pulse.priority, PRIORITY_COLOURS.get(pulse.priority, "#6b7280"))
+
+    @admin.display(description="scheduled at", ordering="scheduled_at")
+    def scheduled(self, pulse: Pulse) -> str | None:
+        return shown_time(pulse.scheduled_at)
+
+    @admin.display(description="finished at", ordering="finished_at")
+    def finished(self, pulse: Pulse) -> str | None:
+        return shown_time(pulse.finished_at)
+
+    def get_changelist(self, request, **kwargs):
+        return PulseChangeList
 
     def get_fields(self, request, obj=None):
         return self.add_fields if obj is None else self.add_fields + self.execution_fields
@@ -311,3 +412,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Routines have their own admin module; importing it registers RoutineAdmin with this site.
+from pulses.routines import admin as routine_admin  # noqa: E402, F401

@@ -18,12 +18,17 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
-from pulses import history, wakeup
-from pulses.executor import AttemptOutcome
+from pulses import history, limits
+from pulses.agent.executor import AttemptOutcome
+from pulses.backoff import exponential
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
+from pulses.limits import InvalidPulse
 from pulses.models import (
+    PRIORITY_RANK,
     Priority,
     Pulse,
     PulseAttempt,
@@ -32,7 +37,6 @@ from pulses.models import (
     Status,
     WorkerRecord,
 )
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ CLAIM_TRIES = 3
 
 __all__ = [
     "AttemptOutcome",
+    "InvalidPulse",
     "PulseNotPending",
     "ScheduleResult",
     "cancel",
@@ -79,8 +84,23 @@ def schedule(
     max_retries: int = 3,
     idempotency_key: str | None = None,
     parent_id: int | None = None,
+    check_command: str = "",
 ) -> ScheduleResult:
-    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False)."""
+    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
+
+    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first)."""
+    scheduled_at = scheduled_at or timezone.now()
+    limits.check_pulse(
+        prompt=prompt,
+        priority=priority,
+        scheduled_at=scheduled_at,
+        source=source,
+        session_id=session_id,
+        sticky_notes=sticky_notes,
+        tags=tags,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+    )
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -89,7 +109,7 @@ def schedule(
         with transaction.atomic():
             pulse = Pulse.objects.create(
                 prompt=prompt,
-                scheduled_at=scheduled_at or timezone.now(),
+                scheduled_at=scheduled_at,
                 priority=priority,
                 source=source,
                 session_id=session_id or "",
@@ -98,6 +118,7 @@ def schedule(
                 max_retries=max_retries,
                 idempotency_key=idempotency_key or None,
                 parent_id=parent_id,
+                check_command=check_command or "",
             )
             wakeup.announce()
     except IntegrityError:
@@ -116,8 +137,11 @@ def schedule(
 
 
 @gated
-def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> list[Pulse]:
-    """Lease up to `limit` due pulses to `worker`, highest priority then oldest first.
+def claim(
+    *, worker: str, limit: int, lease_seconds: float | None = None, critical_only: bool = False
+) -> list[Pulse]:
+    """Lease up to `limit` due pulses to `worker`, highest priority then oldest first (only
+    `critical` ones with `critical_only`: a worker's reserved slots).
 
     A pulse whose session is already running (here or on another worker) is left for later, and
     one batch never holds two pulses of one session, so a session's pulses run one at a time.
@@ -128,9 +152,9 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
     until = now + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
     claimed: list[Pulse] = []
     for _ in range(CLAIM_TRIES):  # a try the database refused is repeated from a fresh snapshot
-        result = _claim_in_one_statement(worker, limit, now, until)
+        result = _claim_in_one_statement(worker, limit, now, until, critical_only=critical_only)
         if result is None:
-            result = _claim_session_by_session(worker, limit, now, until)
+            result = _claim_session_by_session(worker, limit, now, until, critical_only=critical_only)
         if result is not None:
             claimed = result
             break
@@ -148,7 +172,7 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
 _CLAIM_SQL = """
 WITH picked AS MATERIALIZED (
     SELECT id FROM pulses
-    WHERE status = 'pending' AND scheduled_at <= %s
+    WHERE status = 'pending' AND scheduled_at <= %s{only}
       AND (session_id = '' OR session_id NOT IN (
           SELECT session_id FROM pulses WHERE status = 'processing' AND session_id <> ''))
     ORDER BY priority_rank, scheduled_at, id
@@ -164,16 +188,23 @@ RETURNING {columns}
 # subquery again per row and, skipping the rows it locked the first time, claim more than n.
 
 
-def claim_statement(worker: str, limit: int, now: datetime, until: datetime) -> tuple[str, list[object]]:
+def claim_statement(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool = False
+) -> tuple[str, list[object]]:
     """The claim's SQL and parameters (`bench/bench_postgres.py` EXPLAINs it)."""
     lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     columns = ", ".join(connection.ops.quote_name(field.column) for field in Pulse._meta.concrete_fields)
     stamp = connection.ops.adapt_datetimefield_value
     params = [stamp(now), limit, worker, stamp(until), stamp(now)]
-    return _CLAIM_SQL.format(lock=lock, columns=columns), params
+    # The rank, not the name: the claim index starts with it, so a reserved slot's claim reads only
+    # the critical end of the index.
+    only = f" AND priority_rank = {PRIORITY_RANK[Priority.CRITICAL]}" if critical_only else ""
+    return _CLAIM_SQL.format(lock=lock, columns=columns, only=only), params
 
 
-def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse] | None:
+def _claim_in_one_statement(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
+) -> list[Pulse] | None:
     """The claim as one UPDATE … RETURNING: on PostgreSQL a single round trip in its own transaction.
 
     Sessions are kept apart by the database: the unique index `pulses_one_running_per_session`
@@ -184,7 +215,7 @@ def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datet
     """
     if not connection.features.can_return_columns_from_insert:
         return None
-    sql, params = claim_statement(worker, limit, now, until)
+    sql, params = claim_statement(worker, limit, now, until, critical_only=critical_only)
     # In autocommit a lone statement is its own transaction; SQLite's still goes through atomic() for
     # BEGIN IMMEDIATE, and inside an outer transaction a savepoint keeps a refusal from spoiling it.
     own_transaction = connection.vendor == "postgresql" and not connection.in_atomic_block
@@ -197,23 +228,28 @@ def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datet
     return claimed
 
 
-def _claim_session_by_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse] | None:
+def _claim_session_by_session(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
+) -> list[Pulse] | None:
     """The claim when pulses of one session compete: candidates are locked, at most one pulse per
     session is taken, and each session is checked free under a lock of its own. None when the
     database still refused (a one-statement claim elsewhere took the session meanwhile)."""
     try:
-        return _claim_one_per_session(worker, limit, now, until)
+        return _claim_one_per_session(worker, limit, now, until, critical_only=critical_only)
     except IntegrityError:
         return None
 
 
-def _claim_one_per_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse]:
+def _claim_one_per_session(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
+) -> list[Pulse]:
     busy_sessions = Pulse.objects.filter(status=Status.PROCESSING).exclude(session_id="").values("session_id")
+    due = Pulse.objects.due(now)
+    if critical_only:
+        due = due.filter(priority=Priority.CRITICAL)
     with transaction.atomic():
-        candidates = (
-            Pulse.objects.due(now)
-            .exclude(Q(session_id__in=busy_sessions) & ~Q(session_id=""))
-            .values_list("id", "session_id")
+        candidates = due.exclude(Q(session_id__in=busy_sessions) & ~Q(session_id="")).values_list(
+            "id", "session_id"
         )
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
@@ -229,13 +265,7 @@ def _claim_one_per_session(worker: str, limit: int, now: datetime, until: dateti
                 break
         if not chosen:
             return []
-        Pulse.objects.filter(id__in=chosen, status=Status.PENDING).update(
-            status=Status.PROCESSING,
-            lease_owner=worker,
-            lease_expires_at=until,
-            executed_at=now,
-            attempts=F("attempts") + 1,
-        )
+        Pulse.objects.filter(id__in=chosen).claim(worker=worker, now=now, until=until)
         return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
 
 
@@ -256,8 +286,7 @@ def _session_free(session_id: str) -> bool:
 
 def retry_delay(attempt: int) -> timedelta:
     """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
-    minutes = min(2 ** max(attempt - 1, 0), settings.PULSE_RETRY_CAP_MINUTES)
-    return timedelta(minutes=minutes)
+    return timedelta(minutes=exponential(attempt, initial=1, cap=settings.PULSE_RETRY_CAP_MINUTES))
 
 
 def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:
@@ -282,14 +311,6 @@ def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error
 
 def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
     PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
-
-
-def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
-    """The row of this claim, as long as the claim holds: once its lease expired and the pulse was
-    claimed again (by anyone, even this worker) it is another attempt, and this matches nothing."""
-    return Pulse.objects.filter(
-        pk=pulse.pk, status=Status.PROCESSING, lease_owner=worker, attempts=pulse.attempts
-    )
 
 
 def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
@@ -329,7 +350,7 @@ def _record_in_one_statement(
 
     assigned, assigned_values = prepared(Pulse, changes)
     columns, values = prepared(PulseAttempt, attempt)
-    still_claimed = _still_claimed(pulse, worker).query
+    still_claimed = Pulse.objects.filter(pulse.claimed_by(worker)).query
     where, where_values = still_claimed.get_compiler(connection=connection).compile(still_claimed.where)
     sql = _RECORD_SQL.format(
         assignments=", ".join(f"{column} = %s" for column in assigned),
@@ -351,24 +372,16 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     expired and the pulse was recovered), in which case nothing is written: the UPDATE's condition
     is the check, and the attempt's row is written in the same transaction only when it matched.
     """
-    changes: dict[str, object] = {
-        "finished_at": outcome.finished_at,
-        "execution_duration_ms": outcome.duration_ms,
-        "lease_owner": "",
-        "lease_expires_at": None,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
-    if outcome.success:
-        changes.update(status=Status.COMPLETED, error_message="")
-    elif pulse.attempts <= pulse.max_retries:
-        changes.update(
-            status=Status.PENDING,
-            error_message=outcome.error,
-            scheduled_at=outcome.finished_at + retry_delay(pulse.attempts),
-        )
-    else:
-        changes.update(status=Status.FAILED, error_message=outcome.error)
+    changes = pulse.finish_changes(
+        success=outcome.success,
+        finished_at=outcome.finished_at,
+        duration_ms=outcome.duration_ms,
+        session_id=outcome.session_id,
+        error=outcome.error,
+        retry_at=outcome.finished_at + retry_delay(pulse.attempts),
+    )
+    if outcome.skipped:
+        changes["skipped"] = True
     status = changes["status"]
     if connection.vendor == "postgresql" and status != Status.PENDING:
         # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
@@ -376,7 +389,7 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         recorded = _record_in_one_statement(pulse, worker, changes, attempt)
     else:
         with transaction.atomic():
-            recorded = bool(_still_claimed(pulse, worker).update(**changes))
+            recorded = pulse.finish(worker=worker, changes=changes)
             if recorded:
                 _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
                 if status == Status.PENDING:
@@ -384,7 +397,9 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     if not recorded:
         logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse.pk, worker)
         return None
-    if status == Status.COMPLETED:
+    if outcome.skipped:
+        logger.info("pulse_skipped id=%s reason=wake_check_nothing_to_do", pulse.pk)
+    elif status == Status.COMPLETED:
         logger.info("pulse_completed id=%s duration_ms=%s", pulse.pk, outcome.duration_ms)
     elif status == Status.PENDING:
         logger.warning(
@@ -403,21 +418,15 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
 
 @gated
 def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
-    """Return an interrupted pulse (worker shutdown) to pending at once; the run is not counted."""
-    changes: dict[str, object] = {
-        "status": Status.PENDING,
-        "lease_owner": "",
-        "lease_expires_at": None,
-        "attempts": F("attempts") - 1,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
+    """Return an interrupted pulse (worker shutdown, or preempted for a critical pulse) to pending
+    at once, keeping the session it reached; the run is not counted against its retries."""
     with transaction.atomic():
-        if not _still_claimed(pulse, worker).update(**changes):
+        if not pulse.release(worker=worker, session_id=outcome.session_id):
             return False
-        note = "interrupted: the worker shut down; returned to pending"
+        note = f"{outcome.error or 'interrupted: the worker shut down'}; returned to pending"
         _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
-    logger.warning("pulse_released id=%s worker=%s", pulse.pk, worker)
+        wakeup.announce()  # a preempted pulse is due again: idle workers may take it
+    logger.warning("pulse_released id=%s worker=%s reason=%s", pulse.pk, worker, _short(outcome.error))
     return True
 
 
@@ -429,9 +438,7 @@ def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
     was not asked to resume): the database refuses it, and the attempt's record stores it later."""
     try:
         with transaction.atomic():
-            Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
-                session_id=session_id
-            )
+            Pulse.objects.filter(pk=pulse_id).held_by(worker).update(session_id=session_id)
     except IntegrityError:
         logger.warning("pulse_session_in_use id=%s session=%s not_stored_mid_run", pulse_id, session_id)
 
@@ -443,10 +450,8 @@ def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float 
     if not ids:
         return set()
     until = timezone.now() + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    owned = Pulse.objects.filter(id__in=ids, status=Status.PROCESSING, lease_owner=worker)
     with transaction.atomic():
-        owned.update(lease_expires_at=until)
-        return set(owned.values_list("id", flat=True))
+        return Pulse.objects.filter(id__in=ids).renew(worker=worker, until=until)
 
 
 @gated
@@ -462,22 +467,16 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
         if connection.features.has_select_for_update_skip_locked:
             stale = stale.select_for_update(skip_locked=True)
         for pulse in stale:
+            owner = pulse.lease_owner
             error = (
-                f"lease expired: worker {pulse.lease_owner} stopped renewing its lease "
+                f"lease expired: worker {owner} stopped renewing its lease "
                 "(killed, crashed or host lost) while the agent ran"
             )
-            retry = pulse.attempts <= pulse.max_retries
-            Pulse.objects.filter(pk=pulse.pk, status=Status.PROCESSING).update(
-                status=Status.PENDING if retry else Status.FAILED,
-                lease_owner="",
-                lease_expires_at=None,
-                error_message=error,
-                finished_at=None if retry else now,
-            )
+            retry = pulse.expire(now=now, error=error)
             started = pulse.executed_at or now
             _store_attempt(
                 pulse,
-                worker=pulse.lease_owner,
+                worker=owner,
                 outcome=AttemptOutcome(success=False, started_at=started, finished_at=now),
                 error=error,
             )
@@ -485,7 +484,7 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
             logger.warning(
                 "lease_expired id=%s worker=%s now=%s",
                 pulse.pk,
-                pulse.lease_owner,
+                owner,
                 "pending" if retry else "failed",
             )
         if recovered:
@@ -496,6 +495,28 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
 def next_due_at() -> datetime | None:
     """When the soonest pending pulse is due (None when nothing is pending)."""
     return Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
+
+
+def _busy_sessions(running: PulseQuerySet) -> PulseQuerySet:
+    return running.exclude(session_id="").values("session_id")
+
+
+def critical_waiting_for_a_slot() -> int | None:
+    """The first due critical pulse that a free slot would start now (its session is not running),
+    else None: what a worker whose slots are all busy may preempt a run for."""
+    due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
+    busy = _busy_sessions(Pulse.objects.filter(status=Status.PROCESSING))
+    return due.exclude(session_id__in=busy).values_list("pk", flat=True).first()
+
+
+def waiting_for_sessions_of(worker: str) -> list[tuple[int, datetime]]:
+    """Due critical pulses held back because a run of `worker` holds their session: (id, due since)."""
+    due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
+    return list(
+        due.filter(session_id__in=_busy_sessions(Pulse.objects.held_by(worker))).values_list(
+            "pk", "scheduled_at"
+        )
+    )
 
 
 @gated
@@ -546,8 +567,17 @@ def _requeue(pulse: Pulse, when: datetime | None) -> None:
 
 
 @gated
-def heartbeat(*, worker: str, host: str, pid: int, started_at: datetime, running: int) -> None:
-    """Record that `worker` is alive, for `/api/status` and `reeve-status`."""
+def heartbeat(
+    *,
+    worker: str,
+    host: str,
+    pid: int,
+    started_at: datetime,
+    running: int,
+    concurrency: int = 1,
+    critical_reserved: int = 0,
+) -> None:
+    """Record that `worker` is alive and its slots, for `/api/status` and `reeve-status`."""
     WorkerRecord.objects.update_or_create(
         name=worker,
         defaults={
@@ -556,6 +586,8 @@ def heartbeat(*, worker: str, host: str, pid: int, started_at: datetime, running
             "started_at": started_at,
             "last_seen": timezone.now(),
             "running": running,
+            "concurrency": concurrency,
+            "critical_reserved": critical_reserved,
         },
     )
 

@@ -9,12 +9,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from pulses import history
 from pulses.models import Priority, Pulse, PulseAttempt, Status, WorkerRecord
+from pulses.worker.slots import Run, layout
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def stats() -> QueueStats:
     by_priority = {p.value: 0 for p in Priority}
     for row in Pulse.objects.pending().order_by().values("priority").annotate(n=Count("id")):
         by_priority[row["priority"]] = row["n"]
-    overdue = Pulse.objects.pending().filter(scheduled_at__lte=timezone.now()).count()
+    overdue = Pulse.objects.due().count()
     return QueueStats(by_status=by_status, pending_by_priority=by_priority, overdue=overdue)
 
 
@@ -51,9 +53,9 @@ def listing(view: str, *, limit: int = 50) -> list[Pulse]:
         raise ValueError(f"unknown view {view!r}; choose one of {', '.join(LISTINGS)} or a pulse id")
     pulses = Pulse.objects.all()
     if view == "overdue":
-        pulses = pulses.overdue()
+        pulses = pulses.due()
     elif view in ("pending", "processing"):
-        pulses = pulses.filter(status=view).order_by("scheduled_at", "priority_rank", "id")
+        pulses = pulses.filter(status=view).soonest_first()
     elif view != "all":
         pulses = pulses.filter(status=view).order_by("-finished_at", "-id")
     return list(pulses[:limit])
@@ -137,11 +139,11 @@ def search(
     """Filtered pulses, newest first; pending and overdue ones soonest first. `status` may be `overdue`."""
     pulses = Pulse.objects.all()
     if status == "overdue":
-        pulses = pulses.overdue()
+        pulses = pulses.due()
     elif status:
         pulses = pulses.filter(status=status)
     if status in ("pending", "overdue"):
-        pulses = pulses.order_by("scheduled_at", "priority_rank", "id")
+        pulses = pulses.soonest_first()
     if priority:
         pulses = pulses.filter(priority=priority)
     if source:
@@ -151,9 +153,57 @@ def search(
     return Page(count=pulses.count(), pulses=list(pulses[offset : offset + limit]))
 
 
-def recent_workers(*, within: timedelta = timedelta(minutes=2)) -> list[WorkerRecord]:
-    """Workers that heartbeated within `within`, most recent first."""
-    return list(WorkerRecord.objects.filter(last_seen__gte=timezone.now() - within).order_by("-last_seen"))
+def recent_workers() -> list[WorkerRecord]:
+    """The workers alive now (`WorkerRecordQuerySet.alive`), most recent first."""
+    return list(WorkerRecord.objects.alive())
+
+
+@dataclass(frozen=True)
+class BusySlot:
+    """One slot of a worker (`ordinary`, or `critical`: reserved for critical pulses) and the pulse
+    it runs, if any."""
+
+    kind: str
+    pulse: Pulse | None
+
+
+def worker_slots(workers: list[WorkerRecord]) -> dict[str, list[BusySlot]]:
+    """Each worker's slots with what runs in them, from the pulses it holds now (not its last
+    heartbeat), laid out as the worker counts them: critical runs in the reserved slots first."""
+    running: dict[str, list[Pulse]] = {worker.name: [] for worker in workers}
+    held = Pulse.objects.filter(status=Status.PROCESSING, lease_owner__in=list(running))
+    for pulse in held.order_by("executed_at", "id").only(
+        "id", "priority", "prompt", "executed_at", "lease_owner", "session_id", "source"
+    ):
+        running[pulse.lease_owner].append(pulse)
+    result = {}
+    for worker in workers:
+        pulses = {pulse.pk: pulse for pulse in running[worker.name]}
+        runs = [Run(pulse.pk, pulse.priority) for pulse in pulses.values()]
+        result[worker.name] = [
+            BusySlot(slot.kind, pulses[slot.run.pulse_id] if slot.run else None)
+            for slot in layout(runs, ordinary=worker.concurrency, reserved=worker.critical_reserved)
+        ]
+    return result
+
+
+@dataclass(frozen=True)
+class WorkerSeen:
+    name: str
+    running: int
+    last_seen: datetime
+    stopped: bool
+    slots: list[BusySlot] = field(default_factory=list)  # what runs in each of its slots
+
+
+def workers_seen(*, within: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[WorkerSeen]:
+    """Workers that reported within `within`, most recent first, each marked `stopped` once it has
+    missed three reports (at least 30 s): stopped or killed, where a busy worker still reports."""
+    now = now or timezone.now()
+    silent = now - max(timedelta(seconds=3 * settings.PULSE_HEARTBEAT_SECONDS), timedelta(seconds=30))
+    rows = list(WorkerRecord.objects.filter(last_seen__gte=now - within).order_by("-last_seen"))
+    slots = worker_slots(rows)
+    return [WorkerSeen(w.name, w.running, w.last_seen, w.last_seen < silent, slots[w.name]) for w in rows]
 
 
 _SOURCES_SQL = """

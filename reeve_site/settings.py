@@ -114,7 +114,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "pulses.metrics.ApiMetricsMiddleware",
+    "pulses.web.metrics.ApiMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -220,6 +220,13 @@ _API_HOST = "127.0.0.1" if PULSE_API_HOST in ("", "0.0.0.0", "::") else PULSE_AP
 _API_HOST = f"[{_API_HOST}]" if ":" in _API_HOST else _API_HOST
 REEVE_API_URL = env.str("REEVE_API_URL", default=f"http://{_API_HOST}:{PULSE_API_PORT}")
 PULSE_MAX_CONCURRENT = env.int("PULSE_MAX_CONCURRENT", default=1)
+# The express lane: slots beyond PULSE_MAX_CONCURRENT that only critical pulses (a person's Telegram
+# message) take, so one never waits behind background work; 0 turns it off.
+PULSE_CRITICAL_RESERVED = env.int("PULSE_CRITICAL_RESERVED", default=1)
+# Priorities a critical pulse may interrupt when no slot is free (e.g. "deferred,low"); off when empty.
+PULSE_PREEMPT = env.list("PULSE_PREEMPT", default=[])
+# A critical pulse that waits this long for its session's run tells the chat it is still busy.
+PULSE_BUSY_NOTICE_SECONDS = env.float("PULSE_BUSY_NOTICE_SECONDS", default=5.0)
 PULSE_TIMEOUT_SECONDS = env.float("PULSE_TIMEOUT_SECONDS", default=3600)
 PULSE_LEASE_SECONDS = env.float("PULSE_LEASE_SECONDS", default=60)
 PULSE_SHUTDOWN_GRACE_SECONDS = env.float("PULSE_SHUTDOWN_GRACE_SECONDS", default=30)
@@ -232,7 +239,7 @@ PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
 # gunicorn (deploy/gunicorn.conf.py): processes and threads each.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
-# One Reeve per installation (pulses/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
+# One Reeve per installation (pulses/ops/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
 REEVE_LOCK_FILE = (
     REEVE_HOME / "reeve.instance-lock"
     if env.str("DATABASE_URL", default="")
@@ -251,6 +258,17 @@ TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.te
 TELEGRAM_MAX_FILE_MB = env.float("TELEGRAM_MAX_FILE_MB", default=20)
 # Called by the worker with the pulse id when a pulse fails for good (retries exhausted).
 PULSE_FAILURE_HOOKS = ["telegram_bridge.alerts.alert_pulse_failed"]
+# Called by the worker with the routine id when failed runs in a row paused a routine.
+ROUTINE_PAUSE_HOOKS = ["telegram_bridge.alerts.alert_routine_paused"]
+# A wake check (a routine's or a pulse's check_command) is stopped after this many seconds.
+PULSE_CHECK_TIMEOUT_SECONDS = env.float("PULSE_CHECK_TIMEOUT_SECONDS", default=60)
+# The guard rails on what the agent schedules itself through its MCP tools (not the owner's).
+AGENT_ROUTINE_MIN_INTERVAL_MINUTES = env.int("AGENT_ROUTINE_MIN_INTERVAL_MINUTES", default=15)
+AGENT_MAX_ACTIVE_ROUTINES = env.int("AGENT_MAX_ACTIVE_ROUTINES", default=20)
+AGENT_PULSES_PER_HOUR = env.int("AGENT_PULSES_PER_HOUR", default=60)
+# Called by the worker with a critical pulse's id once it has waited PULSE_BUSY_NOTICE_SECONDS for
+# the run of its session.
+PULSE_WAITING_HOOKS = ["telegram_bridge.notices.tell_still_working"]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FILE = env.str("LOG_FILE", default=str(REEVE_HOME / "logs" / "daemon.log"))
@@ -274,7 +292,7 @@ LOGGING: dict = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "console",
-            "stream": "ext://sys.stdout",
+            "stream": "ext://sys.stderr",
             "filters": ["redact_secrets"],
         },
     },
@@ -308,5 +326,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PulseStatusEnum": "pulses.models.Status",
         "ListViewEnum": "pulses.api.serializers.LIST_VIEWS",
+        "PriorityEnum": "pulses.models.Priority",
+        "SessionPolicyEnum": "pulses.routines.models.SessionPolicy",
+        "RoutineSourceEnum": "pulses.routines.models.RoutineSource",
     },
 }

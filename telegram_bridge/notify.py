@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from telegram import Bot
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 
+from pulses.backoff import exponential
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds, run_coroutine
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ async def _with_retries(call: Callable[[], Awaitable[T]], *, what: str, sent_so_
                 f"Telegram refused the message for {what}: {exc.message}; {done}"
             ) from exc
         except NetworkError as exc:  # unreachable, 5xx, timeouts: worth another try
-            wait = float(2 ** (attempt - 1))
+            wait = exponential(attempt, initial=1.0, cap=MAX_RETRY_AFTER_SECONDS)
             logger.warning("telegram_send_retry to=%s attempt=%s error=%s", what, attempt, exc.message)
         except TelegramError as exc:
             raise NotificationFailed(
@@ -129,10 +131,13 @@ async def _send(config: TelegramConfig, parts: list[str], silent: bool) -> int:
         await bot.shutdown()
 
 
-def send_message(text: str, *, silent: bool = False) -> int:
-    """Send `text` to every chat in TELEGRAM_CHAT_ID, split at Telegram's limit; returns the number of
-    messages sent. Raises TelegramNotConfigured, EmptyMessage or NotificationFailed."""
+def send_message(text: str, *, silent: bool = False, chat_ids: Sequence[int] = ()) -> int:
+    """Send `text` to every chat in TELEGRAM_CHAT_ID (or to `chat_ids` only), split at Telegram's
+    limit; returns the number of messages sent. Raises TelegramNotConfigured, EmptyMessage or
+    NotificationFailed."""
     config = TelegramConfig.from_settings().require()
+    if chat_ids:
+        config = replace(config, chat_ids=tuple(chat_ids))
     if not text.strip():
         raise EmptyMessage("nothing to send: the text is empty")
     parts = split_message(text)

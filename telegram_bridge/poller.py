@@ -29,7 +29,8 @@ from telegram import Bot, Message, Update
 from telegram.constants import ChatAction
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 
-from pulses.shutdown import STOP_SIGNALS
+from pulses.backoff import Backoff, exponential
+from pulses.worker.shutdown import STOP_SIGNALS
 from telegram_bridge import handlers, media
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
 from telegram_bridge.handlers import Action, Handled, IncomingMessage, SavedFile
@@ -64,22 +65,6 @@ class PollerOptions:
     batch_limit: int = 100
     backoff_initial: float = 1.0
     backoff_cap: float = 60.0
-
-
-class Backoff:
-    """Exponential delays after consecutive failures: initial, 2x, 4x ... capped; reset on success."""
-
-    def __init__(self, *, initial: float, cap: float) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return min(self.initial * 2 ** (self.failures - 1), self.cap)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 def _in_thread(func: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -275,7 +260,7 @@ class Poller:
                 if attempt == DOWNLOAD_ATTEMPTS:
                     problem = f"your {attachment.label.lower()}: the download failed ({exc.message})"
                 else:
-                    await self._sleep(float(attempt))
+                    await self._sleep(exponential(attempt, initial=1.0, cap=self.options.backoff_cap))
             except OSError as exc:
                 problem = f"your {attachment.label.lower()}: it could not be written to the Desk"
                 logger.error("telegram_file_write_failed path=%s error=%s", path, exc)

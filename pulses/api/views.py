@@ -11,7 +11,8 @@ from pathlib import Path
 import django
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -26,7 +27,7 @@ from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
 from pulses.api.permissions import FullScope
-from pulses.models import Pulse
+from pulses.models import ALIVE_WITHIN, Pulse
 
 STARTED = time.monotonic()
 MAX_ID = 2**63 - 1  # larger ids cannot exist (and would overflow the database driver)
@@ -71,8 +72,16 @@ def _valid(serializer_class, data, **context) -> dict:
 
 
 @csrf_exempt
-def not_found(request, *args, **kwargs) -> JsonResponse:
-    """Any path under /api/ that is not an endpoint."""
+def not_found(request, *args, **kwargs) -> HttpResponse:
+    """Any path under /api/ that is not an endpoint; an endpoint's path with a trailing slash
+    (`/api/docs/`) is that endpoint, served in place (no redirect: a POST keeps its body)."""
+    if request.path_info.endswith("/") and request.path_info.strip("/") != "api":
+        try:
+            match = resolve(request.path_info.rstrip("/"))
+        except Resolver404:
+            match = None
+        if match is not None and match.url_name != "not-found":
+            return match.func(request, *match.args, **match.kwargs)
     return JsonResponse({"detail": f"no API endpoint at {request.path}; see /api/docs"}, status=404)
 
 
@@ -234,6 +243,8 @@ class StatusView(ApiView):
     )
     def get(self, request: Request) -> Response:
         stats = reports.stats()
+        recent = reports.recent_workers()
+        slots = reports.worker_slots(recent)
         workers = [
             {
                 "name": w.name,
@@ -241,13 +252,18 @@ class StatusView(ApiView):
                 "pid": w.pid,
                 "started_at": w.started_at.isoformat(),
                 "last_seen": w.last_seen.isoformat(),
-                "running": w.running,
+                "running": sum(1 for slot in slots[w.name] if slot.pulse),
+                "concurrency": w.concurrency,
+                "critical_reserved": w.critical_reserved,
+                "slots": [_slot(slot) for slot in slots[w.name]],
             }
-            for w in reports.recent_workers()
+            for w in recent
         ]
         return Response(
             {
-                "status": "ok" if workers else "no worker seen in the last 2 minutes",
+                "status": "ok"
+                if workers
+                else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes",
                 "workers": workers,
                 "queue": stats.by_status,
                 "pending_by_priority": stats.pending_by_priority,
@@ -256,6 +272,24 @@ class StatusView(ApiView):
                 "uptime_seconds": round(time.monotonic() - STARTED, 3),
             }
         )
+
+
+def _slot(slot: reports.BusySlot) -> dict:
+    pulse = slot.pulse
+    if pulse is None:
+        return {"kind": slot.kind, "pulse": None}
+    started = pulse.executed_at.isoformat() if pulse.executed_at else None
+    prompt = " ".join(pulse.prompt.split())[:80]
+    return {
+        "kind": slot.kind,
+        "pulse": {
+            "id": pulse.pk,
+            "priority": pulse.priority,
+            "source": pulse.source,
+            "prompt": prompt,
+            "started_at": started,
+        },
+    }
 
 
 class StatsView(ApiView):

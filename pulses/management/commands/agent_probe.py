@@ -2,9 +2,9 @@ import shlex
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.executor import AgentRequest
+from pulses.agent.executor import AgentRequest
 from pulses.management import COMMAND_CHECKS
-from pulses.worker import default_executor
+from pulses.worker.loop import default_executor
 
 
 class Command(BaseCommand):

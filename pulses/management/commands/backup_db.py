@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_directory
 from pulses.management import COMMAND_CHECKS
+from pulses.ops.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_directory
 
 
 class Command(BaseCommand):

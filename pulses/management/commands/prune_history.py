@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.management import COMMAND_CHECKS
-from pulses.retention import Policy, RetentionError, prune, vacuum_full
+from pulses.ops.retention import Policy, RetentionError, prune, vacuum_full
 
 _AGE = re.compile(r"^(\d+)\s*([dhw]?)$")
 _UNITS = {"": "days", "d": "days", "h": "hours", "w": "weeks"}

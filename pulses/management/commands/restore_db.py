@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.backup import BackupError, restore
 from pulses.management import COMMAND_CHECKS
+from pulses.ops.backup import BackupError, restore
 
 
 class Command(BaseCommand):

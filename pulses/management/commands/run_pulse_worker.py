@@ -2,10 +2,10 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses import instance_lock
 from pulses.management import COMMAND_CHECKS
-from pulses.private_files import tighten
-from pulses.worker import Worker, WorkerOptions
+from pulses.ops import instance_lock
+from pulses.ops.private_files import tighten
+from pulses.worker.loop import Worker, WorkerOptions
 
 
 class Command(BaseCommand):
@@ -39,7 +39,10 @@ class Command(BaseCommand):
             except instance_lock.AlreadyRunning as exc:
                 raise CommandError(str(exc)) from exc
         tighten()  # files made before Reeve ran with umask 077 become private on this start
-        worker_options = WorkerOptions.from_settings(
-            concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
-        )
+        try:
+            worker_options = WorkerOptions.from_settings(
+                concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         Worker(worker_options).run()
