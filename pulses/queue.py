@@ -24,6 +24,7 @@ from django.utils import timezone
 from pulses import history, wakeup
 from pulses.executor import AttemptOutcome
 from pulses.models import (
+    Delivery,
     Priority,
     Pulse,
     PulseAttempt,
@@ -37,6 +38,8 @@ from pulses.write_gate import gated
 logger = logging.getLogger(__name__)
 
 CLAIM_TRIES = 3
+# Where a pulse's answer may be sent when it finishes ("" keeps it in the queue only).
+DELIVERY_CHANNELS = ("", "telegram")
 
 __all__ = [
     "AttemptOutcome",
@@ -79,8 +82,16 @@ def schedule(
     max_retries: int = 3,
     idempotency_key: str | None = None,
     parent_id: int | None = None,
+    deliver: str = "",
+    reply_to: tuple[int, int] | None = None,
 ) -> ScheduleResult:
-    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False)."""
+    """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
+
+    `deliver="telegram"` sends the agent's answer to Telegram when the pulse finishes: as a reply to
+    `reply_to` (chat id, message id), else to the configured chat. The outbox row is written in the
+    pulse's transaction, so the request cannot be lost."""
+    if (deliver or "") not in DELIVERY_CHANNELS:
+        raise ValueError(f"unknown delivery {deliver!r}; use one of {', '.join(DELIVERY_CHANNELS)}")
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -99,6 +110,9 @@ def schedule(
                 idempotency_key=idempotency_key or None,
                 parent_id=parent_id,
             )
+            if deliver:
+                chat_id, message_id = reply_to or (None, None)
+                Delivery.objects.create(pulse=pulse, chat_id=chat_id, reply_to_message_id=message_id)
             wakeup.announce()
     except IntegrityError:
         if not idempotency_key:

@@ -144,6 +144,16 @@ class TriggerSerializer(StrictSerializer):
         default=None,
         help_text="sending the same key again returns the first pulse (200) instead of a new one",
     )
+    deliver = StrictChoiceField(
+        choices=[("telegram", "telegram")],
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="'telegram': the agent's answer goes to the configured Telegram chat when the pulse ends",
+    )
+
+    def validate_deliver(self, value):
+        return value or ""
 
     def validate_scheduled_at(self, value):
         # The field's default is the text "now"; make it a time here too.

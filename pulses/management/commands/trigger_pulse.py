@@ -35,6 +35,12 @@ class Command(BaseCommand):
             "--idempotency-key", default=None, help="scheduling twice with one key returns the first pulse"
         )
         parser.add_argument(
+            "--deliver",
+            choices=["telegram"],
+            default="",
+            help="telegram: send the agent's answer to the configured Telegram chat when it finishes",
+        )
+        parser.add_argument(
             "--heartbeat",
             action="store_true",
             help="schedule the hourly heartbeat (morning/afternoon/evening/night prompt)",
@@ -66,6 +72,7 @@ class Command(BaseCommand):
                 tags=options["tag"],
                 max_retries=options["max_retries"],
                 idempotency_key=options["idempotency_key"],
+                deliver=options["deliver"],
             )
         pulse = result.pulse
         verb = "Scheduled" if result.created else "Already scheduled"
