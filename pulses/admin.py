@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from pulses import history, queue, reports, search
 from pulses.limits import TIME_RANGE, InvalidSessionId, check_session_id, time_in_range
-from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending, Status
+from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending
 from pulses.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
@@ -100,9 +100,9 @@ class OverdueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(status=Status.PENDING, scheduled_at__lte=timezone.now())
+            return queryset.due()
         if self.value() == "no":
-            return queryset.exclude(status=Status.PENDING, scheduled_at__lte=timezone.now())
+            return queryset.not_due()
         return queryset
 
 

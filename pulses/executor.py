@@ -60,6 +60,7 @@ class AttemptOutcome:
     stderr_tail: str = ""
     timed_out: bool = False
     interrupted: bool = False
+    skipped: bool = False  # the wake check found nothing to do: no agent ran
 
     @property
     def duration_ms(self) -> int:

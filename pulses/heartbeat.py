@@ -40,6 +40,16 @@ def heartbeat_prompt(moment: datetime) -> str:
     return PROMPTS[period(moment)]
 
 
+def hour_key(moment: datetime) -> str:
+    """This hour's key, shared by `trigger_pulse --heartbeat` and the hourly-prompt routine: one
+    heartbeat per local hour whichever makes it. The UTC offset tells a fall-back change's two
+    passes through the same wall-clock hour apart."""
+    from django.utils import timezone
+
+    local = timezone.localtime(moment)
+    return f"heartbeat:{local:%Y-%m-%dT%H%z}"
+
+
 def schedule_heartbeat(now: datetime | None = None):  # -> queue.ScheduleResult
     """Schedule this hour's heartbeat pulse; running twice in one hour returns the first one."""
     from django.utils import timezone
@@ -53,5 +63,5 @@ def schedule_heartbeat(now: datetime | None = None):  # -> queue.ScheduleResult
         scheduled_at=now or timezone.now(),
         source="heartbeat",
         tags=["heartbeat", name],
-        idempotency_key=f"heartbeat:{local:%Y-%m-%dT%H}",
+        idempotency_key=hour_key(local),
     )

@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timedelta
 
 from django.db import models
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 
@@ -40,29 +40,68 @@ class PulseNotPending(Exception):
 
 
 class PulseQuerySet(models.QuerySet["Pulse"]):
+    """The queue's named sets ("due", "stale", "upcoming") and the transitions of many rows at once."""
+
+    @staticmethod
+    def due_condition(now: datetime | None = None) -> Q:
+        """The one definition of due (also called overdue): pending, and its time has come."""
+        return Q(status=Status.PENDING, scheduled_at__lte=now or timezone.now())
+
     def pending(self) -> PulseQuerySet:
         return self.filter(status=Status.PENDING)
 
     def due(self, now: datetime | None = None) -> PulseQuerySet:
         """Pending pulses whose time has come, in run order: priority, then oldest first."""
-        return self.pending().filter(scheduled_at__lte=now or timezone.now()).in_run_order()
+        return self.filter(self.due_condition(now)).in_run_order()
 
-    def overdue(self, now: datetime | None = None) -> PulseQuerySet:
-        return self.due(now)
+    def not_due(self, now: datetime | None = None) -> PulseQuerySet:
+        """Everything `due` leaves out."""
+        return self.exclude(self.due_condition(now))
 
     def in_run_order(self) -> PulseQuerySet:
         return self.order_by("priority_rank", "scheduled_at", "id")
+
+    def soonest_first(self) -> PulseQuerySet:
+        """The order people read waiting pulses in: by time, then priority."""
+        return self.order_by("scheduled_at", "priority_rank", "id")
+
+    def upcoming(self) -> PulseQuerySet:
+        """Pending pulses, soonest first (the due ones first of all)."""
+        return self.pending().soonest_first()
 
     def stale(self, now: datetime | None = None) -> PulseQuerySet:
         """Processing pulses whose worker stopped renewing its lease."""
         return self.filter(status=Status.PROCESSING, lease_expires_at__lt=now or timezone.now())
 
-    def upcoming(self) -> PulseQuerySet:
-        return self.pending().order_by("scheduled_at", "priority_rank", "id")
+    def held_by(self, worker: str) -> PulseQuerySet:
+        """Processing pulses whose lease `worker` holds."""
+        return self.filter(status=Status.PROCESSING, lease_owner=worker)
 
     def with_tag(self, tag: str) -> PulseQuerySet:
         # Tags are a JSON list; matching the quoted element works on SQLite and PostgreSQL alike.
         return self.filter(tags__icontains=json.dumps(tag))
+
+    def claim(self, *, worker: str, now: datetime, until: datetime) -> int:
+        """pending -> processing for the pending rows of this set, leased to `worker` until `until`."""
+        return self.filter(status=Status.PENDING).update(**claim_changes(worker=worker, now=now, until=until))
+
+    def renew(self, *, worker: str, until: datetime) -> set[int]:
+        """Extend the leases `worker` holds among these rows; the ids it still holds."""
+        held = self.held_by(worker)
+        held.update(lease_expires_at=until)
+        return set(held.values_list("id", flat=True))
+
+
+def claim_changes(*, worker: str, now: datetime, until: datetime) -> dict[str, object]:
+    """What a claim writes (pending -> processing): the ORM claim above and the one-statement claim
+    (`pulses.db.claims`) both write exactly this."""
+    return {
+        "status": Status.PROCESSING,
+        "lease_owner": worker,
+        "lease_expires_at": until,
+        "executed_at": now,
+        "attempts": F("attempts") + 1,
+    }
 
 
 class Pulse(models.Model):
@@ -95,6 +134,15 @@ class Pulse(models.Model):
     lease_owner = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # A routine's pulse: the routine and the fire it is for (unique together: one pulse per fire).
+    routine = models.ForeignKey(
+        "pulses.Routine", null=True, blank=True, on_delete=models.SET_NULL, related_name="pulses"
+    )
+    fire_at = models.DateTimeField(null=True, blank=True)
+    # A wake check, run in the Desk before the agent: exit 0 wakes it, exit 1 skips the run.
+    check_command = models.TextField(blank=True, default="")
+    # Completed without an agent run: the wake check found nothing to do.
+    skipped = models.BooleanField(default=False)
 
     objects = PulseQuerySet.as_manager()
 
@@ -130,6 +178,10 @@ class Pulse(models.Model):
                 condition=Q(status="processing") & ~Q(session_id=""),
                 name="pulses_one_running_per_session",
             ),
+            # A routine's fire is one pulse, whichever worker on whichever host made it.
+            models.UniqueConstraint(
+                fields=["routine", "fire_at"], condition=Q(routine__isnull=False), name="pulses_one_per_fire"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,15 +189,85 @@ class Pulse(models.Model):
 
     @property
     def is_overdue(self) -> bool:
+        """This row against `PulseQuerySet.due_condition`, in Python."""
         return self.status == Status.PENDING and self.scheduled_at <= timezone.now()
+
+    @property
+    def has_retries_left(self) -> bool:
+        """A failed run of this claim is followed by a retry (else the pulse fails for good)."""
+        return self.attempts <= self.max_retries
 
     def _transition(self, expect: Q, **changes: object) -> bool:
         """UPDATE this row only if it still matches `expect`; refresh the named fields on success."""
         updated = Pulse.objects.filter(expect, pk=self.pk).update(**changes)
         if updated:
             for field, value in changes.items():
-                setattr(self, field, value)
+                if not hasattr(value, "resolve_expression"):  # F("attempts") - 1 is the database's to compute
+                    setattr(self, field, value)
         return bool(updated)
+
+    def claimed_by(self, worker: str) -> Q:
+        """This row as long as `worker`'s claim holds: once its lease expired and the pulse was claimed
+        again (by anyone, even this worker) it is another attempt, and this matches nothing."""
+        return Q(pk=self.pk, status=Status.PROCESSING, lease_owner=worker, attempts=self.attempts)
+
+    def finish_changes(
+        self,
+        *,
+        success: bool,
+        finished_at: datetime,
+        duration_ms: int,
+        session_id: str,
+        error: str,
+        retry_at: datetime,
+    ) -> dict[str, object]:
+        """What recording a finished run writes: completed; else pending again at `retry_at` while
+        retries are left (a retry); else failed for good."""
+        changes: dict[str, object] = {
+            "finished_at": finished_at,
+            "execution_duration_ms": duration_ms,
+            "lease_owner": "",
+            "lease_expires_at": None,
+        }
+        if session_id:
+            changes["session_id"] = session_id
+        if success:
+            changes.update(status=Status.COMPLETED, error_message="")
+        elif self.has_retries_left:
+            changes.update(status=Status.PENDING, error_message=error, scheduled_at=retry_at)
+        else:
+            changes.update(status=Status.FAILED, error_message=error)
+        return changes
+
+    def finish(self, *, worker: str, changes: dict[str, object]) -> bool:
+        """Write `finish_changes` if `worker`'s claim still holds; False (nothing written) otherwise."""
+        return self._transition(self.claimed_by(worker), **changes)
+
+    def release(self, *, worker: str, session_id: str = "") -> bool:
+        """An interrupted run (worker shutdown): pending again at once, the run not counted."""
+        changes: dict[str, object] = {
+            "status": Status.PENDING,
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "attempts": F("attempts") - 1,
+        }
+        if session_id:
+            changes["session_id"] = session_id
+        return self._transition(self.claimed_by(worker), **changes)
+
+    def expire(self, *, now: datetime, error: str) -> bool:
+        """Its worker stopped renewing the lease: pending again while retries are left, else failed.
+        True when a retry follows."""
+        retry = self.has_retries_left
+        self._transition(
+            Q(status=Status.PROCESSING),
+            status=Status.PENDING if retry else Status.FAILED,
+            lease_owner="",
+            lease_expires_at=None,
+            error_message=error,
+            finished_at=None if retry else now,
+        )
+        return retry
 
     def cancel(self) -> None:
         if not self._transition(
@@ -244,8 +366,18 @@ class FinishedDay(models.Model):
         return f"{self.day}: {self.completed} completed, {self.failed} failed, {self.cancelled} cancelled"
 
 
+# A worker that has not reported for this long is taken for gone (`/api/status`, the dashboard).
+ALIVE_WITHIN = timedelta(minutes=2)
+
+
+class WorkerRecordQuerySet(models.QuerySet["WorkerRecord"]):
+    def alive(self, now: datetime | None = None) -> WorkerRecordQuerySet:
+        """Workers that reported within ALIVE_WITHIN, most recent first."""
+        return self.filter(last_seen__gte=(now or timezone.now()) - ALIVE_WITHIN).order_by("-last_seen")
+
+
 class WorkerRecord(models.Model):
-    """A worker process that has heartbeated; `/api/status` lists the recent ones."""
+    """A worker process that has reported it is alive; `/api/status` lists the recent ones."""
 
     name = models.CharField(max_length=200, unique=True)  # host:pid
     host = models.CharField(max_length=200)
@@ -254,15 +386,13 @@ class WorkerRecord(models.Model):
     last_seen = models.DateTimeField(db_index=True)
     running = models.IntegerField(default=0)
 
+    objects = WorkerRecordQuerySet.as_manager()
+
     class Meta:
         db_table = "pulse_workers"
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def is_alive(self) -> bool:
-        return self.last_seen >= timezone.now() - timedelta(minutes=2)
 
 
 class TokenScope(models.TextChoices):
@@ -329,3 +459,7 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"answer of pulse #{self.pulse_id}: {self.state}"
+
+
+# Registered in this app; it imports Priority from here, so it comes last.
+from pulses.routines.models import Routine  # noqa: E402, F401

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from pulses import history, wakeup
@@ -29,7 +29,6 @@ from pulses.models import (
     Pulse,
     PulseAttempt,
     PulseNotPending,
-    PulseQuerySet,
     Status,
     WorkerRecord,
 )
@@ -243,13 +242,7 @@ def _claim_one_per_session(worker: str, limit: int, now: datetime, until: dateti
                 break
         if not chosen:
             return []
-        Pulse.objects.filter(id__in=chosen, status=Status.PENDING).update(
-            status=Status.PROCESSING,
-            lease_owner=worker,
-            lease_expires_at=until,
-            executed_at=now,
-            attempts=F("attempts") + 1,
-        )
+        Pulse.objects.filter(id__in=chosen).claim(worker=worker, now=now, until=until)
         return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
 
 
@@ -298,14 +291,6 @@ def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error:
     PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
 
 
-def _still_claimed(pulse: Pulse, worker: str) -> PulseQuerySet:
-    """The row of this claim, as long as the claim holds: once its lease expired and the pulse was
-    claimed again (by anyone, even this worker) it is another attempt, and this matches nothing."""
-    return Pulse.objects.filter(
-        pk=pulse.pk, status=Status.PROCESSING, lease_owner=worker, attempts=pulse.attempts
-    )
-
-
 def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
     """The worker whose claim `attempt` of the pulse still holds (running, lease not expired), else None."""
     return (
@@ -343,7 +328,7 @@ def _record_in_one_statement(
 
     assigned, assigned_values = prepared(Pulse, changes)
     columns, values = prepared(PulseAttempt, attempt)
-    still_claimed = _still_claimed(pulse, worker).query
+    still_claimed = Pulse.objects.filter(pulse.claimed_by(worker)).query
     where, where_values = still_claimed.get_compiler(connection=connection).compile(still_claimed.where)
     sql = _RECORD_SQL.format(
         assignments=", ".join(f"{column} = %s" for column in assigned),
@@ -365,24 +350,16 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     expired and the pulse was recovered), in which case nothing is written: the UPDATE's condition
     is the check, and the attempt's row is written in the same transaction only when it matched.
     """
-    changes: dict[str, object] = {
-        "finished_at": outcome.finished_at,
-        "execution_duration_ms": outcome.duration_ms,
-        "lease_owner": "",
-        "lease_expires_at": None,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
-    if outcome.success:
-        changes.update(status=Status.COMPLETED, error_message="")
-    elif pulse.attempts <= pulse.max_retries:
-        changes.update(
-            status=Status.PENDING,
-            error_message=outcome.error,
-            scheduled_at=outcome.finished_at + retry_delay(pulse.attempts),
-        )
-    else:
-        changes.update(status=Status.FAILED, error_message=outcome.error)
+    changes = pulse.finish_changes(
+        success=outcome.success,
+        finished_at=outcome.finished_at,
+        duration_ms=outcome.duration_ms,
+        session_id=outcome.session_id,
+        error=outcome.error,
+        retry_at=outcome.finished_at + retry_delay(pulse.attempts),
+    )
+    if outcome.skipped:
+        changes["skipped"] = True
     status = changes["status"]
     if connection.vendor == "postgresql" and status != Status.PENDING:
         # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
@@ -390,7 +367,7 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         recorded = _record_in_one_statement(pulse, worker, changes, attempt)
     else:
         with transaction.atomic():
-            recorded = bool(_still_claimed(pulse, worker).update(**changes))
+            recorded = pulse.finish(worker=worker, changes=changes)
             if recorded:
                 _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
                 if status == Status.PENDING:
@@ -398,7 +375,9 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     if not recorded:
         logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse.pk, worker)
         return None
-    if status == Status.COMPLETED:
+    if outcome.skipped:
+        logger.info("pulse_skipped id=%s reason=wake_check_nothing_to_do", pulse.pk)
+    elif status == Status.COMPLETED:
         logger.info("pulse_completed id=%s duration_ms=%s", pulse.pk, outcome.duration_ms)
     elif status == Status.PENDING:
         logger.warning(
@@ -418,16 +397,8 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
 @gated
 def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
     """Return an interrupted pulse (worker shutdown) to pending at once; the run is not counted."""
-    changes: dict[str, object] = {
-        "status": Status.PENDING,
-        "lease_owner": "",
-        "lease_expires_at": None,
-        "attempts": F("attempts") - 1,
-    }
-    if outcome.session_id:
-        changes["session_id"] = outcome.session_id
     with transaction.atomic():
-        if not _still_claimed(pulse, worker).update(**changes):
+        if not pulse.release(worker=worker, session_id=outcome.session_id):
             return False
         note = "interrupted: the worker shut down; returned to pending"
         _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
@@ -443,9 +414,7 @@ def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
     was not asked to resume): the database refuses it, and the attempt's record stores it later."""
     try:
         with transaction.atomic():
-            Pulse.objects.filter(pk=pulse_id, status=Status.PROCESSING, lease_owner=worker).update(
-                session_id=session_id
-            )
+            Pulse.objects.filter(pk=pulse_id).held_by(worker).update(session_id=session_id)
     except IntegrityError:
         logger.warning("pulse_session_in_use id=%s session=%s not_stored_mid_run", pulse_id, session_id)
 
@@ -457,10 +426,8 @@ def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float 
     if not ids:
         return set()
     until = timezone.now() + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    owned = Pulse.objects.filter(id__in=ids, status=Status.PROCESSING, lease_owner=worker)
     with transaction.atomic():
-        owned.update(lease_expires_at=until)
-        return set(owned.values_list("id", flat=True))
+        return Pulse.objects.filter(id__in=ids).renew(worker=worker, until=until)
 
 
 @gated
@@ -476,22 +443,16 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
         if connection.features.has_select_for_update_skip_locked:
             stale = stale.select_for_update(skip_locked=True)
         for pulse in stale:
+            owner = pulse.lease_owner
             error = (
-                f"lease expired: worker {pulse.lease_owner} stopped renewing its lease "
+                f"lease expired: worker {owner} stopped renewing its lease "
                 "(killed, crashed or host lost) while the agent ran"
             )
-            retry = pulse.attempts <= pulse.max_retries
-            Pulse.objects.filter(pk=pulse.pk, status=Status.PROCESSING).update(
-                status=Status.PENDING if retry else Status.FAILED,
-                lease_owner="",
-                lease_expires_at=None,
-                error_message=error,
-                finished_at=None if retry else now,
-            )
+            retry = pulse.expire(now=now, error=error)
             started = pulse.executed_at or now
             _store_attempt(
                 pulse,
-                worker=pulse.lease_owner,
+                worker=owner,
                 outcome=AttemptOutcome(success=False, started_at=started, finished_at=now),
                 error=error,
             )
@@ -499,7 +460,7 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
             logger.warning(
                 "lease_expired id=%s worker=%s now=%s",
                 pulse.pk,
-                pulse.lease_owner,
+                owner,
                 "pending" if retry else "failed",
             )
         if recovered:

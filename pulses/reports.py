@@ -38,7 +38,7 @@ def stats() -> QueueStats:
     by_priority = {p.value: 0 for p in Priority}
     for row in Pulse.objects.pending().order_by().values("priority").annotate(n=Count("id")):
         by_priority[row["priority"]] = row["n"]
-    overdue = Pulse.objects.pending().filter(scheduled_at__lte=timezone.now()).count()
+    overdue = Pulse.objects.due().count()
     return QueueStats(by_status=by_status, pending_by_priority=by_priority, overdue=overdue)
 
 
@@ -51,9 +51,9 @@ def listing(view: str, *, limit: int = 50) -> list[Pulse]:
         raise ValueError(f"unknown view {view!r}; choose one of {', '.join(LISTINGS)} or a pulse id")
     pulses = Pulse.objects.all()
     if view == "overdue":
-        pulses = pulses.overdue()
+        pulses = pulses.due()
     elif view in ("pending", "processing"):
-        pulses = pulses.filter(status=view).order_by("scheduled_at", "priority_rank", "id")
+        pulses = pulses.filter(status=view).soonest_first()
     elif view != "all":
         pulses = pulses.filter(status=view).order_by("-finished_at", "-id")
     return list(pulses[:limit])
@@ -137,11 +137,11 @@ def search(
     """Filtered pulses, newest first; pending and overdue ones soonest first. `status` may be `overdue`."""
     pulses = Pulse.objects.all()
     if status == "overdue":
-        pulses = pulses.overdue()
+        pulses = pulses.due()
     elif status:
         pulses = pulses.filter(status=status)
     if status in ("pending", "overdue"):
-        pulses = pulses.order_by("scheduled_at", "priority_rank", "id")
+        pulses = pulses.soonest_first()
     if priority:
         pulses = pulses.filter(priority=priority)
     if source:
@@ -151,9 +151,9 @@ def search(
     return Page(count=pulses.count(), pulses=list(pulses[offset : offset + limit]))
 
 
-def recent_workers(*, within: timedelta = timedelta(minutes=2)) -> list[WorkerRecord]:
-    """Workers that heartbeated within `within`, most recent first."""
-    return list(WorkerRecord.objects.filter(last_seen__gte=timezone.now() - within).order_by("-last_seen"))
+def recent_workers() -> list[WorkerRecord]:
+    """The workers alive now (`WorkerRecordQuerySet.alive`), most recent first."""
+    return list(WorkerRecord.objects.alive())
 
 
 _SOURCES_SQL = """

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from django.conf import settings
@@ -28,6 +29,10 @@ from pulses.agent_env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
 from pulses.api.tokens import run_token
 from pulses.executor import AgentRequest, AttemptOutcome, Executor, Reaper
 from pulses.models import Pulse, Status
+from pulses.routines import changes as routine_changes
+from pulses.routines import firing as routine_firing
+from pulses.routines import wake_check
+from pulses.routines.models import RunResult
 from pulses.shutdown import ShutdownSignals
 from pulses.wakeup import Waiter, make_waiter
 
@@ -51,6 +56,8 @@ class WorkerOptions:
     once: bool = False
     dry_run: bool = False
     failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Called with a routine's id when its failures paused it (the Telegram alert).
+    pause_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -62,6 +69,7 @@ class WorkerOptions:
             grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
             heartbeat_seconds=settings.PULSE_HEARTBEAT_SECONDS,
             failure_hooks=hooks,
+            pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
         )
         for key, value in overrides.items():
             if value is not None:
@@ -122,6 +130,7 @@ class Worker:
         self.signals = ShutdownSignals(on_stop=self._stop_companions, on_force=self._force)
         self.companions = list(companions)
         self._drain_deadline: float | None = None
+        self._next_fire_at: datetime | None = None
         self.completed = 0
 
     # --- the loop ------------------------------------------------------------------------------
@@ -146,6 +155,7 @@ class Worker:
         pool = ThreadPoolExecutor(max_workers=max(opts.concurrency, 1), thread_name_prefix="pulse")
         try:
             queue.recover_expired_leases()
+            routine_firing.recompute_zones()
             self._loop(pool)
             self._drain()
         finally:
@@ -183,6 +193,7 @@ class Worker:
                 self._reap_finished()
                 # Before the claim, never after it: a commit that lands later still wakes the wait.
                 self._waiter.forget_changes()
+                self._fire_routines()
                 claimed = self._claim_and_start(pool)
                 if opts.once and not claimed and not self._running and not self._due_now():
                     break
@@ -231,13 +242,29 @@ class Worker:
         return Pulse.objects.due().exists()
 
     def _until_next_due(self) -> float:
-        """Seconds until the soonest pending pulse is due; the safety poll when it is due already
-        (then it is held back by its session or taken by another worker, and a commit wakes us)."""
+        """Seconds until the soonest pending pulse is due or the soonest routine fires; the safety
+        poll when a pulse is due already (then it is held back by its session or taken by another
+        worker, and a commit wakes us)."""
+        now = timezone.now()
+        wait = self.options.poll_seconds
         due_at = queue.next_due_at()
-        if due_at is None:
-            return self.options.poll_seconds
-        seconds = (due_at - timezone.now()).total_seconds()
-        return self.options.poll_seconds if seconds <= 0 else min(seconds, 30.0)
+        if due_at is not None and due_at > now:
+            wait = min((due_at - now).total_seconds(), 30.0)
+        if self._next_fire_at is not None:
+            # Never before the fire time: a wake-up a hair early would find nothing due.
+            wait = min(wait, max((self._next_fire_at - now).total_seconds(), 0.0005))
+        return wait
+
+    def _fire_routines(self) -> None:
+        """Turn the routines whose time has come into pulses (each fire once, whichever worker
+        gets there first), and learn when the next one fires, which bounds the wait."""
+        if self.options.dry_run:
+            return
+        next_at = routine_firing.next_fire_at()
+        if next_at is not None and next_at <= timezone.now():
+            routine_firing.fire_due()
+            next_at = routine_firing.next_fire_at()
+        self._next_fire_at = next_at
 
     def _reap_finished(self) -> None:
         for pulse_id in [pid for pid, fut in self._running.items() if fut.done()]:
@@ -275,7 +302,10 @@ class Worker:
                 RUN_TOKEN_VARIABLE: run_token(pulse, worker=self.name),
                 API_URL_VARIABLE: settings.REEVE_API_URL,
             }
-            outcome = self.executor.run(_request(pulse, env=access), on_session=on_session)
+            outcome, prompt = self._wake_check(pulse)
+            if outcome is None:
+                request = _request(pulse, env=access, prompt=prompt)
+                outcome = self.executor.run(request, on_session=on_session)
             self._mark_finishing(pulse.pk)  # before the write that ends the lease (see _renew)
             if session_timer:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
@@ -287,6 +317,8 @@ class Worker:
                 priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
             )
             self.completed += 1
+            if pulse.routine_id and status in (Status.COMPLETED, Status.FAILED):
+                self._record_routine_run(pulse, status, outcome)
             if status == Status.FAILED and self.options.failure_hooks:
                 # Alerts talk to the network: on their own thread, so a slow or unreachable
                 # Telegram never holds a pulse slot.
@@ -311,6 +343,47 @@ class Worker:
             )
         finally:
             close_old_connections()
+
+    def _wake_check(self, pulse: Pulse) -> tuple[AttemptOutcome | None, str]:
+        """Run the pulse's wake check, if it has one: (None, the prompt to run) when the agent
+        should start, else the outcome to record without it (skipped, or failed)."""
+        if not pulse.check_command:
+            return None, pulse.prompt
+        started = timezone.now()
+        check = wake_check.run(pulse.check_command)
+        finished = timezone.now()
+        logger.info("wake_check_done id=%s exit=%s", pulse.pk, check.exit_code)
+        if check.wakes:
+            return None, wake_check.prompt_with_output(pulse.prompt, check.output)
+        if check.skips:
+            text = f"wake check: nothing to do\n{check.output}".strip()
+            outcome = AttemptOutcome(
+                success=True,
+                started_at=started,
+                finished_at=finished,
+                exit_code=1,
+                result_text=text,
+                skipped=True,
+            )
+            return outcome, pulse.prompt
+        failed = AttemptOutcome(
+            success=False,
+            started_at=started,
+            finished_at=finished,
+            exit_code=check.exit_code,
+            error=check.failure(),
+            stdout_tail=check.output,
+        )
+        return failed, pulse.prompt
+
+    def _record_routine_run(self, pulse: Pulse, status: str, outcome: AttemptOutcome) -> None:
+        """A routine's run ended: its failure streak moves, and a routine it pauses is alerted."""
+        result = RunResult.SKIPPED if outcome.skipped else status
+        if (
+            routine_changes.record_run(pulse, result, session_id=outcome.session_id)
+            and self.options.pause_hooks
+        ):
+            self._hooks.submit(self._run_hooks, self.options.pause_hooks, pulse.routine_id)
 
     def _report(self, write: Callable[..., T], pulse: Pulse, outcome: AttemptOutcome) -> T:
         """Store a finished run. While the database is unreachable (a restart, a failover) keep
@@ -358,12 +431,15 @@ class Worker:
             connections.close_all()  # this timer thread is done with its connection
 
     def _run_failure_hooks(self, pulse_id: int) -> None:
+        self._run_hooks(self.options.failure_hooks, pulse_id)
+
+    def _run_hooks(self, hooks: Sequence[Callable[[int], None]], object_id: int) -> None:
         try:
-            for hook in self.options.failure_hooks:
+            for hook in hooks:
                 try:
-                    hook(pulse_id)
+                    hook(object_id)
                 except Exception:
-                    logger.exception("failure_hook_error id=%s hook=%s", pulse_id, hook)
+                    logger.exception("failure_hook_error id=%s hook=%s", object_id, hook)
         finally:
             close_old_connections()
 
@@ -465,9 +541,9 @@ def _close_thread_connections(pool: ThreadPoolExecutor, size: int) -> None:
         future.result()
 
 
-def _request(pulse: Pulse, *, env: dict[str, str] | None = None) -> AgentRequest:
+def _request(pulse: Pulse, *, env: dict[str, str] | None = None, prompt: str | None = None) -> AgentRequest:
     return AgentRequest(
-        prompt=pulse.prompt,
+        prompt=pulse.prompt if prompt is None else prompt,
         session_id=pulse.session_id,
         sticky_notes=tuple(pulse.sticky_notes or ()),
         pulse_id=pulse.pk,

@@ -251,6 +251,14 @@ TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.te
 TELEGRAM_MAX_FILE_MB = env.float("TELEGRAM_MAX_FILE_MB", default=20)
 # Called by the worker with the pulse id when a pulse fails for good (retries exhausted).
 PULSE_FAILURE_HOOKS = ["telegram_bridge.alerts.alert_pulse_failed"]
+# Called by the worker with the routine id when failed runs in a row paused a routine.
+ROUTINE_PAUSE_HOOKS = ["telegram_bridge.alerts.alert_routine_paused"]
+# A wake check (a routine's or a pulse's check_command) is stopped after this many seconds.
+PULSE_CHECK_TIMEOUT_SECONDS = env.float("PULSE_CHECK_TIMEOUT_SECONDS", default=60)
+# The guard rails on what the agent schedules itself through its MCP tools (not the owner's).
+AGENT_ROUTINE_MIN_INTERVAL_MINUTES = env.int("AGENT_ROUTINE_MIN_INTERVAL_MINUTES", default=15)
+AGENT_MAX_ACTIVE_ROUTINES = env.int("AGENT_MAX_ACTIVE_ROUTINES", default=20)
+AGENT_PULSES_PER_HOUR = env.int("AGENT_PULSES_PER_HOUR", default=60)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FILE = env.str("LOG_FILE", default=str(REEVE_HOME / "logs" / "daemon.log"))

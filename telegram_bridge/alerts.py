@@ -87,3 +87,41 @@ def alert_pulse_failed(pulse_id: int) -> None:
         logger.error("telegram_alert_failed id=%s error=%s", pulse_id, exc)
         return
     logger.info("telegram_alert_sent id=%s", pulse_id)
+
+
+def format_routine_paused(routine) -> str:  # routine: pulses.models.Routine
+    """The pause alert: which routine, why, and how to resume it."""
+    return (
+        f"⏸️ Routine '{routine.name}' paused itself: {routine.paused_reason}.\n"
+        f"Last error: {_last_error(routine)}\n"
+        f"Resume it with: manage.py routine resume {routine.name} (or Resume in the admin's Routines)"
+    )
+
+
+def _last_error(routine) -> str:
+    pulse = routine.last_pulse
+    error = " ".join((pulse.error_message if pulse else "").split()) or "(none recorded)"
+    return error if len(error) <= ERROR_PREVIEW_CHARS else error[: ERROR_PREVIEW_CHARS - 1] + "…"
+
+
+def alert_routine_paused(routine_id: int) -> None:
+    """Send the one Telegram alert for a routine its failures paused (the worker calls it once per
+    pause); nothing when Telegram is not set up. Never raises for Telegram trouble."""
+    from pulses.models import Routine
+    from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
+    from telegram_bridge.notify import NotificationFailed, send_message
+
+    try:
+        config = TelegramConfig.from_settings()
+    except TelegramNotConfigured as exc:
+        logger.warning("telegram_alert_skipped routine=%s reason=%s", routine_id, exc)
+        return
+    routine = Routine.objects.select_related("last_pulse").filter(pk=routine_id).first()
+    if not config.is_configured or routine is None:
+        return
+    try:
+        send_message(format_routine_paused(routine))
+    except (NotificationFailed, TelegramNotConfigured) as exc:
+        logger.error("telegram_alert_failed routine=%s error=%s", routine_id, exc)
+        return
+    logger.info("telegram_alert_sent routine=%s", routine_id)

@@ -26,7 +26,7 @@ from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
 from pulses.api.permissions import FullScope
-from pulses.models import Pulse
+from pulses.models import ALIVE_WITHIN, Pulse
 
 STARTED = time.monotonic()
 MAX_ID = 2**63 - 1  # larger ids cannot exist (and would overflow the database driver)
@@ -247,7 +247,9 @@ class StatusView(ApiView):
         ]
         return Response(
             {
-                "status": "ok" if workers else "no worker seen in the last 2 minutes",
+                "status": "ok"
+                if workers
+                else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes",
                 "workers": workers,
                 "queue": stats.by_status,
                 "pending_by_priority": stats.pending_by_priority,

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pulses', '0005_history_indexes_and_search'),
+        ('pulses', '0006_routines'),
     ]
 
     operations = [

@@ -1,0 +1,163 @@
+"""A routine's runs through the real worker and the fake agent: wake checks, the failure streak that
+pauses a routine with one Telegram alert, and the worker firing a due routine."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pulses.models import Pulse, PulseAttempt
+from pulses.routines import changes
+from pulses.routines.models import Routine
+from pulses.worker import Worker, WorkerOptions
+from tests.factories import PulseFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def agent_log(fake_agent, monkeypatch):
+    log = fake_agent / "agent.log"
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    return log
+
+
+def starts(log):
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def drain():
+    Worker(WorkerOptions.from_settings(once=True, lease_seconds=30)).run(install_signals=False)
+
+
+def routine(**fields):
+    values = {"name": "r", "prompt": "Check the build mode=noop", "schedule": "@daily", "timezone": "UTC"}
+    return changes.create(**(values | fields))
+
+
+def test_a_check_exiting_0_wakes_the_agent_with_its_output_appended(agent_log):
+    pulse = changes.run_now(routine(check_command="echo 'build 42 is red'; exit 0"))
+
+    drain()
+
+    pulse.refresh_from_db()
+    assert (pulse.status, pulse.skipped) == ("completed", False)
+    [start] = starts(agent_log)
+    assert start["prompt"].startswith("Check the build mode=noop\n\nWake check output:\nbuild 42 is red")
+
+
+def test_a_check_exiting_1_skips_the_run_and_no_agent_starts(agent_log):
+    made = routine(check_command="echo 'all green'; exit 1")
+    pulse = changes.run_now(made)
+
+    drain()
+
+    pulse.refresh_from_db()
+    assert (pulse.status, pulse.skipped) == ("completed", True)
+    assert starts(agent_log) == []
+    attempt = PulseAttempt.objects.get(pulse=pulse)
+    assert (attempt.succeeded, attempt.exit_code) == (True, 1)
+    assert "nothing to do" in attempt.result_text and "all green" in attempt.result_text
+    made.refresh_from_db()
+    assert (made.last_result, made.check_skip_count, made.failure_streak) == ("skipped", 1, 0)
+
+
+def test_a_check_exiting_otherwise_is_a_failed_attempt_with_its_output_and_no_agent(agent_log):
+    pulse = changes.run_now(routine(check_command="echo 'cannot reach CI' >&2; exit 3", max_retries=0))
+
+    drain()
+
+    pulse.refresh_from_db()
+    assert pulse.status == "failed"
+    assert pulse.error_message == "wake check exited 3: cannot reach CI"
+    assert starts(agent_log) == []
+
+
+def test_a_check_that_outlives_its_timeout_fails_the_attempt(agent_log, settings):
+    settings.PULSE_CHECK_TIMEOUT_SECONDS = 0.5
+    pulse = PulseFactory(due=True, prompt="mode=noop", check_command="sleep 30", max_retries=0)
+
+    drain()
+
+    pulse.refresh_from_db()
+    assert pulse.status == "failed" and "timed out after 0.5 s" in pulse.error_message
+    assert starts(agent_log) == []
+
+
+def test_a_one_off_pulse_may_carry_a_check_too(agent_log, fake_agent):
+    (fake_agent / "desk" / "inbox.txt").write_text("2 new mails\n")
+    pulse = PulseFactory(due=True, prompt="Read mail mode=noop", check_command="cat inbox.txt")
+
+    drain()
+
+    assert Pulse.objects.get(pk=pulse.pk).status == "completed"
+    assert starts(agent_log)[0]["prompt"].endswith("Wake check output:\n2 new mails")
+
+
+def test_a_routine_failing_n_runs_in_a_row_pauses_itself_with_one_telegram_alert(
+    agent_log, telegram_settings
+):
+    failing = routine(
+        name="nightly-report", prompt="mode=exit_nonzero", max_retries=0, pause_after_failures=3
+    )
+
+    for _ in range(4):
+        changes.run_now(failing)
+        drain()
+
+    failing.refresh_from_db()
+    assert not failing.enabled
+    assert failing.paused_reason == "paused after 3 failed runs in a row"
+    assert failing.next_fire_at is None
+    # Each failed pulse has its own alert too; the routine's pause is alerted once.
+    [alert] = [text for text in telegram_settings.sent_texts if text.startswith("⏸️ Routine")]
+    assert "Routine 'nightly-report' paused itself: paused after 3 failed runs in a row" in alert
+    assert "routine resume nightly-report" in alert
+
+    changes.resume(failing)
+    assert (failing.enabled, failing.failure_streak) == (True, 0)
+
+
+def test_a_success_resets_the_failure_streak(agent_log):
+    made = routine(prompt="mode=exit_nonzero", max_retries=0, pause_after_failures=3)
+    for _ in range(2):
+        changes.run_now(made)
+        drain()
+    assert Routine.objects.get(pk=made.pk).failure_streak == 2
+
+    changes.update(made, {"prompt": "mode=noop"})
+    changes.run_now(made)
+    drain()
+
+    made.refresh_from_db()
+    assert (made.failure_streak, made.last_result, made.enabled) == (0, "completed", True)
+
+
+def test_the_worker_fires_a_due_routine_and_runs_its_pulse_at_once(agent_log):
+    made = routine(prompt="Morning brief mode=noop", schedule="every 1 minutes")
+    Routine.objects.filter(pk=made.pk).update(next_fire_at=timezone.now() - timedelta(seconds=5))
+
+    drain()
+
+    pulse = Pulse.objects.get(routine=made)
+    assert (pulse.status, pulse.source) == ("completed", "routine")
+    assert [int(s["pulse_id"]) for s in starts(agent_log)] == [pulse.pk]
+    made.refresh_from_db()
+    assert made.next_fire_at > timezone.now() - timedelta(seconds=1)
+    assert (made.last_pulse_id, made.fire_count) == (pulse.pk, 1)
+
+
+def test_a_continue_routine_resumes_its_previous_runs_session(agent_log):
+    made = routine(prompt="Follow up", session_policy="continue")
+    changes.run_now(made)
+    drain()
+    first_session = Pulse.objects.get(routine=made).session_id
+    assert first_session
+
+    changes.run_now(Routine.objects.get(pk=made.pk))
+    drain()
+
+    assert [s["resume"] for s in starts(agent_log)] == [None, first_session]
