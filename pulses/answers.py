@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.functions import Substr
 
 from pulses.models import Delivery, Pulse, PulseAttempt, Status
 from pulses.write_gate import gated
@@ -41,6 +45,51 @@ def answer(pulse_id: int) -> str:
         .first()
     )
     return text or ""
+
+
+def with_answer(pulses: QuerySet[Pulse], *, chars: int = 400) -> QuerySet[Pulse]:
+    """`pulses` with `answer_text`: the start of each one's answer, read for the rows fetched only
+    (a subquery per row on the attempts' pulse index, so a page of a long history stays cheap)."""
+    last = (
+        PulseAttempt.objects.filter(pulse=OuterRef("pk"), succeeded=True)
+        .exclude(result_text="")
+        .order_by("-number", "-id")
+        .values("result_text")[:1]
+    )
+    return pulses.annotate(answer_text=Substr(Subquery(last), 1, chars))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished attempt as the dashboard lists it: what the agent said, or what went wrong."""
+
+    pulse_id: int
+    number: int
+    finished_at: datetime
+    succeeded: bool
+    prompt: str
+    said: str
+
+
+def recent_runs(limit: int = 10) -> list[Run]:
+    """The last `limit` finished attempts, newest first (a walk of the attempts' finished_at index)."""
+    attempts = (
+        PulseAttempt.objects.filter(finished_at__isnull=False)
+        .order_by("-finished_at", "-id")
+        .select_related("pulse")
+        .only("pulse__prompt", "number", "finished_at", "succeeded", "result_text", "error")[:limit]
+    )
+    return [
+        Run(
+            pulse_id=attempt.pulse_id,
+            number=attempt.number,
+            finished_at=attempt.finished_at,
+            succeeded=attempt.succeeded,
+            prompt=attempt.pulse.prompt,
+            said=first_line(attempt.result_text if attempt.succeeded else attempt.error) or "-",
+        )
+        for attempt in attempts
+    ]
 
 
 def first_line(text: str, limit: int = FIRST_LINE_CHARS) -> str:

@@ -13,7 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from pulses import history, metrics, reports, retention
+from pulses import answers, history, metrics, reports, retention
+from pulses.agent_check import setup_problem
 from pulses.palette import PRIORITY_COLOURS
 
 CHART_WIDTH = 720
@@ -139,6 +140,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_requests": latency.requests,
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
+        "runs": answers.recent_runs(limit=10),
+        "agent_problem": setup_problem(),
         "workers": reports.recent_workers(),
         "now": timezone.localtime(),
         "facts": facts,

@@ -87,6 +87,24 @@ def agent_command(command: str, *, agent: str = DEFAULT_AGENT) -> list[str]:
     return argv
 
 
+def setup_problem(command: str, *, agent: str = DEFAULT_AGENT, desk: Path) -> str:
+    """What keeps any pulse from running, "" when nothing does: the agent command missing or not
+    executable, or the Desk missing. A setup error, not a pulse's failure: the worker claims nothing
+    while there is one, so no pulse spends its retries on it."""
+    try:
+        argv0 = agent_command(command, agent=agent)[:1]
+    except ValueError as exc:
+        return f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting"
+    if not argv0 or shutil.which(argv0[0]) is None:
+        return (
+            f"agent command {command!r} not found or not executable: install it, or set HAPI_COMMAND "
+            "to its path (see README, Your agent: claude, hapi, or the demo agent)"
+        )
+    if not desk.is_dir():
+        return f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH"
+    return ""
+
+
 def build_prompt(prompt: str, sticky_notes: tuple[str, ...] | list[str]) -> str:
     """The prompt with its sticky notes appended as a reminder list."""
     if not sticky_notes:
@@ -222,16 +240,12 @@ class Executor:
             run.interrupted = True
         _kill_groups([run.proc for run in runs], grace=grace)
 
+    def setup_problem(self) -> str:
+        """What keeps every run from starting ("" when nothing does); see `setup_problem`."""
+        return setup_problem(self.command, agent=self.agent, desk=self.desk)
+
     def _config_error(self, started: datetime) -> AttemptOutcome | None:
-        argv0 = agent_command(self.command, agent=self.agent)[:1]
-        problem = ""
-        if not argv0 or shutil.which(argv0[0]) is None:
-            problem = (
-                f"agent command {self.command!r} not found or not executable: install it or set "
-                "HAPI_COMMAND to its path"
-            )
-        elif not self.desk.is_dir():
-            problem = f"Desk directory {self.desk} does not exist: create it or set REEVE_DESK_PATH"
+        problem = self.setup_problem()
         if not problem:
             return None
         return AttemptOutcome(success=False, started_at=started, finished_at=timezone.now(), error=problem)

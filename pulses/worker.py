@@ -132,6 +132,7 @@ class Worker:
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
         self.completed = 0
+        self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -195,7 +196,8 @@ class Worker:
                 self._waiter.forget_changes()
                 self._fire_routines()
                 claimed = self._claim_and_start(pool)
-                if opts.once and not claimed and not self._running and not self._due_now():
+                idle = not claimed and not self._running
+                if opts.once and idle and (self.setup_problem or not self._due_now()):
                     break
                 timeout = min(next_renew, next_recover, next_heartbeat) - time.monotonic()
                 if len(self._running) >= opts.concurrency:
@@ -214,7 +216,7 @@ class Worker:
         if self.options.dry_run:
             return self._dry_run()
         free = self.options.concurrency - len(self._running)
-        if free <= 0:
+        if free <= 0 or self._cannot_run_agents():
             return 0
         pulses = queue.claim(worker=self.name, limit=free, lease_seconds=self.options.lease_seconds)
         for pulse in pulses:
@@ -223,6 +225,23 @@ class Worker:
             future.add_done_callback(lambda _future: self._poke())
             self._running[pulse.pk] = future
         return len(pulses)
+
+    def _cannot_run_agents(self) -> bool:
+        """True while the agent command or the Desk is missing: then nothing is claimed, so a setup
+        mistake never spends a pulse's retries. Checked before each claim (a few stat calls), so the
+        worker carries on by itself once it is fixed; the safety poll brings the next look."""
+        problem = self.executor.setup_problem()
+        if problem != self.setup_problem:
+            if problem:
+                logger.warning(
+                    "worker_waiting_for_agent worker=%s problem=%s; no pulse is claimed until it is fixed",
+                    self.name,
+                    problem,
+                )
+            else:
+                logger.warning("worker_agent_ready worker=%s: claiming pulses again", self.name)
+            self.setup_problem = problem
+        return bool(problem)
 
     def _dry_run(self) -> int:
         fresh = [p for p in Pulse.objects.due()[:100] if p.pk not in self._seen_dry_run]

@@ -337,7 +337,7 @@ def test_upcoming_lists_pending_pulses_soonest_first(client):
     assert get(client, "/api/pulse/upcoming?limit=99999").status_code == 400
 
 
-def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client):
+def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client, fake_agent):
     PulseFactory.create_batch(2)
     PulseFactory(failed=True)
     queue.heartbeat(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=1)
@@ -347,6 +347,17 @@ def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client):
     assert set(body["versions"]) == {"reeve", "django", "python"}
     assert body["uptime_seconds"] >= 0
     assert body["status"] == "ok"
+    assert body["agent_problem"] == ""
+
+
+def test_status_says_why_no_pulse_runs_while_the_agent_command_is_missing(client, settings, tmp_path):
+    settings.HAPI_COMMAND = str(tmp_path / "no-agent-here")
+    queue.heartbeat(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=0)
+
+    body = get(client, "/api/status").json()
+
+    assert "not found or not executable" in body["agent_problem"] and "HAPI_COMMAND" in body["agent_problem"]
+    assert body["status"] == f"no pulse runs: {body['agent_problem']}"
 
 
 def test_stats_counts_runs_per_hour_failure_rate_and_durations(client):

@@ -323,6 +323,9 @@ class HealthSerializer(serializers.Serializer):
 
 class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
+    agent_problem = serializers.CharField(
+        help_text="what keeps every pulse from running (agent command or Desk missing); empty when none"
+    )
     workers = serializers.ListField(child=serializers.DictField())
     queue = serializers.DictField(child=serializers.IntegerField())
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())
