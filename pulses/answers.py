@@ -16,8 +16,8 @@ from datetime import datetime
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Substr
 
+from pulses.db.write_gate import gated
 from pulses.models import Delivery, Pulse, PulseAttempt, Status
-from pulses.write_gate import gated
 
 # The whole answer an agent gives when a pulse needs no reply (an hourly check with nothing new).
 # The Desk's instructions (pulses/desk_config.py) tell the agent so.

@@ -1,5 +1,8 @@
 """What Reeve accepts from outside, in one place: the API's serializers, the admin, the commands, the
-MCP tools and the agent's own stream all check session ids and times here.
+MCP tools and the agent's own stream all read the limits of a pulse and check session ids and times
+here. DRF (the API) and pydantic (the MCP tools) check their own input against these numbers;
+`queue.schedule` checks every pulse with `check_pulse` and raises InvalidPulse for anything else, so
+no caller can store a pulse the API would refuse.
 
 - A session id is handed to the agent CLI as `--resume=ID`, so it must be something the CLI itself
   accepts and nothing more: Claude Code's session ids are UUIDs (`claude --resume` and
@@ -11,6 +14,7 @@ MCP tools and the agent's own stream all check session ids and times here.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -53,6 +57,98 @@ def time_in_range(when: datetime) -> bool:
     except (OverflowError, ValueError):  # the conversion itself leaves datetime's range
         return False
     return all(MIN_YEAR <= year <= MAX_YEAR for year in years)
+
+
+# What one pulse may hold.
+MAX_PROMPT_CHARS = 50_000
+MAX_NOTES = 50
+MAX_NOTE_CHARS = 1000
+MAX_TAGS = 20
+MAX_TAG_CHARS = 50
+MAX_RETRIES = 100
+MAX_SOURCE_CHARS = 100
+MAX_KEY_CHARS = 200  # an idempotency key; also the session id field's length
+MAX_WHEN_CHARS = 200  # a time as text ("tomorrow at 9am")
+
+
+class InvalidPulse(ValueError):
+    """A pulse outside the limits above; the message names the field and says what is accepted."""
+
+
+def text_list(values: object, *, name: str, max_items: int, max_chars: int) -> list[str]:
+    """`values` as a list of stripped, non-empty strings within the limits; else InvalidPulse."""
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise InvalidPulse(f'\'{name}\' must be a list of strings, e.g. ["first", "second"]')
+    if len(values) > max_items:
+        raise InvalidPulse(f"'{name}' has {len(values)} items; at most {max_items} are accepted")
+    cleaned = []
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidPulse(f"every item of '{name}' must be a non-empty string; got {value!r:.60}")
+        if len(value) > max_chars:
+            raise InvalidPulse(f"an item of '{name}' is {len(value)} characters; at most {max_chars}")
+        cleaned.append(value.strip())
+    return cleaned
+
+
+def check_prompt(prompt: object) -> str:
+    """`prompt` when it is non-empty text within MAX_PROMPT_CHARS; else InvalidPulse."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidPulse(
+            "'prompt' must be a non-empty string: what the agent should do when the pulse wakes it"
+        )
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidPulse(f"'prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+    return prompt
+
+
+def check_priority(priority: object) -> str:
+    """`priority` when it is one of `Priority`'s values; else InvalidPulse."""
+    from pulses.models import Priority  # this module is read before Django is set up (gunicorn.conf)
+
+    if priority not in Priority.values:
+        raise InvalidPulse(f"unknown priority {priority!r}; use one of {', '.join(Priority.values)}")
+    return str(priority)
+
+
+def check_pulse(
+    *,
+    prompt: object,
+    priority: object,
+    scheduled_at: datetime,
+    source: str,
+    session_id: object,
+    sticky_notes: object,
+    tags: object,
+    max_retries: object,
+    idempotency_key: str | None,
+) -> None:
+    """Every limit of a pulse about to be stored (`queue.schedule`); InvalidPulse naming the first
+    one broken."""
+    check_prompt(prompt)
+    check_priority(priority)
+    if not time_in_range(scheduled_at):
+        raise InvalidPulse(f"'scheduled_at' {scheduled_at.isoformat()} is out of range: {TIME_RANGE}")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise InvalidPulse(f"'source' is {len(source)} characters; at most {MAX_SOURCE_CHARS}")
+    try:
+        check_session_id(session_id)
+    except InvalidSessionId as exc:
+        raise InvalidPulse(f"'session_id': {exc}") from None
+    text_list(sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS)
+    text_list(tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
+    if (
+        isinstance(max_retries, bool)
+        or not isinstance(max_retries, int)
+        or not 0 <= max_retries <= MAX_RETRIES
+    ):
+        raise InvalidPulse(
+            f"'max_retries' must be a whole number from 0 to {MAX_RETRIES}; got {max_retries!r}"
+        )
+    if idempotency_key is not None and len(idempotency_key) > MAX_KEY_CHARS:
+        raise InvalidPulse(f"'idempotency_key' is {len(idempotency_key)} characters; at most {MAX_KEY_CHARS}")
 
 
 def local_time(when: datetime) -> datetime:

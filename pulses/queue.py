@@ -21,8 +21,12 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pulses import history, wakeup
-from pulses.executor import AttemptOutcome
+from pulses import history, limits
+from pulses.agent.executor import AttemptOutcome
+from pulses.backoff import exponential
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
+from pulses.limits import InvalidPulse
 from pulses.models import (
     Delivery,
     Priority,
@@ -32,7 +36,6 @@ from pulses.models import (
     Status,
     WorkerRecord,
 )
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ DELIVERY_CHANNELS = ("", "telegram")
 
 __all__ = [
     "AttemptOutcome",
+    "InvalidPulse",
     "PulseNotPending",
     "ScheduleResult",
     "cancel",
@@ -86,11 +90,25 @@ def schedule(
 ) -> ScheduleResult:
     """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
 
+    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first).
+
     `deliver="telegram"` sends the agent's answer to Telegram when the pulse finishes: as a reply to
     `reply_to` (chat id, message id), else to the configured chat. The outbox row is written in the
     pulse's transaction, so the request cannot be lost."""
+    scheduled_at = scheduled_at or timezone.now()
+    limits.check_pulse(
+        prompt=prompt,
+        priority=priority,
+        scheduled_at=scheduled_at,
+        source=source,
+        session_id=session_id,
+        sticky_notes=sticky_notes,
+        tags=tags,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+    )
     if (deliver or "") not in DELIVERY_CHANNELS:
-        raise ValueError(f"unknown delivery {deliver!r}; use one of {', '.join(DELIVERY_CHANNELS)}")
+        raise InvalidPulse(f"unknown delivery {deliver!r}; use one of {', '.join(DELIVERY_CHANNELS[1:])}")
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -99,7 +117,7 @@ def schedule(
         with transaction.atomic():
             pulse = Pulse.objects.create(
                 prompt=prompt,
-                scheduled_at=scheduled_at or timezone.now(),
+                scheduled_at=scheduled_at,
                 priority=priority,
                 source=source,
                 session_id=session_id or "",
@@ -263,8 +281,7 @@ def _session_free(session_id: str) -> bool:
 
 def retry_delay(attempt: int) -> timedelta:
     """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
-    minutes = min(2 ** max(attempt - 1, 0), settings.PULSE_RETRY_CAP_MINUTES)
-    return timedelta(minutes=minutes)
+    return timedelta(minutes=exponential(attempt, initial=1, cap=settings.PULSE_RETRY_CAP_MINUTES))
 
 
 def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:

@@ -14,6 +14,7 @@ from typing import TypeVar
 from telegram import Bot
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 
+from pulses.backoff import exponential
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds, run_coroutine
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ async def _with_retries(call: Callable[[], Awaitable[T]], *, what: str, sent_so_
                 f"Telegram refused the message for {what}: {exc.message}; {done}"
             ) from exc
         except NetworkError as exc:  # unreachable, 5xx, timeouts: worth another try
-            wait = float(2 ** (attempt - 1))
+            wait = exponential(attempt, initial=1.0, cap=MAX_RETRY_AFTER_SECONDS)
             logger.warning("telegram_send_retry to=%s attempt=%s error=%s", what, attempt, exc.message)
         except TelegramError as exc:
             raise NotificationFailed(

@@ -21,8 +21,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from pulses.answers import reply_for
+from pulses.db.write_gate import gated, write_gate
 from pulses.models import FINISHED, Delivery, DeliveryState
-from pulses.write_gate import gated, write_gate
 from telegram_bridge.notify import split_message
 
 logger = logging.getLogger(__name__)

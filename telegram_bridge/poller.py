@@ -40,9 +40,10 @@ from telegram.error import (
     TelegramError,
 )
 
+from pulses.backoff import Backoff, exponential
+from pulses.db.wakeup import Waiter, make_waiter
 from pulses.models import DeliveryState
-from pulses.shutdown import STOP_SIGNALS
-from pulses.wakeup import Waiter, make_waiter
+from pulses.worker.shutdown import STOP_SIGNALS
 from telegram_bridge import handlers, media, outbox
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
 from telegram_bridge.handlers import Action, Handled, IncomingMessage, SavedFile
@@ -88,22 +89,6 @@ class PollerOptions:
         if self.outbox_poll is not None:
             return self.outbox_poll
         return OUTBOX_POLL_POSTGRES_SECONDS if connection.vendor == "postgresql" else OUTBOX_POLL_SECONDS
-
-
-class Backoff:
-    """Exponential delays after consecutive failures: initial, 2x, 4x ... capped; reset on success."""
-
-    def __init__(self, *, initial: float, cap: float) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return min(self.initial * 2 ** (self.failures - 1), self.cap)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 def _in_thread(func: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -375,7 +360,7 @@ class Poller:
                 if attempt == DOWNLOAD_ATTEMPTS:
                     problem = f"your {attachment.label.lower()}: the download failed ({exc.message})"
                 else:
-                    await self._sleep(float(attempt))
+                    await self._sleep(exponential(attempt, initial=1.0, cap=self.options.backoff_cap))
             except OSError as exc:
                 problem = f"your {attachment.label.lower()}: it could not be written to the Desk"
                 logger.error("telegram_file_write_failed path=%s error=%s", path, exc)

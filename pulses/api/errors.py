@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from pulses.api.authentication import HOW_TO
+from pulses.limits import InvalidPulse
 from pulses.models import PulseNotPending
 from pulses.timeparse import TimeParseError
 
@@ -66,7 +67,8 @@ def _flatten(errors) -> str:
 
 
 def exception_handler(exc, context):
-    """DRF's handler, plus: unknown pulse 404, illegal transition 409, unreadable time 400, and 503
+    """DRF's handler, plus: unknown pulse 404, illegal transition 409, unreadable time or a pulse
+    outside its limits 400, and 503
     while the database cannot be reached (a restart or failover: the client should try again)."""
     if isinstance(exc, OperationalError | InterfaceError):
         logger.error("api_database_unavailable path=%s error=%s", context["request"].path, exc)
@@ -83,6 +85,8 @@ def exception_handler(exc, context):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     elif isinstance(exc, TimeParseError):
         exc = exceptions.ValidationError({"scheduled_at": [str(exc)]})
+    elif isinstance(exc, InvalidPulse):  # what the serializer let through, queue.schedule did not
+        exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

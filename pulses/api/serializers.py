@@ -8,14 +8,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from pulses import limits
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseAttempt, Status
 from pulses.timeparse import ACCEPTED_FORMS, TimeParseError, parse_when
 
-MAX_PROMPT_CHARS = 50_000
-MAX_NOTES = 50
-MAX_TAGS = 20
-MAX_RETRIES = 100
 MAX_PAGE = 500
 WHEN_HELP = "when to run: " + "; ".join(ACCEPTED_FORMS)
 LIST_VIEWS = (*Status.values, "overdue")
@@ -70,7 +67,7 @@ class WhenField(StrictCharField):
     """A time as text ("now", ISO 8601, "in 5 minutes", "tomorrow at 9am"), parsed in TIME_ZONE."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("max_length", limits.MAX_WHEN_CHARS)
         kwargs.setdefault("min_length", 1)
         kwargs.setdefault("help_text", WHEN_HELP)
         super().__init__(**kwargs)
@@ -119,26 +116,32 @@ def _text_list(*, max_items: int, max_length: int, help_text: str) -> serializer
 
 
 class TriggerSerializer(StrictSerializer):
-    prompt = StrictCharField(max_length=MAX_PROMPT_CHARS, help_text="what the agent should do")
+    prompt = StrictCharField(max_length=limits.MAX_PROMPT_CHARS, help_text="what the agent should do")
     scheduled_at = WhenField(required=False, default="now")
     priority = StrictChoiceField(choices=Priority.choices, default=Priority.HIGH, help_text="run order")
-    source = StrictCharField(max_length=100, required=False, default="api", help_text="who scheduled it")
+    source = StrictCharField(
+        max_length=limits.MAX_SOURCE_CHARS, required=False, default="api", help_text="who scheduled it"
+    )
     session_id = StrictCharField(
-        max_length=200,
+        max_length=limits.MAX_KEY_CHARS,
         required=False,
         default="",
         allow_blank=True,
         help_text=f"agent session to resume; {SESSION_ID_FORM}",
     )
     sticky_notes = _text_list(
-        max_items=MAX_NOTES, max_length=1000, help_text="reminders appended to the prompt"
+        max_items=limits.MAX_NOTES,
+        max_length=limits.MAX_NOTE_CHARS,
+        help_text="reminders appended to the prompt",
     )
-    tags = _text_list(max_items=MAX_TAGS, max_length=50, help_text="labels for filtering")
+    tags = _text_list(
+        max_items=limits.MAX_TAGS, max_length=limits.MAX_TAG_CHARS, help_text="labels for filtering"
+    )
     max_retries = StrictIntegerField(
-        min_value=0, max_value=MAX_RETRIES, default=3, help_text="retries after the first attempt"
+        min_value=0, max_value=limits.MAX_RETRIES, default=3, help_text="retries after the first attempt"
     )
     idempotency_key = StrictCharField(
-        max_length=200,
+        max_length=limits.MAX_KEY_CHARS,
         required=False,
         allow_null=True,
         default=None,
@@ -180,8 +183,8 @@ class RequeueSerializer(StrictSerializer):
 class ListQuerySerializer(serializers.Serializer):
     status = StrictChoiceField(choices=LIST_VIEWS, required=False, help_text="a status, or 'overdue'")
     priority = StrictChoiceField(choices=Priority.choices, required=False)
-    source = StrictCharField(max_length=100, required=False)
-    tag = StrictCharField(max_length=50, required=False)
+    source = StrictCharField(max_length=limits.MAX_SOURCE_CHARS, required=False)
+    tag = StrictCharField(max_length=limits.MAX_TAG_CHARS, required=False)
     limit = StrictIntegerField(min_value=1, max_value=MAX_PAGE, default=50)
     offset = StrictIntegerField(min_value=0, max_value=10**9, default=0)
 

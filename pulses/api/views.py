@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pulses import queue, reports
-from pulses.agent_check import setup_problem
+from pulses.agent.check import setup_problem
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser

@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses import queue
-from pulses.heartbeat import schedule_heartbeat
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
 from pulses.models import Priority
+from pulses.ops.hourly_prompt import schedule_heartbeat
 from pulses.timeparse import TimeParseError, parse_when
 
 
@@ -52,8 +52,6 @@ class Command(BaseCommand):
         else:
             if not options["prompt"] or not options["prompt"].strip():
                 raise CommandError("a PROMPT is required (or use --heartbeat)")
-            if options["max_retries"] < 0:
-                raise CommandError("--max-retries must be 0 or more")
             try:
                 when = parse_when(options["at"])
             except TimeParseError as exc:
@@ -62,18 +60,21 @@ class Command(BaseCommand):
                 session_id = check_session_id(options["session"])
             except InvalidSessionId as exc:
                 raise CommandError(f"--session: {exc}") from None
-            result = queue.schedule(
-                prompt=options["prompt"],
-                scheduled_at=when,
-                priority=options["priority"],
-                source=options["source"],
-                session_id=session_id,
-                sticky_notes=options["sticky"],
-                tags=options["tag"],
-                max_retries=options["max_retries"],
-                idempotency_key=options["idempotency_key"],
-                deliver=options["deliver"],
-            )
+            try:
+                result = queue.schedule(
+                    prompt=options["prompt"],
+                    scheduled_at=when,
+                    priority=options["priority"],
+                    source=options["source"],
+                    session_id=session_id,
+                    sticky_notes=options["sticky"],
+                    tags=options["tag"],
+                    max_retries=options["max_retries"],
+                    idempotency_key=options["idempotency_key"],
+                    deliver=options["deliver"],
+                )
+            except queue.InvalidPulse as exc:
+                raise CommandError(str(exc)) from None
         pulse = result.pulse
         verb = "Scheduled" if result.created else "Already scheduled"
         self.stdout.write(f"{verb} pulse #{pulse.pk} ({pulse.priority}) for {pulse.scheduled_at.isoformat()}")

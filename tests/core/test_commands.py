@@ -1,0 +1,117 @@
+"""trigger_pulse and pulse_queue as a person runs them: clear output, clear errors, no tracebacks."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from pulses.models import Delivery, Pulse
+from tests.support.factories import PulseAttemptFactory, PulseFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args):
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_trigger_pulse_schedules_with_every_option():
+    out = run(
+        "trigger_pulse",
+        "Check mail",
+        "--at",
+        "in 2 hours",
+        "--priority",
+        "high",
+        "--source",
+        "cron",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "--session",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "--sticky",
+        "call mom",
+    )
+    pulse = Pulse.objects.get()
+    assert out.startswith(f"Scheduled pulse #{pulse.pk} (high)")
+    assert (pulse.source, pulse.tags, pulse.session_id, pulse.sticky_notes) == (
+        "cron",
+        ["a", "b"],
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        ["call mom"],
+    )
+    assert timedelta(minutes=119) < pulse.scheduled_at - timezone.now() <= timedelta(hours=2)
+
+
+def test_an_unreadable_time_is_a_clear_error():
+    with pytest.raises(CommandError, match="cannot read 'whenever' as a time"):
+        run("trigger_pulse", "x", "--at", "whenever")
+    assert not Pulse.objects.exists()
+
+
+def test_a_missing_prompt_is_a_clear_error():
+    with pytest.raises(CommandError, match="PROMPT is required"):
+        run("trigger_pulse")
+
+
+def test_heartbeat_uses_the_time_of_day_prompt_once_an_hour():
+    first = run("trigger_pulse", "--heartbeat")
+    second = run("trigger_pulse", "--heartbeat")
+    pulse = Pulse.objects.get()
+    assert pulse.source == "heartbeat" and "heartbeat" in pulse.tags
+    assert pulse.prompt.startswith("Hourly heartbeat (")
+    assert first.startswith("Scheduled") and second.startswith("Already scheduled")
+
+
+def test_pulse_queue_prints_a_table_and_counts():
+    PulseFactory(prompt="soon", priority="critical")
+    PulseFactory(failed=True, prompt="broken")
+    table = run("pulse_queue")
+    assert "pending=1" in table and "failed=1" in table
+    header, row = table.splitlines()[1:3]
+    assert header.split() == ["ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT"]
+    assert "critical" in row and "soon" in row
+    assert "broken" in run("pulse_queue", "failed")
+    assert "No completed pulses." in run("pulse_queue", "completed")
+
+
+def test_pulse_queue_shows_one_pulse_and_rejects_unknown_views():
+    pulse = PulseFactory(prompt="look at me")
+    assert "prompt: look at me" in run("pulse_queue", str(pulse.pk))
+    with pytest.raises(CommandError, match="no pulse with id 999999"):
+        run("pulse_queue", "999999")
+    with pytest.raises(CommandError, match="unknown view 'bogus'"):
+        run("pulse_queue", "bogus")
+
+
+def test_a_command_on_an_unmigrated_database_says_to_migrate_instead_of_a_traceback(tmp_path):
+    from tests.support.reeve_processes import ReeveHome
+
+    home = ReeveHome(tmp_path)  # not migrated
+    try:
+        proc = home.manage("trigger_pulse", "hello", check=False)
+    finally:
+        home.stop_all()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "the database has no Reeve tables yet" in proc.stderr and "./reeve migrate" in proc.stderr
+
+
+def test_pulse_queue_id_prints_what_the_agent_answered_and_where_the_reply_went():
+    pulse = PulseFactory(completed=True, prompt="weather?")
+    PulseAttemptFactory(pulse=pulse, number=1, succeeded=False, result_text="", error="overloaded")
+    PulseAttemptFactory(pulse=pulse, number=2, result_text="Sunny all day.\nTake a hat.")
+    Delivery.objects.create(pulse=pulse, state="sent", parts_sent=1)
+
+    out = run("pulse_queue", str(pulse.pk))
+
+    assert "answer: Sunny all day.\nTake a hat." in out
+    assert "telegram: sent, 1 message(s)" in out
+    assert "attempt 1" in out and ": overloaded" in out
+    assert "attempt 2" in out and ": ok: Sunny all day." in out
