@@ -21,6 +21,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ KILL_GRACE_SECONDS = 3.0
 RESUME_REJECTED = "no conversation found"
 HAPI = "hapi"
 DEFAULT_AGENT = "claude"
+DEMO = "demo"  # HAPI_COMMAND=demo: the demo agent, to see the whole loop before installing a real one
+DEMO_AGENT = Path(__file__).resolve().with_name("demo_agent.py")
 
 
 @dataclass
@@ -77,11 +80,14 @@ class AgentRequest:
 
 
 def agent_command(command: str, *, agent: str = DEFAULT_AGENT) -> list[str]:
-    """HAPI_COMMAND as argv; a bare `hapi` (or `hapi` followed by options) runs `hapi AGENT`.
+    """HAPI_COMMAND as argv; a bare `hapi` (or `hapi` followed by options) runs `hapi AGENT`, and
+    `demo` runs Reeve's demo agent (pulses/agent/demo_agent.py) with this Python.
 
     Today's Hapi needs the agent's name first (`hapi claude --print ...`); a command that already
     names one, or that runs Claude Code (or anything else) directly, is used as it is."""
     argv = shlex.split(command)
+    if argv == [DEMO]:
+        return [sys.executable, "-S", str(DEMO_AGENT)]
     if argv and Path(argv[0]).name == HAPI and (len(argv) == 1 or argv[1].startswith("-")):
         argv.insert(1, agent)
     return argv
