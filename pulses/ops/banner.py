@@ -42,7 +42,8 @@ def prepare_desk() -> str:
 def _database() -> str:
     if connection.vendor == "postgresql":
         params = connection.settings_dict
-        return f"PostgreSQL {params.get('NAME')} on {params.get('HOST') or 'localhost'}:{params.get('PORT') or 5432}"
+        where = f"{params.get('HOST') or 'localhost'}:{params.get('PORT') or 5432}"
+        return f"PostgreSQL {params.get('NAME')} on {where}"
     return f"SQLite {settings.PULSE_DB_PATH}"
 
 

@@ -144,7 +144,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "failures": reports.listing("failed", limit=10),
         "runs": answers.recent_runs(limit=10),
         "agent_problem": setup_problem(),
-        "workers": reports.recent_workers(),
+        "workers": reports.workers_seen(),
         "now": timezone.localtime(),
         "facts": facts,
         "database_size": history.size_text(facts.size_bytes),
