@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from pulses import queue
-from pulses.models import Pulse, Status
+from pulses.models import Delivery, Pulse, Status
 from tests.support.factories import PulseAttemptFactory, PulseFactory
 
 TOKEN = "your_token_here"
@@ -449,3 +449,15 @@ def test_the_front_page_leads_to_the_dashboard_through_the_login(client, admin_c
     assert client.get("/", follow=True).redirect_chain[-1][0].startswith("/admin/login/?next=/dashboard/")
     assert admin_client.get("/", follow=True).templates[0].name == "dashboard/index.html"
     assert client.get("/metrics/").status_code == client.get("/metrics").status_code
+
+
+def test_a_pulse_may_ask_for_its_answer_on_telegram_and_nothing_else(client):
+    asked = post(client, "/api/pulse/trigger", {"prompt": "summarise the news", "deliver": "telegram"})
+    plain = post(client, "/api/pulse/trigger", {"prompt": "no reply wanted", "deliver": None})
+    wrong = post(client, "/api/pulse/trigger", {"prompt": "x", "deliver": "email"})
+
+    assert asked.status_code == 201 and plain.status_code == 201
+    delivery = Delivery.objects.get(pulse_id=asked.json()["id"])
+    assert (delivery.chat_id, delivery.reply_to_message_id) == (None, None)  # the configured chat
+    assert not Delivery.objects.filter(pulse_id=plain.json()["id"]).exists()
+    assert wrong.status_code == 400 and "deliver" in wrong.json()["detail"]
