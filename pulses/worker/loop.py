@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 # What a database restart, failover or network cut raises; the worker waits those out.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 T = TypeVar("T")
+# While the agent command and the Desk are there, they are looked for again this often.
+SETUP_RECHECK_SECONDS = 5.0
 SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
 # How a companion that we stopped exits; any other code is passed on as the worker's own.
 COMPANION_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT)
@@ -135,6 +137,7 @@ class Worker:
         self._next_fire_at: datetime | None = None
         self.completed = 0
         self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
+        self._setup_checked_until = 0.0
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -230,8 +233,13 @@ class Worker:
 
     def _cannot_run_agents(self) -> bool:
         """True while the agent command or the Desk is missing: then nothing is claimed, so a setup
-        mistake never spends a pulse's retries. Checked before each claim (a few stat calls), so the
-        worker carries on by itself once it is fixed; the safety poll brings the next look."""
+        mistake never spends a pulse's retries. Checked before each claim while there is a problem, so
+        the worker carries on by itself once it is fixed (the safety poll brings the next look), and
+        every few seconds while there is none (a few stat calls kept off the busy path)."""
+        now = time.monotonic()
+        if not self.setup_problem and now < self._setup_checked_until:
+            return False
+        self._setup_checked_until = now + SETUP_RECHECK_SECONDS
         problem = self.executor.setup_problem()
         if problem != self.setup_problem:
             if problem:
