@@ -5,6 +5,8 @@ import sys
 
 from django.core.wsgi import get_wsgi_application
 
+from reeve_site import home
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
 
 
@@ -21,4 +23,5 @@ def _skip_optional_imports() -> None:
 
 
 _skip_optional_imports()
+home.prepare()
 application = get_wsgi_application()
