@@ -2,6 +2,7 @@
 """Django's command-line utility for Reeve."""
 
 import os
+import signal
 import sys
 
 
@@ -19,12 +20,20 @@ def preflight(argv: list[str]) -> None:
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"Error: {exc}\n")
         sys.exit(1)
-    from pulses import legacy
+    from pulses.ops import legacy
 
     legacy.pulse_db_url_note(sys.stderr)
     if message := legacy.refusal(argv):
         sys.stderr.write(message + "\n")
         sys.exit(1)
+
+
+def closed_pipe() -> None:
+    """End quietly when whoever reads stdout has gone (`./reeve pulse_queue all | head -4`): as a
+    shell tool killed by SIGPIPE, without a traceback. Python's exit flush would fail on the closed
+    pipe again, so stdout is pointed at /dev/null first."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
 
 
 def main() -> None:
@@ -44,6 +53,9 @@ def main() -> None:
     preflight(sys.argv[1:])
     try:
         execute_from_command_line(sys.argv)
+        sys.stdout.flush()  # inside the try: a reader that left early is noticed here, not at exit
+    except BrokenPipeError:
+        closed_pipe()
     except (OperationalError, ProgrammingError) as exc:
         # A fresh database without Reeve's tables: say what to run instead of a traceback.
         text = str(exc)

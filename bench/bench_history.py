@@ -7,7 +7,7 @@ For each database and each size (--small and --rows) a fresh database is migrate
 finished pulses and their attempts spread over a year (bench/history_load.py: bulk SQL, not the
 ORM), then every page is fetched in-process with Django's test client, logged in as a superuser
 (the API with a bearer token): one warm-up fetch, then the best of --runs. The ratio column is the
-large figure over the small one. PostgreSQL: a throwaway cluster (tests/pg_cluster.sh) unless
+large figure over the small one. PostgreSQL: a throwaway cluster (tests/support/pg_cluster.sh) unless
 DATABASE_URL names one to create databases in; the tables are VACUUM ANALYZEd after loading, as
 autovacuum would. SQLite gets no ANALYZE (nothing in Reeve runs it).
 """
@@ -108,7 +108,7 @@ def measure(rows: int, runs: int) -> dict:
     facts = history.database_facts(exact=True)
     plan = []
     if connection.vendor == "postgresql":  # the search's plan: the index, not a walk of every row
-        from pulses import search
+        from pulses.db import search
 
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN " + search._POSTGRES, ["history:*", search.MAX_MATCHES])
@@ -202,7 +202,7 @@ def main() -> None:
                 drop(database, tmp, cluster, args.rows)  # the large one's disk space, before the next
         finally:
             if started_cluster:
-                stop = ["bash", str(ROOT / "tests" / "pg_cluster.sh"), "stop", str(tmp / "pg")]
+                stop = ["bash", str(ROOT / "tests" / "support" / "pg_cluster.sh"), "stop", str(tmp / "pg")]
                 subprocess.run(stop, check=False)
 
 

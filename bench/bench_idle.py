@@ -7,7 +7,7 @@ until the API answers and the worker has heartbeated, lets it settle, then reads
 the tree from /proc: time on a CPU over the window (schedstat, all threads), in percent of one core, and the
 resident set (VmRSS) and proportional set (Pss: shared pages split between the processes sharing
 them) at its end. `--listener` also runs `./reeve run_telegram_listener` against the fake Bot API
-(tests/fake_telegram.py, served by this process and not counted), as a user with a bot does.
+(tests/support/fake_telegram.py, served by this process and not counted), as a user with a bot does.
 `--units` runs the systemd units' commands instead of `./reeve start` (their ExecStart lines:
 reeve-web and reeve-worker, plus reeve-telegram with `--listener`); the journal relay of
 reeve-daemon needs a journal and is not started.
@@ -167,7 +167,7 @@ def main() -> None:
     env["LOG_LEVEL"] = "WARNING"
     fake = None
     if args.listener:
-        from tests.fake_telegram import FakeTelegram
+        from tests.support.fake_telegram import FakeTelegram
 
         fake = FakeTelegram().start()
         env.update(fake.env(42))

@@ -3,7 +3,7 @@ and the claim query's cost with 1 k versus 1 M rows of history. Prints figures; 
 
     uv run python bench/bench_postgres.py [--workers 4] [--drain 2000] [--pulses 40] [--history 1000000]
 
-Starts a throwaway cluster with tests/pg_cluster.sh unless DATABASE_URL is set.
+Starts a throwaway cluster with tests/support/pg_cluster.sh unless DATABASE_URL is set.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bench.bench_worker import (  # noqa: E402
 
 def start_cluster(tmp: Path) -> str:
     out = subprocess.run(
-        ["bash", str(ROOT / "tests" / "pg_cluster.sh"), "start", str(tmp / "pg")],
+        ["bash", str(ROOT / "tests" / "support" / "pg_cluster.sh"), "start", str(tmp / "pg")],
         capture_output=True,
         text=True,
         check=True,
@@ -45,7 +45,7 @@ def bench_drain(env: dict[str, str], count: int, workers: int, concurrency: int)
     from django.db.models import Max
     from django.utils import timezone
 
-    from pulses import wakeup
+    from pulses.db import wakeup
     from pulses.models import Pulse, WorkerRecord
 
     Pulse.objects.all().delete()
@@ -89,7 +89,7 @@ def claim_cost(rounds: int = 5, repeats: int = 200) -> float:
     """Milliseconds for one claim of a due pulse with the current history in the table: the best of
     `rounds` medians, so that a burst of load elsewhere on a shared machine does not decide it."""
     from pulses import queue
-    from pulses.executor import AttemptOutcome
+    from pulses.agent.executor import AttemptOutcome
     from pulses.models import Pulse
 
     Pulse.objects.filter(status__in=["pending", "processing"]).delete()
@@ -197,7 +197,8 @@ def main() -> None:
         finally:
             if own_cluster:
                 subprocess.run(
-                    ["bash", str(ROOT / "tests" / "pg_cluster.sh"), "stop", str(tmp_path / "pg")], check=False
+                    ["bash", str(ROOT / "tests" / "support" / "pg_cluster.sh"), "stop", str(tmp_path / "pg")],
+                    check=False,
                 )
 
 

@@ -4,7 +4,7 @@
 
 Dispatch latency: a pulse is committed by this process (another process than the worker); the clock
 stops when the agent's first line runs. Two agents: bench/first_line_agent.sh (bash, running ~1 ms
-after its spawn) and tests/fake_agent.py under `python -S`, whose interpreter start-up (measured
+after its spawn) and tests/support/fake_agent.py under `python -S`, whose interpreter start-up (measured
 apart as a baseline) adds ~7 ms.
 Drain throughput: N due pulses, the no-op shell agent (bench/noop_agent.sh), one worker at the given
 concurrency, from the first claim to the last finish.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-FAKE_AGENT = f"{sys.executable} -S {ROOT / 'tests' / 'fake_agent.py'}"
+FAKE_AGENT = f"{sys.executable} -S {ROOT / 'tests' / 'support' / 'fake_agent.py'}"
 NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
 FIRST_LINE_AGENT = str(ROOT / "bench" / "first_line_agent.sh")
 

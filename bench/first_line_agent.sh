@@ -1,6 +1,6 @@
 #!/bin/bash
 # A no-op agent for dispatch-latency benchmarks. Its first act notes the time ($EPOCHREALTIME needs no
-# fork) in $FAKE_AGENT_LOG, in tests/fake_agent.py's format: bash is running its first line about 1 ms
+# fork) in $FAKE_AGENT_LOG, in tests/support/fake_agent.py's format: bash is running its first line about 1 ms
 # after the spawn, where a Python agent needs ~7 ms of interpreter start-up first.
 started=$EPOCHREALTIME
 printf '{"pulse_id": "%s", "t": %s}\n' "${REEVE_PULSE_ID:-}" "${started/,/.}" >>"$FAKE_AGENT_LOG"

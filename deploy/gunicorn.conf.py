@@ -14,7 +14,7 @@ from django.conf import settings  # noqa: E402
 
 bind = f"{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
 # One process with four threads by default: enough for one household's API and dashboard, and each
-# extra process costs ~70 MB resident. API writes take turns anyway (SQLite, pulses/write_gate.py).
+# extra process costs ~70 MB resident. API writes take turns anyway (SQLite, pulses/db/write_gate.py).
 # WEB_CONCURRENCY / GUNICORN_THREADS (environment or .env) change them; see docs/performance.md.
 workers = settings.WEB_CONCURRENCY
 threads = settings.GUNICORN_THREADS
@@ -32,10 +32,10 @@ umask = 0o077
 # Metrics: each worker process writes its own files in PROMETHEUS_MULTIPROC_DIR (settings export it
 # before prometheus_client is imported); /metrics merges them, so any worker answers for all.
 def on_starting(server):
-    from pulses.lifeline import PARENT_ENV, stop_with_parent
     from pulses.limits import weak_token_reason
-    from pulses.metrics import prepare_multiproc_dir
-    from pulses.private_files import tighten
+    from pulses.ops.lifeline import PARENT_ENV, stop_with_parent
+    from pulses.ops.private_files import tighten
+    from pulses.web.metrics import prepare_multiproc_dir
 
     if os.environ.get(PARENT_ENV):  # started by `./reeve start`: stop when it goes, however it went
         stop_with_parent("web")
@@ -48,6 +48,6 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    from pulses.metrics import process_exited
+    from pulses.web.metrics import process_exited
 
     process_exited(worker.pid)

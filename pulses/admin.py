@@ -16,10 +16,11 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from pulses import history, queue, reports, search
+from pulses import history, queue, reports
+from pulses.db import search
 from pulses.limits import TIME_RANGE, InvalidSessionId, check_session_id, time_in_range
 from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending
-from pulses.palette import PRIORITY_COLOURS, STATUS_COLOURS
+from pulses.web.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
 SOURCE_CHOICES = 50  # the source filter offers at most this many sources

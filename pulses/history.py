@@ -19,8 +19,8 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Sum
 from django.utils import timezone
 
+from pulses.db.write_gate import write_gate
 from pulses.models import FINISHED, FinishedDay, Pulse, PulseAttempt, Status
-from pulses.write_gate import write_gate
 
 SEAL_DELAY = timedelta(hours=1)
 

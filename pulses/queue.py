@@ -21,10 +21,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pulses import history, limits, wakeup
+from pulses import history, limits
+from pulses.agent.executor import AttemptOutcome
 from pulses.backoff import exponential
-from pulses.db import claims, is_postgres
-from pulses.executor import AttemptOutcome
+from pulses.db import claims, is_postgres, wakeup
+from pulses.db.write_gate import gated
 from pulses.limits import InvalidPulse
 from pulses.models import (
     Priority,
@@ -34,7 +35,6 @@ from pulses.models import (
     Status,
     WorkerRecord,
 )
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 

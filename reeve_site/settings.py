@@ -101,7 +101,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "pulses.metrics.ApiMetricsMiddleware",
+    "pulses.web.metrics.ApiMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -214,7 +214,7 @@ PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
 # gunicorn (deploy/gunicorn.conf.py): processes and threads each.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
-# One Reeve per installation (pulses/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
+# One Reeve per installation (pulses/ops/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
 REEVE_LOCK_FILE = (
     REEVE_HOME / "reeve.instance-lock"
     if env.str("DATABASE_URL", default="")
@@ -264,7 +264,7 @@ LOGGING: dict = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "console",
-            "stream": "ext://sys.stdout",
+            "stream": "ext://sys.stderr",
             "filters": ["redact_secrets"],
         },
     },

@@ -10,7 +10,7 @@ os.environ.setdefault("PULSE_DB_PATH", os.path.join(_home, "pulse_queue.db"))
 os.environ.setdefault("LOG_FILE", os.path.join(_home, "logs", "daemon.log"))
 os.environ.setdefault("REEVE_DESK_PATH", os.path.join(_home, "desk"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
-# The fake agents (tests/fake_agent.py, bench/*.sh) read their instructions from these variables.
+# The fake agents (tests/support/fake_agent.py, bench/*.sh) read their instructions from these variables.
 os.environ.setdefault("AGENT_ENV_PASSTHROUGH", "FAKE_AGENT_*,NOOP_AGENT_*")
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_home, "metrics"))
 # The suite runs without manage.py, so it makes the folders reeve_site.home.prepare() would.

@@ -3,8 +3,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from pulses.dashboard import dashboard_view
-from pulses.metrics import metrics_view
+from pulses.web.dashboard import dashboard_view
+from pulses.web.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -17,8 +17,8 @@ from enum import StrEnum
 from django.db import IntegrityError, transaction
 
 from pulses import queue
+from pulses.db.write_gate import write_gate
 from pulses.models import Priority, Pulse
-from pulses.write_gate import write_gate
 from telegram_bridge.models import TelegramChat, TelegramMessage
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from telegram.constants import ChatAction
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from pulses.backoff import Backoff, exponential
-from pulses.shutdown import STOP_SIGNALS
+from pulses.worker.shutdown import STOP_SIGNALS
 from telegram_bridge import handlers, media
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
 from telegram_bridge.handlers import Action, Handled, IncomingMessage, SavedFile

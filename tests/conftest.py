@@ -1,6 +1,6 @@
 import pytest
 
-from tests.reeve_processes import FAKE_AGENT_COMMAND, ReeveHome
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ReeveHome
 
 
 @pytest.fixture
@@ -24,8 +24,8 @@ def fake_agent(settings, tmp_path):
 
 @pytest.fixture
 def fake_telegram():
-    """A fake Telegram Bot API server on 127.0.0.1 (tests/fake_telegram.py), stopped afterwards."""
-    from tests.fake_telegram import FakeTelegram
+    """A fake Telegram Bot API server on 127.0.0.1 (tests/support/fake_telegram.py), stopped afterwards."""
+    from tests.support.fake_telegram import FakeTelegram
 
     fake = FakeTelegram().start()
     yield fake

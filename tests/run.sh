@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `./reeve test` and CI run it (inside the project's uv environment):
 # ruff, the migration check, then pytest twice, side by side: on SQLite, and on a throwaway
-# PostgreSQL cluster started from the installed server binaries (tests/pg_cluster.sh).
+# PostgreSQL cluster started from the installed server binaries (tests/support/pg_cluster.sh).
 # Each half ends with its 15 slowest tests.
 # Extra arguments go to pytest, e.g. ./reeve test -k worker -x
 # REEVE_TEST_DATABASES=sqlite (or postgres) runs one half only.
@@ -35,14 +35,14 @@ run_pytest() {
 step ruff check .
 step ruff format --check .
 step python manage.py makemigrations --check --dry-run
-# The real Hapi and Claude Code (tests/test_real_agents.py); without npm those tests skip.
-if ! agents_note=$(bash tests/agents.sh); then
+# The real Hapi and Claude Code (tests/agent/test_real_agents.py); without npm those tests skip.
+if ! agents_note=$(bash tests/support/agents.sh); then
   notes+=("$agents_note")
 fi
 mkdir -p test-output
 work=$(mktemp -d)
 pgdir=$work/pg
-trap 'bash tests/pg_cluster.sh stop "$pgdir" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'bash tests/support/pg_cluster.sh stop "$pgdir" 2>/dev/null; rm -rf "$work"' EXIT
 
 # The PostgreSQL half runs in the background while the SQLite half runs in the foreground: most
 # of a process-level test is waiting for another process, so two halves on two cores take little
@@ -50,7 +50,7 @@ trap 'bash tests/pg_cluster.sh stop "$pgdir" 2>/dev/null; rm -rf "$work"' EXIT
 pg_pid=
 case " $databases " in
   *" postgres "*)
-    if url=$(bash tests/pg_cluster.sh start "$pgdir" 2>"$work/start.err"); then
+    if url=$(bash tests/support/pg_cluster.sh start "$pgdir" 2>"$work/start.err"); then
       DATABASE_URL=$url run_pytest "PostgreSQL ($url)" "$work/pg.rc" "$@" >"$work/pg.out" 2>&1 &
       pg_pid=$!
     elif grep -q "no PostgreSQL server binaries" "$work/start.err"; then

@@ -7,18 +7,23 @@
 #   --root DIR   render everything under DIR instead of /, touching nothing else (no root needed)
 #   --user NAME  the user the services run as (default: the user who ran sudo)
 #   --no-start   install and enable, but do not (re)start anything
+#   --keep-env   read settings from this shell's environment as well as .env, here and in the helper
+#                scripts (for staged test installs; the services themselves only ever read .env)
 set -euo pipefail
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top of this file, up to its first command.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ROOT=
 RUN_USER=${SUDO_USER:-}
 START=1
+KEEP_ENV=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT=${2:?--root needs a directory}; shift 2 ;;
     --user) RUN_USER=${2:?--user needs a name}; shift 2 ;;
     --no-start) START=0; shift ;;
+    --keep-env) KEEP_ENV=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "install.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -56,7 +61,18 @@ find_uv() {
   return 1
 }
 UV_BIN=$(find_uv) || die "uv not found (looked in ~/.local/bin, ~/.cargo/bin, /usr/local/bin, PATH, .tools/): install uv, or run ./reeve once, or pass UV=/path/to/uv"
-PYTHON3=$(command -v python3) || die "python3 not found"
+# The daemon unit's journal relay runs as a throwaway user (DynamicUser, ProtectHome=yes): its python3
+# must live outside every home directory (`command -v python3` may be a pyenv shim under ~root).
+system_python() {
+  local candidate resolved
+  for candidate in /usr/bin/python3 /usr/local/bin/python3; do
+    resolved=$(readlink -f "$candidate" 2>/dev/null) || continue
+    case "$resolved" in /home/* | /root/* | "$RUN_HOME"/*) continue ;; esac
+    [ -x "$resolved" ] && { echo "$candidate"; return 0; }
+  done
+  return 1
+}
+PYTHON3=$(system_python) || die "no python3 under /usr/bin or /usr/local/bin: the reeve-daemon unit cannot use one inside a home directory; install the system's (sudo apt-get install python3)"
 SYSTEMCTL=$(command -v systemctl || echo /usr/bin/systemctl)
 JOURNALCTL=$(command -v journalctl || echo /usr/bin/journalctl)
 
@@ -70,15 +86,40 @@ as_user() {
 }
 
 if [ ! -x "$REEVE_DIR/.venv/bin/python" ]; then
-  say "creating the project environment (uv sync)"
-  as_user "$UV_BIN" sync --frozen --quiet
+  say "creating the project environment (uv sync --no-dev: runtime dependencies only)"
+  as_user "$UV_BIN" sync --frozen --quiet --no-dev
 fi
+# The units run .venv/bin/python as $RUN_USER with ProtectHome=read-only: its interpreter must be one
+# that user can run, not one inside another user's home (a venv made by root from a pyenv under ~root).
+VENV_PYTHON=$REEVE_DIR/.venv/bin/python
+venv_base=$(readlink -f "$VENV_PYTHON")
+case "$venv_base" in
+  "$RUN_HOME"/*) ;;
+  /home/* | /root/*)
+    unreachable="$VENV_PYTHON runs $venv_base, inside another user's home, which the services (as $RUN_USER) cannot reach: recreate it as $RUN_USER with a system python (rm -rf .venv && ./reeve help)"
+    [ -n "$ROOT" ] || die "$unreachable"
+    say "WARNING: $unreachable"
+    ;;
+esac
+as_user "$VENV_PYTHON" -c "import django" ||
+  die "$VENV_PYTHON (-> $venv_base) does not run as $RUN_USER: recreate the environment as $RUN_USER (rm -rf .venv && ./reeve help)"
 
-# The paths the services will really use, as Django resolves them from .env for this user.
+SERVICE_PATH="$RUN_HOME/.local/bin:$RUN_HOME/bin:$(dirname "$UV_BIN"):/usr/local/bin:/usr/bin:/bin"
+SERVICE_PATH=$(tr ':' '\n' <<<"$SERVICE_PATH" | awk '!seen[$0]++' | paste -sd: -)
+
+# Settings as the services will see them: .env and nothing of this shell's environment (systemd gives
+# the units none of it), so the helper scripts, the migration and the services agree.
+service_env=(env -i "HOME=$RUN_HOME" "USER=$RUN_USER" "LOGNAME=$RUN_USER" "PATH=$SERVICE_PATH"
+  "LANG=${LANG:-C.UTF-8}" DJANGO_SETTINGS_MODULE=reeve_site.settings)
+if [ "$KEEP_ENV" -eq 1 ]; then
+  service_env=(env)
+else
+  ignored=$(env | grep -oE '^(PULSE_[A-Z_]*|REEVE_[A-Z_]*|DATABASE_URL|LOG_FILE|LOG_LEVEL|HAPI_[A-Z_]*|TELEGRAM_[A-Z_]*|SECRET_KEY|TIME_ZONE)=' | tr -d = | paste -sd' ' -) || true
+  [ -z "$ignored" ] || say "NOTE: ignoring $ignored from this shell: the services read .env only; put settings there"
+fi
 # Staging must not leave a generated secret behind: give the settings a throwaway one.
-stage_env=()
-[ -z "$ROOT" ] || stage_env=(env SECRET_KEY=staging-only)
-paths=$(as_user "${stage_env[@]}" "$UV_BIN" run --quiet --frozen --no-sync python manage.py doctor --paths) ||
+[ -z "$ROOT" ] || service_env+=(SECRET_KEY=staging-only)
+paths=$(as_user "${service_env[@]}" "$VENV_PYTHON" manage.py doctor --paths) ||
   die "could not read Reeve's settings (manage.py doctor --paths failed): fix .env first"
 REEVE_DATA_DIR='' PULSE_DB_PATH='' LOG_FILE='' REEVE_DESK_PATH='' PULSE_API_URL=''
 PULSE_SHUTDOWN_GRACE_SECONDS='' DATABASE_IS_SQLITE='' TELEGRAM_CONFIGURED=''
@@ -104,9 +145,6 @@ RW_WEB=$(unique_paths "${rw_common[@]}")
 RW_TELEGRAM=$(unique_paths "${rw_common[@]}" "$REEVE_DESK_PATH")
 RW_WORKER=$(unique_paths "${rw_common[@]}" "$REEVE_DESK_PATH" "-$RUN_HOME/.claude" "-$RUN_HOME/.claude.json" \
   "-$RUN_HOME/.hapi" "-$RUN_HOME/.cache" "-$RUN_HOME/.config" "-$RUN_HOME/.local/share" "-$RUN_HOME/.local/state")
-SERVICE_PATH="$RUN_HOME/.local/bin:$RUN_HOME/bin:$(dirname "$UV_BIN"):/usr/local/bin:/usr/bin:/bin"
-SERVICE_PATH=$(tr ':' '\n' <<<"$SERVICE_PATH" | awk '!seen[$0]++' | paste -sd: -)
-
 # --- rendering ----------------------------------------------------------------------------------
 CHANGED=()
 UNITS_CHANGED=0
@@ -119,7 +157,7 @@ render() { # template -> stdout, every @NAME@ replaced (quoted replacement: no &
   text=${text//@HOME@/"$RUN_HOME"}
   text=${text//@REEVE_DIR@/"$REEVE_DIR"}
   text=${text//@UV@/"$UV_BIN"}
-  text=${text//@VENV_PYTHON@/"$REEVE_DIR/.venv/bin/python"}
+  text=${text//@VENV_PYTHON@/"$VENV_PYTHON"}
   text=${text//@PYTHON3@/"$PYTHON3"}
   text=${text//@PATH@/"$SERVICE_PATH"}
   text=${text//@RW_WEB@/"$RW_WEB"}
@@ -162,6 +200,9 @@ REEVE_DB_IS_SQLITE=$(q "$DATABASE_IS_SQLITE")
 REEVE_LOG_FILE=$(q "$LOG_FILE")
 REEVE_BACKUP_DIR=$(q "$BACKUP_DIR")
 REEVE_API_URL=$(q "$PULSE_API_URL")
+# The services' PATH; the helpers run manage.py with it and nothing else of the caller's environment.
+REEVE_SERVICE_PATH=$(q "$SERVICE_PATH")
+REEVE_KEEP_ENV=$KEEP_ENV
 EOF
 
 for unit in reeve-web reeve-worker reeve-telegram reeve-daemon; do
@@ -249,7 +290,7 @@ if [ ! -d /run/systemd/system ]; then
   exit 0
 fi
 "$SYSTEMCTL" daemon-reload
-as_user "$UV_BIN" run --quiet --frozen --no-sync python manage.py migrate --noinput
+as_user "${service_env[@]}" "$VENV_PYTHON" manage.py migrate --noinput
 enable=(reeve-daemon.service reeve-web.service reeve-worker.service)
 if [ "$TELEGRAM_CONFIGURED" = 1 ]; then
   enable+=(reeve-telegram.service)

@@ -6,7 +6,8 @@
 #   --root DIR   undo an `install.sh --root DIR` staging instead of the system
 set -euo pipefail
 
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block at the top of this file, up to its first command.
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 ROOT=
 PURGE=0

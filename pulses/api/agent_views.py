@@ -1,9 +1,9 @@
 """The agent's endpoints: what Reeve's MCP tools do, for agent-scoped tokens (and full ones).
 
-The MCP server (pulses/mcp_server.py) calls these with the run token the worker made for the run, or
+The MCP server (pulses/tools/mcp_server.py) calls these with the run token the worker made for the run, or
 with the Desk's named agent token in an interactive session. A run token names the running pulse,
 which becomes the parent of what the agent schedules, and whose session `resume_current_session`
-continues. Each view validates its body strictly, makes one call into `pulses.agent_tools`, responds.
+continues. Each view validates its body strictly, makes one call into `pulses.tools.agent_tools`, responds.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pulses import agent_tools
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
 from pulses.api.serializers import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
 from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, ERROR, MAX_ID, NOT_FOUND, _valid
 from pulses.models import Priority
+from pulses.tools import agent_tools
 
 STATUS_OF = {
     agent_tools.UnknownPulse: status.HTTP_404_NOT_FOUND,

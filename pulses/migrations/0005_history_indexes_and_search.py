@@ -6,7 +6,7 @@ from django.db import migrations, models
 # triggers: every way a row comes or goes (the queue, the admin's delete, retention, a bulk import)
 # passes through them, and a prompt never changes after the pulse is created. A migration that
 # remakes the pulses table on SQLite (Django does for some ALTERs) drops these triggers with the old
-# table and must create them again: tests/test_history.py checks they exist after every migration.
+# table and must create them again: tests/core/test_history.py checks they exist after every migration.
 # PostgreSQL: a GIN index on the prompt's tsvector ('simple': lower-cased words, no stemming), which
 # PostgreSQL maintains itself.
 SQLITE_SEARCH = [

@@ -7,6 +7,18 @@ Every edge (admin, API, command, MCP tools) validates and writes through here; a
 
 from __future__ import annotations
 
+__all__ = [
+    "RoutineInvalid",
+    "create",
+    "pause",
+    "preview",
+    "record_run",
+    "remove",
+    "resume",
+    "run_now",
+    "update",
+]
+
 import logging
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
@@ -15,12 +27,21 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses import limits, wakeup
+from pulses import limits
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
 from pulses.models import Priority, Pulse
+from pulses.routines import guard_rails
 from pulses.routines import schedule as schedules
 from pulses.routines.firing import pulse_values
-from pulses.routines.models import Routine, RoutineKind, RoutineSource, RunResult, SessionPolicy
-from pulses.write_gate import gated
+from pulses.routines.models import (
+    Routine,
+    RoutineInvalid,
+    RoutineKind,
+    RoutineSource,
+    RunResult,
+    SessionPolicy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +67,6 @@ EDITABLE = (
 )
 # A change to one of these moves the next fire.
 TIMING = ("schedule", "timezone")
-
-
-class RoutineInvalid(ValueError):
-    """A field that cannot be stored; `field` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 def validate(routine: Routine) -> None:
@@ -111,6 +123,9 @@ def create(*, source: str = RoutineSource.OWNER, now: datetime | None = None, **
     validate(routine)
     if Routine.objects.filter(name=routine.name).exists():
         raise RoutineInvalid("name", f"a routine named '{routine.name}' exists already")
+    if routine.source == RoutineSource.AGENT:
+        # The agent's own routines keep to its guard rails; what the owner changes later is theirs.
+        guard_rails.check_agent_routine(routine, now=now)
     if routine.enabled:
         _schedule_next(routine, now or timezone.now())
     with transaction.atomic():

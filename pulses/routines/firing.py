@@ -24,11 +24,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses import wakeup
+from pulses.db import wakeup
+from pulses.db.write_gate import gated
 from pulses.models import Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineKind, SessionPolicy
-from pulses.write_gate import gated
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def fire_key(routine: Routine, fire_at: datetime) -> str:
     """The pulse's idempotency key for a fire. The hourly prompt's is the key `trigger_pulse
     --heartbeat` uses for that hour, so the cron line and the routine never double a heartbeat."""
     if routine.kind == RoutineKind.HOURLY_PROMPT:
-        from pulses import heartbeat
+        from pulses.ops import hourly_prompt as heartbeat
 
         return heartbeat.hour_key(fire_at)
     return f"routine:{routine.pk}:{fire_at.astimezone(UTC).isoformat()}"
@@ -175,7 +175,7 @@ def pulse_values(routine: Routine, *, scheduled_at: datetime) -> dict[str, objec
     prompt = routine.prompt
     tags = list(routine.tags or ())
     if routine.kind == RoutineKind.HOURLY_PROMPT:
-        from pulses import heartbeat
+        from pulses.ops import hourly_prompt as heartbeat
 
         local = timezone.localtime(scheduled_at)
         prompt = heartbeat.heartbeat_prompt(local)

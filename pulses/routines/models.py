@@ -19,6 +19,15 @@ from pulses.models import Priority
 from pulses.routines import schedule as schedules
 
 
+class RoutineInvalid(ValueError):
+    """A field that cannot be stored; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
 class SessionPolicy(models.TextChoices):
     NEW = "new"  # a fresh agent session each run
     CONTINUE = "continue"  # resume the session of the routine's previous run

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from pulses.agent_env import agent_environment
+from pulses.agent.env import agent_environment
 
 OUTPUT_CHARS = 8000
 NOTHING_TO_DO = 1

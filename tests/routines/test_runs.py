@@ -12,8 +12,8 @@ from django.utils import timezone
 from pulses.models import Pulse, PulseAttempt
 from pulses.routines import changes
 from pulses.routines.models import Routine
-from pulses.worker import Worker, WorkerOptions
-from tests.factories import PulseFactory
+from pulses.worker.loop import Worker, WorkerOptions
+from tests.support.factories import PulseFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -2,8 +2,8 @@ import shlex
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.executor import AgentRequest
-from pulses.worker import default_executor
+from pulses.agent.executor import AgentRequest
+from pulses.worker.loop import default_executor
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_directory
+from pulses.ops.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_directory
 
 
 class Command(BaseCommand):

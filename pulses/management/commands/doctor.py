@@ -2,7 +2,7 @@ import shlex
 
 from django.core.management.base import BaseCommand
 
-from pulses.doctor import FAIL, WARN, resolved_paths, run_checks
+from pulses.ops.doctor import FAIL, WARN, resolved_paths, run_checks
 
 MARKS = {"ok": "ok  ", WARN: "WARN", FAIL: "FAIL"}
 

@@ -1,8 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses import legacy
-from pulses.legacy_import import ImportResult, import_original
 from pulses.models import Status
+from pulses.ops import legacy
+from pulses.ops.legacy_import import ImportResult, import_original
 
 
 class Command(BaseCommand):

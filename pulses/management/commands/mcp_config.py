@@ -4,7 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses import desk_config
+from pulses.tools import desk_config
 
 
 class Command(BaseCommand):

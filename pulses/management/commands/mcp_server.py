@@ -3,8 +3,8 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from pulses.lifeline import stop_with_parent
-from pulses.mcp_server import serve
+from pulses.ops.lifeline import stop_with_parent
+from pulses.tools.mcp_server import serve
 
 
 def _logs_to_stderr() -> None:

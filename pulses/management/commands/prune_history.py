@@ -3,7 +3,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.retention import Policy, RetentionError, prune, vacuum_full
+from pulses.ops.retention import Policy, RetentionError, prune, vacuum_full
 
 _AGE = re.compile(r"^(\d+)\s*([dhw]?)$")
 _UNITS = {"": "days", "d": "days", "h": "hours", "w": "weeks"}

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.backup import BackupError, restore
+from pulses.ops.backup import BackupError, restore
 
 
 class Command(BaseCommand):

@@ -3,9 +3,9 @@ import logging
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses import instance_lock
-from pulses.private_files import tighten
-from pulses.worker import Worker, WorkerOptions
+from pulses.ops import instance_lock
+from pulses.ops.private_files import tighten
+from pulses.worker.loop import Worker, WorkerOptions
 
 
 class Command(BaseCommand):

@@ -2,10 +2,10 @@ from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.instance_lock import AlreadyRunning
 from pulses.limits import weak_token_reason
-from pulses.private_files import tighten
-from pulses.supervisor import run_reeve
+from pulses.ops.instance_lock import AlreadyRunning
+from pulses.ops.private_files import tighten
+from pulses.ops.supervisor import run_reeve
 
 
 class Command(BaseCommand):

@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses import queue
-from pulses.heartbeat import schedule_heartbeat
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
 from pulses.models import Priority
+from pulses.ops.hourly_prompt import schedule_heartbeat
 from pulses.timeparse import TimeParseError, parse_when
 
 

@@ -2,7 +2,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses.lifeline import stop_with_parent
+from pulses.ops.lifeline import stop_with_parent
 from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
 from telegram_bridge.poller import InvalidBotToken, Poller, PollerOptions
 

@@ -1,0 +1,379 @@
+"""Runs the agent CLI for one pulse and says what came of it. No ORM here.
+
+The agent runs without a shell, in the Desk, in a process group of its own, so a timeout or a
+shutdown can kill it with everything it started. It also dies with its worker: the worker's reaper
+process (pulses/agent/reaper.sh) kills every registered group when the worker's end of its pipe closes.
+
+The prompt crosses to the agent as an argument after `--` and a resumed session as `--resume=ID`, so
+neither can ever be read as an option; the agent's environment is built from an allowlist
+(pulses/agent/env.py), so none of Reeve's secrets reach it.
+
+The group is made with `process_group=0` rather than a new session or a preexec_fn, which keeps
+CPython on its vfork() path: spawning costs ~0.2 ms instead of ~6-9 ms for a full fork of the worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from django.utils import timezone
+
+from pulses.agent.env import PULSE_ID_VARIABLE, agent_environment
+from pulses.agent.stream import StreamReader
+
+logger = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keeping memory bounded
+TAIL_BYTES = 16 * 1024
+KILL_GRACE_SECONDS = 3.0
+RESUME_REJECTED = "no conversation found"
+HAPI = "hapi"
+DEFAULT_AGENT = "claude"
+
+
+@dataclass
+class AttemptOutcome:
+    """What one run of the agent came to; the executor fills it, the queue stores it."""
+
+    success: bool
+    started_at: datetime
+    finished_at: datetime
+    exit_code: int | None = None
+    session_id: str = ""
+    result_text: str = ""
+    error: str = ""
+    cost_usd: float | None = None
+    num_turns: int | None = None
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    timed_out: bool = False
+    interrupted: bool = False
+    skipped: bool = False  # the wake check found nothing to do: no agent ran
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    prompt: str
+    session_id: str = ""
+    sticky_notes: tuple[str, ...] = ()
+    pulse_id: int | None = None
+    env: Mapping[str, str] = field(default_factory=dict)  # what the worker adds for this run only
+
+
+def agent_command(command: str, *, agent: str = DEFAULT_AGENT) -> list[str]:
+    """HAPI_COMMAND as argv; a bare `hapi` (or `hapi` followed by options) runs `hapi AGENT`.
+
+    Today's Hapi needs the agent's name first (`hapi claude --print ...`); a command that already
+    names one, or that runs Claude Code (or anything else) directly, is used as it is."""
+    argv = shlex.split(command)
+    if argv and Path(argv[0]).name == HAPI and (len(argv) == 1 or argv[1].startswith("-")):
+        argv.insert(1, agent)
+    return argv
+
+
+def build_prompt(prompt: str, sticky_notes: tuple[str, ...] | list[str]) -> str:
+    """The prompt with its sticky notes appended as a reminder list."""
+    if not sticky_notes:
+        return prompt
+    notes = "\n".join(f"  - {note}" for note in sticky_notes)
+    return f"{prompt}\n\n📌 Reminders:\n{notes}"
+
+
+class Tail:
+    """The last `limit` bytes written to it."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._limit = limit
+
+    def write(self, data: bytes) -> None:
+        self._chunks.append(data[-self._limit :])
+        self._size += len(self._chunks[-1])
+        while self._size - len(self._chunks[0]) >= self._limit:
+            self._size -= len(self._chunks.popleft())
+
+    def text(self) -> str:
+        return b"".join(self._chunks)[-self._limit :].decode("utf-8", "replace")
+
+
+class Reaper:
+    """The worker's watchdog process (pulses/agent/reaper.sh): it kills registered groups if we die."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            ["/bin/sh", str(Path(__file__).with_name("reaper.sh"))],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            text=True,
+        )
+        self._lock = threading.Lock()
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            try:
+                self._proc.stdin.write(line + "\n")
+                self._proc.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                logger.error("reaper_gone pid=%s", self._proc.pid)
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=10)
+
+
+@dataclass
+class _Run:
+    proc: subprocess.Popen
+    stdout_tail: Tail = field(default_factory=Tail)
+    stderr_tail: Tail = field(default_factory=Tail)
+    timed_out: bool = False
+    interrupted: bool = False
+
+
+class Executor:
+    """Runs `HAPI_COMMAND --print --output-format stream-json --verbose [--resume=ID] -- PROMPT`."""
+
+    def __init__(
+        self,
+        *,
+        command: str,
+        desk: Path,
+        timeout: float,
+        reaper: Reaper | None = None,
+        env: Mapping[str, str] | None = None,
+        passthrough: Iterable[str] = (),
+        agent: str = DEFAULT_AGENT,
+    ) -> None:
+        self.command = command
+        self.desk = Path(desk)
+        self.timeout = timeout
+        self.reaper = reaper
+        self.env = dict(env or {})
+        self.passthrough = tuple(passthrough)
+        self.agent = agent
+        self._running: dict[int, _Run] = {}
+        self._lock = threading.Lock()
+
+    def argv(self, request: AgentRequest, *, resume: bool = True) -> list[str]:
+        """The agent's argv. Whoever writes a pulse sets what the agent is asked, never how it runs:
+        the session is one `--resume=ID` word and the prompt comes after `--`, so neither can be
+        read as an option (a prompt "--dangerously-skip-permissions" is only a prompt)."""
+        argv = [*agent_command(self.command, agent=self.agent)]
+        argv += ["--print", "--output-format", "stream-json", "--verbose"]
+        if resume and request.session_id:
+            argv.append(f"--resume={request.session_id}")
+        return [*argv, "--", build_prompt(request.prompt, request.sticky_notes)]
+
+    def environment(self, request: AgentRequest) -> dict[str, str]:
+        """The agent's environment: the allowlist of pulses/agent/env.py over ours, plus the run's."""
+        extra = {**self.env, **request.env}
+        if request.pulse_id is not None:
+            extra[PULSE_ID_VARIABLE] = str(request.pulse_id)
+        return agent_environment(os.environ, passthrough=self.passthrough, extra=extra)
+
+    def run(
+        self, request: AgentRequest, *, on_session: Callable[[str], None] | None = None
+    ) -> AttemptOutcome:
+        """Run the agent once; a resume the agent rejects is retried at once as a new session."""
+        outcome = self._run_once(request, resume=True, on_session=on_session)
+        if (
+            request.session_id
+            and not outcome.success
+            and not outcome.interrupted
+            and (RESUME_REJECTED in outcome.error.lower())
+        ):
+            logger.warning(
+                "agent_resume_rejected pulse=%s session=%s retrying_as_new_session",
+                request.pulse_id,
+                request.session_id,
+            )
+            outcome = self._run_once(request, resume=False, on_session=on_session)
+        return outcome
+
+    def interrupt_all(self, *, grace: float = KILL_GRACE_SECONDS) -> None:
+        """Stop every running agent (shutdown): SIGTERM to each group, SIGKILL after `grace`."""
+        with self._lock:
+            runs = list(self._running.values())
+        for run in runs:
+            run.interrupted = True
+        _kill_groups([run.proc for run in runs], grace=grace)
+
+    def _config_error(self, started: datetime) -> AttemptOutcome | None:
+        argv0 = agent_command(self.command, agent=self.agent)[:1]
+        problem = ""
+        if not argv0 or shutil.which(argv0[0]) is None:
+            problem = (
+                f"agent command {self.command!r} not found or not executable: install it or set "
+                "HAPI_COMMAND to its path"
+            )
+        elif not self.desk.is_dir():
+            problem = f"Desk directory {self.desk} does not exist: create it or set REEVE_DESK_PATH"
+        if not problem:
+            return None
+        return AttemptOutcome(success=False, started_at=started, finished_at=timezone.now(), error=problem)
+
+    def _run_once(
+        self, request: AgentRequest, *, resume: bool, on_session: Callable[[str], None] | None
+    ) -> AttemptOutcome:
+        started = timezone.now()
+        if failure := self._config_error(started):
+            return failure
+        proc = subprocess.Popen(
+            self.argv(request, resume=resume),
+            cwd=self.desk,
+            env=self.environment(request),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+        )
+        if self.reaper:
+            self.reaper.watch(proc.pid)
+        run = _Run(proc)
+        with self._lock:
+            self._running[proc.pid] = run
+        logger.info(
+            "agent_started pulse=%s pid=%s resume=%s",
+            request.pulse_id,
+            proc.pid,
+            bool(resume and request.session_id),
+        )
+        # The stream is read on this thread, so `on_session` runs here too (with this thread's
+        # database connection); a watchdog thread waits for the agent and enforces the timeout.
+        err_thread = threading.Thread(target=_pump, args=(proc.stderr, run.stderr_tail), daemon=True)
+        watchdog = threading.Thread(target=self._watch, args=(run, request.pulse_id), daemon=True)
+        err_thread.start()
+        watchdog.start()
+        reader = StreamReader(on_session=on_session)
+        _pump_stdout(proc.stdout, reader, run.stdout_tail)
+        watchdog.join()
+        err_thread.join(timeout=5)
+        with self._lock:
+            self._running.pop(proc.pid, None)
+        if self.reaper:
+            self.reaper.forget(proc.pid)
+        return _outcome(run, reader, started=started, timeout=self.timeout)
+
+    def _watch(self, run: _Run, pulse_id: int | None) -> None:
+        """Wait for the agent; on timeout kill its group. Then kill whatever it left in the group,
+        which also closes the stdout pipe a background child might hold open."""
+        proc = run.proc
+        try:
+            proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            run.timed_out = True
+            logger.error("agent_timeout pulse=%s pid=%s after_s=%s", pulse_id, proc.pid, self.timeout)
+            _kill_groups([proc])
+            proc.wait()
+        _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: float) -> AttemptOutcome:
+    summary = reader.summary
+    code = run.proc.returncode
+    stderr = run.stderr_tail.text()
+    # A run that ends without a result event did not do what was asked (Hapi printing its help, say).
+    success = (
+        code == 0
+        and summary.result_seen
+        and not summary.is_error
+        and not run.timed_out
+        and not run.interrupted
+    )
+    error = ""
+    if run.interrupted:
+        error = "interrupted: the worker shut down and stopped the agent"
+    elif run.timed_out:
+        error = f"timed out after {timeout:g}s (PULSE_TIMEOUT_SECONDS); the agent's process group was killed"
+    elif not success:
+        error = (
+            "; ".join(summary.errors)
+            or (summary.result_text if summary.is_error else "")
+            or stderr.strip()[-2000:]
+            or summary.result_text
+            or (
+                f"agent exited with code {code} and printed no error"
+                if code
+                else "the agent exited without a result event: is HAPI_COMMAND an agent CLI that prints "
+                "stream-json (`./reeve agent_probe` shows what it printed)?"
+            )
+        )
+        if code not in (0, None) and f"exit code {code}" not in error:
+            error = f"{error} (exit code {code})"
+    return AttemptOutcome(
+        success=success,
+        started_at=started,
+        finished_at=timezone.now(),
+        exit_code=code,
+        session_id=summary.session_id,
+        result_text=summary.result_text,
+        error=error,
+        cost_usd=summary.cost_usd,
+        num_turns=summary.num_turns,
+        stdout_tail=run.stdout_tail.text(),
+        stderr_tail=stderr,
+        timed_out=run.timed_out,
+        interrupted=run.interrupted,
+    )
+
+
+def _pump_stdout(stream: IO[bytes], reader: StreamReader, tail: Tail) -> None:
+    """Feed whole lines to the reader; a line past MAX_LINE_BYTES is skipped, never buffered."""
+    oversized = False
+    while chunk := stream.readline(MAX_LINE_BYTES):
+        tail.write(chunk)
+        # Without a newline the chunk is either a line cut at MAX_LINE_BYTES or the stream's last line.
+        complete = chunk.endswith(b"\n") or len(chunk) < MAX_LINE_BYTES
+        if not oversized and complete:
+            reader.feed(chunk.decode("utf-8", "replace"))
+        oversized = not complete
+    stream.close()
+
+
+def _pump(stream: IO[bytes], tail: Tail) -> None:
+    while chunk := stream.read1(65536):
+        tail.write(chunk)
+    stream.close()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _kill_groups(procs: list[subprocess.Popen], *, grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM each process group, then SIGKILL whatever is left after `grace` seconds."""
+    alive = [p for p in procs if _signal_group(p.pid, signal.SIGTERM)]
+    for proc in alive:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(proc.pid, signal.SIGKILL)

@@ -1,0 +1,342 @@
+"""`manage.py doctor`: is this installation able to run? Each check says what is wrong and how to fix it.
+
+A check's level is `ok`, `warn` (works, but worth a look) or `fail` (Reeve cannot do its job); the
+command exits 1 when any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from pulses.limits import MAKE_A_TOKEN, weak_token_reason
+from pulses.models import Pulse
+from pulses.ops import legacy
+from pulses.ops.private_files import exposed
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
+HTTP_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: str
+    message: str
+
+    @property
+    def failed(self) -> bool:
+        return self.level == FAIL
+
+
+def check_api_token() -> Check:
+    token = settings.PULSE_API_TOKEN.strip()
+    if not token:
+        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({MAKE_A_TOKEN})")
+    if reason := weak_token_reason(token):
+        return Check("api token", FAIL, f"{reason} (the web process refuses to start with it)")
+    return Check("api token", OK, f"PULSE_API_TOKEN set ({len(token)} characters)")
+
+
+def check_private_files() -> Check:
+    """Reeve's data (database, WAL, logs, backups, secret key, metrics) readable only by its user."""
+    found = exposed()
+    if not found:
+        return Check("file modes", OK, "database, logs, backups and keys are private (0600 / 0700)")
+    shown = ", ".join(f"{path} ({mode:o})" for path, mode in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Check(
+        "file modes",
+        WARN,
+        f"other local users can read {shown}{more}: restart Reeve (it makes them private on start) "
+        "or chmod 600 the files and 700 the folders",
+    )
+
+
+def check_configuration() -> Check:
+    if settings.DEBUG:
+        return Check("configuration", WARN, "DEBUG is on: set DEBUG=false in .env for a server")
+    return Check(
+        "configuration", OK, f"TIME_ZONE={settings.TIME_ZONE}, ALLOWED_HOSTS={settings.ALLOWED_HOSTS}"
+    )
+
+
+def _describe_database() -> str:
+    return legacy.describe(settings.DATABASES["default"])
+
+
+def check_database() -> Check:
+    where = _describe_database()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        return Check(
+            "database", FAIL, f"{where} cannot be opened ({exc}): check PULSE_DB_PATH or DATABASE_URL"
+        )
+    return Check("database", OK, f"{where} reachable")
+
+
+def check_original_schema() -> Check | None:
+    """A failure when the database holds the original Reeve's queue (read without changing it)."""
+    schema = legacy.configured_schema()
+    if schema is None or not schema.is_original:
+        return None
+    return Check("database", FAIL, legacy.explanation(schema, where=_describe_database()))
+
+
+def check_migrations() -> Check:
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        return Check("migrations", FAIL, f"cannot read the migration state ({exc})")
+    if plan:
+        names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan[:5])
+        more = f" and {len(plan) - 5} more" if len(plan) > 5 else ""
+        return Check(
+            "migrations",
+            FAIL,
+            f"{len(plan)} unapplied migration(s) ({names}{more}): run `uv run python manage.py migrate`",
+        )
+    return Check("migrations", OK, "all migrations applied")
+
+
+def check_agent() -> list[Check]:
+    """The agent command; with Hapi also its version and agent, its credential and the agent's CLI."""
+    from pulses.agent.check import agent_setup, hapi_version
+
+    try:
+        setup = agent_setup()
+    except ValueError as exc:
+        return [
+            Check("agent command", FAIL, f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting in .env")
+        ]
+    if not setup.executable:
+        return [
+            Check(
+                "agent command",
+                FAIL,
+                f"agent command {settings.HAPI_COMMAND!r} not found on PATH: install it or set HAPI_COMMAND "
+                "to its full path in .env",
+            )
+        ]
+    runs = " ".join(setup.argv[:2]) if setup.is_hapi else setup.argv[0]
+    checks = [Check("agent command", OK, f"{setup.argv[0]} -> {setup.executable} (runs `{runs} ...`)")]
+    if not setup.is_hapi:
+        return checks
+    checks.append(Check("hapi", OK, f"Hapi {hapi_version(setup)}, agent {setup.agent} (HAPI_AGENT)"))
+    if setup.credential:
+        checks.append(Check("credential", OK, f"present: {setup.credential}"))
+    else:
+        checks.append(
+            Check(
+                "credential",
+                FAIL,
+                "Hapi has no credential: run `hapi auth login` as the user Reeve runs as, or set "
+                "CLI_API_TOKEN (your Hapi hub's token) in .env",
+            )
+        )
+    if setup.agent_cli:
+        checks.append(Check("agent cli", OK, f"{setup.agent} -> {setup.agent_cli}"))
+    else:
+        checks.append(
+            Check(
+                "agent cli",
+                FAIL,
+                f"Hapi runs `{setup.agent}`, which is not on PATH: install it (Claude Code: the npm package "
+                "@anthropic-ai/claude-code), or set HAPI_AGENT, or HAPI_COMMAND to the agent itself",
+            )
+        )
+    return checks
+
+
+def check_desk() -> Check:
+    desk = Path(settings.REEVE_DESK_PATH)
+    if not desk.is_dir():
+        return Check(
+            "desk", FAIL, f"Desk directory {desk} does not exist: mkdir -p {desk} or set REEVE_DESK_PATH"
+        )
+    if not os.access(desk, os.W_OK | os.X_OK):
+        return Check("desk", FAIL, f"Desk directory {desk} is not writable by this user: fix its ownership")
+    return Check("desk", OK, f"{desk}")
+
+
+def check_agent_tools() -> Check:
+    """Whether the Desk lets the agent use Reeve's MCP tools (pulses still run without them)."""
+    from pulses.tools.agent_tools import desk_mcp_problems
+
+    problems = desk_mcp_problems()
+    if problems:
+        return Check("agent tools", WARN, "; ".join(problems))
+    return Check("agent tools", OK, "the Desk's .mcp.json and .claude/settings.json offer Reeve's tools")
+
+
+def api_base_url() -> str:
+    host = settings.PULSE_API_HOST
+    if host in ("0.0.0.0", "", "::"):  # noqa: S104 - a wildcard bind is reached on loopback
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.PULSE_API_PORT}"
+
+
+def check_api() -> Check:
+    url = f"{api_base_url()}/api/health"
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310 - http only
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return Check("api", FAIL, f"{url} answered {exc.code}: see reeve-logs web")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check(
+            "api",
+            FAIL,
+            f"{url} not reachable ({reason}): start the web process (sudo systemctl start reeve-daemon, "
+            "or ./reeve start in development)",
+        )
+    return Check("api", OK, f"{url}: {body.get('status', 'answered')}")
+
+
+def check_telegram() -> Check:
+    token = settings.TELEGRAM_BOT_TOKEN.strip()
+    if not token:
+        return Check("telegram", WARN, "TELEGRAM_BOT_TOKEN is not set: the Telegram listener is off")
+    if not BOT_TOKEN_SHAPE.match(token):
+        return Check(
+            "telegram",
+            FAIL,
+            "TELEGRAM_BOT_TOKEN does not look like a bot token (digits:letters, from @BotFather): fix it",
+        )
+    if not settings.TELEGRAM_CHAT_ID:
+        return Check(
+            "telegram", FAIL, "TELEGRAM_CHAT_ID is empty: set your chat id (or a comma-separated list)"
+        )
+    base = settings.TELEGRAM_API_BASE_URL
+    if not base.startswith(("https://", "http://")):
+        return Check(
+            "telegram", FAIL, f"TELEGRAM_API_BASE_URL {base!r} is not an http(s) URL: fix it in .env"
+        )
+    # POST, as python-telegram-bot calls it; the URL carries the token, so it is never printed.
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked just above
+        f"{base}{token}/getMe",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 404):
+            return Check(
+                "telegram",
+                FAIL,
+                "Telegram rejected TELEGRAM_BOT_TOKEN (revoked?): get a new one from @BotFather",
+            )
+        return Check("telegram", WARN, f"getMe answered {exc.code}: could not verify the token now")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check("telegram", WARN, f"Bot API not reachable ({reason}): could not verify the token now")
+    username = (body.get("result") or {}).get("username", "?")
+    return Check("telegram", OK, f"token accepted: bot @{username}")
+
+
+HEARTBEAT_STALE = timedelta(hours=2)
+
+
+def check_heartbeat() -> Check:
+    """When the hourly heartbeat (cron: reeve-heartbeat) last scheduled a pulse."""
+    last = Pulse.objects.filter(source="heartbeat").order_by("-created_at").first()
+    if last is None:
+        return Check(
+            "heartbeat", WARN, "no heartbeat pulse yet: cron runs reeve-heartbeat hourly (/etc/cron.d/reeve)"
+        )
+    age = timezone.now() - last.created_at
+    when = f"#{last.pk} at {timezone.localtime(last.created_at):%Y-%m-%d %H:%M} ({last.status})"
+    if age > HEARTBEAT_STALE:
+        hours = age.total_seconds() / 3600
+        return Check(
+            "heartbeat", WARN, f"last heartbeat {when}, {hours:.0f} h ago: is cron running reeve-heartbeat?"
+        )
+    return Check("heartbeat", OK, f"last heartbeat {when}")
+
+
+def check_history() -> Check:
+    """How much history the database holds, and whether retention keeps up with it."""
+    from pulses import history
+    from pulses.ops import retention
+
+    facts = history.database_facts(exact=True)
+    oldest = facts.oldest_finished_at
+    where = (
+        f"database {history.size_text(facts.size_bytes)}, {facts.pulses} pulses, {facts.attempts} attempts, "
+        f"oldest finished pulse {f'{timezone.localtime(oldest):%Y-%m-%d}' if oldest else 'none yet'}"
+    )
+    if retention.auto_vacuum_mode() not in (None, "incremental"):
+        return Check(
+            "history",
+            WARN,
+            f"{where}; pruning cannot shrink this SQLite file (auto_vacuum is off): run "
+            "`manage.py prune_history --vacuum-full` once while Reeve is stopped",
+        )
+    try:
+        kept = max(retention.kept_days()[:2])
+    except retention.RetentionError as exc:
+        return Check("history", FAIL, f"{where}; {exc}")
+    if kept and oldest and timezone.now() - oldest > timedelta(days=kept + 2):
+        return Check(
+            "history",
+            WARN,
+            f"{where}, older than the {kept} days kept: is cron running reeve-prune-history daily?",
+        )
+    return Check("history", OK, where)
+
+
+def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
+    """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
+    checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_private_files]
+    results = [check() for check in checks]
+    results.append(check_original_schema() or check_database())
+    if not results[-1].failed:
+        results.append(check_migrations())
+        if not results[-1].failed:
+            results += [check_heartbeat(), check_history()]
+    results += [*check_agent(), check_desk()]
+    if not results[-1].failed:
+        results.append(check_agent_tools())
+    if api:
+        results.append(check_api())
+    if telegram:
+        results.append(check_telegram())
+    return results
+
+
+def resolved_paths() -> dict[str, str]:
+    """The values install.sh renders into units, cron and logrotate, as this installation resolves them."""
+    db = settings.DATABASES["default"]
+    sqlite = db["ENGINE"].endswith("sqlite3")
+    return {
+        "REEVE_DATA_DIR": str(Path(settings.REEVE_HOME)),
+        "PULSE_DB_PATH": str(db["NAME"]) if sqlite else "",
+        "DATABASE_IS_SQLITE": "1" if sqlite else "0",
+        "LOG_FILE": settings.LOG_FILE,
+        "REEVE_DESK_PATH": str(settings.REEVE_DESK_PATH),
+        "PULSE_API_URL": api_base_url(),
+        "PULSE_SHUTDOWN_GRACE_SECONDS": f"{settings.PULSE_SHUTDOWN_GRACE_SECONDS:g}",
+        "PULSE_TIMEOUT_SECONDS": f"{settings.PULSE_TIMEOUT_SECONDS:g}",
+        "TELEGRAM_CONFIGURED": "1" if settings.TELEGRAM_BOT_TOKEN.strip() else "0",
+    }

@@ -1,0 +1,367 @@
+"""Carry the original Reeve's queue over into Reeve's schema (`manage.py import_legacy`).
+
+Order, and why: the original is copied first (a file beside it, or a dump for PostgreSQL); then one
+transaction reads every row, drops the original's tables, applies Reeve's migrations and writes the
+pulses back. SQLite and PostgreSQL both roll DDL back, so a failure anywhere leaves the original
+exactly as it was. A retry in the original is a new row (`retry_count` + 1, `created_by`
+"retry_<who>"); such a chain becomes one pulse with one attempt per run, as Reeve keeps it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.color import no_style
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.models import Case, DateTimeField, Value, When
+
+from pulses.limits import is_session_id
+from pulses.models import Priority, Pulse, PulseAttempt, Status
+from pulses.ops import backup, legacy
+from reeve_site import original_db_url
+
+ALIAS = "original_reeve"
+ORIGINAL_WORKER = "original Reeve"
+INTERRUPTED = "the original Reeve was running this pulse when it stopped; imported as pending, it runs again"
+STATUS = {
+    "PENDING": Status.PENDING,
+    "PROCESSING": Status.PENDING,  # interrupted: Reeve runs it again, as after a lost lease
+    "COMPLETED": Status.COMPLETED,
+    "FAILED": Status.FAILED,  # the last row of its chain: retries exhausted
+    "CANCELLED": Status.CANCELLED,
+}
+PRIORITY = {p.name: p.value for p in Priority}
+RAN = ("COMPLETED", "FAILED")
+ENDED_BY_A_RUN = (Status.COMPLETED, Status.FAILED)
+COLUMNS = (
+    "id, scheduled_at, prompt, CAST(priority AS TEXT), session_id, CAST(sticky_notes AS TEXT), "
+    "CAST(status AS TEXT), executed_at, execution_duration_ms, error_message, retry_count, max_retries, "
+    "created_at, created_by, CAST(tags AS TEXT)"
+)
+
+
+@dataclass(frozen=True)
+class OriginalRow:
+    id: int
+    scheduled_at: Any
+    prompt: str
+    priority: str
+    session_id: str | None
+    sticky_notes: Any
+    status: str
+    executed_at: Any
+    execution_duration_ms: int | None
+    error_message: str | None
+    retry_count: int
+    max_retries: int
+    created_at: Any
+    created_by: str
+    tags: Any
+
+
+@dataclass
+class ImportResult:
+    database: str
+    already_reeve: bool = False
+    backup: str = ""
+    rows: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    retries_folded: int = 0
+    interrupted: int = 0
+    session_ids_dropped: int = 0
+    other_database: str = ""  # set when the database converted is not the configured one: how to use it
+
+
+@dataclass(frozen=True)
+class _Target:
+    alias: str
+    db: dict[str, Any]
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.db["NAME"]) if self.db["ENGINE"].endswith("sqlite3") else None
+
+    def release(self) -> None:
+        if self.alias != DEFAULT_DB_ALIAS:
+            connections[self.alias].close()
+            del connections[self.alias]
+            del connections.settings[self.alias]
+
+
+def _target(value: str | None) -> tuple[_Target, str]:
+    """The database to convert (`value`: a file, the original's URL, or None for the configured one),
+    and, when that is not the configured database, the setting that would make it so."""
+    default = connections.settings[DEFAULT_DB_ALIAS]
+    if not value:
+        return _Target(DEFAULT_DB_ALIAS, default), ""
+    try:
+        if "://" in value:
+            original = original_db_url.parse(value, base_dir=Path(settings.BASE_DIR))
+        else:
+            original = original_db_url.OriginalDatabase(sqlite_path=Path(value).expanduser().absolute())
+    except original_db_url.OriginalUrlError as exc:
+        raise legacy.LegacyError(str(exc)) from None
+    on_sqlite = default["ENGINE"].endswith("sqlite3")
+    if original.sqlite_path:
+        if on_sqlite and Path(default["NAME"]).resolve() == original.sqlite_path.resolve():
+            return _Target(DEFAULT_DB_ALIAS, default), ""
+        config = {**default} if on_sqlite else {"ENGINE": "django.db.backends.sqlite3"}
+        config["NAME"] = original.sqlite_path
+        hint = f"PULSE_DB_PATH={original.sqlite_path}"
+    else:
+        config = environ.Env.db_url_config(original.database_url)
+        if all(config.get(k) == default.get(k) for k in ("ENGINE", "HOST", "PORT", "NAME")):
+            return _Target(DEFAULT_DB_ALIAS, default), ""
+        hint = f"DATABASE_URL={original.describe()}"
+    configured = connections.configure_settings({DEFAULT_DB_ALIAS: default, ALIAS: config})
+    connections.settings[ALIAS] = configured[ALIAS]
+    return _Target(ALIAS, connections.settings[ALIAS]), hint
+
+
+def import_original(value: str | None = None) -> ImportResult:
+    """Convert the database (`value`, default the configured one) from the original's schema to
+    Reeve's; a database already in Reeve's schema is left as it is. Raises LegacyError otherwise."""
+    target, hint = _target(value)
+    try:
+        result = _import(target)
+    finally:
+        target.release()
+    result.other_database = hint
+    return result
+
+
+def _import(target: _Target) -> ImportResult:
+    where = legacy.describe(target.db)
+    conn = connections[target.alias]
+    if target.sqlite_path:
+        # Read-only first: a file that is not an SQLite database, or not a queue, is left untouched.
+        schema = legacy.inspect_sqlite_file(target.sqlite_path)
+    else:
+        try:
+            with conn.cursor() as cursor:
+                schema = legacy.inspect_cursor(cursor, conn.vendor)
+        except DatabaseError as exc:
+            raise legacy.LegacyError(f"{where} cannot be opened: {exc}") from None
+    if schema.kind == legacy.REEVE:
+        return ImportResult(database=where, already_reeve=True, by_status=_by_status(target.alias))
+    if not schema.is_original:
+        raise legacy.LegacyError(
+            f"{where} holds neither the original Reeve's queue nor Reeve's: nothing was imported or changed"
+        )
+    if target.sqlite_path and (held := backup.holders(target.sqlite_path)):
+        users = ", ".join(f"{name} (pid {pid})" for pid, name in held)
+        raise legacy.LegacyError(
+            f"{where} is open in {users}: stop the original Reeve first; nothing was changed"
+        )
+    copy = _keep_copy(target)
+    conn.ensure_connection()
+    if target.sqlite_path:
+        # SQLite ignores this pragma inside a transaction, and its schema editor needs it off.
+        conn.disable_constraint_checking()
+    try:
+        with transaction.atomic(using=target.alias):
+            with conn.cursor() as cursor:
+                cursor.execute(f"SELECT {COLUMNS} FROM pulses ORDER BY id")  # noqa: S608 - constants only
+                rows = [OriginalRow(*row) for row in cursor.fetchall()]
+                cursor.execute("DROP TABLE pulses")
+                cursor.execute("DROP TABLE IF EXISTS alembic_version")
+                if conn.vendor == "postgresql":
+                    cursor.execute("DROP TYPE IF EXISTS pulsepriority, pulsestatus")
+            call_command(
+                "migrate", database=target.alias, interactive=False, verbosity=0, stdout=io.StringIO()
+            )
+            result = _write(target.alias, rows)
+    finally:
+        if target.sqlite_path:
+            conn.enable_constraint_checking()
+    result.database, result.backup = where, str(copy)
+    result.by_status = _by_status(target.alias)
+    return result
+
+
+def _keep_copy(target: _Target) -> Path:
+    """A copy of the original, made before anything changes: beside the file, or a pg_dump."""
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    if not target.sqlite_path:
+        path = backup.default_directory() / f"original_reeve_{stamp}.sql.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            backup.dump_postgres(path, target.db)
+        except backup.BackupError as exc:
+            path.unlink(missing_ok=True)
+            raise legacy.LegacyError(
+                f"no copy of the original could be made, nothing was changed: {exc}"
+            ) from None
+        return path
+    original = target.sqlite_path
+    path = original.with_name(f"{original.stem}.original-{stamp}{original.suffix}")
+    source = sqlite3.connect(f"{original.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    copy = sqlite3.connect(path)
+    try:
+        source.backup(copy, pages=-1)  # one step: one consistent snapshot
+        (ok,) = copy.execute("PRAGMA integrity_check").fetchone()
+    except sqlite3.Error as exc:
+        ok = str(exc)
+    finally:
+        copy.close()
+        source.close()
+    if ok != "ok":
+        path.unlink(missing_ok=True)
+        raise legacy.LegacyError(f"no copy of {original} could be made ({ok}), so nothing was changed")
+    return path
+
+
+def _by_status(alias: str) -> dict[str, int]:
+    return dict(Counter(Pulse.objects.using(alias).values_list("status", flat=True)))
+
+
+def _chains(rows: list[OriginalRow]) -> list[list[OriginalRow]]:
+    """Rows grouped into logical pulses: a retry row continues the latest failed row it copies."""
+    chains: list[list[OriginalRow]] = []
+    failed: dict[tuple, list[list[OriginalRow]]] = {}  # what a retry of them looks like -> chains
+    for row in rows:  # by id: a retry row is always created after the row it retries
+        waiting = failed.get((row.prompt, row.session_id, row.created_by, row.retry_count))
+        if row.retry_count > 0 and waiting:
+            chain = waiting.pop()
+        else:
+            chain = []
+            chains.append(chain)
+        chain.append(row)
+        if row.status.upper() == "FAILED":
+            retry = (row.prompt, row.session_id, f"retry_{row.created_by}", row.retry_count + 1)
+            failed.setdefault(retry, []).append(chain)
+    return chains
+
+
+def _utc(value: Any, row: OriginalRow, column: str) -> datetime | None:
+    """The original stored naive UTC (a timestamptz on PostgreSQL comes back aware)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise legacy.LegacyError(f"pulse {row.id}: {column} {value!r} is not a time") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _strings(value: Any) -> list[str]:
+    """A JSON list of strings as the original stored it (SQL NULL and JSON null are both empty)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else None
+        except ValueError:
+            return [value]
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [item if isinstance(item, str) else json.dumps(item) for item in value if item is not None]
+    return [value if isinstance(value, str) else json.dumps(value)]
+
+
+def _choice(mapping: dict[str, str], value: str, row: OriginalRow, column: str) -> str:
+    try:
+        return mapping[str(value).upper()]
+    except KeyError:
+        raise legacy.LegacyError(f"pulse {row.id}: unknown {column} {value!r}; nothing was changed") from None
+
+
+def _source(chain: list[OriginalRow]) -> str:
+    """Who created the pulse: the first row's `created_by`, without the "retry_" its retries add."""
+    source, first = chain[0].created_by or "", chain[0]
+    for _ in range(first.retry_count):
+        source = source.removeprefix("retry_")
+    return source or "original"
+
+
+def _carry(chain: list[OriginalRow], result: ImportResult) -> tuple[Pulse, list[PulseAttempt], datetime]:
+    first, last = chain[0], chain[-1]
+    status = _choice(STATUS, last.status, last, "status")
+    attempts = []
+    for row in chain:
+        if row.status.upper() not in RAN:
+            continue
+        ended = _utc(row.executed_at, row, "executed_at")  # the original set it when the run ended
+        started = ended - timedelta(milliseconds=row.execution_duration_ms or 0) if ended else None
+        attempts.append(
+            PulseAttempt(
+                pulse_id=last.id,
+                number=first.retry_count + len(attempts) + 1,
+                worker=ORIGINAL_WORKER,
+                started_at=started or _utc(row.scheduled_at, row, "scheduled_at"),
+                finished_at=ended,
+                duration_ms=row.execution_duration_ms,
+                succeeded=row.status.upper() == "COMPLETED",
+                session_id=row.session_id if is_session_id(row.session_id) else "",
+                error=row.error_message or "",
+            )
+        )
+    # A session id enters the agent's argv (--resume=ID): only what Reeve accepts anywhere else.
+    session_id = last.session_id if is_session_id(last.session_id) else ""
+    result.session_ids_dropped += bool(last.session_id) and not session_id
+    interrupted = last.status.upper() == "PROCESSING"
+    result.interrupted += interrupted
+    error = INTERRUPTED if interrupted else last.error_message or (attempts[-1].error if attempts else "")
+    pulse = Pulse(
+        id=last.id,
+        prompt=last.prompt or "",
+        scheduled_at=_utc(last.scheduled_at, last, "scheduled_at"),
+        priority=_choice(PRIORITY, last.priority, last, "priority"),
+        status=status,
+        session_id=session_id,
+        sticky_notes=_strings(last.sticky_notes),
+        tags=_strings(last.tags),
+        source=_source(chain)[:100],
+        executed_at=attempts[-1].started_at if attempts else None,
+        finished_at=attempts[-1].finished_at
+        if attempts and status in (Status.COMPLETED, Status.FAILED)
+        else None,
+        execution_duration_ms=last.execution_duration_ms,
+        error_message=error or "",
+        attempts=first.retry_count + len(attempts),
+        max_retries=max(last.max_retries or 0, 0),
+    )
+    if pulse.scheduled_at is None:
+        raise legacy.LegacyError(f"pulse {last.id} has no scheduled_at; nothing was changed")
+    created = _utc(first.created_at, first, "created_at") or pulse.scheduled_at
+    return pulse, attempts, created
+
+
+def plan(rows: list[OriginalRow]) -> tuple[list[tuple[Pulse, list[PulseAttempt], datetime]], ImportResult]:
+    """Reeve's pulses (unsaved, each with its attempts and creation time) for the original's rows."""
+    result = ImportResult(database="", rows=len(rows))
+    carried = [_carry(chain, result) for chain in _chains(rows)]
+    result.retries_folded = len(rows) - len(carried)
+    return carried, result
+
+
+def _write(alias: str, rows: list[OriginalRow]) -> ImportResult:
+    carried, result = plan(rows)
+    Pulse.objects.using(alias).bulk_create([pulse for pulse, _, _ in carried], batch_size=500)
+    PulseAttempt.objects.using(alias).bulk_create(
+        [attempt for _, attempts, _ in carried for attempt in attempts], batch_size=500
+    )
+    # created_at is auto_now_add, which an insert always sets to now: put the original's back.
+    for start in range(0, len(carried), 500):
+        batch = carried[start : start + 500]
+        Pulse.objects.using(alias).filter(pk__in=[pulse.pk for pulse, _, _ in batch]).update(
+            created_at=Case(
+                *(When(pk=pulse.pk, then=Value(created)) for pulse, _, created in batch),
+                output_field=DateTimeField(),
+            )
+        )
+    conn = connections[alias]
+    with conn.cursor() as cursor:  # the original's ids are kept: new pulses number on after them
+        for sql in conn.ops.sequence_reset_sql(no_style(), [Pulse, PulseAttempt]):
+            cursor.execute(sql)
+    return result

@@ -1,0 +1,84 @@
+"""`manage.py run_reeve` (`./reeve start`): the pulse worker, with gunicorn as its companion.
+
+There is no separate supervisor: the worker process starts gunicorn, watches it through a pidfd in the
+same `select()` that waits for pulses, and stops it when it stops itself (Ctrl+C, SIGTERM, a closed
+terminal's SIGHUP: graceful; a second signal: at once). If gunicorn exits on its own, the worker
+drains and exits with its code. If the worker is killed outright, gunicorn's lifeline
+(pulses/ops/lifeline.py) sees it and stops gunicorn, and the worker's reaper stops its agents.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from pulses.ops import instance_lock
+from pulses.ops.lifeline import PARENT_ENV
+from pulses.web import metrics
+from pulses.worker.loop import Worker, WorkerOptions
+
+logger = logging.getLogger(__name__)
+
+GUNICORN_CONF = Path(settings.BASE_DIR) / "deploy" / "gunicorn.conf.py"
+WEB_STOP_SECONDS = 15  # gunicorn's graceful_timeout (10 s) and a margin
+
+
+class WebProcess:
+    """gunicorn in its own process group (a terminal's Ctrl+C reaches it once, through us)."""
+
+    name = "web"
+
+    def __init__(self, *, lock_fd: int) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)],
+            cwd=settings.BASE_DIR,
+            env={**os.environ, PARENT_ENV: str(os.getpid())},
+            process_group=0,
+            pass_fds=(lock_fd,),  # the installation stays locked until gunicorn is gone too
+        )
+        self.pid = self._proc.pid
+        self._pidfd = os.pidfd_open(self.pid)
+
+    def fileno(self) -> int:
+        return self._pidfd
+
+    def poll(self) -> int | None:
+        return self._proc.poll()
+
+    def stop(self, *, force: bool) -> None:
+        # gunicorn: SIGTERM is a graceful stop, SIGQUIT an immediate one (SIGHUP would reload).
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGQUIT if force else signal.SIGTERM)
+
+    def wait(self) -> int:
+        try:
+            code = self._proc.wait(timeout=WEB_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            logger.warning("web_kill pid=%s reason=stop_timeout", self.pid)
+            os.killpg(self.pid, signal.SIGKILL)
+            code = self._proc.wait()
+        os.close(self._pidfd)
+        return code
+
+
+def run_reeve(*, web: bool = True) -> int:
+    """Hold the installation, start gunicorn (unless `web` is False) and run the worker until stopped;
+    the exit code of whichever stopped first for a reason other than being asked to.
+    AlreadyRunning if another Reeve holds this installation."""
+    lock_fd = instance_lock.hold(exclusive=True, role="./reeve start")
+    # Before gunicorn starts: it must not erase the metric files this process writes, nor we its.
+    metrics.prepare_multiproc_dir()
+    companions = [WebProcess(lock_fd=lock_fd)] if web else []
+    api = f"http://{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
+    instance_lock.record(
+        lock_fd,
+        {"pid": os.getpid(), "web_pid": companions[0].pid if web else None, "api": api if web else None},
+    )
+    logger.info("reeve_started worker_pid=%s web=%s api=%s", os.getpid(), web, api if web else "-")
+    return Worker(WorkerOptions.from_settings(), companions=companions).run()

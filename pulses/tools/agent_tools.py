@@ -1,0 +1,277 @@
+"""The agent's own tools: what the MCP server's tools do, as plain functions over `pulses.queue`.
+
+The API's agent endpoints (pulses/api/agent_views.py) call these; the MCP server reaches them over
+HTTP with the run's token. Every refusal is an `AgentToolError` whose message a model can act on (it
+says what was wrong and what to send instead); the MCP server returns it as a tool error. "The
+current session" is the session of the pulse whose run started the agent: the run token names that
+pulse, and the worker records the session id as soon as the agent announces it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils import timezone
+
+from pulses import queue
+from pulses.limits import InvalidSessionId, check_session_id, local_time
+from pulses.models import Priority, Pulse, PulseNotPending, Status
+from pulses.routines import guard_rails
+from pulses.timeparse import TimeParseError, parse_when
+
+logger = logging.getLogger(__name__)
+
+TOOL_NAMES = (
+    "schedule_pulse",
+    "list_upcoming_pulses",
+    "cancel_pulse",
+    "reschedule_pulse",
+    "send_notification",
+)
+SOURCE = "agent"
+MAX_PROMPT_CHARS = 50_000
+MAX_NOTES = 50
+MAX_NOTE_CHARS = 1000
+MAX_TAGS = 20
+MAX_TAG_CHARS = 50
+MAX_NOTIFICATION_CHARS = 20_000
+MAX_LISTED = 100
+# A tool call can race the worker recording the session the agent just announced; wait this long.
+SESSION_WAIT_SECONDS = 10.0
+NOTIFICATION_PRIORITIES = ("silent", "normal", "critical")
+CRITICAL_PREFIX = "🚨 "
+
+
+class AgentToolError(Exception):
+    """A tool call the agent should correct; the message says how."""
+
+
+class UnknownPulse(AgentToolError):
+    """No pulse has that id."""
+
+
+class PulseNotChangeable(AgentToolError):
+    """The pulse is not pending, so it cannot be cancelled or moved."""
+
+
+class NotificationNotSent(AgentToolError):
+    """Telegram did not take the message."""
+
+
+def desk_mcp_problems(desk: Path | None = None) -> list[str]:
+    """What keeps the agent in the Desk from using these tools (empty when nothing does); for `doctor`."""
+    from pulses.tools.desk_config import desk_problems  # the Desk's files, kept apart from the tools
+
+    return desk_problems(desk)
+
+
+def describe(pulse: Pulse) -> dict[str, Any]:
+    """A pulse as the agent sees it: times in the user's TIME_ZONE."""
+    return {
+        "id": pulse.pk,
+        "prompt": pulse.prompt,
+        "scheduled_at": local_time(pulse.scheduled_at).isoformat(),
+        "priority": pulse.priority,
+        "status": pulse.status,
+        "source": pulse.source,
+        "session_id": pulse.session_id,
+        "sticky_notes": list(pulse.sticky_notes or []),
+        "tags": list(pulse.tags or []),
+        "parent_id": pulse.parent_id,
+    }
+
+
+def _when(text: str) -> Any:
+    if not isinstance(text, str):
+        raise AgentToolError(f"'when' must be text such as 'in 2 hours'; got {type(text).__name__}")
+    try:
+        return parse_when(text)
+    except TimeParseError as exc:
+        raise AgentToolError(str(exc)) from None
+
+
+def _texts(values: Sequence[str] | None, *, name: str, max_items: int, max_chars: int) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise AgentToolError(f'\'{name}\' must be a list of strings, e.g. ["first", "second"]')
+    if len(values) > max_items:
+        raise AgentToolError(f"'{name}' has {len(values)} items; at most {max_items} are accepted")
+    cleaned = []
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise AgentToolError(f"every item of '{name}' must be a non-empty string; got {value!r:.60}")
+        if len(value) > max_chars:
+            raise AgentToolError(f"an item of '{name}' is {len(value)} characters; at most {max_chars}")
+        cleaned.append(value.strip())
+    return cleaned
+
+
+def _current_session(run_pulse_id: int | None) -> str:
+    if run_pulse_id is None:
+        raise AgentToolError(
+            "resume_current_session needs a running pulse, but this tool server was not started by an "
+            "agent run of the Reeve worker (it has no run token). Call schedule_pulse again without "
+            "resume_current_session (the follow-up then starts a new session)."
+        )
+    deadline = time.monotonic() + SESSION_WAIT_SECONDS
+    while True:
+        row = Pulse.objects.filter(pk=run_pulse_id).values("session_id", "status").first()
+        if row is None:
+            raise AgentToolError(
+                f"resume_current_session: the running pulse #{run_pulse_id} is not in the queue. "
+                "Call schedule_pulse again without resume_current_session."
+            )
+        if row["session_id"]:
+            try:  # stored from the agent's own stream, which is checked; checked again before reuse
+                return check_session_id(row["session_id"])
+            except InvalidSessionId as exc:
+                raise AgentToolError(
+                    f"resume_current_session: the running pulse's session cannot be resumed ({exc}). "
+                    "Call schedule_pulse again without resume_current_session."
+                ) from None
+        if row["status"] != Status.PROCESSING or time.monotonic() >= deadline:
+            raise AgentToolError(
+                f"resume_current_session: no session id is known yet for the running pulse "
+                f"#{run_pulse_id}. Call schedule_pulse again without resume_current_session."
+            )
+        time.sleep(0.2)
+
+
+def schedule_pulse(
+    *,
+    prompt: str,
+    when: str = "now",
+    priority: str = Priority.NORMAL,
+    sticky_notes: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    resume_current_session: bool = False,
+    run_pulse_id: int | None = None,
+) -> dict[str, Any]:
+    """Schedule a pulse from the agent: source `agent`, parent = the running pulse (if any)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise AgentToolError(
+            "'prompt' must be a non-empty string: what you should do when the pulse wakes you"
+        )
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise AgentToolError(f"'prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+    if priority not in Priority.values:
+        raise AgentToolError(f"unknown priority {priority!r}; use one of {', '.join(Priority.values)}")
+    scheduled_at = _when(when)
+    notes = _texts(sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS)
+    labels = _texts(tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
+    session_id = _current_session(run_pulse_id) if resume_current_session else ""
+    parent_id = run_pulse_id if run_pulse_id and Pulse.objects.filter(pk=run_pulse_id).exists() else None
+    try:
+        guard_rails.check_agent_pulse()
+    except guard_rails.LimitReached as exc:
+        raise AgentToolError(str(exc)) from None
+    result = queue.schedule(
+        prompt=prompt,
+        scheduled_at=scheduled_at,
+        priority=priority,
+        source=SOURCE,
+        session_id=session_id,
+        sticky_notes=notes,
+        tags=labels,
+        parent_id=parent_id,
+    )
+    logger.info(
+        "agent_pulse_scheduled id=%s parent=%s resumes_session=%s",
+        result.pulse.pk,
+        parent_id,
+        bool(session_id),
+    )
+    return describe(result.pulse)
+
+
+def list_upcoming_pulses(*, limit: int = 20) -> dict[str, Any]:
+    """Pending pulses, soonest first (overdue ones first of all), at most `limit`."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LISTED:
+        raise AgentToolError(f"'limit' must be a whole number from 1 to {MAX_LISTED}; got {limit!r}")
+    pulses = list(Pulse.objects.upcoming()[:limit])
+    return {
+        "now": timezone.now().astimezone(ZoneInfo(settings.TIME_ZONE)).isoformat(),
+        "time_zone": settings.TIME_ZONE,
+        "pending": Pulse.objects.pending().count(),
+        "pulses": [describe(pulse) for pulse in pulses],
+    }
+
+
+def _pulse_id(pulse_id: int) -> int:
+    if isinstance(pulse_id, bool) or not isinstance(pulse_id, int) or pulse_id < 1:
+        raise AgentToolError(f"'pulse_id' must be a pulse's id (a positive whole number); got {pulse_id!r}")
+    return pulse_id
+
+
+def unknown_pulse(pulse_id: int) -> UnknownPulse:
+    """The refusal for a pulse id that names no pulse."""
+    return UnknownPulse(
+        f"there is no pulse #{pulse_id}; call list_upcoming_pulses to see the pending pulses and their ids"
+    )
+
+
+def cancel_pulse(*, pulse_id: int) -> dict[str, Any]:
+    """Cancel a pending pulse."""
+    try:
+        pulse = queue.cancel(_pulse_id(pulse_id))
+    except Pulse.DoesNotExist:
+        raise unknown_pulse(pulse_id) from None
+    except PulseNotPending as exc:
+        raise PulseNotChangeable(
+            f"{exc}; only pulses listed by list_upcoming_pulses can be cancelled"
+        ) from None
+    return describe(pulse)
+
+
+def reschedule_pulse(*, pulse_id: int, when: str) -> dict[str, Any]:
+    """Move a pending pulse to another time."""
+    pulse_id = _pulse_id(pulse_id)
+    scheduled_at = _when(when)
+    try:
+        pulse = queue.reschedule(pulse_id, scheduled_at)
+    except Pulse.DoesNotExist:
+        raise unknown_pulse(pulse_id) from None
+    except PulseNotPending as exc:
+        raise PulseNotChangeable(
+            f"{exc}; to run it again, schedule a new pulse with schedule_pulse instead"
+        ) from None
+    return describe(pulse)
+
+
+def send_notification(*, message: str, priority: str = "normal") -> dict[str, Any]:
+    """Send the user a Telegram message; `silent` arrives without a sound, `critical` is marked."""
+    if not isinstance(message, str) or not message.strip():
+        raise AgentToolError("'message' must be a non-empty string: the text the user should read")
+    if len(message) > MAX_NOTIFICATION_CHARS:
+        raise AgentToolError(
+            f"'message' is {len(message)} characters; at most {MAX_NOTIFICATION_CHARS} are accepted"
+        )
+    if priority not in NOTIFICATION_PRIORITIES:
+        raise AgentToolError(
+            f"unknown priority {priority!r}; use one of {', '.join(NOTIFICATION_PRIORITIES)}"
+        )
+    # Imported here: the bridge pulls in python-telegram-bot, which the other tools do not need.
+    from telegram_bridge.client import TelegramNotConfigured
+    from telegram_bridge.notify import EmptyMessage, NotificationFailed, send_message
+
+    text = CRITICAL_PREFIX + message if priority == "critical" else message
+    try:
+        sent = send_message(text, silent=priority == "silent")
+    except TelegramNotConfigured as exc:
+        raise AgentToolError(
+            f"no message was sent: {exc}. Tell the user in your reply instead (they can set "
+            "TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID in Reeve's .env)."
+        ) from None
+    except EmptyMessage as exc:
+        raise AgentToolError(f"no message was sent: {exc}; 'message' must hold some text") from None
+    except NotificationFailed as exc:
+        raise NotificationNotSent(f"the message was not sent: {exc}") from None
+    logger.info("agent_notification_sent priority=%s messages=%s", priority, sent)
+    return {"sent": True, "messages": sent, "priority": priority}

@@ -1,0 +1,338 @@
+"""The Desk's agent configuration for Reeve's MCP server: `.mcp.json` and `.claude/settings.json`.
+
+Claude Code (and Hapi, its front end) reads project MCP servers from `.mcp.json` in the directory it
+runs in, and their approval plus the tool permissions from `.claude/settings.json` (and the
+personal `.claude/settings.local.json`). A non-interactive run cannot ask the user, so the tools
+must be allowed there up front. Writing merges: other servers, permissions and keys are kept.
+
+The server entry carries the API's URL and a named agent-scoped token (REEVE_AGENT_TOKEN) for
+interactive sessions in the Desk; a run started by the worker uses its own run token instead. Nothing
+in the Desk names Reeve's database. The token makes `.mcp.json` a secret: it is written 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS
+from pulses.tools.agent_tools import TOOL_NAMES
+
+SERVER_NAME = "reeve"
+MCP_JSON = ".mcp.json"
+CLAUDE_SETTINGS = Path(".claude") / "settings.json"
+CLAUDE_LOCAL_SETTINGS = Path(".claude") / "settings.local.json"
+FIX = "run `./reeve mcp_config --write` (manage.py mcp_config --write)"
+TOKEN_PLACEHOLDER = "<an agent-scoped token, made by mcp_config --write>"  # noqa: S105
+# The original Reeve's servers (`python -m reeve.mcp.pulse_server` / `.notification_server`): gone,
+# Reeve's own server replaces both, so writing removes their entries and permission rules.
+ORIGINAL_SERVERS = ("pulse-queue", "telegram-notifier")
+
+
+class DeskConfigError(Exception):
+    """A Desk configuration file exists but cannot be read as a JSON object; it is left untouched."""
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: Path
+    changed: bool
+    replaced: tuple[str, ...] = ()  # the original Reeve's entries it no longer holds
+
+
+def launch_command() -> tuple[str, list[str]]:
+    """How an MCP client starts this checkout's server: its .venv python, else `uv run`."""
+    root = Path(settings.BASE_DIR)
+    manage = str(root / "manage.py")
+    venv_python = root / ".venv" / "bin" / "python"
+    if venv_python.exists():
+        # Not resolved: the venv's python finds its site-packages through this path.
+        return str(venv_python), [manage, "mcp_server"]
+    if uv := shutil.which("uv"):
+        return uv, ["run", "--frozen", "--project", str(root), "python", manage, "mcp_server"]
+    return sys.executable, [manage, "mcp_server"]
+
+
+def server_entry(token: str = TOKEN_PLACEHOLDER) -> dict[str, Any]:
+    command, args = launch_command()
+    env = {API_URL_VARIABLE: settings.REEVE_API_URL, DESK_TOKEN_VARIABLE: token}
+    return {"type": "stdio", "command": command, "args": args, "env": env}
+
+
+def token_name(desk: Path) -> str:
+    """The name of the Desk's agent-scoped token in `create_api_token --list`."""
+    return f"desk-mcp {desk.name}"[:60]
+
+
+def _desk_token(existing: dict[str, Any], desk: Path) -> str:
+    """The agent token the Desk's .mcp.json already holds if it still works, else a new one (the old
+    one of that name, whose value nobody has any more, is revoked)."""
+    from pulses.api import tokens  # the database, only when writing
+    from pulses.models import TokenScope
+
+    entry = (existing.get("mcpServers") or {}).get(SERVER_NAME) if isinstance(existing, dict) else None
+    env = entry.get("env") if isinstance(entry, dict) else None
+    held = env.get(DESK_TOKEN_VARIABLE) if isinstance(env, dict) else None
+    if isinstance(held, str) and (client := tokens.identify(held)) and client.scope == TokenScope.AGENT:
+        return held
+    name = token_name(desk)
+    try:
+        tokens.revoke(name)
+    except tokens.TokenError:
+        pass  # none yet
+    return tokens.create(name, scope=TokenScope.AGENT)[1]
+
+
+def permissions() -> list[str]:
+    """Claude Code permission rules that allow each of Reeve's tools."""
+    return [f"mcp__{SERVER_NAME}__{name}" for name in TOOL_NAMES]
+
+
+def mcp_json() -> dict[str, Any]:
+    return {"mcpServers": {SERVER_NAME: server_entry()}}
+
+
+def claude_settings() -> dict[str, Any]:
+    return {"enabledMcpjsonServers": [SERVER_NAME], "permissions": {"allow": permissions()}}
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, None when the file does not exist."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DeskConfigError(f"{path} cannot be read: {exc}") from None
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except ValueError as exc:
+        raise DeskConfigError(f"{path} is not valid JSON ({exc}); fix or remove it first") from None
+    if not isinstance(data, dict):
+        raise DeskConfigError(f"{path} holds JSON but not an object; fix or remove it first")
+    return data
+
+
+def _object(parent: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = parent.setdefault(key, {})
+    if not isinstance(value, dict):
+        raise DeskConfigError(f"{path}: '{key}' is not a JSON object; fix or remove it first")
+    return value
+
+
+def _list(parent: dict[str, Any], key: str, path: Path) -> list[Any]:
+    value = parent.setdefault(key, [])
+    if not isinstance(value, list):
+        raise DeskConfigError(f"{path}: '{key}' is not a JSON list; fix or remove it first")
+    return value
+
+
+def _is_original(item: Any) -> bool:
+    """A server name or permission rule of the original Reeve's MCP servers."""
+    return isinstance(item, str) and any(
+        item == name or item == f"mcp__{name}" or item.startswith(f"mcp__{name}__")
+        for name in ORIGINAL_SERVERS
+    )
+
+
+def original_entries(data: dict[str, Any]) -> list[str]:
+    """The original Reeve's servers and permission rules in a .mcp.json or Claude settings object."""
+    found = [name for name in data.get("mcpServers") or {} if _is_original(name)]
+    for key in ("enabledMcpjsonServers", "disabledMcpjsonServers"):
+        found += [item for item in data.get(key) or [] if _is_original(item)]
+    perms = data.get("permissions") if isinstance(data.get("permissions"), dict) else {}
+    for key in ("allow", "ask", "deny"):
+        found += [rule for rule in perms.get(key) or [] if _is_original(rule)]
+    return list(dict.fromkeys(found))
+
+
+def _without_original(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `data` without the original Reeve's servers and permission rules."""
+    data = json.loads(json.dumps(data))
+    if isinstance(data.get("mcpServers"), dict):
+        data["mcpServers"] = {k: v for k, v in data["mcpServers"].items() if not _is_original(k)}
+    lists = [(data, "enabledMcpjsonServers"), (data, "disabledMcpjsonServers")]
+    if isinstance(data.get("permissions"), dict):
+        lists += [(data["permissions"], key) for key in ("allow", "ask", "deny")]
+    for parent, key in lists:
+        if isinstance(parent.get(key), list):
+            parent[key] = [item for item in parent[key] if not _is_original(item)]
+    return data
+
+
+def merged_mcp_json(existing: dict[str, Any], path: Path, *, token: str) -> dict[str, Any]:
+    """`existing` with Reeve's server entry set, the original Reeve's removed; other servers untouched."""
+    merged = _without_original(existing)
+    _object(merged, "mcpServers", path)[SERVER_NAME] = server_entry(token)
+    return merged
+
+
+def merged_settings(existing: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`existing` with Reeve's server enabled and its tools allowed, the original Reeve's servers and
+    rules removed; other keys untouched."""
+    merged = _without_original(existing)
+    enabled = _list(merged, "enabledMcpjsonServers", path)
+    if SERVER_NAME not in enabled:
+        enabled.append(SERVER_NAME)
+    if isinstance(merged.get("disabledMcpjsonServers"), list):
+        merged["disabledMcpjsonServers"] = [s for s in merged["disabledMcpjsonServers"] if s != SERVER_NAME]
+    allow = _list(_object(merged, "permissions", path), "allow", path)
+    allow.extend(rule for rule in permissions() if rule not in allow)
+    return merged
+
+
+def _write_json(path: Path, data: dict[str, Any], *, private: bool = False) -> bool:
+    """Write `data` atomically (0600 when `private`); False (nothing written) when the file holds it."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if path.exists() and path.read_text() == text:
+        if private:
+            path.chmod(0o600)
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if private:
+            os.chmod(tmp, 0o600)
+        elif path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def write_desk_config(desk: Path) -> list[WrittenFile]:
+    """Merge Reeve's server into `desk`/.mcp.json and its approval and permissions into
+    `desk`/.claude/settings.json. Both files are read first, so a bad one stops before any write."""
+    if not desk.is_dir():
+        raise DeskConfigError(f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH")
+    mcp_path, settings_path = desk / MCP_JSON, desk / CLAUDE_SETTINGS
+    old_mcp, old_settings = _read(mcp_path) or {}, _read(settings_path) or {}
+    new_settings = merged_settings(old_settings, settings_path)
+    new_mcp = merged_mcp_json(old_mcp, mcp_path, token=_desk_token(old_mcp, desk))
+    return [
+        WrittenFile(mcp_path, _write_json(mcp_path, new_mcp, private=True), tuple(original_entries(old_mcp))),
+        WrittenFile(
+            settings_path, _write_json(settings_path, new_settings), tuple(original_entries(old_settings))
+        ),
+    ]
+
+
+def _allowed(rule: str, rules: list[Any]) -> bool:
+    server = f"mcp__{SERVER_NAME}"
+    return any(r in (rule, server, f"{server}__*") for r in rules)
+
+
+def desk_problems(desk: Path | None = None) -> list[str]:
+    """What keeps the agent in `desk` (default REEVE_DESK_PATH) from using Reeve's tools."""
+    desk = Path(desk or settings.REEVE_DESK_PATH)
+    if not desk.is_dir():
+        return [f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH"]
+    problems: list[str] = []
+    mcp_path = desk / MCP_JSON
+    try:
+        servers = (_read(mcp_path) or {}).get("mcpServers")
+    except DeskConfigError as exc:
+        problems.append(str(exc))
+        servers = {}
+    if isinstance(servers, dict) and (original := original_entries({"mcpServers": servers})):
+        problems.append(
+            f"{mcp_path} still names the original Reeve's MCP servers {', '.join(original)}: {FIX}"
+        )
+    entry = servers.get(SERVER_NAME) if isinstance(servers, dict) else None
+    if not isinstance(entry, dict):
+        problems.append(f"{mcp_path} has no '{SERVER_NAME}' MCP server: {FIX}")
+    else:
+        problems.extend(_entry_problems(entry, mcp_path))
+    allow: list[Any] = []
+    deny: list[Any] = []
+    enabled = False
+    disabled = False
+    for path in (desk / CLAUDE_SETTINGS, desk / CLAUDE_LOCAL_SETTINGS):
+        try:
+            data = _read(path) or {}
+        except DeskConfigError as exc:
+            problems.append(str(exc))
+            continue
+        perms = data.get("permissions") if isinstance(data.get("permissions"), dict) else {}
+        allow += perms.get("allow") if isinstance(perms.get("allow"), list) else []
+        deny += perms.get("deny") if isinstance(perms.get("deny"), list) else []
+        servers_on = data.get("enabledMcpjsonServers")
+        enabled |= data.get("enableAllProjectMcpServers") is True
+        enabled |= isinstance(servers_on, list) and SERVER_NAME in servers_on
+        servers_off = data.get("disabledMcpjsonServers")
+        disabled |= isinstance(servers_off, list) and SERVER_NAME in servers_off
+    settings_path = desk / CLAUDE_SETTINGS
+    try:
+        original = original_entries(_read(settings_path) or {})
+    except DeskConfigError:
+        original = []  # reported above
+    if original:
+        problems.append(f"{settings_path} still names the original Reeve's {', '.join(original)}: {FIX}")
+    if disabled:
+        problems.append(f"the '{SERVER_NAME}' MCP server is listed in disabledMcpjsonServers: {FIX}")
+    elif not enabled:
+        problems.append(f"{settings_path} does not enable the '{SERVER_NAME}' MCP server: {FIX}")
+    missing = [rule for rule in permissions() if not _allowed(rule, allow)]
+    if missing:
+        problems.append(f"{settings_path} does not allow {', '.join(missing)}: {FIX}")
+    denied = [rule for rule in permissions() if _allowed(rule, deny)]
+    if denied:
+        problems.append(
+            f"the Desk's Claude settings deny {', '.join(denied)}: remove them from permissions.deny"
+        )
+    return problems
+
+
+def _entry_problems(entry: dict[str, Any], path: Path) -> list[str]:
+    command, args = entry.get("command"), entry.get("args")
+    if not isinstance(command, str) or not isinstance(args, list):
+        return [f"{path}: the '{SERVER_NAME}' server has no command and args: {FIX}"]
+    problems = []
+    if not (Path(command).is_file() and os.access(command, os.X_OK)) and shutil.which(command) is None:
+        problems.append(f"{path}: the '{SERVER_NAME}' server's command {command} is not executable: {FIX}")
+    manage = str(Path(settings.BASE_DIR) / "manage.py")
+    if manage not in args or "mcp_server" not in args:
+        problems.append(
+            f"{path}: the '{SERVER_NAME}' server does not run {manage} mcp_server (this checkout): {FIX}"
+        )
+    env = entry.get("env") if isinstance(entry.get("env"), dict) else {}
+    if leaked := sorted(REEVE_SECRETS & set(env)):
+        problems.append(
+            f"{path}: the '{SERVER_NAME}' server's env holds {', '.join(leaked)}, which the agent can read: "
+            f"remove them and {FIX}"
+        )
+    problems.extend(_token_problems(env.get(DESK_TOKEN_VARIABLE), path))
+    return problems
+
+
+def _token_problems(token: Any, path: Path) -> list[str]:
+    from pulses.api import tokens
+    from pulses.models import TokenScope
+
+    if not isinstance(token, str) or not token:
+        return [
+            f"{path}: the '{SERVER_NAME}' server has no {DESK_TOKEN_VARIABLE} for interactive sessions: {FIX}"
+        ]
+    client = tokens.identify(token)
+    if client is None:
+        return [f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} is unknown or revoked: {FIX}"]
+    if client.scope != TokenScope.AGENT:
+        return [
+            f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} has the '{client.scope}' scope; "
+            f"the agent must only get an agent-scoped one: {FIX}"
+        ]
+    return []

@@ -1,0 +1,321 @@
+"""Reeve's tools for the agent over MCP (stdio): a client of the REST API's agent endpoints.
+
+The server holds no database connection and knows no database: each tool validates its arguments
+against the JSON schema it publishes, refuses arguments it does not have, and makes one call to
+Reeve's API (pulses/api/agent_views.py) with an agent-scoped token, which allows nothing else:
+
+- in a run started by the worker, the run's own token (REEVE_RUN_TOKEN, with REEVE_API_URL), taken
+  from this process's environment or, when the MCP client trimmed it, from an ancestor's (Linux);
+  it names the running pulse and stops working when the run ends;
+- in an interactive session in the Desk, the named token `mcp_config --write` put in the Desk's
+  `.mcp.json` (REEVE_AGENT_TOKEN).
+
+A refusal (4xx) comes back as a tool error in the API's words; an unreachable API likewise.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import httpx
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
+
+from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, RUN_TOKEN_VARIABLE
+from pulses.timeparse import ACCEPTED_FORMS
+from pulses.tools import agent_tools
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+DEFAULT_API_URL = "http://127.0.0.1:8765"
+# schedule_pulse with resume_current_session may wait up to SESSION_WAIT_SECONDS on the server side.
+REQUEST_TIMEOUT_SECONDS = agent_tools.SESSION_WAIT_SECONDS + 30
+_ANCESTOR_DEPTH = 8
+
+WHEN = (
+    "When to wake you, read in the user's time zone: "
+    + "; ".join(ACCEPTED_FORMS)
+    + ". A time already past means as soon as possible."
+)
+PRIORITY = (
+    "Run order among pulses due at the same time: critical > high > normal > low > deferred. "
+    "Use critical only for what the user is waiting on."
+)
+PULSE_ID = "The pulse's id, as shown by list_upcoming_pulses or returned by schedule_pulse."
+
+INSTRUCTIONS = (
+    "Reeve wakes you with 'pulses': scheduled prompts that start a new agent run in this Desk. "
+    "Use these tools to set your own next wake-ups (optionally continuing this very conversation), "
+    "to review or change the ones pending, and to message the user on Telegram."
+)
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """Where Reeve's API is and the agent-scoped token to call it with."""
+
+    url: str
+    token: str
+    found_in: str  # "environment", "process <pid>" or "desk"
+
+
+def _from_ancestors(names: tuple[str, ...]) -> tuple[dict[str, str], str]:
+    """The first ancestor's values of `names` (by the first name), read from /proc."""
+    pid = os.getppid()
+    for _ in range(_ANCESTOR_DEPTH):
+        if pid <= 1:
+            break
+        proc = Path("/proc") / str(pid)
+        try:
+            environ = (proc / "environ").read_bytes()
+            stat = (proc / "stat").read_text()
+        except OSError:
+            break
+        values = {}
+        for entry in environ.split(b"\0"):
+            name, _, value = entry.decode(errors="replace").partition("=")
+            if name in names:
+                values[name] = value
+        if names[0] in values:
+            return values, f"process {pid}"
+        # stat is "pid (comm) state ppid ..."; comm may hold spaces or parentheses.
+        pid = int(stat.rpartition(")")[2].split()[1])
+    return {}, ""
+
+
+def api_access() -> ApiAccess | None:
+    """The run's token (ours or an ancestor's environment), else the Desk's named token; None if neither."""
+    names = (RUN_TOKEN_VARIABLE, API_URL_VARIABLE)
+    values, found_in = ({name: os.environ[name] for name in names if os.environ.get(name)}, "environment")
+    if RUN_TOKEN_VARIABLE not in values:
+        values, found_in = _from_ancestors(names)
+    if token := values.get(RUN_TOKEN_VARIABLE):
+        return ApiAccess(values.get(API_URL_VARIABLE) or DEFAULT_API_URL, token, found_in)
+    if token := os.environ.get(DESK_TOKEN_VARIABLE):
+        return ApiAccess(os.environ.get(API_URL_VARIABLE) or DEFAULT_API_URL, token, "desk")
+    return None
+
+
+def call_api(
+    method: str, path: str, *, body: dict[str, Any] | None = None, params: dict | None = None
+) -> Any:
+    """One call to Reeve's API with the agent's token; a refusal or an outage raises ToolError."""
+    access = api_access()
+    if access is None:
+        raise ToolError(
+            "Reeve's tools have no token: they work in a run started by Reeve's worker, or in the Desk "
+            f"once the user has run `./reeve mcp_config --write` ({RUN_TOKEN_VARIABLE} and "
+            f"{DESK_TOKEN_VARIABLE} are both unset)"
+        )
+    url = access.url.rstrip("/") + path
+    try:
+        response = httpx.request(
+            method,
+            url,
+            json=body,
+            params=params,
+            headers={"Authorization": f"Bearer {access.token}"},
+            timeout=REQUEST_TIMEOUT_SECONDS,
+        )
+    except httpx.HTTPError as exc:
+        raise ToolError(
+            # The exception's text is left out: it may quote the request's headers, hence the token.
+            f"Reeve's API at {access.url} did not answer ({type(exc).__name__}); nothing was done. "
+            "Try again in a minute; if it persists, tell the user to run `./reeve doctor`"
+        ) from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = {"detail": response.text[:500]}
+    if response.status_code == 401:
+        raise ToolError(
+            "Reeve's API refused this tool server's token: a run's token stops working when the run "
+            "ends; in the Desk, the user can make a new one with `./reeve mcp_config --write`"
+        )
+    if response.status_code >= 400:
+        detail = data.get("detail") if isinstance(data, dict) else None
+        raise ToolError(str(detail or f"Reeve's API answered {response.status_code}"))
+    logger.info("mcp_tool_done path=%s status=%s token_from=%s", path, response.status_code, access.found_in)
+    return data
+
+
+def _tool(name: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """Refusals come back as tool errors the model can read; a crash is logged and is one too."""
+
+    def decorate(fn: Callable[..., _T]) -> Callable[..., _T]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> _T:
+            try:
+                return fn(*args, **kwargs)
+            except ToolError as exc:
+                logger.info("mcp_tool_refused tool=%s reason=%s", name, exc)
+                raise
+            except Exception as exc:
+                logger.exception("mcp_tool_crashed tool=%s", name)
+                raise ToolError(
+                    f"{name} failed with an internal error ({type(exc).__name__}: {exc})"
+                ) from None
+
+        return wrapper
+
+    return decorate
+
+
+class ReeveMCPServer(MCPServer):
+    """Refuses a call that names an argument the tool does not have: a model's misnamed argument
+    (`at_time` for `when`) would otherwise be dropped, and the call would do something else."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            known = list(tool.parameters.get("properties", {}))
+            unknown = sorted(str(key) for key in arguments or {} if key not in known)
+            if unknown:
+                logger.info("mcp_tool_refused tool=%s reason=unknown_arguments names=%s", name, unknown)
+                raise ToolError(
+                    f"{name} has no argument {', '.join(repr(key[:60]) for key in unknown[:10])}; "
+                    f"nothing was done. Its arguments are: {', '.join(known)}"
+                )
+        return await super().call_tool(name, arguments, context)
+
+
+def _closed_schemas(server: MCPServer) -> None:
+    """Publish that each tool takes no other arguments than those it lists."""
+    for tool in server._tool_manager.list_tools():
+        tool.parameters["additionalProperties"] = False
+
+
+def build_server() -> MCPServer:
+    """The MCP server with Reeve's five tools."""
+    server = ReeveMCPServer("reeve", instructions=INSTRUCTIONS)
+
+    @server.tool(
+        name="schedule_pulse",
+        description=(
+            "Schedule a pulse: at the given time Reeve starts a new run of you with `prompt`, in this "
+            "Desk. Use it to follow up later (check on something, remind the user, continue a task). "
+            "With resume_current_session=true the run continues this conversation, with everything "
+            "said so far; otherwise it starts fresh, so write a prompt that stands on its own. "
+            "Returns the new pulse (id, scheduled_at in the user's time zone, ...)."
+        ),
+    )
+    @_tool("schedule_pulse")
+    def schedule_pulse(
+        prompt: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=agent_tools.MAX_PROMPT_CHARS,
+                description="What you should do when the pulse wakes you, as an instruction to yourself.",
+            ),
+        ],
+        when: Annotated[str, Field(max_length=200, description=WHEN)] = "now",
+        priority: Annotated[
+            Literal["critical", "high", "normal", "low", "deferred"], Field(description=PRIORITY)
+        ] = "normal",
+        sticky_notes: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=agent_tools.MAX_NOTE_CHARS)]] | None,
+            Field(
+                max_length=agent_tools.MAX_NOTES,
+                description="Reminders appended to the prompt as a '📌 Reminders:' list.",
+            ),
+        ] = None,
+        tags: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=agent_tools.MAX_TAG_CHARS)]] | None,
+            Field(max_length=agent_tools.MAX_TAGS, description="Labels for finding the pulse later."),
+        ] = None,
+        resume_current_session: Annotated[
+            bool,
+            Field(description="true: the pulse resumes this conversation (the current agent session)."),
+        ] = False,
+    ) -> dict[str, Any]:
+        body = {
+            "prompt": prompt,
+            "when": when,
+            "priority": priority,
+            "sticky_notes": sticky_notes,
+            "tags": tags,
+            "resume_current_session": resume_current_session,
+        }
+        return call_api("POST", "/api/agent/pulses", body=body)
+
+    @server.tool(
+        name="list_upcoming_pulses",
+        description=(
+            "List the pending pulses, soonest first (overdue ones first of all), with their ids, "
+            "prompts, times in the user's time zone, priorities, tags and sessions; also the current "
+            "time and how many pulses are pending in all."
+        ),
+    )
+    @_tool("list_upcoming_pulses")
+    def list_upcoming_pulses(
+        limit: Annotated[
+            int, Field(ge=1, le=agent_tools.MAX_LISTED, description="How many pulses to list at most.")
+        ] = 20,
+    ) -> dict[str, Any]:
+        return call_api("GET", "/api/agent/pulses", params={"limit": limit})
+
+    @server.tool(
+        name="cancel_pulse",
+        description=(
+            "Cancel a pending pulse so it never runs. Only pending pulses can be cancelled; a pulse "
+            "that is running or finished cannot. Returns the cancelled pulse."
+        ),
+    )
+    @_tool("cancel_pulse")
+    def cancel_pulse(pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)]) -> dict[str, Any]:
+        return call_api("POST", f"/api/agent/pulses/{pulse_id}/cancel")
+
+    @server.tool(
+        name="reschedule_pulse",
+        description="Move a pending pulse to another time. Returns the pulse with its new scheduled_at.",
+    )
+    @_tool("reschedule_pulse")
+    def reschedule_pulse(
+        pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)],
+        when: Annotated[str, Field(min_length=1, max_length=200, description=WHEN)],
+    ) -> dict[str, Any]:
+        return call_api("POST", f"/api/agent/pulses/{pulse_id}/reschedule", body={"when": when})
+
+    @server.tool(
+        name="send_notification",
+        description=(
+            "Send the user a Telegram message now (long text is split into several messages). "
+            "priority: 'silent' arrives without a sound, 'normal' is a regular message, 'critical' "
+            "is marked 🚨 for what needs the user's attention now. Fails with a message if Telegram "
+            "is not configured."
+        ),
+    )
+    @_tool("send_notification")
+    def send_notification(
+        message: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=agent_tools.MAX_NOTIFICATION_CHARS,
+                description="The text the user reads, plain text.",
+            ),
+        ],
+        priority: Annotated[
+            Literal["silent", "normal", "critical"],
+            Field(description="silent (no sound), normal, or critical (marked 🚨)."),
+        ] = "normal",
+    ) -> dict[str, Any]:
+        return call_api("POST", "/api/notify", body={"message": message, "priority": priority})
+
+    _closed_schemas(server)
+    return server
+
+
+def serve() -> None:
+    """Serve the tools over this process's stdin and stdout until the client closes stdin."""
+    build_server().run("stdio")

@@ -1,0 +1,553 @@
+"""The worker loop: wake-ups, concurrency, leases, signals, drain.
+
+The main thread claims, renews leases, heartbeats and recovers expired leases; a thread per running
+pulse runs the agent and reports back through `pulses.queue`. The database is touched only in short
+transactions: nothing is locked while an agent runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, connections
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from pulses import queue
+from pulses.agent.env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
+from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor, Reaper
+from pulses.api.tokens import run_token
+from pulses.backoff import Backoff
+from pulses.db.wakeup import Waiter, make_waiter
+from pulses.models import Pulse, Status
+from pulses.routines import changes as routine_changes
+from pulses.routines import firing as routine_firing
+from pulses.routines import wake_check
+from pulses.routines.models import RunResult
+from pulses.web import metrics
+from pulses.worker.shutdown import ShutdownSignals
+
+logger = logging.getLogger(__name__)
+
+# What a database restart, failover or network cut raises; the worker waits those out.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+T = TypeVar("T")
+SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
+# How a companion that we stopped exits; any other code is passed on as the worker's own.
+COMPANION_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT)
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 1
+    lease_seconds: float = 60.0
+    poll_seconds: float = 5.0
+    grace_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    once: bool = False
+    dry_run: bool = False
+    failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Called with a routine's id when its failures paused it (the Telegram alert).
+    pause_hooks: list[Callable[[int], None]] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, **overrides: object) -> WorkerOptions:
+        hooks = [import_string(path) for path in getattr(settings, "PULSE_FAILURE_HOOKS", [])]
+        options = cls(
+            concurrency=settings.PULSE_MAX_CONCURRENT,
+            lease_seconds=settings.PULSE_LEASE_SECONDS,
+            poll_seconds=settings.PULSE_POLL_SECONDS,
+            grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
+            heartbeat_seconds=settings.PULSE_HEARTBEAT_SECONDS,
+            failure_hooks=hooks,
+            pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(options, key, value)
+        return options
+
+
+def default_executor(reaper: Reaper | None) -> Executor:
+    return Executor(
+        command=settings.HAPI_COMMAND,
+        desk=settings.REEVE_DESK_PATH,
+        timeout=settings.PULSE_TIMEOUT_SECONDS,
+        reaper=reaper,
+        passthrough=settings.AGENT_ENV_PASSTHROUGH,
+        agent=settings.HAPI_AGENT,
+    )
+
+
+class Companion(Protocol):
+    """A process that lives and dies with the worker (`./reeve start`'s web process)."""
+
+    name: str
+
+    def fileno(self) -> int:
+        """Readable once the process has exited (a pidfd)."""
+
+    def poll(self) -> int | None: ...
+
+    def stop(self, *, force: bool) -> None:
+        """Ask it to stop: gracefully, or at once."""
+
+    def wait(self) -> int:
+        """Wait (bounded) until it has exited; its exit code."""
+
+
+class Worker:
+    def __init__(
+        self,
+        options: WorkerOptions,
+        executor: Executor | None = None,
+        *,
+        companions: Sequence[Companion] = (),
+    ) -> None:
+        self.options = options
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.name = f"{self.host}:{self.pid}"
+        self.started_at = timezone.now()
+        self._reaper = None if executor or options.dry_run else Reaper()
+        self.executor = executor or default_executor(self._reaper)
+        self._running: dict[int, Future] = {}
+        # Runs whose agent has ended and whose result is being written: their leases end on purpose.
+        self._finishing: set[int] = set()
+        self._finishing_lock = threading.Lock()
+        self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="failure-hooks")
+        self._waiter: Waiter | None = None
+        self._seen_dry_run: set[int] = set()
+        self.signals = ShutdownSignals(on_stop=self._stop_companions, on_force=self._force)
+        self.companions = list(companions)
+        self._drain_deadline: float | None = None
+        self._next_fire_at: datetime | None = None
+        self.completed = 0
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, *, install_signals: bool = True) -> int:
+        """Run until drained (`--once`) or stopped by a signal; no pulse is left `processing`.
+
+        Returns 0, or the exit code of a companion that stopped on its own (which stops the worker)."""
+        self._waiter = make_waiter()
+        for companion in self.companions:
+            self._waiter.watch(companion.fileno())
+        if install_signals:
+            self.signals.install(wakeup_fd=self._waiter.wakeup_fd)
+        opts = self.options
+        logger.info(
+            "worker_started worker=%s concurrency=%s lease_s=%s once=%s dry_run=%s",
+            self.name,
+            opts.concurrency,
+            opts.lease_seconds,
+            opts.once,
+            opts.dry_run,
+        )
+        pool = ThreadPoolExecutor(max_workers=max(opts.concurrency, 1), thread_name_prefix="pulse")
+        try:
+            queue.recover_expired_leases()
+            routine_firing.recompute_zones()
+            self._loop(pool)
+            self._drain()
+        finally:
+            _close_thread_connections(pool, max(opts.concurrency, 1))
+            pool.shutdown(wait=True)
+            self._hooks.shutdown(wait=True)
+            self._stop_companions()
+            code = self._wait_companions()
+            self.signals.uninstall()
+            self._waiter.close()
+            if self._reaper:
+                self._reaper.close()
+            try:
+                self._heartbeat()
+            except DATABASE_DOWN as exc:
+                logger.warning("worker_final_heartbeat_failed error=%s", _one_line(exc))
+            logger.info("worker_stopped worker=%s completed=%s", self.name, self.completed)
+        return code
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        opts = self.options
+        next_renew = next_recover = next_heartbeat = 0.0
+        while not self._stop_requested():
+            try:
+                now = time.monotonic()
+                if now >= next_renew:
+                    self._renew()
+                    next_renew = now + max(opts.lease_seconds / 3, 0.2)
+                if now >= next_recover:
+                    queue.recover_expired_leases()
+                    next_recover = now + max(opts.lease_seconds / 2, 1.0)
+                if now >= next_heartbeat:
+                    self._heartbeat()
+                    next_heartbeat = now + opts.heartbeat_seconds
+                self._reap_finished()
+                # Before the claim, never after it: a commit that lands later still wakes the wait.
+                self._waiter.forget_changes()
+                self._fire_routines()
+                claimed = self._claim_and_start(pool)
+                if opts.once and not claimed and not self._running and not self._due_now():
+                    break
+                timeout = min(next_renew, next_recover, next_heartbeat) - time.monotonic()
+                if len(self._running) >= opts.concurrency:
+                    # Every slot is busy: only a finishing run (a local poke) can let us claim more, so
+                    # other processes' commits need not wake us.
+                    self._waiter.wait(max(timeout, 0.0), local_only=True)
+                    continue
+                if not claimed:
+                    timeout = min(timeout, self._until_next_due())
+                self._waiter.wait(max(timeout, 0.0))
+            except DATABASE_DOWN as exc:
+                self._wait_for_database(exc)
+                next_renew = 0.0  # renew first: the leases ran on while nothing could renew them
+
+    def _claim_and_start(self, pool: ThreadPoolExecutor) -> int:
+        if self.options.dry_run:
+            return self._dry_run()
+        free = self.options.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        pulses = queue.claim(worker=self.name, limit=free, lease_seconds=self.options.lease_seconds)
+        for pulse in pulses:
+            future = pool.submit(self._execute, pulse)
+            # Poke only once the future is done, or the woken loop could still see it running.
+            future.add_done_callback(lambda _future: self._poke())
+            self._running[pulse.pk] = future
+        return len(pulses)
+
+    def _dry_run(self) -> int:
+        fresh = [p for p in Pulse.objects.due()[:100] if p.pk not in self._seen_dry_run]
+        for pulse in fresh:
+            self._seen_dry_run.add(pulse.pk)
+            logger.info(
+                "pulse_dry_run id=%s priority=%s argv=%s",
+                pulse.pk,
+                pulse.priority,
+                self.executor.argv(_request(pulse)),
+            )
+        return 0
+
+    def _due_now(self) -> bool:
+        if self.options.dry_run:
+            return False
+        return Pulse.objects.due().exists()
+
+    def _until_next_due(self) -> float:
+        """Seconds until the soonest pending pulse is due or the soonest routine fires; the safety
+        poll when a pulse is due already (then it is held back by its session or taken by another
+        worker, and a commit wakes us)."""
+        now = timezone.now()
+        wait = self.options.poll_seconds
+        due_at = queue.next_due_at()
+        if due_at is not None and due_at > now:
+            wait = min((due_at - now).total_seconds(), 30.0)
+        if self._next_fire_at is not None:
+            # Never before the fire time: a wake-up a hair early would find nothing due.
+            wait = min(wait, max((self._next_fire_at - now).total_seconds(), 0.0005))
+        return wait
+
+    def _fire_routines(self) -> None:
+        """Turn the routines whose time has come into pulses (each fire once, whichever worker
+        gets there first), and learn when the next one fires, which bounds the wait."""
+        if self.options.dry_run:
+            return
+        next_at = routine_firing.next_fire_at()
+        if next_at is not None and next_at <= timezone.now():
+            routine_firing.fire_due()
+            next_at = routine_firing.next_fire_at()
+        self._next_fire_at = next_at
+
+    def _reap_finished(self) -> None:
+        for pulse_id in [pid for pid, fut in self._running.items() if fut.done()]:
+            self._running.pop(pulse_id)
+            with self._finishing_lock:
+                self._finishing.discard(pulse_id)
+
+    def _mark_finishing(self, pulse_id: int) -> None:
+        with self._finishing_lock:
+            self._finishing.add(pulse_id)
+
+    def _still_running(self) -> set[int]:
+        with self._finishing_lock:
+            return {pid for pid, fut in self._running.items() if not fut.done()} - self._finishing
+
+    # --- one pulse, on a pool thread -----------------------------------------------------------
+    def _execute(self, pulse: Pulse) -> None:
+        session_timer: threading.Timer | None = None
+
+        def on_session(session_id: str) -> None:
+            # The agent's tools may ask for the running session (MCP schedule_pulse with
+            # resume_current_session), so it is stored while the run goes on; but most of a short
+            # run's cost would be that extra write, so it waits until the run has lasted a moment.
+            nonlocal session_timer
+            if session_id != pulse.session_id:  # a resume announces the session it already has
+                session_timer = threading.Timer(
+                    SESSION_RECORD_DELAY, self._record_session, args=(pulse.pk, session_id)
+                )
+                session_timer.daemon = True
+                session_timer.start()
+
+        try:
+            # The agent's tools reach Reeve through the API with a token of this run alone.
+            access = {
+                RUN_TOKEN_VARIABLE: run_token(pulse, worker=self.name),
+                API_URL_VARIABLE: settings.REEVE_API_URL,
+            }
+            outcome, prompt = self._wake_check(pulse)
+            if outcome is None:
+                request = _request(pulse, env=access, prompt=prompt)
+                outcome = self.executor.run(request, on_session=on_session)
+            self._mark_finishing(pulse.pk)  # before the write that ends the lease (see _renew)
+            if session_timer:
+                session_timer.cancel()  # the attempt's record below stores the session anyway
+            if outcome.interrupted:
+                self._report(queue.release, pulse, outcome)
+                return
+            status = self._report(queue.record_attempt, pulse, outcome)
+            metrics.record_attempt(
+                priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
+            )
+            self.completed += 1
+            if pulse.routine_id and status in (Status.COMPLETED, Status.FAILED):
+                self._record_routine_run(pulse, status, outcome)
+            if status == Status.FAILED and self.options.failure_hooks:
+                # Alerts talk to the network: on their own thread, so a slow or unreachable
+                # Telegram never holds a pulse slot.
+                self._hooks.submit(self._run_failure_hooks, pulse.pk)
+        except DATABASE_DOWN:
+            logger.error(
+                "pulse_result_lost id=%s worker=%s reason=database_unavailable "
+                "(the pulse runs again once its lease expires)",
+                pulse.pk,
+                self.name,
+            )
+        except Exception as exc:  # the worker boundary: whatever broke is written onto the attempt
+            logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.name)
+            self._mark_finishing(pulse.pk)
+            now = timezone.now()
+            queue.record_attempt(
+                pulse,
+                worker=self.name,
+                outcome=AttemptOutcome(
+                    success=False, started_at=now, finished_at=now, error=f"worker error: {exc!r}"
+                ),
+            )
+        finally:
+            close_old_connections()
+
+    def _wake_check(self, pulse: Pulse) -> tuple[AttemptOutcome | None, str]:
+        """Run the pulse's wake check, if it has one: (None, the prompt to run) when the agent
+        should start, else the outcome to record without it (skipped, or failed)."""
+        if not pulse.check_command:
+            return None, pulse.prompt
+        started = timezone.now()
+        check = wake_check.run(pulse.check_command)
+        finished = timezone.now()
+        logger.info("wake_check_done id=%s exit=%s", pulse.pk, check.exit_code)
+        if check.wakes:
+            return None, wake_check.prompt_with_output(pulse.prompt, check.output)
+        if check.skips:
+            text = f"wake check: nothing to do\n{check.output}".strip()
+            outcome = AttemptOutcome(
+                success=True,
+                started_at=started,
+                finished_at=finished,
+                exit_code=1,
+                result_text=text,
+                skipped=True,
+            )
+            return outcome, pulse.prompt
+        failed = AttemptOutcome(
+            success=False,
+            started_at=started,
+            finished_at=finished,
+            exit_code=check.exit_code,
+            error=check.failure(),
+            stdout_tail=check.output,
+        )
+        return failed, pulse.prompt
+
+    def _record_routine_run(self, pulse: Pulse, status: str, outcome: AttemptOutcome) -> None:
+        """A routine's run ended: its failure streak moves, and a routine it pauses is alerted."""
+        result = RunResult.SKIPPED if outcome.skipped else status
+        if (
+            routine_changes.record_run(pulse, result, session_id=outcome.session_id)
+            and self.options.pause_hooks
+        ):
+            self._hooks.submit(self._run_hooks, self.options.pause_hooks, pulse.routine_id)
+
+    def _report(self, write: Callable[..., T], pulse: Pulse, outcome: AttemptOutcome) -> T:
+        """Store a finished run. While the database is unreachable (a restart, a failover) keep
+        trying, so the result of a run is not thrown away: the write only lands if this claim still
+        holds. A stopping worker gives up when its drain's grace ends, or at a second signal."""
+        backoff = Backoff(initial=0.5, cap=10.0)
+        while True:
+            try:
+                return write(pulse, worker=self.name, outcome=outcome)
+            except DATABASE_DOWN as exc:
+                connections.close_all()  # this thread's connection: the next try opens a new one
+                delay = backoff.next_delay()
+                give_up = self._drain_deadline is not None and time.monotonic() + delay > self._drain_deadline
+                if give_up or self.signals.forced.is_set():
+                    raise
+                logger.warning(
+                    "pulse_record_retry id=%s retry_in_s=%s error=%s", pulse.pk, delay, _one_line(exc)
+                )
+                time.sleep(delay)
+
+    def _wait_for_database(self, error: Exception) -> None:
+        """The database stopped answering the loop: running agents go on, and the loop comes back
+        once it answers again (backing off up to 30 s); a signal still stops the worker meanwhile."""
+        logger.error("database_unavailable worker=%s error=%s", self.name, _one_line(error))
+        backoff = Backoff(initial=1.0, cap=30.0)
+        while not self._stop_requested():
+            connections.close_all()  # the main thread's connection; the next query reconnects
+            try:
+                connection.ensure_connection()
+                self._waiter.reconnect()
+            except DATABASE_DOWN as exc:
+                delay = backoff.next_delay()
+                logger.warning("database_still_unavailable retry_in_s=%s error=%s", delay, _one_line(exc))
+                self._waiter.wait(delay, local_only=True)  # a signal wakes it
+                continue
+            logger.warning("database_available_again worker=%s", self.name)
+            return
+
+    def _record_session(self, pulse_id: int, session_id: str) -> None:
+        try:
+            queue.record_session(pulse_id, worker=self.name, session_id=session_id)
+        except DATABASE_DOWN as exc:  # the attempt's record stores the session when the run ends
+            logger.warning("pulse_session_not_stored id=%s error=%s", pulse_id, _one_line(exc))
+        finally:
+            connections.close_all()  # this timer thread is done with its connection
+
+    def _run_failure_hooks(self, pulse_id: int) -> None:
+        self._run_hooks(self.options.failure_hooks, pulse_id)
+
+    def _run_hooks(self, hooks: Sequence[Callable[[int], None]], object_id: int) -> None:
+        try:
+            for hook in hooks:
+                try:
+                    hook(object_id)
+                except Exception:
+                    logger.exception("failure_hook_error id=%s hook=%s", object_id, hook)
+        finally:
+            close_old_connections()
+
+    # --- leases, heartbeat, shutdown -----------------------------------------------------------
+    def _renew(self) -> None:
+        """Renew the leases of the runs still going. A run marks itself finishing before its result
+        ends the lease, so one that finished while this renewal ran is told apart from a lease that
+        another worker took over (its lease expired and was recovered, or claimed again)."""
+        ids = self._still_running()
+        if not ids:
+            return
+        held = queue.renew_leases(worker=self.name, pulse_ids=ids, lease_seconds=self.options.lease_seconds)
+        for lost in ids - held - self._still_finishing(ids):
+            logger.warning("lease_lost id=%s worker=%s", lost, self.name)
+
+    def _still_finishing(self, ids: set[int]) -> set[int]:
+        with self._finishing_lock:
+            return ids & self._finishing
+
+    def _heartbeat(self) -> None:
+        queue.heartbeat(
+            worker=self.name,
+            host=self.host,
+            pid=self.pid,
+            started_at=self.started_at,
+            running=len(self._running),
+        )
+
+    def _drain(self) -> None:
+        """Let running pulses finish within the grace period, renewing their leases; then stop them."""
+        if not self._running:
+            return
+        deadline = self._drain_deadline = time.monotonic() + self.options.grace_seconds
+        logger.info("worker_draining running=%s grace_s=%s", len(self._running), self.options.grace_seconds)
+        while self._running and time.monotonic() < deadline and not self.signals.forced.is_set():
+            try:
+                self._renew()
+            except DATABASE_DOWN as exc:
+                logger.warning("lease_renewal_failed worker=%s error=%s", self.name, _one_line(exc))
+                connections.close_all()
+            # Only a finishing run can end the drain, so local pokes are all it waits for.
+            self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0), local_only=True)
+            self._stop_requested()
+            self._reap_finished()
+        if self._running and not self.signals.forced.is_set():
+            logger.warning("worker_interrupting running=%s", len(self._running))
+            self.executor.interrupt_all()
+        while self._running:  # the interrupted runs return their pulses to pending
+            self._waiter.wait(1.0, local_only=True)
+            self._stop_requested()
+            self._reap_finished()
+
+    def _poke(self) -> None:
+        if self._waiter:
+            self._waiter.poke()
+
+    def _stop_requested(self) -> bool:
+        """Act on signals received and companions gone since the last look; True once stopping.
+        Main thread only: this is where a signal's consequences run, never in its handler."""
+        self.signals.check()
+        for companion in self.companions:
+            if not self.signals.stopping.is_set() and companion.poll() is not None:
+                logger.error("reeve_process_exited name=%s code=%s", companion.name, companion.poll())
+                self.signals.request_stop(f"{companion.name}_exited")
+        return self.signals.stopping.is_set()
+
+    def _force(self) -> None:
+        self._stop_companions(force=True)
+        self.executor.interrupt_all(grace=0.5)
+
+    def _stop_companions(self, *, force: bool = False) -> None:
+        for companion in self.companions:
+            if companion.poll() is None:
+                companion.stop(force=force)
+
+    def _wait_companions(self) -> int:
+        codes = [companion.wait() for companion in self.companions]
+        return next((code for code in codes if code not in COMPANION_STOP_CODES), 0)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def _close_thread_connections(pool: ThreadPoolExecutor, size: int) -> None:
+    """Have each of the pool's threads close its own database connections (Django's connections
+    belong to the thread that opened them), so none outlives the worker loop: one task per thread,
+    held at a barrier until every thread has one."""
+    barrier = threading.Barrier(size)
+
+    def close() -> None:
+        connections.close_all()
+        try:
+            barrier.wait(timeout=10)
+        except threading.BrokenBarrierError:  # a thread still busy: its connection closes with the process
+            pass
+
+    for future in [pool.submit(close) for _ in range(size)]:
+        future.result()
+
+
+def _request(pulse: Pulse, *, env: dict[str, str] | None = None, prompt: str | None = None) -> AgentRequest:
+    return AgentRequest(
+        prompt=pulse.prompt if prompt is None else prompt,
+        session_id=pulse.session_id,
+        sticky_notes=tuple(pulse.sticky_notes or ()),
+        pulse_id=pulse.pk,
+        env=env or {},
+    )

@@ -1,0 +1,62 @@
+"""The agent's environment is an allowlist: what it needs reaches it, Reeve's secrets never do."""
+
+import pytest
+
+from pulses.agent.env import REEVE_SECRETS, agent_environment, refused_passthrough
+
+WORKER_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "HOME": "/home/reeve",
+    "USER": "reeve",
+    "LANG": "C.UTF-8",
+    "LC_TIME": "de_DE.UTF-8",
+    "TERM": "xterm",
+    "TZ": "Europe/Berlin",
+    "CLI_API_TOKEN": "hapi-credential",
+    "HAPI_HOME": "/home/reeve/.hapi",
+    "HAPI_API_URL": "http://127.0.0.1:3006",
+    "ANTHROPIC_API_KEY": "sk-ant-test",
+    "CLAUDE_CONFIG_DIR": "/home/reeve/.claude",
+    "PULSE_API_TOKEN": "api-secret",
+    "TELEGRAM_BOT_TOKEN": "123:bot-secret",
+    "SECRET_KEY": "django-secret",
+    "DATABASE_URL": "postgres://reeve:password@db/reeve",
+    "PULSE_DB_PATH": "/var/lib/reeve/pulse_queue.db",
+    "AWS_SECRET_ACCESS_KEY": "not-for-the-agent",
+    "MY_TOOL_KEY": "mine",
+    "MY_TOOL_URL": "https://example.invalid",
+}
+
+
+def test_the_agent_gets_what_a_program_and_its_cli_need_and_nothing_else():
+    env = agent_environment(WORKER_ENV, extra={"REEVE_PULSE_ID": "12"})
+    assert env == {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/home/reeve",
+        "USER": "reeve",
+        "LANG": "C.UTF-8",
+        "LC_TIME": "de_DE.UTF-8",
+        "TERM": "xterm",
+        "TZ": "Europe/Berlin",
+        "CLI_API_TOKEN": "hapi-credential",
+        "HAPI_HOME": "/home/reeve/.hapi",
+        "HAPI_API_URL": "http://127.0.0.1:3006",
+        "ANTHROPIC_API_KEY": "sk-ant-test",
+        "CLAUDE_CONFIG_DIR": "/home/reeve/.claude",
+        "REEVE_PULSE_ID": "12",
+    }
+
+
+def test_agent_env_passthrough_adds_names_and_prefixes_but_never_reeves_secrets():
+    rules = ["MY_TOOL_*", "AWS_SECRET_ACCESS_KEY", "PULSE_API_TOKEN", "TELEGRAM_*", "*"]
+    env = agent_environment(WORKER_ENV, passthrough=rules)
+    assert env["MY_TOOL_KEY"] == "mine" and env["MY_TOOL_URL"] == "https://example.invalid"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "not-for-the-agent"
+    assert not REEVE_SECRETS & set(env)
+    assert refused_passthrough(rules) == ["PULSE_API_TOKEN", "TELEGRAM_*", "*"]
+
+
+@pytest.mark.parametrize("value", ["MY_TOOL_KEY, MY_TOOL_URL", " MY_TOOL_* ,"])
+def test_passthrough_may_be_written_as_one_comma_separated_setting(value):
+    env = agent_environment(WORKER_ENV, passthrough=value)
+    assert {"MY_TOOL_KEY", "MY_TOOL_URL"} <= set(env)

@@ -1,0 +1,211 @@
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pulses.agent.executor import AgentRequest, Executor, Tail, agent_command, build_prompt
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND
+
+
+@pytest.fixture
+def desk(tmp_path):
+    path = tmp_path / "desk"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def agent_log(tmp_path, monkeypatch):
+    log = tmp_path / "agent.log"
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    return log
+
+
+def run(desk, prompt, *, session_id="", timeout=30.0, notes=(), on_session=None):
+    executor = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=timeout, passthrough=["FAKE_AGENT_*"])
+    return executor.run(
+        AgentRequest(prompt=prompt, session_id=session_id, sticky_notes=notes, pulse_id=7),
+        on_session=on_session,
+    )
+
+
+def starts(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is dead for our purposes.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+def test_the_agent_gets_the_hapi_argv_in_the_desk(desk, agent_log):
+    outcome = run(desk, "hello", session_id="", notes=("call mom", "buy milk"))
+    assert outcome.success, outcome.error
+    [start] = starts(agent_log)
+    assert start["argv"] == [
+        "--print",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--",
+        "hello\n\n📌 Reminders:\n  - call mom\n  - buy milk",
+    ]
+    assert start["cwd"] == str(desk)
+    assert start["pulse_id"] == "7"
+
+
+@pytest.mark.parametrize("prompt", ["--dangerously-skip-permissions", "-5°C tomorrow?", "--", "-p"])
+def test_a_prompt_that_looks_like_an_option_comes_after_the_end_of_options(desk, agent_log, prompt):
+    outcome = run(desk, prompt, session_id="--mcp-config=evil.json")
+    assert outcome.success, outcome.error
+    [start] = starts(agent_log)
+    assert start["argv"][4:] == ["--resume=--mcp-config=evil.json", "--", prompt]
+    assert start["prompt"] == prompt and start["resume"] == "--mcp-config=evil.json"
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("hapi", ["hapi", "claude"]),
+        ("/opt/bin/hapi --yolo", ["/opt/bin/hapi", "claude", "--yolo"]),
+        ("hapi codex", ["hapi", "codex"]),
+        ("hapi claude --model opus", ["hapi", "claude", "--model", "opus"]),
+        ("claude", ["claude"]),
+        ("/usr/local/bin/claude --model opus", ["/usr/local/bin/claude", "--model", "opus"]),
+    ],
+)
+def test_a_bare_hapi_runs_the_configured_agent_and_anything_else_is_used_as_is(command, argv):
+    assert agent_command(command, agent="claude") == argv
+
+
+def test_hapi_agent_names_the_agent_a_bare_hapi_runs():
+    assert agent_command("hapi", agent="codex") == ["hapi", "codex"]
+
+
+def test_success_reports_session_result_cost_and_turns(desk, agent_log):
+    seen = []
+    outcome = run(desk, "mode=success", on_session=seen.append)
+    assert outcome.success and outcome.exit_code == 0
+    assert outcome.session_id and seen == [outcome.session_id]
+    assert outcome.result_text.startswith("Done:")
+    assert outcome.cost_usd == pytest.approx(0.0123) and outcome.num_turns == 2
+
+
+def test_a_resume_passes_the_session_and_keeps_it(desk, agent_log):
+    outcome = run(desk, "again", session_id="5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b")
+    assert outcome.success and outcome.session_id == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
+    assert starts(agent_log)[0]["resume"] == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
+
+
+def test_an_error_result_with_exit_zero_is_a_failure_in_the_agents_words(desk, agent_log):
+    outcome = run(desk, "mode=error_result")
+    assert not outcome.success and outcome.exit_code == 0
+    assert outcome.error == "Tool Bash failed: permission denied"
+
+
+def test_a_nonzero_exit_reports_the_agents_stderr(desk, agent_log):
+    outcome = run(desk, "mode=exit_nonzero")
+    assert not outcome.success and outcome.exit_code == 2
+    assert "the agent crashed: API overloaded" in outcome.error
+    assert "exit code 2" in outcome.error
+
+
+def test_an_exit_zero_without_a_result_event_is_a_failure(desk, agent_log):
+    outcome = run(desk, "mode=no_result")
+    assert not outcome.success and outcome.exit_code == 0
+    assert "without a result event" in outcome.error and "agent_probe" in outcome.error
+
+
+def test_noise_lines_are_tolerated(desk, agent_log):
+    outcome = run(desk, "mode=noise")
+    assert outcome.success and outcome.session_id
+
+
+def test_a_rejected_resume_is_retried_once_as_a_new_session(desk, agent_log):
+    outcome = run(desk, "mode=reject_resume", session_id="gone-session")
+    assert outcome.success, outcome.error
+    assert [s["resume"] for s in starts(agent_log)] == ["gone-session", None]
+    assert outcome.session_id and outcome.session_id != "gone-session"
+
+
+def test_a_timeout_kills_the_whole_process_group(desk, agent_log, tmp_path):
+    pids_file = tmp_path / "children.pids"
+    began = time.monotonic()
+    outcome = run(desk, f"mode=children_ignore_term:{pids_file}", timeout=2)
+    assert time.monotonic() - began < 20
+    assert not outcome.success and outcome.timed_out
+    assert "timed out after 2s" in outcome.error
+    agent_pid = starts(agent_log)[0]["pid"]
+    children = [int(p) for p in pids_file.read_text().split()]
+    assert len(children) == 2
+    deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
+    while any(alive(pid) for pid in [agent_pid, *children]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in [agent_pid, *children]:
+        assert not alive(pid), f"process {pid} survived the timeout"
+
+
+def test_a_missing_agent_command_names_the_variable(desk):
+    executor = Executor(command="/nonexistent/hapi", desk=desk, timeout=5)
+    outcome = executor.run(AgentRequest(prompt="x"))
+    assert not outcome.success and "HAPI_COMMAND" in outcome.error
+
+
+def test_a_missing_desk_names_the_variable(tmp_path):
+    executor = Executor(command=FAKE_AGENT_COMMAND, desk=tmp_path / "nowhere", timeout=5)
+    outcome = executor.run(AgentRequest(prompt="x"))
+    assert not outcome.success and "REEVE_DESK_PATH" in outcome.error
+
+
+def test_100_mb_of_output_is_read_in_bounded_memory(desk, agent_log, tmp_path):
+    # In a fresh interpreter, so the peak RSS measured is this run's alone.
+    script = tmp_path / "flood.py"
+    script.write_text(
+        "import os, resource, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "import django\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'reeve_site.settings_test'\n"
+        "django.setup()\n"
+        "from pathlib import Path\n"
+        "from pulses.agent.executor import AgentRequest, Executor\n"
+        f"ex = Executor(command={FAKE_AGENT_COMMAND!r}, desk=Path({str(desk)!r}), timeout=300)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out = ex.run(AgentRequest(prompt='mode=flood:100'))\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(out.success, len(out.stdout_tail), before, after)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr
+    success, tail_len, before_kb, after_kb = proc.stdout.strip().splitlines()[-1].split()
+    assert success == "True"
+    assert int(tail_len) <= 16 * 1024
+    # 100 MB went through; the reader's peak grew by far less than that (one 4 MiB line at most).
+    assert int(after_kb) - int(before_kb) < 40 * 1024, (before_kb, after_kb)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_tail_keeps_only_the_last_bytes():
+    tail = Tail(limit=10)
+    for chunk in (b"abc", b"defghij", b"klmnopqrstuvwxyz"):
+        tail.write(chunk)
+    assert tail.text() == "qrstuvwxyz"
+
+
+def test_build_prompt_without_notes_is_the_prompt():
+    assert build_prompt("hi", ()) == "hi"

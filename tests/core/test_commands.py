@@ -1,0 +1,119 @@
+"""trigger_pulse and pulse_queue as a person runs them: clear output, clear errors, no tracebacks."""
+
+import re
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from pulses.models import Pulse
+from tests.support.factories import PulseFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args):
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_trigger_pulse_schedules_with_every_option():
+    out = run(
+        "trigger_pulse",
+        "Check mail",
+        "--at",
+        "in 2 hours",
+        "--priority",
+        "high",
+        "--source",
+        "cron",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "--session",
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "--sticky",
+        "call mom",
+    )
+    pulse = Pulse.objects.get()
+    assert out.startswith(f"Scheduled pulse #{pulse.pk} (high)")
+    assert (pulse.source, pulse.tags, pulse.session_id, pulse.sticky_notes) == (
+        "cron",
+        ["a", "b"],
+        "0f8fad5b-d9cb-469f-a165-70867728950e",
+        ["call mom"],
+    )
+    assert timedelta(minutes=119) < pulse.scheduled_at - timezone.now() <= timedelta(hours=2)
+
+
+def test_an_unreadable_time_is_a_clear_error():
+    with pytest.raises(CommandError, match="cannot read 'whenever' as a time"):
+        run("trigger_pulse", "x", "--at", "whenever")
+    assert not Pulse.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["x" * 50_001], "'prompt' is 50001 characters; at most 50000 are accepted"),
+        (["x", "--max-retries", "101"], "'max_retries' must be a whole number from 0 to 100"),
+        (["x", "--max-retries", "-1"], "'max_retries' must be a whole number from 0 to 100"),
+        (["x", *[f"--tag=t{n}" for n in range(21)]], "'tags' has 21 items; at most 20 are accepted"),
+    ],
+)
+def test_a_pulse_the_api_would_refuse_is_refused_by_the_command_too(arguments, words):
+    with pytest.raises(CommandError, match=re.escape(words)):
+        run("trigger_pulse", *arguments)
+    assert not Pulse.objects.exists()
+
+
+def test_a_missing_prompt_is_a_clear_error():
+    with pytest.raises(CommandError, match="PROMPT is required"):
+        run("trigger_pulse")
+
+
+def test_heartbeat_uses_the_time_of_day_prompt_once_an_hour():
+    first = run("trigger_pulse", "--heartbeat")
+    second = run("trigger_pulse", "--heartbeat")
+    pulse = Pulse.objects.get()
+    assert pulse.source == "heartbeat" and "heartbeat" in pulse.tags
+    assert pulse.prompt.startswith("Hourly heartbeat (")
+    assert first.startswith("Scheduled") and second.startswith("Already scheduled")
+
+
+def test_pulse_queue_prints_a_table_and_counts():
+    PulseFactory(prompt="soon", priority="critical")
+    PulseFactory(failed=True, prompt="broken")
+    table = run("pulse_queue")
+    assert "pending=1" in table and "failed=1" in table
+    header, row = table.splitlines()[1:3]
+    assert header.split() == ["ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT"]
+    assert "critical" in row and "soon" in row
+    assert "broken" in run("pulse_queue", "failed")
+    assert "No completed pulses." in run("pulse_queue", "completed")
+
+
+def test_pulse_queue_shows_one_pulse_and_rejects_unknown_views():
+    pulse = PulseFactory(prompt="look at me")
+    assert "prompt: look at me" in run("pulse_queue", str(pulse.pk))
+    with pytest.raises(CommandError, match="no pulse with id 999999"):
+        run("pulse_queue", "999999")
+    with pytest.raises(CommandError, match="unknown view 'bogus'"):
+        run("pulse_queue", "bogus")
+
+
+def test_a_command_on_an_unmigrated_database_says_to_migrate_instead_of_a_traceback(tmp_path):
+    from tests.support.reeve_processes import ReeveHome
+
+    home = ReeveHome(tmp_path)  # not migrated
+    try:
+        proc = home.manage("trigger_pulse", "hello", check=False)
+    finally:
+        home.stop_all()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "the database has no Reeve tables yet" in proc.stderr and "./reeve migrate" in proc.stderr

@@ -1,0 +1,283 @@
+import threading
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from pulses import queue
+from pulses.agent.executor import AttemptOutcome
+from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status
+from tests.support.factories import PulseFactory
+
+pytestmark = pytest.mark.django_db
+
+WORKER = "testhost:1"
+
+
+def _outcome(success=True, error="", session_id=""):
+    now = timezone.now()
+    return AttemptOutcome(
+        success=success,
+        started_at=now - timedelta(seconds=1),
+        finished_at=now,
+        exit_code=0 if success else 1,
+        error=error,
+        session_id=session_id,
+    )
+
+
+def test_schedule_creates_a_pending_pulse_with_the_given_fields():
+    result = queue.schedule(
+        prompt="Check mail", priority=Priority.HIGH, source="api", tags=["a"], sticky_notes=["call mom"]
+    )
+    assert result.created
+    pulse = Pulse.objects.get(pk=result.pulse.pk)
+    assert (pulse.status, pulse.priority, pulse.source, pulse.tags, pulse.sticky_notes) == (
+        "pending",
+        "high",
+        "api",
+        ["a"],
+        ["call mom"],
+    )
+
+
+def test_schedule_with_a_repeated_idempotency_key_returns_the_first_pulse():
+    first = queue.schedule(prompt="one", idempotency_key="k1")
+    second = queue.schedule(prompt="two", idempotency_key="k1")
+    assert not second.created
+    assert second.pulse.pk == first.pulse.pk
+    assert Pulse.objects.count() == 1
+
+
+def test_claim_takes_due_pulses_by_priority_then_oldest_first():
+    now = timezone.now()
+    specs = [
+        ("low", 50),
+        ("critical", 10),
+        ("normal", 40),
+        ("critical", 20),
+        ("high", 5),
+        ("deferred", 60),
+        ("normal", 30),
+        ("high", 1),
+    ]
+    for priority, minutes_ago in specs:
+        PulseFactory(priority=priority, scheduled_at=now - timedelta(minutes=minutes_ago))
+    PulseFactory(priority="critical", scheduled_at=now + timedelta(minutes=5))  # not due yet
+    claimed = queue.claim(worker=WORKER, limit=100)
+    order = [(p.priority, round((now - p.scheduled_at).total_seconds() / 60)) for p in claimed]
+    assert order == [
+        ("critical", 20),
+        ("critical", 10),
+        ("high", 5),
+        ("high", 1),
+        ("normal", 40),
+        ("normal", 30),
+        ("low", 50),
+        ("deferred", 60),
+    ]
+
+
+def test_claim_sets_a_lease_and_counts_the_attempt():
+    PulseFactory(due=True)
+    [pulse] = queue.claim(worker=WORKER, limit=5, lease_seconds=30)
+    assert pulse.status == Status.PROCESSING
+    assert pulse.lease_owner == WORKER
+    assert pulse.attempts == 1
+    assert timedelta(seconds=25) < pulse.lease_expires_at - timezone.now() <= timedelta(seconds=30)
+    assert queue.claim(worker="other:2", limit=5) == []
+
+
+def test_claim_is_one_update_statement():
+    PulseFactory.create_batch(20, due=True)
+    with CaptureQueriesContext(connection) as queries:
+        claimed = queue.claim(worker=WORKER, limit=2)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    # The savepoint only exists because the test itself runs inside a transaction.
+    assert [s for s in statements if s not in ("SAVEPOINT", "RELEASE")] == ["WITH"]  # WITH … UPDATE
+    assert len(claimed) == 2 == Pulse.objects.filter(status=Status.PROCESSING).count()
+
+
+def test_the_database_refuses_a_second_running_pulse_of_one_session():
+    PulseFactory(session_id="s1", status=Status.PROCESSING, lease_owner="a:1")
+    second = PulseFactory(session_id="s1")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Pulse.objects.filter(pk=second.pk).update(status=Status.PROCESSING)
+    PulseFactory(session_id="", status=Status.PROCESSING)  # pulses without a session are not limited
+    PulseFactory(session_id="", status=Status.PROCESSING)
+
+
+def test_a_claim_waits_for_a_session_that_another_worker_runs():
+    PulseFactory(session_id="s1", status=Status.PROCESSING, lease_owner="other:2")
+    PulseFactory(due=True, session_id="s1", prompt="later")
+    PulseFactory(due=True, prompt="free")
+    assert [p.prompt for p in queue.claim(worker=WORKER, limit=5)] == ["free"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["one statement", "session by session"])
+def test_a_session_another_worker_claims_mid_claim_is_refused_by_the_database(path, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("claims only run side by side on PostgreSQL (SQLite serialises them)")
+    if path == "session by session":
+        monkeypatch.setattr(queue, "_claim_in_one_statement", lambda *args: None)
+    ours = PulseFactory(due=True, session_id="s1", prompt="ours")
+    theirs = PulseFactory(session_id="s1", prompt="theirs")
+    db = connection.settings_dict
+    other = psycopg.connect(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
+    )
+    # Another worker's claim of the same session, not yet committed when ours reads the queue.
+    other.execute("UPDATE pulses SET status = 'processing' WHERE id = %s", [theirs.pk])
+    threading.Timer(0.5, other.commit).start()
+    try:
+        assert queue.claim(worker=WORKER, limit=5) == []
+    finally:
+        other.close()
+    ours.refresh_from_db()
+    assert ours.status == Status.PENDING
+    Pulse.objects.filter(pk=theirs.pk).update(status=Status.COMPLETED)
+    assert [p.prompt for p in queue.claim(worker=WORKER, limit=5)] == ["ours"]
+
+
+def test_a_session_the_agent_reused_mid_run_is_not_stored_until_the_attempt_ends(caplog):
+    running = PulseFactory(session_id="s1", status=Status.PROCESSING, lease_owner="other:2")
+    PulseFactory(due=True)
+    [mine] = queue.claim(worker=WORKER, limit=1)
+    queue.record_session(mine.pk, worker=WORKER, session_id="s1")
+    mine.refresh_from_db()
+    assert mine.session_id == "" and "pulse_session_in_use" in caplog.text
+    assert queue.record_attempt(mine, worker=WORKER, outcome=_outcome(session_id="s1")) == "completed"
+    mine.refresh_from_db()
+    running.refresh_from_db()
+    assert (mine.session_id, running.status) == ("s1", Status.PROCESSING)
+
+
+def test_a_session_never_runs_twice_at_once():
+    PulseFactory(due=True, session_id="s1", prompt="first")
+    PulseFactory(due=True, session_id="s1", prompt="second")
+    PulseFactory(due=True, session_id="s2", prompt="other")
+    first = queue.claim(worker=WORKER, limit=10)
+    assert sorted(p.prompt for p in first) == ["first", "other"]
+    assert queue.claim(worker=WORKER, limit=10) == []
+    queue.record_attempt(first[0], worker=WORKER, outcome=_outcome())
+    [second] = queue.claim(worker=WORKER, limit=10)
+    assert second.prompt == "second"
+
+
+def test_success_completes_the_pulse_and_keeps_the_attempt():
+    PulseFactory(due=True)
+    [pulse] = queue.claim(worker=WORKER, limit=1)
+    assert queue.record_attempt(pulse, worker=WORKER, outcome=_outcome(session_id="abc")) == "completed"
+    pulse.refresh_from_db()
+    assert (pulse.status, pulse.session_id, pulse.lease_owner) == ("completed", "abc", "")
+    assert pulse.execution_duration_ms == 1000
+    attempt = PulseAttempt.objects.get(pulse=pulse)
+    assert attempt.succeeded and attempt.number == 1 and attempt.session_id == "abc"
+
+
+def test_failures_retry_with_doubling_backoff_on_the_same_row_until_failed():
+    pulse = PulseFactory(due=True, max_retries=3)
+    delays = []
+    for _ in range(4):
+        Pulse.objects.filter(pk=pulse.pk).update(scheduled_at=timezone.now() - timedelta(seconds=1))
+        [claimed] = queue.claim(worker=WORKER, limit=1)
+        outcome = _outcome(success=False, error="boom")
+        status = queue.record_attempt(claimed, worker=WORKER, outcome=outcome)
+        claimed.refresh_from_db()
+        if status == "pending":
+            delays.append(round((claimed.scheduled_at - outcome.finished_at).total_seconds() / 60))
+    assert delays == [1, 2, 4]
+    assert status == "failed"
+    assert Pulse.objects.count() == 1
+    assert PulseAttempt.objects.filter(pulse=pulse).count() == 4
+    pulse.refresh_from_db()
+    assert pulse.error_message == "boom"
+
+
+def test_retry_delay_is_capped(settings):
+    settings.PULSE_RETRY_CAP_MINUTES = 60
+    assert [queue.retry_delay(n).total_seconds() / 60 for n in (1, 2, 3, 7, 8, 30)] == [1, 2, 4, 60, 60, 60]
+
+
+def test_a_worker_that_lost_its_lease_cannot_overwrite_the_pulse():
+    PulseFactory(due=True)
+    [pulse] = queue.claim(worker=WORKER, limit=1)
+    Pulse.objects.filter(pk=pulse.pk).update(lease_owner="thief:2")
+    assert queue.record_attempt(pulse, worker=WORKER, outcome=_outcome()) is None
+    pulse.refresh_from_db()
+    assert pulse.status == "processing"
+    assert not PulseAttempt.objects.exists()
+
+
+def test_a_run_whose_lease_expired_cannot_record_over_the_next_claim_even_by_the_same_worker():
+    PulseFactory(due=True)
+    [first_run] = queue.claim(worker=WORKER, limit=1, lease_seconds=1)
+    queue.recover_expired_leases(now=timezone.now() + timedelta(seconds=5))
+    [second_run] = queue.claim(worker=WORKER, limit=1)
+    assert queue.record_attempt(first_run, worker=WORKER, outcome=_outcome()) is None
+    assert queue.record_attempt(second_run, worker=WORKER, outcome=_outcome()) == "completed"
+    attempts = PulseAttempt.objects.order_by("number").values_list("number", "succeeded")
+    assert list(attempts) == [(1, False), (2, True)]
+
+
+def test_expired_leases_return_to_pending_as_a_failed_attempt():
+    stale = PulseFactory(stale=True, max_retries=3)
+    exhausted = PulseFactory(stale=True, attempts=4, max_retries=3)
+    fresh = PulseFactory(processing=True)
+    assert sorted(queue.recover_expired_leases()) == sorted([stale.pk, exhausted.pk])
+    stale.refresh_from_db()
+    exhausted.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (stale.status, fresh.status, exhausted.status) == ("pending", "processing", "failed")
+    assert "lease expired" in stale.error_message and "deadhost:99" in stale.error_message
+    assert PulseAttempt.objects.get(pulse=stale).error.startswith("lease expired")
+
+
+def test_renew_leases_extends_only_what_the_worker_holds():
+    mine = PulseFactory(processing=True, lease_owner=WORKER)
+    theirs = PulseFactory(processing=True, lease_owner="other:2")
+    held = queue.renew_leases(worker=WORKER, pulse_ids=[mine.pk, theirs.pk], lease_seconds=120)
+    assert held == {mine.pk}
+    mine.refresh_from_db()
+    assert mine.lease_expires_at - timezone.now() > timedelta(seconds=100)
+
+
+def test_release_returns_an_interrupted_pulse_without_counting_the_run():
+    PulseFactory(due=True)
+    [pulse] = queue.claim(worker=WORKER, limit=1)
+    assert queue.release(pulse, worker=WORKER, outcome=_outcome(success=False))
+    pulse.refresh_from_db()
+    assert (pulse.status, pulse.attempts, pulse.lease_owner) == ("pending", 0, "")
+
+
+def test_cancel_reschedule_and_requeue_enforce_their_states():
+    pending = PulseFactory()
+    later = timezone.now() + timedelta(days=1)
+    assert queue.reschedule(pending.pk, later).scheduled_at == later
+    queue.cancel(pending.pk)
+    with pytest.raises(PulseNotPending):
+        queue.cancel(pending.pk)
+    with pytest.raises(PulseNotPending):
+        queue.reschedule(pending.pk, later)
+    requeued = queue.requeue(pending.pk)
+    assert (requeued.status, requeued.attempts) == ("pending", 0)
+    with pytest.raises(PulseNotPending):
+        queue.requeue(pending.pk)
+    with pytest.raises(Pulse.DoesNotExist):
+        queue.cancel(999999)
+
+
+def test_the_guide_inspection_queries_run_verbatim():
+    PulseFactory(priority="high")
+    PulseFactory(priority="high", completed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM pulses WHERE status = 'pending';")
+        assert cursor.fetchone() == (1,)
+        cursor.execute("SELECT priority, COUNT(*) FROM pulses GROUP BY priority;")
+        assert cursor.fetchall() == [("high", 2)]
+        cursor.execute("SELECT * FROM pulses ORDER BY scheduled_at DESC LIMIT 10;")
+        assert len(cursor.fetchall()) == 2

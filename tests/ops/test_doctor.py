@@ -1,0 +1,228 @@
+"""pulses/ops/doctor.py and `manage.py doctor`: every failure is one line that says what to fix."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from pulses.ops import doctor
+from tests.support.factories import PulseFactory
+from tests.support.reeve_processes import ROOT, ReeveHome, on_postgres
+
+GOOD_TOKEN = "k" * 40
+
+
+@pytest.fixture
+def good(settings, fake_agent, db):
+    """A configuration every offline check accepts."""
+    settings.PULSE_API_TOKEN = GOOD_TOKEN
+    settings.TELEGRAM_BOT_TOKEN = ""
+    return settings
+
+
+def run_doctor(capsys, *args: str) -> tuple[int, str]:
+    try:
+        call_command("doctor", *args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def line_for(output: str, name: str) -> str:
+    return next(line for line in output.splitlines() if line[6:].startswith(name))
+
+
+def test_doctor_passes_the_offline_checks_on_a_good_setup(good, capsys):
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert code == 0, out
+    assert "doctor: all checks passed" in out
+    assert "FAIL" not in out
+
+
+def test_a_missing_api_token_fails_with_how_to_make_one(good, capsys):
+    good.PULSE_API_TOKEN = ""
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert code == 1
+    line = line_for(out, "api token")
+    assert line.startswith("FAIL")
+    assert "PULSE_API_TOKEN is empty: set it in .env" in line and "secrets.token_urlsafe(32)" in line
+    assert "doctor: 1 problem(s) to fix: api token" in out
+
+
+def test_the_guides_placeholder_token_and_a_short_token_fail(good):
+    good.PULSE_API_TOKEN = "your_secure_random_token_here"
+    assert "placeholder" in doctor.check_api_token().message
+    good.PULSE_API_TOKEN = "abc"
+    check = doctor.check_api_token()
+    assert check.failed and "only 3 characters" in check.message
+
+
+def test_a_missing_desk_fails_naming_the_directory_and_the_variable(good, tmp_path, capsys):
+    good.REEVE_DESK_PATH = tmp_path / "no-desk-here"
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert code == 1
+    line = line_for(out, "desk")
+    assert line.startswith("FAIL")
+    assert f"Desk directory {tmp_path / 'no-desk-here'} does not exist" in line
+    assert "REEVE_DESK_PATH" in line
+
+
+def test_a_missing_agent_command_fails_naming_hapi_command(good, capsys):
+    good.HAPI_COMMAND = "/nowhere/bin/hapi --flag"
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert code == 1
+    line = line_for(out, "agent command")
+    assert line.startswith("FAIL")
+    assert "'/nowhere/bin/hapi --flag' not found" in line and "HAPI_COMMAND" in line
+
+
+def test_an_agent_command_with_broken_quoting_fails(good):
+    good.HAPI_COMMAND = "hapi 'unclosed"
+    [check] = doctor.check_agent()
+    assert check.failed and "quoting" in check.message
+
+
+@pytest.mark.slow
+def test_unapplied_migrations_fail_with_the_command_that_applies_them(tmp_path):
+    # An upgrade pulled new code but did not migrate: the newest pulses migration is missing.
+    names = sorted(p.stem for p in (ROOT / "pulses" / "migrations").glob("0*.py"))
+    home = ReeveHome(tmp_path, extra_env={"PULSE_API_TOKEN": GOOD_TOKEN})
+    home.migrate()
+    home.manage("migrate", "pulses", names[-2] if len(names) > 1 else "zero", "-v0")
+    proc = home.manage("doctor", "--no-api", "--no-telegram", check=False)
+    home.stop_all()  # on PostgreSQL: drops the home's database
+    assert proc.returncode == 1
+    line = line_for(proc.stdout, "migrations")
+    assert line.startswith("FAIL")
+    assert "unapplied migration(s)" in line and f"pulses.{names[-1]}" in line
+    assert "run `uv run python manage.py migrate`" in line
+
+
+def test_an_unreachable_api_fails_with_how_to_start_it(good, capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        good.PULSE_API_PORT = sock.getsockname()[1]  # bound, never listening: refused
+        check = doctor.check_api()
+    assert check.failed
+    assert f"http://127.0.0.1:{good.PULSE_API_PORT}/api/health not reachable" in check.message
+    assert "sudo systemctl start reeve-daemon" in check.message
+
+
+def test_a_wildcard_bind_is_checked_on_loopback(settings):
+    settings.PULSE_API_HOST = "0.0.0.0"  # noqa: S104
+    settings.PULSE_API_PORT = 8765
+    assert doctor.api_base_url() == "http://127.0.0.1:8765"
+
+
+def test_telegram_unset_is_only_a_warning(good):
+    check = doctor.check_telegram()
+    assert check.level == doctor.WARN and "TELEGRAM_BOT_TOKEN is not set" in check.message
+
+
+def test_a_malformed_telegram_token_fails_without_calling_telegram(good, telegram_settings):
+    good.TELEGRAM_BOT_TOKEN = "not-a-token"
+    check = doctor.check_telegram()
+    assert check.failed and "does not look like a bot token" in check.message
+    assert telegram_settings.calls_to("getMe") == []
+
+
+def test_a_telegram_token_the_bot_api_rejects_fails_with_where_to_get_a_new_one(good, telegram_settings):
+    good.TELEGRAM_BOT_TOKEN = "999999:REVOKED-token-abcdef"
+    check = doctor.check_telegram()
+    assert (
+        check.failed
+        and "Telegram rejected TELEGRAM_BOT_TOKEN" in check.message
+        and "@BotFather" in check.message
+    )
+    assert "REVOKED" not in check.message
+
+
+def test_a_valid_telegram_token_names_the_bot(good, telegram_settings):
+    check = doctor.check_telegram()
+    assert check.level == doctor.OK and check.message == "token accepted: bot @reeve_test_bot"
+
+
+def test_telegram_without_a_chat_id_fails(good, telegram_settings):
+    good.TELEGRAM_CHAT_ID = []
+    check = doctor.check_telegram()
+    assert check.failed and "TELEGRAM_CHAT_ID is empty" in check.message
+
+
+def test_the_heartbeat_check_warns_when_cron_has_not_scheduled_one_lately(good):
+    assert doctor.check_heartbeat().level == doctor.WARN
+    stale = PulseFactory(source="heartbeat")
+    type(stale).objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(hours=5))
+    check = doctor.check_heartbeat()
+    assert check.level == doctor.WARN and "5 h ago" in check.message
+    fresh = PulseFactory(source="heartbeat")
+    check = doctor.check_heartbeat()
+    assert check.level == doctor.OK and f"#{fresh.pk}" in check.message
+
+
+def test_doctor_paths_prints_shell_assignments_for_install_sh(good, capsys):
+    call_command("doctor", "--paths")
+    out = capsys.readouterr().out
+    assert f"REEVE_DESK_PATH={good.REEVE_DESK_PATH}" in out
+    assert "PULSE_API_URL=http://127.0.0.1:" in out
+    assert f"DATABASE_IS_SQLITE={0 if on_postgres() else 1}" in out
+
+
+@pytest.mark.slow
+def test_doctor_passes_everything_on_a_good_running_setup(tmp_path, fake_telegram):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = ReeveHome(
+        tmp_path,
+        extra_env={"PULSE_API_TOKEN": GOOD_TOKEN, "PULSE_API_PORT": str(port), **fake_telegram.env(42)},
+    )
+    home.migrate()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+        cwd=ROOT,
+        env={**home.env, "WEB_CONCURRENCY": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        home.wait_for(up, timeout=60, interval=0.2, what="gunicorn")
+        home.manage("trigger_pulse", "--heartbeat")
+        home.manage("mcp_config", "--write")
+        proc = home.manage("doctor", check=False)
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=30)
+        home.stop_all()  # on PostgreSQL: drops the home's database
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout and "WARN" not in proc.stdout
+    assert "doctor: all checks passed" in proc.stdout
+    assert "bot @reeve_test_bot" in proc.stdout
+
+
+def test_a_desk_without_reeves_mcp_tools_is_a_warning_that_names_the_fix(good, capsys):
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert code == 0, out
+    line = line_for(out, "agent tools")
+    assert line.startswith("WARN") and "mcp_config --write" in line
+    call_command("mcp_config", "--write")
+    capsys.readouterr()
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    assert line_for(out, "agent tools").startswith("ok")

@@ -1,0 +1,141 @@
+"""`./reeve start` (`manage.py run_reeve`) as a user stops it, or as it dies: nothing of it outlives it,
+and one installation runs one Reeve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_api_live import LiveReeve, _children
+from tests.support.reeve_processes import ReeveHome
+from tests.worker.test_worker_process import process_alive
+
+pytestmark = pytest.mark.slow
+
+GRACE = 10  # PULSE_SHUTDOWN_GRACE_SECONDS in ReeveHome.env
+
+
+def port_free(port: int) -> bool:
+    """A server could listen there now (with SO_REUSEADDR, as gunicorn does: the test's own closed
+    connections may linger in TIME_WAIT)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def all_gone(pids: list[int]) -> bool:
+    return not [pid for pid in pids if process_alive(pid)]
+
+
+def trigger(live: LiveReeve, prompt: str) -> int:
+    status, body = live.request("POST", "/api/pulse/trigger", {"prompt": prompt})
+    assert status == 201, body
+    return body["id"]
+
+
+def status_of(home: ReeveHome, pulse_id: int) -> str:
+    return home.query("SELECT status FROM pulses WHERE id = ?", (pulse_id,))[0][0]
+
+
+def test_sighup_drains_the_running_pulse_and_leaves_no_process_and_a_free_port(reeve_home):
+    live = LiveReeve(reeve_home).start()
+    try:
+        pulse_id = trigger(live, "mode=sleep:2")
+        live.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
+        tree = _children(live.proc.pid)
+        assert len(tree) >= 4, tree  # gunicorn's master and 2 workers, the reaper, the agent
+        live.proc.send_signal(signal.SIGHUP)  # the terminal closed
+        assert live.proc.wait(timeout=GRACE + 15) == 0
+        reeve_home.wait_for(lambda: all_gone(tree), timeout=5, what="every process of that Reeve to exit")
+        assert port_free(live.port)
+        assert status_of(reeve_home, pulse_id) == "completed"
+    finally:
+        live.stop()
+
+
+def test_sigkill_leaves_no_process_and_the_next_start_recovers_the_running_pulse(reeve_home):
+    live = LiveReeve(reeve_home).start()
+    try:
+        pulse_id = trigger(live, "mode=sleep:300")
+        live.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
+        tree = _children(live.proc.pid)
+        live.proc.kill()  # kill -9, or the OOM killer
+        live.proc.wait(timeout=10)
+        reeve_home.wait_for(
+            lambda: all_gone(tree), timeout=GRACE + 2, what="every process of that Reeve to exit"
+        )
+        assert port_free(live.port)
+        assert status_of(reeve_home, pulse_id) == "processing"  # nobody could record it
+
+        again = LiveReeve(reeve_home, port=live.port).start()
+        try:
+            # Its lease (2 s here) has expired: the new worker returns it to pending and runs it again.
+            again.wait_for(lambda: len(reeve_home.agent_starts()) == 2, what="the pulse to run again")
+            assert reeve_home.query("SELECT attempts FROM pulses WHERE id = ?", (pulse_id,)) == [(2,)]
+        finally:
+            again.stop()
+    finally:
+        live.stop()
+
+
+def test_a_second_start_exits_1_naming_the_running_one_and_starts_once_it_has_stopped(reeve_home):
+    first = LiveReeve(reeve_home).start()
+    try:
+        second = reeve_home.manage("run_reeve", check=False, timeout=60)
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+        assert f"pid {first.proc.pid}" in second.stderr
+        assert f"127.0.0.1:{first.port}" in second.stderr  # the API it serves
+        assert f"kill {first.proc.pid}" in second.stderr  # how to stop it
+        assert "Traceback" not in second.stderr
+
+        worker = reeve_home.manage("run_pulse_worker", check=False, timeout=60)
+        assert worker.returncode == 1 and f"pid {first.proc.pid}" in worker.stderr
+    finally:
+        assert first.interrupt() == 0
+
+    again = LiveReeve(reeve_home, port=first.port).start()
+    again.stop()
+
+
+def test_a_second_worker_on_purpose_may_run_but_reeve_start_is_refused_beside_it(reeve_home):
+    workers = [reeve_home.start("run_pulse_worker") for _ in range(2)]
+    reeve_home.wait_for(lambda: reeve_home.query("SELECT count(*) FROM pulse_workers") == [(2,)], what="both")
+    refused = reeve_home.manage("run_reeve", check=False, timeout=60)
+    assert refused.returncode == 1
+    assert all(f"pid {worker.pid}" in refused.stderr for worker in workers)
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+
+
+def test_reeve_start_stops_when_its_web_process_dies_and_says_so(reeve_home):
+    live = LiveReeve(reeve_home).start()
+    try:
+        [gunicorn] = [
+            pid
+            for pid in _children(live.proc.pid)
+            if b"gunicorn" in cmdline(pid) and ppid(pid) == live.proc.pid
+        ]
+        os.kill(gunicorn, signal.SIGKILL)
+        code = live.proc.wait(timeout=GRACE + 15)
+        assert code != 0
+        assert "reeve_process_exited name=web" in live.log.read_text()
+    finally:
+        live.stop()

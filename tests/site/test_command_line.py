@@ -1,0 +1,56 @@
+"""How commands behave in a shell: answers on stdout, logs on stderr, a closed pipe ends them quietly."""
+
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.reeve_processes import ROOT
+
+pytestmark = pytest.mark.slow
+PYTHON = shlex.quote(sys.executable)
+
+MANY_PULSES = """
+from django.utils import timezone
+from pulses.models import Pulse
+Pulse.objects.bulk_create([Pulse(prompt=f"pulse {i}", scheduled_at=timezone.now()) for i in range(3000)])
+"""
+
+
+def test_a_command_writes_its_answer_to_stdout_and_its_log_lines_to_stderr(reeve_home):
+    proc = reeve_home.manage("trigger_pulse", "hello")
+    assert proc.stdout.startswith("Scheduled pulse #1 ") and len(proc.stdout.splitlines()) == 1
+    assert "pulse_scheduled id=1" in proc.stderr
+    captured = subprocess.run(
+        ["bash", "-c", f'id=$({PYTHON} manage.py trigger_pulse "captured" 2>/dev/null); echo "[$id]"'],
+        cwd=ROOT,
+        env=reeve_home.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert captured.stdout.startswith("[Scheduled pulse #2 ") and "pulse_scheduled" not in captured.stdout
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(reeve_home):
+    reeve_home.manage("shell", "-c", MANY_PULSES)
+    proc = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {PYTHON} manage.py pulse_queue all --limit 3000 | head -4"],
+        cwd=ROOT,
+        env=reeve_home.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert len(proc.stdout.splitlines()) == 4
+    assert proc.stdout.startswith("pending=3000 ")
+    assert proc.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored" at exit
+    assert proc.returncode == 141  # as a shell tool killed by SIGPIPE
+
+
+def test_reeve_help_prints_its_usage_and_nothing_of_the_script():
+    proc = subprocess.run([str(ROOT / "reeve"), "help"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "./reeve start" in proc.stdout and "./reeve test" in proc.stdout
+    assert "set -" not in proc.stdout and "#" not in proc.stdout

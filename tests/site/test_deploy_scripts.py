@@ -1,0 +1,427 @@
+"""The reeve-* helper scripts, run from a staged install against a real database.
+
+SQLite by default; when the suite runs on PostgreSQL (DATABASE_URL), the home's database lives on
+that cluster and each test starts from a copy made with CREATE DATABASE ... TEMPLATE.
+
+Each test stages `install.sh --root` for a migrated Reeve home, fills the queue with pulses in every
+status through the ORM (in a subprocess, on that home's database), and runs the scripts as a person
+would. systemd is not consulted (REEVE_NO_SYSTEMD=1), so the results do not depend on the machine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.site.test_deploy import _current_user, stage
+from tests.support.reeve_processes import ROOT, ReeveHome, _admin, on_postgres
+
+pytestmark = pytest.mark.slow
+
+POPULATE = """
+from datetime import timedelta
+from django.utils import timezone
+from pulses.models import Pulse
+now = timezone.now()
+rows = [
+    ("pending", 2, "future pulse"), ("pending", -1, "overdue pulse"), ("pending", 3, "another future"),
+    ("processing", -1, "running pulse"),
+    ("completed", -5, "done one"), ("completed", -4, "done two"), ("completed", -3, "done three"),
+    ("failed", -6, "broken one"), ("failed", -2, "broken two"),
+    ("cancelled", 1, "called off"),
+]
+for status, hours, prompt in rows:
+    Pulse.objects.create(
+        prompt=prompt, status=status, scheduled_at=now + timedelta(hours=hours),
+        error_message="agent said no" if status == "failed" else "",
+        lease_expires_at=now + timedelta(hours=1) if status == "processing" else None,
+        lease_owner="elsewhere:1" if status == "processing" else "",
+    )
+"""
+SUFFIX = ".sql.gz" if on_postgres() else ".db.gz"
+COUNTS = "pending=3 processing=1 completed=3 failed=2 cancelled=1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Installed:
+    """A staged install (under `root`) whose scripts work on `home`'s database."""
+
+    def __init__(self, home: ReeveHome, root: Path) -> None:
+        self.home = home
+        self.root = root
+        self.web: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**self.home.env, "REEVE_NO_SYSTEMD": "1"}
+
+    def run(self, script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.root / "usr/local/bin" / script), *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def start_web(self) -> None:
+        log = open(self.home.path / "web.log", "w")  # noqa: SIM115
+        self.web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+            cwd=ROOT,
+            env={**self.home.env, "WEB_CONCURRENCY": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{self.home.env['PULSE_API_PORT']}/api/health"
+        import urllib.request
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                assert self.web.poll() is None, (self.home.path / "web.log").read_text()
+                return False
+
+        self.home.wait_for(up, timeout=60, interval=0.2, what="gunicorn to answer /api/health")
+
+    def stop_web(self) -> None:
+        if self.web and self.web.poll() is None:
+            self.web.send_signal(signal.SIGTERM)
+            self.web.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """One staged install for the module, and a populated database each test starts from."""
+    base = tmp_path_factory.mktemp("deploy-scripts")
+    home = ReeveHome(
+        base / "home",
+        extra_env={"PULSE_API_PORT": str(free_port()), "PULSE_API_TOKEN": "t" * 32},
+    )
+    home.migrate()
+    home.manage("shell", "-c", POPULATE)
+    stage(home, base / "root", user=_current_user())
+    if on_postgres():
+        template = f"{database_name(home)}_template"
+        _admin(f'CREATE DATABASE "{template}" TEMPLATE "{database_name(home)}"')
+        yield home, base / "root", template
+        home.stop_all()
+        _admin(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+        return
+    template = base / "template.db"
+    shutil.copy(home.db_path, template)
+    yield home, base / "root", template
+
+
+def database_name(home: ReeveHome) -> str:
+    return home.database_url.rsplit("/", 1)[-1]
+
+
+def empty_database(home: ReeveHome) -> None:
+    """The home's database gone, as if never migrated."""
+    if on_postgres():
+        _admin(f'DROP DATABASE IF EXISTS "{database_name(home)}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{database_name(home)}"')
+    else:
+        home.db_path.unlink()
+
+
+@pytest.fixture
+def installed(staged):
+    home, root, template = staged
+    if on_postgres():
+        _admin(f'DROP DATABASE IF EXISTS "{database_name(home)}" WITH (FORCE)')
+        _admin(f'CREATE DATABASE "{database_name(home)}" TEMPLATE "{template}"')
+    else:
+        for leftover in (home.db_path, Path(f"{home.db_path}-wal"), Path(f"{home.db_path}-shm")):
+            leftover.unlink(missing_ok=True)
+        shutil.copy(template, home.db_path)
+    for directory in (home.path / "logs", home.path / "backups"):
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
+    (home.path / "health-check.state").unlink(missing_ok=True)
+    inst = Installed(home, root)
+    yield inst
+    inst.stop_web()
+    for proc in home.children:  # not stop_all: on PostgreSQL that drops the database the module shares
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    home.children.clear()
+
+
+def table_prompts(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ID "))
+    # ID STATUS PRIORITY DATE TIME TRIES SOURCE PROMPT: the scheduled column holds one space.
+    return [line.split(maxsplit=7)[7] for line in lines[start + 1 :] if line.strip()]
+
+
+def test_reeve_queue_shows_the_real_counts_and_each_view(installed):
+    proc = installed.run("reeve-queue", "all")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == COUNTS
+    assert len(table_prompts(proc.stdout)) == 10
+    assert table_prompts(installed.run("reeve-queue", "overdue").stdout) == ["overdue pulse"]
+    assert sorted(table_prompts(installed.run("reeve-queue").stdout)) == [
+        "another future",
+        "future pulse",
+        "overdue pulse",
+    ]
+    assert sorted(table_prompts(installed.run("reeve-queue", "failed").stdout)) == [
+        "broken one",
+        "broken two",
+    ]
+    assert len(table_prompts(installed.run("reeve-queue", "completed").stdout)) == 3
+    assert len(table_prompts(installed.run("reeve-queue", "-n", "2", "all").stdout)) == 2
+
+
+def test_reeve_queue_shows_one_pulse_by_id_and_rejects_an_unknown_view(installed):
+    (pulse_id,) = installed.home.query("SELECT id FROM pulses WHERE prompt = 'broken two'")[0]
+    detail = installed.run("reeve-queue", str(pulse_id))
+    assert detail.returncode == 0
+    assert "status: failed" in detail.stdout and "agent said no" in detail.stdout
+    bad = installed.run("reeve-queue", "sideways")
+    assert bad.returncode != 0
+    assert "unknown view 'sideways'" in bad.stderr
+
+
+def test_reeve_status_shows_counts_and_last_pulses_and_exits_0_when_healthy(installed):
+    installed.start_web()
+    proc = installed.run("reeve-status")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "systemd is not running here: service states skipped" in out
+    assert "/api/health: healthy" in out
+    assert f"  {COUNTS}" in out
+    assert "called off" in out  # the newest pulse is among the last ones
+    assert "broken two" in out.split("== Last failures")[1]
+    assert "reeve-status: all good" in out
+
+
+def test_reeve_status_exits_1_with_a_problem_line_when_the_api_is_down(installed):
+    proc = installed.run("reeve-status")
+    assert proc.returncode == 1
+    assert "PROBLEM:" in proc.stdout and "/api/health" in proc.stdout
+    assert f"  {COUNTS}" in proc.stdout  # the rest of the report is still there
+
+
+def test_reeve_status_exits_1_when_the_database_is_not_migrated(installed):
+    installed.start_web()
+    empty_database(installed.home)
+    proc = installed.run("reeve-status")
+    assert proc.returncode == 1
+    assert "FAIL  migrations" in proc.stdout
+
+
+def test_reeve_status_reports_recent_errors_from_the_log_file(installed):
+    installed.start_web()
+    log = installed.home.path / "logs" / "daemon.log"
+    with open(log, "a") as f:
+        f.write("2026-01-01 10:00:00,000 ERROR 99 pulses.worker.loop pulse_crashed id=7 worker=x:1\n")
+    out = installed.run("reeve-status").stdout
+    assert "pulse_crashed id=7" in out.split("== Recent errors")[1]
+
+
+def test_reeve_backup_writes_a_compressed_copy_with_every_pulse(installed, tmp_path):
+    proc = installed.run("reeve-backup")
+    assert proc.returncode == 0, proc.stderr
+    backups = sorted((installed.home.path / "backups").glob(f"pulse_queue_*{SUFFIX}"))
+    assert len(backups) == 1
+    assert re.fullmatch(r"pulse_queue_\d{8}_\d{6}" + re.escape(SUFFIX), backups[0].name)
+    assert f"Backup completed: {backups[0]}" in proc.stdout
+    if on_postgres():  # restored into a fresh database, it holds every pulse
+        fresh = ReeveHome(tmp_path / "fresh")
+        try:
+            fresh.manage("restore_db", str(backups[0]))
+            counts = dict(fresh.query("SELECT status, COUNT(*) FROM pulses GROUP BY status"))
+        finally:
+            fresh.stop_all()
+        assert counts == {"pending": 3, "processing": 1, "completed": 3, "failed": 2, "cancelled": 1}
+        return
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(gzip.decompress(backups[0].read_bytes()))
+    conn = sqlite3.connect(copy)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        counts = dict(conn.execute("SELECT status, COUNT(*) FROM pulses GROUP BY status").fetchall())
+    finally:
+        conn.close()
+    assert counts == {"pending": 3, "processing": 1, "completed": 3, "failed": 2, "cancelled": 1}
+
+
+def test_reeve_backup_prunes_old_backups_and_takes_a_directory(installed, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    old = elsewhere / f"pulse_queue_20200101_030000{SUFFIX}"
+    old.write_bytes(b"old")
+    os.utime(old, (time.time() - 40 * 86400,) * 2)
+    unrelated = elsewhere / "notes.txt"
+    unrelated.write_text("keep me")
+    proc = installed.run("reeve-backup", "--dir", str(elsewhere))
+    assert proc.returncode == 0, proc.stderr
+    assert not old.exists() and unrelated.exists()
+    assert len(list(elsewhere.glob(f"pulse_queue_*{SUFFIX}"))) == 1
+
+
+def test_reeve_heartbeat_schedules_one_pulse_an_hour_and_status_shows_it(installed):
+    first = installed.run("reeve-heartbeat")
+    assert first.returncode == 0, first.stderr
+    assert "Scheduled pulse #" in first.stdout
+    again = installed.run("reeve-heartbeat")
+    assert "Already scheduled pulse #" in again.stdout
+    rows = installed.home.query("SELECT source, tags FROM pulses WHERE source = 'heartbeat'")
+    assert len(rows) == 1 and "heartbeat" in json.loads(rows[0][1])
+    installed.start_web()
+    status = installed.run("reeve-status").stdout
+    assert "ok    heartbeat      last heartbeat #" in status
+    assert status.split("== Last heartbeat\n")[1].startswith("  last heartbeat #")
+
+
+def test_reeve_health_check_says_ok_when_healthy_and_exits_1_when_the_api_is_down(installed):
+    down = installed.run("reeve-health-check")
+    assert down.returncode == 1
+    assert "ERROR: API health check failed" in down.stdout
+    installed.start_web()
+    up = installed.run("reeve-health-check")
+    assert up.returncode == 0
+    assert up.stdout.strip() == "OK: All services healthy"
+    assert installed.run("reeve-health-check", "--quiet").stdout == ""
+
+
+def test_reeve_health_check_and_reeve_status_agree_on_what_healthy_means(installed):
+    def both() -> tuple[int, int]:
+        return installed.run("reeve-health-check").returncode, installed.run("reeve-status").returncode
+
+    assert both() == (1, 1)  # the API is down
+    installed.start_web()
+    assert both() == (0, 0)
+    empty_database(installed.home)  # doctor FAILs: no tables
+    check = installed.run("reeve-health-check")
+    assert check.returncode == 1 and "ERROR: doctor: migrations" in check.stdout, check.stdout
+    status = installed.run("reeve-status")
+    assert status.returncode == 1 and "PROBLEM: doctor: migrations" in status.stdout
+    assert "== Last heartbeat\n  unknown" in status.stdout
+
+
+def test_reeve_health_check_alerts_once_when_health_turns_bad(installed, fake_telegram):
+    env = fake_telegram.env(42)
+    for _ in range(2):
+        assert installed.run("reeve-health-check", "--quiet", "--alert", env=env).returncode == 1
+    alerts = [text for text in fake_telegram.sent_texts if "health check failed" in text]
+    assert len(alerts) == 1
+    installed.start_web()
+    assert installed.run("reeve-health-check", "--quiet", "--alert", env=env).returncode == 0
+    assert not (installed.home.path / "health-check.state").exists()
+
+
+def test_reeve_logs_without_a_journal_shows_the_log_file_and_the_heartbeat_log(installed):
+    logs = installed.home.path / "logs"
+    (logs / "heartbeat.log").write_text("".join(f"heartbeat line {n}\n" for n in range(10)))
+    proc = installed.run("reeve-logs", "-n", "3", "heartbeat")
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == ["heartbeat line 7", "heartbeat line 8", "heartbeat line 9"]
+    installed.run("reeve-heartbeat")
+    proc = installed.run("reeve-logs", "-n", "5", "worker")
+    assert proc.returncode == 0
+    assert "no systemd journal here" in proc.stderr
+    assert "pulse_scheduled" in proc.stdout
+    assert installed.run("reeve-logs", "sideways").returncode == 2
+
+
+# --- credential keep-alive ----------------------------------------------------------------------
+
+FAKE_CLAUDE = """#!{python}
+import json, os, sys, time
+path = os.environ["CLAUDE_CREDENTIALS_FILE"]
+with open(os.environ["FAKE_CLAUDE_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+if os.environ.get("FAKE_CLAUDE_REFRESHES") == "1":
+    data = json.load(open(path))
+    data["claudeAiOauth"]["expiresAt"] = int((time.time() + 8 * 3600) * 1000)
+    json.dump(data, open(path, "w"))
+print("OK")
+"""
+
+
+def _credentials(path: Path, hours: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    expires = int((time.time() + hours * 3600) * 1000)
+    path.write_text(
+        json.dumps({"claudeAiOauth": {"accessToken": "a", "refreshToken": "r", "expiresAt": expires}})
+    )
+
+
+@pytest.fixture
+def claude(installed, tmp_path):
+    fake = tmp_path / "claude"
+    fake.write_text(FAKE_CLAUDE.format(python=sys.executable))
+    fake.chmod(0o755)
+    creds = tmp_path / "claude-home" / ".credentials.json"
+    env = {
+        "CLAUDE_COMMAND": str(fake),
+        "CLAUDE_CREDENTIALS_FILE": str(creds),
+        "FAKE_CLAUDE_LOG": str(tmp_path / "claude.log"),
+    }
+    return creds, env, tmp_path / "claude.log"
+
+
+def test_credential_keepalive_leaves_a_token_with_hours_left_alone(installed, claude):
+    creds, env, log = claude
+    _credentials(creds, hours=20)
+    proc = installed.run("reeve-credential-keepalive", env=env)
+    assert proc.returncode == 0
+    assert "[claude-code] ok: token valid for 19h" in proc.stdout
+    assert not log.exists()
+
+
+def test_credential_keepalive_refreshes_a_token_expiring_within_6_hours(installed, claude):
+    creds, env, log = claude
+    _credentials(creds, hours=2)
+    proc = installed.run("reeve-credential-keepalive", env={**env, "FAKE_CLAUDE_REFRESHES": "1"})
+    assert proc.returncode == 0, proc.stdout
+    assert "[claude-code] ok: refreshed: token now valid for 7h" in proc.stdout
+    assert "--print" in json.loads(log.read_text().splitlines()[0])
+
+
+def test_credential_keepalive_fails_when_the_refresh_does_not_extend_the_token(installed, claude):
+    creds, env, _ = claude
+    _credentials(creds, hours=1)
+    proc = installed.run("reeve-credential-keepalive", env=env)
+    assert proc.returncode == 1
+    assert "[claude-code] FAILED (1): refresh run did not extend the token" in proc.stdout
+    assert "claude /login" in proc.stdout
+
+
+def test_credential_keepalive_skips_a_provider_whose_credentials_are_absent(installed, claude):
+    _, env, _ = claude
+    proc = installed.run("reeve-credential-keepalive", env=env)
+    assert proc.returncode == 0
+    assert "[claude-code] skipped: no Claude Code credentials" in proc.stdout
+
+
+def test_credential_keepalive_check_only_refreshes_nothing(installed, claude):
+    creds, env, log = claude
+    _credentials(creds, hours=1)
+    proc = installed.run("reeve-credential-keepalive", "--check", env=env)
+    assert proc.returncode == 0
+    assert "would refresh" in proc.stdout and not log.exists()

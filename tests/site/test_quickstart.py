@@ -1,0 +1,111 @@
+"""The README's two commands, from a fresh clone with an empty HOME, as a new user would run them."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ROOT
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("REEVE_NESTED_QUICKSTART") == "1", reason="already inside one"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fresh")
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(base / "repo")], check=True)
+    home = base / "home"
+    home.mkdir()
+    # A clean environment: nothing of ours but PATH; uv's package cache is shared only to save downloads.
+    env = {"HOME": str(home), "PATH": os.environ["PATH"], "LANG": "C.UTF-8", "REEVE_NESTED_QUICKSTART": "1"}
+    cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
+    if Path(cache).is_dir():
+        env["UV_CACHE_DIR"] = cache
+    # Likewise the real agent programs tests/support/agents.sh installs (run by `./reeve test`).
+    env["REEVE_AGENTS_DIR"] = os.environ.get("REEVE_AGENTS_DIR") or str(ROOT / ".cache" / "agents")
+    for var in ("PIP_FIND_LINKS", "PIP_CERT", "PIP_DEFAULT_TIMEOUT", "SSL_CERT_FILE"):
+        if var in os.environ:
+            env[var] = os.environ[var]
+    return base / "repo", home, env
+
+
+def test_reeve_start_runs_the_api_and_the_worker_with_no_env_file(fresh_clone):
+    repo, home, env = fresh_clone
+    port = free_port()
+    desk = home / "desk"
+    desk.mkdir()
+    env = {
+        **env,
+        "PULSE_API_PORT": str(port),
+        "HAPI_COMMAND": FAKE_AGENT_COMMAND,
+        "REEVE_DESK_PATH": str(desk),
+    }
+    log = open(home / "start.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(["./reeve", "start"], cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        health = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as resp:
+                    health = resp.status
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert health == 200, (home / "start.log").read_text()[-3000:]
+        assert (home / ".reeve" / "pulse_queue.db").exists()
+        subprocess.run(
+            ["./reeve", "trigger_pulse", "hello from the quick start mode=noop"],
+            cwd=repo,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        deadline = time.monotonic() + 60
+        listing = ""
+        while time.monotonic() < deadline and "hello from the quick start" not in listing:
+            listing = subprocess.run(
+                ["./reeve", "pulse_queue", "completed"],
+                cwd=repo,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+            time.sleep(0.5)
+        assert "hello from the quick start" in listing
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    assert code == 0, (home / "start.log").read_text()[-3000:]
+
+
+def test_reeve_test_runs_the_suite_from_a_fresh_clone(fresh_clone):
+    repo, home, env = fresh_clone
+    proc = subprocess.run(
+        ["./reeve", "test", "tests/agent/test_stream.py", "-p", "no:cacheprovider"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"^=+ \d+ passed in ", proc.stdout, re.M), proc.stdout[-2000:]  # however many there are
+    assert "reeve test: all checks passed" in proc.stdout

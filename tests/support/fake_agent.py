@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""A fake Hapi / Claude Code CLI: real stream-json on stdout, driven by a `mode=NAME[:ARG]` word in the
+prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended as one JSON line to
+$FAKE_AGENT_LOG.
+
+Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
+reject_resume, sleep:SECONDS, noise, no_result (exit 0 with no result event), announce:SESSION_ID
+(announce that session id, whatever it is), mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call
+Reeve's schedule_pulse tool with resume_current_session through its MCP server; see
+tests/support/fake_agent_mcp.py).
+"""
+
+import time
+
+STARTED = time.time()  # first thing: "the agent started" for latency measurements
+
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import uuid  # noqa: E402
+
+
+def emit(event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def log_start(record):
+    path = os.environ.get("FAKE_AGENT_LOG")
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, (json.dumps(record) + "\n").encode())
+        os.close(fd)
+
+
+def parse_argv(argv):
+    """(resume, prompt) as Claude Code reads them: options up to `--`, the prompt after it."""
+    options, prompt = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    resume = None
+    for i, word in enumerate(options):
+        if word.startswith("--resume="):
+            resume = word.split("=", 1)[1]
+        elif word == "--resume" and i + 1 < len(options):
+            resume = options[i + 1]
+    if not prompt and options and not options[-1].startswith("-"):
+        prompt = [options[-1]]
+    return resume, " ".join(prompt)
+
+
+def result(session_id, text, *, is_error=False, errors=None):
+    event = {
+        "type": "result",
+        "subtype": "error_during_execution" if is_error else "success",
+        "is_error": is_error,
+        "result": text,
+        "session_id": session_id,
+        "num_turns": 2,
+        "total_cost_usd": 0.0123,
+        "duration_ms": 42,
+    }
+    if errors:
+        event["errors"] = errors
+    emit(event)
+
+
+def mcp_schedule(session_id, delay, *, bare):
+    """Schedule a follow-up of this session through Reeve's MCP server, as the real agent would."""
+    arguments = {
+        "prompt": "Follow up on the first run",
+        "when": f"in {int(delay)} seconds" if delay else "now",
+        "resume_current_session": True,
+        "tags": ["follow-up"],
+    }
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session_id,
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "tool_2",
+                        "name": "mcp__reeve__schedule_pulse",
+                        "input": arguments,
+                    }
+                ]
+            },
+        }
+    )
+    # This script runs under `python -S`; the MCP client needs site-packages, so it runs apart.
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_agent_mcp.py")
+    argv = [sys.executable, helper, "schedule_pulse", json.dumps(arguments)]
+    argv += ["--bare-env"] if bare else []
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        result(session_id, "the MCP client failed", is_error=True, errors=[proc.stderr[-3000:]])
+        return 1
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    emit(
+        {
+            "type": "user",
+            "session_id": session_id,
+            "message": {
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tool_2",
+                        "content": outcome["text"],
+                        "is_error": outcome["is_error"],
+                    }
+                ]
+            },
+        }
+    )
+    if outcome["is_error"]:
+        result(session_id, "schedule_pulse failed", is_error=True, errors=[outcome["text"]])
+        return 0
+    result(session_id, f"Scheduled follow-up pulse #{outcome['structured']['id']}")
+    return 0
+
+
+def main():
+    started = STARTED
+    resume, prompt = parse_argv(sys.argv[1:])
+    match = re.search(r"\bmode=(\w+)(?::(\S+))?", prompt)
+    mode, arg = (
+        (match.group(1), match.group(2)) if match else (os.environ.get("FAKE_AGENT_MODE", "success"), None)
+    )
+    log_start(
+        {
+            "pulse_id": os.environ.get("REEVE_PULSE_ID"),
+            "pid": os.getpid(),
+            "t": started,
+            "resume": resume,
+            "mode": mode,
+            "cwd": os.getcwd(),
+            "argv": sys.argv[1:],
+            "prompt": prompt,
+            "env": dict(os.environ),
+        }
+    )
+    if mode == "noop":
+        result(resume or "", "done")
+        return 0
+    if mode == "no_result":  # what a front end printing its help instead of running looks like
+        sys.stdout.write("Usage: agent [options]\n")
+        return 0
+    if mode == "reject_resume" and resume:
+        sys.stderr.write(f"No conversation found with session ID: {resume}\n")
+        result("", f"No conversation found with session ID: {resume}", is_error=True)
+        return 1
+    # mode=announce:ID announces ID as its session (an agent that misbehaves, or a test of one)
+    session_id = resume or (arg if mode == "announce" and arg else str(uuid.uuid4()))
+    emit(
+        {
+            "type": "system",
+            "subtype": "init",
+            "session_id": session_id,
+            "cwd": os.getcwd(),
+            "tools": ["Bash", "Read"],
+            "model": "fake-model",
+        }
+    )
+    if mode == "noise":
+        sys.stdout.write("\x1b[2K\x1b[1Gthinking...\n")
+        sys.stdout.write("\x1b[32m" + json.dumps({"type": "system", "subtype": "status"}) + "\n")
+    emit(
+        {
+            "type": "assistant",
+            "session_id": session_id,
+            "message": {
+                "content": [
+                    {"type": "text", "text": "Let me look."},
+                    {"type": "tool_use", "id": "tool_1", "name": "Bash", "input": {"command": "ls"}},
+                ]
+            },
+        }
+    )
+    emit(
+        {
+            "type": "user",
+            "session_id": session_id,
+            "message": {"content": [{"type": "tool_result", "tool_use_id": "tool_1", "content": "notes.md"}]},
+        }
+    )
+    if mode in ("mcp_schedule", "mcp_schedule_bare"):
+        return mcp_schedule(session_id, arg, bare=mode == "mcp_schedule_bare")
+    if mode == "error_result":
+        result(
+            session_id, "I could not finish", is_error=True, errors=["Tool Bash failed: permission denied"]
+        )
+        return 0
+    if mode == "exit_nonzero":
+        sys.stderr.write("fatal: the agent crashed: API overloaded\n")
+        return 2
+    if mode == "hang":
+        time.sleep(10_000)
+    if mode == "children_ignore_term":
+        pid_file = arg or os.environ.get("FAKE_AGENT_CHILDREN", "")
+        code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(10000)"
+        children = [subprocess.Popen([sys.executable, "-S", "-c", code]) for _ in range(2)]
+        if pid_file:
+            with open(pid_file, "w") as fh:
+                fh.write("\n".join(str(c.pid) for c in children))
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(10_000)
+    if mode == "flood":
+        megabytes = int(arg or 100)
+        line = (
+            json.dumps(
+                {
+                    "type": "assistant",
+                    "session_id": session_id,
+                    "message": {"content": [{"type": "text", "text": "x" * 1000}]},
+                }
+            )
+            + "\n"
+        )
+        for _ in range(megabytes * 1024 * 1024 // len(line)):
+            sys.stdout.write(line)
+        sys.stdout.write("y" * (6 * 1024 * 1024) + "\n")  # one line past the reader's limit
+    if mode == "sleep":
+        time.sleep(float(arg or 1))
+    result(session_id, f"Done: {prompt[:80]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

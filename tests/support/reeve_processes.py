@@ -1,0 +1,162 @@
+"""Real Reeve processes for process-level tests: each test gets its own database, Desk and logs.
+
+`ReeveHome.manage(...)` runs a management command to completion; `start(...)` starts a long-running
+one (the worker) as a child that the test signals. `query(...)` reads the database directly.
+
+When the suite runs against PostgreSQL (DATABASE_URL set, see tests/run.sh), each home gets a
+database of its own on that cluster, dropped at the end; otherwise a SQLite file in the temp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_AGENT = ROOT / "tests" / "support" / "fake_agent.py"
+FAKE_AGENT_COMMAND = f"{sys.executable} -S {FAKE_AGENT}"
+POSTGRES_URL = os.environ.get("DATABASE_URL", "")
+
+
+def on_postgres() -> bool:
+    return POSTGRES_URL.startswith(("postgres://", "postgresql://"))
+
+
+def _admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@dataclass
+class ReeveHome:
+    path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    children: list[subprocess.Popen] = field(default_factory=list)
+    database_url: str = ""
+
+    def __post_init__(self) -> None:
+        self.desk.mkdir(parents=True, exist_ok=True)
+        if on_postgres() and not self.database_url:
+            name = f"reeve_home_{uuid.uuid4().hex[:12]}"
+            _admin(f'CREATE DATABASE "{name}"')
+            self.database_url = urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / "pulse_queue.db"
+
+    @property
+    def desk(self) -> Path:
+        return self.path / "desk"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.path / "agent.log"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "REEVE_", "TELEGRAM_"))}
+        env.update(
+            DJANGO_SETTINGS_MODULE="reeve_site.settings",
+            REEVE_IGNORE_DOTENV="1",
+            REEVE_HOME=str(self.path),
+            PULSE_DB_PATH=str(self.db_path),
+            LOG_FILE=str(self.path / "logs" / "daemon.log"),
+            REEVE_DESK_PATH=str(self.desk),
+            HAPI_COMMAND=FAKE_AGENT_COMMAND,
+            FAKE_AGENT_LOG=str(self.agent_log),
+            AGENT_ENV_PASSTHROUGH="FAKE_AGENT_*,NOOP_AGENT_*",
+            SECRET_KEY="process-test-secret",
+            PULSE_LEASE_SECONDS="2",
+            PULSE_POLL_SECONDS="0.5",
+            PULSE_SHUTDOWN_GRACE_SECONDS="10",
+            DATABASE_URL=self.database_url,
+        )
+        env.update(self.extra_env)
+        return env
+
+    def manage(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"manage.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def migrate(self) -> None:
+        self.manage("migrate", "--noinput", "-v0")
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen:
+        log = open(self.path / f"proc-{len(self.children)}.log", "w")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.children.append(proc)
+        return proc
+
+    def output(self, proc: subprocess.Popen) -> str:
+        return (self.path / f"proc-{self.children.index(proc)}.log").read_text()
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of `sql` (with `?` placeholders) from this home's database, SQLite or PostgreSQL."""
+        if self.database_url:
+            import psycopg
+            from psycopg.types.string import TextLoader
+
+            with psycopg.connect(self.database_url, autocommit=True) as conn:
+                # Rows as SQLite gives them: JSON and times as text, so tests read both alike.
+                for type_name in ("json", "jsonb", "timestamptz", "timestamp"):
+                    conn.adapters.register_loader(type_name, TextLoader)
+                cursor = conn.execute(sql.replace("?", "%s"), params)
+                return cursor.fetchall() if cursor.description else []
+        conn = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            rows = conn.execute(sql, params).fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def agent_starts(self) -> list[dict]:
+        if not self.agent_log.exists():
+            return []
+        return [json.loads(line) for line in self.agent_log.read_text().splitlines() if line.strip()]
+
+    def wait_for(self, predicate, *, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def stop_all(self) -> None:
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+        if self.database_url:
+            _admin(f'DROP DATABASE IF EXISTS "{urlsplit(self.database_url).path[1:]}" WITH (FORCE)')

@@ -1,0 +1,171 @@
+"""The Desk's `.mcp.json` and `.claude/settings.json` for Reeve's MCP server: printed, merged, checked."""
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
+
+from pulses.api import tokens
+from pulses.tools import desk_config
+from pulses.tools.agent_tools import desk_mcp_problems
+
+MANAGE = str(Path(django_settings.BASE_DIR) / "manage.py")
+pytestmark = pytest.mark.django_db  # --write makes the Desk's agent-scoped token
+
+
+@pytest.fixture
+def desk(settings, tmp_path):
+    path = tmp_path / "desk"
+    path.mkdir()
+    settings.REEVE_DESK_PATH = path
+    return path
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_the_server_entry_runs_this_checkouts_manage_py_with_its_python():
+    entry = desk_config.server_entry()
+    assert entry["type"] == "stdio"
+    assert entry["args"][-2:] == [MANAGE, "mcp_server"]
+    assert Path(entry["command"]).is_file() or entry["args"][:2] == ["run", "--frozen"]
+
+
+def test_mcp_config_prints_both_files_without_writing(desk):
+    out = StringIO()
+    call_command("mcp_config", stdout=out)
+    text = out.getvalue()
+    assert f"# {desk / '.mcp.json'}" in text and f"# {desk / '.claude' / 'settings.json'}" in text
+    assert '"mcp__reeve__schedule_pulse"' in text and '"enabledMcpjsonServers"' in text
+    assert MANAGE in text
+    assert not (desk / ".mcp.json").exists()
+
+
+def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
+    (desk / ".mcp.json").write_text(json.dumps({"mcpServers": {"other": {"command": "other-server"}}}))
+    (desk / ".claude").mkdir()
+    (desk / ".claude" / "settings.json").write_text(
+        json.dumps(
+            {
+                "model": "opus",
+                "enabledMcpjsonServers": ["other"],
+                "disabledMcpjsonServers": ["reeve"],
+                "permissions": {
+                    "allow": ["Bash(ls:*)", "mcp__reeve__schedule_pulse"],
+                    "deny": ["Read(./.env)"],
+                },
+            }
+        )
+    )
+    out = StringIO()
+    call_command("mcp_config", "--write", stdout=out)
+    assert "Updated" in out.getvalue()
+    servers = read(desk / ".mcp.json")["mcpServers"]
+    assert servers["other"] == {"command": "other-server"}
+    token = servers["reeve"]["env"]["REEVE_AGENT_TOKEN"]
+    assert servers["reeve"] == desk_config.server_entry(token)
+    assert servers["reeve"]["env"] == {
+        "REEVE_API_URL": django_settings.REEVE_API_URL,
+        "REEVE_AGENT_TOKEN": token,
+    }
+    assert tokens.identify(token).scope == "agent" and tokens.identify(token).name == f"desk-mcp {desk.name}"
+    assert (desk / ".mcp.json").stat().st_mode & 0o777 == 0o600
+    merged = read(desk / ".claude" / "settings.json")
+    assert merged["model"] == "opus"
+    assert merged["enabledMcpjsonServers"] == ["other", "reeve"]
+    assert merged["disabledMcpjsonServers"] == []
+    assert merged["permissions"]["deny"] == ["Read(./.env)"]
+    allow = merged["permissions"]["allow"]
+    assert allow[0] == "Bash(ls:*)" and allow.count("mcp__reeve__schedule_pulse") == 1
+    assert set(desk_config.permissions()) <= set(allow)
+    assert desk_mcp_problems() == []
+
+    again = StringIO()
+    call_command("mcp_config", "--write", stdout=again)
+    assert again.getvalue().count("Up to date") == 2  # the token still works, so it is kept
+
+    tokens.revoke(f"desk-mcp {desk.name}")
+    assert any("REEVE_AGENT_TOKEN is unknown or revoked" in p for p in desk_mcp_problems())
+    call_command("mcp_config", "--write", stdout=StringIO())
+    assert read(desk / ".mcp.json")["mcpServers"]["reeve"]["env"]["REEVE_AGENT_TOKEN"] != token
+    assert desk_mcp_problems() == []
+
+
+def test_the_desk_names_no_database_and_a_full_scope_token_there_is_a_problem(desk):
+    call_command("mcp_config", "--write", stdout=StringIO())
+    database = str(django_settings.DATABASES["default"]["NAME"])
+    for name in (".mcp.json", ".claude/settings.json"):
+        text = (desk / name).read_text()
+        assert database not in text and "DATABASE_URL" not in text and "PULSE_DB_PATH" not in text
+    config = read(desk / ".mcp.json")
+    config["mcpServers"]["reeve"]["env"]["REEVE_AGENT_TOKEN"] = tokens.create("too-much")[1]
+    config["mcpServers"]["reeve"]["env"]["DATABASE_URL"] = "postgres://reeve:pw@db/reeve"
+    (desk / ".mcp.json").write_text(json.dumps(config))
+    problems = desk_mcp_problems()
+    assert any("holds DATABASE_URL" in p for p in problems)
+    assert any("has the 'full' scope" in p for p in problems)
+
+
+def test_write_refuses_a_file_it_cannot_read_and_changes_nothing(desk):
+    (desk / ".claude").mkdir()
+    (desk / ".claude" / "settings.json").write_text("{not json")
+    with pytest.raises(CommandError, match="settings.json is not valid JSON"):
+        call_command("mcp_config", "--write", stdout=StringIO())
+    assert not (desk / ".mcp.json").exists()
+    assert (desk / ".claude" / "settings.json").read_text() == "{not json"
+
+
+def test_write_into_a_missing_desk_names_the_variable(settings, tmp_path):
+    settings.REEVE_DESK_PATH = tmp_path / "nowhere"
+    with pytest.raises(CommandError, match="REEVE_DESK_PATH"):
+        call_command("mcp_config", "--write", stdout=StringIO())
+
+
+def test_desk_mcp_problems_says_what_is_missing_and_how_to_fix_it(desk):
+    problems = desk_mcp_problems()
+    assert len(problems) == 3
+    assert "has no 'reeve' MCP server" in problems[0]
+    assert "does not enable the 'reeve' MCP server" in problems[1]
+    assert "does not allow mcp__reeve__schedule_pulse" in problems[2]
+    assert all("mcp_config --write" in p for p in problems)
+
+
+def test_desk_mcp_problems_accepts_server_wide_rules_and_local_settings(desk):
+    token = tokens.create("desk", scope="agent")[1]
+    (desk / ".mcp.json").write_text(json.dumps({"mcpServers": {"reeve": desk_config.server_entry(token)}}))
+    (desk / ".claude").mkdir()
+    (desk / ".claude" / "settings.local.json").write_text(
+        json.dumps({"enableAllProjectMcpServers": True, "permissions": {"allow": ["mcp__reeve"]}})
+    )
+    assert desk_mcp_problems() == []
+
+
+def test_desk_mcp_problems_flags_another_checkout_a_denied_tool_and_a_missing_desk(desk, tmp_path):
+    call_command("mcp_config", "--write", stdout=StringIO())
+    config = read(desk / ".mcp.json")
+    config["mcpServers"]["reeve"]["args"] = ["/elsewhere/manage.py", "mcp_server"]
+    config["mcpServers"]["reeve"]["command"] = "/elsewhere/.venv/bin/python"
+    (desk / ".mcp.json").write_text(json.dumps(config))
+    settings_file = desk / ".claude" / "settings.json"
+    settings_data = read(settings_file)
+    settings_data["permissions"]["deny"] = ["mcp__reeve__send_notification"]
+    settings_file.write_text(json.dumps(settings_data))
+    problems = desk_mcp_problems()
+    assert any("/elsewhere/.venv/bin/python is not executable" in p for p in problems)
+    assert any(f"does not run {MANAGE} mcp_server" in p for p in problems)
+    assert any("deny mcp__reeve__send_notification" in p for p in problems)
+    assert desk_mcp_problems(tmp_path / "missing") == [
+        f"Desk directory {tmp_path / 'missing'} does not exist: create it or set REEVE_DESK_PATH"
+    ]
+
+
+def test_desk_option_writes_into_another_directory(desk, tmp_path):
+    other = tmp_path / "other-desk"
+    other.mkdir()
+    call_command("mcp_config", "--write", "--desk", str(other), stdout=StringIO())
+    assert desk_mcp_problems(other) == []
+    assert not (desk / ".mcp.json").exists()

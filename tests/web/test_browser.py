@@ -1,0 +1,124 @@
+"""A person in a browser (headless Chromium via Playwright): the admin's requeue action and the dashboard.
+
+Screenshots go to test-output/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_api_live import LiveReeve
+from tests.support.reeve_processes import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "browser-test-password-1"
+SEED = """
+from datetime import timedelta
+from django.utils import timezone
+from tests.support.factories import PulseAttemptFactory, PulseFactory
+failed = PulseFactory(failed=True, prompt="Summarise the inbox (browser test)", error_message="agent said no")
+PulseAttemptFactory(pulse=failed, succeeded=False, exit_code=1, duration_ms=8000)
+now = timezone.now()
+for hours, ms in ((0, 4000), (1, 12000), (1, 6000), (3, 30000), (7, 9000), (12, 2000)):
+    PulseAttemptFactory(finished_at=now - timedelta(hours=hours), duration_ms=ms)
+for priority, count in (("critical", 1), ("high", 3), ("normal", 5), ("low", 2)):
+    PulseFactory.create_batch(count, priority=priority)
+print(failed.pk)
+"""
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture
+def live_web(reeve_home):
+    reeve_home.extra_env["DJANGO_SUPERUSER_PASSWORD"] = PASSWORD
+    reeve_home.manage("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
+    live = LiveReeve(reeve_home)
+    # The web process only: with a worker running, the requeued pulse would run before we look.
+    live.start(web_only=True)
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(30_000)
+        yield context.new_page()
+        browser.close()
+
+
+@pytest.fixture
+def screenshots():
+    out = ROOT / "test-output"
+    out.mkdir(exist_ok=True)
+    return out
+
+
+def expect(locator):
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def test_admin_requeues_a_failed_pulse_and_the_dashboard_shows_charts_and_queue_depth(
+    live_web, page, screenshots
+):
+    failed_id = live_web.home.manage("shell", "-c", SEED).stdout.strip().splitlines()[-1]
+
+    page.goto(f"{live_web.url}/admin/login/?next=/admin/pulses/pulse/%3Fstatus__exact%3Dfailed")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    row = page.locator("#result_list tbody tr", has_text="Summarise the inbox")
+    expect(row.locator(".reeve-pill", has_text="failed")).to_have_count(1)
+    page.screenshot(path=str(screenshots / "admin-failed-pulse.png"), full_page=True)
+
+    row.locator("input[name=_selected_action]").check()
+    page.select_option("select[name=action]", "requeue")
+    page.click("button[name=index]")
+    expect(page.locator("ul.messagelist")).to_contain_text("Requeued 1 pulse.")
+
+    page.goto(f"{live_web.url}/admin/pulses/pulse/?q=Summarise")
+    row = page.locator("#result_list tbody tr", has_text="Summarise the inbox")
+    expect(row.locator(".reeve-pill", has_text="pending")).to_have_count(1)
+    page.screenshot(path=str(screenshots / "admin-requeued-pending.png"), full_page=True)
+    assert live_web.home.query("SELECT status FROM pulses WHERE id=?", (int(failed_id),)) == [("pending",)]
+
+    page.goto(f"{live_web.url}/dashboard/")
+    expect(page.locator("#chart-queue-depth rect")).to_have_count(5)
+    assert page.locator("#chart-per-hour rect").count() >= 24
+    assert page.locator("#chart-queue-depth rect").count() == 5
+    # 11 seeded pending pulses plus the one just requeued.
+    assert page.locator("#queue-depth").inner_text() == "12"
+    assert page.locator("#chart-queue-depth [data-priority=high]").text_content() == "3"
+    assert "Summarise the inbox" not in page.locator("#failures").inner_text()
+    page.screenshot(path=str(screenshots / "dashboard.png"), full_page=True)
+
+    page.goto(f"{live_web.url}/api/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    page.screenshot(path=str(screenshots / "api-docs.png"))
+
+
+def test_the_browser_test_knows_where_chromium_lives():
+    assert shutil.which("chromium") or CHROMIUM.exists()

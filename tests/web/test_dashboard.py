@@ -1,0 +1,75 @@
+"""`/dashboard/`: staff only; runs per hour, durations, failure rate, queue depth, API latency, lists."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pulses import reports
+from pulses.web.dashboard import depth_bars, hour_bars
+from tests.support.factories import PulseAttemptFactory, PulseFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_dashboard_needs_a_staff_login(client, django_user_model):
+    assert client.get("/dashboard/")["Location"].startswith("/admin/login/")
+    user = django_user_model.objects.create_user("plain", password="pw-not-staff-123")
+    client.force_login(user)
+    assert client.get("/dashboard/").status_code == 302
+
+
+def test_the_dashboard_shows_the_figures_charts_and_lists(admin_client, client, settings):
+    settings.PULSE_API_TOKEN = "t"
+    client.get("/api/pulses", HTTP_AUTHORIZATION="Bearer t")  # one timed API request
+    for ms in (1000, 3000):
+        PulseAttemptFactory(duration_ms=ms)
+    failed = PulseFactory(failed=True, prompt="The failing one", error_message="agent said no")
+    PulseAttemptFactory(pulse=failed, succeeded=False, duration_ms=5000)
+    nxt = PulseFactory(prompt="The next one", priority="critical")
+    PulseFactory.create_batch(3, priority="low")
+    page = admin_client.get("/dashboard/").content.decode()
+
+    def card(name):
+        return re.search(rf'id="{name}">([^<]*)<', page).group(1)
+
+    assert card("executed-24h") == "3"
+    assert card("failure-rate") == "33.3%"
+    assert card("avg-duration") == "3.0 s"
+    assert card("p95-duration") == "5.0 s"
+    assert card("queue-depth") == "4"
+    assert card("api-latency").endswith(" ms")
+    assert 'id="chart-per-hour"' in page and 'id="chart-queue-depth"' in page
+    assert 'data-priority="low">3<' in page and 'data-priority="critical">1<' in page
+    assert "The next one" in page and f"/admin/pulses/pulse/{nxt.pk}/change/" in page
+    assert "The failing one" in page and "agent said no" in page
+
+
+def test_the_dashboard_uses_no_asset_from_another_host(admin_client):
+    page = admin_client.get("/dashboard/").content.decode()
+    assert re.findall(r'(?:src|href)="(?:https?:)?//', page) == []
+    assert "<script" not in page
+
+
+def test_hour_bars_stack_failures_on_successes_with_a_rounded_scale():
+    now = timezone.now()
+    PulseAttemptFactory.create_batch(3, finished_at=now)
+    PulseAttemptFactory(finished_at=now, succeeded=False)
+    PulseAttemptFactory(finished_at=now - timedelta(hours=5))
+    bars, ticks = hour_bars(reports.activity(hours=24, now=now))
+    assert len(bars) == 24
+    last = bars[-1]
+    assert (last.executed, last.failed) == (4, 1)
+    assert last.ok_height == pytest.approx(3 * last.failed_height)
+    assert last.failed_y + last.failed_height == pytest.approx(last.ok_y)
+    assert bars[-6].executed == 1
+    assert [value for _, value in ticks] == [0, 1, 2, 3, 4]
+
+
+def test_depth_bars_scale_to_the_deepest_priority():
+    bars = depth_bars({"critical": 1, "high": 0, "normal": 4})
+    assert [(b.priority, b.count) for b in bars] == [("critical", 1), ("high", 0), ("normal", 4)]
+    assert bars[2].width == 4 * bars[0].width and bars[1].width == 0

@@ -1,0 +1,109 @@
+"""The worker loop in-process, running the real fake agent CLI against the test database."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from pulses.models import Pulse, PulseAttempt
+from pulses.worker.loop import Worker, WorkerOptions
+from tests.support.factories import PulseFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def agent_log(fake_agent, monkeypatch):
+    log = fake_agent / "agent.log"
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    return log
+
+
+def starts(log):
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def drain(**overrides):
+    options = WorkerOptions.from_settings(once=True, lease_seconds=30, **overrides)
+    worker = Worker(options)
+    worker.run(install_signals=False)
+    return worker
+
+
+def test_once_drains_due_pulses_in_priority_order(agent_log):
+    for priority in ("low", "critical", "normal", "high", "deferred"):
+        PulseFactory(due=True, priority=priority, prompt=f"{priority} mode=noop")
+    PulseFactory(prompt="future mode=noop")
+    drain()
+    order = [Pulse.objects.get(pk=s["pulse_id"]).priority for s in starts(agent_log)]
+    assert order == ["critical", "high", "normal", "low", "deferred"]
+    assert Pulse.objects.filter(status="completed").count() == 5
+    assert Pulse.objects.filter(status="pending").count() == 1
+
+
+def test_failures_retry_until_failed_and_resume_the_reported_session(agent_log, settings):
+    settings.PULSE_RETRY_CAP_MINUTES = 0  # retry at once, so one drain sees every attempt
+    pulse = PulseFactory(due=True, prompt="mode=error_result", max_retries=2)
+    drain()
+    pulse.refresh_from_db()
+    assert pulse.status == "failed" and pulse.attempts == 3
+    assert pulse.error_message == "Tool Bash failed: permission denied"
+    runs = starts(agent_log)
+    assert len(runs) == 3
+    first_session = PulseAttempt.objects.filter(pulse=pulse).first().session_id
+    assert first_session and [r["resume"] for r in runs] == [None, first_session, first_session]
+
+
+def test_a_failing_pulse_for_good_calls_the_failure_hooks(agent_log):
+    pulse = PulseFactory(due=True, prompt="mode=exit_nonzero", max_retries=0)
+    called = []
+    drain(failure_hooks=[called.append])
+    assert called == [pulse.pk]
+
+
+def test_dry_run_runs_nothing_and_changes_nothing(agent_log):
+    pulse = PulseFactory(due=True, prompt="mode=noop")
+    drain(dry_run=True)
+    pulse.refresh_from_db()
+    assert pulse.status == "pending" and pulse.attempts == 0
+    assert starts(agent_log) == []
+
+
+def test_pulses_run_side_by_side_up_to_the_concurrency_limit(agent_log):
+    PulseFactory.create_batch(4, due=True, prompt="mode=sleep:1")
+    drain(concurrency=4)
+    runs = sorted(starts(agent_log), key=lambda r: r["t"])
+    assert len(runs) == 4
+    # All four started before the first one (which sleeps a second) could have finished.
+    assert runs[-1]["t"] - runs[0]["t"] < 1.0
+    assert Pulse.objects.filter(status="completed").count() == 4
+
+
+def test_pulses_of_one_session_run_one_after_the_other(agent_log):
+    PulseFactory.create_batch(3, due=True, prompt="mode=sleep:0.3", session_id="shared")
+    drain(concurrency=3)
+    attempts = sorted(PulseAttempt.objects.all(), key=lambda a: a.started_at)
+    assert len(attempts) == 3
+    for before, after in zip(attempts, attempts[1:], strict=False):
+        assert after.started_at >= before.finished_at
+
+
+def test_a_long_run_stores_its_session_while_the_agent_still_runs(agent_log):
+    pulse = PulseFactory(due=True, prompt="mode=sleep:3")
+    options = WorkerOptions.from_settings(once=True, lease_seconds=30)
+    worker = Worker(options)
+    runner = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            row = Pulse.objects.filter(pk=pulse.pk).values("status", "session_id").get()
+            if row["session_id"]:
+                break
+            time.sleep(0.05)
+        assert row["status"] == "processing" and row["session_id"]
+    finally:
+        runner.join(timeout=30)
+    pulse.refresh_from_db()
+    assert pulse.status == "completed"
