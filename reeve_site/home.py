@@ -43,8 +43,10 @@ def prepare() -> None:
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
 
+    from pulses.db import is_postgres  # the database's kind, asked one way (read after the settings)
+
     folders = [Path(settings.PROMETHEUS_MULTIPROC_DIR)]
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    if not is_postgres():
         folders.append(Path(settings.DATABASES["default"]["NAME"]).parent)
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)

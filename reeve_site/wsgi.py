@@ -15,10 +15,10 @@ def _skip_optional_imports() -> None:
     `requests`, for its test client only, and `django.contrib.postgres.fields`, which loads psycopg,
     for PostgreSQL model fields. A web process on SQLite needs neither, and they cost ~18 MB in each
     gunicorn worker. A None entry in sys.modules makes their import fail, which DRF expects."""
-    from django.conf import settings
+    from pulses.db import is_postgres
 
     sys.modules.setdefault("requests", None)
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    if not is_postgres():
         sys.modules.setdefault("django.contrib.postgres.fields", None)
 
 

@@ -11,6 +11,7 @@ import re
 
 from django.db import connection
 
+from pulses.db import is_postgres
 from pulses.models import PulseQuerySet
 
 MAX_WORDS = 8
@@ -41,7 +42,7 @@ def matching_ids(text: str, *, limit: int = MAX_MATCHES) -> list[int]:
     terms = words(text)
     if not terms:
         return []
-    if connection.vendor == "postgresql":
+    if is_postgres():
         sql, query = _POSTGRES, " & ".join(f"{term}:*" for term in terms)
     else:
         sql, query = _SQLITE, " ".join(f'"{term}"*' for term in terms)  # \w+ holds no quote
