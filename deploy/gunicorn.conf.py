@@ -35,6 +35,7 @@ def on_starting(server):
     from pulses.limits import weak_token_reason
     from pulses.ops.lifeline import PARENT_ENV, stop_with_parent
     from pulses.ops.private_files import tighten
+    from pulses.web.bind import PortInUse, check_port_free
     from pulses.web.metrics import prepare_multiproc_dir
 
     if os.environ.get(PARENT_ENV):  # started by `./reeve start`: stop when it goes, however it went
@@ -43,6 +44,11 @@ def on_starting(server):
     if reason := weak_token_reason(settings.PULSE_API_TOKEN):
         server.log.error("reeve: refusing to start: %s", reason)
         raise SystemExit(2)
+    try:  # one line naming PULSE_API_PORT, instead of gunicorn's five "Connection in use" lines
+        check_port_free(settings.PULSE_API_HOST, settings.PULSE_API_PORT)
+    except PortInUse as exc:
+        server.log.error("reeve: refusing to start: %s", exc)
+        raise SystemExit(2) from None
     tighten()  # an installation made before umask 077: its files become private on this start
     prepare_multiproc_dir()
 

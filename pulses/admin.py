@@ -7,6 +7,8 @@ worker just did. Changes go through the actions (or the API), which use the queu
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
@@ -18,7 +20,18 @@ from django.utils.html import format_html
 
 from pulses import history, queue, reports
 from pulses.db import search
-from pulses.limits import TIME_RANGE, InvalidSessionId, check_session_id, time_in_range
+from pulses.limits import (
+    MAX_NOTE_CHARS,
+    MAX_NOTES,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    TIME_RANGE,
+    InvalidPulse,
+    InvalidSessionId,
+    check_session_id,
+    text_list,
+    time_in_range,
+)
 from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending
 from pulses.web.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
@@ -168,8 +181,56 @@ def duplicate(modeladmin, request, pulses):
     _apply(modeladmin, request, pulses, queue.duplicate, "Duplicated")
 
 
+class TextListField(forms.CharField):
+    """A list of strings edited as plain text: one item per line, or split at `separator` (tags at
+    commas). A JSON list pasted in is read as one. The limits are the API's (pulses/limits.py)."""
+
+    def __init__(self, *, separator: str = "", max_items: int, max_chars: int, **kwargs) -> None:
+        self.separator, self.max_items, self.max_chars = separator, max_items, max_chars
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def prepare_value(self, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return (f"{self.separator} " if self.separator else "\n").join(map(str, value))
+        return value
+
+    def to_python(self, value: object) -> list[str]:
+        text = str(super().to_python(value) or "")
+        if text.lstrip().startswith("["):
+            try:
+                items = json.loads(text)
+            except ValueError:
+                items = None
+            if isinstance(items, list) and all(isinstance(item, str) for item in items):
+                return [item.strip() for item in items if item.strip()]
+        parts = text.split(self.separator) if self.separator else text.splitlines()
+        return [part.strip() for part in parts if part.strip()]
+
+    def validate(self, value: list[str]) -> None:
+        try:
+            text_list(value, name=str(self.label), max_items=self.max_items, max_chars=self.max_chars)
+        except InvalidPulse as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 class PulseAddForm(forms.ModelForm):
-    """The add form checks what the API checks: a session id the agent accepts, a time in range."""
+    """The add form checks what the API checks: a session id the agent accepts, a time in range.
+    Tags and sticky notes are typed as lists (comma-separated, one per line), not as JSON."""
+
+    tags = TextListField(
+        label="Tags",
+        separator=",",
+        max_items=MAX_TAGS,
+        max_chars=MAX_TAG_CHARS,
+        help_text="Separated by commas, e.g. review, weekly",
+    )
+    sticky_notes = TextListField(
+        label="Sticky notes",
+        max_items=MAX_NOTES,
+        max_chars=MAX_NOTE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One note per line; each reaches the agent with the prompt.",
+    )
 
     def clean_session_id(self) -> str:
         try:
@@ -312,3 +373,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Routines have their own admin module; importing it registers RoutineAdmin with this site.
+from pulses.routines import admin as routine_admin  # noqa: E402, F401

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
@@ -154,6 +155,23 @@ def search(
 def recent_workers() -> list[WorkerRecord]:
     """The workers alive now (`WorkerRecordQuerySet.alive`), most recent first."""
     return list(WorkerRecord.objects.alive())
+
+
+@dataclass(frozen=True)
+class WorkerSeen:
+    name: str
+    running: int
+    last_seen: datetime
+    stopped: bool
+
+
+def workers_seen(*, within: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[WorkerSeen]:
+    """Workers that reported within `within`, most recent first, each marked `stopped` once it has
+    missed three reports (at least 30 s): stopped or killed, where a busy worker still reports."""
+    now = now or timezone.now()
+    silent = now - max(timedelta(seconds=3 * settings.PULSE_HEARTBEAT_SECONDS), timedelta(seconds=30))
+    rows = WorkerRecord.objects.filter(last_seen__gte=now - within).order_by("-last_seen")
+    return [WorkerSeen(w.name, w.running, w.last_seen, stopped=w.last_seen < silent) for w in rows]
 
 
 _SOURCES_SQL = """

@@ -298,5 +298,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "PulseStatusEnum": "pulses.models.Status",
         "ListViewEnum": "pulses.api.serializers.LIST_VIEWS",
+        "PriorityEnum": "pulses.models.Priority",
+        "SessionPolicyEnum": "pulses.routines.models.SessionPolicy",
+        "RoutineSourceEnum": "pulses.routines.models.RoutineSource",
     },
 }

@@ -1,14 +1,18 @@
-"""Top-level routes: the admin now; the API, dashboard and metrics join here."""
+"""Top-level routes: `/` (to the dashboard), the admin, the API, the dashboard and metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from pulses.web.dashboard import dashboard_view
 from pulses.web.metrics import metrics_view
 
 urlpatterns = [
+    # The dashboard is the front page (staff only: others land on the login first).
+    path("", RedirectView.as_view(pattern_name="dashboard"), name="home"),
     path("admin/", admin.site.urls),
     path("api/", include("pulses.api.urls")),
     path("dashboard/", dashboard_view, name="dashboard"),
     path("metrics", metrics_view, name="metrics"),
+    path("metrics/", metrics_view),
 ]

@@ -11,7 +11,8 @@ from pathlib import Path
 import django
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -71,8 +72,16 @@ def _valid(serializer_class, data, **context) -> dict:
 
 
 @csrf_exempt
-def not_found(request, *args, **kwargs) -> JsonResponse:
-    """Any path under /api/ that is not an endpoint."""
+def not_found(request, *args, **kwargs) -> HttpResponse:
+    """Any path under /api/ that is not an endpoint; an endpoint's path with a trailing slash
+    (`/api/docs/`) is that endpoint, served in place (no redirect: a POST keeps its body)."""
+    if request.path_info.endswith("/") and request.path_info.strip("/") != "api":
+        try:
+            match = resolve(request.path_info.rstrip("/"))
+        except Resolver404:
+            match = None
+        if match is not None and match.url_name != "not-found":
+            return match.func(request, *match.args, **match.kwargs)
     return JsonResponse({"detail": f"no API endpoint at {request.path}; see /api/docs"}, status=404)
 
 

@@ -46,7 +46,13 @@ class Check:
 def check_api_token() -> Check:
     token = settings.PULSE_API_TOKEN.strip()
     if not token:
-        return Check("api token", FAIL, f"PULSE_API_TOKEN is empty: set it in .env ({MAKE_A_TOKEN})")
+        # A working setup: the dashboard and admin use a login, clients named tokens, the agent its run's.
+        return Check(
+            "api token",
+            WARN,
+            "PULSE_API_TOKEN is not set: only named tokens (./reeve create_api_token NAME) reach the API; "
+            f"for one main token, {MAKE_A_TOKEN} and put it in .env",
+        )
     if reason := weak_token_reason(token):
         return Check("api token", FAIL, f"{reason} (the web process refuses to start with it)")
     return Check("api token", OK, f"PULSE_API_TOKEN set ({len(token)} characters)")
@@ -111,7 +117,7 @@ def check_migrations() -> Check:
         return Check(
             "migrations",
             FAIL,
-            f"{len(plan)} unapplied migration(s) ({names}{more}): run `uv run python manage.py migrate`",
+            f"{len(plan)} unapplied migration(s) ({names}{more}): run `./reeve migrate`",
         )
     return Check("migrations", OK, "all migrations applied")
 
@@ -339,5 +345,5 @@ def resolved_paths() -> dict[str, str]:
         "PULSE_API_URL": api_base_url(),
         "PULSE_SHUTDOWN_GRACE_SECONDS": f"{settings.PULSE_SHUTDOWN_GRACE_SECONDS:g}",
         "PULSE_TIMEOUT_SECONDS": f"{settings.PULSE_TIMEOUT_SECONDS:g}",
-        "TELEGRAM_CONFIGURED": "1" if settings.TELEGRAM_BOT_TOKEN.strip() else "0",
+        "TELEGRAM_CONFIGURED": "1" if BOT_TOKEN_SHAPE.match(settings.TELEGRAM_BOT_TOKEN.strip()) else "0",
     }

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from pulses.ops import instance_lock
 from pulses.ops.lifeline import PARENT_ENV
-from pulses.web import metrics
+from pulses.web import bind, metrics
 from pulses.worker.loop import Worker, WorkerOptions
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,10 @@ class WebProcess:
 def run_reeve(*, web: bool = True) -> int:
     """Hold the installation, start gunicorn (unless `web` is False) and run the worker until stopped;
     the exit code of whichever stopped first for a reason other than being asked to.
-    AlreadyRunning if another Reeve holds this installation."""
+    AlreadyRunning if another Reeve holds this installation, PortInUse if another program has the port."""
     lock_fd = instance_lock.hold(exclusive=True, role="./reeve start")
+    if web:  # once, naming the setting, instead of gunicorn's five "Connection in use" lines
+        bind.check_port_free(settings.PULSE_API_HOST, settings.PULSE_API_PORT)
     # Before gunicorn starts: it must not erase the metric files this process writes, nor we its.
     metrics.prepare_multiproc_dir()
     companions = [WebProcess(lock_fd=lock_fd)] if web else []

@@ -29,6 +29,7 @@ from pulses.db.write_gate import gated
 from pulses.models import Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineKind, SessionPolicy
+from pulses.web import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def _fire_batch(now: datetime, batch: int) -> list[Fire]:
         fires = [_fire(routine, now) for routine in routines]
         if any(fire.pulse_id for fire in fires):
             wakeup.announce()
+    metrics.record_routine_fires(fires)
     for fire in fires:
         if fire.missed:
             logger.warning("routine_fires_skipped name=%s missed=%s", fire.name, fire.missed)
@@ -164,9 +166,9 @@ def fire_key(routine: Routine, fire_at: datetime) -> str:
     """The pulse's idempotency key for a fire. The hourly prompt's is the key `trigger_pulse
     --heartbeat` uses for that hour, so the cron line and the routine never double a heartbeat."""
     if routine.kind == RoutineKind.HOURLY_PROMPT:
-        from pulses.ops import hourly_prompt as heartbeat
+        from pulses.ops import hourly_prompt
 
-        return heartbeat.hour_key(fire_at)
+        return hourly_prompt.hour_key(fire_at)
     return f"routine:{routine.pk}:{fire_at.astimezone(UTC).isoformat()}"
 
 
@@ -175,11 +177,11 @@ def pulse_values(routine: Routine, *, scheduled_at: datetime) -> dict[str, objec
     prompt = routine.prompt
     tags = list(routine.tags or ())
     if routine.kind == RoutineKind.HOURLY_PROMPT:
-        from pulses.ops import hourly_prompt as heartbeat
+        from pulses.ops import hourly_prompt
 
         local = timezone.localtime(scheduled_at)
-        prompt = heartbeat.heartbeat_prompt(local)
-        tags = list(dict.fromkeys([*tags, "heartbeat", heartbeat.period(local)]))
+        prompt = hourly_prompt.heartbeat_prompt(local)
+        tags = list(dict.fromkeys([*tags, "heartbeat", hourly_prompt.period(local)]))
     session = routine.session_id if routine.session_policy != SessionPolicy.NEW else ""
     return {
         "prompt": prompt,

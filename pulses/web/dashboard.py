@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from pulses import history, reports
 from pulses.ops import retention
+from pulses.routines import overview as routines
 from pulses.web import metrics
 from pulses.web.palette import PRIORITY_COLOURS
 
@@ -141,7 +142,9 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_requests": latency.requests,
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
-        "workers": reports.recent_workers(),
+        "routine_fires": routines.upcoming_fires(limit=10),
+        "routine_troubles": routines.needing_attention(limit=10),
+        "workers": reports.workers_seen(),
         "now": timezone.localtime(),
         "facts": facts,
         "database_size": history.size_text(facts.size_bytes),

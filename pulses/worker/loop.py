@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from django.conf import settings
@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from pulses import queue
+from pulses.agent import wake_check
 from pulses.agent.env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
 from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor, Reaper
 from pulses.api.tokens import run_token
@@ -33,7 +34,6 @@ from pulses.db.wakeup import Waiter, make_waiter
 from pulses.models import Pulse, Status
 from pulses.routines import changes as routine_changes
 from pulses.routines import firing as routine_firing
-from pulses.routines import wake_check
 from pulses.routines.models import RunResult
 from pulses.web import metrics
 from pulses.worker.shutdown import ShutdownSignals
@@ -207,6 +207,8 @@ class Worker:
                     continue
                 if not claimed:
                     timeout = min(timeout, self._until_next_due())
+                else:  # it loops again at once when a run ends; a routine's fire may come sooner
+                    timeout = min(timeout, self._until_next_fire())
                 self._waiter.wait(max(timeout, 0.0))
             except DATABASE_DOWN as exc:
                 self._wait_for_database(exc)
@@ -252,10 +254,16 @@ class Worker:
         due_at = queue.next_due_at()
         if due_at is not None and due_at > now:
             wait = min((due_at - now).total_seconds(), 30.0)
-        if self._next_fire_at is not None:
-            # Never before the fire time: a wake-up a hair early would find nothing due.
-            wait = min(wait, max((self._next_fire_at - now).total_seconds(), 0.0005))
-        return wait
+        return min(wait, self._until_next_fire(now))
+
+    def _until_next_fire(self, now: datetime | None = None) -> float:
+        """Seconds until the soonest routine fires (inf without one). Never 0 before the fire time
+        (a wake-up a hair early finds nothing due); a fire still due after this worker fired what it
+        could is another worker's, mid-transaction, so a short pause, not a spin."""
+        if self._next_fire_at is None:
+            return float("inf")
+        seconds = (self._next_fire_at - (now or timezone.now())).total_seconds()
+        return max(seconds, 0.0005) if seconds > 0 else 0.05
 
     def _fire_routines(self) -> None:
         """Turn the routines whose time has come into pulses (each fire once, whichever worker
@@ -264,7 +272,14 @@ class Worker:
             return
         next_at = routine_firing.next_fire_at()
         if next_at is not None and next_at <= timezone.now():
-            routine_firing.fire_due()
+            try:
+                routine_firing.fire_due()
+            except DATABASE_DOWN:
+                raise
+            except Exception:  # the worker boundary: a routine that cannot fire must not stop the queue
+                logger.exception("routine_firing_failed worker=%s", self.name)
+                self._next_fire_at = timezone.now() + timedelta(seconds=self.options.poll_seconds)
+                return
             next_at = routine_firing.next_fire_at()
         self._next_fire_at = next_at
 
@@ -381,6 +396,8 @@ class Worker:
     def _record_routine_run(self, pulse: Pulse, status: str, outcome: AttemptOutcome) -> None:
         """A routine's run ended: its failure streak moves, and a routine it pauses is alerted."""
         result = RunResult.SKIPPED if outcome.skipped else status
+        if outcome.skipped:
+            metrics.record_routine_skip(reason="check")
         if (
             routine_changes.record_run(pulse, result, session_id=outcome.session_id)
             and self.options.pause_hooks

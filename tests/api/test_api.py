@@ -383,6 +383,14 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/agent/pulses/{id}/cancel",
         "/api/agent/pulses/{id}/reschedule",
         "/api/notify",
+        "/api/routines",
+        "/api/routines/{key}",
+        "/api/routines/{key}/pause",
+        "/api/routines/{key}/resume",
+        "/api/routines/{key}/run",
+        "/api/agent/routines",
+        "/api/agent/routines/{name}",
+        "/api/agent/routines/{name}/pause",
     }
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
@@ -414,3 +422,27 @@ def test_a_wrong_method_is_a_405_with_allow(client):
     response = client.delete("/api/pulse/trigger", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 405
     assert "POST" in response["Allow"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/health/", "/api/docs/", "/api/schema/", "/api/pulses/", "/api/status/"]
+)
+def test_a_documented_path_with_a_trailing_slash_is_the_same_endpoint(client, path):
+    bare = client.get(path.rstrip("/"), HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    slashed = client.get(path, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert slashed.status_code == bare.status_code == 200
+    assert slashed["Content-Type"] == bare["Content-Type"]
+
+
+def test_a_post_with_a_trailing_slash_reaches_the_endpoint_with_its_body(client):
+    response = post(client, "/api/pulse/trigger/", {"prompt": "slashed", "priority": "low"})
+    assert response.status_code == 201
+    assert Pulse.objects.get().prompt == "slashed"
+    assert client.get("/api/nothing/").status_code == 404
+
+
+def test_the_front_page_leads_to_the_dashboard_through_the_login(client, admin_client):
+    assert client.get("/")["Location"] == "/dashboard/"
+    assert client.get("/", follow=True).redirect_chain[-1][0].startswith("/admin/login/?next=/dashboard/")
+    assert admin_client.get("/", follow=True).templates[0].name == "dashboard/index.html"
+    assert client.get("/metrics/").status_code == client.get("/metrics").status_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,9 +14,10 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from pulses.management.commands.doctor import MARKS
 from pulses.ops import doctor
 from tests.support.factories import PulseFactory
-from tests.support.reeve_processes import ROOT, ReeveHome, on_postgres
+from tests.support.reeve_processes import ROOT, ReeveHome, copy_checkout, on_postgres
 
 GOOD_TOKEN = "k" * 40
 
@@ -49,14 +51,14 @@ def test_doctor_passes_the_offline_checks_on_a_good_setup(good, capsys):
     assert "FAIL" not in out
 
 
-def test_a_missing_api_token_fails_with_how_to_make_one(good, capsys):
+def test_no_main_api_token_is_a_working_setup_and_a_warning_with_how_to_make_one(good, capsys):
     good.PULSE_API_TOKEN = ""
     code, out = run_doctor(capsys, "--no-api", "--no-telegram")
-    assert code == 1
+    assert code == 0
     line = line_for(out, "api token")
-    assert line.startswith("FAIL")
-    assert "PULSE_API_TOKEN is empty: set it in .env" in line and "secrets.token_urlsafe(32)" in line
-    assert "doctor: 1 problem(s) to fix: api token" in out
+    assert line.startswith("WARN")
+    assert "only named tokens (./reeve create_api_token NAME) reach the API" in line
+    assert "secrets.token_urlsafe(32)" in line
 
 
 def test_the_guides_placeholder_token_and_a_short_token_fail(good):
@@ -105,7 +107,7 @@ def test_unapplied_migrations_fail_with_the_command_that_applies_them(tmp_path):
     line = line_for(proc.stdout, "migrations")
     assert line.startswith("FAIL")
     assert "unapplied migration(s)" in line and f"pulses.{names[-1]}" in line
-    assert "run `uv run python manage.py migrate`" in line
+    assert "run `./reeve migrate`" in line
 
 
 def test_an_unreachable_api_fails_with_how_to_start_it(good, capsys):
@@ -226,3 +228,37 @@ def test_a_desk_without_reeves_mcp_tools_is_a_warning_that_names_the_fix(good, c
     capsys.readouterr()
     code, out = run_doctor(capsys, "--no-api", "--no-telegram")
     assert line_for(out, "agent tools").startswith("ok")
+
+
+def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_choose(tmp_path):
+    checkout = copy_checkout(tmp_path / "checkout")
+    shutil.copy(checkout / ".env.example", checkout / ".env")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "my_reeve").mkdir()  # the Desk .env.example names (./reeve start creates it)
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def manage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert manage("migrate", "-v0").returncode == 0
+    proc = manage("doctor", "--no-api")
+    marks = {
+        line[6:21].strip(): line[:4].strip()
+        for line in proc.stdout.splitlines()
+        if line[:4] in MARKS.values()
+    }
+    problems = {name: mark for name, mark in marks.items() if mark != "ok"}
+    # What is left to choose: the agent (none installed here) and its tools in the Desk, a main API
+    # token, Telegram; the rest (heartbeat, file modes on a new home) says what happens next.
+    choices = {"agent command", "agent tools", "api token", "telegram", "heartbeat", "file modes"}
+    assert set(problems) <= choices, proc.stdout
+    assert [name for name, mark in problems.items() if mark == "FAIL"] in ([], ["agent command"]), proc.stdout
+    assert "TELEGRAM_BOT_TOKEN is not set" in proc.stdout

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.api.test_api_live import LiveReeve, _children
-from tests.support.reeve_processes import ReeveHome
+from tests.support.reeve_processes import ROOT, ReeveHome
 from tests.worker.test_worker_process import process_alive
 
 pytestmark = pytest.mark.slow
@@ -139,3 +141,28 @@ def test_reeve_start_stops_when_its_web_process_dies_and_says_so(reeve_home):
         assert "reeve_process_exited name=web" in live.log.read_text()
     finally:
         live.stop()
+
+
+def test_a_port_another_program_holds_is_one_error_naming_pulse_api_port(reeve_home, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        reeve_home.extra_env["PULSE_API_PORT"] = str(port)
+        start = reeve_home.manage("run_reeve", check=False, timeout=60)
+        assert start.returncode == 1
+        assert f"127.0.0.1:{port} is already in use" in start.stderr
+        assert start.stderr.count("PULSE_API_PORT") == 1 and "Connection in use" not in start.stderr
+        assert "Traceback" not in start.stderr
+        # The web unit's way in (gunicorn alone) says the same once, and stops at once.
+        web = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=reeve_home.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert web.returncode != 0
+        assert f"127.0.0.1:{port} is already in use" in web.stderr
+        assert "Connection in use" not in web.stderr and web.stderr.count("PULSE_API_PORT") == 1

@@ -161,3 +161,17 @@ def test_a_continue_routine_resumes_its_previous_runs_session(agent_log):
     drain()
 
     assert [s["resume"] for s in starts(agent_log)] == [None, first_session]
+
+
+def test_a_routine_fires_on_time_while_another_run_holds_a_slot(agent_log):
+    # A run that writes nothing for 3 s (a slow wake check), so no commit wakes the worker meanwhile.
+    long_run = PulseFactory(due=True, prompt="mode=noop", check_command="sleep 3; exit 1")
+    made = routine(prompt="On time mode=noop", schedule="every 1 minutes")
+    Routine.objects.filter(pk=made.pk).update(next_fire_at=timezone.now() + timedelta(seconds=1))
+
+    Worker(WorkerOptions.from_settings(once=True, lease_seconds=30, concurrency=2)).run(install_signals=False)
+
+    long_run.refresh_from_db()
+    fired = Pulse.objects.get(routine=made)
+    # Not held back until the long run ended: the wait was bounded by the fire time.
+    assert fired.executed_at < long_run.finished_at

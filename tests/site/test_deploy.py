@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.reeve_processes import ROOT, ReeveHome
+from tests.support.reeve_processes import ROOT, ReeveHome, copy_checkout
 
 DEPLOY = ROOT / "deploy"
 INSTALL = DEPLOY / "scripts" / "install.sh"
@@ -161,15 +161,7 @@ def test_the_daemon_unit_runs_a_python3_outside_every_home_directory(home, tmp_p
 
 def test_install_and_the_helpers_read_settings_from_env_file_as_the_services_do(tmp_path):
     """The installer's shell (a PULSE_API_PORT exported there) does not decide what the helpers use."""
-    clone = tmp_path / "checkout"  # this working tree as it is, with an .env of its own
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    for name in files:
-        if (ROOT / name).is_file():
-            (clone / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, clone / name)
-    (clone / ".venv").symlink_to(ROOT / ".venv")
+    clone = copy_checkout(tmp_path / "checkout")  # with an .env of its own
     data = tmp_path / "data"
     (clone / ".env").write_text(
         f"PULSE_DB_PATH={data}/pulse_queue.db\nLOG_FILE={data}/logs/daemon.log\n"

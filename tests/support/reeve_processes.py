@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -160,3 +161,17 @@ class ReeveHome:
                 proc.wait(timeout=10)
         if self.database_url:
             _admin(f'DROP DATABASE IF EXISTS "{urlsplit(self.database_url).path[1:]}" WITH (FORCE)')
+
+
+def copy_checkout(dest: Path) -> Path:
+    """This working tree as it is (tracked and new files, uncommitted edits included) copied to `dest`,
+    sharing its .venv: a checkout of its own, whose .env a test may write."""
+    names = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for name in names:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    (dest / ".venv").symlink_to(ROOT / ".venv")
+    return dest

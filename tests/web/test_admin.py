@@ -125,8 +125,8 @@ def test_adding_a_pulse_in_the_admin_schedules_it_through_the_queue(admin_client
             "priority": "high",
             "source": "admin",
             "session_id": "",
-            "sticky_notes": "[]",
-            "tags": '["manual"]',
+            "sticky_notes": "",
+            "tags": "manual",
             "max_retries": "3",
             "idempotency_key": "",
             "attempt_set-TOTAL_FORMS": "0",
@@ -148,8 +148,8 @@ def test_the_add_form_refuses_an_option_like_session_and_an_out_of_range_time(ad
             "priority": "high",
             "source": "admin",
             "session_id": "--mcp-config=evil.json",
-            "sticky_notes": "[]",
-            "tags": "[]",
+            "sticky_notes": "",
+            "tags": "",
             "max_retries": "3",
             "idempotency_key": "",
             "attempt_set-TOTAL_FORMS": "0",
@@ -159,3 +159,31 @@ def test_the_add_form_refuses_an_option_like_session_and_an_out_of_range_time(ad
     page = response.content.decode()
     assert response.status_code == 200 and not Pulse.objects.exists()
     assert "is not a session id" in page and "years 2000 to 9000" in page
+
+
+def test_tags_and_sticky_notes_are_typed_as_lists_in_the_add_form(admin_client):
+    form = admin_client.get(f"{CHANGELIST}add/").content.decode()
+    assert '<textarea name="sticky_notes"' in form and "Separated by commas" in form
+    fields = {
+        "prompt": "Listed",
+        "scheduled_at_0": "2031-01-02",
+        "scheduled_at_1": "09:00:00",
+        "priority": "normal",
+        "source": "admin",
+        "session_id": "",
+        "sticky_notes": "be brief\n\n  answer in French, please  \n",
+        "tags": "review, weekly,,",
+        "max_retries": "3",
+        "idempotency_key": "",
+        "attempt_set-TOTAL_FORMS": "0",
+        "attempt_set-INITIAL_FORMS": "0",
+    }
+    assert admin_client.post(f"{CHANGELIST}add/", fields).status_code == 302
+    pulse = Pulse.objects.get(prompt="Listed")
+    assert pulse.tags == ["review", "weekly"]
+    assert pulse.sticky_notes == ["be brief", "answer in French, please"]
+    too_many = admin_client.post(
+        f"{CHANGELIST}add/", {**fields, "prompt": "Too many", "tags": ",".join("t" * 30)}
+    )
+    assert too_many.status_code == 200 and "at most 20 are accepted" in too_many.content.decode()
+    assert not Pulse.objects.filter(prompt="Too many").exists()

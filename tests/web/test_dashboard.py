@@ -73,3 +73,31 @@ def test_depth_bars_scale_to_the_deepest_priority():
     bars = depth_bars({"critical": 1, "high": 0, "normal": 4})
     assert [(b.priority, b.count) for b in bars] == [("critical", 1), ("high", 0), ("normal", 4)]
     assert bars[2].width == 4 * bars[0].width and bars[1].width == 0
+
+
+def test_runs_and_pulses_are_labelled_as_such_and_the_page_uses_the_full_width(admin_client):
+    failed = PulseFactory(failed=True)
+    for _ in range(3):  # one pulse, three failed runs: the rate counts runs, the status pulses
+        PulseAttemptFactory(pulse=failed, succeeded=False, duration_ms=10)
+    PulseAttemptFactory(duration_ms=10)
+    page = admin_client.get("/dashboard/").content.decode()
+    assert "of runs failed (3 of 4 runs; a pulse retries before it fails)" in page
+    assert re.search(r'id="pulses-by-status">Pulses by status:[^<]*failed 1', page)
+    assert "max-width" not in page
+
+
+def test_a_worker_that_stopped_reporting_is_marked_stopped(admin_client, settings):
+    from pulses.models import WorkerRecord
+
+    settings.PULSE_HEARTBEAT_SECONDS = 10
+    now = timezone.now()
+    for name, ago in (("host:1", 5), ("host:2", 45)):
+        WorkerRecord.objects.create(
+            name=name, host="host", pid=int(name[-1]), started_at=now, last_seen=now - timedelta(seconds=ago)
+        )
+    page = admin_client.get("/dashboard/").content.decode()
+    rows = re.findall(r"<tr[^>]*><td>(host:\d)</td><td><span[^>]*>(\w+)</span>", page)
+    assert rows == [("host:1", "alive"), ("host:2", "stopped")]
+    assert "No worker is reporting" not in page
+    WorkerRecord.objects.filter(name="host:1").delete()
+    assert "No worker is reporting" in admin_client.get("/dashboard/").content.decode()

@@ -6,6 +6,7 @@ from pulses.limits import weak_token_reason
 from pulses.ops.instance_lock import AlreadyRunning
 from pulses.ops.private_files import tighten
 from pulses.ops.supervisor import run_reeve
+from pulses.web.bind import PortInUse
 
 
 class Command(BaseCommand):
@@ -26,6 +27,6 @@ class Command(BaseCommand):
         tighten()  # files made before Reeve ran with umask 077 become private on this start
         try:
             code = run_reeve(web=not options["no_web"])
-        except AlreadyRunning as exc:
+        except (AlreadyRunning, PortInUse) as exc:
             raise CommandError(str(exc)) from exc
         raise SystemExit(code)
