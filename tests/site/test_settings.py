@@ -9,8 +9,8 @@ import sys
 from tests.support.reeve_processes import ROOT
 
 READ_SETTINGS = (
-    "import os, django; os.environ['DJANGO_SETTINGS_MODULE'] = 'reeve_site.settings'; django.setup(); "
-    "from django.conf import settings; print(settings.DATABASES['default']['NAME'], settings.LOG_FILE)"
+    "from django.conf import settings; "
+    "print(settings.DATABASES['default']['NAME'], settings.LOG_FILE, settings.PROMETHEUS_MULTIPROC_DIR)"
 )
 PRINT_KEY = "from django.conf import settings; print(settings.SECRET_KEY)"
 
