@@ -24,6 +24,7 @@ from pulses.db.write_gate import write_gate
 from pulses.models import FINISHED, FinishedDay, Pulse, PulseAttempt, Status
 
 SEAL_DELAY = timedelta(hours=1)
+GAP_DAYS = 31  # an empty stretch of more days than this is stepped over, not counted day by day
 
 
 def _start(day: date) -> datetime:
@@ -34,10 +35,12 @@ def _utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
-def oldest_finished_at() -> datetime | None:
-    """When the oldest finished pulse finished (one probe of the index per final status)."""
+def oldest_finished_at(since: datetime | None = None) -> datetime | None:
+    """When the oldest finished pulse (finished at `since` or later) finished: one probe of the
+    index per final status."""
+    bound = {"finished_at__gte": since} if since is not None else {"finished_at__isnull": False}
     moments = [
-        Pulse.objects.filter(status=status, finished_at__isnull=False)
+        Pulse.objects.filter(status=status, **bound)
         .order_by("finished_at")
         .values_list("finished_at", flat=True)
         .first()
@@ -47,7 +50,10 @@ def oldest_finished_at() -> datetime | None:
 
 
 def _count_days(first: date, end: date) -> list[FinishedDay]:
-    """One FinishedDay per day in [first, end), zeros included, each from one index range."""
+    """One FinishedDay per day in [first, end), zeros included, each from one index range; except
+    that an empty stretch longer than GAP_DAYS is stepped over with one probe (its days get no row,
+    the last day before `end` always does): a pulse stored as finished in 1970, or in year 1, is not
+    followed by a count of every day since."""
     days = []
     day = first
     while day < end:
@@ -63,6 +69,11 @@ def _count_days(first: date, end: date) -> list[FinishedDay]:
             setattr(row, entry["status"], entry["n"])
         days.append(row)
         day += timedelta(days=1)
+        if not counts and day < end:
+            following = oldest_finished_at(since=_start(day))
+            resume = _utc_day(following) if following is not None else end
+            if (resume - day).days > GAP_DAYS:
+                day = min(resume, end - timedelta(days=1))
     return days
 
 
