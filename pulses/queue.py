@@ -32,6 +32,7 @@ from pulses.models import (
     Pulse,
     PulseAttempt,
     PulseNotPending,
+    PulseQuerySet,
     Status,
     WorkerRecord,
 )
@@ -82,6 +83,7 @@ def schedule(
     max_retries: int = 3,
     idempotency_key: str | None = None,
     parent_id: int | None = None,
+    check_command: str = "",
 ) -> ScheduleResult:
     """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
 
@@ -115,6 +117,7 @@ def schedule(
                 max_retries=max_retries,
                 idempotency_key=idempotency_key or None,
                 parent_id=parent_id,
+                check_command=check_command or "",
             )
             wakeup.announce()
     except IntegrityError:
@@ -133,8 +136,11 @@ def schedule(
 
 
 @gated
-def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> list[Pulse]:
-    """Lease up to `limit` due pulses to `worker`, highest priority then oldest first.
+def claim(
+    *, worker: str, limit: int, lease_seconds: float | None = None, critical_only: bool = False
+) -> list[Pulse]:
+    """Lease up to `limit` due pulses to `worker`, highest priority then oldest first (only
+    `critical` ones with `critical_only`: a worker's reserved slots).
 
     A pulse whose session is already running (here or on another worker) is left for later, and
     one batch never holds two pulses of one session, so a session's pulses run one at a time.
@@ -145,9 +151,9 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
     until = now + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
     claimed: list[Pulse] = []
     for _ in range(CLAIM_TRIES):  # a try the database refused is repeated from a fresh snapshot
-        result = _claim_in_one_statement(worker, limit, now, until)
+        result = _claim_in_one_statement(worker, limit, now, until, critical_only=critical_only)
         if result is None:
-            result = _claim_session_by_session(worker, limit, now, until)
+            result = _claim_session_by_session(worker, limit, now, until, critical_only=critical_only)
         if result is not None:
             claimed = result
             break
@@ -162,7 +168,9 @@ def claim(*, worker: str, limit: int, lease_seconds: float | None = None) -> lis
     return claimed
 
 
-def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse] | None:
+def _claim_in_one_statement(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
+) -> list[Pulse] | None:
     """The claim as one UPDATE … RETURNING: on PostgreSQL a single round trip in its own transaction.
 
     Sessions are kept apart by the database: the unique index `pulses_one_running_per_session`
@@ -173,7 +181,7 @@ def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datet
     """
     if not claims.returning_supported():
         return None
-    sql, params = claims.claim_statement(worker, limit, now, until)
+    sql, params = claims.claim_statement(worker, limit, now, until, critical_only=critical_only)
     # In autocommit a lone statement is its own transaction; SQLite's still goes through atomic() for
     # BEGIN IMMEDIATE, and inside an outer transaction a savepoint keeps a refusal from spoiling it.
     own_transaction = is_postgres() and not connection.in_atomic_block
@@ -186,23 +194,28 @@ def _claim_in_one_statement(worker: str, limit: int, now: datetime, until: datet
     return claimed
 
 
-def _claim_session_by_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse] | None:
+def _claim_session_by_session(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
+) -> list[Pulse] | None:
     """The claim when pulses of one session compete: candidates are locked, at most one pulse per
     session is taken, and each session is checked free under a lock of its own. None when the
     database still refused (a one-statement claim elsewhere took the session meanwhile)."""
     try:
-        return _claim_one_per_session(worker, limit, now, until)
+        return _claim_one_per_session(worker, limit, now, until, critical_only=critical_only)
     except IntegrityError:
         return None
 
 
-def _claim_one_per_session(worker: str, limit: int, now: datetime, until: datetime) -> list[Pulse]:
+def _claim_one_per_session(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
+) -> list[Pulse]:
     busy_sessions = Pulse.objects.filter(status=Status.PROCESSING).exclude(session_id="").values("session_id")
+    due = Pulse.objects.due(now)
+    if critical_only:
+        due = due.filter(priority=Priority.CRITICAL)
     with transaction.atomic():
-        candidates = (
-            Pulse.objects.due(now)
-            .exclude(Q(session_id__in=busy_sessions) & ~Q(session_id=""))
-            .values_list("id", "session_id")
+        candidates = due.exclude(Q(session_id__in=busy_sessions) & ~Q(session_id="")).values_list(
+            "id", "session_id"
         )
         if is_postgres():
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
@@ -317,13 +330,15 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
 
 @gated
 def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
-    """Return an interrupted pulse (worker shutdown) to pending at once; the run is not counted."""
+    """Return an interrupted pulse (worker shutdown, or preempted for a critical pulse) to pending
+    at once, keeping the session it reached; the run is not counted against its retries."""
     with transaction.atomic():
         if not pulse.release(worker=worker, session_id=outcome.session_id):
             return False
-        note = "interrupted: the worker shut down; returned to pending"
+        note = f"{outcome.error or 'interrupted: the worker shut down'}; returned to pending"
         _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
-    logger.warning("pulse_released id=%s worker=%s", pulse.pk, worker)
+        wakeup.announce()  # a preempted pulse is due again: idle workers may take it
+    logger.warning("pulse_released id=%s worker=%s reason=%s", pulse.pk, worker, _short(outcome.error))
     return True
 
 
@@ -394,6 +409,28 @@ def next_due_at() -> datetime | None:
     return Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
 
 
+def _busy_sessions(running: PulseQuerySet) -> PulseQuerySet:
+    return running.exclude(session_id="").values("session_id")
+
+
+def critical_waiting_for_a_slot() -> int | None:
+    """The first due critical pulse that a free slot would start now (its session is not running),
+    else None: what a worker whose slots are all busy may preempt a run for."""
+    due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
+    busy = _busy_sessions(Pulse.objects.filter(status=Status.PROCESSING))
+    return due.exclude(session_id__in=busy).values_list("pk", flat=True).first()
+
+
+def waiting_for_sessions_of(worker: str) -> list[tuple[int, datetime]]:
+    """Due critical pulses held back because a run of `worker` holds their session: (id, due since)."""
+    due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
+    return list(
+        due.filter(session_id__in=_busy_sessions(Pulse.objects.held_by(worker))).values_list(
+            "pk", "scheduled_at"
+        )
+    )
+
+
 @gated
 def cancel(pulse_id: int) -> Pulse:
     """Cancel a pending pulse; PulseNotPending otherwise, Pulse.DoesNotExist when there is none."""
@@ -442,8 +479,17 @@ def _requeue(pulse: Pulse, when: datetime | None) -> None:
 
 
 @gated
-def heartbeat(*, worker: str, host: str, pid: int, started_at: datetime, running: int) -> None:
-    """Record that `worker` is alive, for `/api/status` and `reeve-status`."""
+def heartbeat(
+    *,
+    worker: str,
+    host: str,
+    pid: int,
+    started_at: datetime,
+    running: int,
+    concurrency: int = 1,
+    critical_reserved: int = 0,
+) -> None:
+    """Record that `worker` is alive and its slots, for `/api/status` and `reeve-status`."""
     WorkerRecord.objects.update_or_create(
         name=worker,
         defaults={
@@ -452,6 +498,8 @@ def heartbeat(*, worker: str, host: str, pid: int, started_at: datetime, running
             "started_at": started_at,
             "last_seen": timezone.now(),
             "running": running,
+            "concurrency": concurrency,
+            "critical_reserved": critical_reserved,
         },
     )
 

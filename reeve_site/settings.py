@@ -202,6 +202,13 @@ _API_HOST = "127.0.0.1" if PULSE_API_HOST in ("", "0.0.0.0", "::") else PULSE_AP
 _API_HOST = f"[{_API_HOST}]" if ":" in _API_HOST else _API_HOST
 REEVE_API_URL = env.str("REEVE_API_URL", default=f"http://{_API_HOST}:{PULSE_API_PORT}")
 PULSE_MAX_CONCURRENT = env.int("PULSE_MAX_CONCURRENT", default=1)
+# The express lane: slots beyond PULSE_MAX_CONCURRENT that only critical pulses (a person's Telegram
+# message) take, so one never waits behind background work; 0 turns it off.
+PULSE_CRITICAL_RESERVED = env.int("PULSE_CRITICAL_RESERVED", default=1)
+# Priorities a critical pulse may interrupt when no slot is free (e.g. "deferred,low"); off when empty.
+PULSE_PREEMPT = env.list("PULSE_PREEMPT", default=[])
+# A critical pulse that waits this long for its session's run tells the chat it is still busy.
+PULSE_BUSY_NOTICE_SECONDS = env.float("PULSE_BUSY_NOTICE_SECONDS", default=5.0)
 PULSE_TIMEOUT_SECONDS = env.float("PULSE_TIMEOUT_SECONDS", default=3600)
 PULSE_LEASE_SECONDS = env.float("PULSE_LEASE_SECONDS", default=60)
 PULSE_SHUTDOWN_GRACE_SECONDS = env.float("PULSE_SHUTDOWN_GRACE_SECONDS", default=30)
@@ -241,6 +248,9 @@ PULSE_CHECK_TIMEOUT_SECONDS = env.float("PULSE_CHECK_TIMEOUT_SECONDS", default=6
 AGENT_ROUTINE_MIN_INTERVAL_MINUTES = env.int("AGENT_ROUTINE_MIN_INTERVAL_MINUTES", default=15)
 AGENT_MAX_ACTIVE_ROUTINES = env.int("AGENT_MAX_ACTIVE_ROUTINES", default=20)
 AGENT_PULSES_PER_HOUR = env.int("AGENT_PULSES_PER_HOUR", default=60)
+# Called by the worker with a critical pulse's id once it has waited PULSE_BUSY_NOTICE_SECONDS for
+# the run of its session.
+PULSE_WAITING_HOOKS = ["telegram_bridge.notices.tell_still_working"]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FILE = env.str("LOG_FILE", default=str(REEVE_HOME / "logs" / "daemon.log"))

@@ -14,12 +14,12 @@ from django.db.models import F, Model, Q
 from django.db.models.expressions import CombinedExpression, Value
 
 from pulses.db import is_postgres
-from pulses.models import Pulse, PulseAttempt, Status, claim_changes
+from pulses.models import PRIORITY_RANK, Priority, Pulse, PulseAttempt, Status, claim_changes
 
 _CLAIM_SQL = """
 WITH picked AS MATERIALIZED (
     SELECT id FROM pulses
-    WHERE status = '{pending}' AND scheduled_at <= %s
+    WHERE status = '{pending}' AND scheduled_at <= %s{only}
       AND (session_id = '' OR session_id NOT IN (
           SELECT session_id FROM pulses WHERE status = '{processing}' AND session_id <> ''))
     ORDER BY priority_rank, scheduled_at, id
@@ -76,14 +76,20 @@ def _equalities(model: type[Model], condition: Q) -> tuple[str, list[object]]:
     return " AND ".join(parts), params
 
 
-def claim_statement(worker: str, limit: int, now: datetime, until: datetime) -> tuple[str, list[object]]:
+def claim_statement(
+    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool = False
+) -> tuple[str, list[object]]:
     """The claim's SQL and parameters (`bench/bench_postgres.py` EXPLAINs it): the `limit` due pulses
-    in run order whose session is not running, leased to `worker` in one UPDATE … RETURNING; their
-    rows locked FOR UPDATE SKIP LOCKED on PostgreSQL, so concurrent workers pass each other by."""
+    in run order whose session is not running (only critical ones with `critical_only`), leased to
+    `worker` in one UPDATE … RETURNING; their rows locked FOR UPDATE SKIP LOCKED on PostgreSQL, so
+    concurrent workers pass each other by."""
     assignments, assigned = _assignments(Pulse, claim_changes(worker=worker, now=now, until=until))
     sql = _CLAIM_SQL.format(
         pending=Status.PENDING.value,
         processing=Status.PROCESSING.value,
+        # The rank, not the name: the claim index starts with it, so a reserved slot's claim reads
+        # only the critical end of the index.
+        only=f" AND priority_rank = {PRIORITY_RANK[Priority.CRITICAL]}" if critical_only else "",
         lock=" FOR UPDATE SKIP LOCKED" if is_postgres() else "",
         assignments=assignments,
         columns=", ".join(_column(Pulse, field.name) for field in Pulse._meta.concrete_fields),

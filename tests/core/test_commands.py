@@ -117,3 +117,15 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate_instead_of_a_traceb
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "the database has no Reeve tables yet" in proc.stderr and "./reeve migrate" in proc.stderr
+
+
+def test_run_pulse_worker_refuses_a_priority_it_cannot_preempt(settings):
+    settings.PULSE_PREEMPT = ["low", "critical"]
+    with pytest.raises(CommandError, match="PULSE_PREEMPT: critical cannot be preempted"):
+        run("run_pulse_worker", "--once", "--dry-run")
+
+
+def test_run_pulse_worker_refuses_a_negative_reservation(settings):
+    settings.PULSE_CRITICAL_RESERVED = -1
+    with pytest.raises(CommandError, match="PULSE_CRITICAL_RESERVED must be 0"):
+        run("run_pulse_worker", "--once", "--dry-run")
