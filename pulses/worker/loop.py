@@ -231,6 +231,8 @@ class Worker:
                     # critical pulse could take a reserved slot or make a preemptible run give way.
                     self._preempt_for_critical(free)
                     critical_room = free.reserved or self._preemptible()
+                    # A routine still fires on time (its pulse waits for a slot, or takes a reserved one).
+                    timeout = min(timeout, self._until_next_fire())
                     self._waiter.wait(max(timeout, 0.0), local_only=not critical_room)
                     continue
                 if not claimed:

@@ -1,5 +1,6 @@
 """trigger_pulse and pulse_queue as a person runs them: clear output, clear errors, no tracebacks."""
 
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -52,6 +53,21 @@ def test_trigger_pulse_schedules_with_every_option():
 def test_an_unreadable_time_is_a_clear_error():
     with pytest.raises(CommandError, match="cannot read 'whenever' as a time"):
         run("trigger_pulse", "x", "--at", "whenever")
+    assert not Pulse.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["x" * 50_001], "'prompt' is 50001 characters; at most 50000 are accepted"),
+        (["x", "--max-retries", "101"], "'max_retries' must be a whole number from 0 to 100"),
+        (["x", "--max-retries", "-1"], "'max_retries' must be a whole number from 0 to 100"),
+        (["x", *[f"--tag=t{n}" for n in range(21)]], "'tags' has 21 items; at most 20 are accepted"),
+    ],
+)
+def test_a_pulse_the_api_would_refuse_is_refused_by_the_command_too(arguments, words):
+    with pytest.raises(CommandError, match=re.escape(words)):
+        run("trigger_pulse", *arguments)
     assert not Pulse.objects.exists()
 
 
