@@ -8,13 +8,16 @@ worker just did. Changes go through the actions (or the API), which use the queu
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
@@ -25,6 +28,8 @@ from pulses.limits import (
     MAX_NOTES,
     MAX_TAG_CHARS,
     MAX_TAGS,
+    MAX_YEAR,
+    MIN_YEAR,
     TIME_RANGE,
     InvalidPulse,
     InvalidSessionId,
@@ -103,6 +108,29 @@ class CappedPaginator(Paginator):
             f"{self.cap:,} (the database holds about {total:,} pulses in all, from the daily counts). "
             "Narrow the list with the filters, the search or the dates."
         )
+
+
+class PulseChangeList(ChangeList):
+    """Refuses a date-navigation year outside the years Reeve accepts (pulses.limits), the way the
+    admin refuses any bad filter (back to the list with an error note): Django would turn year 9999
+    into a range ending in year 10000, and year 1 into a moment before year 1 in UTC, and fail."""
+
+    def get_filters(self, request):
+        for value in self.filter_params.get(f"{self.date_hierarchy}__year", ()):
+            if not (value.isdigit() and MIN_YEAR <= int(value) <= MAX_YEAR):
+                raise IncorrectLookupParameters(f"the year must be within {TIME_RANGE}")
+        return super().get_filters(request)
+
+
+def shown_time(value: datetime | None) -> str | None:
+    """A stored time as the admin shows it, in TIME_ZONE; in UTC when it lies outside the range that
+    TIME_ZONE can express (a row stored before pulses.limits bounded times, say year 1)."""
+    if value is None:
+        return None
+    try:
+        return formats.localize(timezone.template_localtime(value))
+    except (OverflowError, ValueError):
+        return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -254,10 +282,10 @@ class PulseAdmin(admin.ModelAdmin):
         "short_prompt",
         "coloured_status",
         "coloured_priority",
-        "scheduled_at",
+        "scheduled",
         "source",
         "attempts",
-        "finished_at",
+        "finished",
         "short_answer",
     )
     list_display_links = ("id", "short_prompt")
@@ -318,6 +346,17 @@ class PulseAdmin(admin.ModelAdmin):
     @admin.display(description="priority", ordering="priority_rank")
     def coloured_priority(self, pulse: Pulse):
         return _pill(pulse.priority, PRIORITY_COLOURS.get(pulse.priority, "#6b7280"))
+
+    @admin.display(description="scheduled at", ordering="scheduled_at")
+    def scheduled(self, pulse: Pulse) -> str | None:
+        return shown_time(pulse.scheduled_at)
+
+    @admin.display(description="finished at", ordering="finished_at")
+    def finished(self, pulse: Pulse) -> str | None:
+        return shown_time(pulse.finished_at)
+
+    def get_changelist(self, request, **kwargs):
+        return PulseChangeList
 
     def get_fields(self, request, obj=None):
         return self.add_fields if obj is None else self.add_fields + self.execution_fields
@@ -388,3 +427,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Routines have their own admin module; importing it registers RoutineAdmin with this site.
+from pulses.routines import admin as routine_admin  # noqa: E402, F401

@@ -19,10 +19,12 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Sum
 from django.utils import timezone
 
+from pulses.db import is_postgres
 from pulses.db.write_gate import write_gate
 from pulses.models import FINISHED, FinishedDay, Pulse, PulseAttempt, Status
 
 SEAL_DELAY = timedelta(hours=1)
+GAP_DAYS = 31  # an empty stretch of more days than this is stepped over, not counted day by day
 
 
 def _start(day: date) -> datetime:
@@ -33,10 +35,12 @@ def _utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
-def oldest_finished_at() -> datetime | None:
-    """When the oldest finished pulse finished (one probe of the index per final status)."""
+def oldest_finished_at(since: datetime | None = None) -> datetime | None:
+    """When the oldest finished pulse (finished at `since` or later) finished: one probe of the
+    index per final status."""
+    bound = {"finished_at__gte": since} if since is not None else {"finished_at__isnull": False}
     moments = [
-        Pulse.objects.filter(status=status, finished_at__isnull=False)
+        Pulse.objects.filter(status=status, **bound)
         .order_by("finished_at")
         .values_list("finished_at", flat=True)
         .first()
@@ -46,7 +50,10 @@ def oldest_finished_at() -> datetime | None:
 
 
 def _count_days(first: date, end: date) -> list[FinishedDay]:
-    """One FinishedDay per day in [first, end), zeros included, each from one index range."""
+    """One FinishedDay per day in [first, end), zeros included, each from one index range; except
+    that an empty stretch longer than GAP_DAYS is stepped over with one probe (its days get no row,
+    the last day before `end` always does): a pulse stored as finished in 1970, or in year 1, is not
+    followed by a count of every day since."""
     days = []
     day = first
     while day < end:
@@ -62,6 +69,11 @@ def _count_days(first: date, end: date) -> list[FinishedDay]:
             setattr(row, entry["status"], entry["n"])
         days.append(row)
         day += timedelta(days=1)
+        if not counts and day < end:
+            following = oldest_finished_at(since=_start(day))
+            resume = _utc_day(following) if following is not None else end
+            if (resume - day).days > GAP_DAYS:
+                day = min(resume, end - timedelta(days=1))
     return days
 
 
@@ -154,11 +166,9 @@ class DatabaseFacts:
 def database_size() -> tuple[int | None, int | None]:
     """The database's size on disk, and (SQLite) how much of it is free pages."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if is_postgres():
             cursor.execute("SELECT pg_database_size(current_database())")
             return int(cursor.fetchone()[0]), None
-        if connection.vendor != "sqlite":
-            return None, None
         cursor.execute("PRAGMA page_size")
         page_size = cursor.fetchone()[0]
         cursor.execute("PRAGMA freelist_count")
@@ -171,7 +181,7 @@ def database_size() -> tuple[int | None, int | None]:
 def estimated_attempts() -> int:
     """The number of attempts without counting them: PostgreSQL's planner estimate, or on SQLite the
     span of their ids (an upper bound: ids are never reused, pruned ones leave holes)."""
-    if connection.vendor == "postgresql":
+    if is_postgres():
         with connection.cursor() as cursor:
             cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", ["pulse_attempts"])
             row = cursor.fetchone()

@@ -140,9 +140,10 @@ class Pulse(models.Model):
     )
     fire_at = models.DateTimeField(null=True, blank=True)
     # A wake check, run in the Desk before the agent: exit 0 wakes it, exit 1 skips the run.
-    check_command = models.TextField(blank=True, default="")
+    # Defaults in the database too, so a row inserted by hand (sqlite3, psql) needs neither column.
+    check_command = models.TextField(blank=True, default="", db_default="")
     # Completed without an agent run: the wake check found nothing to do.
-    skipped = models.BooleanField(default=False)
+    skipped = models.BooleanField(default=False, db_default=False)
 
     objects = PulseQuerySet.as_manager()
 
@@ -385,6 +386,9 @@ class WorkerRecord(models.Model):
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
     running = models.IntegerField(default=0)
+    # Its slots: PULSE_MAX_CONCURRENT ordinary ones and PULSE_CRITICAL_RESERVED for critical pulses.
+    concurrency = models.IntegerField(default=1)
+    critical_reserved = models.IntegerField(default=0)
 
     objects = WorkerRecordQuerySet.as_manager()
 

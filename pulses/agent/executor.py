@@ -172,10 +172,12 @@ class Reaper:
 @dataclass
 class _Run:
     proc: subprocess.Popen
+    pulse_id: int | None = None
     stdout_tail: Tail = field(default_factory=Tail)
     stderr_tail: Tail = field(default_factory=Tail)
     timed_out: bool = False
     interrupted: bool = False
+    interrupted_because: str = ""
 
 
 class Executor:
@@ -250,6 +252,17 @@ class Executor:
         """What keeps every run from starting ("" when nothing does); see `setup_problem`."""
         return setup_problem(self.command, agent=self.agent, desk=self.desk)
 
+    def interrupt(self, pulse_id: int, *, because: str, grace: float = KILL_GRACE_SECONDS) -> bool:
+        """Stop the agent running `pulse_id` as a drain would (SIGTERM to its group, SIGKILL after
+        `grace`); its outcome is `interrupted`, its error `because`. False when it is not running.
+        Blocks up to `grace`: call it off the worker's loop."""
+        with self._lock:
+            runs = [run for run in self._running.values() if run.pulse_id == pulse_id]
+        for run in runs:
+            run.interrupted, run.interrupted_because = True, because
+        _kill_groups([run.proc for run in runs], grace=grace)
+        return bool(runs)
+
     def _config_error(self, started: datetime) -> AttemptOutcome | None:
         problem = self.setup_problem()
         if not problem:
@@ -273,7 +286,7 @@ class Executor:
         )
         if self.reaper:
             self.reaper.watch(proc.pid)
-        run = _Run(proc)
+        run = _Run(proc, pulse_id=request.pulse_id)
         with self._lock:
             self._running[proc.pid] = run
         logger.info(
@@ -326,7 +339,7 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
     )
     error = ""
     if run.interrupted:
-        error = "interrupted: the worker shut down and stopped the agent"
+        error = run.interrupted_because or "interrupted: the worker shut down and stopped the agent"
     elif run.timed_out:
         error = f"timed out after {timeout:g}s (PULSE_TIMEOUT_SECONDS); the agent's process group was killed"
     elif not success:

@@ -26,7 +26,10 @@ STATUS_OF = {
     agent_tools.UnknownPulse: status.HTTP_404_NOT_FOUND,
     agent_tools.PulseNotChangeable: status.HTTP_409_CONFLICT,
     agent_tools.NotificationNotSent: status.HTTP_502_BAD_GATEWAY,
+    agent_tools.UnknownRoutineName: status.HTTP_404_NOT_FOUND,
+    agent_tools.RoutineNotYours: status.HTTP_403_FORBIDDEN,
 }
+AGENT_SESSION_POLICIES = ("new", "continue")  # a fixed session id is the owner's to give
 DESCRIBED = serializers.DictField(help_text="the pulse as the agent sees it (times in TIME_ZONE)")
 
 
@@ -87,6 +90,22 @@ class AgentRescheduleSerializer(StrictSerializer):
 class NotifySerializer(StrictSerializer):
     message = StrictCharField(max_length=agent_tools.MAX_NOTIFICATION_CHARS)
     priority = StrictChoiceField(choices=agent_tools.NOTIFICATION_PRIORITIES, default="normal")
+
+
+class AgentRoutineSerializer(StrictSerializer):
+    name = StrictCharField(max_length=100)
+    schedule = StrictCharField(max_length=200)
+    prompt = StrictCharField(max_length=agent_tools.MAX_PROMPT_CHARS)
+    timezone = StrictCharField(max_length=64, required=False, allow_blank=True)
+    priority = StrictChoiceField(choices=Priority.choices, required=False)
+    tags = _text_list(agent_tools.MAX_TAGS, agent_tools.MAX_TAG_CHARS, "labels its pulses carry")
+    sticky_notes = _text_list(agent_tools.MAX_NOTES, agent_tools.MAX_NOTE_CHARS, "reminders")
+    active_from = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
+    active_until = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
+    session_policy = StrictChoiceField(choices=AGENT_SESSION_POLICIES, required=False)
+
+    def validate(self, attrs):
+        return {key: value for key, value in attrs.items() if value is not None}
 
 
 class AgentListSerializer(serializers.Serializer):
@@ -169,3 +188,82 @@ class NotifyView(AgentView):
     def post(self, request: Request) -> Response:
         data = _valid(NotifySerializer, request.data)
         return self.call(agent_tools.send_notification, run_pulse_id=request.user.run_pulse_id, **data)
+
+
+class AgentRoutineDescribedSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    schedule = serializers.CharField()
+    schedule_text = serializers.CharField()
+    timezone = serializers.CharField()
+    prompt = serializers.CharField()
+    priority = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    enabled = serializers.BooleanField()
+    paused_reason = serializers.CharField()
+    active_window = serializers.CharField(allow_null=True)
+    session_policy = serializers.CharField()
+    created_by = serializers.CharField()
+    next_fire_at = serializers.CharField(allow_null=True)
+    last_fire_at = serializers.CharField(allow_null=True)
+    last_result = serializers.CharField(allow_null=True)
+
+
+class AgentRoutineDeletedSerializer(AgentRoutineDescribedSerializer):
+    deleted = serializers.BooleanField()
+
+
+class AgentRoutineListSerializer(serializers.Serializer):
+    now = serializers.CharField()
+    time_zone = serializers.CharField()
+    count = serializers.IntegerField()
+    routines = AgentRoutineDescribedSerializer(many=True)
+
+
+ROUTINE_NOT_FOUND = {404: OpenApiResponse(ERROR, description="no routine with that name")}
+
+
+class AgentRoutinesView(AgentView):
+    @extend_schema(
+        operation_id="agent_routines_list",
+        summary="The agent's tool list_routines: every routine by name, with its next fire",
+        responses={200: AgentRoutineListSerializer, **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        return self.call(agent_tools.list_routines)
+
+    @extend_schema(
+        operation_id="agent_routine_create",
+        summary="The agent's tool create_routine: source 'agent', within the guard rails",
+        request=AgentRoutineSerializer,
+        responses={200: AgentRoutineDescribedSerializer, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(AgentRoutineSerializer, request.data)
+        return self.call(agent_tools.create_routine, **data)
+
+
+class AgentRoutineView(AgentView):
+    @extend_schema(
+        operation_id="agent_routine_delete",
+        summary="The agent's tool delete_routine (routines the agent created)",
+        request=None,
+        responses={
+            200: AgentRoutineDeletedSerializer,
+            **AUTH_ERRORS,
+            **ROUTINE_NOT_FOUND,
+            403: OpenApiResponse(ERROR, description="the owner's routine, or a token that may not"),
+        },
+    )
+    def delete(self, request: Request, name: str) -> Response:
+        return self.call(agent_tools.delete_routine, name=name)
+
+
+class AgentRoutinePauseView(AgentView):
+    @extend_schema(
+        operation_id="agent_routine_pause",
+        summary="The agent's tool pause_routine",
+        request=None,
+        responses={200: AgentRoutineDescribedSerializer, **AUTH_ERRORS, **ROUTINE_NOT_FOUND},
+    )
+    def post(self, request: Request, name: str) -> Response:
+        return self.call(agent_tools.pause_routine, name=name)

@@ -15,6 +15,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from pulses.api.authentication import HOW_TO
 from pulses.limits import InvalidPulse
 from pulses.models import PulseNotPending
+from pulses.routines.changes import RoutineInvalid
+from pulses.routines.lookup import UnknownRoutine
 from pulses.timeparse import TimeParseError
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,10 @@ def exception_handler(exc, context):
         )
     if isinstance(exc, RequestDataTooBig):  # past DATA_UPLOAD_MAX_MEMORY_SIZE, before our parser runs
         exc = PayloadTooLarge()
+    elif isinstance(exc, UnknownRoutine):
+        exc = exceptions.NotFound(f"no routine named {str(exc.key)[:100]!r} (nor with that id)")
+    elif isinstance(exc, RoutineInvalid):
+        exc = exceptions.ValidationError({exc.field: [exc.message]})
     elif isinstance(exc, ObjectDoesNotExist):
         exc = exceptions.NotFound("no pulse with that id")
     elif isinstance(exc, PulseNotPending):

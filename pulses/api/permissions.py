@@ -12,7 +12,8 @@ class FullScope(BasePermission):
 
     message = (
         "this token has the 'agent' scope: it may use only the agent's tools (/api/agent/pulses, "
-        "/api/notify); use PULSE_API_TOKEN or a token made by 'manage.py create_api_token NAME'"
+        "/api/agent/routines, /api/notify); use PULSE_API_TOKEN or a token made by "
+        "'manage.py create_api_token NAME'"
     )
 
     def has_permission(self, request, view) -> bool:

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from pulses.api import agent_views, views
+from pulses.api import agent_views, routine_views, views
 
 app_name = "api"
 
@@ -15,10 +15,22 @@ urlpatterns = [
     path("pulses/<int:pk>/cancel", views.CancelView.as_view(), name="cancel"),
     path("pulses/<int:pk>/reschedule", views.RescheduleView.as_view(), name="reschedule"),
     path("pulses/<int:pk>/requeue", views.RequeueView.as_view(), name="requeue"),
+    path("routines", routine_views.RoutineListView.as_view(), name="routines"),
+    path("routines/<str:key>", routine_views.RoutineDetailView.as_view(), name="routine"),
+    path("routines/<str:key>/pause", routine_views.RoutinePauseView.as_view(), name="routine-pause"),
+    path("routines/<str:key>/resume", routine_views.RoutineResumeView.as_view(), name="routine-resume"),
+    path("routines/<str:key>/run", routine_views.RoutineRunView.as_view(), name="routine-run"),
     path("agent/pulses", agent_views.AgentPulsesView.as_view(), name="agent-pulses"),
     path("agent/pulses/<int:pk>/cancel", agent_views.AgentCancelView.as_view(), name="agent-cancel"),
     path(
         "agent/pulses/<int:pk>/reschedule", agent_views.AgentRescheduleView.as_view(), name="agent-reschedule"
+    ),
+    path("agent/routines", agent_views.AgentRoutinesView.as_view(), name="agent-routines"),
+    path("agent/routines/<str:name>", agent_views.AgentRoutineView.as_view(), name="agent-routine"),
+    path(
+        "agent/routines/<str:name>/pause",
+        agent_views.AgentRoutinePauseView.as_view(),
+        name="agent-routine-pause",
     ),
     path("notify", agent_views.NotifyView.as_view(), name="notify"),
     path("status", views.StatusView.as_view(), name="status"),

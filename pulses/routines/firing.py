@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses.db import wakeup
+from pulses.db import is_postgres, wakeup
 from pulses.db.write_gate import gated
 from pulses.models import Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineKind, SessionPolicy
+from pulses.web import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +71,14 @@ def fire_due(now: datetime | None = None, *, batch: int = BATCH) -> list[Fire]:
 def _fire_batch(now: datetime, batch: int) -> list[Fire]:
     with transaction.atomic():
         due = Routine.objects.due(now)
-        if connection.features.has_select_for_update_skip_locked:
+        if is_postgres():
             due = due.select_for_update(skip_locked=True)
         # Highest priority first, so a crowd of routines due together is queued in run order.
         routines = sorted(due[:batch], key=lambda r: (_rank(r.priority), r.next_fire_at, r.pk))
         fires = [_fire(routine, now) for routine in routines]
         if any(fire.pulse_id for fire in fires):
             wakeup.announce()
+    metrics.record_routine_fires(fires)
     for fire in fires:
         if fire.missed:
             logger.warning("routine_fires_skipped name=%s missed=%s", fire.name, fire.missed)
@@ -164,9 +166,9 @@ def fire_key(routine: Routine, fire_at: datetime) -> str:
     """The pulse's idempotency key for a fire. The hourly prompt's is the key `trigger_pulse
     --heartbeat` uses for that hour, so the cron line and the routine never double a heartbeat."""
     if routine.kind == RoutineKind.HOURLY_PROMPT:
-        from pulses.ops import hourly_prompt as heartbeat
+        from pulses.ops import hourly_prompt
 
-        return heartbeat.hour_key(fire_at)
+        return hourly_prompt.hour_key(fire_at)
     return f"routine:{routine.pk}:{fire_at.astimezone(UTC).isoformat()}"
 
 
@@ -175,11 +177,11 @@ def pulse_values(routine: Routine, *, scheduled_at: datetime) -> dict[str, objec
     prompt = routine.prompt
     tags = list(routine.tags or ())
     if routine.kind == RoutineKind.HOURLY_PROMPT:
-        from pulses.ops import hourly_prompt as heartbeat
+        from pulses.ops import hourly_prompt
 
         local = timezone.localtime(scheduled_at)
-        prompt = heartbeat.heartbeat_prompt(local)
-        tags = list(dict.fromkeys([*tags, "heartbeat", heartbeat.period(local)]))
+        prompt = hourly_prompt.heartbeat_prompt(local)
+        tags = list(dict.fromkeys([*tags, "heartbeat", hourly_prompt.period(local)]))
     session = routine.session_id if routine.session_policy != SessionPolicy.NEW else ""
     return {
         "prompt": prompt,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx
 from mcp.server.mcpserver import MCPServer
@@ -51,6 +52,14 @@ PRIORITY = (
     "Use critical only for what the user is waiting on."
 )
 PULSE_ID = "The pulse's id, as shown by list_upcoming_pulses or returned by schedule_pulse."
+SCHEDULE = (
+    "When it fires: a 5-field cron expression read in `timezone` (minute hour day-of-month month "
+    "day-of-week, e.g. '0 8 * * 1-5' for weekdays at 08:00, '*/30 9-17 * * *'), a macro (@hourly, "
+    "@daily, @weekly), or an interval such as 'every 30 minutes' or 'every 2 hours'. Routines you "
+    "create may not fire more often than the owner allows (by default every 15 minutes at most)."
+)
+ROUTINE_NAME = "The routine's name, as list_routines shows it."
+CLOCK = "HH:MM in the routine's zone"
 
 INSTRUCTIONS = (
     "Reeve wakes you with 'pulses': scheduled prompts that start a new agent run in this Desk. "
@@ -195,7 +204,7 @@ def _closed_schemas(server: MCPServer) -> None:
 
 
 def build_server() -> MCPServer:
-    """The MCP server with Reeve's five tools."""
+    """The MCP server with Reeve's tools (agent_tools.TOOL_NAMES)."""
     server = ReeveMCPServer("reeve", instructions=INSTRUCTIONS)
 
     @server.tool(
@@ -312,8 +321,108 @@ def build_server() -> MCPServer:
     ) -> dict[str, Any]:
         return call_api("POST", "/api/notify", body={"message": message, "priority": priority})
 
+    _routine_tools(server)
     _closed_schemas(server)
     return server
+
+
+def _routine_tools(server: MCPServer) -> None:
+    """create_routine, list_routines, pause_routine, delete_routine."""
+
+    @server.tool(
+        name="create_routine",
+        description=(
+            "Create a routine: a recurring wake-up. At each fire Reeve starts a new run of you with "
+            "`prompt`, in this Desk (e.g. every weekday at 08:00 'Brief the user on today'). Use it "
+            "for what should recur; for a single follow-up use schedule_pulse. The prompt must stand "
+            "on its own. Returns the routine with its next fire time."
+        ),
+    )
+    @_tool("create_routine")
+    def create_routine(
+        name: Annotated[
+            str, Field(min_length=1, max_length=100, description="A short unique name, e.g. 'morning-brief'.")
+        ],
+        schedule: Annotated[str, Field(min_length=1, max_length=200, description=SCHEDULE)],
+        prompt: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=agent_tools.MAX_PROMPT_CHARS,
+                description="What you should do at each fire, as an instruction to yourself.",
+            ),
+        ],
+        timezone: Annotated[
+            str,
+            Field(max_length=64, description="An IANA zone such as Europe/Berlin; empty: the user's zone."),
+        ] = "",
+        priority: Annotated[
+            Literal["critical", "high", "normal", "low", "deferred"], Field(description=PRIORITY)
+        ] = "normal",
+        tags: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=agent_tools.MAX_TAG_CHARS)]] | None,
+            Field(max_length=agent_tools.MAX_TAGS, description="Labels its pulses carry."),
+        ] = None,
+        active_from: Annotated[
+            str | None,
+            Field(
+                max_length=8, description=f"Start of the hours it may fire in ({CLOCK}); with active_until."
+            ),
+        ] = None,
+        active_until: Annotated[
+            str | None,
+            Field(max_length=8, description=f"End of those hours ({CLOCK}); fires outside are skipped."),
+        ] = None,
+        session_policy: Annotated[
+            Literal["new", "continue"],
+            Field(description="new: a fresh conversation each run; continue: resume the previous run's."),
+        ] = "new",
+    ) -> dict[str, Any]:
+        body = {"name": name, "schedule": schedule, "prompt": prompt, "timezone": timezone}
+        body |= {"priority": priority, "tags": tags, "session_policy": session_policy}
+        body |= {"active_from": active_from, "active_until": active_until}
+        return call_api("POST", "/api/agent/routines", body=body)
+
+    @server.tool(
+        name="list_routines",
+        description=(
+            "List the routines (the user's and yours) by name: schedule (also in words), zone, "
+            "whether enabled, next and last fire, last result, who created it."
+        ),
+    )
+    @_tool("list_routines")
+    def list_routines() -> dict[str, Any]:
+        return call_api("GET", "/api/agent/routines")
+
+    @server.tool(
+        name="pause_routine",
+        description="Pause a routine so it stops firing; the user can resume it. Returns the routine.",
+    )
+    @_tool("pause_routine")
+    def pause_routine(
+        name: Annotated[str, Field(min_length=1, max_length=100, description=ROUTINE_NAME)],
+    ) -> dict[str, Any]:
+        return call_api("POST", f"/api/agent/routines/{_segment(name)}/pause")
+
+    @server.tool(
+        name="delete_routine",
+        description=(
+            "Delete a routine you created (the user's own routines can only be paused). Its past "
+            "runs stay in the history."
+        ),
+    )
+    @_tool("delete_routine")
+    def delete_routine(
+        name: Annotated[str, Field(min_length=1, max_length=100, description=ROUTINE_NAME)],
+    ) -> dict[str, Any]:
+        return call_api("DELETE", f"/api/agent/routines/{_segment(name)}")
+
+
+def _segment(name: str) -> str:
+    """A routine's name as one URL path segment (a name holds no slash; anything else is quoted)."""
+    if "/" in name or name in (".", ".."):
+        raise ToolError(f"there is no routine named {name[:100]!r}; call list_routines to see the names")
+    return quote(name, safe="")
 
 
 def serve() -> None:

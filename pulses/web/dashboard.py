@@ -16,6 +16,7 @@ from django.utils import timezone
 from pulses import answers, history, reports
 from pulses.agent.check import setup_problem
 from pulses.ops import retention
+from pulses.routines import overview as routines
 from pulses.web import metrics
 from pulses.web.palette import PRIORITY_COLOURS
 
@@ -144,6 +145,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "failures": reports.listing("failed", limit=10),
         "runs": answers.recent_runs(limit=10),
         "agent_problem": setup_problem(),
+        "routine_fires": routines.upcoming_fires(limit=10),
+        "routine_troubles": routines.needing_attention(limit=10),
         "workers": reports.workers_seen(),
         "now": timezone.localtime(),
         "facts": facts,

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +34,11 @@ if TYPE_CHECKING:  # django.http loads most of Django: gunicorn's master imports
 
 logger = logging.getLogger(__name__)
 
+# prometheus-client opens its file in PROMETHEUS_MULTIPROC_DIR as soon as a metric without labels is
+# defined, so the folder must exist before the definitions below (the settings only name it).
+if _folder := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(_folder).mkdir(parents=True, exist_ok=True)
+
 PULSES_EXECUTED = Counter(
     "reeve_pulses_executed", "Pulse runs (attempts) that finished, by priority", ["priority"]
 )
@@ -50,6 +55,12 @@ API_LATENCY = Histogram(
     ["method", "endpoint", "status"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, float("inf")),
 )
+ROUTINE_FIRES = Counter("reeve_routine_fires", "Routine fires that became a pulse (catch-ups included)")
+ROUTINE_SKIPS = Counter(
+    "reeve_routine_skips",
+    "Routine fires that did not wake the agent, by reason (missed, window, check)",
+    ["reason"],
+)
 _FILE_PID = re.compile(r"_(\d+)\.db$")
 
 
@@ -59,6 +70,23 @@ def record_attempt(*, priority: str, success: bool, seconds: float) -> None:
     if not success:
         PULSES_FAILED.labels(priority=priority).inc()
     PULSE_DURATION.labels(priority=priority).observe(max(seconds, 0.0))
+
+
+def record_routine_fires(fires: Iterable) -> None:
+    """Count what a firing did (`pulses.routines.firing.Fire`s): the fires that became a pulse, the
+    fires missed during downtime beyond the one catch-up, and those outside the active window."""
+    for fire in fires:
+        if fire.missed:
+            ROUTINE_SKIPS.labels(reason="missed").inc(fire.missed)
+        if fire.outside_window:
+            ROUTINE_SKIPS.labels(reason="window").inc()
+        elif fire.pulse_id:
+            ROUTINE_FIRES.inc()
+
+
+def record_routine_skip(*, reason: str) -> None:
+    """Count one run of a routine that did not wake the agent (`check`: its wake check said so)."""
+    ROUTINE_SKIPS.labels(reason=reason).inc()
 
 
 def multiproc_dir() -> Path | None:

@@ -394,6 +394,14 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/agent/pulses/{id}/cancel",
         "/api/agent/pulses/{id}/reschedule",
         "/api/notify",
+        "/api/routines",
+        "/api/routines/{key}",
+        "/api/routines/{key}/pause",
+        "/api/routines/{key}/resume",
+        "/api/routines/{key}/run",
+        "/api/agent/routines",
+        "/api/agent/routines/{name}",
+        "/api/agent/routines/{name}/pause",
     }
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
@@ -461,3 +469,26 @@ def test_a_pulse_may_ask_for_its_answer_on_telegram_and_nothing_else(client):
     assert (delivery.chat_id, delivery.reply_to_message_id) == (None, None)  # the configured chat
     assert not Delivery.objects.filter(pulse_id=plain.json()["id"]).exists()
     assert wrong.status_code == 400 and "deliver" in wrong.json()["detail"]
+
+
+def test_status_shows_each_workers_slots_and_what_runs_in_them(client):
+    queue.heartbeat(
+        worker="box:42",
+        host="box",
+        pid=42,
+        started_at=timezone.now(),
+        running=0,
+        concurrency=1,
+        critical_reserved=1,
+    )
+    low = PulseFactory(processing=True, lease_owner="box:42", priority="low", prompt="background research")
+    critical = PulseFactory(processing=True, lease_owner="box:42", priority="critical", prompt="hello")
+    PulseFactory(processing=True, lease_owner="elsewhere:1", priority="normal")
+    [worker] = get(client, "/api/status").json()["workers"]
+    assert (worker["concurrency"], worker["critical_reserved"], worker["running"]) == (1, 1, 2)
+    assert [(slot["kind"], slot["pulse"]["id"]) for slot in worker["slots"]] == [
+        ("critical", critical.pk),
+        ("ordinary", low.pk),
+    ]
+    assert worker["slots"][1]["pulse"]["priority"] == "low"
+    assert worker["slots"][1]["pulse"]["prompt"] == "background research"

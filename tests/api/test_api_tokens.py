@@ -19,9 +19,11 @@ pytestmark = pytest.mark.django_db
 
 
 def create(name: str) -> str:
-    out = io.StringIO()
-    call_command("create_api_token", name, stdout=out)
-    return out.getvalue().strip().splitlines()[-1]
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_token", name, stdout=out, stderr=err)
+    assert "Store it now; it is not shown again" in err.getvalue()
+    assert len(out.getvalue().splitlines()) == 1  # the token alone: TOKEN=$(./reeve create_api_token NAME)
+    return out.getvalue().strip()
 
 
 def test_a_client_token_works_and_only_its_hash_is_stored(client, settings):
@@ -96,10 +98,10 @@ FULL_SCOPE_ONLY = [
 
 
 def agent_token() -> str:
-    out = io.StringIO()
-    call_command("create_api_token", "desk", "--scope", "agent", stdout=out)
-    assert "(agent scope)" in out.getvalue()
-    return out.getvalue().strip().splitlines()[-1]
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_token", "desk", "--scope", "agent", stdout=out, stderr=err)
+    assert "(agent scope)" in err.getvalue()
+    return out.getvalue().strip()
 
 
 def test_an_agent_scoped_token_is_refused_by_every_endpoint_outside_its_scope(client):

@@ -171,6 +171,33 @@ def test_date_navigation_under_a_filter_offers_the_periods_of_all_pulses(admin_c
     assert "scheduled_at__year=2024" in page and "scheduled_at__year=2026" in page
 
 
+@pytest.mark.parametrize(
+    ("when", "zone"),
+    [
+        (datetime(1, 1, 1, 0, 30, tzinfo=UTC), "America/New_York"),  # before year 1 there
+        (datetime(1970, 1, 1, tzinfo=UTC), "UTC"),
+        (datetime(9999, 12, 31, 23, tzinfo=UTC), "Asia/Tokyo"),  # after 9999 there
+    ],
+)
+def test_a_pulse_stored_outside_the_accepted_years_does_not_break_the_admin_list(
+    admin_client, settings, when, zone
+):
+    settings.TIME_ZONE = zone
+    PulseFactory(scheduled_at=datetime(2026, 2, 7, 10, tzinfo=UTC))
+    odd = PulseFactory()  # stored before pulses.limits bounded times (2000-9000)
+    Pulse.objects.filter(pk=odd.pk).update(scheduled_at=when, status=Status.COMPLETED, finished_at=when)
+    page = admin_client.get(CHANGELIST)
+    assert odd.pk in [p.pk for p in page.context["cl"].result_list]
+    text = page.content.decode()
+    assert f"scheduled_at__year={when.year}" not in text  # no link to a year outside 2000-9000
+    assert "?scheduled_at__day=7&amp;scheduled_at__month=2&amp;scheduled_at__year=2026" in text
+    refused = admin_client.get(CHANGELIST + f"?scheduled_at__year={when.year}")
+    assert refused.status_code == 302 and refused.url.endswith("?e=1")  # as any bad filter
+    # The daily counts step over the empty centuries instead of counting each day since.
+    assert reports.stats().by_status["completed"] == 1
+    assert FinishedDay.objects.count() < 40
+
+
 def test_dashboard_shows_the_database_size_rows_and_oldest_finished_pulse(admin_client):
     pulse = finished(Status.COMPLETED, datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
     PulseAttemptFactory(pulse=pulse)

@@ -39,7 +39,8 @@ class Command(BaseCommand):
             row, token = tokens.create(options["name"], scope=options["scope"])
         except tokens.TokenError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(
+        # The answer alone on stdout, so `TOKEN=$(./reeve create_api_token NAME)` holds just the token.
+        self.stderr.write(
             f"Created token {row.name!r} ({row.scope} scope). Store it now; it is not shown again:"
         )
         self.stdout.write(token)

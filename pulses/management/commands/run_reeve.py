@@ -35,6 +35,6 @@ class Command(BaseCommand):
 
         try:
             code = run_reeve(web=web, on_started=say_what_is_served)
-        except (AlreadyRunning, PortInUse) as exc:
+        except (AlreadyRunning, PortInUse, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         raise SystemExit(code)

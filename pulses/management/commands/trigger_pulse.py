@@ -41,6 +41,9 @@ class Command(BaseCommand):
             help="telegram: send the agent's answer to the configured Telegram chat when it finishes",
         )
         parser.add_argument(
+            "--check", default="", help="a wake check run in the Desk first (exit 1: nothing to do, no agent)"
+        )
+        parser.add_argument(
             "--heartbeat",
             action="store_true",
             help="schedule the hourly heartbeat (morning/afternoon/evening/night prompt)",
@@ -72,6 +75,7 @@ class Command(BaseCommand):
                     max_retries=options["max_retries"],
                     idempotency_key=options["idempotency_key"],
                     deliver=options["deliver"],
+                    check_command=options["check"],
                 )
             except queue.InvalidPulse as exc:
                 raise CommandError(str(exc)) from None

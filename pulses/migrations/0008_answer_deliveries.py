@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pulses', '0006_routines'),
+        ('pulses', '0007_worker_slots'),
     ]
 
     operations = [

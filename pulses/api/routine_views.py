@@ -1,0 +1,283 @@
+"""`/api/routines`: list, create, detail, update, delete, and pause / resume / run now.
+
+A routine is addressed by its name or its id. Each view checks the body's types with a strict
+serializer, makes one call into `pulses.routines.changes` (which checks what the values mean and
+names the field it refuses; nothing is stored then), and responds with the routine.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from pulses.api.serializers import (
+    PulseSerializer,
+    StrictCharField,
+    StrictChoiceField,
+    StrictIntegerField,
+    StrictSerializer,
+)
+from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, ERROR, ApiView, _valid
+from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
+from pulses.models import Priority
+from pulses.routines import changes
+from pulses.routines.lookup import PREVIEW_FIRES, find
+from pulses.routines.models import Routine, RoutineSource, SessionPolicy
+
+NOT_FOUND = {404: OpenApiResponse(ERROR, description="no routine with that name or id")}
+MAX_LISTED = 500
+
+
+def _texts(max_items: int, max_chars: int, help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=StrictCharField(max_length=max_chars), max_length=max_items, required=False, help_text=help_text
+    )
+
+
+MAX_CHECK_CHARS = 2000
+MAX_PAUSE_AFTER = 1000
+
+
+class ClockField(StrictCharField):
+    """A time of day, HH:MM; empty or null for none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=8, required=False, allow_blank=True, allow_null=True, **kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        text = super().run_validation(data)  # a string within max_length, or None
+        if not isinstance(text, str) or not text.strip():
+            return None
+        try:
+            return changes.parse_time(text, field=self.field_name)
+        except changes.RoutineInvalid as exc:
+            raise serializers.ValidationError(exc.message) from None
+
+
+class RoutineInputSerializer(StrictSerializer):
+    """What a routine is made of. Types are checked here; meanings (a cron expression that can fire,
+    a zone that exists, a window that is not empty) in `changes.validate`, which names the field."""
+
+    name = StrictCharField(max_length=changes.NAME_CHARS, help_text="unique; how you refer to it")
+    schedule = StrictCharField(
+        max_length=200,
+        help_text="a 5-field cron expression ('0 8 * * 1-5'), @hourly/@daily/@weekly, or 'every 30 minutes'",
+    )
+    prompt = StrictCharField(max_length=changes.PROMPT_CHARS, help_text="what the agent should do")
+    timezone = StrictCharField(
+        max_length=64, required=False, allow_blank=True, help_text="an IANA zone; empty follows TIME_ZONE"
+    )
+    priority = StrictChoiceField(choices=Priority.choices, required=False, help_text="run order")
+    tags = _texts(MAX_TAGS, MAX_TAG_CHARS, "labels its pulses carry")
+    sticky_notes = _texts(MAX_NOTES, MAX_NOTE_CHARS, "reminders appended to the prompt")
+    max_retries = StrictIntegerField(min_value=0, max_value=changes.MAX_RETRIES, required=False)
+    session_policy = StrictChoiceField(
+        choices=SessionPolicy.choices,
+        required=False,
+        help_text="new: a fresh session each run; continue: the previous run's; fixed: session_id",
+    )
+    session_id = StrictCharField(max_length=200, required=False, allow_blank=True)
+    active_from = ClockField(
+        help_text="start of the active window (HH:MM in its zone); fires outside it are skipped"
+    )
+    active_until = ClockField(help_text="end of the active window (HH:MM); it may wrap midnight")
+    check_command = StrictCharField(
+        max_length=MAX_CHECK_CHARS,
+        required=False,
+        allow_blank=True,
+        help_text="a wake check run in the Desk first: exit 0 wakes the agent, 1 skips the run",
+    )
+    pause_after_failures = StrictIntegerField(
+        min_value=0, max_value=MAX_PAUSE_AFTER, required=False, help_text="0: never pause"
+    )
+
+
+class RoutineUpdateSerializer(RoutineInputSerializer):
+    """Any subset of the fields."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
+
+
+def _when(value, routine: Routine) -> str | None:
+    return value.astimezone(routine.zone).isoformat() if value else None
+
+
+class RoutineSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prompt = serializers.CharField()
+    schedule = serializers.CharField()
+    schedule_text = serializers.CharField(help_text="the schedule in words")
+    timezone = serializers.CharField(help_text="the zone its fire times are computed in")
+    priority = serializers.CharField()
+    tags = serializers.ListField(child=serializers.CharField())
+    sticky_notes = serializers.ListField(child=serializers.CharField())
+    max_retries = serializers.IntegerField()
+    session_policy = serializers.CharField()
+    session_id = serializers.CharField()
+    enabled = serializers.BooleanField()
+    paused_reason = serializers.CharField()
+    active_from = serializers.CharField(allow_null=True)
+    active_until = serializers.CharField(allow_null=True)
+    check_command = serializers.CharField()
+    pause_after_failures = serializers.IntegerField()
+    source = serializers.ChoiceField(choices=RoutineSource.choices)
+    next_fire_at = serializers.DateTimeField(allow_null=True, help_text="in the routine's zone")
+    last_fire_at = serializers.DateTimeField(allow_null=True)
+    last_pulse = serializers.IntegerField(allow_null=True)
+    last_result = serializers.CharField()
+    failure_streak = serializers.IntegerField()
+    fire_count = serializers.IntegerField()
+    missed_count = serializers.IntegerField()
+    outside_window_count = serializers.IntegerField()
+    check_skip_count = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, routine: Routine) -> dict:
+        return {
+            "id": routine.pk,
+            "name": routine.name,
+            "prompt": routine.prompt,
+            "schedule": routine.schedule,
+            "schedule_text": routine.parsed_schedule.describe(),
+            "timezone": routine.zone_name,
+            "priority": routine.priority,
+            "tags": list(routine.tags or ()),
+            "sticky_notes": list(routine.sticky_notes or ()),
+            "max_retries": routine.max_retries,
+            "session_policy": routine.session_policy,
+            "session_id": routine.session_id,
+            "enabled": routine.enabled,
+            "paused_reason": routine.paused_reason,
+            "active_from": routine.active_from.strftime("%H:%M") if routine.active_from else None,
+            "active_until": routine.active_until.strftime("%H:%M") if routine.active_until else None,
+            "check_command": routine.check_command,
+            "pause_after_failures": routine.pause_after_failures,
+            "source": routine.source,
+            "next_fire_at": _when(routine.next_fire_at, routine),
+            "last_fire_at": _when(routine.last_fire_at, routine),
+            "last_pulse": routine.last_pulse_id,
+            "last_result": routine.last_result,
+            "failure_streak": routine.failure_streak,
+            "fire_count": routine.fire_count,
+            "missed_count": routine.missed_count,
+            "outside_window_count": routine.outside_window_count,
+            "check_skip_count": routine.check_skip_count,
+            "created_at": _when(routine.created_at, routine),
+            "updated_at": _when(routine.updated_at, routine),
+        }
+
+
+class RoutineDetailSerializer(RoutineSerializer):
+    next_fires = serializers.ListField(
+        child=serializers.DateTimeField(), help_text="its next five fire times, in its zone"
+    )
+
+    def to_representation(self, routine: Routine) -> dict:
+        fires = routine.next_fires(PREVIEW_FIRES, after=timezone.now()) if routine.enabled else []
+        return {**super().to_representation(routine), "next_fires": [fire.isoformat() for fire in fires]}
+
+
+class RoutineListQuerySerializer(serializers.Serializer):
+    limit = StrictIntegerField(min_value=1, max_value=MAX_LISTED, default=100)
+    offset = StrictIntegerField(min_value=0, max_value=10**9, default=0)
+
+
+class RoutinePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = RoutineSerializer(many=True)
+
+
+class RoutineListView(ApiView):
+    @extend_schema(
+        operation_id="routines_list",
+        summary="List routines by name, with their next fire and last result",
+        parameters=[RoutineListQuerySerializer],
+        responses={200: RoutinePageSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        query = _valid(RoutineListQuerySerializer, request.query_params.dict(), from_query=True)
+        routines = Routine.objects.order_by("name")
+        page = routines[query["offset"] : query["offset"] + query["limit"]]
+        return Response({"count": routines.count(), "results": RoutineSerializer(page, many=True).data})
+
+    @extend_schema(
+        operation_id="routine_create",
+        summary="Create a routine (the owner's: not held to the agent's guard rails)",
+        request=RoutineInputSerializer,
+        responses={201: RoutineDetailSerializer, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(RoutineInputSerializer, request.data)
+        routine = changes.create(source=RoutineSource.OWNER, **data)
+        return Response(RoutineDetailSerializer(routine).data, status=status.HTTP_201_CREATED)
+
+
+class RoutineDetailView(ApiView):
+    @extend_schema(
+        operation_id="routine_detail",
+        summary="One routine with its next five fire times",
+        responses={200: RoutineDetailSerializer, **AUTH_ERRORS, **NOT_FOUND},
+    )
+    def get(self, request: Request, key: str) -> Response:
+        return Response(RoutineDetailSerializer(find(key)).data)
+
+    @extend_schema(
+        operation_id="routine_update",
+        summary="Change some of a routine's fields; its next fire is recomputed",
+        request=RoutineUpdateSerializer,
+        responses={200: RoutineDetailSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND, **BODY_ERRORS},
+    )
+    def patch(self, request: Request, key: str) -> Response:
+        routine = find(key)
+        data = _valid(RoutineUpdateSerializer, request.data)
+        return Response(RoutineDetailSerializer(changes.update(routine, data)).data)
+
+    @extend_schema(
+        operation_id="routine_delete",
+        summary="Delete a routine (its past pulses stay)",
+        request=None,
+        responses={204: None, **AUTH_ERRORS, **NOT_FOUND},
+    )
+    def delete(self, request: Request, key: str) -> Response:
+        changes.remove(find(key))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoutinePauseView(ApiView):
+    @extend_schema(
+        operation_id="routine_pause",
+        summary="Pause a routine: it does not fire until resumed",
+        request=None,
+        responses={200: RoutineSerializer, **AUTH_ERRORS, **NOT_FOUND},
+    )
+    def post(self, request: Request, key: str) -> Response:
+        return Response(RoutineSerializer(changes.pause(find(key))).data)
+
+
+class RoutineResumeView(ApiView):
+    @extend_schema(
+        operation_id="routine_resume",
+        summary="Resume a routine from its next fire after now (nothing missed is caught up)",
+        request=None,
+        responses={200: RoutineSerializer, **AUTH_ERRORS, **NOT_FOUND},
+    )
+    def post(self, request: Request, key: str) -> Response:
+        return Response(RoutineSerializer(changes.resume(find(key))).data)
+
+
+class RoutineRunView(ApiView):
+    @extend_schema(
+        operation_id="routine_run",
+        summary="Run a routine now: its pulse is created at once (its schedule is unchanged)",
+        request=None,
+        responses={201: PulseSerializer, **AUTH_ERRORS, **NOT_FOUND},
+    )
+    def post(self, request: Request, key: str) -> Response:
+        pulse = changes.run_now(find(key))
+        return Response(PulseSerializer(pulse).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,203 @@
+"""The README as a newcomer follows it: a fresh clone, an empty HOME, every shell block run as written.
+
+The blocks are read from README.md here, so the README cannot drift from what works. They run in
+order from "Quick start" up to the sections for people who already run Reeve ("Coming from the
+original Reeve", "Operations": sudo, systemd). What a person would change is changed the same way:
+a free port for 8765 (PULSE_API_PORT), and the fake Bot API for Telegram's (the Telegram section's
+settings, as a person with a bot has them in .env). A command a person leaves running in its own
+terminal (`./reeve start`, the Telegram listener) runs in the background until the end, then gets
+Ctrl+C; `createsuperuser` is answered in a terminal. `./reeve test` (the whole suite) is the one
+command not run here: tests/site/test_quickstart.py runs it from a fresh clone.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.site.test_quickstart import free_port
+from tests.support.reeve_processes import ROOT
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("REEVE_NESTED_QUICKSTART") == "1", reason="already inside one"),
+]
+
+FIRST_SECTION = "## Quick start"
+NOT_FOR_NEWCOMERS = ("## Coming from the original Reeve", "## Operations")
+LEFT_RUNNING = ("./reeve start", "./reeve run_telegram_listener")
+PASSWORD = "a newcomer's long passphrase 42"
+
+
+def readme_blocks(text: str) -> list[list[str]]:
+    """The commands of each ```bash block between the quick start and the first section not meant
+    for newcomers, continuation lines joined, comment lines dropped (a trailing comment stays)."""
+    start = text.index(FIRST_SECTION)
+    end = min(text.index(heading) for heading in NOT_FOR_NEWCOMERS)
+    blocks = []
+    for block in re.findall(r"^```bash\n(.*?)^```", text[start:end], re.M | re.S):
+        lines = re.sub(r"\\\n\s*", " ", block).splitlines()
+        blocks.append([line for line in lines if line.strip() and not line.lstrip().startswith("#")])
+    return blocks
+
+
+def test_the_readme_blocks_are_found():
+    commands = [c for block in readme_blocks((ROOT / "README.md").read_text()) for c in block]
+    assert commands[0].startswith("./reeve start")
+    assert any(c.startswith("curl -X POST") and "-d '{" in c for c in commands)  # joined continuation
+    assert any(c.startswith("./reeve notify") for c in commands)
+
+
+def in_a_terminal(command: str, *, cwd: Path, env: dict, answers: list[tuple[str, str]]) -> tuple[int, str]:
+    """Run `command` with a pseudo-terminal as its stdin/stdout, replying to each prompt in turn."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once (this process has threads)
+        os.chdir(cwd)
+        os.execve("/bin/bash", ["bash", "-c", command], env)
+    output, seen, pending = b"", 0, list(answers)
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], 0.5)[0]:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the terminal closed with the command's exit
+                break
+            if not chunk:
+                break
+            output += chunk
+            while pending and (at := output.find(pending[0][0].encode(), seen)) >= 0:
+                seen = at + len(pending[0][0])
+                os.write(fd, pending.pop(0)[1].encode() + b"\n")
+        else:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        os.close(fd)
+    return code, output.decode(errors="replace")
+
+
+def wait_for_health(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 300  # the first start creates .venv
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the API never answered:\n{log.read_text()[-3000:]}")
+
+
+def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_telegram):
+    repo, home = tmp_path / "repo", tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    port = free_port()
+    env = {
+        "HOME": str(home),
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "REEVE_NESTED_QUICKSTART": "1",
+        "PULSE_API_PORT": str(port),
+        **fake_telegram.env(42),
+    }
+    # uv's package cache is shared only to save downloads; it holds nothing of Reeve's.
+    cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "uv")
+    if Path(cache).is_dir():
+        env["UV_CACHE_DIR"] = cache
+    for var in ("PIP_FIND_LINKS", "PIP_CERT", "PIP_DEFAULT_TIMEOUT", "SSL_CERT_FILE"):
+        if var in os.environ:
+            env[var] = os.environ[var]
+
+    blocks = readme_blocks((repo / "README.md").read_text())
+    running: list[tuple[str, subprocess.Popen, Path]] = []
+    ran = []
+
+    def run_in_one_shell(commands: list[str]) -> None:
+        """Consecutive commands of a block, in one shell as a person types them (TOKEN=... carries)."""
+        if not commands:
+            return
+        script = "\n".join(commands)
+        proc = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-x", "-c", script],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, f"{script}\n{proc.stdout}\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr, f"{script}\n{proc.stderr}"
+        ran.extend(commands)
+        commands.clear()
+
+    def run_alone(command: str) -> None:
+        """A command a person leaves running in its own terminal, or answers in one."""
+        if "createsuperuser" in command:
+            code, output = in_a_terminal(
+                command,
+                cwd=repo,
+                env=env,
+                answers=[("Username", "newcomer"), ("Email address", ""), ("Password:", PASSWORD)]
+                + [("Password (again)", PASSWORD)],
+            )
+            assert code == 0, f"{command}\n{output}"
+            assert "Superuser created successfully" in output, output
+        else:
+            log = home / f"background-{len(running)}.log"
+            proc = subprocess.Popen(
+                ["bash", "-c", command],
+                cwd=repo,
+                env=env,
+                stdout=log.open("w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            running.append((command, proc, log))
+            if command.startswith("./reeve start"):
+                wait_for_health(port, proc, log)
+        ran.append(command)
+
+    try:
+        for block in blocks:
+            typed: list[str] = []
+            for command in block:
+                command = command.replace("8765", str(port))
+                if command.startswith("./reeve test"):
+                    continue  # the whole suite: tests/site/test_quickstart.py runs it from a fresh clone
+                if command.startswith(LEFT_RUNNING) or "createsuperuser" in command:
+                    run_in_one_shell(typed)
+                    run_alone(command)
+                else:
+                    typed.append(command)
+            run_in_one_shell(typed)
+
+        # What those commands did, seen from outside: the pulses, the notification.
+        queue = subprocess.run(
+            ["./reeve", "pulse_queue", "all"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert "Check my calendar for tomorrow" in queue.stdout and "Test pulse from curl" in queue.stdout
+        assert "Backup finished" in fake_telegram.sent_texts
+    finally:
+        for command, proc, log in reversed(running):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl+C in its terminal
+            try:
+                code = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                code = proc.wait()
+            assert code == 0, f"{command} ended {code}:\n{log.read_text()[-3000:]}"
+    assert len(ran) == sum(map(len, blocks)) - 1  # all but ./reeve test
