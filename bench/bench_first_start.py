@@ -1,6 +1,6 @@
 """A newcomer's first `./reeve start`: seconds until the API answers, size of `.venv/`. Asserts nothing.
 
-    python3 bench/bench_first_start.py [--cold] [--keep]
+    python3 bench/bench_first_start.py [--cold] [--keep] [--rev COMMIT]
 
 Clones this repository (its committed HEAD) into a temp dir and runs `./reeve start` there as a new
 user would: an empty HOME, only PATH and LANG from this shell, a free port. It prints the seconds
@@ -48,12 +48,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="empty package caches: download everything")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (its path is printed)")
+    parser.add_argument("--rev", help="check out this commit in the clone (a before/after comparison)")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="reeve-first-start-"))
     repo, home = base / "repo", base / "home"
     home.mkdir()
     subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    if args.rev:
+        subprocess.run(["git", "-C", str(repo), "checkout", "-q", args.rev], check=True)
     port = free_port()
     env = {"HOME": str(home), "PATH": os.environ["PATH"], "LANG": "C.UTF-8", "PULSE_API_PORT": str(port)}
     if args.cold:

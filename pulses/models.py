@@ -386,6 +386,9 @@ class WorkerRecord(models.Model):
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
     running = models.IntegerField(default=0)
+    # Its slots: PULSE_MAX_CONCURRENT ordinary ones and PULSE_CRITICAL_RESERVED for critical pulses.
+    concurrency = models.IntegerField(default=1)
+    critical_reserved = models.IntegerField(default=0)
 
     objects = WorkerRecordQuerySet.as_manager()
 

@@ -148,10 +148,12 @@ class Reaper:
 @dataclass
 class _Run:
     proc: subprocess.Popen
+    pulse_id: int | None = None
     stdout_tail: Tail = field(default_factory=Tail)
     stderr_tail: Tail = field(default_factory=Tail)
     timed_out: bool = False
     interrupted: bool = False
+    interrupted_because: str = ""
 
 
 class Executor:
@@ -222,6 +224,17 @@ class Executor:
             run.interrupted = True
         _kill_groups([run.proc for run in runs], grace=grace)
 
+    def interrupt(self, pulse_id: int, *, because: str, grace: float = KILL_GRACE_SECONDS) -> bool:
+        """Stop the agent running `pulse_id` as a drain would (SIGTERM to its group, SIGKILL after
+        `grace`); its outcome is `interrupted`, its error `because`. False when it is not running.
+        Blocks up to `grace`: call it off the worker's loop."""
+        with self._lock:
+            runs = [run for run in self._running.values() if run.pulse_id == pulse_id]
+        for run in runs:
+            run.interrupted, run.interrupted_because = True, because
+        _kill_groups([run.proc for run in runs], grace=grace)
+        return bool(runs)
+
     def _config_error(self, started: datetime) -> AttemptOutcome | None:
         argv0 = agent_command(self.command, agent=self.agent)[:1]
         problem = ""
@@ -253,7 +266,7 @@ class Executor:
         )
         if self.reaper:
             self.reaper.watch(proc.pid)
-        run = _Run(proc)
+        run = _Run(proc, pulse_id=request.pulse_id)
         with self._lock:
             self._running[proc.pid] = run
         logger.info(
@@ -306,7 +319,7 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
     )
     error = ""
     if run.interrupted:
-        error = "interrupted: the worker shut down and stopped the agent"
+        error = run.interrupted_because or "interrupted: the worker shut down and stopped the agent"
     elif run.timed_out:
         error = f"timed out after {timeout:g}s (PULSE_TIMEOUT_SECONDS); the agent's process group was killed"
     elif not success:

@@ -243,6 +243,8 @@ class StatusView(ApiView):
     )
     def get(self, request: Request) -> Response:
         stats = reports.stats()
+        recent = reports.recent_workers()
+        slots = reports.worker_slots(recent)
         workers = [
             {
                 "name": w.name,
@@ -250,9 +252,12 @@ class StatusView(ApiView):
                 "pid": w.pid,
                 "started_at": w.started_at.isoformat(),
                 "last_seen": w.last_seen.isoformat(),
-                "running": w.running,
+                "running": sum(1 for slot in slots[w.name] if slot.pulse),
+                "concurrency": w.concurrency,
+                "critical_reserved": w.critical_reserved,
+                "slots": [_slot(slot) for slot in slots[w.name]],
             }
-            for w in reports.recent_workers()
+            for w in recent
         ]
         return Response(
             {
@@ -267,6 +272,24 @@ class StatusView(ApiView):
                 "uptime_seconds": round(time.monotonic() - STARTED, 3),
             }
         )
+
+
+def _slot(slot: reports.BusySlot) -> dict:
+    pulse = slot.pulse
+    if pulse is None:
+        return {"kind": slot.kind, "pulse": None}
+    started = pulse.executed_at.isoformat() if pulse.executed_at else None
+    prompt = " ".join(pulse.prompt.split())[:80]
+    return {
+        "kind": slot.kind,
+        "pulse": {
+            "id": pulse.pk,
+            "priority": pulse.priority,
+            "source": pulse.source,
+            "prompt": prompt,
+            "started_at": started,
+        },
+    }
 
 
 class StatsView(ApiView):

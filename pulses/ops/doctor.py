@@ -21,6 +21,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from pulses.db import is_postgres
 from pulses.limits import MAKE_A_TOKEN, weak_token_reason
 from pulses.models import Pulse
 from pulses.ops import legacy
@@ -334,7 +335,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
 def resolved_paths() -> dict[str, str]:
     """The values install.sh renders into units, cron and logrotate, as this installation resolves them."""
     db = settings.DATABASES["default"]
-    sqlite = db["ENGINE"].endswith("sqlite3")
+    sqlite = not is_postgres()
     return {
         "REEVE_DATA_DIR": str(Path(settings.REEVE_HOME)),
         "PULSE_DB_PATH": str(db["NAME"]) if sqlite else "",

@@ -30,6 +30,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from pulses import history
+from pulses.db import is_postgres
 from pulses.db.write_gate import write_gate
 from pulses.models import Pulse, PulseAttempt, Status
 from telegram_bridge.models import TelegramMessage
@@ -240,7 +241,7 @@ def prune(
     def deleter(doomed):
         def delete_some() -> int:
             picked = doomed.values_list("id", flat=True)
-            if connection.features.has_select_for_update_skip_locked:
+            if is_postgres():
                 picked = picked.select_for_update(skip_locked=True, of=("self",))
             ids = list(picked[:batch_size])
             if ids:
@@ -294,7 +295,7 @@ def prune(
 
 def auto_vacuum_mode() -> str | None:
     """SQLite's auto_vacuum setting of this database file (none, full, incremental)."""
-    if connection.vendor != "sqlite":
+    if is_postgres():
         return None
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA auto_vacuum")
@@ -305,13 +306,13 @@ def give_space_back() -> str:
     """Hand freed pages back to the file system; says what it did (or why it could not)."""
     if connection.in_atomic_block:
         return "space not given back: vacuum cannot run inside a transaction"
-    if connection.vendor == "postgresql":
+    if is_postgres():
         with connection.cursor() as cursor:
             # A plain VACUUM: space inside the tables is reused at once, trailing pages go back to
             # the file system, and no writer waits (VACUUM FULL would lock the tables).
             cursor.execute("VACUUM (ANALYZE) pulses, pulse_attempts")
         return "VACUUM (ANALYZE) ran on pulses and pulse_attempts"
-    if connection.vendor != "sqlite":
+    if is_postgres():
         return ""
     mode = auto_vacuum_mode()
     if mode != "incremental":
@@ -345,7 +346,7 @@ def give_space_back() -> str:
 def vacuum_full() -> str:
     """SQLite: rewrite the file once with incremental auto-vacuum switched on (holds the database for
     as long as the copy takes; run it while Reeve is stopped). PostgreSQL: a plain VACUUM."""
-    if connection.vendor != "sqlite":
+    if is_postgres():
         return give_space_back()
     with write_gate(), connection.cursor() as cursor:
         cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")

@@ -70,7 +70,9 @@ class WebProcess:
 def run_reeve(*, web: bool = True) -> int:
     """Hold the installation, start gunicorn (unless `web` is False) and run the worker until stopped;
     the exit code of whichever stopped first for a reason other than being asked to.
-    AlreadyRunning if another Reeve holds this installation, PortInUse if another program has the port."""
+    AlreadyRunning if another Reeve holds this installation, PortInUse if another program has the port,
+    ValueError for a bad worker setting."""
+    options = WorkerOptions.from_settings()  # a bad setting stops us before anything has started
     lock_fd = instance_lock.hold(exclusive=True, role="./reeve start")
     if web:  # once, naming the setting, instead of gunicorn's five "Connection in use" lines
         bind.check_port_free(settings.PULSE_API_HOST, settings.PULSE_API_PORT)
@@ -83,4 +85,4 @@ def run_reeve(*, web: bool = True) -> int:
         {"pid": os.getpid(), "web_pid": companions[0].pid if web else None, "api": api if web else None},
     )
     logger.info("reeve_started worker_pid=%s web=%s api=%s", os.getpid(), web, api if web else "-")
-    return Worker(WorkerOptions.from_settings(), companions=companions).run()
+    return Worker(options, companions=companions).run()

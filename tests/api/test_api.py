@@ -446,3 +446,26 @@ def test_the_front_page_leads_to_the_dashboard_through_the_login(client, admin_c
     assert client.get("/", follow=True).redirect_chain[-1][0].startswith("/admin/login/?next=/dashboard/")
     assert admin_client.get("/", follow=True).templates[0].name == "dashboard/index.html"
     assert client.get("/metrics/").status_code == client.get("/metrics").status_code
+
+
+def test_status_shows_each_workers_slots_and_what_runs_in_them(client):
+    queue.heartbeat(
+        worker="box:42",
+        host="box",
+        pid=42,
+        started_at=timezone.now(),
+        running=0,
+        concurrency=1,
+        critical_reserved=1,
+    )
+    low = PulseFactory(processing=True, lease_owner="box:42", priority="low", prompt="background research")
+    critical = PulseFactory(processing=True, lease_owner="box:42", priority="critical", prompt="hello")
+    PulseFactory(processing=True, lease_owner="elsewhere:1", priority="normal")
+    [worker] = get(client, "/api/status").json()["workers"]
+    assert (worker["concurrency"], worker["critical_reserved"], worker["running"]) == (1, 1, 2)
+    assert [(slot["kind"], slot["pulse"]["id"]) for slot in worker["slots"]] == [
+        ("critical", critical.pk),
+        ("ordinary", low.pk),
+    ]
+    assert worker["slots"][1]["pulse"]["priority"] == "low"
+    assert worker["slots"][1]["pulse"]["prompt"] == "background research"

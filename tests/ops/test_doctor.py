@@ -262,3 +262,10 @@ def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_c
     assert set(problems) <= choices, proc.stdout
     assert [name for name, mark in problems.items() if mark == "FAIL"] in ([], ["agent command"]), proc.stdout
     assert "TELEGRAM_BOT_TOKEN is not set" in proc.stdout
+
+
+def test_install_turns_telegram_on_only_for_a_token_shaped_like_one(settings):
+    settings.TELEGRAM_BOT_TOKEN = "your_bot_token_here"  # the old .env.example's placeholder
+    assert doctor.resolved_paths()["TELEGRAM_CONFIGURED"] == "0"
+    settings.TELEGRAM_BOT_TOKEN = "123456789:" + "A" * 35
+    assert doctor.resolved_paths()["TELEGRAM_CONFIGURED"] == "1"

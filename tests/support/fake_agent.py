@@ -4,10 +4,14 @@ prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended 
 $FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
-reject_resume, sleep:SECONDS, noise, no_result (exit 0 with no result event), announce:SESSION_ID
+reject_resume, sleep:SECONDS, first_sleep:SECONDS (sleeps only when it starts a new session, not on a
+resume), noise, no_result (exit 0 with no result event), announce:SESSION_ID
 (announce that session id, whatever it is), mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call
 Reeve's schedule_pulse tool with resume_current_session through its MCP server; see
 tests/support/fake_agent_mcp.py).
+
+With $FAKE_AGENT_END_LOG set, each run's end (or the SIGTERM that ended it) is appended there too, so
+tests can tell which runs overlapped.
 """
 
 import time
@@ -34,6 +38,20 @@ def log_start(record):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(fd, (json.dumps(record) + "\n").encode())
         os.close(fd)
+
+
+def log_end(**extra):
+    path = os.environ.get("FAKE_AGENT_END_LOG")
+    if path:
+        record = {"pulse_id": os.environ.get("REEVE_PULSE_ID"), "pid": os.getpid(), "t": time.time(), **extra}
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, (json.dumps(record) + "\n").encode())
+        os.close(fd)
+
+
+def _terminated(signum, frame):
+    log_end(signal=signal.Signals(signum).name)
+    sys.exit(128 + signum)
 
 
 def parse_argv(argv):
@@ -222,11 +240,15 @@ def main():
         for _ in range(megabytes * 1024 * 1024 // len(line)):
             sys.stdout.write(line)
         sys.stdout.write("y" * (6 * 1024 * 1024) + "\n")  # one line past the reader's limit
-    if mode == "sleep":
+    if mode == "sleep" or (mode == "first_sleep" and not resume):
         time.sleep(float(arg or 1))
     result(session_id, f"Done: {prompt[:80]}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if os.environ.get("FAKE_AGENT_END_LOG"):
+        signal.signal(signal.SIGTERM, _terminated)
+    code = main()
+    log_end(code=code)
+    sys.exit(code)

@@ -101,3 +101,23 @@ def test_a_worker_that_stopped_reporting_is_marked_stopped(admin_client, setting
     assert "No worker is reporting" not in page
     WorkerRecord.objects.filter(name="host:1").delete()
     assert "No worker is reporting" in admin_client.get("/dashboard/").content.decode()
+
+
+def test_the_dashboard_shows_which_slots_are_busy_and_with_what(admin_client):
+    from pulses import queue
+
+    queue.heartbeat(
+        worker="box:42",
+        host="box",
+        pid=42,
+        started_at=timezone.now(),
+        running=1,
+        concurrency=1,
+        critical_reserved=1,
+    )
+    low = PulseFactory(processing=True, lease_owner="box:42", priority="low", prompt="background research")
+    page = admin_client.get("/dashboard/").content.decode()
+    workers = page[page.index('id="workers"') :]
+    workers = workers[: workers.index("</table>")]
+    assert 'critical: <span class="muted">free</span>' in workers
+    assert f">#{low.pk}</a> low background research" in workers

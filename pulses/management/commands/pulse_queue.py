@@ -11,6 +11,16 @@ def _when(moment) -> str:
     return local_time(moment).strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
+def _slot(slot: reports.BusySlot) -> str:
+    """`ordinary: #12 low "prompt…"`, or `critical: free` for a free reserved slot."""
+    if slot.pulse is None:
+        return f"{slot.kind}: free"
+    prompt = " ".join(slot.pulse.prompt.split())
+    prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+    since = _when(slot.pulse.executed_at)
+    return f'{slot.kind}: #{slot.pulse.pk} {slot.pulse.priority} since {since} "{prompt}"'
+
+
 class Command(BaseCommand):
     help = "Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."
 
@@ -30,6 +40,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         counts = reports.stats().by_status
         self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
+        for name, slots in reports.worker_slots(reports.recent_workers()).items():
+            self.stdout.write(f"worker {name}: " + "; ".join(_slot(slot) for slot in slots))
         if not pulses:
             self.stdout.write(f"No {view} pulses.")
             return

@@ -27,6 +27,6 @@ class Command(BaseCommand):
         tighten()  # files made before Reeve ran with umask 077 become private on this start
         try:
             code = run_reeve(web=not options["no_web"])
-        except (AlreadyRunning, PortInUse) as exc:
+        except (AlreadyRunning, PortInUse, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         raise SystemExit(code)
