@@ -3,7 +3,7 @@ import shlex
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.agent.executor import AgentRequest
-from pulses.worker.loop import default_executor
+from pulses.worker.run import default_executor
 
 
 class Command(BaseCommand):
