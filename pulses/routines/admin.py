@@ -227,3 +227,10 @@ class RoutineAdmin(admin.ModelAdmin):
             saved = changes.create(source=RoutineSource.OWNER, **values)
         obj.pk = saved.pk
         obj.refresh_from_db()
+
+    def delete_model(self, request, obj: Routine) -> None:
+        changes.remove(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for routine in queryset:
+            changes.remove(routine)

@@ -115,3 +115,12 @@ def test_the_preview_gives_the_next_five_fires_in_the_zone_or_the_error(admin_cl
 
 def test_the_preview_and_the_form_need_a_staff_login(client):
     assert client.get(CHANGELIST + "preview/", {"schedule": "@daily"})["Location"].startswith("/admin/login/")
+
+
+def test_deleting_in_the_admin_goes_through_the_routines_code_and_keeps_its_pulses(admin_client):
+    routine = changes.create(name="old", schedule="@daily", prompt="x")
+    pulse = changes.run_now(routine)
+    admin_client.post(f"{CHANGELIST}{routine.pk}/delete/", {"post": "yes"})
+    assert not Routine.objects.filter(name="old").exists()
+    pulse.refresh_from_db()
+    assert pulse.routine_id is None and pulse.source == "routine"
