@@ -51,7 +51,7 @@ __all__ = [
     "claim",
     "claim_holder",
     "critical_waiting_for_a_slot",
-    "heartbeat",
+    "report_alive",
     "record_attempt",
     "record_session",
     "recover_expired_leases",
@@ -345,7 +345,7 @@ def _requeue(pulse: Pulse, when: datetime | None) -> None:
 
 
 @gated
-def heartbeat(
+def report_alive(
     *,
     worker: str,
     host: str,

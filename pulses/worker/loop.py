@@ -51,7 +51,7 @@ class WorkerOptions:
     lease_seconds: float = 60.0
     poll_seconds: float = 5.0
     grace_seconds: float = 30.0
-    heartbeat_seconds: float = 10.0
+    alive_seconds: float = 10.0  # how often the worker reports it is alive (PULSE_HEARTBEAT_SECONDS)
     once: bool = False
     dry_run: bool = False
     failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
@@ -75,7 +75,7 @@ class WorkerOptions:
             lease_seconds=settings.PULSE_LEASE_SECONDS,
             poll_seconds=settings.PULSE_POLL_SECONDS,
             grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
-            heartbeat_seconds=settings.PULSE_HEARTBEAT_SECONDS,
+            alive_seconds=settings.PULSE_HEARTBEAT_SECONDS,
             failure_hooks=hooks,
             pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
         )
@@ -187,7 +187,7 @@ class Worker:
             if self._reaper:
                 self._reaper.close()
             try:
-                self._heartbeat()
+                self._report_alive()
             except DATABASE_DOWN as exc:
                 logger.warning("worker_final_heartbeat_failed error=%s", one_line(exc))
             logger.info("worker_stopped worker=%s completed=%s", self.name, self.completed)
@@ -195,7 +195,7 @@ class Worker:
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         opts = self.options
-        next_renew = next_recover = next_heartbeat = 0.0
+        next_renew = next_recover = next_alive = 0.0
         while not self._stop_requested():
             try:
                 now = time.monotonic()
@@ -205,9 +205,9 @@ class Worker:
                 if now >= next_recover:
                     queue.recover_expired_leases()
                     next_recover = now + max(opts.lease_seconds / 2, 1.0)
-                if now >= next_heartbeat:
-                    self._heartbeat()
-                    next_heartbeat = now + opts.heartbeat_seconds
+                if now >= next_alive:
+                    self._report_alive()
+                    next_alive = now + opts.alive_seconds
                 self._reap_finished()
                 # Before the claim, never after it: a commit that lands later still wakes the wait.
                 self._waiter.forget_changes()
@@ -215,9 +215,7 @@ class Worker:
                 claimed = self._claim_and_start(pool)
                 if opts.once and not claimed and not self._running and not self._due_now():
                     break
-                timeout = (
-                    min(next_renew, next_recover, next_heartbeat, self._tell_waiting()) - time.monotonic()
-                )
+                timeout = min(next_renew, next_recover, next_alive, self._tell_waiting()) - time.monotonic()
                 free = self._free()
                 if not free.ordinary:
                     # Every ordinary slot is busy: only a finishing run (a local poke) can let an
@@ -427,7 +425,7 @@ class Worker:
             logger.warning("database_available_again worker=%s", self.name)
             return
 
-    # --- leases, heartbeat, shutdown -----------------------------------------------------------
+    # --- leases, liveness, shutdown ------------------------------------------------------------
     def _renew(self) -> None:
         """Renew the leases of the runs still going. A run marks itself finishing before its result
         ends the lease, so one that finished while this renewal ran is told apart from a lease that
@@ -443,8 +441,8 @@ class Worker:
         with self._finishing_lock:
             return ids & self._finishing
 
-    def _heartbeat(self) -> None:
-        queue.heartbeat(
+    def _report_alive(self) -> None:
+        queue.report_alive(
             worker=self.name,
             host=self.host,
             pid=self.pid,

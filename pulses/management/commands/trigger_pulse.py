@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from pulses import queue
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
 from pulses.models import Priority
-from pulses.ops.hourly_prompt import schedule_heartbeat
+from pulses.ops.hourly_prompt import schedule_hourly_prompt
 from pulses.timeparse import TimeParseError, parse_when
 
 
@@ -45,7 +45,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if options["heartbeat"]:
-            result = schedule_heartbeat()
+            result = schedule_hourly_prompt()
         else:
             if not options["prompt"] or not options["prompt"].strip():
                 raise CommandError("a PROMPT is required (or use --heartbeat)")
