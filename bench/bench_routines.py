@@ -159,7 +159,10 @@ def bench_burst(env: dict[str, str], home: Path, count: int, concurrency: int) -
     per_routine = Counter(
         Pulse.objects.filter(routine__name__startswith="burst-").values_list("routine_id", flat=True)
     )
-    claimed = Pulse.objects.filter(routine__name__startswith="burst-").order_by("executed_at", "id")
+    # A claim takes several at one instant: within it, the order is the claim's own (priority).
+    claimed = Pulse.objects.filter(routine__name__startswith="burst-").order_by(
+        "executed_at", "priority_rank", "id"
+    )
     ranks = [PRIORITY_RANK[p] for p in claimed.values_list("priority", flat=True)]
     inversions = sum(1 for a, b in zip(ranks, ranks[1:], strict=False) if b < a)
     last = max(starts[i] for i in ids) - at.timestamp()

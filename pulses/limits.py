@@ -67,6 +67,7 @@ MAX_TAGS = 20
 MAX_TAG_CHARS = 50
 MAX_RETRIES = 100
 MAX_SOURCE_CHARS = 100
+MAX_CHECK_CHARS = 2000  # a wake check: a shell command line
 MAX_KEY_CHARS = 200  # an idempotency key; also the session id field's length
 MAX_WHEN_CHARS = 200  # a time as text ("tomorrow at 9am")
 

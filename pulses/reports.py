@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from pulses import history
 from pulses.models import Priority, Pulse, PulseAttempt, Status, WorkerRecord
+from pulses.worker.slots import Run, layout
 
 
 @dataclass(frozen=True)
@@ -158,11 +159,41 @@ def recent_workers() -> list[WorkerRecord]:
 
 
 @dataclass(frozen=True)
+class BusySlot:
+    """One slot of a worker (`ordinary`, or `critical`: reserved for critical pulses) and the pulse
+    it runs, if any."""
+
+    kind: str
+    pulse: Pulse | None
+
+
+def worker_slots(workers: list[WorkerRecord]) -> dict[str, list[BusySlot]]:
+    """Each worker's slots with what runs in them, from the pulses it holds now (not its last
+    heartbeat), laid out as the worker counts them: critical runs in the reserved slots first."""
+    running: dict[str, list[Pulse]] = {worker.name: [] for worker in workers}
+    held = Pulse.objects.filter(status=Status.PROCESSING, lease_owner__in=list(running))
+    for pulse in held.order_by("executed_at", "id").only(
+        "id", "priority", "prompt", "executed_at", "lease_owner", "session_id", "source"
+    ):
+        running[pulse.lease_owner].append(pulse)
+    result = {}
+    for worker in workers:
+        pulses = {pulse.pk: pulse for pulse in running[worker.name]}
+        runs = [Run(pulse.pk, pulse.priority) for pulse in pulses.values()]
+        result[worker.name] = [
+            BusySlot(slot.kind, pulses[slot.run.pulse_id] if slot.run else None)
+            for slot in layout(runs, ordinary=worker.concurrency, reserved=worker.critical_reserved)
+        ]
+    return result
+
+
+@dataclass(frozen=True)
 class WorkerSeen:
     name: str
     running: int
     last_seen: datetime
     stopped: bool
+    slots: list[BusySlot] = field(default_factory=list)  # what runs in each of its slots
 
 
 def workers_seen(*, within: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[WorkerSeen]:
@@ -170,8 +201,9 @@ def workers_seen(*, within: timedelta = timedelta(hours=1), now: datetime | None
     missed three reports (at least 30 s): stopped or killed, where a busy worker still reports."""
     now = now or timezone.now()
     silent = now - max(timedelta(seconds=3 * settings.PULSE_HEARTBEAT_SECONDS), timedelta(seconds=30))
-    rows = WorkerRecord.objects.filter(last_seen__gte=now - within).order_by("-last_seen")
-    return [WorkerSeen(w.name, w.running, w.last_seen, stopped=w.last_seen < silent) for w in rows]
+    rows = list(WorkerRecord.objects.filter(last_seen__gte=now - within).order_by("-last_seen"))
+    slots = worker_slots(rows)
+    return [WorkerSeen(w.name, w.running, w.last_seen, w.last_seen < silent, slots[w.name]) for w in rows]
 
 
 _SOURCES_SQL = """

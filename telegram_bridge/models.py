@@ -71,3 +71,22 @@ class PulseAlert(models.Model):
 
     def __str__(self) -> str:
         return f"alert for pulse #{self.pulse_id} at {self.sent_at:%Y-%m-%d %H:%M}"
+
+
+class BusyNotice(models.Model):
+    """A chat was told that its message waits for the agent's run in progress (the same session):
+    once per chat per run, however many messages wait behind it."""
+
+    chat_id = models.BigIntegerField()
+    busy_pulse = models.ForeignKey("pulses.Pulse", on_delete=models.CASCADE, related_name="+")
+    waiting_pulse = models.ForeignKey("pulses.Pulse", on_delete=models.CASCADE, related_name="+")
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "telegram_busy_notices"
+        constraints = [
+            models.UniqueConstraint(fields=["chat_id", "busy_pulse"], name="telegram_busy_notice_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"chat {self.chat_id} told pulse #{self.waiting_pulse_id} waits for #{self.busy_pulse_id}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from telegram import Bot
@@ -130,10 +131,13 @@ async def _send(config: TelegramConfig, parts: list[str], silent: bool) -> int:
         await bot.shutdown()
 
 
-def send_message(text: str, *, silent: bool = False) -> int:
-    """Send `text` to every chat in TELEGRAM_CHAT_ID, split at Telegram's limit; returns the number of
-    messages sent. Raises TelegramNotConfigured, EmptyMessage or NotificationFailed."""
+def send_message(text: str, *, silent: bool = False, chat_ids: Sequence[int] = ()) -> int:
+    """Send `text` to every chat in TELEGRAM_CHAT_ID (or to `chat_ids` only), split at Telegram's
+    limit; returns the number of messages sent. Raises TelegramNotConfigured, EmptyMessage or
+    NotificationFailed."""
     config = TelegramConfig.from_settings().require()
+    if chat_ids:
+        config = replace(config, chat_ids=tuple(chat_ids))
     if not text.strip():
         raise EmptyMessage("nothing to send: the text is empty")
     parts = split_message(text)

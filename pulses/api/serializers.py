@@ -147,6 +147,23 @@ class TriggerSerializer(StrictSerializer):
         default=None,
         help_text="sending the same key again returns the first pulse (200) instead of a new one",
     )
+    deliver = StrictChoiceField(
+        choices=[("telegram", "telegram")],
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="'telegram': the agent's answer goes to the configured Telegram chat when the pulse ends",
+    )
+    check_command = StrictCharField(
+        max_length=limits.MAX_CHECK_CHARS,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="a wake check run in the Desk first: exit 0 wakes the agent (with its output), 1 skips",
+    )
+
+    def validate_deliver(self, value):
+        return value or ""
 
     def validate_scheduled_at(self, value):
         # The field's default is the text "now"; make it a time here too.
@@ -233,6 +250,10 @@ class PulseSerializer(serializers.ModelSerializer):
             "attempts",
             "max_retries",
             "idempotency_key",
+            "routine",
+            "fire_at",
+            "check_command",
+            "skipped",
         )
         read_only_fields = fields
 
@@ -259,6 +280,10 @@ class PulseSerializer(serializers.ModelSerializer):
             "attempts": pulse.attempts,
             "max_retries": pulse.max_retries,
             "idempotency_key": pulse.idempotency_key,
+            "routine": pulse.routine_id,
+            "fire_at": _when(pulse.fire_at),
+            "check_command": pulse.check_command,
+            "skipped": pulse.skipped,
         }
 
 
@@ -314,9 +339,40 @@ class HealthSerializer(serializers.Serializer):
     time = serializers.DateTimeField()
 
 
+class SlotPulseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    priority = serializers.CharField()
+    source = serializers.CharField()
+    prompt = serializers.CharField(help_text="the prompt's first 80 characters")
+    started_at = serializers.DateTimeField(allow_null=True)
+
+
+class SlotSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["ordinary", "critical"],
+        help_text="ordinary (PULSE_MAX_CONCURRENT), or critical (PULSE_CRITICAL_RESERVED: critical only)",
+    )
+    pulse = SlotPulseSerializer(allow_null=True, help_text="what runs in it; null when free")
+
+
+class WorkerStatusSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    last_seen = serializers.DateTimeField()
+    running = serializers.IntegerField()
+    concurrency = serializers.IntegerField()
+    critical_reserved = serializers.IntegerField()
+    slots = SlotSerializer(many=True)
+
+
 class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
-    workers = serializers.ListField(child=serializers.DictField())
+    agent_problem = serializers.CharField(
+        help_text="what keeps every pulse from running (agent command or Desk missing); empty when none"
+    )
+    workers = WorkerStatusSerializer(many=True)
     queue = serializers.DictField(child=serializers.IntegerField())
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())
     overdue = serializers.IntegerField()

@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pulses import queue, reports
+from pulses.agent.check import setup_problem
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
@@ -243,6 +244,8 @@ class StatusView(ApiView):
     )
     def get(self, request: Request) -> Response:
         stats = reports.stats()
+        recent = reports.recent_workers()
+        slots = reports.worker_slots(recent)
         workers = [
             {
                 "name": w.name,
@@ -250,15 +253,21 @@ class StatusView(ApiView):
                 "pid": w.pid,
                 "started_at": w.started_at.isoformat(),
                 "last_seen": w.last_seen.isoformat(),
-                "running": w.running,
+                "running": sum(1 for slot in slots[w.name] if slot.pulse),
+                "concurrency": w.concurrency,
+                "critical_reserved": w.critical_reserved,
+                "slots": [_slot(slot) for slot in slots[w.name]],
             }
-            for w in reports.recent_workers()
+            for w in recent
         ]
+        agent_problem = setup_problem()
+        state = "ok" if workers else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes"
+        if agent_problem:
+            state = f"no pulse runs: {agent_problem}"
         return Response(
             {
-                "status": "ok"
-                if workers
-                else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes",
+                "status": state,
+                "agent_problem": agent_problem,
                 "workers": workers,
                 "queue": stats.by_status,
                 "pending_by_priority": stats.pending_by_priority,
@@ -267,6 +276,24 @@ class StatusView(ApiView):
                 "uptime_seconds": round(time.monotonic() - STARTED, 3),
             }
         )
+
+
+def _slot(slot: reports.BusySlot) -> dict:
+    pulse = slot.pulse
+    if pulse is None:
+        return {"kind": slot.kind, "pulse": None}
+    started = pulse.executed_at.isoformat() if pulse.executed_at else None
+    prompt = " ".join(pulse.prompt.split())[:80]
+    return {
+        "kind": slot.kind,
+        "pulse": {
+            "id": pulse.pk,
+            "priority": pulse.priority,
+            "source": pulse.source,
+            "prompt": prompt,
+            "started_at": started,
+        },
+    }
 
 
 class StatsView(ApiView):

@@ -31,19 +31,23 @@ from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor, Reaper
 from pulses.api.tokens import run_token
 from pulses.backoff import Backoff
 from pulses.db.wakeup import Waiter, make_waiter
-from pulses.models import Pulse, Status
+from pulses.models import PRIORITY_RANK, Pulse, Status
 from pulses.routines import changes as routine_changes
 from pulses.routines import firing as routine_firing
 from pulses.routines.models import RunResult
 from pulses.web import metrics
 from pulses.worker.shutdown import ShutdownSignals
+from pulses.worker.slots import CRITICAL, Free, free_slots, preemptible
 
 logger = logging.getLogger(__name__)
 
 # What a database restart, failover or network cut raises; the worker waits those out.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 T = TypeVar("T")
+# While the agent command and the Desk are there, they are looked for again this often.
+SETUP_RECHECK_SECONDS = 5.0
 SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
+WAITING_SCAN_SECONDS = 1.0  # how often a worker running pulses looks for critical pulses held back by them
 # How a companion that we stopped exits; any other code is passed on as the worker's own.
 COMPANION_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT)
 
@@ -51,6 +55,9 @@ COMPANION_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT)
 @dataclass
 class WorkerOptions:
     concurrency: int = 1
+    critical_reserved: int = 0  # slots beyond `concurrency` that only critical pulses take
+    preempt: frozenset[str] = frozenset()  # priorities a critical pulse may interrupt for a slot
+    busy_notice_seconds: float = 5.0  # a critical pulse waiting this long for its session is reported
     lease_seconds: float = 60.0
     poll_seconds: float = 5.0
     grace_seconds: float = 30.0
@@ -60,12 +67,21 @@ class WorkerOptions:
     failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
     # Called with a routine's id when its failures paused it (the Telegram alert).
     pause_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Called with a critical pulse's id once it has waited `busy_notice_seconds` for its session.
+    waiting_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
         hooks = [import_string(path) for path in getattr(settings, "PULSE_FAILURE_HOOKS", [])]
+        waiting = [import_string(path) for path in getattr(settings, "PULSE_WAITING_HOOKS", [])]
+        if settings.PULSE_CRITICAL_RESERVED < 0:
+            raise ValueError("PULSE_CRITICAL_RESERVED must be 0 (no express lane) or more")
         options = cls(
             concurrency=settings.PULSE_MAX_CONCURRENT,
+            critical_reserved=settings.PULSE_CRITICAL_RESERVED,
+            preempt=preemptible(settings.PULSE_PREEMPT),
+            busy_notice_seconds=settings.PULSE_BUSY_NOTICE_SECONDS,
+            waiting_hooks=waiting,
             lease_seconds=settings.PULSE_LEASE_SECONDS,
             poll_seconds=settings.PULSE_POLL_SECONDS,
             grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
@@ -123,6 +139,10 @@ class Worker:
         self._reaper = None if executor or options.dry_run else Reaper()
         self.executor = executor or default_executor(self._reaper)
         self._running: dict[int, Future] = {}
+        self._priorities: dict[int, str] = {}  # of the running pulses: which slots they hold
+        self._preempted: set[int] = set()  # running pulses asked to make room for a critical one
+        self._waiting_scan_at = 0.0
+        self._told_waiting: set[int] = set()  # critical pulses whose wait the waiting hooks heard of
         # Runs whose agent has ended and whose result is being written: their leases end on purpose.
         self._finishing: set[int] = set()
         self._finishing_lock = threading.Lock()
@@ -134,6 +154,8 @@ class Worker:
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
         self.completed = 0
+        self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
+        self._setup_checked_until = 0.0
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -147,21 +169,25 @@ class Worker:
             self.signals.install(wakeup_fd=self._waiter.wakeup_fd)
         opts = self.options
         logger.info(
-            "worker_started worker=%s concurrency=%s lease_s=%s once=%s dry_run=%s",
+            "worker_started worker=%s concurrency=%s critical_reserved=%s preempt=%s lease_s=%s once=%s "
+            "dry_run=%s",
             self.name,
             opts.concurrency,
+            opts.critical_reserved,
+            ",".join(sorted(opts.preempt)) or "-",
             opts.lease_seconds,
             opts.once,
             opts.dry_run,
         )
-        pool = ThreadPoolExecutor(max_workers=max(opts.concurrency, 1), thread_name_prefix="pulse")
+        slots = max(opts.concurrency, 1) + opts.critical_reserved
+        pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="pulse")
         try:
             queue.recover_expired_leases()
             routine_firing.recompute_zones()
             self._loop(pool)
             self._drain()
         finally:
-            _close_thread_connections(pool, max(opts.concurrency, 1))
+            _close_thread_connections(pool, slots)
             pool.shutdown(wait=True)
             self._hooks.shutdown(wait=True)
             self._stop_companions()
@@ -197,13 +223,22 @@ class Worker:
                 self._waiter.forget_changes()
                 self._fire_routines()
                 claimed = self._claim_and_start(pool)
-                if opts.once and not claimed and not self._running and not self._due_now():
+                idle = not claimed and not self._running
+                if opts.once and idle and (self.setup_problem or not self._due_now()):
                     break
-                timeout = min(next_renew, next_recover, next_heartbeat) - time.monotonic()
-                if len(self._running) >= opts.concurrency:
-                    # Every slot is busy: only a finishing run (a local poke) can let us claim more, so
-                    # other processes' commits need not wake us.
-                    self._waiter.wait(max(timeout, 0.0), local_only=True)
+                timeout = (
+                    min(next_renew, next_recover, next_heartbeat, self._tell_waiting()) - time.monotonic()
+                )
+                free = self._free()
+                if not free.ordinary:
+                    # Every ordinary slot is busy: only a finishing run (a local poke) can let an
+                    # ordinary pulse in, so other processes' commits need not wake us, unless a new
+                    # critical pulse could take a reserved slot or make a preemptible run give way.
+                    self._preempt_for_critical(free)
+                    critical_room = free.reserved or self._preemptible()
+                    # A routine still fires on time (its pulse waits for a slot, or takes a reserved one).
+                    timeout = min(timeout, self._until_next_fire())
+                    self._waiter.wait(max(timeout, 0.0), local_only=not critical_room)
                     continue
                 if not claimed:
                     timeout = min(timeout, self._until_next_due())
@@ -214,19 +249,68 @@ class Worker:
                 self._wait_for_database(exc)
                 next_renew = 0.0  # renew first: the leases ran on while nothing could renew them
 
+    def _free(self) -> Free:
+        opts = self.options
+        return free_slots(
+            self._priorities.values(), ordinary=opts.concurrency, reserved=opts.critical_reserved
+        )
+
     def _claim_and_start(self, pool: ThreadPoolExecutor) -> int:
         if self.options.dry_run:
             return self._dry_run()
-        free = self.options.concurrency - len(self._running)
-        if free <= 0:
+        if self._cannot_run_agents():
             return 0
-        pulses = queue.claim(worker=self.name, limit=free, lease_seconds=self.options.lease_seconds)
-        for pulse in pulses:
-            future = pool.submit(self._execute, pulse)
-            # Poke only once the future is done, or the woken loop could still see it running.
-            future.add_done_callback(lambda _future: self._poke())
-            self._running[pulse.pk] = future
-        return len(pulses)
+        claimed = 0
+        while True:
+            free = self._free()
+            if free.ordinary:
+                limit, critical_only = free.ordinary, False
+            elif free.reserved and queue.critical_waiting_for_a_slot() is not None:
+                # A read first: on SQLite a claim is a write transaction, and a busy worker comes
+                # here at every commit while its reserved slots wait for a critical pulse.
+                limit, critical_only = free.reserved, True
+            else:
+                return claimed
+            pulses = queue.claim(
+                worker=self.name,
+                limit=limit,
+                lease_seconds=self.options.lease_seconds,
+                critical_only=critical_only,
+            )
+            for pulse in pulses:
+                future = pool.submit(self._execute, pulse)
+                # Poke only once the future is done, or the woken loop could still see it running.
+                future.add_done_callback(lambda _future: self._poke())
+                self._running[pulse.pk] = future
+                self._priorities[pulse.pk] = pulse.priority
+            claimed += len(pulses)
+            # Claimed in run order, so a batch that ends with a non-critical pulse, or is short,
+            # left no critical pulse behind. A full batch of critical ones took the reserved slots
+            # first and may have left ordinary slots open for more: claim again.
+            if critical_only or len(pulses) < limit or pulses[-1].priority != CRITICAL:
+                return claimed
+
+    def _cannot_run_agents(self) -> bool:
+        """True while the agent command or the Desk is missing: then nothing is claimed, so a setup
+        mistake never spends a pulse's retries. Checked before each claim while there is a problem, so
+        the worker carries on by itself once it is fixed (the safety poll brings the next look), and
+        every few seconds while there is none (a few stat calls kept off the busy path)."""
+        now = time.monotonic()
+        if not self.setup_problem and now < self._setup_checked_until:
+            return False
+        self._setup_checked_until = now + SETUP_RECHECK_SECONDS
+        problem = self.executor.setup_problem()
+        if problem != self.setup_problem:
+            if problem:
+                logger.warning(
+                    "worker_waiting_for_agent worker=%s problem=%s; no pulse is claimed until it is fixed",
+                    self.name,
+                    problem,
+                )
+            else:
+                logger.warning("worker_agent_ready worker=%s: claiming pulses again", self.name)
+            self.setup_problem = problem
+        return bool(problem)
 
     def _dry_run(self) -> int:
         fresh = [p for p in Pulse.objects.due()[:100] if p.pk not in self._seen_dry_run]
@@ -286,6 +370,8 @@ class Worker:
     def _reap_finished(self) -> None:
         for pulse_id in [pid for pid, fut in self._running.items() if fut.done()]:
             self._running.pop(pulse_id)
+            self._priorities.pop(pulse_id, None)
+            self._preempted.discard(pulse_id)
             with self._finishing_lock:
                 self._finishing.discard(pulse_id)
 
@@ -296,6 +382,61 @@ class Worker:
     def _still_running(self) -> set[int]:
         with self._finishing_lock:
             return {pid for pid, fut in self._running.items() if not fut.done()} - self._finishing
+
+    # --- the express lane ----------------------------------------------------------------------
+    def _preemptible(self) -> list[int]:
+        """Running pulses a critical pulse may interrupt (PULSE_PREEMPT), lowest priority and
+        latest claimed first; not those already asked to stop."""
+        runs = [
+            (pid, priority)
+            for pid, priority in self._priorities.items()
+            if priority in self.options.preempt and pid not in self._preempted
+        ]
+        runs.sort(key=lambda run: (PRIORITY_RANK.get(run[1], 0), run[0]), reverse=True)
+        return [pid for pid, _ in runs]
+
+    def _preempt_for_critical(self, free: Free) -> None:
+        """No slot is free for a critical pulse that is due and whose session is free: ask one
+        preemptible run to stop (as a drain would) so the critical pulse takes its slot. The run
+        returns to pending with its session and without spending a retry."""
+        if free.for_critical or self._preempted or self.signals.stopping.is_set():
+            return  # one preemption at a time: the next waits until that slot has changed hands
+        victims = self._preemptible()
+        if not victims:
+            return
+        waiting = queue.critical_waiting_for_a_slot()
+        if waiting is None:
+            return
+        victim = victims[0]
+        self._preempted.add(victim)
+        logger.warning("pulse_preempted id=%s for=%s worker=%s", victim, waiting, self.name)
+        because = f"interrupted for pulse {waiting}"
+        # Off the loop: stopping the agent waits up to its grace for the group to go.
+        thread = threading.Thread(
+            target=self.executor.interrupt, args=(victim,), kwargs={"because": because}, daemon=True
+        )
+        thread.start()
+
+    def _tell_waiting(self) -> float:
+        """Hand critical pulses held back by this worker's running sessions for longer than
+        `busy_notice_seconds` to the waiting hooks, once each (the Telegram bridge tells the chat
+        it is still busy). Returns the monotonic time it needs to look again."""
+        opts = self.options
+        now = time.monotonic()
+        if not opts.waiting_hooks or not self._running:
+            return float("inf")
+        if now < self._waiting_scan_at:
+            return self._waiting_scan_at
+        self._waiting_scan_at = now + WAITING_SCAN_SECONDS
+        waiting = queue.waiting_for_sessions_of(self.name)
+        self._told_waiting &= {pulse_id for pulse_id, _ in waiting}  # the rest ran or went
+        for pulse_id, due_at in waiting:
+            waited = (timezone.now() - due_at).total_seconds()
+            if pulse_id not in self._told_waiting and waited >= opts.busy_notice_seconds:
+                self._told_waiting.add(pulse_id)
+                logger.info("pulse_waiting_for_session id=%s waited_s=%.1f", pulse_id, waited)
+                self._hooks.submit(self._run_hooks, opts.waiting_hooks, pulse_id)
+        return self._waiting_scan_at
 
     # --- one pulse, on a pool thread -----------------------------------------------------------
     def _execute(self, pulse: Pulse) -> None:
@@ -339,7 +480,7 @@ class Worker:
             if status == Status.FAILED and self.options.failure_hooks:
                 # Alerts talk to the network: on their own thread, so a slow or unreachable
                 # Telegram never holds a pulse slot.
-                self._hooks.submit(self._run_failure_hooks, pulse.pk)
+                self._hooks.submit(self._run_hooks, self.options.failure_hooks, pulse.pk)
         except DATABASE_DOWN:
             logger.error(
                 "pulse_result_lost id=%s worker=%s reason=database_unavailable "
@@ -449,16 +590,13 @@ class Worker:
         finally:
             connections.close_all()  # this timer thread is done with its connection
 
-    def _run_failure_hooks(self, pulse_id: int) -> None:
-        self._run_hooks(self.options.failure_hooks, pulse_id)
-
     def _run_hooks(self, hooks: Sequence[Callable[[int], None]], object_id: int) -> None:
         try:
             for hook in hooks:
                 try:
                     hook(object_id)
                 except Exception:
-                    logger.exception("failure_hook_error id=%s hook=%s", object_id, hook)
+                    logger.exception("hook_error id=%s hook=%s", object_id, hook)
         finally:
             close_old_connections()
 
@@ -485,6 +623,8 @@ class Worker:
             pid=self.pid,
             started_at=self.started_at,
             running=len(self._running),
+            concurrency=self.options.concurrency,
+            critical_reserved=self.options.critical_reserved,
         )
 
     def _drain(self) -> None:

@@ -86,6 +86,13 @@ def test_a_missing_agent_command_fails_naming_hapi_command(good, capsys):
     line = line_for(out, "agent command")
     assert line.startswith("FAIL")
     assert "'/nowhere/bin/hapi --flag' not found" in line and "HAPI_COMMAND" in line
+    assert "the worker claims no pulse" in line and "HAPI_COMMAND=demo" in line
+
+
+def test_the_demo_agent_is_a_warning_naming_it_a_demo(good):
+    good.HAPI_COMMAND = "demo"
+    [check] = doctor.check_agent()
+    assert check.level == doctor.WARN and "demo agent" in check.message
 
 
 def test_an_agent_command_with_broken_quoting_fails(good):

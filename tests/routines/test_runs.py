@@ -175,3 +175,38 @@ def test_a_routine_fires_on_time_while_another_run_holds_a_slot(agent_log):
     fired = Pulse.objects.get(routine=made)
     # Not held back until the long run ended: the wait was bounded by the fire time.
     assert fired.executed_at < long_run.finished_at
+
+
+def test_a_pulse_triggered_through_the_api_with_a_check_is_skipped_visibly_in_the_api(agent_log, settings):
+    from rest_framework.test import APIClient
+
+    settings.PULSE_API_TOKEN = "t" * 40
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer " + "t" * 40)
+    created = client.post(
+        "/api/pulse/trigger", {"prompt": "mode=noop", "check_command": "exit 1"}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["check_command"] == "exit 1"
+
+    drain()
+
+    shown = client.get(f"/api/pulses/{created.json()['id']}").json()
+    assert (shown["status"], shown["skipped"], shown["routine"]) == ("completed", True, None)
+    assert starts(agent_log) == []
+
+
+def test_a_routine_fires_on_time_while_every_slot_is_busy(agent_log):
+    long_run = PulseFactory(due=True, prompt="mode=noop", check_command="sleep 3; exit 1")
+    made = routine(prompt="Queued mode=noop", schedule="every 1 minutes")
+    Routine.objects.filter(pk=made.pk).update(next_fire_at=timezone.now() + timedelta(seconds=1))
+
+    # No busy notices: their scan would wake the loop every second anyway.
+    options = WorkerOptions.from_settings(once=True, lease_seconds=30, concurrency=1, waiting_hooks=[])
+    Worker(options).run(install_signals=False)
+
+    long_run.refresh_from_db()
+    fired = Pulse.objects.get(routine=made)
+    # Made at its fire time while the only slot was busy; it ran once the slot was free.
+    assert fired.created_at < long_run.finished_at <= fired.executed_at
+    assert fired.status == "completed"

@@ -4,10 +4,15 @@ prompt (or FAKE_AGENT_MODE). Each start (argv, prompt, environment) is appended 
 $FAKE_AGENT_LOG.
 
 Modes: success (default), noop, error_result, exit_nonzero, hang, children_ignore_term, flood[:MB],
-reject_resume, sleep:SECONDS, noise, no_result (exit 0 with no result event), announce:SESSION_ID
+reject_resume, sleep:SECONDS, first_sleep:SECONDS (sleeps only when it starts a new session, not on a
+resume), noise, no_result (exit 0 with no result event), announce:SESSION_ID
 (announce that session id, whatever it is), mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call
 Reeve's schedule_pulse tool with resume_current_session through its MCP server; see
-tests/support/fake_agent_mcp.py).
+tests/support/fake_agent_mcp.py), notify (message the user with the send_notification tool, then
+answer), nothing (answer NO_REPLY, the agreed "nothing to say"), long:CHARS (an answer of CHARS characters).
+
+With $FAKE_AGENT_END_LOG set, each run's end (or the SIGTERM that ended it) is appended there too, so
+tests can tell which runs overlapped.
 """
 
 import time
@@ -34,6 +39,20 @@ def log_start(record):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(fd, (json.dumps(record) + "\n").encode())
         os.close(fd)
+
+
+def log_end(**extra):
+    path = os.environ.get("FAKE_AGENT_END_LOG")
+    if path:
+        record = {"pulse_id": os.environ.get("REEVE_PULSE_ID"), "pid": os.getpid(), "t": time.time(), **extra}
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, (json.dumps(record) + "\n").encode())
+        os.close(fd)
+
+
+def _terminated(signum, frame):
+    log_end(signal=signal.Signals(signum).name)
+    sys.exit(128 + signum)
 
 
 def parse_argv(argv):
@@ -122,6 +141,17 @@ def mcp_schedule(session_id, delay, *, bare):
     return 0
 
 
+def mcp_call(tool, arguments):
+    """Call one of Reeve's MCP tools through the Desk's server; {"is_error", "text", "structured"}."""
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_agent_mcp.py")
+    proc = subprocess.run(
+        [sys.executable, helper, tool, json.dumps(arguments)], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        return {"is_error": True, "text": proc.stderr[-3000:], "structured": None}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main():
     started = STARTED
     resume, prompt = parse_argv(sys.argv[1:])
@@ -188,6 +218,20 @@ def main():
     )
     if mode in ("mcp_schedule", "mcp_schedule_bare"):
         return mcp_schedule(session_id, arg, bare=mode == "mcp_schedule_bare")
+    if mode == "notify":
+        outcome = mcp_call("send_notification", {"message": "Told you directly: all done"})
+        if outcome["is_error"]:
+            result(session_id, "send_notification failed", is_error=True, errors=[outcome["text"]])
+            return 0
+        result(session_id, "I sent you a notification.")
+        return 0
+    if mode == "nothing":
+        result(session_id, "NO_REPLY")
+        return 0
+    if mode == "long":
+        size = int(arg or 5000)
+        result(session_id, ("All work and no play makes Jack a dull boy. " * (size // 40 + 1))[:size])
+        return 0
     if mode == "error_result":
         result(
             session_id, "I could not finish", is_error=True, errors=["Tool Bash failed: permission denied"]
@@ -222,11 +266,15 @@ def main():
         for _ in range(megabytes * 1024 * 1024 // len(line)):
             sys.stdout.write(line)
         sys.stdout.write("y" * (6 * 1024 * 1024) + "\n")  # one line past the reader's limit
-    if mode == "sleep":
+    if mode == "sleep" or (mode == "first_sleep" and not resume):
         time.sleep(float(arg or 1))
     result(session_id, f"Done: {prompt[:80]}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if os.environ.get("FAKE_AGENT_END_LOG"):
+        signal.signal(signal.SIGTERM, _terminated)
+    code = main()
+    log_end(code=code)
+    sys.exit(code)

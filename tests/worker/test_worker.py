@@ -35,7 +35,7 @@ def test_once_drains_due_pulses_in_priority_order(agent_log):
     for priority in ("low", "critical", "normal", "high", "deferred"):
         PulseFactory(due=True, priority=priority, prompt=f"{priority} mode=noop")
     PulseFactory(prompt="future mode=noop")
-    drain()
+    drain(critical_reserved=0)  # one slot: the critical pulse may not run beside the high one
     order = [Pulse.objects.get(pk=s["pulse_id"]).priority for s in starts(agent_log)]
     assert order == ["critical", "high", "normal", "low", "deferred"]
     assert Pulse.objects.filter(status="completed").count() == 5

@@ -58,6 +58,8 @@ class Command(BaseCommand):
             f"{delete} {result.pulses} pulses with {result.attempts} attempts; "
             f"{trim} the output tails of {result.tails_trimmed} attempts."
         )
+        files = "" if result.dry_run else f" and {result.inbox_files} files from the Desk's inbox/telegram/"
+        self.stdout.write(f"{delete} {result.telegram_messages} Telegram message records{files}.")
         if result.dry_run:
             return
         self.stdout.write(

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses import reports
+from pulses import answers, reports
 from pulses.limits import local_time
 from pulses.models import Pulse
 
@@ -9,6 +9,16 @@ COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
 
 def _when(moment) -> str:
     return local_time(moment).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def _slot(slot: reports.BusySlot) -> str:
+    """`ordinary: #12 low "prompt…"`, or `critical: free` for a free reserved slot."""
+    if slot.pulse is None:
+        return f"{slot.kind}: free"
+    prompt = " ".join(slot.pulse.prompt.split())
+    prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+    since = _when(slot.pulse.executed_at)
+    return f'{slot.kind}: #{slot.pulse.pk} {slot.pulse.priority} since {since} "{prompt}"'
 
 
 class Command(BaseCommand):
@@ -30,6 +40,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         counts = reports.stats().by_status
         self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
+        for name, slots in reports.worker_slots(reports.recent_workers()).items():
+            self.stdout.write(f"worker {name}: " + "; ".join(_slot(slot) for slot in slots))
         if not pulses:
             self.stdout.write(f"No {view} pulses.")
             return
@@ -51,7 +63,7 @@ class Command(BaseCommand):
 
     def _detail(self, pulse_id: int) -> None:
         try:
-            pulse = Pulse.objects.prefetch_related("attempt_set").get(pk=pulse_id)
+            pulse = Pulse.objects.prefetch_related("attempt_set").select_related("delivery").get(pk=pulse_id)
         except Pulse.DoesNotExist:
             raise CommandError(f"no pulse with id {pulse_id}") from None
         fields = [
@@ -68,11 +80,19 @@ class Command(BaseCommand):
             ("duration_ms", pulse.execution_duration_ms if pulse.execution_duration_ms is not None else "-"),
             ("error", pulse.error_message or "-"),
             ("prompt", pulse.prompt),
+            ("answer", answers.answer_of(pulse.attempt_set.all()) or "-"),
         ]
+        if delivery := getattr(pulse, "delivery", None):
+            detail = f" ({delivery.detail})" if delivery.detail else ""
+            fields.append(("telegram", f"{delivery.state}, {delivery.parts_sent} message(s){detail}"))
         for name, value in fields:
             self.stdout.write(f"{name:>13}: {value}")
         for attempt in pulse.attempt_set.all():
-            outcome = "ok" if attempt.succeeded else (attempt.error[:100] or "failed")
+            said = answers.first_line(attempt.result_text, 100)
+            if attempt.succeeded:
+                outcome = f"ok: {said}" if said else "ok"
+            else:
+                outcome = attempt.error[:100] or "failed"
             self.stdout.write(
                 f"  attempt {attempt.number} {_when(attempt.started_at)} "
                 f"{attempt.duration_ms or 0} ms exit={attempt.exit_code}: {outcome}"

@@ -41,7 +41,10 @@ class Command(BaseCommand):
             except instance_lock.AlreadyRunning as exc:
                 raise CommandError(str(exc)) from exc
         tighten()  # files made before Reeve ran with umask 077 become private on this start
-        worker_options = WorkerOptions.from_settings(
-            concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
-        )
+        try:
+            worker_options = WorkerOptions.from_settings(
+                concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         Worker(worker_options).run()

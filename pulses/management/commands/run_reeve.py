@@ -3,6 +3,7 @@ from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.limits import weak_token_reason
+from pulses.ops import banner
 from pulses.ops.instance_lock import AlreadyRunning
 from pulses.ops.private_files import tighten
 from pulses.ops.supervisor import run_reeve
@@ -25,8 +26,15 @@ class Command(BaseCommand):
         if not options["no_web"] and (reason := weak_token_reason(settings.PULSE_API_TOKEN)):
             raise CommandError(f"refusing to start the API: {reason}")
         tighten()  # files made before Reeve ran with umask 077 become private on this start
+        web = not options["no_web"]
+        desk_note = banner.prepare_desk()
+
+        def say_what_is_served() -> None:
+            self.stdout.write("\n".join(banner.lines(web=web, desk_note=desk_note)))
+            self.stdout.flush()
+
         try:
-            code = run_reeve(web=not options["no_web"])
-        except (AlreadyRunning, PortInUse) as exc:
+            code = run_reeve(web=web, on_started=say_what_is_served)
+        except (AlreadyRunning, PortInUse, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         raise SystemExit(code)
