@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pulses import answers, reports
 from pulses.limits import local_time
+from pulses.management import COMMAND_CHECKS
 from pulses.models import Pulse
 
 COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
@@ -23,6 +24,7 @@ def _slot(slot: reports.BusySlot) -> str:
 
 class Command(BaseCommand):
     help = "Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(

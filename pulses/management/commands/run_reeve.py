@@ -1,8 +1,8 @@
 from django.conf import settings
-from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.limits import weak_token_reason
+from pulses.management import COMMAND_CHECKS
 from pulses.ops import banner
 from pulses.ops.instance_lock import AlreadyRunning
 from pulses.ops.private_files import tighten
@@ -16,8 +16,7 @@ class Command(BaseCommand):
         "API, admin, dashboard). Ctrl+C, SIGTERM or a closed terminal drains and stops both; if either "
         "exits, the other stops too. Refuses to start beside another Reeve on the same installation."
     )
-    # Like run_pulse_worker: the web process checks the URLs; this process never imports them.
-    requires_system_checks = [Tags.models]
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("--no-web", action="store_true", help="run the worker only")

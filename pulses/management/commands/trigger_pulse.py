@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pulses import queue
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
+from pulses.management import COMMAND_CHECKS
 from pulses.models import Priority
 from pulses.ops.hourly_prompt import schedule_heartbeat
 from pulses.timeparse import TimeParseError, parse_when
@@ -12,6 +13,7 @@ class Command(BaseCommand):
         "Schedule a pulse: a prompt that wakes the agent at a given time. "
         "With --heartbeat, schedule this hour's heartbeat (its prompt follows the time of day)."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", nargs="?", help="what the agent should do (not with --heartbeat)")
