@@ -20,7 +20,7 @@ from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from pulses import history, queue, reports
+from pulses import answers, history, queue, reports
 from pulses.db import search
 from pulses.limits import (
     MAX_NOTE_CHARS,
@@ -159,6 +159,7 @@ class PulseAttemptInline(admin.TabularInline):
         "succeeded",
         "session_id",
         "cost_usd",
+        "result_text",
         "error",
     )
     readonly_fields = fields
@@ -251,6 +252,7 @@ class PulseAdmin(admin.ModelAdmin):
         "source",
         "attempts",
         "finished",
+        "short_answer",
     )
     list_display_links = ("id", "short_prompt")
     list_filter = ("status", "priority", SourceFilter, TagFilter, OverdueFilter)
@@ -280,6 +282,7 @@ class PulseAdmin(admin.ModelAdmin):
         "finished_at",
         "execution_duration_ms",
         "error_message",
+        "answer",
         "attempts",
         "lease_owner",
         "lease_expires_at",
@@ -289,6 +292,18 @@ class PulseAdmin(admin.ModelAdmin):
     @admin.display(description="prompt", ordering="prompt")
     def short_prompt(self, pulse: Pulse) -> str:
         return pulse.prompt if len(pulse.prompt) <= 80 else pulse.prompt[:79] + "…"
+
+    @admin.display(description="answer")
+    def short_answer(self, pulse: Pulse) -> str:
+        """The first line of what the agent answered (read with the page: see get_queryset)."""
+        return answers.first_line(getattr(pulse, "answer_text", None) or "", 80) or "-"
+
+    @admin.display(description="answer")
+    def answer(self, pulse: Pulse) -> str:
+        return answers.answer(pulse.pk) or "-"
+
+    def get_queryset(self, request):
+        return answers.with_answer(super().get_queryset(request))
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, pulse: Pulse):

@@ -32,6 +32,7 @@ from pulses.db import claims, is_postgres, wakeup
 from pulses.db.write_gate import gated
 from pulses.limits import InvalidPulse
 from pulses.models import (
+    Delivery,
     Priority,
     Pulse,
     PulseAttempt,
@@ -41,6 +42,9 @@ from pulses.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Where a pulse's answer may be sent when it finishes ("" keeps it in the queue only).
+DELIVERY_CHANNELS = ("", "telegram")
 
 __all__ = [
     "AttemptOutcome",
@@ -87,11 +91,17 @@ def schedule(
     max_retries: int = 3,
     idempotency_key: str | None = None,
     parent_id: int | None = None,
+    deliver: str = "",
+    reply_to: tuple[int, int] | None = None,
     check_command: str = "",
 ) -> ScheduleResult:
     """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
 
-    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first)."""
+    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first).
+
+    `deliver="telegram"` sends the agent's answer to Telegram when the pulse finishes: as a reply to
+    `reply_to` (chat id, message id), else to the configured chat. The outbox row is written in the
+    pulse's transaction, so the request cannot be lost."""
     scheduled_at = scheduled_at or timezone.now()
     limits.check_pulse(
         prompt=prompt,
@@ -104,6 +114,8 @@ def schedule(
         max_retries=max_retries,
         idempotency_key=idempotency_key,
     )
+    if (deliver or "") not in DELIVERY_CHANNELS:
+        raise InvalidPulse(f"unknown delivery {deliver!r}; use one of {', '.join(DELIVERY_CHANNELS[1:])}")
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -123,6 +135,9 @@ def schedule(
                 parent_id=parent_id,
                 check_command=check_command or "",
             )
+            if deliver:
+                chat_id, message_id = reply_to or (None, None)
+                Delivery.objects.create(pulse=pulse, chat_id=chat_id, reply_to_message_id=message_id)
             wakeup.announce()
     except IntegrityError:
         if not idempotency_key:

@@ -125,6 +125,7 @@ def check_migrations() -> Check:
 def check_agent() -> list[Check]:
     """The agent command; with Hapi also its version and agent, its credential and the agent's CLI."""
     from pulses.agent.check import agent_setup, hapi_version
+    from pulses.agent.executor import DEMO
 
     try:
         setup = agent_setup()
@@ -137,8 +138,17 @@ def check_agent() -> list[Check]:
             Check(
                 "agent command",
                 FAIL,
-                f"agent command {settings.HAPI_COMMAND!r} not found on PATH: install it or set HAPI_COMMAND "
-                "to its full path in .env",
+                f"agent command {settings.HAPI_COMMAND!r} not found on PATH, so the worker claims no pulse "
+                "(they wait, no retry spent): install it or set HAPI_COMMAND to its full path in .env; "
+                "HAPI_COMMAND=demo tries Reeve with its demo agent",
+            )
+        ]
+    if settings.HAPI_COMMAND.strip() == DEMO:
+        return [
+            Check(
+                "agent command",
+                WARN,
+                "demo: Reeve's demo agent answers from canned rules (README: Your agent)",
             )
         ]
     runs = " ".join(setup.argv[:2]) if setup.is_hapi else setup.argv[0]

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pulses.models import Pulse
-from tests.support.factories import PulseFactory
+from pulses.models import Delivery, Pulse
+from tests.support.factories import PulseAttemptFactory, PulseFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -117,6 +117,20 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate_instead_of_a_traceb
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "the database has no Reeve tables yet" in proc.stderr and "./reeve migrate" in proc.stderr
+
+
+def test_pulse_queue_id_prints_what_the_agent_answered_and_where_the_reply_went():
+    pulse = PulseFactory(completed=True, prompt="weather?")
+    PulseAttemptFactory(pulse=pulse, number=1, succeeded=False, result_text="", error="overloaded")
+    PulseAttemptFactory(pulse=pulse, number=2, result_text="Sunny all day.\nTake a hat.")
+    Delivery.objects.create(pulse=pulse, state="sent", parts_sent=1)
+
+    out = run("pulse_queue", str(pulse.pk))
+
+    assert "answer: Sunny all day.\nTake a hat." in out
+    assert "telegram: sent, 1 message(s)" in out
+    assert "attempt 1" in out and ": overloaded" in out
+    assert "attempt 2" in out and ": ok: Sunny all day." in out
 
 
 def test_run_pulse_worker_refuses_a_priority_it_cannot_preempt(settings):
