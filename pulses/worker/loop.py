@@ -134,6 +134,8 @@ class Worker:
         self.companions = list(companions)
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
+        self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
+        self._setup_checked_until = 0.0
         self.runs = Runner(
             worker=self.name,
             executor=self.executor,
@@ -148,8 +150,6 @@ class Worker:
     def completed(self) -> int:
         """Runs whose result this worker wrote."""
         return self.runs.completed
-        self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
-        self._setup_checked_until = 0.0
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
