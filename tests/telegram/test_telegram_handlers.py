@@ -71,7 +71,9 @@ def test_the_same_update_applied_twice_makes_one_pulse():
 
 def test_a_follow_up_resumes_the_session_stored_on_the_chats_last_pulse():
     first = handle_message(message("what is on today?"), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000001")  # what the worker stores
+    Pulse.objects.filter(pk=first.pulse_id).update(
+        session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000001"
+    )  # what the worker stores
 
     second = handle_message(message("and tomorrow?"), bot_id=BOT)
     third = handle_message(message("thanks"), bot_id=BOT)
@@ -153,7 +155,10 @@ def test_the_admin_lists_chats_and_starts_a_fresh_conversation(admin_client):
     assert handle_message(message("new topic"), bot_id=BOT).session_id == ""
     assert admin_client.get("/admin/telegram_bridge/pulsealert/").status_code == 200
     messages = admin_client.get("/admin/telegram_bridge/telegrammessage/")
-    assert messages.status_code == 200 and "5f0c6a2e-1b7d-4c3e-9a41-0000000000ad" not in messages.content.decode()
+    assert (
+        messages.status_code == 200
+        and "5f0c6a2e-1b7d-4c3e-9a41-0000000000ad" not in messages.content.decode()
+    )
 
 
 def test_update_ids_that_go_back_down_are_new_messages_not_redeliveries():
@@ -200,14 +205,19 @@ def test_an_edit_rewrites_the_prompt_of_a_pulse_no_worker_has_taken():
 
 def test_an_edit_after_the_run_started_is_a_follow_up_in_that_session_marked_as_an_edit():
     first = handle_message(message("meet at 5", update_id=310), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(status=Status.PROCESSING, attempts=1, session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000009")
+    Pulse.objects.filter(pk=first.pulse_id).update(
+        status=Status.PROCESSING, attempts=1, session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000009"
+    )
 
     edit = handle_message(message("meet at 6", update_id=311, message_id=310, edit_date=1800), bot_id=BOT)
     follow_up = Pulse.objects.get(pk=edit.pulse_id)
     later = handle_message(message("meet at 7", update_id=312, message_id=310, edit_date=1900), bot_id=BOT)
 
     assert edit.action == Action.FOLLOW_UP
-    assert (follow_up.session_id, follow_up.parent_id) == ("5f0c6a2e-1b7d-4c3e-9a41-000000000009", first.pulse_id)
+    assert (follow_up.session_id, follow_up.parent_id) == (
+        "5f0c6a2e-1b7d-4c3e-9a41-000000000009",
+        first.pulse_id,
+    )
     assert follow_up.prompt == (
         f"Telegram message from Ada Lovelace, an edit of their earlier message (pulse #{first.pulse_id}); "
         "it now reads: meet at 6"
