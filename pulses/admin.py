@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from pulses import answers, history, queue, reports
 from pulses.db import search
@@ -358,11 +358,25 @@ class PulseAdmin(admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
         return PulseChangeList
 
+    # A stored pulse shows its lists as lists, as the add form takes them, not as JSON.
+    listed_fields = {"tags": "tag_list", "sticky_notes": "note_list"}
+
+    @admin.display(description="tags")
+    def tag_list(self, pulse: Pulse) -> str:
+        return ", ".join(pulse.tags) or "–"
+
+    @admin.display(description="sticky notes")
+    def note_list(self, pulse: Pulse):
+        return format_html_join("", "<div>{}</div>", ((note,) for note in pulse.sticky_notes)) or "–"
+
+    def _shown_fields(self) -> tuple[str, ...]:
+        return tuple(self.listed_fields.get(name, name) for name in self.add_fields) + self.execution_fields
+
     def get_fields(self, request, obj=None):
-        return self.add_fields if obj is None else self.add_fields + self.execution_fields
+        return self.add_fields if obj is None else self._shown_fields()
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else self.add_fields + self.execution_fields
+        return () if obj is None else self._shown_fields()
 
     def has_change_permission(self, request, obj=None):
         # Viewing and the actions stay available; saving a whole row over the worker's does not.
