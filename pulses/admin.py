@@ -7,7 +7,6 @@ worker just did. Changes go through the actions (or the API), which use the queu
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 from django import forms
@@ -19,7 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from pulses import answers, history, queue, reports
 from pulses.db import search
@@ -31,13 +30,12 @@ from pulses.limits import (
     MAX_YEAR,
     MIN_YEAR,
     TIME_RANGE,
-    InvalidPulse,
     InvalidSessionId,
     check_session_id,
-    text_list,
     time_in_range,
 )
 from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending
+from pulses.web.forms import TextListField
 from pulses.web.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
@@ -210,38 +208,6 @@ def duplicate(modeladmin, request, pulses):
     _apply(modeladmin, request, pulses, queue.duplicate, "Duplicated")
 
 
-class TextListField(forms.CharField):
-    """A list of strings edited as plain text: one item per line, or split at `separator` (tags at
-    commas). A JSON list pasted in is read as one. The limits are the API's (pulses/limits.py)."""
-
-    def __init__(self, *, separator: str = "", max_items: int, max_chars: int, **kwargs) -> None:
-        self.separator, self.max_items, self.max_chars = separator, max_items, max_chars
-        super().__init__(required=False, strip=False, **kwargs)
-
-    def prepare_value(self, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return (f"{self.separator} " if self.separator else "\n").join(map(str, value))
-        return value
-
-    def to_python(self, value: object) -> list[str]:
-        text = str(super().to_python(value) or "")
-        if text.lstrip().startswith("["):
-            try:
-                items = json.loads(text)
-            except ValueError:
-                items = None
-            if isinstance(items, list) and all(isinstance(item, str) for item in items):
-                return [item.strip() for item in items if item.strip()]
-        parts = text.split(self.separator) if self.separator else text.splitlines()
-        return [part.strip() for part in parts if part.strip()]
-
-    def validate(self, value: list[str]) -> None:
-        try:
-            text_list(value, name=str(self.label), max_items=self.max_items, max_chars=self.max_chars)
-        except InvalidPulse as exc:
-            raise forms.ValidationError(str(exc)) from None
-
-
 class PulseAddForm(forms.ModelForm):
     """The add form checks what the API checks: a session id the agent accepts, a time in range.
     Tags and sticky notes are typed as lists (comma-separated, one per line), not as JSON."""
@@ -358,11 +324,25 @@ class PulseAdmin(admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
         return PulseChangeList
 
+    # A stored pulse shows its lists as lists, as the add form takes them, not as JSON.
+    listed_fields = {"tags": "tag_list", "sticky_notes": "note_list"}
+
+    @admin.display(description="tags")
+    def tag_list(self, pulse: Pulse) -> str:
+        return ", ".join(pulse.tags) or "–"
+
+    @admin.display(description="sticky notes")
+    def note_list(self, pulse: Pulse):
+        return format_html_join("", "<div>{}</div>", ((note,) for note in pulse.sticky_notes)) or "–"
+
+    def _shown_fields(self) -> tuple[str, ...]:
+        return tuple(self.listed_fields.get(name, name) for name in self.add_fields) + self.execution_fields
+
     def get_fields(self, request, obj=None):
-        return self.add_fields if obj is None else self.add_fields + self.execution_fields
+        return self.add_fields if obj is None else self._shown_fields()
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else self.add_fields + self.execution_fields
+        return () if obj is None else self._shown_fields()
 
     def has_change_permission(self, request, obj=None):
         # Viewing and the actions stay available; saving a whole row over the worker's does not.

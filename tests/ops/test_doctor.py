@@ -269,6 +269,11 @@ def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_c
     assert set(problems) <= choices, proc.stdout
     assert [name for name, mark in problems.items() if mark == "FAIL"] in ([], ["agent command"]), proc.stdout
     assert "TELEGRAM_BOT_TOKEN is not set" in proc.stdout
+    # The guide's token rotation (a sed on the PULSE_API_TOKEN= line) sets the token in a fresh copy too.
+    rotate = 'NEW_TOKEN=$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")\n'
+    rotate += 'sed -i "s/PULSE_API_TOKEN=.*/PULSE_API_TOKEN=$NEW_TOKEN/" .env'
+    subprocess.run(["bash", "-e", "-c", rotate], cwd=checkout, check=True)
+    assert line_for(manage("doctor", "--no-api").stdout, "api token").startswith("ok    api token")
 
 
 def test_install_turns_telegram_on_only_for_a_token_shaped_like_one(settings):

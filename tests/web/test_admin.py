@@ -202,3 +202,10 @@ def test_tags_and_sticky_notes_are_typed_as_lists_in_the_add_form(admin_client):
     )
     assert too_many.status_code == 200 and "at most 20 are accepted" in too_many.content.decode()
     assert not Pulse.objects.filter(prompt="Too many").exists()
+
+
+def test_a_stored_pulse_shows_its_tags_and_sticky_notes_as_lists(admin_client):
+    pulse = PulseFactory(tags=["review", "weekly"], sticky_notes=["be brief", "<b>not bold</b>"])
+    page = admin_client.get(f"{CHANGELIST}{pulse.pk}/change/").content.decode()
+    assert "review, weekly" in page and '["review"' not in page
+    assert "<div>be brief</div><div>&lt;b&gt;not bold&lt;/b&gt;</div>" in page

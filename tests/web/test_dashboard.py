@@ -41,7 +41,7 @@ def test_the_dashboard_shows_the_figures_charts_and_lists(admin_client, client, 
     assert card("avg-duration") == "3.0 s"
     assert card("p95-duration") == "5.0 s"
     assert card("queue-depth") == "4"
-    assert card("api-latency").endswith(" ms")
+    assert re.fullmatch(r"[\d.]+ (ms|s)", card("api-latency"))  # its value depends on the machine's load
     assert 'id="chart-per-hour"' in page and 'id="chart-queue-depth"' in page
     assert 'data-priority="low">3<' in page and 'data-priority="critical">1<' in page
     assert "The next one" in page and f"/admin/pulses/pulse/{nxt.pk}/change/" in page
@@ -127,7 +127,7 @@ def test_a_worker_that_stopped_reporting_is_marked_stopped(admin_client, setting
 def test_the_dashboard_shows_which_slots_are_busy_and_with_what(admin_client):
     from pulses import queue
 
-    queue.heartbeat(
+    queue.report_alive(
         worker="box:42",
         host="box",
         pid=42,
