@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,7 @@ class ReeveHome:
     extra_env: dict[str, str] = field(default_factory=dict)
     children: list[subprocess.Popen] = field(default_factory=list)
     database_url: str = ""
+    _connection: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.desk.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,7 @@ class ReeveHome:
         return env
 
     def manage(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        self.close_connection()
         proc = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
@@ -118,6 +121,7 @@ class ReeveHome:
         """A new home at `path` holding what this (migrated, stopped) home holds: its database (a file
         copy, or on PostgreSQL a database made with this one as TEMPLATE) and the folders and files
         Reeve made beside it, modes kept. Copying costs milliseconds where `migrate` costs seconds."""
+        self.close_connection()  # PostgreSQL copies a template nobody is connected to
         database_url = _new_database(urlsplit(self.database_url).path[1:]) if self.database_url else ""
         home = ReeveHome(path, database_url=database_url)
         for entry in self.path.iterdir():
@@ -148,14 +152,13 @@ class ReeveHome:
         """Rows of `sql` (with `?` placeholders) from this home's database, SQLite or PostgreSQL."""
         if self.database_url:
             import psycopg
-            from psycopg.types.string import TextLoader
 
-            with psycopg.connect(self.database_url, autocommit=True) as conn:
-                # Rows as SQLite gives them: JSON and times as text, so tests read both alike.
-                for type_name in ("json", "jsonb", "timestamptz", "timestamp"):
-                    conn.adapters.register_loader(type_name, TextLoader)
-                cursor = conn.execute(sql.replace("?", "%s"), params)
-                return cursor.fetchall() if cursor.description else []
+            try:
+                cursor = self._postgres().execute(sql.replace("?", "%s"), params)
+            except psycopg.OperationalError:  # the server ended that session (a test's outage): once more
+                self.close_connection()
+                cursor = self._postgres().execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
         conn = sqlite3.connect(self.db_path, timeout=30)
         try:
             rows = conn.execute(sql, params).fetchall()
@@ -163,6 +166,27 @@ class ReeveHome:
             return rows
         finally:
             conn.close()
+
+    def _postgres(self):
+        """This home's PostgreSQL session, kept between queries: a test polling a condition would
+        otherwise make the server start a backend process twenty times a second."""
+        if self._connection is None or self._connection.closed:
+            import psycopg
+            from psycopg.types.string import TextLoader
+
+            # Autocommit and no prepared statements: it holds no lock and no plan across a restore.
+            conn = psycopg.connect(self.database_url, autocommit=True, prepare_threshold=None)
+            # Rows as SQLite gives them: JSON and times as text, so tests read both alike.
+            for type_name in ("json", "jsonb", "timestamptz", "timestamp"):
+                conn.adapters.register_loader(type_name, TextLoader)
+            self._connection = conn
+        return self._connection
+
+    def close_connection(self) -> None:
+        """Close the session `query` keeps (a command such as restore_db wants the database alone)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def agent_starts(self) -> list[dict]:
         if not self.agent_log.exists():
@@ -179,6 +203,7 @@ class ReeveHome:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
     def stop_all(self) -> None:
+        self.close_connection()
         for proc in self.children:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
