@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -34,6 +34,9 @@ from pulses.web import metrics
 logger = logging.getLogger(__name__)
 
 BATCH = 200
+# The worker makes a fire's pulse up to this long before its time, due at the fire time: the run then
+# starts on the dot, as a pulse scheduled for later does, with the firing's transaction done ahead.
+FIRE_AHEAD = timedelta(seconds=2)
 # Missed fires are walked one by one to count them; past this many the count is a lower bound.
 MAX_WALK = 20_000
 SOURCE = "routine"
@@ -58,7 +61,8 @@ def next_fire_at() -> datetime | None:
 
 @gated
 def fire_due(now: datetime | None = None, *, batch: int = BATCH) -> list[Fire]:
-    """Fire every enabled routine whose time has come; the pulses are due at once."""
+    """Fire every enabled routine whose next fire is at or before `now` (default: the present); each
+    pulse is due at its fire time (the worker passes a `now` slightly ahead, see FIRE_AHEAD)."""
     now = now or timezone.now()
     fires: list[Fire] = []
     while True:

@@ -178,7 +178,7 @@ class Worker:
         slots = max(opts.concurrency, 1) + opts.critical_reserved
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="pulse")
         try:
-            queue.recover_expired_leases()
+            self._recover_expired_leases()
             routine_firing.recompute_zones()
             self._loop(pool)
             self._drain()
@@ -209,7 +209,7 @@ class Worker:
                     self._renew()
                     next_renew = now + max(opts.lease_seconds / 3, 0.2)
                 if now >= next_recover:
-                    queue.recover_expired_leases()
+                    self._recover_expired_leases()
                     next_recover = now + max(opts.lease_seconds / 2, 1.0)
                 if now >= next_heartbeat:
                     self._heartbeat()
@@ -317,18 +317,22 @@ class Worker:
         could is another worker's, mid-transaction, so a short pause, not a spin."""
         if self._next_fire_at is None:
             return float("inf")
-        seconds = (self._next_fire_at - (now or timezone.now())).total_seconds()
+        fire_from = self._next_fire_at - routine_firing.FIRE_AHEAD
+        seconds = (fire_from - (now or timezone.now())).total_seconds()
         return max(seconds, 0.0005) if seconds > 0 else 0.05
 
     def _fire_routines(self) -> None:
-        """Turn the routines whose time has come into pulses (each fire once, whichever worker
-        gets there first), and learn when the next one fires, which bounds the wait."""
+        """Turn the routines whose time has come, or comes within FIRE_AHEAD, into pulses due at
+        their fire times (each fire once, whichever worker gets there first), and learn when the
+        next one fires, which bounds the wait. The pulse made ahead is then claimed the moment it is
+        due, like any pulse scheduled for later: the firing's own transaction is not on the clock."""
         if self.options.dry_run:
             return
         next_at = routine_firing.next_fire_at()
-        if next_at is not None and next_at <= timezone.now():
+        horizon = timezone.now() + routine_firing.FIRE_AHEAD
+        if next_at is not None and next_at <= horizon:
             try:
-                routine_firing.fire_due()
+                routine_firing.fire_due(horizon)
             except DATABASE_DOWN:
                 raise
             except Exception:  # the worker boundary: a routine that cannot fire must not stop the queue
@@ -504,6 +508,17 @@ class Worker:
             stdout_tail=check.output,
         )
         return failed, pulse.prompt
+
+    def _recover_expired_leases(self) -> None:
+        """Recover the runs of workers that died; a routine's run lost for good counts as failed."""
+        recovered = queue.recover_expired_leases()
+        if not recovered:
+            return
+        lost = Pulse.objects.filter(pk__in=recovered, status=Status.FAILED, routine__isnull=False)
+        for pulse in lost:
+            ended = pulse.finished_at or timezone.now()
+            outcome = AttemptOutcome(success=False, started_at=ended, finished_at=ended)
+            self._record_routine_run(pulse, Status.FAILED, outcome)
 
     def _record_routine_run(self, pulse: Pulse, status: str, outcome: AttemptOutcome) -> None:
         """A routine's run ended: its failure streak moves, and a routine it pauses is alerted."""

@@ -210,3 +210,20 @@ def test_a_routine_fires_on_time_while_every_slot_is_busy(agent_log):
     # Made at its fire time while the only slot was busy; it ran once the slot was free.
     assert fired.created_at < long_run.finished_at <= fired.executed_at
     assert fired.status == "completed"
+
+
+def test_a_routines_run_lost_with_its_worker_counts_as_failed_and_can_pause_it(agent_log):
+    made = routine(name="crashy", pause_after_failures=1, max_retries=0)
+    pulse = changes.run_now(made)
+    gone = timezone.now() - timedelta(minutes=5)
+    Pulse.objects.filter(pk=pulse.pk).update(
+        status="processing", attempts=1, lease_owner="host:1", lease_expires_at=gone, executed_at=gone
+    )
+    paused = []
+
+    Worker(WorkerOptions.from_settings(once=True, pause_hooks=[paused.append])).run(install_signals=False)
+
+    made.refresh_from_db()
+    assert Pulse.objects.get(pk=pulse.pk).status == "failed"
+    assert (made.enabled, made.failure_streak, made.last_result) == (False, 1, "failed")
+    assert paused == [made.pk]
