@@ -12,7 +12,10 @@ def preflight(argv: list[str]) -> None:
     import django
     from django.core.exceptions import ImproperlyConfigured
 
+    from reeve_site import home
+
     try:
+        home.prepare()  # its folders and key file, before logging opens LOG_FILE
         django.setup()
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"Error: {exc}\n")

@@ -118,10 +118,10 @@ def claim_plan() -> str:
     from django.db import connection
     from django.utils import timezone
 
-    from pulses import queue
+    from pulses.db import claims
 
     now = timezone.now()
-    sql, params = queue.claim_statement("bench:1", 1, now, now)
+    sql, params = claims.claim_statement("bench:1", 1, now, now)
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {sql}", params)
         lines = [row[0].strip() for row in cursor.fetchall()]

@@ -19,9 +19,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from pulses import history, queue, reports
+from pulses import answers, history, queue, reports
 from pulses.db import search
 from pulses.limits import (
     MAX_NOTE_CHARS,
@@ -161,6 +161,7 @@ class PulseAttemptInline(admin.TabularInline):
         "succeeded",
         "session_id",
         "cost_usd",
+        "result_text",
         "error",
     )
     readonly_fields = fields
@@ -285,6 +286,7 @@ class PulseAdmin(admin.ModelAdmin):
         "source",
         "attempts",
         "finished",
+        "short_answer",
     )
     list_display_links = ("id", "short_prompt")
     list_filter = ("status", "priority", SourceFilter, TagFilter, OverdueFilter)
@@ -314,6 +316,7 @@ class PulseAdmin(admin.ModelAdmin):
         "finished_at",
         "execution_duration_ms",
         "error_message",
+        "answer",
         "attempts",
         "lease_owner",
         "lease_expires_at",
@@ -323,6 +326,18 @@ class PulseAdmin(admin.ModelAdmin):
     @admin.display(description="prompt", ordering="prompt")
     def short_prompt(self, pulse: Pulse) -> str:
         return pulse.prompt if len(pulse.prompt) <= 80 else pulse.prompt[:79] + "…"
+
+    @admin.display(description="answer")
+    def short_answer(self, pulse: Pulse) -> str:
+        """The first line of what the agent answered (read with the page: see get_queryset)."""
+        return answers.first_line(getattr(pulse, "answer_text", None) or "", 80) or "-"
+
+    @admin.display(description="answer")
+    def answer(self, pulse: Pulse) -> str:
+        return answers.answer(pulse.pk) or "-"
+
+    def get_queryset(self, request):
+        return answers.with_answer(super().get_queryset(request))
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, pulse: Pulse):
@@ -343,11 +358,25 @@ class PulseAdmin(admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
         return PulseChangeList
 
+    # A stored pulse shows its lists as lists, as the add form takes them, not as JSON.
+    listed_fields = {"tags": "tag_list", "sticky_notes": "note_list"}
+
+    @admin.display(description="tags")
+    def tag_list(self, pulse: Pulse) -> str:
+        return ", ".join(pulse.tags) or "–"
+
+    @admin.display(description="sticky notes")
+    def note_list(self, pulse: Pulse):
+        return format_html_join("", "<div>{}</div>", ((note,) for note in pulse.sticky_notes)) or "–"
+
+    def _shown_fields(self) -> tuple[str, ...]:
+        return tuple(self.listed_fields.get(name, name) for name in self.add_fields) + self.execution_fields
+
     def get_fields(self, request, obj=None):
-        return self.add_fields if obj is None else self.add_fields + self.execution_fields
+        return self.add_fields if obj is None else self._shown_fields()
 
     def get_readonly_fields(self, request, obj=None):
-        return () if obj is None else self.add_fields + self.execution_fields
+        return () if obj is None else self._shown_fields()
 
     def has_change_permission(self, request, obj=None):
         # Viewing and the actions stay available; saving a whole row over the worker's does not.

@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, Sum
 from django.utils import timezone
 
+from pulses.db import is_postgres
 from pulses.db.write_gate import write_gate
 from pulses.models import FINISHED, FinishedDay, Pulse, PulseAttempt, Status
 
@@ -165,11 +166,9 @@ class DatabaseFacts:
 def database_size() -> tuple[int | None, int | None]:
     """The database's size on disk, and (SQLite) how much of it is free pages."""
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if is_postgres():
             cursor.execute("SELECT pg_database_size(current_database())")
             return int(cursor.fetchone()[0]), None
-        if connection.vendor != "sqlite":
-            return None, None
         cursor.execute("PRAGMA page_size")
         page_size = cursor.fetchone()[0]
         cursor.execute("PRAGMA freelist_count")
@@ -182,7 +181,7 @@ def database_size() -> tuple[int | None, int | None]:
 def estimated_attempts() -> int:
     """The number of attempts without counting them: PostgreSQL's planner estimate, or on SQLite the
     span of their ids (an upper bound: ids are never reused, pruned ones leave holes)."""
-    if connection.vendor == "postgresql":
+    if is_postgres():
         with connection.cursor() as cursor:
             cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", ["pulse_attempts"])
             row = cursor.fetchone()

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from pulses import history, limits
 from pulses.agent.executor import AttemptOutcome
 from pulses.backoff import exponential
-from pulses.db import wakeup
+from pulses.db import claims, is_postgres, wakeup
 from pulses.db.write_gate import gated
 from pulses.limits import InvalidPulse
 from pulses.models import (
-    PRIORITY_RANK,
+    Delivery,
     Priority,
     Pulse,
     PulseAttempt,
@@ -41,6 +41,8 @@ from pulses.models import (
 logger = logging.getLogger(__name__)
 
 CLAIM_TRIES = 3
+# Where a pulse's answer may be sent when it finishes ("" keeps it in the queue only).
+DELIVERY_CHANNELS = ("", "telegram")
 
 __all__ = [
     "AttemptOutcome",
@@ -84,11 +86,17 @@ def schedule(
     max_retries: int = 3,
     idempotency_key: str | None = None,
     parent_id: int | None = None,
+    deliver: str = "",
+    reply_to: tuple[int, int] | None = None,
     check_command: str = "",
 ) -> ScheduleResult:
     """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
 
-    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first)."""
+    InvalidPulse when it breaks a limit of `pulses.limits` (the callers' own checks say it first).
+
+    `deliver="telegram"` sends the agent's answer to Telegram when the pulse finishes: as a reply to
+    `reply_to` (chat id, message id), else to the configured chat. The outbox row is written in the
+    pulse's transaction, so the request cannot be lost."""
     scheduled_at = scheduled_at or timezone.now()
     limits.check_pulse(
         prompt=prompt,
@@ -101,6 +109,8 @@ def schedule(
         max_retries=max_retries,
         idempotency_key=idempotency_key,
     )
+    if (deliver or "") not in DELIVERY_CHANNELS:
+        raise InvalidPulse(f"unknown delivery {deliver!r}; use one of {', '.join(DELIVERY_CHANNELS[1:])}")
     if idempotency_key:
         existing = Pulse.objects.filter(idempotency_key=idempotency_key).first()
         if existing:
@@ -120,6 +130,9 @@ def schedule(
                 parent_id=parent_id,
                 check_command=check_command or "",
             )
+            if deliver:
+                chat_id, message_id = reply_to or (None, None)
+                Delivery.objects.create(pulse=pulse, chat_id=chat_id, reply_to_message_id=message_id)
             wakeup.announce()
     except IntegrityError:
         if not idempotency_key:
@@ -169,39 +182,6 @@ def claim(
     return claimed
 
 
-_CLAIM_SQL = """
-WITH picked AS MATERIALIZED (
-    SELECT id FROM pulses
-    WHERE status = 'pending' AND scheduled_at <= %s{only}
-      AND (session_id = '' OR session_id NOT IN (
-          SELECT session_id FROM pulses WHERE status = 'processing' AND session_id <> ''))
-    ORDER BY priority_rank, scheduled_at, id
-    LIMIT %s{lock}
-)
-UPDATE pulses
-SET status = 'processing', lease_owner = %s, lease_expires_at = %s, executed_at = %s,
-    attempts = attempts + 1
-WHERE status = 'pending' AND id IN (SELECT id FROM picked)
-RETURNING {columns}
-"""
-# MATERIALIZED: the pick runs once. As a plain `id IN (SELECT … LIMIT n)` PostgreSQL may run the
-# subquery again per row and, skipping the rows it locked the first time, claim more than n.
-
-
-def claim_statement(
-    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool = False
-) -> tuple[str, list[object]]:
-    """The claim's SQL and parameters (`bench/bench_postgres.py` EXPLAINs it)."""
-    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in Pulse._meta.concrete_fields)
-    stamp = connection.ops.adapt_datetimefield_value
-    params = [stamp(now), limit, worker, stamp(until), stamp(now)]
-    # The rank, not the name: the claim index starts with it, so a reserved slot's claim reads only
-    # the critical end of the index.
-    only = f" AND priority_rank = {PRIORITY_RANK[Priority.CRITICAL]}" if critical_only else ""
-    return _CLAIM_SQL.format(lock=lock, columns=columns, only=only), params
-
-
 def _claim_in_one_statement(
     worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
 ) -> list[Pulse] | None:
@@ -213,12 +193,12 @@ def _claim_in_one_statement(
     nothing is claimed and None tells the caller to go session by session instead. None too on an
     SQLite older than 3.35, which has no RETURNING.
     """
-    if not connection.features.can_return_columns_from_insert:
+    if not claims.returning_supported():
         return None
-    sql, params = claim_statement(worker, limit, now, until, critical_only=critical_only)
+    sql, params = claims.claim_statement(worker, limit, now, until, critical_only=critical_only)
     # In autocommit a lone statement is its own transaction; SQLite's still goes through atomic() for
     # BEGIN IMMEDIATE, and inside an outer transaction a savepoint keeps a refusal from spoiling it.
-    own_transaction = connection.vendor == "postgresql" and not connection.in_atomic_block
+    own_transaction = is_postgres() and not connection.in_atomic_block
     try:
         with nullcontext() if own_transaction else transaction.atomic():
             claimed = list(Pulse.objects.raw(sql, params))
@@ -251,12 +231,12 @@ def _claim_one_per_session(
         candidates = due.exclude(Q(session_id__in=busy_sessions) & ~Q(session_id="")).values_list(
             "id", "session_id"
         )
-        if connection.features.has_select_for_update_skip_locked:
+        if is_postgres():
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
         chosen: list[int] = []
         sessions: set[str] = set()
         for pulse_id, session_id in candidates[: limit * 2 + 8]:
-            if session_id and (session_id in sessions or not _session_free(session_id)):
+            if session_id and (session_id in sessions or not claims.session_free(session_id)):
                 continue
             if session_id:
                 sessions.add(session_id)
@@ -267,21 +247,6 @@ def _claim_one_per_session(
             return []
         Pulse.objects.filter(id__in=chosen).claim(worker=worker, now=now, until=until)
         return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
-
-
-def _session_free(session_id: str) -> bool:
-    """On PostgreSQL, claims run side by side, so the busy-session filter above may have read a
-    snapshot from before another worker's claim of this session committed. A transaction-scoped
-    advisory lock on the session serialises the claimers that come this way, and the re-check after
-    taking it sees any claim committed meanwhile; a one-statement claim still in flight is caught by
-    the unique index. (On SQLite every claim is already serialised by BEGIN IMMEDIATE.)"""
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [f"reeve-session:{session_id}"])
-        if not cursor.fetchone()[0]:
-            return False
-    return not Pulse.objects.filter(status=Status.PROCESSING, session_id=session_id).exists()
 
 
 def retry_delay(attempt: int) -> timedelta:
@@ -324,45 +289,6 @@ def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
     )
 
 
-_RECORD_SQL = """
-WITH claimed AS (
-    UPDATE pulses SET {assignments} WHERE {still_claimed} RETURNING id
-)
-INSERT INTO pulse_attempts ({columns}) SELECT {placeholders} FROM claimed
-"""
-
-
-def _record_in_one_statement(
-    pulse: Pulse, worker: str, changes: dict[str, object], attempt: dict[str, object]
-) -> bool:
-    """PostgreSQL: the pulse's UPDATE (on `_still_claimed`'s condition) and its attempt's INSERT as
-    one statement (the INSERT reads the UPDATE's RETURNING), so a run is recorded in one round trip
-    and one transaction. True when the claim still held, False when the UPDATE matched nothing and
-    so nothing was written."""
-
-    def prepared(model: type[models.Model], values: dict[str, object]) -> tuple[list[str], list[object]]:
-        columns, params = [], []
-        for name, value in values.items():
-            field = model._meta.get_field(name)
-            columns.append(connection.ops.quote_name(field.column))
-            params.append(field.get_db_prep_save(value, connection))
-        return columns, params
-
-    assigned, assigned_values = prepared(Pulse, changes)
-    columns, values = prepared(PulseAttempt, attempt)
-    still_claimed = Pulse.objects.filter(pulse.claimed_by(worker)).query
-    where, where_values = still_claimed.get_compiler(connection=connection).compile(still_claimed.where)
-    sql = _RECORD_SQL.format(
-        assignments=", ".join(f"{column} = %s" for column in assigned),
-        still_claimed=where,
-        columns=", ".join(columns),
-        placeholders=", ".join(["%s"] * len(columns)),
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*assigned_values, *where_values, *values])
-        return cursor.rowcount == 1
-
-
 @gated
 def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str | None:
     """Store a finished run of a pulse `claim` returned: completed, pending again with backoff, or
@@ -383,10 +309,10 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
     if outcome.skipped:
         changes["skipped"] = True
     status = changes["status"]
-    if connection.vendor == "postgresql" and status != Status.PENDING:
+    if is_postgres() and status != Status.PENDING:
         # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
         attempt = _attempt_values(pulse, worker=worker, outcome=outcome, error=outcome.error)
-        recorded = _record_in_one_statement(pulse, worker, changes, attempt)
+        recorded = claims.record_in_one_statement(pulse, worker=worker, changes=changes, attempt=attempt)
     else:
         with transaction.atomic():
             recorded = pulse.finish(worker=worker, changes=changes)
@@ -464,7 +390,7 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
     recovered: list[int] = []
     with transaction.atomic():
         stale = Pulse.objects.stale(now)
-        if connection.features.has_select_for_update_skip_locked:
+        if is_postgres():
             stale = stale.select_for_update(skip_locked=True)
         for pulse in stale:
             owner = pulse.lease_owner

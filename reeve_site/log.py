@@ -4,8 +4,10 @@ the filter that keeps secrets out of every log line."""
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import re
+from pathlib import Path
 
 SYSLOG_PRIORITY = {
     logging.CRITICAL: 2,
@@ -69,3 +71,12 @@ def _configured_secrets() -> list[str]:
     names = ("TELEGRAM_BOT_TOKEN", "PULSE_API_TOKEN", "SECRET_KEY")
     # Short values (a test's "t") would blank out ordinary words; real secrets are long.
     return [value for name in names if len(value := str(getattr(settings, name, "") or "")) >= 8]
+
+
+class LogFileHandler(logging.handlers.WatchedFileHandler):
+    """LOG_FILE, reopened when logrotate moves it (no restart needed); its folder is made when the
+    file is first opened, so reading the settings creates nothing."""
+
+    def _open(self):  # noqa: ANN202 (logging's own signature)
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()

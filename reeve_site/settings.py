@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from reeve_site import original_db_url
 from reeve_site.dotenv import DotenvError, read_dotenv
+from reeve_site.home import read_secret_key
 from reeve_site.hosts import bound_host_names
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -72,27 +72,14 @@ if _pulse_db_url := env.str("PULSE_DB_URL", default=""):
 
 # prometheus-client reads this from the environment when it is first imported: every Reeve process
 # (gunicorn workers, the pulse worker) writes its metrics there and /metrics merges them.
+# Reading these settings creates no folder and writes no file: `reeve_site.home.prepare()` does that
+# for the processes that need it (manage.py's commands, the web process).
 PROMETHEUS_MULTIPROC_DIR = _path("PROMETHEUS_MULTIPROC_DIR", str(REEVE_HOME / "metrics"))
-PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
-
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one generated once and kept beside the database."""
-    if key := env.str("SECRET_KEY", default=""):
-        return key
-    key_file = PULSE_DB_PATH.parent / "secret_key"
-    try:
-        return key_file.read_text().strip()
-    except FileNotFoundError:
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        key_file.write_text(key)
-        key_file.chmod(0o600)
-        return key
-
-
-SECRET_KEY = _secret_key()
+# SECRET_KEY from the environment, else the one generated once beside the database (see home.prepare).
+SECRET_KEY_FILE = PULSE_DB_PATH.parent / "secret_key"
+SECRET_KEY = env.str("SECRET_KEY", default="") or read_secret_key(SECRET_KEY_FILE)
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -150,7 +137,6 @@ if DATABASE_URL:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
-    PULSE_DB_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -193,10 +179,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 # `collectstatic` target for a server that wants it; until then whitenoise serves from the finders.
 STATIC_ROOT = BASE_DIR / "staticfiles"
-try:
-    STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every start when it is missing
-except OSError:  # a read-only checkout (systemd's ProtectSystem): the warning is harmless
-    pass
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 # Serve the app's own assets straight from the finders when collectstatic has not been run.
 WHITENOISE_USE_FINDERS = True
@@ -300,10 +282,10 @@ LOGGING: dict = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 if LOG_FILE:
-    Path(LOG_FILE).parent.mkdir(parents=True, exist_ok=True)
-    # WatchedFileHandler reopens the file when logrotate moves it: rotation needs no restart.
+    # Reopened when logrotate moves it: rotation needs no restart.
     LOGGING["handlers"]["file"] = {
-        "class": "logging.handlers.WatchedFileHandler",
+        "class": "reeve_site.log.LogFileHandler",
+        "delay": True,  # opened (and its folder made) by the first line logged
         "formatter": "plain",
         "filename": LOG_FILE,
         "filters": ["redact_secrets"],

@@ -12,6 +12,9 @@ os.environ.setdefault("REEVE_DESK_PATH", os.path.join(_home, "desk"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # The fake agents (tests/support/fake_agent.py, bench/*.sh) read their instructions from these variables.
 os.environ.setdefault("AGENT_ENV_PASSTHROUGH", "FAKE_AGENT_*,NOOP_AGENT_*")
-os.makedirs(os.environ["REEVE_DESK_PATH"], exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_home, "metrics"))
+# The suite runs without manage.py, so it makes the folders reeve_site.home.prepare() would.
+for _folder in ("REEVE_DESK_PATH", "PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ[_folder], exist_ok=True)
 
 from reeve_site.settings import *  # noqa: E402, F403

@@ -5,6 +5,8 @@ import sys
 
 from django.core.wsgi import get_wsgi_application
 
+from reeve_site import home
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
 
 
@@ -13,12 +15,13 @@ def _skip_optional_imports() -> None:
     `requests`, for its test client only, and `django.contrib.postgres.fields`, which loads psycopg,
     for PostgreSQL model fields. A web process on SQLite needs neither, and they cost ~18 MB in each
     gunicorn worker. A None entry in sys.modules makes their import fail, which DRF expects."""
-    from django.conf import settings
+    from pulses.db import is_postgres
 
     sys.modules.setdefault("requests", None)
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    if not is_postgres():
         sys.modules.setdefault("django.contrib.postgres.fields", None)
 
 
 _skip_optional_imports()
+home.prepare()
 application = get_wsgi_application()

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses.models import Pulse
+from pulses.models import Delivery, Pulse
 from telegram_bridge.models import PulseAlert
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,10 @@ def alert_pulse_failed(pulse_id: int) -> None:
         logger.warning("telegram_alert_skipped id=%s reason=%s", pulse_id, exc)
         return
     if not config.is_configured:
+        return
+    if Delivery.objects.filter(pulse_id=pulse_id).exists():
+        # Its answer goes back to Telegram: the outbox tells the chat of the failure in one line.
+        logger.info("telegram_alert_skipped id=%s reason=the_reply_says_it", pulse_id)
         return
     pulse = Pulse.objects.filter(pk=pulse_id).first()
     if pulse is None:

@@ -269,7 +269,9 @@ def _apply(
             return _Outcome(Action.NEW_CONVERSATION, reply=NEW_CONVERSATION_REPLY)
         text = rest
     pulse = _schedule(
-        prompt_for(message, files=files, file_problem=file_problem, text=text), session_id=session_id
+        prompt_for(message, files=files, file_problem=file_problem, text=text),
+        message=message,
+        session_id=session_id,
     )
     chat.last_pulse = pulse
     return _Outcome(Action.PULSE, pulse=pulse, reply=problem_reply, files=saved)
@@ -304,16 +306,20 @@ def _apply_edit(
         if not session_id and chat.last_pulse:
             session_id = chat.last_pulse.session_id
         prompt = prompt_for(message, files=files, file_problem=file_problem, edit_of=earlier_pulse.pk)
-        pulse = _schedule(prompt, session_id=session_id, parent_id=earlier_pulse.pk)
+        pulse = _schedule(prompt, message=message, session_id=session_id, parent_id=earlier_pulse.pk)
     else:
         # An edit of a message Reeve never turned into a pulse (sent before it listened): a message.
         session_id = chat.last_pulse.session_id if chat.last_pulse else ""
-        pulse = _schedule(prompt_for(message, files=files, file_problem=file_problem), session_id=session_id)
+        prompt = prompt_for(message, files=files, file_problem=file_problem)
+        pulse = _schedule(prompt, message=message, session_id=session_id)
     chat.last_pulse = pulse
     return _Outcome(Action.FOLLOW_UP if earlier else Action.PULSE, pulse=pulse)
 
 
-def _schedule(prompt: str, *, session_id: str, parent_id: int | None = None) -> Pulse:
+def _schedule(
+    prompt: str, *, message: IncomingMessage, session_id: str, parent_id: int | None = None
+) -> Pulse:
+    """The message's pulse, whose answer goes back to the chat as a reply to the message."""
     return queue.schedule(
         prompt=prompt,
         priority=Priority.CRITICAL,
@@ -321,6 +327,8 @@ def _schedule(prompt: str, *, session_id: str, parent_id: int | None = None) -> 
         tags=PULSE_TAGS,
         session_id=session_id,
         parent_id=parent_id,
+        deliver="telegram",
+        reply_to=(message.chat_id, message.message_id),
     ).pulse
 
 

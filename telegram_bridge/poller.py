@@ -11,6 +11,9 @@ empty poll the offset is dropped, since Telegram restarts update ids after a qui
 Errors: network trouble and Bot API 5xx back off exponentially (capped) and recover; 429 waits
 for Telegram's `retry_after`; 409 (another poller on the token, or a webhook) is logged as such and
 retried; a rejected token stops the loop with InvalidBotToken. SIGTERM/SIGINT/SIGHUP stop it cleanly.
+
+Beside the polling, the listener sends the answers of finished pulses back (telegram_bridge/outbox.py):
+a message's answer as a reply to it, other pulses' to the configured chat.
 """
 
 from __future__ import annotations
@@ -24,14 +27,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, close_old_connections
-from telegram import Bot, Message, Update
+from django.db import DatabaseError, close_old_connections, connection
+from telegram import Bot, Message, ReplyParameters, Update
 from telegram.constants import ChatAction
-from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
 from pulses.backoff import Backoff, exponential
+from pulses.db.wakeup import Waiter, make_waiter
+from pulses.models import DeliveryState
 from pulses.worker.shutdown import STOP_SIGNALS
-from telegram_bridge import handlers, media
+from telegram_bridge import handlers, media, outbox
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
 from telegram_bridge.handlers import Action, Handled, IncomingMessage, SavedFile
 from telegram_bridge.incoming import ALLOWED_UPDATES, Unreadable, incoming_message, read_one_by_one
@@ -49,6 +62,8 @@ UNREADABLE_REPLY = (
 )
 # Tries for one file when the network fails (a refusal such as "file is too big" is not retried).
 DOWNLOAD_ATTEMPTS = 3
+OUTBOX_POLL_SECONDS = 30.0
+OUTBOX_POLL_POSTGRES_SECONDS = 1.0
 
 
 class InvalidBotToken(Exception):
@@ -65,6 +80,15 @@ class PollerOptions:
     batch_limit: int = 100
     backoff_initial: float = 1.0
     backoff_cap: float = 60.0
+    # How often the answers outbox is read without a change notification. SQLite's commits wake the
+    # listener at once (inotify); PostgreSQL's NOTIFY is sent for runnable pulses only, not for
+    # finished ones, so there it looks this often.
+    outbox_poll: float | None = None
+
+    def outbox_poll_seconds(self) -> float:
+        if self.outbox_poll is not None:
+            return self.outbox_poll
+        return OUTBOX_POLL_POSTGRES_SECONDS if connection.vendor == "postgresql" else OUTBOX_POLL_SECONDS
 
 
 def _in_thread(func: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -87,6 +111,7 @@ class Poller:
         self.bot_id = 0
         self._ignored_chats: set[int] = set()
         self._stop: asyncio.Event | None = None
+        self._outbox_waiter: Waiter | None = None
 
     def run(self) -> None:
         """Poll until SIGTERM/SIGINT; raises InvalidBotToken when Telegram rejects the token."""
@@ -95,6 +120,8 @@ class Poller:
     def stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
+        if self._outbox_waiter is not None:
+            self._outbox_waiter.poke()  # the outbox's wait, on its own thread
 
     @property
     def stopping(self) -> bool:
@@ -108,7 +135,12 @@ class Poller:
         bot = make_bot(self.config)
         try:
             if await self._connect(bot):
-                await self._poll(bot)
+                deliveries = asyncio.ensure_future(self._deliver_answers(bot))
+                try:
+                    await self._poll(bot)
+                finally:
+                    self.stop()  # the outbox stops with the polling, whatever ended it
+                    await deliveries
         finally:
             with suppress(Exception):
                 await bot.shutdown()
@@ -232,6 +264,74 @@ class Poller:
                 await send_parts(bot, [incoming.chat_id], [handled.reply], silent=True)
             except NotificationFailed as exc:
                 logger.warning("telegram_reply_failed chat_id=%s error=%s", incoming.chat_id, exc)
+
+    # --- answers going back -----------------------------------------------------------------------
+    async def _deliver_answers(self, bot: Bot) -> None:
+        """Send the answers of finished pulses (the outbox) until stopped: at once when a commit may
+        have finished one, and again when a delivery held back by a Telegram outage is due."""
+        try:
+            self._outbox_waiter = await _in_thread(make_waiter)
+        except (DatabaseError, OSError) as exc:
+            logger.warning("telegram_outbox_polling reason=no_change_notifications error=%s", exc)
+        waiter = self._outbox_waiter
+        backoff = Backoff(initial=self.options.backoff_initial, cap=self.options.backoff_cap)
+        poll = self.options.outbox_poll_seconds()
+        try:
+            while not self.stopping:
+                if waiter is not None:
+                    waiter.forget_changes()  # the read below sees every commit made before it
+                try:
+                    batch = await _in_thread(outbox.take_due, configured_chats=self.config.chat_ids)
+                    for outgoing in batch:
+                        if self.stopping:
+                            break
+                        await self._send_answer(bot, outgoing)
+                    pause = None if batch else await _in_thread(outbox.seconds_until_next)
+                except DatabaseError as exc:
+                    delay = backoff.next_delay()
+                    logger.error("telegram_outbox_database_error retry_in_s=%s error=%s", delay, exc)
+                    await self._sleep(delay)
+                    continue
+                backoff.reset()
+                if batch:
+                    continue
+                timeout = poll if pause is None else min(pause, poll)
+                if waiter is None:
+                    await self._sleep(timeout)
+                else:
+                    await asyncio.to_thread(waiter.wait, timeout)
+        finally:
+            self._outbox_waiter = None
+            if waiter is not None:
+                waiter.close()
+
+    async def _send_answer(self, bot: Bot, outgoing: outbox.Outgoing) -> None:
+        """Send one reply part by part, noting each part once Telegram took it."""
+        for index, chat_id, text in outgoing.messages[outgoing.parts_sent :]:
+            first_in_chat = index % len(outgoing.parts) == 0
+            reply = (
+                ReplyParameters(outgoing.reply_to, allow_sending_without_reply=True)
+                if outgoing.reply_to and first_in_chat
+                else None
+            )
+            try:
+                sent = await self._call(bot.send_message(chat_id, text, reply_parameters=reply))
+            except (BadRequest, Forbidden) as exc:
+                # The chat is gone or the bot was blocked: trying again cannot help.
+                await _in_thread(
+                    outbox.finish, outgoing.delivery_id, state=DeliveryState.FAILED, detail=exc.message
+                )
+                return
+            except RetryAfter as exc:
+                await _in_thread(outbox.retry_later, outgoing, error=f"rate limited ({exc.message})")
+                return
+            except TelegramError as exc:  # unreachable, 5xx, timeouts, a token being replaced
+                await _in_thread(outbox.retry_later, outgoing, error=exc.message)
+                return
+            if sent is STOPPED:
+                return  # unknown whether it arrived; the hold lapses and a restart sends it
+            await _in_thread(outbox.part_sent, outgoing.delivery_id, sent=index + 1)
+        await _in_thread(outbox.finish, outgoing.delivery_id, state=DeliveryState.SENT)
 
     async def _save_file(self, bot: Bot, incoming: IncomingMessage) -> tuple[SavedFile | None, str]:
         """Download the message's file into the Desk: the saved file, or None and why not (for the

@@ -1,13 +1,29 @@
+import sqlite3
+from contextlib import closing
+
 import pytest
 
 from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ReeveHome
 
 
-@pytest.fixture
-def reeve_home(tmp_path):
-    """A migrated Reeve installation in a temp dir, for tests that start real processes."""
-    home = ReeveHome(tmp_path)
+@pytest.fixture(scope="session")
+def migrated_home(tmp_path_factory):
+    """One Reeve installation migrated by `manage.py migrate`, once a session: each `reeve_home` is a
+    copy of it (its database file, or a PostgreSQL database made from it as a template)."""
+    home = ReeveHome(tmp_path_factory.mktemp("migrated"))
     home.migrate()
+    if not home.database_url:
+        # Everything in the one file (nothing left in a WAL), so copying that file copies it all.
+        with closing(sqlite3.connect(home.db_path)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    yield home
+    home.stop_all()
+
+
+@pytest.fixture
+def reeve_home(tmp_path, migrated_home):
+    """A migrated Reeve installation in a temp dir, for tests that start real processes."""
+    home = migrated_home.copy_to(tmp_path)
     yield home
     home.stop_all()
 

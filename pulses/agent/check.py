@@ -20,6 +20,7 @@ from django.conf import settings
 
 from pulses.agent.env import agent_environment
 from pulses.agent.executor import HAPI, agent_command
+from pulses.agent.executor import setup_problem as _setup_problem
 
 VERSION_TIMEOUT_SECONDS = 20.0
 
@@ -49,6 +50,14 @@ def _credential(env: dict[str, str]) -> str:
     except (OSError, ValueError):
         return ""
     return str(settings_file) if isinstance(stored, dict) and stored.get("cliApiToken") else ""
+
+
+def setup_problem() -> str:
+    """What keeps the worker from running any pulse with this configuration ("" when nothing does):
+    the same check the worker makes before each claim, for /api/status, the dashboard and doctor."""
+    return _setup_problem(
+        settings.HAPI_COMMAND, agent=settings.HAPI_AGENT, desk=Path(settings.REEVE_DESK_PATH)
+    )
 
 
 def agent_setup() -> AgentSetup:

@@ -21,6 +21,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ KILL_GRACE_SECONDS = 3.0
 RESUME_REJECTED = "no conversation found"
 HAPI = "hapi"
 DEFAULT_AGENT = "claude"
+DEMO = "demo"  # HAPI_COMMAND=demo: the demo agent, to see the whole loop before installing a real one
+DEMO_AGENT = Path(__file__).resolve().with_name("demo_agent.py")
 
 
 @dataclass
@@ -77,14 +80,35 @@ class AgentRequest:
 
 
 def agent_command(command: str, *, agent: str = DEFAULT_AGENT) -> list[str]:
-    """HAPI_COMMAND as argv; a bare `hapi` (or `hapi` followed by options) runs `hapi AGENT`.
+    """HAPI_COMMAND as argv; a bare `hapi` (or `hapi` followed by options) runs `hapi AGENT`, and
+    `demo` runs Reeve's demo agent (pulses/agent/demo_agent.py) with this Python.
 
     Today's Hapi needs the agent's name first (`hapi claude --print ...`); a command that already
     names one, or that runs Claude Code (or anything else) directly, is used as it is."""
     argv = shlex.split(command)
+    if argv == [DEMO]:
+        return [sys.executable, "-S", str(DEMO_AGENT)]
     if argv and Path(argv[0]).name == HAPI and (len(argv) == 1 or argv[1].startswith("-")):
         argv.insert(1, agent)
     return argv
+
+
+def setup_problem(command: str, *, agent: str = DEFAULT_AGENT, desk: Path) -> str:
+    """What keeps any pulse from running, "" when nothing does: the agent command missing or not
+    executable, or the Desk missing. A setup error, not a pulse's failure: the worker claims nothing
+    while there is one, so no pulse spends its retries on it."""
+    try:
+        argv0 = agent_command(command, agent=agent)[:1]
+    except ValueError as exc:
+        return f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting"
+    if not argv0 or shutil.which(argv0[0]) is None:
+        return (
+            f"agent command {command!r} not found or not executable: install it, or set HAPI_COMMAND "
+            "to its path (see README, Your agent: claude, hapi, or the demo agent)"
+        )
+    if not desk.is_dir():
+        return f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH"
+    return ""
 
 
 def build_prompt(prompt: str, sticky_notes: tuple[str, ...] | list[str]) -> str:
@@ -224,6 +248,10 @@ class Executor:
             run.interrupted = True
         _kill_groups([run.proc for run in runs], grace=grace)
 
+    def setup_problem(self) -> str:
+        """What keeps every run from starting ("" when nothing does); see `setup_problem`."""
+        return setup_problem(self.command, agent=self.agent, desk=self.desk)
+
     def interrupt(self, pulse_id: int, *, because: str, grace: float = KILL_GRACE_SECONDS) -> bool:
         """Stop the agent running `pulse_id` as a drain would (SIGTERM to its group, SIGKILL after
         `grace`); its outcome is `interrupted`, its error `because`. False when it is not running.
@@ -236,15 +264,7 @@ class Executor:
         return bool(runs)
 
     def _config_error(self, started: datetime) -> AttemptOutcome | None:
-        argv0 = agent_command(self.command, agent=self.agent)[:1]
-        problem = ""
-        if not argv0 or shutil.which(argv0[0]) is None:
-            problem = (
-                f"agent command {self.command!r} not found or not executable: install it or set "
-                "HAPI_COMMAND to its path"
-            )
-        elif not self.desk.is_dir():
-            problem = f"Desk directory {self.desk} does not exist: create it or set REEVE_DESK_PATH"
+        problem = self.setup_problem()
         if not problem:
             return None
         return AttemptOutcome(success=False, started_at=started, finished_at=timezone.now(), error=problem)

@@ -187,7 +187,7 @@ class NotifyView(AgentView):
     )
     def post(self, request: Request) -> Response:
         data = _valid(NotifySerializer, request.data)
-        return self.call(agent_tools.send_notification, **data)
+        return self.call(agent_tools.send_notification, run_pulse_id=request.user.run_pulse_id, **data)
 
 
 class AgentRoutineDescribedSerializer(serializers.Serializer):

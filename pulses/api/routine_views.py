@@ -21,6 +21,7 @@ from pulses.api.serializers import (
     StrictSerializer,
 )
 from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, ERROR, ApiView, _valid
+from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
 from pulses.models import Priority
 from pulses.routines import changes
 from pulses.routines.lookup import PREVIEW_FIRES, find
@@ -36,7 +37,6 @@ def _texts(max_items: int, max_chars: int, help_text: str) -> serializers.ListFi
     )
 
 
-MAX_TAGS, MAX_TAG_CHARS, MAX_NOTES, MAX_NOTE_CHARS = 20, 50, 50, 1000
 MAX_CHECK_CHARS = 2000
 MAX_PAUSE_AFTER = 1000
 

@@ -147,6 +147,13 @@ class TriggerSerializer(StrictSerializer):
         default=None,
         help_text="sending the same key again returns the first pulse (200) instead of a new one",
     )
+    deliver = StrictChoiceField(
+        choices=[("telegram", "telegram")],
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="'telegram': the agent's answer goes to the configured Telegram chat when the pulse ends",
+    )
     check_command = StrictCharField(
         max_length=limits.MAX_CHECK_CHARS,
         required=False,
@@ -154,6 +161,9 @@ class TriggerSerializer(StrictSerializer):
         allow_blank=True,
         help_text="a wake check run in the Desk first: exit 0 wakes the agent (with its output), 1 skips",
     )
+
+    def validate_deliver(self, value):
+        return value or ""
 
     def validate_scheduled_at(self, value):
         # The field's default is the text "now"; make it a time here too.
@@ -359,6 +369,9 @@ class WorkerStatusSerializer(serializers.Serializer):
 
 class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
+    agent_problem = serializers.CharField(
+        help_text="what keeps every pulse from running (agent command or Desk missing); empty when none"
+    )
     workers = WorkerStatusSerializer(many=True)
     queue = serializers.DictField(child=serializers.IntegerField())
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())

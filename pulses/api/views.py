@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pulses import queue, reports
+from pulses.agent.check import setup_problem
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
@@ -259,11 +260,14 @@ class StatusView(ApiView):
             }
             for w in recent
         ]
+        agent_problem = setup_problem()
+        state = "ok" if workers else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes"
+        if agent_problem:
+            state = f"no pulse runs: {agent_problem}"
         return Response(
             {
-                "status": "ok"
-                if workers
-                else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes",
+                "status": state,
+                "agent_problem": agent_problem,
                 "workers": workers,
                 "queue": stats.by_status,
                 "pending_by_priority": stats.pending_by_priority,

@@ -24,6 +24,7 @@ from django.db import connection
 from django.db.models import BooleanField
 from django.db.models.expressions import RawSQL
 
+from pulses.db import is_postgres
 from pulses.models import PulseQuerySet
 
 MAX_WORDS = 8
@@ -82,7 +83,7 @@ def matching_ids(text: str, *, limit: int = MAX_MATCHES) -> list[int]:
     terms = words(text)
     if not terms:
         return []
-    if connection.vendor == "postgresql":
+    if is_postgres():
         return _postgres_ids(_postgres_query(terms), limit)
     with connection.cursor() as cursor:
         cursor.execute(_SQLITE, [_sqlite_query(terms), limit])
@@ -94,7 +95,7 @@ def matching(pulses: PulseQuerySet, text: str) -> PulseQuerySet:
     terms = words(text)
     if not terms:
         return pulses.none()
-    if connection.vendor == "postgresql":
+    if is_postgres():
         # The matches are found once, here; the list and its count look the ids up by key.
         ids = _postgres_ids(_postgres_query(terms), MAX_MATCHES)
         column = f"{connection.ops.quote_name(pulses.model._meta.db_table)}.{connection.ops.quote_name('id')}"

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import OperationalError, connection
 
+from pulses.db import is_postgres
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -51,7 +53,7 @@ _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (t
 
 def announce() -> None:
     """Tell idle workers the queue changed (delivered when the current transaction commits)."""
-    if connection.vendor == "postgresql":
+    if is_postgres():
         with connection.cursor() as cursor:
             cursor.execute(f"NOTIFY {CHANNEL}")
 
@@ -279,8 +281,4 @@ def _as_django_error() -> Iterator[None]:
 def make_waiter() -> Waiter:
     """The fastest waiter the configured database offers."""
     db = settings.DATABASES["default"]
-    if connection.vendor == "sqlite":
-        return SqliteWaiter(str(db["NAME"]))
-    if connection.vendor == "postgresql":
-        return PostgresWaiter(db)
-    return Waiter()
+    return PostgresWaiter(db) if is_postgres() else SqliteWaiter(str(db["NAME"]))

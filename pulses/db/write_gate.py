@@ -23,7 +23,9 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import OperationalError
+
+from pulses.db import is_postgres
 
 _THREAD_GATE = threading.Lock()
 _held = threading.local()
@@ -60,7 +62,7 @@ def _flock_within(gate, path: str, deadline: float, timeout: float) -> None:
 @contextmanager
 def write_gate() -> Iterator[None]:
     """Hold the gate for one short write transaction."""
-    if connection.vendor != "sqlite" or getattr(_held, "depth", 0):
+    if is_postgres() or getattr(_held, "depth", 0):
         _held.depth = getattr(_held, "depth", 0) + 1
         try:
             yield

@@ -22,7 +22,7 @@ def create_hourly_prompt_routine(apps, schema_editor):
     (`trigger_pulse --heartbeat`) keeps working, and resuming the routine replaces it; the two share
     each hour's key, so run together they never double a heartbeat."""
     Routine = apps.get_model("pulses", "Routine")
-    Routine.objects.get_or_create(
+    Routine.objects.using(schema_editor.connection.alias).get_or_create(
         name="hourly-prompt",
         defaults={
             "schedule": "@hourly",

@@ -23,6 +23,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
+from pulses.db import is_postgres
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_KEEP_DAYS = 30
@@ -51,7 +53,7 @@ def _database() -> dict:
 
 
 def is_sqlite() -> bool:
-    return _database()["ENGINE"].endswith("sqlite3")
+    return not is_postgres()
 
 
 def default_directory() -> Path:

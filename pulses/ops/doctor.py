@@ -21,6 +21,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from pulses.db import is_postgres
 from pulses.limits import MAKE_A_TOKEN, weak_token_reason
 from pulses.models import Pulse
 from pulses.ops import legacy
@@ -124,6 +125,7 @@ def check_migrations() -> Check:
 def check_agent() -> list[Check]:
     """The agent command; with Hapi also its version and agent, its credential and the agent's CLI."""
     from pulses.agent.check import agent_setup, hapi_version
+    from pulses.agent.executor import DEMO
 
     try:
         setup = agent_setup()
@@ -136,8 +138,17 @@ def check_agent() -> list[Check]:
             Check(
                 "agent command",
                 FAIL,
-                f"agent command {settings.HAPI_COMMAND!r} not found on PATH: install it or set HAPI_COMMAND "
-                "to its full path in .env",
+                f"agent command {settings.HAPI_COMMAND!r} not found on PATH, so the worker claims no pulse "
+                "(they wait, no retry spent): install it or set HAPI_COMMAND to its full path in .env; "
+                "HAPI_COMMAND=demo tries Reeve with its demo agent",
+            )
+        ]
+    if settings.HAPI_COMMAND.strip() == DEMO:
+        return [
+            Check(
+                "agent command",
+                WARN,
+                "demo: Reeve's demo agent answers from canned rules (README: Your agent)",
             )
         ]
     runs = " ".join(setup.argv[:2]) if setup.is_hapi else setup.argv[0]
@@ -334,7 +345,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
 def resolved_paths() -> dict[str, str]:
     """The values install.sh renders into units, cron and logrotate, as this installation resolves them."""
     db = settings.DATABASES["default"]
-    sqlite = db["ENGINE"].endswith("sqlite3")
+    sqlite = not is_postgres()
     return {
         "REEVE_DATA_DIR": str(Path(settings.REEVE_HOME)),
         "PULSE_DB_PATH": str(db["NAME"]) if sqlite else "",

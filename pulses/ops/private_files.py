@@ -16,6 +16,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from pulses.db import is_postgres
+
 logger = logging.getLogger(__name__)
 
 PRIVATE_UMASK = 0o077
@@ -31,7 +33,7 @@ def use_private_umask() -> None:
 
 def _sqlite_path() -> Path | None:
     db = settings.DATABASES["default"]
-    return Path(db["NAME"]) if db["ENGINE"].endswith("sqlite3") else None
+    return None if is_postgres() else Path(db["NAME"])
 
 
 def _reeves(folder: Path) -> bool:

@@ -3,19 +3,26 @@
 Completed and cancelled pulses go once they finished PULSE_HISTORY_DAYS ago, failed ones after
 PULSE_FAILED_HISTORY_DAYS (or the former, whichever is longer), each with its attempts; output tails
 may go sooner (PULSE_OUTPUT_TAIL_DAYS). Pending and processing pulses are never candidates, nor is a
-pulse that another pulse still names as its parent. Each batch is one short write transaction (on
-SQLite inside the write gate, so the worker and the API take their turns between batches; on
-PostgreSQL its rows are locked, so a requeue in between waits or is skipped). Then SQLite's free
-pages are handed back with incremental vacuum, a few thousand pages per transaction, and PostgreSQL
-runs a plain VACUUM (which blocks no writer). Running it again deletes nothing more.
+pulse that another pulse still names as its parent. The Telegram bridge's record of a message
+(`telegram_messages`) goes with its pulse, or, when it has none, once it is older than
+PULSE_HISTORY_DAYS; the files saved for such messages under the Desk's `inbox/telegram/` go with it,
+and so does any file there older than that which no remaining message names (left by a crash).
+
+Each batch is one short write transaction (on SQLite inside the write gate, so the worker and the
+API take their turns between batches; on PostgreSQL its rows are locked, so a requeue in between
+waits or is skipped). Then SQLite's free pages are handed back with incremental vacuum, a few
+thousand pages per transaction, and PostgreSQL runs a plain VACUUM (which blocks no writer). Running
+it again deletes nothing more.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -23,8 +30,10 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from pulses import history
+from pulses.db import is_postgres
 from pulses.db.write_gate import write_gate
 from pulses.models import Pulse, PulseAttempt, Status
+from telegram_bridge.models import TelegramMessage
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +117,77 @@ def candidates(policy: Policy) -> list:
     ]
 
 
+def _pulseless_messages(policy: Policy):
+    """The bridge's records of messages without a pulse (its pulse went, or it never made one: a
+    /new, a duplicate) received before PULSE_HISTORY_DAYS."""
+    if policy.finished_before is None:
+        return TelegramMessage.objects.none()
+    return TelegramMessage.objects.filter(pulse__isnull=True, created_at__lt=policy.finished_before)
+
+
+def _delete_messages(result: PruneResult, messages) -> int:
+    """Delete these message records; their saved files are removed after the batches."""
+    for files in messages.values_list("files", flat=True):
+        result._doomed_files.extend(
+            str(item.get("path", "")) for item in files or () if isinstance(item, dict)
+        )
+    deleted = messages.delete()[0]
+    result.telegram_messages += deleted
+    return deleted
+
+
+def inbox_folder() -> Path:
+    from telegram_bridge.media import INBOX
+
+    return Path(settings.REEVE_DESK_PATH) / INBOX
+
+
+_DAY_FOLDER = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+
+
+def _remove_inbox_files(policy: Policy, named: list[str]) -> int:
+    """Remove the files of the deleted messages, then every file in a day folder of the inbox older
+    than PULSE_HISTORY_DAYS that no remaining message names, and the day folders left empty. Only
+    files inside the Telegram inbox are touched. Returns how many files were removed."""
+    inbox = inbox_folder()
+    if policy.finished_before is None or not inbox.is_dir():
+        return 0
+    inbox = inbox.resolve()
+    removed = 0
+    candidates = {Path(path) for path in named if path}
+    last_day = timezone.localtime(policy.finished_before).date() - timedelta(days=1)  # a day's margin
+    old_folders = [
+        folder
+        for folder in inbox.iterdir()
+        if folder.is_dir() and _DAY_FOLDER.match(folder.name) and date.fromisoformat(folder.name) < last_day
+    ]
+    if old_folders:
+        still_named = {
+            Path(str(item.get("path", "")))
+            # Every remaining message: an edit made today saves its file in the day folder of the
+            # message it edits, which may be an old one.
+            for files in TelegramMessage.objects.exclude(files=[]).values_list("files", flat=True)
+            for item in files or ()
+            if isinstance(item, dict)
+        }
+        for folder in old_folders:
+            candidates.update(path for path in folder.iterdir() if path.is_file() and path not in still_named)
+    for path in candidates:
+        try:
+            if path.resolve().parent.parent != inbox or not path.is_file():
+                continue  # not a file of the Telegram inbox: never touched
+            path.unlink()
+            removed += 1
+        except OSError as exc:
+            logger.warning("history_prune_file_kept path=%s error=%s", path, exc)
+    for folder in old_folders:
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+    return removed
+
+
 def _old_tails(policy: Policy):
     # The same condition as the partial index attempts_with_tails_idx, so it is used.
     with_tails = ~Q(stdout_tail="") | ~Q(stderr_tail="")
@@ -125,6 +205,9 @@ class PruneResult:
     size_after: int | None = None
     space_note: str = ""
     dry_run: bool = False
+    telegram_messages: int = 0
+    inbox_files: int = 0
+    _doomed_files: list[str] = field(default_factory=list, repr=False)
 
 
 def _batch(result: PruneResult, work) -> int:
@@ -148,21 +231,30 @@ def prune(
             result.attempts += PulseAttempt.objects.filter(pulse_id__in=doomed.values("pk")).count()
         if policy.tails_before:
             result.tails_trimmed = _old_tails(policy).count()
+        with_pulse = [
+            TelegramMessage.objects.filter(pulse_id__in=doomed.values("pk")) for doomed in candidates(policy)
+        ]
+        result.telegram_messages = sum(m.count() for m in with_pulse) + _pulseless_messages(policy).count()
         result.size_after = result.size_before
         return result
 
     def deleter(doomed):
         def delete_some() -> int:
             picked = doomed.values_list("id", flat=True)
-            if connection.features.has_select_for_update_skip_locked:
+            if is_postgres():
                 picked = picked.select_for_update(skip_locked=True, of=("self",))
             ids = list(picked[:batch_size])
             if ids:
+                _delete_messages(result, TelegramMessage.objects.filter(pulse_id__in=ids))
                 result.attempts += PulseAttempt.objects.filter(pulse_id__in=ids).delete()[0]
                 result.pulses += Pulse.objects.filter(id__in=ids).delete()[1].get(Pulse._meta.label, 0)
             return len(ids)
 
         return delete_some
+
+    def delete_pulseless_messages() -> int:
+        ids = list(_pulseless_messages(policy).values_list("id", flat=True)[:batch_size])
+        return _delete_messages(result, TelegramMessage.objects.filter(id__in=ids))
 
     def trim_some() -> int:
         ids = list(_old_tails(policy).values_list("id", flat=True)[:batch_size])
@@ -178,6 +270,9 @@ def prune(
                 time.sleep(pause)
         if result.pulses == deleted:
             break
+    while policy.finished_before is not None and _batch(result, delete_pulseless_messages):
+        time.sleep(pause)
+    result.inbox_files = _remove_inbox_files(policy, result._doomed_files)
     while policy.tails_before is not None and _batch(result, trim_some):
         time.sleep(pause)
     if result.pulses:
@@ -185,10 +280,13 @@ def prune(
     result.space_note = give_space_back()
     result.size_after = history.database_size()[0]
     logger.info(
-        "history_pruned pulses=%s attempts=%s tails_trimmed=%s batches=%s longest_batch_ms=%.0f",
+        "history_pruned pulses=%s attempts=%s tails_trimmed=%s telegram_messages=%s inbox_files=%s "
+        "batches=%s longest_batch_ms=%.0f",
         result.pulses,
         result.attempts,
         result.tails_trimmed,
+        result.telegram_messages,
+        result.inbox_files,
         result.batches,
         result.longest_batch_ms,
     )
@@ -197,7 +295,7 @@ def prune(
 
 def auto_vacuum_mode() -> str | None:
     """SQLite's auto_vacuum setting of this database file (none, full, incremental)."""
-    if connection.vendor != "sqlite":
+    if is_postgres():
         return None
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA auto_vacuum")
@@ -208,13 +306,13 @@ def give_space_back() -> str:
     """Hand freed pages back to the file system; says what it did (or why it could not)."""
     if connection.in_atomic_block:
         return "space not given back: vacuum cannot run inside a transaction"
-    if connection.vendor == "postgresql":
+    if is_postgres():
         with connection.cursor() as cursor:
             # A plain VACUUM: space inside the tables is reused at once, trailing pages go back to
             # the file system, and no writer waits (VACUUM FULL would lock the tables).
             cursor.execute("VACUUM (ANALYZE) pulses, pulse_attempts")
         return "VACUUM (ANALYZE) ran on pulses and pulse_attempts"
-    if connection.vendor != "sqlite":
+    if is_postgres():
         return ""
     mode = auto_vacuum_mode()
     if mode != "incremental":
@@ -248,7 +346,7 @@ def give_space_back() -> str:
 def vacuum_full() -> str:
     """SQLite: rewrite the file once with incremental auto-vacuum switched on (holds the database for
     as long as the copy takes; run it while Reeve is stopped). PostgreSQL: a plain VACUUM."""
-    if connection.vendor != "sqlite":
+    if is_postgres():
         return give_space_back()
     with write_gate(), connection.cursor() as cursor:
         cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")

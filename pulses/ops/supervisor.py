@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -67,9 +68,10 @@ class WebProcess:
         return code
 
 
-def run_reeve(*, web: bool = True) -> int:
+def run_reeve(*, web: bool = True, on_started: Callable[[], None] | None = None) -> int:
     """Hold the installation, start gunicorn (unless `web` is False) and run the worker until stopped;
-    the exit code of whichever stopped first for a reason other than being asked to.
+    the exit code of whichever stopped first for a reason other than being asked to. `on_started` is
+    called once both are under way (`./reeve start` prints what it serves then).
     AlreadyRunning if another Reeve holds this installation, PortInUse if another program has the port,
     ValueError for a bad worker setting."""
     options = WorkerOptions.from_settings()  # a bad setting stops us before anything has started
@@ -85,4 +87,6 @@ def run_reeve(*, web: bool = True) -> int:
         {"pid": os.getpid(), "web_pid": companions[0].pid if web else None, "api": api if web else None},
     )
     logger.info("reeve_started worker_pid=%s web=%s api=%s", os.getpid(), web, api if web else "-")
+    if on_started:
+        on_started()
     return Worker(options, companions=companions).run()

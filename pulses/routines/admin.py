@@ -15,6 +15,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from pulses.admin import TextListField
+from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
 from pulses.routines import changes
 from pulses.routines import schedule as schedules
 from pulses.routines.lookup import PREVIEW_FIRES
@@ -45,7 +47,23 @@ def fire_times(schedule: str, zone_name: str) -> dict:
 
 
 class RoutineForm(forms.ModelForm):
-    """Checked by `changes.validate`, which names the field it refuses; nothing is stored until then."""
+    """Checked by `changes.validate`, which names the field it refuses; nothing is stored until then.
+    Tags and sticky notes are typed as the pulse form's are (comma-separated, one per line)."""
+
+    tags = TextListField(
+        label="Tags",
+        separator=",",
+        max_items=MAX_TAGS,
+        max_chars=MAX_TAG_CHARS,
+        help_text="Separated by commas; each of its pulses carries them",
+    )
+    sticky_notes = TextListField(
+        label="Sticky notes",
+        max_items=MAX_NOTES,
+        max_chars=MAX_NOTE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One note per line; each reaches the agent with the prompt.",
+    )
 
     class Meta:
         model = Routine
@@ -209,3 +227,10 @@ class RoutineAdmin(admin.ModelAdmin):
             saved = changes.create(source=RoutineSource.OWNER, **values)
         obj.pk = saved.pk
         obj.refresh_from_db()
+
+    def delete_model(self, request, obj: Routine) -> None:
+        changes.remove(obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for routine in queryset:
+            changes.remove(routine)

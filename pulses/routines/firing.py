@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses.db import wakeup
+from pulses.db import is_postgres, wakeup
 from pulses.db.write_gate import gated
 from pulses.models import Pulse
 from pulses.routines import schedule as schedules
@@ -75,7 +75,7 @@ def fire_due(now: datetime | None = None, *, batch: int = BATCH) -> list[Fire]:
 def _fire_batch(now: datetime, batch: int) -> list[Fire]:
     with transaction.atomic():
         due = Routine.objects.due(now)
-        if connection.features.has_select_for_update_skip_locked:
+        if is_postgres():
             due = due.select_for_update(skip_locked=True)
         # Highest priority first, so a crowd of routines due together is queued in run order.
         routines = sorted(due[:batch], key=lambda r: (_rank(r.priority), r.next_fire_at, r.pk))

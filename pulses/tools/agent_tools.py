@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.utils import timezone
 
-from pulses import queue
+from pulses import answers, queue
 from pulses.limits import InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseNotPending, Status
 from pulses.routines import changes, guard_rails
@@ -260,8 +260,11 @@ def reschedule_pulse(*, pulse_id: int, when: str) -> dict[str, Any]:
     return describe(pulse)
 
 
-def send_notification(*, message: str, priority: str = "normal") -> dict[str, Any]:
-    """Send the user a Telegram message; `silent` arrives without a sound, `critical` is marked."""
+def send_notification(
+    *, message: str, priority: str = "normal", run_pulse_id: int | None = None
+) -> dict[str, Any]:
+    """Send the user a Telegram message; `silent` arrives without a sound, `critical` is marked.
+    Sent during a run (`run_pulse_id`), it stands for that pulse's answer, which is not sent again."""
     if not isinstance(message, str) or not message.strip():
         raise AgentToolError("'message' must be a non-empty string: the text the user should read")
     if len(message) > MAX_NOTIFICATION_CHARS:
@@ -288,6 +291,7 @@ def send_notification(*, message: str, priority: str = "normal") -> dict[str, An
         raise AgentToolError(f"no message was sent: {exc}; 'message' must hold some text") from None
     except NotificationFailed as exc:
         raise NotificationNotSent(f"the message was not sent: {exc}") from None
+    answers.note_agent_notified(run_pulse_id)
     logger.info("agent_notification_sent priority=%s messages=%s", priority, sent)
     return {"sent": True, "messages": sent, "priority": priority}
 

@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS
+from pulses.tools import desk_instructions
 from pulses.tools.agent_tools import TOOL_NAMES
 
 SERVER_NAME = "reeve"
@@ -191,7 +192,11 @@ def merged_settings(existing: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: dict[str, Any], *, private: bool = False) -> bool:
     """Write `data` atomically (0600 when `private`); False (nothing written) when the file holds it."""
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return _write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", private=private)
+
+
+def _write_text(path: Path, text: str, *, private: bool = False) -> bool:
+    """Write `text` atomically (0600 when `private`); False (nothing written) when the file holds it."""
     if path.exists() and path.read_text() == text:
         if private:
             path.chmod(0o600)
@@ -215,18 +220,27 @@ def _write_json(path: Path, data: dict[str, Any], *, private: bool = False) -> b
 
 
 def write_desk_config(desk: Path) -> list[WrittenFile]:
-    """Merge Reeve's server into `desk`/.mcp.json and its approval and permissions into
-    `desk`/.claude/settings.json. Both files are read first, so a bad one stops before any write."""
+    """Merge Reeve's server into `desk`/.mcp.json, its approval and permissions into
+    `desk`/.claude/settings.json and its instructions into `desk`/CLAUDE.md. The files are read
+    first, so a bad one stops before any write."""
     if not desk.is_dir():
         raise DeskConfigError(f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH")
     mcp_path, settings_path = desk / MCP_JSON, desk / CLAUDE_SETTINGS
     old_mcp, old_settings = _read(mcp_path) or {}, _read(settings_path) or {}
     new_settings = merged_settings(old_settings, settings_path)
+    instructions_path = desk / desk_instructions.INSTRUCTIONS
+    try:
+        old_instructions = instructions_path.read_text() if instructions_path.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeskConfigError(f"{instructions_path} cannot be read: {exc}") from None
     new_mcp = merged_mcp_json(old_mcp, mcp_path, token=_desk_token(old_mcp, desk))
     return [
         WrittenFile(mcp_path, _write_json(mcp_path, new_mcp, private=True), tuple(original_entries(old_mcp))),
         WrittenFile(
             settings_path, _write_json(settings_path, new_settings), tuple(original_entries(old_settings))
+        ),
+        WrittenFile(
+            instructions_path, _write_text(instructions_path, desk_instructions.merged(old_instructions))
         ),
     ]
 

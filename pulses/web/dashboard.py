@@ -13,7 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from pulses import history, reports
+from pulses import answers, history, reports
+from pulses.agent.check import setup_problem
 from pulses.ops import retention
 from pulses.routines import overview as routines
 from pulses.web import metrics
@@ -142,6 +143,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_requests": latency.requests,
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
+        "runs": answers.recent_runs(limit=10),
+        "agent_problem": setup_problem(),
         "routine_fires": routines.upcoming_fires(limit=10),
         "routine_troubles": routines.needing_attention(limit=10),
         "workers": reports.workers_seen(),

@@ -34,6 +34,11 @@ if TYPE_CHECKING:  # django.http loads most of Django: gunicorn's master imports
 
 logger = logging.getLogger(__name__)
 
+# prometheus-client opens its file in PROMETHEUS_MULTIPROC_DIR as soon as a metric without labels is
+# defined, so the folder must exist before the definitions below (the settings only name it).
+if _folder := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(_folder).mkdir(parents=True, exist_ok=True)
+
 PULSES_EXECUTED = Counter(
     "reeve_pulses_executed", "Pulse runs (attempts) that finished, by priority", ["priority"]
 )

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 # What a database restart, failover or network cut raises; the worker waits those out.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 T = TypeVar("T")
+# While the agent command and the Desk are there, they are looked for again this often.
+SETUP_RECHECK_SECONDS = 5.0
 SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
 WAITING_SCAN_SECONDS = 1.0  # how often a worker running pulses looks for critical pulses held back by them
 # How a companion that we stopped exits; any other code is passed on as the worker's own.
@@ -152,6 +154,8 @@ class Worker:
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
         self.completed = 0
+        self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
+        self._setup_checked_until = 0.0
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -219,7 +223,8 @@ class Worker:
                 self._waiter.forget_changes()
                 self._fire_routines()
                 claimed = self._claim_and_start(pool)
-                if opts.once and not claimed and not self._running and not self._due_now():
+                idle = not claimed and not self._running
+                if opts.once and idle and (self.setup_problem or not self._due_now()):
                     break
                 timeout = (
                     min(next_renew, next_recover, next_heartbeat, self._tell_waiting()) - time.monotonic()
@@ -253,6 +258,8 @@ class Worker:
     def _claim_and_start(self, pool: ThreadPoolExecutor) -> int:
         if self.options.dry_run:
             return self._dry_run()
+        if self._cannot_run_agents():
+            return 0
         claimed = 0
         while True:
             free = self._free()
@@ -282,6 +289,28 @@ class Worker:
             # first and may have left ordinary slots open for more: claim again.
             if critical_only or len(pulses) < limit or pulses[-1].priority != CRITICAL:
                 return claimed
+
+    def _cannot_run_agents(self) -> bool:
+        """True while the agent command or the Desk is missing: then nothing is claimed, so a setup
+        mistake never spends a pulse's retries. Checked before each claim while there is a problem, so
+        the worker carries on by itself once it is fixed (the safety poll brings the next look), and
+        every few seconds while there is none (a few stat calls kept off the busy path)."""
+        now = time.monotonic()
+        if not self.setup_problem and now < self._setup_checked_until:
+            return False
+        self._setup_checked_until = now + SETUP_RECHECK_SECONDS
+        problem = self.executor.setup_problem()
+        if problem != self.setup_problem:
+            if problem:
+                logger.warning(
+                    "worker_waiting_for_agent worker=%s problem=%s; no pulse is claimed until it is fixed",
+                    self.name,
+                    problem,
+                )
+            else:
+                logger.warning("worker_agent_ready worker=%s: claiming pulses again", self.name)
+            self.setup_problem = problem
+        return bool(problem)
 
     def _dry_run(self) -> int:
         fresh = [p for p in Pulse.objects.due()[:100] if p.pk not in self._seen_dry_run]

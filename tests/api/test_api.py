@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from pulses import queue
-from pulses.models import Pulse, Status
+from pulses.models import Delivery, Pulse, Status
 from tests.support.factories import PulseAttemptFactory, PulseFactory
 
 TOKEN = "your_token_here"
@@ -337,7 +337,7 @@ def test_upcoming_lists_pending_pulses_soonest_first(client):
     assert get(client, "/api/pulse/upcoming?limit=99999").status_code == 400
 
 
-def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client):
+def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client, fake_agent):
     PulseFactory.create_batch(2)
     PulseFactory(failed=True)
     queue.heartbeat(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=1)
@@ -347,6 +347,17 @@ def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client):
     assert set(body["versions"]) == {"reeve", "django", "python"}
     assert body["uptime_seconds"] >= 0
     assert body["status"] == "ok"
+    assert body["agent_problem"] == ""
+
+
+def test_status_says_why_no_pulse_runs_while_the_agent_command_is_missing(client, settings, tmp_path):
+    settings.HAPI_COMMAND = str(tmp_path / "no-agent-here")
+    queue.heartbeat(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=0)
+
+    body = get(client, "/api/status").json()
+
+    assert "not found or not executable" in body["agent_problem"] and "HAPI_COMMAND" in body["agent_problem"]
+    assert body["status"] == f"no pulse runs: {body['agent_problem']}"
 
 
 def test_stats_counts_runs_per_hour_failure_rate_and_durations(client):
@@ -446,6 +457,18 @@ def test_the_front_page_leads_to_the_dashboard_through_the_login(client, admin_c
     assert client.get("/", follow=True).redirect_chain[-1][0].startswith("/admin/login/?next=/dashboard/")
     assert admin_client.get("/", follow=True).templates[0].name == "dashboard/index.html"
     assert client.get("/metrics/").status_code == client.get("/metrics").status_code
+
+
+def test_a_pulse_may_ask_for_its_answer_on_telegram_and_nothing_else(client):
+    asked = post(client, "/api/pulse/trigger", {"prompt": "summarise the news", "deliver": "telegram"})
+    plain = post(client, "/api/pulse/trigger", {"prompt": "no reply wanted", "deliver": None})
+    wrong = post(client, "/api/pulse/trigger", {"prompt": "x", "deliver": "email"})
+
+    assert asked.status_code == 201 and plain.status_code == 201
+    delivery = Delivery.objects.get(pulse_id=asked.json()["id"])
+    assert (delivery.chat_id, delivery.reply_to_message_id) == (None, None)  # the configured chat
+    assert not Delivery.objects.filter(pulse_id=plain.json()["id"]).exists()
+    assert wrong.status_code == 400 and "deliver" in wrong.json()["detail"]
 
 
 def test_status_shows_each_workers_slots_and_what_runs_in_them(client):

@@ -1,5 +1,6 @@
 """trigger_pulse and pulse_queue as a person runs them: clear output, clear errors, no tracebacks."""
 
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -7,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pulses.models import Pulse
-from tests.support.factories import PulseFactory
+from pulses.models import Delivery, Pulse
+from tests.support.factories import PulseAttemptFactory, PulseFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -52,6 +53,21 @@ def test_trigger_pulse_schedules_with_every_option():
 def test_an_unreadable_time_is_a_clear_error():
     with pytest.raises(CommandError, match="cannot read 'whenever' as a time"):
         run("trigger_pulse", "x", "--at", "whenever")
+    assert not Pulse.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["x" * 50_001], "'prompt' is 50001 characters; at most 50000 are accepted"),
+        (["x", "--max-retries", "101"], "'max_retries' must be a whole number from 0 to 100"),
+        (["x", "--max-retries", "-1"], "'max_retries' must be a whole number from 0 to 100"),
+        (["x", *[f"--tag=t{n}" for n in range(21)]], "'tags' has 21 items; at most 20 are accepted"),
+    ],
+)
+def test_a_pulse_the_api_would_refuse_is_refused_by_the_command_too(arguments, words):
+    with pytest.raises(CommandError, match=re.escape(words)):
+        run("trigger_pulse", *arguments)
     assert not Pulse.objects.exists()
 
 
@@ -101,6 +117,20 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate_instead_of_a_traceb
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "the database has no Reeve tables yet" in proc.stderr and "./reeve migrate" in proc.stderr
+
+
+def test_pulse_queue_id_prints_what_the_agent_answered_and_where_the_reply_went():
+    pulse = PulseFactory(completed=True, prompt="weather?")
+    PulseAttemptFactory(pulse=pulse, number=1, succeeded=False, result_text="", error="overloaded")
+    PulseAttemptFactory(pulse=pulse, number=2, result_text="Sunny all day.\nTake a hat.")
+    Delivery.objects.create(pulse=pulse, state="sent", parts_sent=1)
+
+    out = run("pulse_queue", str(pulse.pk))
+
+    assert "answer: Sunny all day.\nTake a hat." in out
+    assert "telegram: sent, 1 message(s)" in out
+    assert "attempt 1" in out and ": overloaded" in out
+    assert "attempt 2" in out and ": ok: Sunny all day." in out
 
 
 def test_run_pulse_worker_refuses_a_priority_it_cannot_preempt(settings):

@@ -1,11 +1,27 @@
 """The one place for what Reeve accepts from outside (pulses/limits.py); black-box tests of each entry
 point are in tests/api/test_trust_boundary.py."""
 
+import re
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
-from pulses.limits import InvalidSessionId, check_session_id, local_time, time_in_range, weak_token_reason
+from pulses.limits import (
+    MAX_NOTES,
+    MAX_PROMPT_CHARS,
+    MAX_RETRIES,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    InvalidPulse,
+    InvalidSessionId,
+    check_pulse,
+    check_session_id,
+    local_time,
+    text_list,
+    time_in_range,
+    weak_token_reason,
+)
 from reeve_site.log import RedactSecrets
 
 SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -44,3 +60,49 @@ def test_secrets_are_redacted_from_text(settings):
         RedactSecrets.redact(text)
         == "GET https://api.telegram.org/bot<redacted>/getMe with <redacted>; <redacted>"
     )
+
+
+def _pulse(**changes):
+    values = {
+        "prompt": "look at the calendar",
+        "priority": "normal",
+        "scheduled_at": timezone.now(),
+        "source": "test",
+        "session_id": "",
+        "sticky_notes": [],
+        "tags": [],
+        "max_retries": 3,
+        "idempotency_key": None,
+    }
+    return {**values, **changes}
+
+
+def test_a_pulse_within_every_limit_passes():
+    check_pulse(**_pulse(sticky_notes=["n"] * MAX_NOTES, tags=["t" * MAX_TAG_CHARS], max_retries=MAX_RETRIES))
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"prompt": " "}, "'prompt' must be a non-empty string"),
+        ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, f"at most {MAX_PROMPT_CHARS} are accepted"),
+        ({"priority": "urgent"}, "unknown priority 'urgent'; use one of critical, high"),
+        ({"scheduled_at": datetime(1999, 12, 31, 12, tzinfo=UTC)}, "out of range: years 2000 to 9000"),
+        ({"source": "s" * 101}, "'source' is 101 characters; at most 100"),
+        ({"session_id": "--resume=evil"}, "'session_id': '--resume=evil' is not a session id"),
+        ({"sticky_notes": "one"}, "'sticky_notes' must be a list of strings"),
+        ({"tags": ["t"] * (MAX_TAGS + 1)}, f"at most {MAX_TAGS} are accepted"),
+        ({"tags": ["ok", " "]}, "every item of 'tags' must be a non-empty string"),
+        ({"max_retries": -1}, "'max_retries' must be a whole number from 0 to 100"),
+        ({"max_retries": True}, "'max_retries' must be a whole number"),
+        ({"idempotency_key": "k" * 201}, "'idempotency_key' is 201 characters; at most 200"),
+    ],
+)
+def test_each_limit_of_a_pulse_is_named_when_broken(changes, words):
+    with pytest.raises(InvalidPulse, match=re.escape(words)):
+        check_pulse(**_pulse(**changes))
+
+
+def test_text_lists_are_stripped():
+    assert text_list([" a ", "b"], name="tags", max_items=2, max_chars=5) == ["a", "b"]
+    assert text_list(None, name="tags", max_items=2, max_chars=5) == []

@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pulses import queue, reports
+from pulses import queue
 from pulses.agent.executor import AttemptOutcome
 from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status
 from tests.support.factories import PulseFactory
@@ -123,7 +123,7 @@ def test_a_session_another_worker_claims_mid_claim_is_refused_by_the_database(pa
     if connection.vendor != "postgresql":
         pytest.skip("claims only run side by side on PostgreSQL (SQLite serialises them)")
     if path == "session by session":
-        monkeypatch.setattr(queue, "_claim_in_one_statement", lambda *args: None)
+        monkeypatch.setattr(queue, "_claim_in_one_statement", lambda *args, **kwargs: None)
     ours = PulseFactory(due=True, session_id="s1", prompt="ours")
     theirs = PulseFactory(session_id="s1", prompt="theirs")
     db = connection.settings_dict
@@ -269,17 +269,6 @@ def test_cancel_reschedule_and_requeue_enforce_their_states():
         queue.requeue(pending.pk)
     with pytest.raises(Pulse.DoesNotExist):
         queue.cancel(999999)
-
-
-def test_stats_count_by_status_and_pending_priority():
-    PulseFactory(due=True, priority="critical")
-    PulseFactory(priority="low")
-    PulseFactory(failed=True)
-    PulseFactory(completed=True)
-    stats = reports.stats()
-    assert stats.by_status["pending"] == 2 and stats.by_status["failed"] == 1
-    assert stats.pending_by_priority["critical"] == 1 and stats.pending_by_priority["low"] == 1
-    assert stats.overdue == 1
 
 
 def test_the_guide_inspection_queries_run_verbatim():

@@ -86,6 +86,13 @@ def test_a_missing_agent_command_fails_naming_hapi_command(good, capsys):
     line = line_for(out, "agent command")
     assert line.startswith("FAIL")
     assert "'/nowhere/bin/hapi --flag' not found" in line and "HAPI_COMMAND" in line
+    assert "the worker claims no pulse" in line and "HAPI_COMMAND=demo" in line
+
+
+def test_the_demo_agent_is_a_warning_naming_it_a_demo(good):
+    good.HAPI_COMMAND = "demo"
+    [check] = doctor.check_agent()
+    assert check.level == doctor.WARN and "demo agent" in check.message
 
 
 def test_an_agent_command_with_broken_quoting_fails(good):
@@ -262,6 +269,11 @@ def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_c
     assert set(problems) <= choices, proc.stdout
     assert [name for name, mark in problems.items() if mark == "FAIL"] in ([], ["agent command"]), proc.stdout
     assert "TELEGRAM_BOT_TOKEN is not set" in proc.stdout
+    # The guide's token rotation (a sed on the PULSE_API_TOKEN= line) sets the token in a fresh copy too.
+    rotate = 'NEW_TOKEN=$(python3 -c "import secrets; print(secrets.token_urlsafe(32))")\n'
+    rotate += 'sed -i "s/PULSE_API_TOKEN=.*/PULSE_API_TOKEN=$NEW_TOKEN/" .env'
+    subprocess.run(["bash", "-e", "-c", rotate], cwd=checkout, check=True)
+    assert line_for(manage("doctor", "--no-api").stdout, "api token").startswith("ok    api token")
 
 
 def test_install_turns_telegram_on_only_for_a_token_shaped_like_one(settings):

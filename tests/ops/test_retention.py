@@ -196,3 +196,53 @@ def test_an_older_file_without_incremental_vacuum_is_converted_once_by_vacuum_fu
     home.manage("prune_history", "--vacuum-full")
     assert home.query("PRAGMA auto_vacuum") == [(2,)]
     assert home.db_path.stat().st_size < size / 4
+
+
+@pytest.mark.django_db
+def test_telegram_records_and_inbox_files_go_with_the_pulse_history(retention, tmp_path):
+    from telegram_bridge.models import TelegramMessage
+
+    retention.REEVE_DESK_PATH = tmp_path / "desk"
+    inbox = tmp_path / "desk" / "inbox" / "telegram"
+
+    def saved(days: float, name: str):
+        path = inbox / timezone.localtime(days_ago(days)).date().isoformat() / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"photo")
+        return path
+
+    def message(number: int, pulse, files=(), *, days: float) -> None:
+        entries = [{"unique_id": str(number), "kind": "photo", "path": str(f), "details": ""} for f in files]
+        record = TelegramMessage.objects.create(
+            bot_id=1,
+            chat_id=42,
+            message_id=number,
+            update_id=number,
+            outcome="pulse",
+            pulse=pulse,
+            files=entries,
+        )
+        TelegramMessage.objects.filter(pk=record.pk).update(created_at=days_ago(days))
+
+    old_photo, kept_photo = saved(200, "42-1.jpg"), saved(200, "42-2.jpg")
+    leftover = saved(200, ".42-3.jpg.part")  # a crash's leftover: no message names it
+    young_photo = saved(5, "42-9.jpg")
+    outside = tmp_path / "notes.txt"  # a path outside the inbox is never touched
+    outside.write_text("mine")
+    message(1, finished(Status.COMPLETED, 200), [old_photo], days=200)  # goes with its pulse
+    message(2, finished(Status.FAILED, 200), [kept_photo], days=200)  # failed pulses stay 365 days
+    message(3, None, days=200)  # a /new: never had a pulse
+    message(4, None, days=5)
+    message(5, None, [outside], days=200)
+    message(9, finished(Status.COMPLETED, 5), [young_photo], days=5)
+
+    assert prune(Policy.from_settings(), dry_run=True).telegram_messages == 3
+    assert TelegramMessage.objects.count() == 6 and old_photo.exists()
+    result = prune(Policy.from_settings(), batch_size=2, pause=0)
+
+    assert set(TelegramMessage.objects.values_list("message_id", flat=True)) == {2, 4, 9}
+    assert result.telegram_messages == 3 and result.inbox_files == 2
+    assert not old_photo.exists() and not leftover.exists()
+    assert kept_photo.exists() and young_photo.exists() and outside.exists()
+    again = prune(Policy.from_settings(), pause=0)
+    assert (again.telegram_messages, again.inbox_files) == (0, 0)

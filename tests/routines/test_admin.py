@@ -18,8 +18,8 @@ FORM = {
     "schedule": "0 8 * * 1-5",
     "timezone": "Europe/Berlin",
     "priority": "normal",
-    "tags": '["daily"]',
-    "sticky_notes": "[]",
+    "tags": "daily, morning",
+    "sticky_notes": "keep it short\nweather first",
     "max_retries": "3",
     "session_policy": "new",
     "session_id": "",
@@ -66,7 +66,12 @@ def test_the_add_form_stores_through_the_routines_code_with_its_next_fire(admin_
     response = admin_client.post(CHANGELIST + "add/", FORM, follow=True)
     assert response.status_code == 200
     routine = Routine.objects.get(name="briefing")
-    assert (routine.source, routine.tags, routine.timezone) == ("owner", ["daily"], "Europe/Berlin")
+    assert (routine.source, routine.tags, routine.timezone) == (
+        "owner",
+        ["daily", "morning"],
+        "Europe/Berlin",
+    )
+    assert routine.sticky_notes == ["keep it short", "weather first"]
     local = routine.next_fire_at.astimezone(routine.zone)
     assert (local.hour, local.minute) == (8, 0)
 
@@ -110,3 +115,12 @@ def test_the_preview_gives_the_next_five_fires_in_the_zone_or_the_error(admin_cl
 
 def test_the_preview_and_the_form_need_a_staff_login(client):
     assert client.get(CHANGELIST + "preview/", {"schedule": "@daily"})["Location"].startswith("/admin/login/")
+
+
+def test_deleting_in_the_admin_goes_through_the_routines_code_and_keeps_its_pulses(admin_client):
+    routine = changes.create(name="old", schedule="@daily", prompt="x")
+    pulse = changes.run_now(routine)
+    admin_client.post(f"{CHANGELIST}{routine.pk}/delete/", {"post": "yes"})
+    assert not Routine.objects.filter(name="old").exists()
+    pulse.refresh_from_db()
+    assert pulse.routine_id is None and pulse.source == "routine"

@@ -315,6 +315,7 @@ def test_reeve_health_check_and_reeve_status_agree_on_what_healthy_means(install
     assert both() == (1, 1)  # the API is down
     installed.start_web()
     assert both() == (0, 0)
+    installed.stop_web()  # (a live web process would keep the old SQLite file's WAL and shm open)
     empty_database(installed.home)  # doctor FAILs: no tables
     check = installed.run("reeve-health-check")
     assert check.returncode == 1 and "ERROR: doctor: migrations" in check.stdout, check.stdout

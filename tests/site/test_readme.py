@@ -190,6 +190,11 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
         )
         assert "Check my calendar for tomorrow" in queue.stdout and "Test pulse from curl" in queue.stdout
         assert "Backup finished" in fake_telegram.sent_texts
+        # The first start said what it was doing, and installed what Reeve runs on, not the test tools.
+        first_start = (home / "background-0.log").read_text()
+        assert "reeve: first run: creating .venv/ from uv.lock (runtime dependencies only)" in first_start
+        assert re.search(r"^ \+ django==", first_start, re.M), first_start[:3000]  # uv's progress
+        assert (repo / ".venv/bin/gunicorn").exists() and not (repo / ".venv/bin/pytest").exists()
     finally:
         for command, proc, log in reversed(running):
             if proc.poll() is None:

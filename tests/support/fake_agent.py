@@ -8,7 +8,8 @@ reject_resume, sleep:SECONDS, first_sleep:SECONDS (sleeps only when it starts a 
 resume), noise, no_result (exit 0 with no result event), announce:SESSION_ID
 (announce that session id, whatever it is), mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call
 Reeve's schedule_pulse tool with resume_current_session through its MCP server; see
-tests/support/fake_agent_mcp.py).
+tests/support/fake_agent_mcp.py), notify (message the user with the send_notification tool, then
+answer), nothing (answer NO_REPLY, the agreed "nothing to say"), long:CHARS (an answer of CHARS characters).
 
 With $FAKE_AGENT_END_LOG set, each run's end (or the SIGTERM that ended it) is appended there too, so
 tests can tell which runs overlapped.
@@ -140,6 +141,17 @@ def mcp_schedule(session_id, delay, *, bare):
     return 0
 
 
+def mcp_call(tool, arguments):
+    """Call one of Reeve's MCP tools through the Desk's server; {"is_error", "text", "structured"}."""
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_agent_mcp.py")
+    proc = subprocess.run(
+        [sys.executable, helper, tool, json.dumps(arguments)], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        return {"is_error": True, "text": proc.stderr[-3000:], "structured": None}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main():
     started = STARTED
     resume, prompt = parse_argv(sys.argv[1:])
@@ -206,6 +218,20 @@ def main():
     )
     if mode in ("mcp_schedule", "mcp_schedule_bare"):
         return mcp_schedule(session_id, arg, bare=mode == "mcp_schedule_bare")
+    if mode == "notify":
+        outcome = mcp_call("send_notification", {"message": "Told you directly: all done"})
+        if outcome["is_error"]:
+            result(session_id, "send_notification failed", is_error=True, errors=[outcome["text"]])
+            return 0
+        result(session_id, "I sent you a notification.")
+        return 0
+    if mode == "nothing":
+        result(session_id, "NO_REPLY")
+        return 0
+    if mode == "long":
+        size = int(arg or 5000)
+        result(session_id, ("All work and no play makes Jack a dull boy. " * (size // 40 + 1))[:size])
+        return 0
     if mode == "error_result":
         result(
             session_id, "I could not finish", is_error=True, errors=["Tool Bash failed: permission denied"]

@@ -39,6 +39,17 @@ def _admin(sql: str) -> None:
         conn.execute(sql)
 
 
+def _database_url(name: str) -> str:
+    return urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+
+
+def _new_database(template: str = "") -> str:
+    """The URL of a new, empty database on the test cluster (a copy of `template` when one is named)."""
+    name = f"reeve_home_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return _database_url(name)
+
+
 @dataclass
 class ReeveHome:
     path: Path
@@ -49,9 +60,7 @@ class ReeveHome:
     def __post_init__(self) -> None:
         self.desk.mkdir(parents=True, exist_ok=True)
         if on_postgres() and not self.database_url:
-            name = f"reeve_home_{uuid.uuid4().hex[:12]}"
-            _admin(f'CREATE DATABASE "{name}"')
-            self.database_url = urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+            self.database_url = _new_database()
 
     @property
     def db_path(self) -> Path:
@@ -104,6 +113,21 @@ class ReeveHome:
 
     def migrate(self) -> None:
         self.manage("migrate", "--noinput", "-v0")
+
+    def copy_to(self, path: Path) -> ReeveHome:
+        """A new home at `path` holding what this (migrated, stopped) home holds: its database (a file
+        copy, or on PostgreSQL a database made with this one as TEMPLATE) and the folders and files
+        Reeve made beside it, modes kept. Copying costs milliseconds where `migrate` costs seconds."""
+        database_url = _new_database(urlsplit(self.database_url).path[1:]) if self.database_url else ""
+        home = ReeveHome(path, database_url=database_url)
+        for entry in self.path.iterdir():
+            if entry.name == "desk":
+                continue
+            if entry.is_dir():
+                shutil.copytree(entry, path / entry.name)
+            else:
+                shutil.copy2(entry, path / entry.name)
+        return home
 
     def start(self, *args: str, **env: str) -> subprocess.Popen:
         log = open(self.path / f"proc-{len(self.children)}.log", "w")  # noqa: SIM115

@@ -71,18 +71,20 @@ def test_the_same_update_applied_twice_makes_one_pulse():
 
 def test_a_follow_up_resumes_the_session_stored_on_the_chats_last_pulse():
     first = handle_message(message("what is on today?"), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(session_id="sess-1")  # what the worker stores
+    Pulse.objects.filter(pk=first.pulse_id).update(
+        session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000001"
+    )  # what the worker stores
 
     second = handle_message(message("and tomorrow?"), bot_id=BOT)
     third = handle_message(message("thanks"), bot_id=BOT)
 
-    assert second.session_id == "sess-1"
-    assert third.session_id == "sess-1"
+    assert second.session_id == "5f0c6a2e-1b7d-4c3e-9a41-000000000001"
+    assert third.session_id == "5f0c6a2e-1b7d-4c3e-9a41-000000000001"
 
 
 def test_chats_keep_separate_conversations():
     first = handle_message(message("hi", chat_id=42), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(session_id="sess-42")
+    Pulse.objects.filter(pk=first.pulse_id).update(session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000042")
 
     other = handle_message(message("hi", chat_id=43), bot_id=BOT)
 
@@ -92,7 +94,7 @@ def test_chats_keep_separate_conversations():
 
 def test_new_forgets_the_session_and_replies_and_a_redelivered_new_changes_nothing():
     first = handle_message(message("hi"), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(session_id="sess-1")
+    Pulse.objects.filter(pk=first.pulse_id).update(session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000001")
 
     reset = handle_message(message("/new", update_id=900), bot_id=BOT)
     fresh = handle_message(message("a new topic", update_id=901), bot_id=BOT)
@@ -106,7 +108,7 @@ def test_new_forgets_the_session_and_replies_and_a_redelivered_new_changes_nothi
 
 def test_new_with_text_starts_a_fresh_session_with_that_text():
     first = handle_message(message("hi"), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(session_id="sess-1")
+    Pulse.objects.filter(pk=first.pulse_id).update(session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000001")
 
     handled = handle_message(message("/new@reeve_bot plan my week"), bot_id=BOT)
 
@@ -138,7 +140,7 @@ def test_a_new_bot_token_with_lower_update_ids_is_not_mistaken_for_redeliveries(
 
 def test_the_admin_lists_chats_and_starts_a_fresh_conversation(admin_client):
     first = handle_message(message("hi"), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(session_id="sess-admin")
+    Pulse.objects.filter(pk=first.pulse_id).update(session_id="5f0c6a2e-1b7d-4c3e-9a41-0000000000ad")
     chat = TelegramChat.objects.get(chat_id=42)
 
     page = admin_client.get("/admin/telegram_bridge/telegramchat/")
@@ -148,12 +150,15 @@ def test_the_admin_lists_chats_and_starts_a_fresh_conversation(admin_client):
         follow=True,
     )
 
-    assert page.status_code == 200 and "sess-admin" in page.content.decode()
+    assert page.status_code == 200 and "5f0c6a2e-1b7d-4c3e-9a41-0000000000ad" in page.content.decode()
     assert "1 chat(s) will start a fresh conversation" in response.content.decode()
     assert handle_message(message("new topic"), bot_id=BOT).session_id == ""
     assert admin_client.get("/admin/telegram_bridge/pulsealert/").status_code == 200
     messages = admin_client.get("/admin/telegram_bridge/telegrammessage/")
-    assert messages.status_code == 200 and "sess-admin" not in messages.content.decode()
+    assert (
+        messages.status_code == 200
+        and "5f0c6a2e-1b7d-4c3e-9a41-0000000000ad" not in messages.content.decode()
+    )
 
 
 def test_update_ids_that_go_back_down_are_new_messages_not_redeliveries():
@@ -200,14 +205,19 @@ def test_an_edit_rewrites_the_prompt_of_a_pulse_no_worker_has_taken():
 
 def test_an_edit_after_the_run_started_is_a_follow_up_in_that_session_marked_as_an_edit():
     first = handle_message(message("meet at 5", update_id=310), bot_id=BOT)
-    Pulse.objects.filter(pk=first.pulse_id).update(status=Status.PROCESSING, attempts=1, session_id="sess-9")
+    Pulse.objects.filter(pk=first.pulse_id).update(
+        status=Status.PROCESSING, attempts=1, session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000009"
+    )
 
     edit = handle_message(message("meet at 6", update_id=311, message_id=310, edit_date=1800), bot_id=BOT)
     follow_up = Pulse.objects.get(pk=edit.pulse_id)
     later = handle_message(message("meet at 7", update_id=312, message_id=310, edit_date=1900), bot_id=BOT)
 
     assert edit.action == Action.FOLLOW_UP
-    assert (follow_up.session_id, follow_up.parent_id) == ("sess-9", first.pulse_id)
+    assert (follow_up.session_id, follow_up.parent_id) == (
+        "5f0c6a2e-1b7d-4c3e-9a41-000000000009",
+        first.pulse_id,
+    )
     assert follow_up.prompt == (
         f"Telegram message from Ada Lovelace, an edit of their earlier message (pulse #{first.pulse_id}); "
         "it now reads: meet at 6"

@@ -86,7 +86,7 @@ def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
 
     again = StringIO()
     call_command("mcp_config", "--write", stdout=again)
-    assert again.getvalue().count("Up to date") == 2  # the token still works, so it is kept
+    assert again.getvalue().count("Up to date") == 3  # the token still works, so it is kept
 
     tokens.revoke(f"desk-mcp {desk.name}")
     assert any("REEVE_AGENT_TOKEN is unknown or revoked" in p for p in desk_mcp_problems())
@@ -169,3 +169,15 @@ def test_desk_option_writes_into_another_directory(desk, tmp_path):
     call_command("mcp_config", "--write", "--desk", str(other), stdout=StringIO())
     assert desk_mcp_problems(other) == []
     assert not (desk / ".mcp.json").exists()
+
+
+def test_write_keeps_reeves_instructions_in_claude_md_with_the_nothing_to_say_token(desk):
+    (desk / "CLAUDE.md").write_text("# My Desk\n\nBe brief.\n")
+    call_command("mcp_config", "--write", stdout=StringIO())
+    call_command("mcp_config", "--write", stdout=StringIO())  # twice: one block, not two
+
+    text = (desk / "CLAUDE.md").read_text()
+    assert text.startswith("# My Desk\n\nBe brief.\n")
+    assert text.count("<!-- reeve:begin") == 1 and text.count("<!-- reeve:end -->") == 1
+    assert "answer with\n  exactly `NO_REPLY` and nothing else" in text
+    assert "send_notification" in text and "sends it back to the chat" in text

@@ -161,6 +161,21 @@ def test_the_add_form_refuses_an_option_like_session_and_an_out_of_range_time(ad
     assert "is not a session id" in page and "years 2000 to 9000" in page
 
 
+def test_the_list_shows_the_first_line_of_each_answer_and_the_page_every_attempts_result(admin_client):
+    answered = PulseFactory(completed=True, prompt="What is on today?")
+    PulseAttemptFactory(pulse=answered, result_text="Dentist at 9.\nThen lunch with Ada.")
+    silent = PulseFactory(prompt="Not run yet")
+
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert "Dentist at 9." in page and "Then lunch" not in page
+    rows = {p.pk: p.answer_text for p in admin_client.get(CHANGELIST).context["cl"].result_list}
+    assert rows[silent.pk] is None
+
+    detail = admin_client.get(f"{CHANGELIST}{answered.pk}/change/").content.decode()
+    assert "Then lunch with Ada." in detail  # the whole answer, and the attempt's result text
+    assert detail.count("Dentist at 9.") == 2
+
+
 def test_tags_and_sticky_notes_are_typed_as_lists_in_the_add_form(admin_client):
     form = admin_client.get(f"{CHANGELIST}add/").content.decode()
     assert '<textarea name="sticky_notes"' in form and "Separated by commas" in form
@@ -187,3 +202,10 @@ def test_tags_and_sticky_notes_are_typed_as_lists_in_the_add_form(admin_client):
     )
     assert too_many.status_code == 200 and "at most 20 are accepted" in too_many.content.decode()
     assert not Pulse.objects.filter(prompt="Too many").exists()
+
+
+def test_a_stored_pulse_shows_its_tags_and_sticky_notes_as_lists(admin_client):
+    pulse = PulseFactory(tags=["review", "weekly"], sticky_notes=["be brief", "<b>not bold</b>"])
+    page = admin_client.get(f"{CHANGELIST}{pulse.pk}/change/").content.decode()
+    assert "review, weekly" in page and '["review"' not in page
+    assert "<div>be brief</div><div>&lt;b&gt;not bold&lt;/b&gt;</div>" in page

@@ -122,3 +122,34 @@ def test_admin_requeues_a_failed_pulse_and_the_dashboard_shows_charts_and_queue_
 
 def test_the_browser_test_knows_where_chromium_lives():
     assert shutil.which("chromium") or CHROMIUM.exists()
+
+
+ANSWERED = """
+from tests.support.factories import PulseAttemptFactory, PulseFactory
+pulse = PulseFactory(completed=True, prompt="What is on my calendar today? (browser test)")
+PulseAttemptFactory(pulse=pulse, result_text="Dentist at 9:00, then lunch with Ada.\\nNothing else today.")
+print(pulse.pk)
+"""
+
+
+def test_the_agents_answer_shows_in_the_admin_list_and_page_and_on_the_dashboard(live_web, page, screenshots):
+    pulse_id = live_web.home.manage("shell", "-c", ANSWERED).stdout.strip().splitlines()[-1]
+
+    page.goto(f"{live_web.url}/admin/login/?next=/admin/pulses/pulse/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    row = page.locator("#result_list tbody tr", has_text="What is on my calendar")
+    expect(row.locator("td.field-short_answer")).to_have_text("Dentist at 9:00, then lunch with Ada.")
+    page.screenshot(path=str(screenshots / "admin-answer-column.png"), full_page=True)
+
+    page.goto(f"{live_web.url}/admin/pulses/pulse/{pulse_id}/change/")
+    expect(page.locator(".field-answer")).to_contain_text("Nothing else today.")
+    expect(page.locator("td.field-result_text")).to_contain_text("Dentist at 9:00")
+    page.screenshot(path=str(screenshots / "admin-answer-page.png"), full_page=True)
+
+    page.goto(f"{live_web.url}/dashboard/")
+    runs = page.locator("#runs")
+    expect(runs).to_contain_text("Dentist at 9:00, then lunch with Ada.")
+    assert "Nothing else today." not in runs.inner_text()  # the first line only
+    page.screenshot(path=str(screenshots / "dashboard-answers.png"), full_page=True)

@@ -7,6 +7,8 @@ from collections import Counter
 
 import pytest
 
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND
+
 pytestmark = pytest.mark.slow
 
 
@@ -171,3 +173,33 @@ def test_the_agent_is_started_with_the_prompt_after_the_options_and_without_reev
     assert env["CLI_API_TOKEN"] == "hapi-credential" and env["HAPI_HOME"] == worker_env["HAPI_HOME"]
     assert env["LC_ALL"] == "C.UTF-8" and env["TZ"] == "UTC" and env["MY_TOOL_KEY"] == "passed on request"
     assert {"PATH", "HOME"} <= set(env)
+
+
+def test_a_missing_agent_spends_no_retries_and_the_worker_carries_on_once_it_is_installed(reeve_home):
+    agent = reeve_home.path / "bin" / "agent"  # HAPI_COMMAND names a program not installed yet
+    reeve_home.extra_env["HAPI_COMMAND"] = str(agent)
+    schedule(reeve_home, "first")
+    schedule(reeve_home, "second", "--priority", "low")
+    once = reeve_home.manage("run_pulse_worker", "--once")
+    assert "worker_waiting_for_agent" in once.stdout + once.stderr  # --once stops instead of waiting
+
+    worker = reeve_home.start("run_pulse_worker")
+    reeve_home.wait_for(
+        lambda: "worker_waiting_for_agent" in reeve_home.output(worker), what="the worker's warning"
+    )
+    time.sleep(2)  # four safety polls (PULSE_POLL_SECONDS=0.5): still nothing claimed
+    assert reeve_home.query("SELECT status, attempts FROM pulses ORDER BY id") == [("pending", 0)] * 2
+    assert reeve_home.agent_starts() == []
+
+    agent.parent.mkdir()
+    agent.write_text(f'#!/bin/sh\nexec {FAKE_AGENT_COMMAND} "$@"\n')
+    agent.chmod(0o755)
+    reeve_home.wait_for(
+        lambda: statuses(reeve_home) == {"completed": 2}, timeout=60, what="both pulses to run"
+    )
+    output = reeve_home.output(worker)
+    assert output.count("worker_waiting_for_agent") == 1  # one warning, not one per poll
+    assert "worker_agent_ready" in output
+    assert reeve_home.query("SELECT attempts FROM pulses") == [(1,), (1,)]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0

@@ -3,6 +3,7 @@ import shlex
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.agent.executor import AgentRequest
+from pulses.management import COMMAND_CHECKS
 from pulses.worker.loop import default_executor
 
 
@@ -12,6 +13,7 @@ class Command(BaseCommand):
         "would, and print what Reeve understood: the argv, the session, the result or the error in the "
         "agent's words, cost and turns. Nothing is queued. Exit 1 when the run failed."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", help='what to ask the agent, e.g. "Test prompt"')

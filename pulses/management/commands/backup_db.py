@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.management import COMMAND_CHECKS
 from pulses.ops.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_directory
 
 
@@ -10,6 +11,7 @@ class Command(BaseCommand):
         "Back up the database while Reeve runs: a consistent copy (SQLite backup API, or pg_dump on "
         "PostgreSQL), gzip-compressed, then delete backups older than --keep-days."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(

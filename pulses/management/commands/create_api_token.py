@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.api import tokens
+from pulses.management import COMMAND_CHECKS
 from pulses.models import TokenScope
 
 
@@ -9,6 +10,7 @@ class Command(BaseCommand):
         "Create a named API client token (printed once; only its hash is stored), revoke one with "
         "--revoke, or --list them. Clients send it as 'Authorization: Bearer <token>'."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("name", nargs="?", help="a name for the client, e.g. telegram-bridge")

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.management import COMMAND_CHECKS
 from pulses.ops.retention import Policy, RetentionError, prune, vacuum_full
 
 _AGE = re.compile(r"^(\d+)\s*([dhw]?)$")
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         "PULSE_FAILED_HISTORY_DAYS, trim output tails older than PULSE_OUTPUT_TAIL_DAYS, and give the "
         "space back. Short batches: the worker and the API keep running."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -58,6 +60,8 @@ class Command(BaseCommand):
             f"{delete} {result.pulses} pulses with {result.attempts} attempts; "
             f"{trim} the output tails of {result.tails_trimmed} attempts."
         )
+        files = "" if result.dry_run else f" and {result.inbox_files} files from the Desk's inbox/telegram/"
+        self.stdout.write(f"{delete} {result.telegram_messages} Telegram message records{files}.")
         if result.dry_run:
             return
         self.stdout.write(

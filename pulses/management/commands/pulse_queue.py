@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pulses import reports
+from pulses import answers, reports
 from pulses.limits import local_time
+from pulses.management import COMMAND_CHECKS
 from pulses.models import Pulse
 
 COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
@@ -23,6 +24,7 @@ def _slot(slot: reports.BusySlot) -> str:
 
 class Command(BaseCommand):
     help = "Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -63,7 +65,7 @@ class Command(BaseCommand):
 
     def _detail(self, pulse_id: int) -> None:
         try:
-            pulse = Pulse.objects.prefetch_related("attempt_set").get(pk=pulse_id)
+            pulse = Pulse.objects.prefetch_related("attempt_set").select_related("delivery").get(pk=pulse_id)
         except Pulse.DoesNotExist:
             raise CommandError(f"no pulse with id {pulse_id}") from None
         fields = [
@@ -80,11 +82,19 @@ class Command(BaseCommand):
             ("duration_ms", pulse.execution_duration_ms if pulse.execution_duration_ms is not None else "-"),
             ("error", pulse.error_message or "-"),
             ("prompt", pulse.prompt),
+            ("answer", answers.answer_of(pulse.attempt_set.all()) or "-"),
         ]
+        if delivery := getattr(pulse, "delivery", None):
+            detail = f" ({delivery.detail})" if delivery.detail else ""
+            fields.append(("telegram", f"{delivery.state}, {delivery.parts_sent} message(s){detail}"))
         for name, value in fields:
             self.stdout.write(f"{name:>13}: {value}")
         for attempt in pulse.attempt_set.all():
-            outcome = "ok" if attempt.succeeded else (attempt.error[:100] or "failed")
+            said = answers.first_line(attempt.result_text, 100)
+            if attempt.succeeded:
+                outcome = f"ok: {said}" if said else "ok"
+            else:
+                outcome = attempt.error[:100] or "failed"
             self.stdout.write(
                 f"  attempt {attempt.number} {_when(attempt.started_at)} "
                 f"{attempt.duration_ms or 0} ms exit={attempt.exit_code}: {outcome}"

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.management import COMMAND_CHECKS
 from pulses.ops.backup import BackupError, restore
 
 
@@ -11,6 +12,7 @@ class Command(BaseCommand):
         "first (sudo systemctl stop reeve-telegram reeve-daemon); the current SQLite file is kept beside "
         "it as *.before-restore-TIMESTAMP."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path, help="the backup file (…/backups/pulse_queue_*.db.gz)")

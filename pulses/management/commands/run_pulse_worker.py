@@ -1,8 +1,8 @@
 import logging
 
-from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.management import COMMAND_CHECKS
 from pulses.ops import instance_lock
 from pulses.ops.private_files import tighten
 from pulses.worker.loop import Worker, WorkerOptions
@@ -13,9 +13,7 @@ class Command(BaseCommand):
         "Run due pulses through the agent CLI, highest priority first, each exactly once per attempt. "
         "SIGTERM/Ctrl+C drains running pulses (PULSE_SHUTDOWN_GRACE_SECONDS); a second one stops at once."
     )
-    # The worker serves no URLs: checking them would import the whole API stack (DRF, the schema
-    # generator) into every worker for nothing. The web process checks them.
-    requires_system_checks = [Tags.models]
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="run what is due now, then exit")

@@ -1,8 +1,9 @@
 from django.conf import settings
-from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from pulses.limits import weak_token_reason
+from pulses.management import COMMAND_CHECKS
+from pulses.ops import banner
 from pulses.ops.instance_lock import AlreadyRunning
 from pulses.ops.private_files import tighten
 from pulses.ops.supervisor import run_reeve
@@ -15,8 +16,7 @@ class Command(BaseCommand):
         "API, admin, dashboard). Ctrl+C, SIGTERM or a closed terminal drains and stops both; if either "
         "exits, the other stops too. Refuses to start beside another Reeve on the same installation."
     )
-    # Like run_pulse_worker: the web process checks the URLs; this process never imports them.
-    requires_system_checks = [Tags.models]
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("--no-web", action="store_true", help="run the worker only")
@@ -25,8 +25,15 @@ class Command(BaseCommand):
         if not options["no_web"] and (reason := weak_token_reason(settings.PULSE_API_TOKEN)):
             raise CommandError(f"refusing to start the API: {reason}")
         tighten()  # files made before Reeve ran with umask 077 become private on this start
+        web = not options["no_web"]
+        desk_note = banner.prepare_desk()
+
+        def say_what_is_served() -> None:
+            self.stdout.write("\n".join(banner.lines(web=web, desk_note=desk_note)))
+            self.stdout.flush()
+
         try:
-            code = run_reeve(web=not options["no_web"])
+            code = run_reeve(web=web, on_started=say_what_is_served)
         except (AlreadyRunning, PortInUse, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         raise SystemExit(code)

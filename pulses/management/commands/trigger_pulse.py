@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pulses import queue
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
+from pulses.management import COMMAND_CHECKS
 from pulses.models import Priority
 from pulses.ops.hourly_prompt import schedule_heartbeat
 from pulses.timeparse import TimeParseError, parse_when
@@ -12,6 +13,7 @@ class Command(BaseCommand):
         "Schedule a pulse: a prompt that wakes the agent at a given time. "
         "With --heartbeat, schedule this hour's heartbeat (its prompt follows the time of day)."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", nargs="?", help="what the agent should do (not with --heartbeat)")
@@ -33,6 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--max-retries", type=int, default=3, help="retries after the first attempt")
         parser.add_argument(
             "--idempotency-key", default=None, help="scheduling twice with one key returns the first pulse"
+        )
+        parser.add_argument(
+            "--deliver",
+            choices=["telegram"],
+            default="",
+            help="telegram: send the agent's answer to the configured Telegram chat when it finishes",
         )
         parser.add_argument(
             "--check", default="", help="a wake check run in the Desk first (exit 1: nothing to do, no agent)"
@@ -68,6 +76,7 @@ class Command(BaseCommand):
                     tags=options["tag"],
                     max_retries=options["max_retries"],
                     idempotency_key=options["idempotency_key"],
+                    deliver=options["deliver"],
                     check_command=options["check"],
                 )
             except queue.InvalidPulse as exc:

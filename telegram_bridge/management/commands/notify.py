@@ -2,6 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.management import COMMAND_CHECKS
 from telegram_bridge.client import TelegramNotConfigured
 from telegram_bridge.notify import EmptyMessage, NotificationFailed, send_message
 
@@ -11,6 +12,7 @@ class Command(BaseCommand):
         "Send a message to the Telegram chat(s) in TELEGRAM_CHAT_ID; long text is split at Telegram's "
         "4096-character limit, on line ends where possible."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("text", help='the message; "-" reads it from standard input')

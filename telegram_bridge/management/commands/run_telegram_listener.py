@@ -2,6 +2,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.management import COMMAND_CHECKS
 from pulses.ops.lifeline import stop_with_parent
 from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
 from telegram_bridge.poller import InvalidBotToken, Poller, PollerOptions
@@ -12,6 +13,7 @@ class Command(BaseCommand):
         "Listen to the Telegram chats in TELEGRAM_CHAT_ID (long polling with TELEGRAM_BOT_TOKEN at "
         "TELEGRAM_API_BASE_URL) and turn each message into a critical pulse. SIGTERM/Ctrl+C stops it."
     )
+    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(

@@ -1,0 +1,148 @@
+"""The answers outbox: finished pulses whose answer goes back to Telegram, sent by the listener.
+
+A pulse that asked for delivery has a `Delivery` row from the moment it was created (written in the
+pulse's transaction). Once the pulse has finished, the listener takes the row for a short while
+(`next_try_at`, so a second listener on the same token leaves it alone), sends the reply part by
+part and notes each part as sent, then closes the row. A crash before a part is noted sends that
+part again; a crash after it does not: between the run and the send nothing is lost or doubled.
+While Telegram cannot be reached the row stays waiting and is tried again with a growing delay.
+
+These functions touch the database only; `Poller` calls them from its database thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from pulses.answers import reply_for
+from pulses.db.write_gate import gated, write_gate
+from pulses.models import FINISHED, Delivery, DeliveryState
+from telegram_bridge.notify import split_message
+
+logger = logging.getLogger(__name__)
+
+# How long a listener holds a delivery while it sends it; renewed with each part.
+HOLD_SECONDS = 30.0
+RETRY_CAP_SECONDS = 60.0
+BATCH = 20
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A reply to send: its parts to each chat in order (chat by chat), and how many went out already."""
+
+    delivery_id: int
+    pulse_id: int
+    chat_ids: tuple[int, ...]
+    reply_to: int | None
+    parts: tuple[str, ...]
+    parts_sent: int
+    tries: int
+
+    @property
+    def messages(self) -> list[tuple[int, int, str]]:
+        """(index, chat id, text) of every message of the reply, the ones already sent included."""
+        ordered = [(chat_id, part) for chat_id in self.chat_ids for part in self.parts]
+        return [(index, chat_id, part) for index, (chat_id, part) in enumerate(ordered)]
+
+
+def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[Outgoing]:
+    """Hold the deliveries whose pulse has finished and that are due, and say what each sends.
+    Those with nothing to send (the agent said it already, had nothing to say, was cancelled) are
+    closed here as skipped."""
+    now = timezone.now()
+    candidates = list(
+        Delivery.objects.filter(state=DeliveryState.WAITING, pulse__status__in=FINISHED)
+        .exclude(next_try_at__gt=now)
+        .select_related("pulse")
+        .order_by("pulse_id")[:limit]
+    )
+    taken: list[Outgoing] = []
+    for delivery in candidates:
+        with write_gate(), transaction.atomic():
+            # Conditional on what was read: another listener that took it meanwhile wins.
+            held = (
+                Delivery.objects.filter(pk=delivery.pk, state=DeliveryState.WAITING, tries=delivery.tries)
+                .exclude(next_try_at__gt=now)
+                .update(next_try_at=now + timedelta(seconds=HOLD_SECONDS), tries=F("tries") + 1)
+            )
+        if not held:
+            continue
+        reply = reply_for(delivery.pulse, agent_notified=delivery.agent_notified)
+        chats = (delivery.chat_id,) if delivery.chat_id is not None else configured_chats
+        if reply.skipped or not chats:
+            finish(delivery.pk, state=DeliveryState.SKIPPED, detail=reply.skipped or "no chat is configured")
+            continue
+        taken.append(
+            Outgoing(
+                delivery_id=delivery.pk,
+                pulse_id=delivery.pulse_id,
+                chat_ids=tuple(chats),
+                reply_to=delivery.reply_to_message_id,
+                parts=tuple(split_message(reply.text)),
+                parts_sent=delivery.parts_sent,
+                tries=delivery.tries + 1,
+            )
+        )
+    return taken
+
+
+@gated
+def part_sent(delivery_id: int, *, sent: int) -> None:
+    """`sent` messages of the reply have gone out; the hold is renewed for the next one."""
+    Delivery.objects.filter(pk=delivery_id, state=DeliveryState.WAITING).update(
+        parts_sent=sent, next_try_at=timezone.now() + timedelta(seconds=HOLD_SECONDS)
+    )
+
+
+@gated
+def finish(delivery_id: int, *, state: str, detail: str = "") -> None:
+    """Close a delivery: sent, skipped (with why) or failed (with Telegram's refusal)."""
+    Delivery.objects.filter(pk=delivery_id, state=DeliveryState.WAITING).update(
+        state=state, detail=detail[:2000], finished_at=timezone.now(), next_try_at=None
+    )
+    row = Delivery.objects.filter(pk=delivery_id).values("pulse_id", "parts_sent").first() or {}
+    log = logger.warning if state == DeliveryState.FAILED else logger.info
+    log(
+        "telegram_answer_%s pulse=%s messages=%s%s",
+        state,
+        row.get("pulse_id"),
+        row.get("parts_sent"),
+        f" reason={detail}" if detail else "",
+    )
+
+
+@gated
+def retry_later(outgoing: Outgoing, *, error: str) -> float:
+    """Telegram could not be reached: try again after a delay that grows with each try; the delay."""
+    delay = min(2.0 ** max(outgoing.tries - 1, 0), RETRY_CAP_SECONDS)
+    Delivery.objects.filter(pk=outgoing.delivery_id, state=DeliveryState.WAITING).update(
+        next_try_at=timezone.now() + timedelta(seconds=delay), detail=error[:2000]
+    )
+    logger.warning(
+        "telegram_answer_retry pulse=%s try=%s retry_in_s=%s error=%s",
+        outgoing.pulse_id,
+        outgoing.tries,
+        delay,
+        error,
+    )
+    return delay
+
+
+def seconds_until_next() -> float | None:
+    """Seconds until the soonest delivery held back for a retry is due again; None when none is."""
+    soonest = (
+        Delivery.objects.filter(state=DeliveryState.WAITING, next_try_at__isnull=False)
+        .order_by("next_try_at")
+        .values_list("next_try_at", flat=True)
+        .first()
+    )
+    if soonest is None:
+        return None
+    return max((soonest - timezone.now()).total_seconds(), 0.0)

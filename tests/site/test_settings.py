@@ -1,0 +1,59 @@
+"""Reading the settings has no side effects; the processes that run Reeve make what they need
+(reeve_site/home.py)."""
+
+import os
+import stat
+import subprocess
+import sys
+
+from tests.support.reeve_processes import ROOT
+
+READ_SETTINGS = (
+    "from django.conf import settings; "
+    "print(settings.DATABASES['default']['NAME'], settings.LOG_FILE, settings.PROMETHEUS_MULTIPROC_DIR)"
+)
+PRINT_KEY = "from django.conf import settings; print(settings.SECRET_KEY)"
+
+
+def _env(home):
+    keep = {"PATH": os.environ["PATH"], "HOME": str(home), "REEVE_IGNORE_DOTENV": "1"}
+    return {**keep, "DJANGO_SETTINGS_MODULE": "reeve_site.settings"}
+
+
+def _python(home, *args):
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=_env(home), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_reading_the_settings_creates_no_folder_and_writes_no_file(tmp_path):
+    proc = _python(tmp_path, "-c", READ_SETTINGS)
+    assert proc.returncode == 0, proc.stderr
+    assert str(tmp_path / ".reeve" / "pulse_queue.db") in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_makes_the_folders_and_one_private_key_that_later_processes_share(tmp_path):
+    first = _python(tmp_path, "manage.py", "shell", "-c", PRINT_KEY)
+    second = _python(tmp_path, "manage.py", "shell", "-c", PRINT_KEY)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    key_file = tmp_path / ".reeve" / "secret_key"
+    assert first.stdout.split()[-1] == second.stdout.split()[-1] == key_file.read_text().strip()
+    assert len(key_file.read_text().strip()) >= 50
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert (tmp_path / ".reeve" / "metrics").is_dir()
+    assert sorted(p.name for p in (tmp_path / ".reeve").iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_secret_key_from_the_environment_writes_no_key_file(tmp_path):
+    env = {**_env(tmp_path), "SECRET_KEY": "k" * 50}
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", PRINT_KEY],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.split()[-1] == "k" * 50, proc.stderr
+    assert not (tmp_path / ".reeve" / "secret_key").exists()
