@@ -14,25 +14,7 @@ from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-
-class Priority(models.TextChoices):
-    CRITICAL = "critical"
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
-    DEFERRED = "deferred"
-
-
-class Status(models.TextChoices):
-    PENDING = "pending"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
-PRIORITY_RANK = {p.value: rank for rank, p in enumerate(Priority)}
+from pulses.states import FINISHED, PRIORITY_RANK, Priority, Status  # noqa: F401 (re-exported)
 
 
 class PulseNotPending(Exception):
@@ -399,29 +381,8 @@ class WorkerRecord(models.Model):
         return self.name
 
 
-class TokenScope(models.TextChoices):
-    FULL = "full"  # every endpoint
-    AGENT = "agent"  # only what the agent's MCP tools do: /api/agent/* and /api/notify
-
-
-class ApiToken(models.Model):
-    """A named, revocable API client token; only its SHA-256 is stored, never the token itself."""
-
-    name = models.CharField(max_length=100, unique=True)
-    scope = models.CharField(max_length=16, choices=TokenScope.choices, default=TokenScope.FULL)
-    key_hash = models.CharField(max_length=64, unique=True)
-    prefix = models.CharField(max_length=8, help_text="the first characters, to tell tokens apart")
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        db_table = "pulse_api_tokens"
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        state = "revoked" if self.revoked_at else "active"
-        return f"{self.name} ({self.prefix}…, {self.scope}, {state})"
+# Registered in this app from their own modules, which import from this one, so they come last.
+from pulses.api.models import ApiToken, TokenScope  # noqa: E402, F401
 
 
 class DeliveryState(models.TextChoices):

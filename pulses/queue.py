@@ -1,9 +1,8 @@
 """The one entry point every caller uses to change the pulse queue (reading it: `pulses.reports`).
 
-A claim is one `UPDATE … RETURNING` statement: on SQLite inside BEGIN IMMEDIATE (see settings), so
-claims are serialised between processes; on PostgreSQL in its own transaction, its rows picked with
-FOR UPDATE SKIP LOCKED so concurrent workers pass each other by, and a unique index keeping each agent
-session to one running pulse. A finished run is recorded in one statement too (on PostgreSQL). No
+The transitions themselves are `pulses.models`'; this module chooses the transaction around each, the
+wake-up of idle workers, the attempt's row and the log line. The claim lives in `pulses.claiming` and
+is used from here. A finished run is recorded in one statement on PostgreSQL (`pulses.db.claims`). No
 transaction is ever held while an agent runs: the worker commits the claim, runs the agent, then
 reports back here.
 """
@@ -12,18 +11,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pulses import history, limits
 from pulses.agent.executor import AttemptOutcome
 from pulses.backoff import exponential
+from pulses.claiming import (
+    claim,
+    claim_holder,
+    critical_waiting_for_a_slot,
+    next_due_at,
+    waiting_for_sessions_of,
+)
 from pulses.db import claims, is_postgres, wakeup
 from pulses.db.write_gate import gated
 from pulses.limits import InvalidPulse
@@ -33,14 +37,12 @@ from pulses.models import (
     Pulse,
     PulseAttempt,
     PulseNotPending,
-    PulseQuerySet,
     Status,
     WorkerRecord,
 )
 
 logger = logging.getLogger(__name__)
 
-CLAIM_TRIES = 3
 # Where a pulse's answer may be sent when it finishes ("" keeps it in the queue only).
 DELIVERY_CHANNELS = ("", "telegram")
 
@@ -51,7 +53,9 @@ __all__ = [
     "ScheduleResult",
     "cancel",
     "claim",
-    "heartbeat",
+    "claim_holder",
+    "critical_waiting_for_a_slot",
+    "report_alive",
     "record_attempt",
     "record_session",
     "recover_expired_leases",
@@ -64,6 +68,7 @@ __all__ = [
     "next_due_at",
     "run_now",
     "schedule",
+    "waiting_for_sessions_of",
 ]
 
 
@@ -149,106 +154,6 @@ def schedule(
     return ScheduleResult(pulse, created=True)
 
 
-@gated
-def claim(
-    *, worker: str, limit: int, lease_seconds: float | None = None, critical_only: bool = False
-) -> list[Pulse]:
-    """Lease up to `limit` due pulses to `worker`, highest priority then oldest first (only
-    `critical` ones with `critical_only`: a worker's reserved slots).
-
-    A pulse whose session is already running (here or on another worker) is left for later, and
-    one batch never holds two pulses of one session, so a session's pulses run one at a time.
-    """
-    if limit <= 0:
-        return []
-    now = timezone.now()
-    until = now + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    claimed: list[Pulse] = []
-    for _ in range(CLAIM_TRIES):  # a try the database refused is repeated from a fresh snapshot
-        result = _claim_in_one_statement(worker, limit, now, until, critical_only=critical_only)
-        if result is None:
-            result = _claim_session_by_session(worker, limit, now, until, critical_only=critical_only)
-        if result is not None:
-            claimed = result
-            break
-    for pulse in claimed:
-        logger.info(
-            "pulse_claimed id=%s priority=%s attempt=%s worker=%s",
-            pulse.pk,
-            pulse.priority,
-            pulse.attempts,
-            worker,
-        )
-    return claimed
-
-
-def _claim_in_one_statement(
-    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
-) -> list[Pulse] | None:
-    """The claim as one UPDATE … RETURNING: on PostgreSQL a single round trip in its own transaction.
-
-    Sessions are kept apart by the database: the unique index `pulses_one_running_per_session`
-    refuses a second running pulse of a session, whether this batch picked two or another worker
-    claimed one after our snapshot (PostgreSQL waits for that claim to commit, then refuses). Then
-    nothing is claimed and None tells the caller to go session by session instead. None too on an
-    SQLite older than 3.35, which has no RETURNING.
-    """
-    if not claims.returning_supported():
-        return None
-    sql, params = claims.claim_statement(worker, limit, now, until, critical_only=critical_only)
-    # In autocommit a lone statement is its own transaction; SQLite's still goes through atomic() for
-    # BEGIN IMMEDIATE, and inside an outer transaction a savepoint keeps a refusal from spoiling it.
-    own_transaction = is_postgres() and not connection.in_atomic_block
-    try:
-        with nullcontext() if own_transaction else transaction.atomic():
-            claimed = list(Pulse.objects.raw(sql, params))
-    except IntegrityError:
-        return None
-    claimed.sort(key=lambda pulse: (pulse.priority_rank, pulse.scheduled_at, pulse.pk))
-    return claimed
-
-
-def _claim_session_by_session(
-    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
-) -> list[Pulse] | None:
-    """The claim when pulses of one session compete: candidates are locked, at most one pulse per
-    session is taken, and each session is checked free under a lock of its own. None when the
-    database still refused (a one-statement claim elsewhere took the session meanwhile)."""
-    try:
-        return _claim_one_per_session(worker, limit, now, until, critical_only=critical_only)
-    except IntegrityError:
-        return None
-
-
-def _claim_one_per_session(
-    worker: str, limit: int, now: datetime, until: datetime, *, critical_only: bool
-) -> list[Pulse]:
-    busy_sessions = Pulse.objects.filter(status=Status.PROCESSING).exclude(session_id="").values("session_id")
-    due = Pulse.objects.due(now)
-    if critical_only:
-        due = due.filter(priority=Priority.CRITICAL)
-    with transaction.atomic():
-        candidates = due.exclude(Q(session_id__in=busy_sessions) & ~Q(session_id="")).values_list(
-            "id", "session_id"
-        )
-        if is_postgres():
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        chosen: list[int] = []
-        sessions: set[str] = set()
-        for pulse_id, session_id in candidates[: limit * 2 + 8]:
-            if session_id and (session_id in sessions or not claims.session_free(session_id)):
-                continue
-            if session_id:
-                sessions.add(session_id)
-            chosen.append(pulse_id)
-            if len(chosen) == limit:
-                break
-        if not chosen:
-            return []
-        Pulse.objects.filter(id__in=chosen).claim(worker=worker, now=now, until=until)
-        return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
-
-
 def retry_delay(attempt: int) -> timedelta:
     """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
     return timedelta(minutes=exponential(attempt, initial=1, cap=settings.PULSE_RETRY_CAP_MINUTES))
@@ -276,17 +181,6 @@ def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error
 
 def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
     PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
-
-
-def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
-    """The worker whose claim `attempt` of the pulse still holds (running, lease not expired), else None."""
-    return (
-        Pulse.objects.filter(
-            pk=pulse_id, status=Status.PROCESSING, attempts=attempt, lease_expires_at__gt=timezone.now()
-        )
-        .values_list("lease_owner", flat=True)
-        .first()
-    )
 
 
 @gated
@@ -418,33 +312,6 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
     return recovered
 
 
-def next_due_at() -> datetime | None:
-    """When the soonest pending pulse is due (None when nothing is pending)."""
-    return Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
-
-
-def _busy_sessions(running: PulseQuerySet) -> PulseQuerySet:
-    return running.exclude(session_id="").values("session_id")
-
-
-def critical_waiting_for_a_slot() -> int | None:
-    """The first due critical pulse that a free slot would start now (its session is not running),
-    else None: what a worker whose slots are all busy may preempt a run for."""
-    due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
-    busy = _busy_sessions(Pulse.objects.filter(status=Status.PROCESSING))
-    return due.exclude(session_id__in=busy).values_list("pk", flat=True).first()
-
-
-def waiting_for_sessions_of(worker: str) -> list[tuple[int, datetime]]:
-    """Due critical pulses held back because a run of `worker` holds their session: (id, due since)."""
-    due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
-    return list(
-        due.filter(session_id__in=_busy_sessions(Pulse.objects.held_by(worker))).values_list(
-            "pk", "scheduled_at"
-        )
-    )
-
-
 @gated
 def cancel(pulse_id: int) -> Pulse:
     """Cancel a pending pulse; PulseNotPending otherwise, Pulse.DoesNotExist when there is none."""
@@ -493,7 +360,7 @@ def _requeue(pulse: Pulse, when: datetime | None) -> None:
 
 
 @gated
-def heartbeat(
+def report_alive(
     *,
     worker: str,
     host: str,

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from pulses import limits
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
 from pulses.api.serializers import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
@@ -69,11 +70,11 @@ def _text_list(max_items: int, max_chars: int, help_text: str) -> serializers.Li
 
 
 class AgentScheduleSerializer(StrictSerializer):
-    prompt = StrictCharField(max_length=agent_tools.MAX_PROMPT_CHARS)
+    prompt = StrictCharField(max_length=limits.MAX_PROMPT_CHARS)
     when = StrictCharField(max_length=200, required=False, default="now")
     priority = StrictChoiceField(choices=Priority.choices, default=Priority.NORMAL)
-    sticky_notes = _text_list(agent_tools.MAX_NOTES, agent_tools.MAX_NOTE_CHARS, "reminders")
-    tags = _text_list(agent_tools.MAX_TAGS, agent_tools.MAX_TAG_CHARS, "labels")
+    sticky_notes = _text_list(limits.MAX_NOTES, limits.MAX_NOTE_CHARS, "reminders")
+    tags = _text_list(limits.MAX_TAGS, limits.MAX_TAG_CHARS, "labels")
     resume_current_session = serializers.BooleanField(
         required=False, default=False, help_text="continue the running pulse's session (run tokens only)"
     )
@@ -95,11 +96,11 @@ class NotifySerializer(StrictSerializer):
 class AgentRoutineSerializer(StrictSerializer):
     name = StrictCharField(max_length=100)
     schedule = StrictCharField(max_length=200)
-    prompt = StrictCharField(max_length=agent_tools.MAX_PROMPT_CHARS)
+    prompt = StrictCharField(max_length=limits.MAX_PROMPT_CHARS)
     timezone = StrictCharField(max_length=64, required=False, allow_blank=True)
     priority = StrictChoiceField(choices=Priority.choices, required=False)
-    tags = _text_list(agent_tools.MAX_TAGS, agent_tools.MAX_TAG_CHARS, "labels its pulses carry")
-    sticky_notes = _text_list(agent_tools.MAX_NOTES, agent_tools.MAX_NOTE_CHARS, "reminders")
+    tags = _text_list(limits.MAX_TAGS, limits.MAX_TAG_CHARS, "labels its pulses carry")
+    sticky_notes = _text_list(limits.MAX_NOTES, limits.MAX_NOTE_CHARS, "reminders")
     active_from = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
     active_until = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
     session_policy = StrictChoiceField(choices=AGENT_SESSION_POLICIES, required=False)

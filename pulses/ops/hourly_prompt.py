@@ -36,7 +36,7 @@ def period(moment: datetime) -> str:
     return "night"
 
 
-def heartbeat_prompt(moment: datetime) -> str:
+def hourly_prompt_text(moment: datetime) -> str:
     return PROMPTS[period(moment)]
 
 
@@ -50,7 +50,7 @@ def hour_key(moment: datetime) -> str:
     return f"heartbeat:{local:%Y-%m-%dT%H%z}"
 
 
-def schedule_heartbeat(now: datetime | None = None):  # -> queue.ScheduleResult
+def schedule_hourly_prompt(now: datetime | None = None):  # -> queue.ScheduleResult
     """Schedule this hour's heartbeat pulse; running twice in one hour returns the first one."""
     from django.utils import timezone
 
@@ -59,7 +59,7 @@ def schedule_heartbeat(now: datetime | None = None):  # -> queue.ScheduleResult
     local = timezone.localtime(now or timezone.now())
     name = period(local)
     return queue.schedule(
-        prompt=heartbeat_prompt(local),
+        prompt=hourly_prompt_text(local),
         scheduled_at=now or timezone.now(),
         source="heartbeat",
         tags=["heartbeat", name],

@@ -15,12 +15,12 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from pulses.admin import TextListField
 from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
 from pulses.routines import changes
 from pulses.routines import schedule as schedules
 from pulses.routines.lookup import PREVIEW_FIRES
 from pulses.routines.models import Routine, RoutineSource, RunResult
+from pulses.web.forms import TextListField
 from pulses.web.palette import STATUS_COLOURS
 
 RESULT_COLOURS = {

@@ -184,7 +184,7 @@ def pulse_values(routine: Routine, *, scheduled_at: datetime) -> dict[str, objec
         from pulses.ops import hourly_prompt
 
         local = timezone.localtime(scheduled_at)
-        prompt = hourly_prompt.heartbeat_prompt(local)
+        prompt = hourly_prompt.hourly_prompt_text(local)
         tags = list(dict.fromkeys([*tags, "heartbeat", hourly_prompt.period(local)]))
     session = routine.session_id if routine.session_policy != SessionPolicy.NEW else ""
     return {

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from pulses.models import Priority
 from pulses.routines import schedule as schedules
+from pulses.states import Priority
 
 
 class RoutineInvalid(ValueError):

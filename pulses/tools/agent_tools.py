@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils import timezone
 
-from pulses import answers, queue
-from pulses.limits import InvalidSessionId, check_session_id, local_time
+from pulses import answers, limits, queue
+from pulses.limits import (
+    MAX_NOTE_CHARS,
+    MAX_NOTES,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    InvalidPulse,
+    InvalidSessionId,
+    check_session_id,
+    local_time,
+)
 from pulses.models import Priority, Pulse, PulseNotPending, Status
 from pulses.routines import changes, guard_rails
 from pulses.routines.lookup import window_text
@@ -28,6 +37,7 @@ from pulses.routines.models import Routine, RoutineSource
 from pulses.timeparse import TimeParseError, parse_when
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TOOL_NAMES = (
     "schedule_pulse",
@@ -41,11 +51,6 @@ TOOL_NAMES = (
     "delete_routine",
 )
 SOURCE = "agent"
-MAX_PROMPT_CHARS = 50_000
-MAX_NOTES = 50
-MAX_NOTE_CHARS = 1000
-MAX_TAGS = 20
-MAX_TAG_CHARS = 50
 MAX_NOTIFICATION_CHARS = 20_000
 MAX_LISTED = 100
 MAX_LISTED_ROUTINES = 200
@@ -111,21 +116,12 @@ def _when(text: str) -> Any:
         raise AgentToolError(str(exc)) from None
 
 
-def _texts(values: Sequence[str] | None, *, name: str, max_items: int, max_chars: int) -> list[str]:
-    if values is None:
-        return []
-    if isinstance(values, str) or not isinstance(values, Sequence):
-        raise AgentToolError(f'\'{name}\' must be a list of strings, e.g. ["first", "second"]')
-    if len(values) > max_items:
-        raise AgentToolError(f"'{name}' has {len(values)} items; at most {max_items} are accepted")
-    cleaned = []
-    for value in values:
-        if not isinstance(value, str) or not value.strip():
-            raise AgentToolError(f"every item of '{name}' must be a non-empty string; got {value!r:.60}")
-        if len(value) > max_chars:
-            raise AgentToolError(f"an item of '{name}' is {len(value)} characters; at most {max_chars}")
-        cleaned.append(value.strip())
-    return cleaned
+def _checked(check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A check of `pulses.limits`; its refusal becomes a tool error the agent can act on."""
+    try:
+        return check(*args, **kwargs)
+    except InvalidPulse as exc:
+        raise AgentToolError(str(exc)) from None
 
 
 def _current_session(run_pulse_id: int | None) -> str:
@@ -170,17 +166,13 @@ def schedule_pulse(
     run_pulse_id: int | None = None,
 ) -> dict[str, Any]:
     """Schedule a pulse from the agent: source `agent`, parent = the running pulse (if any)."""
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise AgentToolError(
-            "'prompt' must be a non-empty string: what you should do when the pulse wakes you"
-        )
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise AgentToolError(f"'prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted")
-    if priority not in Priority.values:
-        raise AgentToolError(f"unknown priority {priority!r}; use one of {', '.join(Priority.values)}")
+    _checked(limits.check_prompt, prompt)
+    _checked(limits.check_priority, priority)
     scheduled_at = _when(when)
-    notes = _texts(sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS)
-    labels = _texts(tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
+    notes = _checked(
+        limits.text_list, sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS
+    )
+    labels = _checked(limits.text_list, tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
     session_id = _current_session(run_pulse_id) if resume_current_session else ""
     parent_id = run_pulse_id if run_pulse_id and Pulse.objects.filter(pk=run_pulse_id).exists() else None
     try:

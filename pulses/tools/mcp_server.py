@@ -29,6 +29,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from pulses import limits
 from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, RUN_TOKEN_VARIABLE
 from pulses.timeparse import ACCEPTED_FORMS
 from pulses.tools import agent_tools
@@ -223,7 +224,7 @@ def build_server() -> MCPServer:
             str,
             Field(
                 min_length=1,
-                max_length=agent_tools.MAX_PROMPT_CHARS,
+                max_length=limits.MAX_PROMPT_CHARS,
                 description="What you should do when the pulse wakes you, as an instruction to yourself.",
             ),
         ],
@@ -232,15 +233,15 @@ def build_server() -> MCPServer:
             Literal["critical", "high", "normal", "low", "deferred"], Field(description=PRIORITY)
         ] = "normal",
         sticky_notes: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=agent_tools.MAX_NOTE_CHARS)]] | None,
+            list[Annotated[str, Field(min_length=1, max_length=limits.MAX_NOTE_CHARS)]] | None,
             Field(
-                max_length=agent_tools.MAX_NOTES,
+                max_length=limits.MAX_NOTES,
                 description="Reminders appended to the prompt as a '📌 Reminders:' list.",
             ),
         ] = None,
         tags: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=agent_tools.MAX_TAG_CHARS)]] | None,
-            Field(max_length=agent_tools.MAX_TAGS, description="Labels for finding the pulse later."),
+            list[Annotated[str, Field(min_length=1, max_length=limits.MAX_TAG_CHARS)]] | None,
+            Field(max_length=limits.MAX_TAGS, description="Labels for finding the pulse later."),
         ] = None,
         resume_current_session: Annotated[
             bool,
@@ -348,7 +349,7 @@ def _routine_tools(server: MCPServer) -> None:
             str,
             Field(
                 min_length=1,
-                max_length=agent_tools.MAX_PROMPT_CHARS,
+                max_length=limits.MAX_PROMPT_CHARS,
                 description="What you should do at each fire, as an instruction to yourself.",
             ),
         ],
@@ -360,8 +361,8 @@ def _routine_tools(server: MCPServer) -> None:
             Literal["critical", "high", "normal", "low", "deferred"], Field(description=PRIORITY)
         ] = "normal",
         tags: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=agent_tools.MAX_TAG_CHARS)]] | None,
-            Field(max_length=agent_tools.MAX_TAGS, description="Labels its pulses carry."),
+            list[Annotated[str, Field(min_length=1, max_length=limits.MAX_TAG_CHARS)]] | None,
+            Field(max_length=limits.MAX_TAGS, description="Labels its pulses carry."),
         ] = None,
         active_from: Annotated[
             str | None,

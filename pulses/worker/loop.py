@@ -1,7 +1,8 @@
 """The worker loop: wake-ups, concurrency, leases, signals, drain.
 
-The main thread claims, renews leases, heartbeats and recovers expired leases; a thread per running
-pulse runs the agent and reports back through `pulses.queue`. The database is touched only in short
+The main thread claims, renews leases, reports the worker alive, recovers expired leases and fires
+due routines; a thread per running pulse runs it (`pulses.worker.run`) and reports back through
+`pulses.queue`. The database is touched only in short
 transactions: nothing is locked while an agent runs.
 """
 
@@ -17,36 +18,27 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, connections
+from django.db import connection, connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from pulses import queue
-from pulses.agent import wake_check
-from pulses.agent.env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
-from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor, Reaper
-from pulses.api.tokens import run_token
+from pulses.agent.executor import Executor, Reaper
 from pulses.backoff import Backoff
 from pulses.db.wakeup import Waiter, make_waiter
-from pulses.models import PRIORITY_RANK, Pulse, Status
-from pulses.routines import changes as routine_changes
+from pulses.models import PRIORITY_RANK, Pulse
 from pulses.routines import firing as routine_firing
-from pulses.routines.models import RunResult
-from pulses.web import metrics
+from pulses.worker.run import DATABASE_DOWN, Runner, default_executor, one_line, request, run_hooks
 from pulses.worker.shutdown import ShutdownSignals
 from pulses.worker.slots import CRITICAL, Free, free_slots, preemptible
 
 logger = logging.getLogger(__name__)
 
-# What a database restart, failover or network cut raises; the worker waits those out.
-DATABASE_DOWN = (OperationalError, InterfaceError)
-T = TypeVar("T")
 # While the agent command and the Desk are there, they are looked for again this often.
 SETUP_RECHECK_SECONDS = 5.0
-SESSION_RECORD_DELAY = 0.3  # seconds a run lasts before its session id is stored mid-run
 WAITING_SCAN_SECONDS = 1.0  # how often a worker running pulses looks for critical pulses held back by them
 # How a companion that we stopped exits; any other code is passed on as the worker's own.
 COMPANION_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT)
@@ -61,7 +53,7 @@ class WorkerOptions:
     lease_seconds: float = 60.0
     poll_seconds: float = 5.0
     grace_seconds: float = 30.0
-    heartbeat_seconds: float = 10.0
+    alive_seconds: float = 10.0  # how often the worker reports it is alive (PULSE_HEARTBEAT_SECONDS)
     once: bool = False
     dry_run: bool = False
     failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
@@ -85,7 +77,7 @@ class WorkerOptions:
             lease_seconds=settings.PULSE_LEASE_SECONDS,
             poll_seconds=settings.PULSE_POLL_SECONDS,
             grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
-            heartbeat_seconds=settings.PULSE_HEARTBEAT_SECONDS,
+            alive_seconds=settings.PULSE_HEARTBEAT_SECONDS,
             failure_hooks=hooks,
             pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
         )
@@ -93,17 +85,6 @@ class WorkerOptions:
             if value is not None:
                 setattr(options, key, value)
         return options
-
-
-def default_executor(reaper: Reaper | None) -> Executor:
-    return Executor(
-        command=settings.HAPI_COMMAND,
-        desk=settings.REEVE_DESK_PATH,
-        timeout=settings.PULSE_TIMEOUT_SECONDS,
-        reaper=reaper,
-        passthrough=settings.AGENT_ENV_PASSTHROUGH,
-        agent=settings.HAPI_AGENT,
-    )
 
 
 class Companion(Protocol):
@@ -153,9 +134,22 @@ class Worker:
         self.companions = list(companions)
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
-        self.completed = 0
         self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
         self._setup_checked_until = 0.0
+        self.runs = Runner(
+            worker=self.name,
+            executor=self.executor,
+            hooks=self._hooks,
+            failure_hooks=options.failure_hooks,
+            pause_hooks=options.pause_hooks,
+            mark_finishing=self._mark_finishing,
+            give_up=self._give_up_writing,
+        )
+
+    @property
+    def completed(self) -> int:
+        """Runs whose result this worker wrote."""
+        return self.runs.completed
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, *, install_signals: bool = True) -> int:
@@ -182,7 +176,7 @@ class Worker:
         slots = max(opts.concurrency, 1) + opts.critical_reserved
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="pulse")
         try:
-            self._recover_expired_leases()
+            self.runs.record_lost_routine_runs(queue.recover_expired_leases())
             routine_firing.recompute_zones()
             self._loop(pool)
             self._drain()
@@ -197,15 +191,15 @@ class Worker:
             if self._reaper:
                 self._reaper.close()
             try:
-                self._heartbeat()
+                self._report_alive()
             except DATABASE_DOWN as exc:
-                logger.warning("worker_final_heartbeat_failed error=%s", _one_line(exc))
+                logger.warning("worker_final_heartbeat_failed error=%s", one_line(exc))
             logger.info("worker_stopped worker=%s completed=%s", self.name, self.completed)
         return code
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         opts = self.options
-        next_renew = next_recover = next_heartbeat = 0.0
+        next_renew = next_recover = next_alive = 0.0
         while not self._stop_requested():
             try:
                 now = time.monotonic()
@@ -213,11 +207,11 @@ class Worker:
                     self._renew()
                     next_renew = now + max(opts.lease_seconds / 3, 0.2)
                 if now >= next_recover:
-                    self._recover_expired_leases()
+                    self.runs.record_lost_routine_runs(queue.recover_expired_leases())
                     next_recover = now + max(opts.lease_seconds / 2, 1.0)
-                if now >= next_heartbeat:
-                    self._heartbeat()
-                    next_heartbeat = now + opts.heartbeat_seconds
+                if now >= next_alive:
+                    self._report_alive()
+                    next_alive = now + opts.alive_seconds
                 self._reap_finished()
                 # Before the claim, never after it: a commit that lands later still wakes the wait.
                 self._waiter.forget_changes()
@@ -226,9 +220,7 @@ class Worker:
                 idle = not claimed and not self._running
                 if opts.once and idle and (self.setup_problem or not self._due_now()):
                     break
-                timeout = (
-                    min(next_renew, next_recover, next_heartbeat, self._tell_waiting()) - time.monotonic()
-                )
+                timeout = min(next_renew, next_recover, next_alive, self._tell_waiting()) - time.monotonic()
                 free = self._free()
                 if not free.ordinary:
                     # Every ordinary slot is busy: only a finishing run (a local poke) can let an
@@ -278,7 +270,7 @@ class Worker:
                 critical_only=critical_only,
             )
             for pulse in pulses:
-                future = pool.submit(self._execute, pulse)
+                future = pool.submit(self.runs.execute, pulse)
                 # Poke only once the future is done, or the woken loop could still see it running.
                 future.add_done_callback(lambda _future: self._poke())
                 self._running[pulse.pk] = future
@@ -320,7 +312,7 @@ class Worker:
                 "pulse_dry_run id=%s priority=%s argv=%s",
                 pulse.pk,
                 pulse.priority,
-                self.executor.argv(_request(pulse)),
+                self.executor.argv(request(pulse)),
             )
         return 0
 
@@ -439,150 +431,19 @@ class Worker:
             if pulse_id not in self._told_waiting and waited >= opts.busy_notice_seconds:
                 self._told_waiting.add(pulse_id)
                 logger.info("pulse_waiting_for_session id=%s waited_s=%.1f", pulse_id, waited)
-                self._hooks.submit(self._run_hooks, opts.waiting_hooks, pulse_id)
+                self._hooks.submit(run_hooks, opts.waiting_hooks, pulse_id)
         return self._waiting_scan_at
 
-    # --- one pulse, on a pool thread -----------------------------------------------------------
-    def _execute(self, pulse: Pulse) -> None:
-        session_timer: threading.Timer | None = None
-
-        def on_session(session_id: str) -> None:
-            # The agent's tools may ask for the running session (MCP schedule_pulse with
-            # resume_current_session), so it is stored while the run goes on; but most of a short
-            # run's cost would be that extra write, so it waits until the run has lasted a moment.
-            nonlocal session_timer
-            if session_id != pulse.session_id:  # a resume announces the session it already has
-                session_timer = threading.Timer(
-                    SESSION_RECORD_DELAY, self._record_session, args=(pulse.pk, session_id)
-                )
-                session_timer.daemon = True
-                session_timer.start()
-
-        try:
-            # The agent's tools reach Reeve through the API with a token of this run alone.
-            access = {
-                RUN_TOKEN_VARIABLE: run_token(pulse, worker=self.name),
-                API_URL_VARIABLE: settings.REEVE_API_URL,
-            }
-            outcome, prompt = self._wake_check(pulse)
-            if outcome is None:
-                request = _request(pulse, env=access, prompt=prompt)
-                outcome = self.executor.run(request, on_session=on_session)
-            self._mark_finishing(pulse.pk)  # before the write that ends the lease (see _renew)
-            if session_timer:
-                session_timer.cancel()  # the attempt's record below stores the session anyway
-            if outcome.interrupted:
-                self._report(queue.release, pulse, outcome)
-                return
-            status = self._report(queue.record_attempt, pulse, outcome)
-            metrics.record_attempt(
-                priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
-            )
-            self.completed += 1
-            if pulse.routine_id and status in (Status.COMPLETED, Status.FAILED):
-                self._record_routine_run(pulse, status, outcome)
-            if status == Status.FAILED and self.options.failure_hooks:
-                # Alerts talk to the network: on their own thread, so a slow or unreachable
-                # Telegram never holds a pulse slot.
-                self._hooks.submit(self._run_hooks, self.options.failure_hooks, pulse.pk)
-        except DATABASE_DOWN:
-            logger.error(
-                "pulse_result_lost id=%s worker=%s reason=database_unavailable "
-                "(the pulse runs again once its lease expires)",
-                pulse.pk,
-                self.name,
-            )
-        except Exception as exc:  # the worker boundary: whatever broke is written onto the attempt
-            logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.name)
-            self._mark_finishing(pulse.pk)
-            now = timezone.now()
-            queue.record_attempt(
-                pulse,
-                worker=self.name,
-                outcome=AttemptOutcome(
-                    success=False, started_at=now, finished_at=now, error=f"worker error: {exc!r}"
-                ),
-            )
-        finally:
-            close_old_connections()
-
-    def _wake_check(self, pulse: Pulse) -> tuple[AttemptOutcome | None, str]:
-        """Run the pulse's wake check, if it has one: (None, the prompt to run) when the agent
-        should start, else the outcome to record without it (skipped, or failed)."""
-        if not pulse.check_command:
-            return None, pulse.prompt
-        started = timezone.now()
-        check = wake_check.run(pulse.check_command)
-        finished = timezone.now()
-        logger.info("wake_check_done id=%s exit=%s", pulse.pk, check.exit_code)
-        if check.wakes:
-            return None, wake_check.prompt_with_output(pulse.prompt, check.output)
-        if check.skips:
-            text = f"wake check: nothing to do\n{check.output}".strip()
-            outcome = AttemptOutcome(
-                success=True,
-                started_at=started,
-                finished_at=finished,
-                exit_code=1,
-                result_text=text,
-                skipped=True,
-            )
-            return outcome, pulse.prompt
-        failed = AttemptOutcome(
-            success=False,
-            started_at=started,
-            finished_at=finished,
-            exit_code=check.exit_code,
-            error=check.failure(),
-            stdout_tail=check.output,
-        )
-        return failed, pulse.prompt
-
-    def _recover_expired_leases(self) -> None:
-        """Recover the runs of workers that died; a routine's run lost for good counts as failed."""
-        recovered = queue.recover_expired_leases()
-        if not recovered:
-            return
-        lost = Pulse.objects.filter(pk__in=recovered, status=Status.FAILED, routine__isnull=False)
-        for pulse in lost:
-            ended = pulse.finished_at or timezone.now()
-            outcome = AttemptOutcome(success=False, started_at=ended, finished_at=ended)
-            self._record_routine_run(pulse, Status.FAILED, outcome)
-
-    def _record_routine_run(self, pulse: Pulse, status: str, outcome: AttemptOutcome) -> None:
-        """A routine's run ended: its failure streak moves, and a routine it pauses is alerted."""
-        result = RunResult.SKIPPED if outcome.skipped else status
-        if outcome.skipped:
-            metrics.record_routine_skip(reason="check")
-        if (
-            routine_changes.record_run(pulse, result, session_id=outcome.session_id)
-            and self.options.pause_hooks
-        ):
-            self._hooks.submit(self._run_hooks, self.options.pause_hooks, pulse.routine_id)
-
-    def _report(self, write: Callable[..., T], pulse: Pulse, outcome: AttemptOutcome) -> T:
-        """Store a finished run. While the database is unreachable (a restart, a failover) keep
-        trying, so the result of a run is not thrown away: the write only lands if this claim still
-        holds. A stopping worker gives up when its drain's grace ends, or at a second signal."""
-        backoff = Backoff(initial=0.5, cap=10.0)
-        while True:
-            try:
-                return write(pulse, worker=self.name, outcome=outcome)
-            except DATABASE_DOWN as exc:
-                connections.close_all()  # this thread's connection: the next try opens a new one
-                delay = backoff.next_delay()
-                give_up = self._drain_deadline is not None and time.monotonic() + delay > self._drain_deadline
-                if give_up or self.signals.forced.is_set():
-                    raise
-                logger.warning(
-                    "pulse_record_retry id=%s retry_in_s=%s error=%s", pulse.pk, delay, _one_line(exc)
-                )
-                time.sleep(delay)
+    def _give_up_writing(self, delay: float) -> bool:
+        """A result write that would wait `delay` seconds more gives up once the drain's grace would
+        be over, or at a second signal (the pulse then runs again when its lease expires)."""
+        past_grace = self._drain_deadline is not None and time.monotonic() + delay > self._drain_deadline
+        return past_grace or self.signals.forced.is_set()
 
     def _wait_for_database(self, error: Exception) -> None:
         """The database stopped answering the loop: running agents go on, and the loop comes back
         once it answers again (backing off up to 30 s); a signal still stops the worker meanwhile."""
-        logger.error("database_unavailable worker=%s error=%s", self.name, _one_line(error))
+        logger.error("database_unavailable worker=%s error=%s", self.name, one_line(error))
         backoff = Backoff(initial=1.0, cap=30.0)
         while not self._stop_requested():
             connections.close_all()  # the main thread's connection; the next query reconnects
@@ -591,31 +452,13 @@ class Worker:
                 self._waiter.reconnect()
             except DATABASE_DOWN as exc:
                 delay = backoff.next_delay()
-                logger.warning("database_still_unavailable retry_in_s=%s error=%s", delay, _one_line(exc))
+                logger.warning("database_still_unavailable retry_in_s=%s error=%s", delay, one_line(exc))
                 self._waiter.wait(delay, local_only=True)  # a signal wakes it
                 continue
             logger.warning("database_available_again worker=%s", self.name)
             return
 
-    def _record_session(self, pulse_id: int, session_id: str) -> None:
-        try:
-            queue.record_session(pulse_id, worker=self.name, session_id=session_id)
-        except DATABASE_DOWN as exc:  # the attempt's record stores the session when the run ends
-            logger.warning("pulse_session_not_stored id=%s error=%s", pulse_id, _one_line(exc))
-        finally:
-            connections.close_all()  # this timer thread is done with its connection
-
-    def _run_hooks(self, hooks: Sequence[Callable[[int], None]], object_id: int) -> None:
-        try:
-            for hook in hooks:
-                try:
-                    hook(object_id)
-                except Exception:
-                    logger.exception("hook_error id=%s hook=%s", object_id, hook)
-        finally:
-            close_old_connections()
-
-    # --- leases, heartbeat, shutdown -----------------------------------------------------------
+    # --- leases, liveness, shutdown ------------------------------------------------------------
     def _renew(self) -> None:
         """Renew the leases of the runs still going. A run marks itself finishing before its result
         ends the lease, so one that finished while this renewal ran is told apart from a lease that
@@ -631,8 +474,8 @@ class Worker:
         with self._finishing_lock:
             return ids & self._finishing
 
-    def _heartbeat(self) -> None:
-        queue.heartbeat(
+    def _report_alive(self) -> None:
+        queue.report_alive(
             worker=self.name,
             host=self.host,
             pid=self.pid,
@@ -652,7 +495,7 @@ class Worker:
             try:
                 self._renew()
             except DATABASE_DOWN as exc:
-                logger.warning("lease_renewal_failed worker=%s error=%s", self.name, _one_line(exc))
+                logger.warning("lease_renewal_failed worker=%s error=%s", self.name, one_line(exc))
                 connections.close_all()
             # Only a finishing run can end the drain, so local pokes are all it waits for.
             self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0), local_only=True)
@@ -694,10 +537,6 @@ class Worker:
         return next((code for code in codes if code not in COMPANION_STOP_CODES), 0)
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:300]
-
-
 def _close_thread_connections(pool: ThreadPoolExecutor, size: int) -> None:
     """Have each of the pool's threads close its own database connections (Django's connections
     belong to the thread that opened them), so none outlives the worker loop: one task per thread,
@@ -713,13 +552,3 @@ def _close_thread_connections(pool: ThreadPoolExecutor, size: int) -> None:
 
     for future in [pool.submit(close) for _ in range(size)]:
         future.result()
-
-
-def _request(pulse: Pulse, *, env: dict[str, str] | None = None, prompt: str | None = None) -> AgentRequest:
-    return AgentRequest(
-        prompt=pulse.prompt if prompt is None else prompt,
-        session_id=pulse.session_id,
-        sticky_notes=tuple(pulse.sticky_notes or ()),
-        pulse_id=pulse.pk,
-        env=env or {},
-    )

@@ -340,7 +340,7 @@ def test_upcoming_lists_pending_pulses_soonest_first(client):
 def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client, fake_agent):
     PulseFactory.create_batch(2)
     PulseFactory(failed=True)
-    queue.heartbeat(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=1)
+    queue.report_alive(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=1)
     body = get(client, "/api/status").json()
     assert [w["name"] for w in body["workers"]] == ["box:42"]
     assert body["queue"]["pending"] == 2 and body["queue"]["failed"] == 1
@@ -472,7 +472,7 @@ def test_a_pulse_may_ask_for_its_answer_on_telegram_and_nothing_else(client):
 
 
 def test_status_shows_each_workers_slots_and_what_runs_in_them(client):
-    queue.heartbeat(
+    queue.report_alive(
         worker="box:42",
         host="box",
         pid=42,

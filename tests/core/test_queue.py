@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pulses import queue
+from pulses import claiming, queue
 from pulses.agent.executor import AttemptOutcome
 from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status
 from tests.support.factories import PulseFactory
@@ -123,7 +123,7 @@ def test_a_session_another_worker_claims_mid_claim_is_refused_by_the_database(pa
     if connection.vendor != "postgresql":
         pytest.skip("claims only run side by side on PostgreSQL (SQLite serialises them)")
     if path == "session by session":
-        monkeypatch.setattr(queue, "_claim_in_one_statement", lambda *args, **kwargs: None)
+        monkeypatch.setattr(claiming, "_claim_in_one_statement", lambda *args, **kwargs: None)
     ours = PulseFactory(due=True, session_id="s1", prompt="ours")
     theirs = PulseFactory(session_id="s1", prompt="theirs")
     db = connection.settings_dict

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from pulses.models import Pulse
-from pulses.ops.hourly_prompt import PROMPTS, hour_key, schedule_heartbeat
+from pulses.ops.hourly_prompt import PROMPTS, hour_key, schedule_hourly_prompt
 from pulses.routines import changes, firing
 from pulses.routines.models import Routine
 
@@ -32,7 +32,7 @@ def test_the_migration_made_the_hourly_prompt_routine_paused(hourly):
 
 def test_the_cron_line_first_then_the_routine_make_one_heartbeat(hourly):
     changes.resume(hourly, now=datetime(2026, 6, 1, 9, 59, tzinfo=BERLIN))
-    cron = schedule_heartbeat(now=datetime(2026, 6, 1, 10, 0, 0, 300, tzinfo=BERLIN))
+    cron = schedule_hourly_prompt(now=datetime(2026, 6, 1, 10, 0, 0, 300, tzinfo=BERLIN))
 
     firing.fire_due(datetime(2026, 6, 1, 10, 0, 1, tzinfo=BERLIN))
 
@@ -45,7 +45,7 @@ def test_the_routine_first_then_the_cron_line_make_one_heartbeat_with_the_time_o
     firing.fire_due(datetime(2026, 6, 1, 19, 0, tzinfo=BERLIN))
 
     call_command("trigger_pulse", "--heartbeat")  # the cron line, late in the same hour (real clock)
-    again = schedule_heartbeat(now=datetime(2026, 6, 1, 19, 0, 5, tzinfo=BERLIN))
+    again = schedule_hourly_prompt(now=datetime(2026, 6, 1, 19, 0, 5, tzinfo=BERLIN))
 
     assert not again.created
     pulse = Pulse.objects.get(routine=hourly)
@@ -63,7 +63,7 @@ def test_both_passes_of_a_repeated_hour_get_their_own_heartbeat(hourly):
     now = first - timedelta(hours=3)
     while now < second + timedelta(hours=2):
         firing.fire_due(now)
-        schedule_heartbeat(now=now)
+        schedule_hourly_prompt(now=now)
         now += timedelta(minutes=15)
 
     keys = list(Pulse.objects.order_by("scheduled_at").values_list("idempotency_key", flat=True))

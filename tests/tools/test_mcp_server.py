@@ -34,7 +34,7 @@ def reeve_home(reeve_home):
 def api(home, **web_env: str) -> LiveReeve:
     """Start `home`'s web process (once) and give the tool server its URL and a Desk token."""
     if getattr(home, "live", None) is None:
-        home.live = LiveReeve(home).start(web_only=True, **web_env)
+        home.live = LiveReeve(home, web_workers=1).start(web_only=True, **web_env)
         token = home.manage("create_api_token", "mcp-tests", "--scope", "agent").stdout.split()[-1]
         home.extra_env.update(REEVE_API_URL=home.live.url, REEVE_AGENT_TOKEN=token)
     return home.live

@@ -127,7 +127,7 @@ def test_a_worker_that_stopped_reporting_is_marked_stopped(admin_client, setting
 def test_the_dashboard_shows_which_slots_are_busy_and_with_what(admin_client):
     from pulses import queue
 
-    queue.heartbeat(
+    queue.report_alive(
         worker="box:42",
         host="box",
         pid=42,

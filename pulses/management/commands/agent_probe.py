@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pulses.agent.executor import AgentRequest
 from pulses.management import COMMAND_CHECKS
-from pulses.worker.loop import default_executor
+from pulses.worker.run import default_executor
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from pulses import queue
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
 from pulses.management import COMMAND_CHECKS
 from pulses.models import Priority
-from pulses.ops.hourly_prompt import schedule_heartbeat
+from pulses.ops.hourly_prompt import schedule_hourly_prompt
 from pulses.timeparse import TimeParseError, parse_when
 
 
@@ -53,7 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if options["heartbeat"]:
-            result = schedule_heartbeat()
+            result = schedule_hourly_prompt()
         else:
             if not options["prompt"] or not options["prompt"].strip():
                 raise CommandError("a PROMPT is required (or use --heartbeat)")
