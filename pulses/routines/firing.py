@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from pulses.db import is_postgres, wakeup
 from pulses.db.write_gate import gated
-from pulses.models import Pulse
+from pulses.models import Delivery, Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineKind, SessionPolicy
 from pulses.web import metrics
@@ -201,6 +201,13 @@ def pulse_values(routine: Routine, *, scheduled_at: datetime) -> dict[str, objec
     }
 
 
+def deliver_answer(routine: Routine, pulse: Pulse) -> None:
+    """The outbox row of a routine that sends its answers to Telegram, in the pulse's transaction
+    (as `queue.schedule(deliver=...)` writes it)."""
+    if routine.deliver:
+        Delivery.objects.create(pulse=pulse)
+
+
 def _create_pulse(routine: Routine, fire_at: datetime) -> Pulse:
     key = fire_key(routine, fire_at)
     values = pulse_values(routine, scheduled_at=fire_at)
@@ -211,7 +218,9 @@ def _create_pulse(routine: Routine, fire_at: datetime) -> Pulse:
             return existing
     try:
         with transaction.atomic():
-            return Pulse.objects.create(fire_at=fire_at, idempotency_key=key, **values)
+            pulse = Pulse.objects.create(fire_at=fire_at, idempotency_key=key, **values)
+            deliver_answer(routine, pulse)
+            return pulse
     except IntegrityError:
         # Only another firing of this very fire gets here (the row locks and the conditional
         # next_fire_at make it all but impossible): the pulse it made is the one.

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pulses.models import Pulse, PulseAttempt
+from pulses.models import Delivery, Pulse, PulseAttempt
 from pulses.routines import changes
 from pulses.routines.models import Routine
 from pulses.worker.loop import Worker, WorkerOptions
@@ -227,3 +227,22 @@ def test_a_routines_run_lost_with_its_worker_counts_as_failed_and_can_pause_it(a
     assert Pulse.objects.get(pk=pulse.pk).status == "failed"
     assert (made.enabled, made.failure_streak, made.last_result) == (False, 1, "failed")
     assert paused == [made.pk]
+
+
+def test_a_routine_that_delivers_sends_each_runs_answer_to_the_configured_chat(agent_log):
+    from telegram_bridge import outbox
+
+    made = routine(prompt="Morning brief mode=noop", schedule="every 1 minutes", deliver="telegram")
+    plain = routine(name="quiet", prompt="Check mode=noop", schedule="every 1 minutes")
+    Routine.objects.filter(pk__in=[made.pk, plain.pk]).update(
+        next_fire_at=timezone.now() - timedelta(seconds=5)
+    )
+
+    drain()
+
+    pulse = Pulse.objects.get(routine=made)
+    assert pulse.status == "completed"
+    assert not Delivery.objects.filter(pulse__routine=plain).exists()
+    [outgoing] = outbox.take_due(configured_chats=(42,))
+    assert (outgoing.pulse_id, outgoing.chat_ids, outgoing.reply_to) == (pulse.pk, (42,), None)
+    assert outgoing.parts and outgoing.parts[0]  # the agent's answer, as for any delivered pulse

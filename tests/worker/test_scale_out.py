@@ -88,7 +88,8 @@ def test_workers_never_run_two_pulses_of_one_session_at_once(reeve_home):
             "from pulses import queue\n"
             f"for i in range({per_session}):\n"
             f"    for s in range({sessions}):\n"
-            "        queue.schedule(prompt=f'mode=sleep:0.03 s{s} #{i}', session_id=f'5e55105e-0000-4000-8000-{s:012d}')\n"
+            "        session = f'5e55105e-0000-4000-8000-{s:012d}'  # a session id is a UUID\n"
+            "        queue.schedule(prompt=f'mode=sleep:0.03 s{s} #{i}', session_id=session)\n"
             f"for i in range({free}):\n"
             "    queue.schedule(prompt=f'mode=noop free #{i}')\n"
         ),
