@@ -375,10 +375,6 @@ class Worker:
         with self._finishing_lock:
             self._finishing.add(pulse_id)
 
-    def _still_running(self) -> set[int]:
-        with self._finishing_lock:
-            return {pid for pid, fut in self._running.items() if not fut.done()} - self._finishing
-
     # --- the express lane ----------------------------------------------------------------------
     def _preemptible(self) -> list[int]:
         """Running pulses a critical pulse may interrupt (PULSE_PREEMPT), lowest priority and
@@ -463,7 +459,10 @@ class Worker:
         """Renew the leases of the runs still going. A run marks itself finishing before its result
         ends the lease, so one that finished while this renewal ran is told apart from a lease that
         another worker took over (its lease expired and was recovered, or claimed again)."""
-        ids = self._still_running()
+        # A finishing run holds its lease until its result is written, which may take retries
+        # (a database outage): renewed, its lease cannot expire under it and be recovered as lost.
+        with self._finishing_lock:
+            ids = {pid for pid, future in self._running.items() if not future.done()}
         if not ids:
             return
         held = queue.renew_leases(worker=self.name, pulse_ids=ids, lease_seconds=self.options.lease_seconds)
