@@ -3,7 +3,7 @@
 Exit 0 wakes the agent with the check's output appended to the prompt; exit 1 means "nothing to do":
 no agent process starts and the run is recorded as skipped; any other exit (or the timeout) is a
 failed attempt carrying the check's output. The check runs with the agent's allowlisted environment,
-in a session of its own so a timeout kills everything it started.
+in a process group of its own so a timeout kills everything it started.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def run(command: str, *, desk: Path | None = None, timeout: float | None = None)
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            # A process group of its own, so a timeout kills all it started; unlike a new session
+            # this keeps CPython on vfork instead of forking the whole worker.
+            process_group=0,
         )
     except OSError as exc:
         return CheckResult(None, "", error=f"could not start it in {cwd}: {exc}")

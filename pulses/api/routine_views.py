@@ -74,6 +74,11 @@ class RoutineInputSerializer(StrictSerializer):
     tags = _texts(MAX_TAGS, MAX_TAG_CHARS, "labels its pulses carry")
     sticky_notes = _texts(MAX_NOTES, MAX_NOTE_CHARS, "reminders appended to the prompt")
     max_retries = StrictIntegerField(min_value=0, max_value=changes.MAX_RETRIES, required=False)
+    deliver = StrictChoiceField(
+        choices=["", "telegram"],
+        required=False,
+        help_text="telegram: each run's answer goes to the configured chat",
+    )
     session_policy = StrictChoiceField(
         choices=SessionPolicy.choices,
         required=False,
@@ -117,6 +122,7 @@ class RoutineSerializer(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField())
     sticky_notes = serializers.ListField(child=serializers.CharField())
     max_retries = serializers.IntegerField()
+    deliver = serializers.CharField(help_text="telegram, or empty")
     session_policy = serializers.CharField()
     session_id = serializers.CharField()
     enabled = serializers.BooleanField()
@@ -150,6 +156,7 @@ class RoutineSerializer(serializers.Serializer):
             "tags": list(routine.tags or ()),
             "sticky_notes": list(routine.sticky_notes or ()),
             "max_retries": routine.max_retries,
+            "deliver": routine.deliver,
             "session_policy": routine.session_policy,
             "session_id": routine.session_id,
             "enabled": routine.enabled,

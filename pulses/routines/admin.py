@@ -137,7 +137,7 @@ class RoutineAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("name", "prompt", ("schedule", "timezone"), "next_fires", "enabled")}),
-        ("Pulses it makes", {"fields": ("priority", "tags", "sticky_notes", "max_retries")}),
+        ("Pulses it makes", {"fields": ("priority", "tags", "sticky_notes", "max_retries", "deliver")}),
         ("Session", {"fields": ("session_policy", "session_id")}),
         (
             "When it may run",

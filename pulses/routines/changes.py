@@ -31,9 +31,10 @@ from pulses import limits
 from pulses.db import wakeup
 from pulses.db.write_gate import gated
 from pulses.models import Priority, Pulse
+from pulses.queue import DELIVERY_CHANNELS
 from pulses.routines import guard_rails
 from pulses.routines import schedule as schedules
-from pulses.routines.firing import pulse_values
+from pulses.routines.firing import deliver_answer, pulse_values
 from pulses.routines.models import (
     Routine,
     RoutineInvalid,
@@ -57,6 +58,7 @@ EDITABLE = (
     "tags",
     "sticky_notes",
     "max_retries",
+    "deliver",
     "session_policy",
     "session_id",
     "active_from",
@@ -99,6 +101,10 @@ def validate(routine: Routine) -> None:
         raise RoutineInvalid("session_id", limits.SESSION_ID_FORM)
     if not 0 <= int(routine.max_retries) <= MAX_RETRIES:
         raise RoutineInvalid("max_retries", f"max_retries is 0 to {MAX_RETRIES}")
+    if (routine.deliver or "") not in DELIVERY_CHANNELS:
+        raise RoutineInvalid(
+            "deliver", f"unknown delivery '{routine.deliver}'; use telegram or leave it empty"
+        )
     for field in ("tags", "sticky_notes"):
         value = getattr(routine, field)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -205,6 +211,7 @@ def run_now(routine: Routine) -> Pulse:
     now = timezone.now()
     with transaction.atomic():
         pulse = Pulse.objects.create(**pulse_values(routine, scheduled_at=now))
+        deliver_answer(routine, pulse)
         Routine.objects.filter(pk=routine.pk).update(last_pulse_id=pulse.pk, updated_at=now)
         wakeup.announce()
     logger.info("routine_run_now name=%s pulse=%s", routine.name, pulse.pk)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from pulses.db import is_postgres, wakeup
 from pulses.db.write_gate import gated
-from pulses.models import Pulse
+from pulses.models import Delivery, Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineKind, SessionPolicy
 from pulses.web import metrics
@@ -34,6 +34,9 @@ from pulses.web import metrics
 logger = logging.getLogger(__name__)
 
 BATCH = 200
+# The worker makes a fire's pulse up to this long before its time, due at the fire time: the run then
+# starts on the dot, as a pulse scheduled for later does, with the firing's transaction done ahead.
+FIRE_AHEAD = timedelta(seconds=2)
 # Missed fires are walked one by one to count them; past this many the count is a lower bound.
 MAX_WALK = 20_000
 SOURCE = "routine"
@@ -58,7 +61,8 @@ def next_fire_at() -> datetime | None:
 
 @gated
 def fire_due(now: datetime | None = None, *, batch: int = BATCH) -> list[Fire]:
-    """Fire every enabled routine whose time has come; the pulses are due at once."""
+    """Fire every enabled routine whose next fire is at or before `now` (default: the present); each
+    pulse is due at its fire time (the worker passes a `now` slightly ahead, see FIRE_AHEAD)."""
     now = now or timezone.now()
     fires: list[Fire] = []
     while True:
@@ -197,6 +201,13 @@ def pulse_values(routine: Routine, *, scheduled_at: datetime) -> dict[str, objec
     }
 
 
+def deliver_answer(routine: Routine, pulse: Pulse) -> None:
+    """The outbox row of a routine that sends its answers to Telegram, in the pulse's transaction
+    (as `queue.schedule(deliver=...)` writes it)."""
+    if routine.deliver:
+        Delivery.objects.create(pulse=pulse)
+
+
 def _create_pulse(routine: Routine, fire_at: datetime) -> Pulse:
     key = fire_key(routine, fire_at)
     values = pulse_values(routine, scheduled_at=fire_at)
@@ -207,7 +218,9 @@ def _create_pulse(routine: Routine, fire_at: datetime) -> Pulse:
             return existing
     try:
         with transaction.atomic():
-            return Pulse.objects.create(fire_at=fire_at, idempotency_key=key, **values)
+            pulse = Pulse.objects.create(fire_at=fire_at, idempotency_key=key, **values)
+            deliver_answer(routine, pulse)
+            return pulse
     except IntegrityError:
         # Only another firing of this very fire gets here (the row locks and the conditional
         # next_fire_at make it all but impossible): the pulse it made is the one.

@@ -80,6 +80,13 @@ class Routine(models.Model):
     tags = models.JSONField(default=list, blank=True)
     sticky_notes = models.JSONField(default=list, blank=True)
     max_retries = models.PositiveIntegerField(default=3)
+    deliver = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        choices=[("", "no"), ("telegram", "telegram")],
+        help_text="telegram: each run's answer goes to the configured chat (as deliver on a pulse)",
+    )
     session_policy = models.CharField(max_length=16, choices=SessionPolicy.choices, default=SessionPolicy.NEW)
     # The fixed session (policy `fixed`), or the previous run's session (policy `continue`).
     session_id = models.CharField(max_length=200, blank=True, default="")

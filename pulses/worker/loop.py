@@ -176,7 +176,7 @@ class Worker:
         slots = max(opts.concurrency, 1) + opts.critical_reserved
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="pulse")
         try:
-            queue.recover_expired_leases()
+            self.runs.record_lost_routine_runs(queue.recover_expired_leases())
             routine_firing.recompute_zones()
             self._loop(pool)
             self._drain()
@@ -207,7 +207,7 @@ class Worker:
                     self._renew()
                     next_renew = now + max(opts.lease_seconds / 3, 0.2)
                 if now >= next_recover:
-                    queue.recover_expired_leases()
+                    self.runs.record_lost_routine_runs(queue.recover_expired_leases())
                     next_recover = now + max(opts.lease_seconds / 2, 1.0)
                 if now >= next_alive:
                     self._report_alive()
@@ -338,18 +338,22 @@ class Worker:
         could is another worker's, mid-transaction, so a short pause, not a spin."""
         if self._next_fire_at is None:
             return float("inf")
-        seconds = (self._next_fire_at - (now or timezone.now())).total_seconds()
+        fire_from = self._next_fire_at - routine_firing.FIRE_AHEAD
+        seconds = (fire_from - (now or timezone.now())).total_seconds()
         return max(seconds, 0.0005) if seconds > 0 else 0.05
 
     def _fire_routines(self) -> None:
-        """Turn the routines whose time has come into pulses (each fire once, whichever worker
-        gets there first), and learn when the next one fires, which bounds the wait."""
+        """Turn the routines whose time has come, or comes within FIRE_AHEAD, into pulses due at
+        their fire times (each fire once, whichever worker gets there first), and learn when the
+        next one fires, which bounds the wait. The pulse made ahead is then claimed the moment it is
+        due, like any pulse scheduled for later: the firing's own transaction is not on the clock."""
         if self.options.dry_run:
             return
         next_at = routine_firing.next_fire_at()
-        if next_at is not None and next_at <= timezone.now():
+        horizon = timezone.now() + routine_firing.FIRE_AHEAD
+        if next_at is not None and next_at <= horizon:
             try:
-                routine_firing.fire_due()
+                routine_firing.fire_due(horizon)
             except DATABASE_DOWN:
                 raise
             except Exception:  # the worker boundary: a routine that cannot fire must not stop the queue
@@ -370,10 +374,6 @@ class Worker:
     def _mark_finishing(self, pulse_id: int) -> None:
         with self._finishing_lock:
             self._finishing.add(pulse_id)
-
-    def _still_running(self) -> set[int]:
-        with self._finishing_lock:
-            return {pid for pid, fut in self._running.items() if not fut.done()} - self._finishing
 
     # --- the express lane ----------------------------------------------------------------------
     def _preemptible(self) -> list[int]:
@@ -459,7 +459,10 @@ class Worker:
         """Renew the leases of the runs still going. A run marks itself finishing before its result
         ends the lease, so one that finished while this renewal ran is told apart from a lease that
         another worker took over (its lease expired and was recovered, or claimed again)."""
-        ids = self._still_running()
+        # A finishing run holds its lease until its result is written, which may take retries
+        # (a database outage): renewed, its lease cannot expire under it and be recovered as lost.
+        with self._finishing_lock:
+            ids = {pid for pid, future in self._running.items() if not future.done()}
         if not ids:
             return
         held = queue.renew_leases(worker=self.name, pulse_ids=ids, lease_seconds=self.options.lease_seconds)

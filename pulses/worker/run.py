@@ -161,6 +161,15 @@ class Runner:
         )
         return failed, pulse.prompt
 
+    def record_lost_routine_runs(self, recovered: list[int]) -> None:
+        """Runs recovered from a worker that died: a routine's run lost for good counts as failed."""
+        if not recovered:
+            return
+        for pulse in Pulse.objects.filter(pk__in=recovered, status=Status.FAILED, routine__isnull=False):
+            ended = pulse.finished_at or timezone.now()
+            outcome = AttemptOutcome(success=False, started_at=ended, finished_at=ended)
+            self._record_routine_run(pulse, Status.FAILED, outcome)
+
     def _record_routine_run(self, pulse: Pulse, status: str, outcome: AttemptOutcome) -> None:
         """A routine's run ended: its failure streak moves, and a routine it pauses is alerted."""
         result = RunResult.SKIPPED if outcome.skipped else status

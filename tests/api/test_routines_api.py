@@ -71,6 +71,7 @@ def test_create_returns_the_routine_with_its_next_five_fires_in_its_zone(client)
         ({"tags": "daily"}, "tags", ""),
         ({"max_retries": "3"}, "max_retries", ""),
         ({"colour": "blue"}, "colour", "unknown field"),
+        ({"deliver": "email"}, "deliver", "is not one of"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_field_and_nothing_is_stored(client, change, field, words):
@@ -185,3 +186,12 @@ def test_the_agent_pauses_any_routine_but_deletes_only_its_own(client):
     assert mine() == ["owners"]
     unknown = call(client, "DELETE", "/api/agent/routines/mine", token=token)
     assert unknown.status_code == 404 and "call list_routines" in unknown.json()["detail"]
+
+
+def test_a_routine_may_ask_for_its_answers_on_telegram(client):
+    made = call(client, "POST", "/api/routines", {**BRIEFING, "deliver": "telegram"})
+    assert made.status_code == 201, made.json()
+    assert made.json()["deliver"] == "telegram"
+    assert Routine.objects.get(name="briefing").deliver == "telegram"
+    cleared = call(client, "PATCH", "/api/routines/briefing", {"deliver": ""})
+    assert cleared.json()["deliver"] == ""

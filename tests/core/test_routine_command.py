@@ -158,3 +158,10 @@ def test_help_describes_every_action_and_each_action_has_its_own():
         check=True,
     ).stdout
     assert "--tz" in add and "--window" in add and "every 30 minutes" in add
+
+
+def test_add_may_send_each_runs_answer_to_telegram():
+    run("add", "briefing", "0 8 * * 1-5", "Brief me", "--deliver", "telegram")
+    assert Routine.objects.get(name="briefing").deliver == "telegram"
+    with pytest.raises(CommandError, match="invalid choice: 'email'"):
+        run("add", "other", "@daily", "Brief me", "--deliver", "email")

@@ -40,6 +40,7 @@ def attempt(**fields):
         ({"priority": "urgent"}, "priority", "unknown priority"),
         ({"session_policy": "fixed"}, "session_id", "UUID"),
         ({"name": ""}, "name", "a routine needs a name"),
+        ({"deliver": "email"}, "deliver", "unknown delivery 'email'"),
     ],
 )
 def test_bad_input_names_the_field_and_nothing_is_stored(fields, field, words):
@@ -91,3 +92,12 @@ def test_an_update_with_a_bad_field_changes_nothing():
         changes.update(routine, {"schedule": "61 * * * *", "prompt": "new"})
 
     assert Routine.objects.get(pk=routine.pk).prompt == "Brief me"
+
+
+def test_run_now_of_a_delivering_routine_writes_the_outbox_row_with_its_pulse():
+    from pulses.models import Delivery
+
+    made = attempt(deliver="telegram")
+    pulse = changes.run_now(made)
+
+    assert Delivery.objects.filter(pulse=pulse, state="waiting").exists()

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pulses.models import Pulse, PulseAttempt
+from pulses.models import Delivery, Pulse, PulseAttempt
 from pulses.routines import changes
 from pulses.routines.models import Routine
 from pulses.worker.loop import Worker, WorkerOptions
@@ -210,3 +210,39 @@ def test_a_routine_fires_on_time_while_every_slot_is_busy(agent_log):
     # Made at its fire time while the only slot was busy; it ran once the slot was free.
     assert fired.created_at < long_run.finished_at <= fired.executed_at
     assert fired.status == "completed"
+
+
+def test_a_routines_run_lost_with_its_worker_counts_as_failed_and_can_pause_it(agent_log):
+    made = routine(name="crashy", pause_after_failures=1, max_retries=0)
+    pulse = changes.run_now(made)
+    gone = timezone.now() - timedelta(minutes=5)
+    Pulse.objects.filter(pk=pulse.pk).update(
+        status="processing", attempts=1, lease_owner="host:1", lease_expires_at=gone, executed_at=gone
+    )
+    paused = []
+
+    Worker(WorkerOptions.from_settings(once=True, pause_hooks=[paused.append])).run(install_signals=False)
+
+    made.refresh_from_db()
+    assert Pulse.objects.get(pk=pulse.pk).status == "failed"
+    assert (made.enabled, made.failure_streak, made.last_result) == (False, 1, "failed")
+    assert paused == [made.pk]
+
+
+def test_a_routine_that_delivers_sends_each_runs_answer_to_the_configured_chat(agent_log):
+    from telegram_bridge import outbox
+
+    made = routine(prompt="Morning brief mode=noop", schedule="every 1 minutes", deliver="telegram")
+    plain = routine(name="quiet", prompt="Check mode=noop", schedule="every 1 minutes")
+    Routine.objects.filter(pk__in=[made.pk, plain.pk]).update(
+        next_fire_at=timezone.now() - timedelta(seconds=5)
+    )
+
+    drain()
+
+    pulse = Pulse.objects.get(routine=made)
+    assert pulse.status == "completed"
+    assert not Delivery.objects.filter(pulse__routine=plain).exists()
+    [outgoing] = outbox.take_due(configured_chats=(42,))
+    assert (outgoing.pulse_id, outgoing.chat_ids, outgoing.reply_to) == (pulse.pk, (42,), None)
+    assert outgoing.parts and outgoing.parts[0]  # the agent's answer, as for any delivered pulse

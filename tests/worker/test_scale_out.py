@@ -88,7 +88,8 @@ def test_workers_never_run_two_pulses_of_one_session_at_once(reeve_home):
             "from pulses import queue\n"
             f"for i in range({per_session}):\n"
             f"    for s in range({sessions}):\n"
-            "        queue.schedule(prompt=f'mode=sleep:0.03 s{s} #{i}', session_id=f'session-{s}')\n"
+            "        session = f'5e55105e-0000-4000-8000-{s:012d}'  # a session id is a UUID\n"
+            "        queue.schedule(prompt=f'mode=sleep:0.03 s{s} #{i}', session_id=session)\n"
             f"for i in range({free}):\n"
             "    queue.schedule(prompt=f'mode=noop free #{i}')\n"
         ),
@@ -109,7 +110,7 @@ def test_workers_never_run_two_pulses_of_one_session_at_once(reeve_home):
             f"WHERE p.session_id {'=' if same_session else '<>'} q.session_id "
             "AND p.session_id LIKE ? AND q.session_id LIKE ? "
             "AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
-            ("session-%", "session-%"),
+            ("5e55105e-%", "5e55105e-%"),
         )
 
     assert overlapping(same_session=True) == []

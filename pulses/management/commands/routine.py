@@ -80,6 +80,9 @@ class Command(BaseCommand):
             help="new (a fresh session each run, default), continue (the previous run's), or a session id",
         )
         add.add_argument("--window", default="", help="active hours HH:MM-HH:MM; fires outside are skipped")
+        add.add_argument(
+            "--deliver", choices=["telegram"], default="", help="send each run's answer to the Telegram chat"
+        )
         add.add_argument("--check", default="", help="a wake check run in the Desk: exit 1 skips the run")
         add.add_argument("--pause-after", type=int, default=5, help="failed runs in a row that pause it")
         actions.add_parser("list", help="list the routines", description="List the routines.")
@@ -144,6 +147,7 @@ class Command(BaseCommand):
             tags=options["tag"],
             sticky_notes=options["sticky"],
             max_retries=options["max_retries"],
+            deliver=options["deliver"],
             active_from=start,
             active_until=end,
             check_command=options["check"].strip(),
