@@ -5,7 +5,7 @@
 # Prints one line for run.sh's NOTEs and exits 1 when npm is missing or the install fails: those
 # tests then skip, saying why. Nothing is installed twice: a stamp records what is there.
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
+cd "$(dirname "$0")/../.." || exit 1 # the project root: the tests look in its .cache/agents
 dir=${REEVE_AGENTS_DIR:-.cache/agents}
 packages="@anthropic-ai/claude-code@2.1.197 @twsxtd/hapi@0.30.7"
 
