@@ -352,7 +352,7 @@ def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client, fak
 
 def test_status_says_why_no_pulse_runs_while_the_agent_command_is_missing(client, settings, tmp_path):
     settings.HAPI_COMMAND = str(tmp_path / "no-agent-here")
-    queue.heartbeat(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=0)
+    queue.report_alive(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=0)
 
     body = get(client, "/api/status").json()
 

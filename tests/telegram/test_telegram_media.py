@@ -33,6 +33,9 @@ SAVED_AT = re.compile(r"saved at (\S+)")
 @pytest.fixture
 def home(reeve_home: ReeveHome, fake_telegram: FakeTelegram) -> ReeveHome:
     reeve_home.extra_env.update(fake_telegram.env(CHAT))
+    # One run at a time, so the agent sees the messages in the order they came (a reserved critical
+    # slot would run two chats' messages side by side, in either order).
+    reeve_home.extra_env["PULSE_CRITICAL_RESERVED"] = "0"
     return reeve_home
 
 
