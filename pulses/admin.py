@@ -23,10 +23,6 @@ from django.utils.html import format_html, format_html_join
 from pulses import answers, history, queue, reports
 from pulses.db import search
 from pulses.limits import (
-    MAX_NOTE_CHARS,
-    MAX_NOTES,
-    MAX_TAG_CHARS,
-    MAX_TAGS,
     MAX_YEAR,
     MIN_YEAR,
     TIME_RANGE,
@@ -35,7 +31,7 @@ from pulses.limits import (
     time_in_range,
 )
 from pulses.models import ApiToken, Priority, Pulse, PulseAttempt, PulseNotPending
-from pulses.web.forms import TextListField
+from pulses.web.forms import sticky_notes_field, tags_field
 from pulses.web.palette import PRIORITY_COLOURS, STATUS_COLOURS
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
@@ -212,20 +208,8 @@ class PulseAddForm(forms.ModelForm):
     """The add form checks what the API checks: a session id the agent accepts, a time in range.
     Tags and sticky notes are typed as lists (comma-separated, one per line), not as JSON."""
 
-    tags = TextListField(
-        label="Tags",
-        separator=",",
-        max_items=MAX_TAGS,
-        max_chars=MAX_TAG_CHARS,
-        help_text="Separated by commas, e.g. review, weekly",
-    )
-    sticky_notes = TextListField(
-        label="Sticky notes",
-        max_items=MAX_NOTES,
-        max_chars=MAX_NOTE_CHARS,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="One note per line; each reaches the agent with the prompt.",
-    )
+    tags = tags_field("Separated by commas, e.g. review, weekly")
+    sticky_notes = sticky_notes_field()
 
     def clean_session_id(self) -> str:
         try:

@@ -15,12 +15,11 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
 from pulses.routines import changes
 from pulses.routines import schedule as schedules
 from pulses.routines.lookup import PREVIEW_FIRES
 from pulses.routines.models import Routine, RoutineSource, RunResult
-from pulses.web.forms import TextListField
+from pulses.web.forms import sticky_notes_field, tags_field
 from pulses.web.palette import STATUS_COLOURS
 
 RESULT_COLOURS = {
@@ -50,20 +49,8 @@ class RoutineForm(forms.ModelForm):
     """Checked by `changes.validate`, which names the field it refuses; nothing is stored until then.
     Tags and sticky notes are typed as the pulse form's are (comma-separated, one per line)."""
 
-    tags = TextListField(
-        label="Tags",
-        separator=",",
-        max_items=MAX_TAGS,
-        max_chars=MAX_TAG_CHARS,
-        help_text="Separated by commas; each of its pulses carries them",
-    )
-    sticky_notes = TextListField(
-        label="Sticky notes",
-        max_items=MAX_NOTES,
-        max_chars=MAX_NOTE_CHARS,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="One note per line; each reaches the agent with the prompt.",
-    )
+    tags = tags_field("Separated by commas; each of its pulses carries them")
+    sticky_notes = sticky_notes_field()
 
     class Meta:
         model = Routine

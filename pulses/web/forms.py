@@ -6,7 +6,7 @@ import json
 
 from django import forms
 
-from pulses.limits import InvalidPulse, text_list
+from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS, InvalidPulse, text_list
 
 
 class TextListField(forms.CharField):
@@ -39,3 +39,21 @@ class TextListField(forms.CharField):
             text_list(value, name=str(self.label), max_items=self.max_items, max_chars=self.max_chars)
         except InvalidPulse as exc:
             raise forms.ValidationError(str(exc)) from None
+
+
+def tags_field(help_text: str) -> TextListField:
+    """A pulse's or a routine's tags, typed comma-separated, within the API's limits."""
+    return TextListField(
+        label="Tags", separator=",", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS, help_text=help_text
+    )
+
+
+def sticky_notes_field() -> TextListField:
+    """Sticky notes, one per line, within the API's limits."""
+    return TextListField(
+        label="Sticky notes",
+        max_items=MAX_NOTES,
+        max_chars=MAX_NOTE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One note per line; each reaches the agent with the prompt.",
+    )
