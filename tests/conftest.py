@@ -3,7 +3,35 @@ from contextlib import closing
 
 import pytest
 
-from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ReeveHome
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ReeveHome, on_postgres
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `database_independent` touch no database of the suite's (no Django test database,
+    no Reeve home: a fresh clone of their own, a parser, a CLI): they run in the SQLite half only and
+    the PostgreSQL half deselects them, since running them twice would prove nothing more."""
+    if not on_postgres():
+        return
+    once = [item for item in items if item.get_closest_marker("database_independent")]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if not item.get_closest_marker("database_independent")]
+
+
+@pytest.fixture(autouse=True)
+def _database_independent_guard(request, monkeypatch):
+    """A test marked `database_independent` that makes a Reeve home fails (pytest-django already
+    refuses it the test database), so the mark cannot hide a PostgreSQL test from the suite."""
+    if request.node.get_closest_marker("database_independent"):
+        uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(
+            request.fixturenames
+        )
+        assert not uses_db, "a test marked database_independent uses the test database: remove the mark"
+
+        def refuse(self):
+            raise AssertionError("a test marked database_independent made a ReeveHome: remove the mark")
+
+        monkeypatch.setattr(ReeveHome, "__post_init__", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ import pytest
 from pulses.agent.executor import AgentRequest, Executor, Tail, agent_command, build_prompt
 from tests.support.reeve_processes import FAKE_AGENT_COMMAND
 
+pytestmark = pytest.mark.database_independent  # the executor and the fake agent: no database
+
 
 @pytest.fixture
 def desk(tmp_path):

@@ -118,6 +118,7 @@ class _Broken(BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
+@pytest.mark.database_independent  # a stand-in API of this test's own
 def test_the_fuzz_harness_fails_when_an_api_answers_500(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Broken)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

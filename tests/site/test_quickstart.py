@@ -15,6 +15,7 @@ from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ROOT
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.database_independent,  # a fresh clone with its own SQLite database and environment
     pytest.mark.skipif(os.environ.get("REEVE_NESTED_QUICKSTART") == "1", reason="already inside one"),
 ]
 

@@ -29,6 +29,7 @@ from tests.support.reeve_processes import ROOT
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.database_independent,  # a fresh clone with its own SQLite database and environment
     pytest.mark.skipif(os.environ.get("REEVE_NESTED_QUICKSTART") == "1", reason="already inside one"),
 ]
 
