@@ -150,15 +150,22 @@ def test_list_upcoming_pulses_shows_pending_pulses_soonest_first(reeve_home):
     later = trigger(reeve_home, "later one", "--at", "in 3 hours")
     sooner = trigger(reeve_home, "sooner one", "--at", "in 1 hour")
     cancelled = trigger(reeve_home, "cancelled one", "--at", "in 2 hours")
-    assert not call(reeve_home, "cancel_pulse", {"pulse_id": cancelled}).is_error
 
-    result = call(reeve_home, "list_upcoming_pulses", {})
+    async def body(session):  # one server for the three calls (each server start costs ~2 s of CPU)
+        return [
+            await session.call_tool("cancel_pulse", {"pulse_id": cancelled}),
+            await session.call_tool("list_upcoming_pulses", {}),
+            await session.call_tool("list_upcoming_pulses", {"limit": 1}),
+        ]
+
+    cancel, result, limited = with_session(reeve_home, body)
+    assert not cancel.is_error
     assert not result.is_error, text(result)
     listed = result.structured_content
     assert [p["id"] for p in listed["pulses"]] == [sooner, later]
     assert listed["pending"] == 2 and listed["time_zone"] == "UTC"
     assert json.loads(text(result))["pulses"][0]["prompt"] == "sooner one"
-    limited = call(reeve_home, "list_upcoming_pulses", {"limit": 1}).structured_content
+    limited = limited.structured_content
     assert [p["id"] for p in limited["pulses"]] == [sooner]
 
 
@@ -261,21 +268,23 @@ def claim_by_hand(home, pulse_id: int) -> str:
 def test_a_pulse_scheduled_during_a_run_resumes_its_session_and_names_its_parent(reeve_home):
     running = trigger(reeve_home, "the running pulse", "--session", "7c9e6679-7425-40de-944b-e07fc1f90ae7")
     token = claim_by_hand(reeve_home, running)
-    result = call(
-        reeve_home,
-        "schedule_pulse",
-        {"prompt": "continue", "when": "in 10 minutes", "resume_current_session": True},
-        REEVE_RUN_TOKEN=token,
-    )
-    assert not result.is_error, text(result)
-    follow_up = pulses(reeve_home)[-1]
-    assert follow_up["session_id"] == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-    assert follow_up["parent_id"] == running and follow_up["source"] == "agent"
-    plain = call(reeve_home, "schedule_pulse", {"prompt": "fresh start"}, REEVE_RUN_TOKEN=token)
-    assert plain.structured_content["session_id"] == "" and plain.structured_content["parent_id"] == running
-    # The run ends: its token is refused from then on, by the tools and by the API alike.
-    reeve_home.query("UPDATE pulses SET status='completed' WHERE id=?", (running,))
-    late = call(reeve_home, "schedule_pulse", {"prompt": "too late"}, REEVE_RUN_TOKEN=token)
+
+    async def body(session):  # one server, as the agent's run has one
+        result = await session.call_tool(
+            "schedule_pulse", {"prompt": "continue", "when": "in 10 minutes", "resume_current_session": True}
+        )
+        assert not result.is_error, text(result)
+        follow_up = pulses(reeve_home)[-1]
+        assert follow_up["session_id"] == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+        assert follow_up["parent_id"] == running and follow_up["source"] == "agent"
+        plain = await session.call_tool("schedule_pulse", {"prompt": "fresh start"})
+        assert plain.structured_content["session_id"] == ""
+        assert plain.structured_content["parent_id"] == running
+        # The run ends: its token is refused from then on, by the tools and by the API alike.
+        reeve_home.query("UPDATE pulses SET status='completed' WHERE id=?", (running,))
+        return await session.call_tool("schedule_pulse", {"prompt": "too late"})
+
+    late = with_session(reeve_home, body, REEVE_RUN_TOKEN=token)
     assert late.is_error and "run ends" in text(late)
     assert reeve_home.live.request("GET", "/api/agent/pulses", token=token)[0] == 401
     assert [p["prompt"] for p in pulses(reeve_home)][-1] == "fresh start"
