@@ -2,7 +2,8 @@
 # The whole test suite, as `./reeve test` and CI run it (inside the project's uv environment):
 # ruff, the migration check, then pytest twice, side by side: on SQLite, and on a throwaway
 # PostgreSQL cluster started from the installed server binaries (tests/support/pg_cluster.sh).
-# Each half ends with its 15 slowest tests.
+# Each half ends with its 15 slowest tests. Tests marked database_independent (no test database, no
+# Reeve home: fresh clones, the executor) run in the SQLite half only (tests/conftest.py).
 # Extra arguments go to pytest, e.g. ./reeve test -k worker -x
 # REEVE_TEST_DATABASES=sqlite (or postgres) runs one half only.
 set -uo pipefail
