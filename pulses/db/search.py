@@ -30,8 +30,8 @@ from pulses.models import PulseQuerySet
 MAX_WORDS = 8
 _WORD = re.compile(r"\w+")
 
-MAX_MATCHES = 10_001  # the newest this many matches: one more than the admin counts (admin.COUNT_CAP)
-FIRST_RANGE = 200_000  # PostgreSQL: the ids the first range covers; later ones are sized by the matches
+MAX_MATCHES = 1_001  # the newest this many matches: the admin counts a search up to one fewer
+FIRST_RANGE = 20_000  # PostgreSQL: the ids the first range covers; later ones are sized by the matches
 SPARE = 1.25  # a range covers a quarter more ids than the last one's rate of matches asks for
 
 _SQLITE = "SELECT rowid FROM pulse_search WHERE pulse_search MATCH %s ORDER BY rowid DESC LIMIT %s"
