@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pulses", "0009_routine_deliver"),
+        ("pulses", "0006_routines_squashed_0009_routine_deliver"),
     ]
 
     operations = [
