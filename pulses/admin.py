@@ -235,7 +235,7 @@ class PulseAdmin(admin.ModelAdmin):
         "coloured_priority",
         "scheduled",
         "source",
-        "attempts",
+        "attempt_count",
         "finished",
         "short_answer",
     )
@@ -268,7 +268,7 @@ class PulseAdmin(admin.ModelAdmin):
         "execution_duration_ms",
         "error_message",
         "answer",
-        "attempts",
+        "attempt_count",
         "lease_owner",
         "lease_expires_at",
         "parent",

@@ -33,7 +33,7 @@ def format_alert(pulse: Pulse) -> str:
     if len(error) > ERROR_PREVIEW_CHARS:
         error = error[: ERROR_PREVIEW_CHARS - 1] + "…"
     return (
-        f"⚠️ Pulse #{pulse.pk} failed for good after {pulse.attempts} attempt(s).\n"
+        f"⚠️ Pulse #{pulse.pk} failed for good after {pulse.attempt_count} attempt(s).\n"
         f"Prompt: {prompt}\n"
         f"Error: {error}"
     )

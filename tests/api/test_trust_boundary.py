@@ -175,7 +175,7 @@ def test_a_lease_another_worker_took_over_is_logged_as_lease_lost(reeve_home):
     reeve_home.wait_for(
         lambda: reeve_home.query("SELECT status FROM pulses") == [("processing",)], what="the run"
     )
-    reeve_home.query("UPDATE pulses SET lease_owner = 'other-host:1', attempts = attempts + 1")
+    reeve_home.query("UPDATE pulses SET lease_owner = 'other-host:1', attempt_count = attempt_count + 1")
     reeve_home.wait_for(lambda: "lease_lost id=1 " in reeve_home.output(worker), what="lease_lost")
     worker.terminate()
     worker.wait(timeout=30)

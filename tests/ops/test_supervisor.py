@@ -93,7 +93,7 @@ def test_sigkill_leaves_no_process_and_the_next_start_recovers_the_running_pulse
         try:
             # Its lease (2 s here) has expired: the new worker returns it to pending and runs it again.
             again.wait_for(lambda: len(reeve_home.agent_starts()) == 2, what="the pulse to run again")
-            assert reeve_home.query("SELECT attempts FROM pulses WHERE id = ?", (pulse_id,)) == [(2,)]
+            assert reeve_home.query("SELECT attempt_count FROM pulses WHERE id = ?", (pulse_id,)) == [(2,)]
         finally:
             again.stop()
     finally:

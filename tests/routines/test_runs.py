@@ -206,7 +206,7 @@ def test_a_routines_run_lost_with_its_worker_counts_as_failed_and_can_pause_it(a
     pulse = changes.run_now(made)
     gone = timezone.now() - timedelta(minutes=5)
     Pulse.objects.filter(pk=pulse.pk).update(
-        status="processing", attempts=1, lease_owner="host:1", lease_expires_at=gone, executed_at=gone
+        status="processing", attempt_count=1, lease_owner="host:1", lease_expires_at=gone, executed_at=gone
     )
     paused = []
 

@@ -248,7 +248,8 @@ def test_an_unknown_argument_is_refused_naming_the_known_ones_and_nothing_is_don
 def claim_by_hand(home, pulse_id: int) -> str:
     """Mark the pulse as run by worker w:1 (attempt 1) and return that run's token."""
     home.query(
-        "UPDATE pulses SET status='processing', lease_owner='w:1', attempts=1, lease_expires_at=? WHERE id=?",
+        "UPDATE pulses SET status='processing', lease_owner='w:1', attempt_count=1, lease_expires_at=? "
+        "WHERE id=?",
         ((datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"), pulse_id),
     )
     code = (

@@ -36,7 +36,7 @@ def test_failures_retry_until_failed_and_resume_the_reported_session(agent_log, 
     pulse = PulseFactory(due=True, prompt="mode=error_result", max_retries=2)
     drain()
     pulse.refresh_from_db()
-    assert pulse.status == "failed" and pulse.attempts == 3
+    assert pulse.status == "failed" and pulse.attempt_count == 3
     assert pulse.error_message == "Tool Bash failed: permission denied"
     runs = agent_starts(agent_log)
     assert len(runs) == 3
@@ -55,7 +55,7 @@ def test_dry_run_runs_nothing_and_changes_nothing(agent_log):
     pulse = PulseFactory(due=True, prompt="mode=noop")
     drain(dry_run=True)
     pulse.refresh_from_db()
-    assert pulse.status == "pending" and pulse.attempts == 0
+    assert pulse.status == "pending" and pulse.attempt_count == 0
     assert agent_starts(agent_log) == []
 
 
