@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -83,13 +82,6 @@ class UnknownRoutineName(AgentToolError):
 
 class RoutineNotYours(AgentToolError):
     """The agent may not delete a routine the owner made."""
-
-
-def desk_mcp_problems(desk: Path | None = None) -> list[str]:
-    """What keeps the agent in the Desk from using these tools (empty when nothing does); for `doctor`."""
-    from pulses.tools.desk_config import desk_problems  # the Desk's files, kept apart from the tools
-
-    return desk_problems(desk)
 
 
 def describe(pulse: Pulse) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from django.core.management import call_command
 
 from pulses.ops import doctor, legacy, legacy_import
 from pulses.tools import desk_config
-from pulses.tools.agent_tools import desk_mcp_problems
+from pulses.tools.desk_config import desk_mcp_problems
 from reeve_site import original_db_url
 from tests.support import original_reeve
 from tests.support.reeve_processes import ROOT, ReeveHome, manage_in, on_postgres
