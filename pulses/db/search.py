@@ -1,4 +1,5 @@
-"""Searching prompts through the full-text index (migration 0005 creates it), not a `LIKE '%q%'` scan.
+"""Searching prompts through the full-text index (release 22's squashed migration creates it), not a
+`LIKE '%q%'` scan.
 
 Each word of the query must start a word of the prompt ("hist" finds "history"), in any order and
 any case: an FTS5 prefix query on SQLite, a `word:*` tsquery on PostgreSQL. A search keeps the newest

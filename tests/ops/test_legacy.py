@@ -22,7 +22,7 @@ from pulses.tools import desk_config
 from pulses.tools.desk_config import desk_mcp_problems
 from reeve_site import original_db_url
 from tests.support import original_reeve
-from tests.support.reeve_processes import ROOT, ReeveHome, on_postgres
+from tests.support.reeve_processes import ROOT, ReeveHome, manage_in, on_postgres
 
 PARAGRAPH = re.compile(
     r"holds the original Reeve's queue \(Alembic revision 07ce7ae63b4a; 2 pending pulse\(s\) of 6\)"
@@ -256,9 +256,7 @@ def _env_with_url(home: ReeveHome, url: str, **extra: str) -> dict[str, str]:
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return manage_in(ROOT, env, *args)
 
 
 @pytest.mark.slow

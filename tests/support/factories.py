@@ -60,3 +60,12 @@ class PulseAttemptFactory(factory.django.DjangoModelFactory):
     duration_ms = 2000
     exit_code = 0
     succeeded = True
+
+
+def report_worker_alive(name: str = "box:42", **slots: int) -> None:
+    """Report the worker `name` ("host:pid") alive now, as its loop does; `slots` as report_alive takes
+    them (running, concurrency, critical_reserved)."""
+    from pulses import queue
+
+    host, pid = name.rsplit(":", 1)
+    queue.report_alive(worker=name, host=host, pid=int(pid), started_at=timezone.now(), **slots)

@@ -322,18 +322,23 @@ def test_a_telegram_outage_is_a_tool_error_not_a_crash(reeve_home, fake_telegram
     assert result.is_error and "chat not found" in text(result).lower()
 
 
+def initialize_request(*, client: str) -> dict:
+    """The MCP handshake's first request, as a client named `client` sends it on stdin (id 1)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": client, "version": "0"},
+        },
+    }
+
+
 def test_only_the_protocol_reaches_stdout_and_logs_go_to_stderr_and_the_log_file(reeve_home):
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
+        initialize_request(client="raw"),
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",
