@@ -140,8 +140,8 @@ def fill_history(total: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO pulses (prompt, scheduled_at, priority, status, session_id, sticky_notes, tags, "
-            "source, created_at, executed_at, finished_at, execution_duration_ms, error_message, attempts, "
-            "max_retries, lease_owner) "
+            "source, created_at, executed_at, finished_at, execution_duration_ms, error_message, "
+            "attempt_count, max_retries, lease_owner) "
             "SELECT 'history ' || g, now() - g * interval '1 second', "
             "(ARRAY['critical','high','normal','low','deferred'])[1 + g %% 5], "
             "CASE WHEN g %% 10 = 0 THEN 'failed' ELSE 'completed' END, '', '[]', '[]', 'bench', "

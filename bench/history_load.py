@@ -30,7 +30,7 @@ PULSE_COLUMNS = (
     "finished_at",
     "execution_duration_ms",
     "error_message",
-    "attempts",
+    "attempt_count",
     "max_retries",
     "lease_owner",
     "lease_expires_at",

@@ -82,7 +82,8 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def _found(self) -> int:
-        return self.object_list.order_by()[: self.cap + 1].count()
+        # Only the keys: the answer column's subquery (answers.with_answer) is for the page's rows.
+        return self.object_list.order_by().values("pk")[: self.cap + 1].count()
 
     @property
     def count(self) -> int:
@@ -234,7 +235,7 @@ class PulseAdmin(admin.ModelAdmin):
         "coloured_priority",
         "scheduled",
         "source",
-        "attempts",
+        "attempt_count",
         "finished",
         "short_answer",
     )
@@ -267,7 +268,7 @@ class PulseAdmin(admin.ModelAdmin):
         "execution_duration_ms",
         "error_message",
         "answer",
-        "attempts",
+        "attempt_count",
         "lease_owner",
         "lease_expires_at",
         "parent",
@@ -360,6 +361,12 @@ class PulseAdmin(admin.ModelAdmin):
         if any(key.startswith(f"{self.date_hierarchy}__") for key in request.GET):
             return (f"-{self.date_hierarchy}", "-id")
         return super().get_ordering(request)
+
+    def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
+        paginator = super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
+        if request.GET.get("q", "").strip():
+            paginator.cap = search.MAX_MATCHES - 1  # a search keeps its newest matches, no more
+        return paginator
 
     def get_search_results(self, request, queryset, search_term):
         if not search_term.strip():

@@ -117,7 +117,7 @@ def reply_for(pulse: Pulse, *, agent_notified: bool) -> Reply:
         return Reply(skipped="the pulse was cancelled")
     if pulse.status == Status.FAILED:
         error = first_line(pulse.error_message, FAILURE_LINE_CHARS) or "no error was recorded"
-        attempts = f"pulse #{pulse.pk} failed after {pulse.attempts} attempts"
+        attempts = f"pulse #{pulse.pk} failed after {pulse.attempt_count} attempts"
         return Reply(f"⚠️ I could not answer this ({attempts}): {error}")
     if agent_notified:
         return Reply(skipped="the agent messaged the user itself (send_notification)")

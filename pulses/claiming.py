@@ -54,7 +54,7 @@ def claim(
             "pulse_claimed id=%s priority=%s attempt=%s worker=%s",
             pulse.pk,
             pulse.priority,
-            pulse.attempts,
+            pulse.attempt_count,
             worker,
         )
     return claimed
@@ -131,7 +131,7 @@ def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
     """The worker whose claim `attempt` of the pulse still holds (running, lease not expired), else None."""
     return (
         Pulse.objects.filter(
-            pk=pulse_id, status=Status.PROCESSING, attempts=attempt, lease_expires_at__gt=timezone.now()
+            pk=pulse_id, status=Status.PROCESSING, attempt_count=attempt, lease_expires_at__gt=timezone.now()
         )
         .values_list("lease_owner", flat=True)
         .first()

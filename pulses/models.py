@@ -82,7 +82,7 @@ def claim_changes(*, worker: str, now: datetime, until: datetime) -> dict[str, o
         "lease_owner": worker,
         "lease_expires_at": until,
         "executed_at": now,
-        "attempts": F("attempts") + 1,
+        "attempt_count": F("attempt_count") + 1,
     }
 
 
@@ -111,7 +111,8 @@ class Pulse(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     execution_duration_ms = models.IntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
-    attempts = models.PositiveIntegerField(default=0)
+    # How many times it was claimed (its runs so far); the runs themselves are `attempt_set`.
+    attempt_count = models.PositiveIntegerField(default=0, verbose_name="attempts")
     max_retries = models.PositiveIntegerField(default=3)
     lease_owner = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -178,21 +179,23 @@ class Pulse(models.Model):
     @property
     def has_retries_left(self) -> bool:
         """A failed run of this claim is followed by a retry (else the pulse fails for good)."""
-        return self.attempts <= self.max_retries
+        return self.attempt_count <= self.max_retries
 
     def _transition(self, expect: Q, **changes: object) -> bool:
         """UPDATE this row only if it still matches `expect`; refresh the named fields on success."""
         updated = Pulse.objects.filter(expect, pk=self.pk).update(**changes)
         if updated:
             for field, value in changes.items():
-                if not hasattr(value, "resolve_expression"):  # F("attempts") - 1 is the database's to compute
+                if not hasattr(
+                    value, "resolve_expression"
+                ):  # F("attempt_count") - 1 is the database's to compute
                     setattr(self, field, value)
         return bool(updated)
 
     def claimed_by(self, worker: str) -> Q:
         """This row as long as `worker`'s claim holds: once its lease expired and the pulse was claimed
         again (by anyone, even this worker) it is another attempt, and this matches nothing."""
-        return Q(pk=self.pk, status=Status.PROCESSING, lease_owner=worker, attempts=self.attempts)
+        return Q(pk=self.pk, status=Status.PROCESSING, lease_owner=worker, attempt_count=self.attempt_count)
 
     def finish_changes(
         self,
@@ -232,7 +235,7 @@ class Pulse(models.Model):
             "status": Status.PENDING,
             "lease_owner": "",
             "lease_expires_at": None,
-            "attempts": F("attempts") - 1,
+            "attempt_count": F("attempt_count") - 1,
         }
         if session_id:
             changes["session_id"] = session_id
@@ -265,7 +268,7 @@ class Pulse(models.Model):
 
     def revise_prompt(self, prompt: str) -> bool:
         """Replace the prompt while the pulse has not started (pending, never claimed); False after."""
-        return self._transition(Q(status=Status.PENDING, attempts=0), prompt=prompt)
+        return self._transition(Q(status=Status.PENDING, attempt_count=0), prompt=prompt)
 
     def reschedule(self, when: datetime) -> None:
         if not self._transition(Q(status=Status.PENDING), scheduled_at=when):
@@ -281,7 +284,7 @@ class Pulse(models.Model):
             done,
             status=Status.PENDING,
             scheduled_at=when or timezone.now(),
-            attempts=0,
+            attempt_count=0,
             error_message="",
             finished_at=None,
             lease_owner="",

@@ -162,7 +162,7 @@ def retry_delay(attempt: int) -> timedelta:
 def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:
     return {
         "pulse_id": pulse.pk,
-        "number": pulse.attempts,
+        "number": pulse.attempt_count,
         "worker": worker,
         "started_at": outcome.started_at,
         "finished_at": outcome.finished_at,
@@ -198,7 +198,7 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         duration_ms=outcome.duration_ms,
         session_id=outcome.session_id,
         error=outcome.error,
-        retry_at=outcome.finished_at + retry_delay(pulse.attempts),
+        retry_at=outcome.finished_at + retry_delay(pulse.attempt_count),
     )
     if outcome.skipped:
         changes["skipped"] = True
@@ -225,13 +225,13 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         logger.warning(
             "pulse_retry_scheduled id=%s attempt=%s retry_at=%s error=%s",
             pulse.pk,
-            pulse.attempts,
+            pulse.attempt_count,
             changes["scheduled_at"],
             _short(outcome.error),
         )
     else:
         logger.error(
-            "pulse_failed id=%s attempts=%s error=%s", pulse.pk, pulse.attempts, _short(outcome.error)
+            "pulse_failed id=%s attempts=%s error=%s", pulse.pk, pulse.attempt_count, _short(outcome.error)
         )
     return str(status)
 

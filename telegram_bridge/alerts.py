@@ -33,7 +33,7 @@ def format_alert(pulse: Pulse) -> str:
     if len(error) > ERROR_PREVIEW_CHARS:
         error = error[: ERROR_PREVIEW_CHARS - 1] + "…"
     return (
-        f"⚠️ Pulse #{pulse.pk} failed for good after {pulse.attempts} attempt(s).\n"
+        f"⚠️ Pulse #{pulse.pk} failed for good after {pulse.attempt_count} attempt(s).\n"
         f"Prompt: {prompt}\n"
         f"Error: {error}"
     )
@@ -59,17 +59,7 @@ def _claim_alert(pulse_id: int) -> bool:
 def alert_pulse_failed(pulse_id: int) -> None:
     """Send one Telegram alert for a pulse that failed for good; nothing when Telegram is not set up
     or this pulse was alerted within ALERT_INTERVAL. Never raises for Telegram trouble."""
-    # python-telegram-bot and httpx take a third of a second and ~15 MB to import: every worker
-    # imports this hook at start, and only one that has an alert to send needs them.
-    from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
-    from telegram_bridge.notify import NotificationFailed, send_message
-
-    try:
-        config = TelegramConfig.from_settings()
-    except TelegramNotConfigured as exc:
-        logger.warning("telegram_alert_skipped id=%s reason=%s", pulse_id, exc)
-        return
-    if not config.is_configured:
+    if not _telegram_configured(f"id={pulse_id}"):
         return
     if Delivery.objects.filter(pulse_id=pulse_id).exists():
         # Its answer goes back to Telegram: the outbox tells the chat of the failure in one line.
@@ -81,12 +71,7 @@ def alert_pulse_failed(pulse_id: int) -> None:
     if not _claim_alert(pulse_id):
         logger.info("telegram_alert_suppressed id=%s reason=recently_alerted", pulse_id)
         return
-    try:
-        send_message(format_alert(pulse))
-    except (NotificationFailed, TelegramNotConfigured) as exc:
-        logger.error("telegram_alert_failed id=%s error=%s", pulse_id, exc)
-        return
-    logger.info("telegram_alert_sent id=%s", pulse_id)
+    _send_alert(format_alert(pulse), f"id={pulse_id}")
 
 
 def format_routine_paused(routine) -> str:  # routine: pulses.models.Routine
@@ -108,20 +93,35 @@ def alert_routine_paused(routine_id: int) -> None:
     """Send the one Telegram alert for a routine its failures paused (the worker calls it once per
     pause); nothing when Telegram is not set up. Never raises for Telegram trouble."""
     from pulses.models import Routine
+
+    if not _telegram_configured(f"routine={routine_id}"):
+        return
+    routine = Routine.objects.select_related("last_pulse").filter(pk=routine_id).first()
+    if routine is not None:
+        _send_alert(format_routine_paused(routine), f"routine={routine_id}")
+
+
+def _telegram_configured(subject: str) -> bool:
+    """Whether alerts can go out; a broken Telegram setting is logged against `subject` (`id=12`)."""
+    # python-telegram-bot and httpx take a third of a second and ~15 MB to import: every worker
+    # imports this hook at start, and only one that has an alert to send needs them.
     from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
+
+    try:
+        return TelegramConfig.from_settings().is_configured
+    except TelegramNotConfigured as exc:
+        logger.warning("telegram_alert_skipped %s reason=%s", subject, exc)
+        return False
+
+
+def _send_alert(text: str, subject: str) -> None:
+    """Send one alert; Telegram trouble is logged against `subject`, never raised."""
+    from telegram_bridge.client import TelegramNotConfigured
     from telegram_bridge.notify import NotificationFailed, send_message
 
     try:
-        config = TelegramConfig.from_settings()
-    except TelegramNotConfigured as exc:
-        logger.warning("telegram_alert_skipped routine=%s reason=%s", routine_id, exc)
-        return
-    routine = Routine.objects.select_related("last_pulse").filter(pk=routine_id).first()
-    if not config.is_configured or routine is None:
-        return
-    try:
-        send_message(format_routine_paused(routine))
+        send_message(text)
     except (NotificationFailed, TelegramNotConfigured) as exc:
-        logger.error("telegram_alert_failed routine=%s error=%s", routine_id, exc)
+        logger.error("telegram_alert_failed %s error=%s", subject, exc)
         return
-    logger.info("telegram_alert_sent routine=%s", routine_id)
+    logger.info("telegram_alert_sent %s", subject)

@@ -97,21 +97,20 @@ def make_bot(config: TelegramConfig, *, request_timeout: float = 15.0) -> Bot:
         config.token,
         base_url=config.base_url,
         base_file_url=file_base_url(config.base_url),
-        request=HTTPXRequest(
-            connection_pool_size=4,
-            connect_timeout=request_timeout,
-            read_timeout=request_timeout,
-            write_timeout=request_timeout,
-            pool_timeout=request_timeout,
-        ),
-        get_updates_request=HTTPXRequest(
-            connection_pool_size=1,
-            connect_timeout=request_timeout,
-            # get_updates adds its `timeout` to this, so a healthy long poll never times out.
-            read_timeout=POLL_READ_MARGIN,
-            write_timeout=request_timeout,
-            pool_timeout=request_timeout,
-        ),
+        request=_request(pool_size=4, timeout=request_timeout),
+        # get_updates adds its `timeout` to the read timeout, so a healthy long poll never times out.
+        get_updates_request=_request(pool_size=1, timeout=request_timeout, read_timeout=POLL_READ_MARGIN),
+    )
+
+
+def _request(*, pool_size: int, timeout: float, read_timeout: float | None = None) -> HTTPXRequest:
+    """An HTTP connection pool whose every wait is `timeout` (reading: `read_timeout` when given)."""
+    return HTTPXRequest(
+        connection_pool_size=pool_size,
+        connect_timeout=timeout,
+        read_timeout=timeout if read_timeout is None else read_timeout,
+        write_timeout=timeout,
+        pool_timeout=timeout,
     )
 
 

@@ -57,6 +57,17 @@ def reeve_home(tmp_path, migrated_home):
 
 
 @pytest.fixture
+def live_reeve(reeve_home):
+    """Reeve's web process and worker for `reeve_home` (tests/api/test_api_live.py): the test starts
+    it, and it is stopped afterwards."""
+    from tests.api.test_api_live import LiveReeve
+
+    live = LiveReeve(reeve_home)
+    yield live
+    live.stop()
+
+
+@pytest.fixture
 def fake_agent(settings, tmp_path):
     """Point the executor at the fake agent CLI, with a Desk and an agent log in tmp_path."""
     desk = tmp_path / "desk"
@@ -64,6 +75,14 @@ def fake_agent(settings, tmp_path):
     settings.HAPI_COMMAND = FAKE_AGENT_COMMAND
     settings.REEVE_DESK_PATH = desk
     return tmp_path
+
+
+@pytest.fixture
+def agent_log(fake_agent, monkeypatch):
+    """The file the fake agent logs each start to (read it with agent_starts)."""
+    log = fake_agent / "agent.log"
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    return log
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 The agent runs without a shell, in the Desk, in a process group of its own, so a timeout or a
 shutdown can kill it with everything it started. It also dies with its worker: the worker's reaper
-process (pulses/agent/reaper.sh) kills every registered group when the worker's end of its pipe closes.
+process (pulses/agent/reaper.sh) kills every registered group when the worker's end of its pipe closes
+(both in pulses/agent/process_groups.py).
 
 The prompt crosses to the agent as an argument after `--` and a resumed session as `--resume=ID`, so
 neither can ever be read as an option; the agent's environment is built from an allowlist
@@ -32,13 +33,13 @@ from typing import IO
 from django.utils import timezone
 
 from pulses.agent.env import PULSE_ID_VARIABLE, agent_environment
+from pulses.agent.process_groups import KILL_GRACE_SECONDS, Reaper, kill_groups, signal_group
 from pulses.agent.stream import StreamReader
 
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keeping memory bounded
 TAIL_BYTES = 16 * 1024
-KILL_GRACE_SECONDS = 3.0
 RESUME_REJECTED = "no conversation found"
 HAPI = "hapi"
 DEFAULT_AGENT = "claude"
@@ -137,38 +138,6 @@ class Tail:
         return b"".join(self._chunks)[-self._limit :].decode("utf-8", "replace")
 
 
-class Reaper:
-    """The worker's watchdog process (pulses/agent/reaper.sh): it kills registered groups if we die."""
-
-    def __init__(self) -> None:
-        self._proc = subprocess.Popen(
-            ["/bin/sh", str(Path(__file__).with_name("reaper.sh"))],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-            text=True,
-        )
-        self._lock = threading.Lock()
-
-    def _send(self, line: str) -> None:
-        with self._lock:
-            try:
-                self._proc.stdin.write(line + "\n")
-                self._proc.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                logger.error("reaper_gone pid=%s", self._proc.pid)
-
-    def watch(self, pgid: int) -> None:
-        self._send(f"+{pgid}")
-
-    def forget(self, pgid: int) -> None:
-        self._send(f"-{pgid}")
-
-    def close(self) -> None:
-        with self._lock:
-            self._proc.stdin.close()
-        self._proc.wait(timeout=10)
-
-
 @dataclass
 class _Run:
     proc: subprocess.Popen
@@ -246,7 +215,7 @@ class Executor:
             runs = list(self._running.values())
         for run in runs:
             run.interrupted = True
-        _kill_groups([run.proc for run in runs], grace=grace)
+        kill_groups([run.proc for run in runs], grace=grace)
 
     def setup_problem(self) -> str:
         """What keeps every run from starting ("" when nothing does); see `setup_problem`."""
@@ -260,7 +229,7 @@ class Executor:
             runs = [run for run in self._running.values() if run.pulse_id == pulse_id]
         for run in runs:
             run.interrupted, run.interrupted_because = True, because
-        _kill_groups([run.proc for run in runs], grace=grace)
+        kill_groups([run.proc for run in runs], grace=grace)
         return bool(runs)
 
     def _config_error(self, started: datetime) -> AttemptOutcome | None:
@@ -320,9 +289,9 @@ class Executor:
         except subprocess.TimeoutExpired:
             run.timed_out = True
             logger.error("agent_timeout pulse=%s pid=%s after_s=%s", pulse_id, proc.pid, self.timeout)
-            _kill_groups([proc])
+            kill_groups([proc])
             proc.wait()
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
 
 
 def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: float) -> AttemptOutcome:
@@ -391,22 +360,3 @@ def _pump(stream: IO[bytes], tail: Tail) -> None:
     while chunk := stream.read1(65536):
         tail.write(chunk)
     stream.close()
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _kill_groups(procs: list[subprocess.Popen], *, grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM each process group, then SIGKILL whatever is left after `grace` seconds."""
-    alive = [p for p in procs if _signal_group(p.pid, signal.SIGTERM)]
-    for proc in alive:
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_group(proc.pid, signal.SIGKILL)

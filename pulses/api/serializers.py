@@ -227,6 +227,8 @@ class PulseSerializer(serializers.ModelSerializer):
     # JSONField would be documented as "any"; the API promises lists of strings.
     sticky_notes = serializers.ListField(child=serializers.CharField(), read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    # The API keeps the name `attempts` for the pulse's run count (SPEC); the model says `attempt_count`.
+    attempts = serializers.IntegerField(source="attempt_count", read_only=True)
 
     class Meta:
         model = Pulse
@@ -277,7 +279,7 @@ class PulseSerializer(serializers.ModelSerializer):
             "finished_at": _when(pulse.finished_at),
             "execution_duration_ms": pulse.execution_duration_ms,
             "error_message": pulse.error_message,
-            "attempts": pulse.attempts,
+            "attempts": pulse.attempt_count,
             "max_retries": pulse.max_retries,
             "idempotency_key": pulse.idempotency_key,
             "routine": pulse.routine_id,

@@ -66,7 +66,8 @@ def _run_mac(pulse_id: int, attempt: int, worker: str) -> str:
 
 def run_token(pulse: Pulse, *, worker: str) -> str:
     """The agent-scoped token of this claim of `pulse` by `worker` (valid while the claim holds)."""
-    return f"{RUN_TOKEN_PREFIX}{pulse.pk}.{pulse.attempts}.{_run_mac(pulse.pk, pulse.attempts, worker)}"
+    attempt = pulse.attempt_count
+    return f"{RUN_TOKEN_PREFIX}{pulse.pk}.{attempt}.{_run_mac(pulse.pk, attempt, worker)}"
 
 
 def _identify_run(token: str) -> ApiClient | None:

@@ -1,4 +1,5 @@
-"""Searching prompts through the full-text index (migration 0005 creates it), not a `LIKE '%q%'` scan.
+"""Searching prompts through the full-text index (release 22's squashed migration creates it), not a
+`LIKE '%q%'` scan.
 
 Each word of the query must start a word of the prompt ("hist" finds "history"), in any order and
 any case: an FTS5 prefix query on SQLite, a `word:*` tsquery on PostgreSQL. A search keeps the newest
@@ -30,8 +31,8 @@ from pulses.models import PulseQuerySet
 MAX_WORDS = 8
 _WORD = re.compile(r"\w+")
 
-MAX_MATCHES = 10_001  # the newest this many matches: one more than the admin counts (admin.COUNT_CAP)
-FIRST_RANGE = 200_000  # PostgreSQL: the ids the first range covers; later ones are sized by the matches
+MAX_MATCHES = 1_001  # the newest this many matches: the admin counts a search up to one fewer
+FIRST_RANGE = 20_000  # PostgreSQL: the ids the first range covers; later ones are sized by the matches
 SPARE = 1.25  # a range covers a quarter more ids than the last one's rate of matches asks for
 
 _SQLITE = "SELECT rowid FROM pulse_search WHERE pulse_search MATCH %s ORDER BY rowid DESC LIMIT %s"

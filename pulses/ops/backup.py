@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 from django.db import connections
@@ -153,11 +154,15 @@ def dump_postgres(gz_path: Path, db: dict | None = None) -> None:
         assert proc.stdout is not None
         shutil.copyfileobj(proc.stdout, packed, COPY_CHUNK)
         proc.stdout.close()
-        proc.wait()
-        errors.seek(0)
-        err = errors.read()
+        _wait_for(proc, errors, failure="pg_dump failed")
+
+
+def _wait_for(proc: subprocess.Popen, errors: IO[bytes], *, failure: str) -> None:
+    """Wait for a PostgreSQL client; when it failed, raise BackupError: `failure` and its stderr."""
+    proc.wait()
     if proc.returncode != 0:
-        raise BackupError(f"pg_dump failed: {err.decode(errors='replace').strip()}")
+        errors.seek(0)
+        raise BackupError(f"{failure}: {errors.read().decode(errors='replace').strip()}")
 
 
 def prune(directory: Path, *, keep_days: int, keep: Path | None = None) -> list[Path]:
@@ -344,10 +349,6 @@ def _pg_restore(backup_file: Path) -> RestoreResult:
             pass
         finally:
             proc.stdin.close()
-        proc.wait()
-        errors.seek(0)
-        err = errors.read()
-    if proc.returncode != 0:
-        raise BackupError(f"psql could not restore {backup_file}: {err.decode(errors='replace').strip()}")
+        _wait_for(proc, errors, failure=f"psql could not restore {backup_file}")
     logger.info("backup_restored from=%s to=postgresql:%s", backup_file, _database()["NAME"])
     return RestoreResult(database=f"postgresql:{_database()['NAME']}", saved_previous=None)

@@ -194,7 +194,7 @@ def check_desk() -> Check:
 
 def check_agent_tools() -> Check:
     """Whether the Desk lets the agent use Reeve's MCP tools (pulses still run without them)."""
-    from pulses.tools.agent_tools import desk_mcp_problems
+    from pulses.tools.desk_config import desk_mcp_problems
 
     problems = desk_mcp_problems()
     if problems:

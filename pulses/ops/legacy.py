@@ -79,7 +79,9 @@ def inspect_cursor(cursor: Any, vendor: str) -> Schema:
         ours = all(name.startswith(_FRAMEWORK_TABLE_PREFIXES) for name in tables)
         return Schema(EMPTY if ours else OTHER)
     columns = _queue_columns(cursor, vendor)
-    if {"attempts", "lease_owner"} <= columns:  # (SQLite's table_info omits generated columns)
+    # Reeve's own table, before or after `attempts` became `attempt_count` (pulses 0010).
+    # (SQLite's table_info omits generated columns.)
+    if "lease_owner" in columns and columns & {"attempt_count", "attempts"}:
         return Schema(REEVE)
     if not {"retry_count", "created_by", "status", "scheduled_at"} <= columns:
         return Schema(OTHER)

@@ -328,7 +328,7 @@ def _carry(chain: list[OriginalRow], result: ImportResult) -> tuple[Pulse, list[
         else None,
         execution_duration_ms=last.execution_duration_ms,
         error_message=error or "",
-        attempts=first.retry_count + len(attempts),
+        attempt_count=first.retry_count + len(attempts),
         max_retries=max(last.max_retries or 0, 0),
     )
     if pulse.scheduled_at is None:

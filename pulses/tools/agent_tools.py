@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -82,13 +82,6 @@ class UnknownRoutineName(AgentToolError):
 
 class RoutineNotYours(AgentToolError):
     """The agent may not delete a routine the owner made."""
-
-
-def desk_mcp_problems(desk: Path | None = None) -> list[str]:
-    """What keeps the agent in the Desk from using these tools (empty when nothing does); for `doctor`."""
-    from pulses.tools.desk_config import desk_problems  # the Desk's files, kept apart from the tools
-
-    return desk_problems(desk)
 
 
 def describe(pulse: Pulse) -> dict[str, Any]:
@@ -224,16 +217,23 @@ def unknown_pulse(pulse_id: int) -> UnknownPulse:
     )
 
 
-def cancel_pulse(*, pulse_id: int) -> dict[str, Any]:
-    """Cancel a pending pulse."""
+@contextmanager
+def _changing_pending(pulse_id: int, *, otherwise: str) -> Iterator[None]:
+    """The queue's refusals to change pulse `pulse_id` as the agent's errors; `otherwise` tells the
+    agent what to do instead when the pulse is no longer pending."""
     try:
-        pulse = queue.cancel(_pulse_id(pulse_id))
+        yield
     except Pulse.DoesNotExist:
         raise unknown_pulse(pulse_id) from None
     except PulseNotPending as exc:
-        raise PulseNotChangeable(
-            f"{exc}; only pulses listed by list_upcoming_pulses can be cancelled"
-        ) from None
+        raise PulseNotChangeable(f"{exc}; {otherwise}") from None
+
+
+def cancel_pulse(*, pulse_id: int) -> dict[str, Any]:
+    """Cancel a pending pulse."""
+    pulse_id = _pulse_id(pulse_id)
+    with _changing_pending(pulse_id, otherwise="only pulses listed by list_upcoming_pulses can be cancelled"):
+        pulse = queue.cancel(pulse_id)
     return describe(pulse)
 
 
@@ -241,14 +241,10 @@ def reschedule_pulse(*, pulse_id: int, when: str) -> dict[str, Any]:
     """Move a pending pulse to another time."""
     pulse_id = _pulse_id(pulse_id)
     scheduled_at = _when(when)
-    try:
+    with _changing_pending(
+        pulse_id, otherwise="to run it again, schedule a new pulse with schedule_pulse instead"
+    ):
         pulse = queue.reschedule(pulse_id, scheduled_at)
-    except Pulse.DoesNotExist:
-        raise unknown_pulse(pulse_id) from None
-    except PulseNotPending as exc:
-        raise PulseNotChangeable(
-            f"{exc}; to run it again, schedule a new pulse with schedule_pulse instead"
-        ) from None
     return describe(pulse)
 
 

@@ -250,8 +250,9 @@ def _allowed(rule: str, rules: list[Any]) -> bool:
     return any(r in (rule, server, f"{server}__*") for r in rules)
 
 
-def desk_problems(desk: Path | None = None) -> list[str]:
-    """What keeps the agent in `desk` (default REEVE_DESK_PATH) from using Reeve's tools."""
+def desk_mcp_problems(desk: Path | None = None) -> list[str]:
+    """What keeps the agent in `desk` (default REEVE_DESK_PATH) from using Reeve's tools (empty when
+    nothing does); for `doctor`."""
     desk = Path(desk or settings.REEVE_DESK_PATH)
     if not desk.is_dir():
         return [f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH"]

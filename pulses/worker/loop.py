@@ -2,8 +2,9 @@
 
 The main thread claims, renews leases, reports the worker alive, recovers expired leases and fires
 due routines; a thread per running pulse runs it (`pulses.worker.run`) and reports back through
-`pulses.queue`. The database is touched only in short
-transactions: nothing is locked while an agent runs.
+`pulses.queue`. The database is touched only in short transactions: nothing is locked while an agent
+runs. The runs in flight are `pulses.worker.dispatch`'s, the express lane's preemption and busy
+notices `pulses.worker.express`', the options `pulses.worker.options`'.
 """
 
 from __future__ import annotations
@@ -14,77 +15,32 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from pulses import queue
-from pulses.agent.executor import Executor, Reaper
+from pulses.agent.executor import Executor
+from pulses.agent.process_groups import Reaper
 from pulses.backoff import Backoff
 from pulses.db.wakeup import Waiter, make_waiter
-from pulses.models import PRIORITY_RANK, Pulse
 from pulses.routines import firing as routine_firing
-from pulses.worker.run import DATABASE_DOWN, Runner, default_executor, one_line, request, run_hooks
+from pulses.worker.dispatch import Dispatcher
+from pulses.worker.express import ExpressLane
+from pulses.worker.options import WorkerOptions
+from pulses.worker.run import DATABASE_DOWN, Runner, default_executor, one_line
 from pulses.worker.shutdown import ShutdownSignals
-from pulses.worker.slots import CRITICAL, Free, free_slots, preemptible
+
+__all__ = ["Companion", "Worker", "WorkerOptions"]
 
 logger = logging.getLogger(__name__)
 
-# While the agent command and the Desk are there, they are looked for again this often.
-SETUP_RECHECK_SECONDS = 5.0
-WAITING_SCAN_SECONDS = 1.0  # how often a worker running pulses looks for critical pulses held back by them
 # How a companion that we stopped exits; any other code is passed on as the worker's own.
 COMPANION_STOP_CODES = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGQUIT)
-
-
-@dataclass
-class WorkerOptions:
-    concurrency: int = 1
-    critical_reserved: int = 0  # slots beyond `concurrency` that only critical pulses take
-    preempt: frozenset[str] = frozenset()  # priorities a critical pulse may interrupt for a slot
-    busy_notice_seconds: float = 5.0  # a critical pulse waiting this long for its session is reported
-    lease_seconds: float = 60.0
-    poll_seconds: float = 5.0
-    grace_seconds: float = 30.0
-    alive_seconds: float = 10.0  # how often the worker reports it is alive (PULSE_HEARTBEAT_SECONDS)
-    once: bool = False
-    dry_run: bool = False
-    failure_hooks: list[Callable[[int], None]] = field(default_factory=list)
-    # Called with a routine's id when its failures paused it (the Telegram alert).
-    pause_hooks: list[Callable[[int], None]] = field(default_factory=list)
-    # Called with a critical pulse's id once it has waited `busy_notice_seconds` for its session.
-    waiting_hooks: list[Callable[[int], None]] = field(default_factory=list)
-
-    @classmethod
-    def from_settings(cls, **overrides: object) -> WorkerOptions:
-        hooks = [import_string(path) for path in getattr(settings, "PULSE_FAILURE_HOOKS", [])]
-        waiting = [import_string(path) for path in getattr(settings, "PULSE_WAITING_HOOKS", [])]
-        if settings.PULSE_CRITICAL_RESERVED < 0:
-            raise ValueError("PULSE_CRITICAL_RESERVED must be 0 (no express lane) or more")
-        options = cls(
-            concurrency=settings.PULSE_MAX_CONCURRENT,
-            critical_reserved=settings.PULSE_CRITICAL_RESERVED,
-            preempt=preemptible(settings.PULSE_PREEMPT),
-            busy_notice_seconds=settings.PULSE_BUSY_NOTICE_SECONDS,
-            waiting_hooks=waiting,
-            lease_seconds=settings.PULSE_LEASE_SECONDS,
-            poll_seconds=settings.PULSE_POLL_SECONDS,
-            grace_seconds=settings.PULSE_SHUTDOWN_GRACE_SECONDS,
-            alive_seconds=settings.PULSE_HEARTBEAT_SECONDS,
-            failure_hooks=hooks,
-            pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
-        )
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(options, key, value)
-        return options
 
 
 class Companion(Protocol):
@@ -119,30 +75,30 @@ class Worker:
         self.started_at = timezone.now()
         self._reaper = None if executor or options.dry_run else Reaper()
         self.executor = executor or default_executor(self._reaper)
-        self._running: dict[int, Future] = {}
-        self._priorities: dict[int, str] = {}  # of the running pulses: which slots they hold
-        self._preempted: set[int] = set()  # running pulses asked to make room for a critical one
-        self._waiting_scan_at = 0.0
-        self._told_waiting: set[int] = set()  # critical pulses whose wait the waiting hooks heard of
-        # Runs whose agent has ended and whose result is being written: their leases end on purpose.
-        self._finishing: set[int] = set()
-        self._finishing_lock = threading.Lock()
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="failure-hooks")
         self._waiter: Waiter | None = None
-        self._seen_dry_run: set[int] = set()
         self.signals = ShutdownSignals(on_stop=self._stop_companions, on_force=self._force)
         self.companions = list(companions)
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
-        self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
-        self._setup_checked_until = 0.0
+        self.dispatch = Dispatcher(
+            worker=self.name, options=options, executor=self.executor, on_done=self._poke
+        )
+        self.express = ExpressLane(
+            worker=self.name,
+            options=options,
+            dispatch=self.dispatch,
+            executor=self.executor,
+            hooks=self._hooks,
+            stopping=self.signals.stopping,
+        )
         self.runs = Runner(
             worker=self.name,
             executor=self.executor,
             hooks=self._hooks,
             failure_hooks=options.failure_hooks,
             pause_hooks=options.pause_hooks,
-            mark_finishing=self._mark_finishing,
+            mark_finishing=self.dispatch.mark_finishing,
             give_up=self._give_up_writing,
         )
 
@@ -204,7 +160,7 @@ class Worker:
             try:
                 now = time.monotonic()
                 if now >= next_renew:
-                    self._renew()
+                    self.dispatch.renew_leases()
                     next_renew = now + max(opts.lease_seconds / 3, 0.2)
                 if now >= next_recover:
                     self.runs.record_lost_routine_runs(queue.recover_expired_leases())
@@ -212,22 +168,23 @@ class Worker:
                 if now >= next_alive:
                     self._report_alive()
                     next_alive = now + opts.alive_seconds
-                self._reap_finished()
+                self.dispatch.reap_finished()
                 # Before the claim, never after it: a commit that lands later still wakes the wait.
                 self._waiter.forget_changes()
                 self._fire_routines()
-                claimed = self._claim_and_start(pool)
-                idle = not claimed and not self._running
-                if opts.once and idle and (self.setup_problem or not self._due_now()):
+                claimed = self.dispatch.claim_and_start(pool, self.runs.execute)
+                idle = not claimed and not self.dispatch.running
+                if opts.once and idle and (self.dispatch.setup_problem or not self.dispatch.due_now()):
                     break
-                timeout = min(next_renew, next_recover, next_alive, self._tell_waiting()) - time.monotonic()
-                free = self._free()
+                waiting_scan = self.express.tell_waiting()
+                timeout = min(next_renew, next_recover, next_alive, waiting_scan) - time.monotonic()
+                free = self.dispatch.free()
                 if not free.ordinary:
                     # Every ordinary slot is busy: only a finishing run (a local poke) can let an
                     # ordinary pulse in, so other processes' commits need not wake us, unless a new
                     # critical pulse could take a reserved slot or make a preemptible run give way.
-                    self._preempt_for_critical(free)
-                    critical_room = free.reserved or self._preemptible()
+                    self.express.preempt_for_critical(free)
+                    critical_room = free.reserved or self.express.preemptible()
                     # A routine still fires on time (its pulse waits for a slot, or takes a reserved one).
                     timeout = min(timeout, self._until_next_fire())
                     self._waiter.wait(max(timeout, 0.0), local_only=not critical_room)
@@ -240,86 +197,6 @@ class Worker:
             except DATABASE_DOWN as exc:
                 self._wait_for_database(exc)
                 next_renew = 0.0  # renew first: the leases ran on while nothing could renew them
-
-    def _free(self) -> Free:
-        opts = self.options
-        return free_slots(
-            self._priorities.values(), ordinary=opts.concurrency, reserved=opts.critical_reserved
-        )
-
-    def _claim_and_start(self, pool: ThreadPoolExecutor) -> int:
-        if self.options.dry_run:
-            return self._dry_run()
-        if self._cannot_run_agents():
-            return 0
-        claimed = 0
-        while True:
-            free = self._free()
-            if free.ordinary:
-                limit, critical_only = free.ordinary, False
-            elif free.reserved and queue.critical_waiting_for_a_slot() is not None:
-                # A read first: on SQLite a claim is a write transaction, and a busy worker comes
-                # here at every commit while its reserved slots wait for a critical pulse.
-                limit, critical_only = free.reserved, True
-            else:
-                return claimed
-            pulses = queue.claim(
-                worker=self.name,
-                limit=limit,
-                lease_seconds=self.options.lease_seconds,
-                critical_only=critical_only,
-            )
-            for pulse in pulses:
-                future = pool.submit(self.runs.execute, pulse)
-                # Poke only once the future is done, or the woken loop could still see it running.
-                future.add_done_callback(lambda _future: self._poke())
-                self._running[pulse.pk] = future
-                self._priorities[pulse.pk] = pulse.priority
-            claimed += len(pulses)
-            # Claimed in run order, so a batch that ends with a non-critical pulse, or is short,
-            # left no critical pulse behind. A full batch of critical ones took the reserved slots
-            # first and may have left ordinary slots open for more: claim again.
-            if critical_only or len(pulses) < limit or pulses[-1].priority != CRITICAL:
-                return claimed
-
-    def _cannot_run_agents(self) -> bool:
-        """True while the agent command or the Desk is missing: then nothing is claimed, so a setup
-        mistake never spends a pulse's retries. Checked before each claim while there is a problem, so
-        the worker carries on by itself once it is fixed (the safety poll brings the next look), and
-        every few seconds while there is none (a few stat calls kept off the busy path)."""
-        now = time.monotonic()
-        if not self.setup_problem and now < self._setup_checked_until:
-            return False
-        self._setup_checked_until = now + SETUP_RECHECK_SECONDS
-        problem = self.executor.setup_problem()
-        if problem != self.setup_problem:
-            if problem:
-                logger.warning(
-                    "worker_waiting_for_agent worker=%s problem=%s; no pulse is claimed until it is fixed",
-                    self.name,
-                    problem,
-                )
-            else:
-                logger.warning("worker_agent_ready worker=%s: claiming pulses again", self.name)
-            self.setup_problem = problem
-        return bool(problem)
-
-    def _dry_run(self) -> int:
-        fresh = [p for p in Pulse.objects.due()[:100] if p.pk not in self._seen_dry_run]
-        for pulse in fresh:
-            self._seen_dry_run.add(pulse.pk)
-            logger.info(
-                "pulse_dry_run id=%s priority=%s argv=%s",
-                pulse.pk,
-                pulse.priority,
-                self.executor.argv(request(pulse)),
-            )
-        return 0
-
-    def _due_now(self) -> bool:
-        if self.options.dry_run:
-            return False
-        return Pulse.objects.due().exists()
 
     def _until_next_due(self) -> float:
         """Seconds until the soonest pending pulse is due or the soonest routine fires; the safety
@@ -363,73 +240,6 @@ class Worker:
             next_at = routine_firing.next_fire_at()
         self._next_fire_at = next_at
 
-    def _reap_finished(self) -> None:
-        for pulse_id in [pid for pid, fut in self._running.items() if fut.done()]:
-            self._running.pop(pulse_id)
-            self._priorities.pop(pulse_id, None)
-            self._preempted.discard(pulse_id)
-            with self._finishing_lock:
-                self._finishing.discard(pulse_id)
-
-    def _mark_finishing(self, pulse_id: int) -> None:
-        with self._finishing_lock:
-            self._finishing.add(pulse_id)
-
-    # --- the express lane ----------------------------------------------------------------------
-    def _preemptible(self) -> list[int]:
-        """Running pulses a critical pulse may interrupt (PULSE_PREEMPT), lowest priority and
-        latest claimed first; not those already asked to stop."""
-        runs = [
-            (pid, priority)
-            for pid, priority in self._priorities.items()
-            if priority in self.options.preempt and pid not in self._preempted
-        ]
-        runs.sort(key=lambda run: (PRIORITY_RANK.get(run[1], 0), run[0]), reverse=True)
-        return [pid for pid, _ in runs]
-
-    def _preempt_for_critical(self, free: Free) -> None:
-        """No slot is free for a critical pulse that is due and whose session is free: ask one
-        preemptible run to stop (as a drain would) so the critical pulse takes its slot. The run
-        returns to pending with its session and without spending a retry."""
-        if free.for_critical or self._preempted or self.signals.stopping.is_set():
-            return  # one preemption at a time: the next waits until that slot has changed hands
-        victims = self._preemptible()
-        if not victims:
-            return
-        waiting = queue.critical_waiting_for_a_slot()
-        if waiting is None:
-            return
-        victim = victims[0]
-        self._preempted.add(victim)
-        logger.warning("pulse_preempted id=%s for=%s worker=%s", victim, waiting, self.name)
-        because = f"interrupted for pulse {waiting}"
-        # Off the loop: stopping the agent waits up to its grace for the group to go.
-        thread = threading.Thread(
-            target=self.executor.interrupt, args=(victim,), kwargs={"because": because}, daemon=True
-        )
-        thread.start()
-
-    def _tell_waiting(self) -> float:
-        """Hand critical pulses held back by this worker's running sessions for longer than
-        `busy_notice_seconds` to the waiting hooks, once each (the Telegram bridge tells the chat
-        it is still busy). Returns the monotonic time it needs to look again."""
-        opts = self.options
-        now = time.monotonic()
-        if not opts.waiting_hooks or not self._running:
-            return float("inf")
-        if now < self._waiting_scan_at:
-            return self._waiting_scan_at
-        self._waiting_scan_at = now + WAITING_SCAN_SECONDS
-        waiting = queue.waiting_for_sessions_of(self.name)
-        self._told_waiting &= {pulse_id for pulse_id, _ in waiting}  # the rest ran or went
-        for pulse_id, due_at in waiting:
-            waited = (timezone.now() - due_at).total_seconds()
-            if pulse_id not in self._told_waiting and waited >= opts.busy_notice_seconds:
-                self._told_waiting.add(pulse_id)
-                logger.info("pulse_waiting_for_session id=%s waited_s=%.1f", pulse_id, waited)
-                self._hooks.submit(run_hooks, opts.waiting_hooks, pulse_id)
-        return self._waiting_scan_at
-
     def _give_up_writing(self, delay: float) -> bool:
         """A result write that would wait `delay` seconds more gives up once the drain's grace would
         be over, or at a second signal (the pulse then runs again when its lease expires)."""
@@ -455,58 +265,43 @@ class Worker:
             return
 
     # --- leases, liveness, shutdown ------------------------------------------------------------
-    def _renew(self) -> None:
-        """Renew the leases of the runs still going. A run marks itself finishing before its result
-        ends the lease, so one that finished while this renewal ran is told apart from a lease that
-        another worker took over (its lease expired and was recovered, or claimed again)."""
-        # A finishing run holds its lease until its result is written, which may take retries
-        # (a database outage): renewed, its lease cannot expire under it and be recovered as lost.
-        with self._finishing_lock:
-            ids = {pid for pid, future in self._running.items() if not future.done()}
-        if not ids:
-            return
-        held = queue.renew_leases(worker=self.name, pulse_ids=ids, lease_seconds=self.options.lease_seconds)
-        for lost in ids - held - self._still_finishing(ids):
-            logger.warning("lease_lost id=%s worker=%s", lost, self.name)
-
-    def _still_finishing(self, ids: set[int]) -> set[int]:
-        with self._finishing_lock:
-            return ids & self._finishing
-
     def _report_alive(self) -> None:
         queue.report_alive(
             worker=self.name,
             host=self.host,
             pid=self.pid,
             started_at=self.started_at,
-            running=len(self._running),
+            running=len(self.dispatch.running),
             concurrency=self.options.concurrency,
             critical_reserved=self.options.critical_reserved,
         )
 
     def _drain(self) -> None:
         """Let running pulses finish within the grace period, renewing their leases; then stop them."""
-        if not self._running:
+        dispatch = self.dispatch
+        if not dispatch.running:
             return
         deadline = self._drain_deadline = time.monotonic() + self.options.grace_seconds
-        logger.info("worker_draining running=%s grace_s=%s", len(self._running), self.options.grace_seconds)
-        while self._running and time.monotonic() < deadline and not self.signals.forced.is_set():
+        logger.info(
+            "worker_draining running=%s grace_s=%s", len(dispatch.running), self.options.grace_seconds
+        )
+        while dispatch.running and time.monotonic() < deadline and not self.signals.forced.is_set():
             try:
-                self._renew()
+                dispatch.renew_leases()
             except DATABASE_DOWN as exc:
                 logger.warning("lease_renewal_failed worker=%s error=%s", self.name, one_line(exc))
                 connections.close_all()
             # Only a finishing run can end the drain, so local pokes are all it waits for.
             self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0), local_only=True)
             self._stop_requested()
-            self._reap_finished()
-        if self._running and not self.signals.forced.is_set():
-            logger.warning("worker_interrupting running=%s", len(self._running))
+            dispatch.reap_finished()
+        if dispatch.running and not self.signals.forced.is_set():
+            logger.warning("worker_interrupting running=%s", len(dispatch.running))
             self.executor.interrupt_all()
-        while self._running:  # the interrupted runs return their pulses to pending
+        while dispatch.running:  # the interrupted runs return their pulses to pending
             self._waiter.wait(1.0, local_only=True)
             self._stop_requested()
-            self._reap_finished()
+            dispatch.reap_finished()
 
     def _poke(self) -> None:
         if self._waiter:

@@ -23,7 +23,8 @@ from django.utils import timezone
 from pulses import queue
 from pulses.agent import wake_check
 from pulses.agent.env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
-from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor, Reaper
+from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor
+from pulses.agent.process_groups import Reaper
 from pulses.api.tokens import run_token
 from pulses.backoff import Backoff
 from pulses.models import Pulse, Status

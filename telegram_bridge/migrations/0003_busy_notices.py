@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pulses", "0005_history_indexes_and_search"),
+        ("pulses", "0004_token_scopes_squashed_0005_history_indexes_and_search"),
         ("telegram_bridge", "0002_message_key_not_update_id"),
     ]
 

@@ -4,7 +4,8 @@ import pytest
 
 from pulses.agent.env import REEVE_SECRETS, agent_environment, refused_passthrough
 
-WORKER_ENV = {
+# What a program and the agent CLI need: the whole of what reaches the agent by default.
+AGENT_NEEDS = {
     "PATH": "/usr/bin:/bin",
     "HOME": "/home/reeve",
     "USER": "reeve",
@@ -17,6 +18,9 @@ WORKER_ENV = {
     "HAPI_API_URL": "http://127.0.0.1:3006",
     "ANTHROPIC_API_KEY": "sk-ant-test",
     "CLAUDE_CONFIG_DIR": "/home/reeve/.claude",
+}
+WORKER_ENV = {
+    **AGENT_NEEDS,
     "PULSE_API_TOKEN": "api-secret",
     "TELEGRAM_BOT_TOKEN": "123:bot-secret",
     "SECRET_KEY": "django-secret",
@@ -31,18 +35,7 @@ WORKER_ENV = {
 def test_the_agent_gets_what_a_program_and_its_cli_need_and_nothing_else():
     env = agent_environment(WORKER_ENV, extra={"REEVE_PULSE_ID": "12"})
     assert env == {
-        "PATH": "/usr/bin:/bin",
-        "HOME": "/home/reeve",
-        "USER": "reeve",
-        "LANG": "C.UTF-8",
-        "LC_TIME": "de_DE.UTF-8",
-        "TERM": "xterm",
-        "TZ": "Europe/Berlin",
-        "CLI_API_TOKEN": "hapi-credential",
-        "HAPI_HOME": "/home/reeve/.hapi",
-        "HAPI_API_URL": "http://127.0.0.1:3006",
-        "ANTHROPIC_API_KEY": "sk-ant-test",
-        "CLAUDE_CONFIG_DIR": "/home/reeve/.claude",
+        **AGENT_NEEDS,
         "REEVE_PULSE_ID": "12",
     }
 

@@ -1,4 +1,3 @@
-import json
 import os
 import resource
 import subprocess
@@ -9,23 +8,14 @@ from pathlib import Path
 import pytest
 
 from pulses.agent.executor import AgentRequest, Executor, Tail, agent_command, build_prompt
-from tests.support.reeve_processes import FAKE_AGENT_COMMAND
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, agent_starts
 
 pytestmark = pytest.mark.database_independent  # the executor and the fake agent: no database
 
 
 @pytest.fixture
-def desk(tmp_path):
-    path = tmp_path / "desk"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def agent_log(tmp_path, monkeypatch):
-    log = tmp_path / "agent.log"
-    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
-    return log
+def desk(fake_agent):
+    return fake_agent / "desk"
 
 
 def run(desk, prompt, *, session_id="", timeout=30.0, notes=(), on_session=None):
@@ -34,10 +24,6 @@ def run(desk, prompt, *, session_id="", timeout=30.0, notes=(), on_session=None)
         AgentRequest(prompt=prompt, session_id=session_id, sticky_notes=notes, pulse_id=7),
         on_session=on_session,
     )
-
-
-def starts(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 def alive(pid: int) -> bool:
@@ -53,7 +39,7 @@ def alive(pid: int) -> bool:
 def test_the_agent_gets_the_hapi_argv_in_the_desk(desk, agent_log):
     outcome = run(desk, "hello", session_id="", notes=("call mom", "buy milk"))
     assert outcome.success, outcome.error
-    [start] = starts(agent_log)
+    [start] = agent_starts(agent_log)
     assert start["argv"] == [
         "--print",
         "--output-format",
@@ -70,7 +56,7 @@ def test_the_agent_gets_the_hapi_argv_in_the_desk(desk, agent_log):
 def test_a_prompt_that_looks_like_an_option_comes_after_the_end_of_options(desk, agent_log, prompt):
     outcome = run(desk, prompt, session_id="--mcp-config=evil.json")
     assert outcome.success, outcome.error
-    [start] = starts(agent_log)
+    [start] = agent_starts(agent_log)
     assert start["argv"][4:] == ["--resume=--mcp-config=evil.json", "--", prompt]
     assert start["prompt"] == prompt and start["resume"] == "--mcp-config=evil.json"
 
@@ -106,7 +92,7 @@ def test_success_reports_session_result_cost_and_turns(desk, agent_log):
 def test_a_resume_passes_the_session_and_keeps_it(desk, agent_log):
     outcome = run(desk, "again", session_id="5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b")
     assert outcome.success and outcome.session_id == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
-    assert starts(agent_log)[0]["resume"] == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
+    assert agent_starts(agent_log)[0]["resume"] == "5b6e1f4e-2a7c-4d8e-9f10-3c2d1e0f9a8b"
 
 
 def test_an_error_result_with_exit_zero_is_a_failure_in_the_agents_words(desk, agent_log):
@@ -136,7 +122,7 @@ def test_noise_lines_are_tolerated(desk, agent_log):
 def test_a_rejected_resume_is_retried_once_as_a_new_session(desk, agent_log):
     outcome = run(desk, "mode=reject_resume", session_id="gone-session")
     assert outcome.success, outcome.error
-    assert [s["resume"] for s in starts(agent_log)] == ["gone-session", None]
+    assert [s["resume"] for s in agent_starts(agent_log)] == ["gone-session", None]
     assert outcome.session_id and outcome.session_id != "gone-session"
 
 
@@ -147,7 +133,7 @@ def test_a_timeout_kills_the_whole_process_group(desk, agent_log, tmp_path):
     assert time.monotonic() - began < 20
     assert not outcome.success and outcome.timed_out
     assert "timed out after 2s" in outcome.error
-    agent_pid = starts(agent_log)[0]["pid"]
+    agent_pid = agent_starts(agent_log)[0]["pid"]
     children = [int(p) for p in pids_file.read_text().split()]
     assert len(children) == 2
     deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously

@@ -8,9 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from pulses import queue
 from pulses.models import Delivery, Pulse, Status
-from tests.support.factories import PulseAttemptFactory, PulseFactory
+from tests.support.factories import PulseAttemptFactory, PulseFactory, report_worker_alive
 
 TOKEN = "your_token_here"
 GUIDE_PAYLOAD = """{
@@ -340,7 +339,7 @@ def test_upcoming_lists_pending_pulses_soonest_first(client):
 def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client, fake_agent):
     PulseFactory.create_batch(2)
     PulseFactory(failed=True)
-    queue.report_alive(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=1)
+    report_worker_alive(running=1)
     body = get(client, "/api/status").json()
     assert [w["name"] for w in body["workers"]] == ["box:42"]
     assert body["queue"]["pending"] == 2 and body["queue"]["failed"] == 1
@@ -352,7 +351,7 @@ def test_status_shows_recent_workers_queue_depth_versions_and_uptime(client, fak
 
 def test_status_says_why_no_pulse_runs_while_the_agent_command_is_missing(client, settings, tmp_path):
     settings.HAPI_COMMAND = str(tmp_path / "no-agent-here")
-    queue.report_alive(worker="box:42", host="box", pid=42, started_at=timezone.now(), running=0)
+    report_worker_alive(running=0)
 
     body = get(client, "/api/status").json()
 
@@ -472,15 +471,7 @@ def test_a_pulse_may_ask_for_its_answer_on_telegram_and_nothing_else(client):
 
 
 def test_status_shows_each_workers_slots_and_what_runs_in_them(client):
-    queue.report_alive(
-        worker="box:42",
-        host="box",
-        pid=42,
-        started_at=timezone.now(),
-        running=0,
-        concurrency=1,
-        critical_reserved=1,
-    )
+    report_worker_alive(running=0, concurrency=1, critical_reserved=1)
     low = PulseFactory(processing=True, lease_owner="box:42", priority="low", prompt="background research")
     critical = PulseFactory(processing=True, lease_owner="box:42", priority="critical", prompt="hello")
     PulseFactory(processing=True, lease_owner="elsewhere:1", priority="normal")

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_api_live import LiveReeve
 from tests.support.reeve_processes import ROOT
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -64,13 +63,6 @@ def run_schemathesis(schema_url: str, *, token: str, workdir: Path) -> tuple[int
     )
     output = proc.stdout + proc.stderr
     return proc.returncode, json.loads(report.read_text()) if report.exists() else {}, output
-
-
-@pytest.fixture
-def live_reeve(reeve_home):
-    live = LiveReeve(reeve_home)
-    yield live
-    live.stop()
 
 
 @pytest.mark.slow

@@ -150,13 +150,6 @@ class LiveReeve:
                 pass
 
 
-@pytest.fixture
-def live_reeve(reeve_home):
-    live = LiveReeve(reeve_home)
-    yield live
-    live.stop()
-
-
 def _run_guide_command(command: str, port: int, token: str = "") -> subprocess.CompletedProcess:
     """The guide's command as a user runs it: with their port and their own token in place of
     the guide's placeholder (Reeve refuses to serve the placeholder itself)."""

@@ -23,7 +23,7 @@ import pytest
 from tests.api.test_api_live import LiveReeve
 from tests.site.test_deploy import UNINSTALL, stage
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.reeve_processes import ROOT, ReeveHome, on_postgres
+from tests.support.reeve_processes import ROOT, ReeveHome, manage_in, on_postgres
 
 SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
 OPTION_LIKE_SESSIONS = ("--mcp-config=evil.json", "-r", "sess-1", f"{SESSION}\n--verbose")
@@ -175,7 +175,7 @@ def test_a_lease_another_worker_took_over_is_logged_as_lease_lost(reeve_home):
     reeve_home.wait_for(
         lambda: reeve_home.query("SELECT status FROM pulses") == [("processing",)], what="the run"
     )
-    reeve_home.query("UPDATE pulses SET lease_owner = 'other-host:1', attempts = attempts + 1")
+    reeve_home.query("UPDATE pulses SET lease_owner = 'other-host:1', attempt_count = attempt_count + 1")
     reeve_home.wait_for(lambda: "lease_lost id=1 " in reeve_home.output(worker), what="lease_lost")
     worker.terminate()
     worker.wait(timeout=30)
@@ -218,14 +218,7 @@ def _checkout_with_dotenv(tmp_path: Path, dotenv: str) -> Path:
 
 def _manage_in(checkout: Path, home: ReeveHome, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in home.env.items() if k != "REEVE_IGNORE_DOTENV"}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return manage_in(checkout, env, *args)
 
 
 SHOW_SETTINGS = (

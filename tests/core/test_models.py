@@ -61,7 +61,7 @@ def test_a_claim_leases_pending_rows_only_and_counts_the_attempt():
     pending.refresh_from_db()
     done.refresh_from_db()
     assert claimed == 1
-    assert (pending.status, pending.lease_owner, pending.attempts) == (Status.PROCESSING, WORKER, 1)
+    assert (pending.status, pending.lease_owner, pending.attempt_count) == (Status.PROCESSING, WORKER, 1)
     assert done.status == Status.COMPLETED
 
 
@@ -80,13 +80,13 @@ def test_a_finished_run_completes_retries_while_retries_are_left_then_fails():
     completed, changes = _finish(PulseFactory(processing=True, lease_owner=WORKER), success=True)
     assert completed and changes["status"] == Status.COMPLETED
     retried, changes = _finish(
-        PulseFactory(processing=True, lease_owner=WORKER, attempts=1, max_retries=1),
+        PulseFactory(processing=True, lease_owner=WORKER, attempt_count=1, max_retries=1),
         success=False,
         error="no",
     )
     assert retried and changes["status"] == Status.PENDING and "scheduled_at" in changes
     failed, changes = _finish(
-        PulseFactory(processing=True, lease_owner=WORKER, attempts=2, max_retries=1),
+        PulseFactory(processing=True, lease_owner=WORKER, attempt_count=2, max_retries=1),
         success=False,
         error="no",
     )
@@ -95,24 +95,24 @@ def test_a_finished_run_completes_retries_while_retries_are_left_then_fails():
 
 def test_a_finished_run_writes_nothing_once_the_claim_moved_on():
     pulse = PulseFactory(processing=True, lease_owner=WORKER)
-    Pulse.objects.filter(pk=pulse.pk).update(attempts=2)  # recovered and claimed again meanwhile
+    Pulse.objects.filter(pk=pulse.pk).update(attempt_count=2)  # recovered and claimed again meanwhile
     recorded, _ = _finish(pulse, success=True)
     pulse.refresh_from_db()
     assert not recorded and pulse.status == Status.PROCESSING
 
 
 def test_a_release_returns_the_pulse_to_pending_without_counting_the_run():
-    pulse = PulseFactory(processing=True, lease_owner=WORKER, attempts=2)
+    pulse = PulseFactory(processing=True, lease_owner=WORKER, attempt_count=2)
     assert pulse.release(worker=WORKER, session_id="0f8fad5b-d9cb-469f-a165-70867728950e")
     pulse.refresh_from_db()
-    assert (pulse.status, pulse.attempts, pulse.lease_owner) == (Status.PENDING, 1, "")
+    assert (pulse.status, pulse.attempt_count, pulse.lease_owner) == (Status.PENDING, 1, "")
     assert pulse.session_id == "0f8fad5b-d9cb-469f-a165-70867728950e"
     assert not pulse.release(worker=WORKER)  # not processing any more
 
 
 def test_an_expired_lease_retries_while_retries_are_left_else_fails():
-    retry = PulseFactory(stale=True, attempts=1, max_retries=3)
-    out_of_retries = PulseFactory(stale=True, attempts=4, max_retries=3)
+    retry = PulseFactory(stale=True, attempt_count=1, max_retries=3)
+    out_of_retries = PulseFactory(stale=True, attempt_count=4, max_retries=3)
     now = timezone.now()
     assert retry.expire(now=now, error="gone") is True
     assert out_of_retries.expire(now=now, error="gone") is False
@@ -144,7 +144,7 @@ def test_a_stale_copy_never_overwrites_a_row_another_process_moved_on():
 
 def test_the_prompt_can_be_revised_only_before_the_first_claim():
     fresh = PulseFactory()
-    retried = PulseFactory(attempts=1)
+    retried = PulseFactory(attempt_count=1)
     assert fresh.revise_prompt("new")
     assert not retried.revise_prompt("new")
 

@@ -86,7 +86,7 @@ def test_claim_sets_a_lease_and_counts_the_attempt():
     [pulse] = queue.claim(worker=WORKER, limit=5, lease_seconds=30)
     assert pulse.status == Status.PROCESSING
     assert pulse.lease_owner == WORKER
-    assert pulse.attempts == 1
+    assert pulse.attempt_count == 1
     assert timedelta(seconds=25) < pulse.lease_expires_at - timezone.now() <= timedelta(seconds=30)
     assert queue.claim(worker="other:2", limit=5) == []
 
@@ -226,7 +226,7 @@ def test_a_run_whose_lease_expired_cannot_record_over_the_next_claim_even_by_the
 
 def test_expired_leases_return_to_pending_as_a_failed_attempt():
     stale = PulseFactory(stale=True, max_retries=3)
-    exhausted = PulseFactory(stale=True, attempts=4, max_retries=3)
+    exhausted = PulseFactory(stale=True, attempt_count=4, max_retries=3)
     fresh = PulseFactory(processing=True)
     assert sorted(queue.recover_expired_leases()) == sorted([stale.pk, exhausted.pk])
     stale.refresh_from_db()
@@ -251,7 +251,7 @@ def test_release_returns_an_interrupted_pulse_without_counting_the_run():
     [pulse] = queue.claim(worker=WORKER, limit=1)
     assert queue.release(pulse, worker=WORKER, outcome=_outcome(success=False))
     pulse.refresh_from_db()
-    assert (pulse.status, pulse.attempts, pulse.lease_owner) == ("pending", 0, "")
+    assert (pulse.status, pulse.attempt_count, pulse.lease_owner) == ("pending", 0, "")
 
 
 def test_cancel_reschedule_and_requeue_enforce_their_states():
@@ -264,7 +264,7 @@ def test_cancel_reschedule_and_requeue_enforce_their_states():
     with pytest.raises(PulseNotPending):
         queue.reschedule(pending.pk, later)
     requeued = queue.requeue(pending.pk)
-    assert (requeued.status, requeued.attempts) == ("pending", 0)
+    assert (requeued.status, requeued.attempt_count) == ("pending", 0)
     with pytest.raises(PulseNotPending):
         queue.requeue(pending.pk)
     with pytest.raises(Pulse.DoesNotExist):

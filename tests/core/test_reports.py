@@ -3,6 +3,8 @@
 from datetime import UTC, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pulses import reports
@@ -51,6 +53,23 @@ def test_search_filters_by_status_priority_source_and_tag_and_pages():
     assert reports.search(source="telegram", tag="home").count == 2
     page = reports.search(limit=1, offset=1)
     assert (page.count, len(page.pulses)) == (4, 1)
+
+
+def test_a_listing_of_one_final_status_counts_it_from_the_daily_rollup():
+    """The count of all failed (or completed, cancelled) pulses is the rollup's, not a read of every
+    one of them; with a further filter it is counted from the rows."""
+    now = timezone.now()
+    for days in (40, 3, 3, 0):
+        PulseFactory(failed=True, source="cron" if days else "api", finished_at=now - timedelta(days=days))
+    PulseFactory(completed=True, finished_at=now - timedelta(days=3))
+    PulseFactory(due=True)
+    reports.stats()  # seals the days before today, as the first count of the day does
+    with CaptureQueriesContext(connection) as queries:
+        page = reports.search(status="failed", limit=2)
+    assert page.count == 4 and len(page.pulses) == 2
+    assert not [q for q in queries.captured_queries if "COUNT(*)" in q["sql"] and "'failed'" in q["sql"]]
+    assert reports.search(status="failed", source="cron").count == 3
+    assert reports.search(status="completed").count == 1
 
 
 def test_activity_counts_runs_per_hour_with_failures_and_durations():

@@ -111,7 +111,7 @@ def insert_by_hand(home: ReeveHome, prompt: str) -> None:
     """What a person would type into `sqlite3 pulse_queue.db` or `psql`: no Reeve code involved."""
     columns = (
         "prompt, scheduled_at, priority, status, session_id, sticky_notes, tags, source, created_at, "
-        "error_message, attempts, max_retries, lease_owner"
+        "error_message, attempt_count, max_retries, lease_owner"
     )
     now = "CURRENT_TIMESTAMP"
     values = f"?, {now}, 'normal', 'pending', '', '[]', '[]', 'manual', {now}, '', 0, 0, ''"

@@ -163,21 +163,29 @@ def _start_writer(home: ReeveHome) -> tuple[subprocess.Popen, list[int]]:
     return proc, committed
 
 
-@pytest.mark.slow
-def test_a_backup_taken_while_a_worker_writes_restores_sound_with_every_committed_row(reeve_home, tmp_path):
-    worker = reeve_home.start("run_pulse_worker", PULSE_MAX_CONCURRENT="2")
-    writer, committed = _start_writer(reeve_home)
-    reeve_home.wait_for(lambda: len(committed) >= 40, timeout=120, what="the writer's first commits")
-    reeve_home.wait_for(
-        lambda: reeve_home.query("SELECT COUNT(*) FROM pulses WHERE status = 'completed'")[0][0] >= 3,
+def _back_up_while_writing(home: ReeveHome, backups: Path):
+    """Run `backup_db` into `backups` while a worker completes pulses and a writer commits rows, and
+    let both write on after it: (worker, writer, the writer's committed ids as they grow, the ids
+    committed before the backup began, backup_db's output)."""
+    worker = home.start("run_pulse_worker", PULSE_MAX_CONCURRENT="2")
+    writer, committed = _start_writer(home)
+    home.wait_for(lambda: len(committed) >= 40, timeout=120, what="the writer's first commits")
+    home.wait_for(
+        lambda: home.query("SELECT COUNT(*) FROM pulses WHERE status = 'completed'")[0][0] >= 3,
         timeout=120,
         what="the worker to complete pulses",
     )
     before = set(committed)
-    made = reeve_home.manage("backup_db", "--dir", str(tmp_path / "backups"))
+    made = home.manage("backup_db", "--dir", str(backups))
     after = set(committed)
     assert writer.poll() is None and worker.poll() is None, "both kept writing throughout"
-    reeve_home.wait_for(lambda: len(committed) > len(after) + 5, timeout=60, what="writes after the backup")
+    home.wait_for(lambda: len(committed) > len(after) + 5, timeout=60, what="writes after the backup")
+    return worker, writer, committed, before, made
+
+
+@pytest.mark.slow
+def test_a_backup_taken_while_a_worker_writes_restores_sound_with_every_committed_row(reeve_home, tmp_path):
+    _, _, committed, before, made = _back_up_while_writing(reeve_home, tmp_path / "backups")
     reeve_home.stop_all()
     (archive,) = (tmp_path / "backups").glob(f"pulse_queue_*{SUFFIX}")
     assert f"Backup completed: {archive}" in made.stdout
@@ -311,19 +319,7 @@ def test_postgresql_backup_db_then_restore_db_brings_back_every_row_committed_wh
     pg_home, tmp_path
 ):
     home = pg_home
-    worker = home.start("run_pulse_worker", PULSE_MAX_CONCURRENT="2")
-    writer, committed = _start_writer(home)
-    home.wait_for(lambda: len(committed) >= 40, timeout=120, what="the writer's first commits")
-    home.wait_for(
-        lambda: home.query("SELECT COUNT(*) FROM pulses WHERE status = 'completed'")[0][0] >= 3,
-        timeout=120,
-        what="the worker to complete pulses",
-    )
-    before = set(committed)
-    made = home.manage("backup_db", "--dir", str(tmp_path / "backups"))
-    after = set(committed)
-    assert writer.poll() is None and worker.poll() is None, "both kept writing throughout"
-    home.wait_for(lambda: len(committed) > len(after) + 5, timeout=60, what="writes after the backup")
+    worker, writer, committed, before, made = _back_up_while_writing(home, tmp_path / "backups")
     (archive,) = (tmp_path / "backups").glob("pulse_queue_*.sql.gz")
     assert f"Backup completed: {archive}" in made.stdout
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from pulses.management.commands.doctor import MARKS
 from pulses.ops import doctor
 from tests.support.factories import PulseFactory
-from tests.support.reeve_processes import ROOT, ReeveHome, copy_checkout, on_postgres
+from tests.support.reeve_processes import ROOT, ReeveHome, copy_checkout, manage_in, on_postgres
 
 GOOD_TOKEN = "k" * 40
 
@@ -44,6 +44,12 @@ def line_for(output: str, name: str) -> str:
     return next(line for line in output.splitlines() if line[6:].startswith(name))
 
 
+def offline_check(capsys, name: str) -> tuple[int, str]:
+    """Run doctor without the API and Telegram checks: its exit code and the line of check `name`."""
+    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    return code, line_for(out, name)
+
+
 def test_doctor_passes_the_offline_checks_on_a_good_setup(good, capsys):
     code, out = run_doctor(capsys, "--no-api", "--no-telegram")
     assert code == 0, out
@@ -53,9 +59,8 @@ def test_doctor_passes_the_offline_checks_on_a_good_setup(good, capsys):
 
 def test_no_main_api_token_is_a_working_setup_and_a_warning_with_how_to_make_one(good, capsys):
     good.PULSE_API_TOKEN = ""
-    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    code, line = offline_check(capsys, "api token")
     assert code == 0
-    line = line_for(out, "api token")
     assert line.startswith("WARN")
     assert "only named tokens (./reeve create_api_token NAME) reach the API" in line
     assert "secrets.token_urlsafe(32)" in line
@@ -71,9 +76,8 @@ def test_the_guides_placeholder_token_and_a_short_token_fail(good):
 
 def test_a_missing_desk_fails_naming_the_directory_and_the_variable(good, tmp_path, capsys):
     good.REEVE_DESK_PATH = tmp_path / "no-desk-here"
-    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    code, line = offline_check(capsys, "desk")
     assert code == 1
-    line = line_for(out, "desk")
     assert line.startswith("FAIL")
     assert f"Desk directory {tmp_path / 'no-desk-here'} does not exist" in line
     assert "REEVE_DESK_PATH" in line
@@ -81,9 +85,8 @@ def test_a_missing_desk_fails_naming_the_directory_and_the_variable(good, tmp_pa
 
 def test_a_missing_agent_command_fails_naming_hapi_command(good, capsys):
     good.HAPI_COMMAND = "/nowhere/bin/hapi --flag"
-    code, out = run_doctor(capsys, "--no-api", "--no-telegram")
+    code, line = offline_check(capsys, "agent command")
     assert code == 1
-    line = line_for(out, "agent command")
     assert line.startswith("FAIL")
     assert "'/nowhere/bin/hapi --flag' not found" in line and "HAPI_COMMAND" in line
     assert "the worker claims no pulse" in line and "HAPI_COMMAND=demo" in line
@@ -246,14 +249,7 @@ def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_c
     env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
     def manage(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=checkout,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return manage_in(checkout, env, *args)
 
     assert manage("migrate", "-v0").returncode == 0
     proc = manage("doctor", "--no-api")

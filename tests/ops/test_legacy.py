@@ -19,10 +19,10 @@ from django.core.management import call_command
 
 from pulses.ops import doctor, legacy, legacy_import
 from pulses.tools import desk_config
-from pulses.tools.agent_tools import desk_mcp_problems
+from pulses.tools.desk_config import desk_mcp_problems
 from reeve_site import original_db_url
 from tests.support import original_reeve
-from tests.support.reeve_processes import ROOT, ReeveHome, on_postgres
+from tests.support.reeve_processes import ROOT, ReeveHome, manage_in, on_postgres
 
 PARAGRAPH = re.compile(
     r"holds the original Reeve's queue \(Alembic revision 07ce7ae63b4a; 2 pending pulse\(s\) of 6\)"
@@ -98,7 +98,7 @@ def test_reeve_start_stops_at_its_migrate_step_with_the_explanation(original_hom
 
 def _pulses(home: ReeveHome) -> dict[int, tuple]:
     rows = home.query(
-        "SELECT id, status, priority, source, attempts, max_retries, session_id, sticky_notes, tags, "
+        "SELECT id, status, priority, source, attempt_count, max_retries, session_id, sticky_notes, tags, "
         "error_message, scheduled_at, created_at FROM pulses ORDER BY id"
     )
     return {row[0]: row[1:] for row in rows}
@@ -256,9 +256,7 @@ def _env_with_url(home: ReeveHome, url: str, **extra: str) -> dict[str, str]:
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return manage_in(ROOT, env, *args)
 
 
 @pytest.mark.slow
@@ -403,7 +401,7 @@ def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again
     pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
     assert sorted(pulses) == [2, 3, 4, 5, 6] and result.retries_folded == 1 and result.interrupted == 1
     retried, attempts = pulses[3]
-    assert (retried.status, retried.attempts, retried.source, retried.error_message) == (
+    assert (retried.status, retried.attempt_count, retried.source, retried.error_message) == (
         "pending",
         1,
         "agent",
@@ -413,11 +411,16 @@ def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again
     assert retried.scheduled_at == datetime(2026, 11, 30, 9, 1, 5, tzinfo=UTC)
     assert pulses[2][0].status == "failed"  # created by someone else: not the row the retry copies
     running, attempts = pulses[4]
-    assert (running.status, running.priority, running.attempts, attempts) == ("pending", "critical", 0, [])
+    assert (running.status, running.priority, running.attempt_count, attempts) == (
+        "pending",
+        "critical",
+        0,
+        [],
+    )
     assert running.error_message == legacy_import.INTERRUPTED
     assert (running.sticky_notes, running.tags) == (["a", "1"], ["solo"])
     orphan = pulses[5][0]
-    assert (orphan.attempts, orphan.source) == (2, "telegram")
+    assert (orphan.attempt_count, orphan.source) == (2, "telegram")
     assert pulses[6][0].session_id == "" and result.session_ids_dropped == 1  # never reaches --resume=
 
 
@@ -509,3 +512,15 @@ def test_a_postgresql_pulse_db_url_is_read_as_database_url_and_must_agree_with_i
         and "DATABASE_URL (postgres://reeve:***@elsewhere/reeve)" in clash.stderr
     )
     assert "s3cret" not in clash.stderr
+
+
+@pytest.mark.parametrize("count_column", ["attempt_count", "attempts"])
+def test_reeves_own_queue_is_recognised_before_and_after_the_attempt_count_rename(tmp_path, count_column):
+    """A Reeve database from before pulses 0010 (the run count still named `attempts`) is Reeve's."""
+    path = tmp_path / "reeve.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            f"CREATE TABLE pulses (id INTEGER PRIMARY KEY, status TEXT, {count_column} INT, lease_owner TEXT)"
+        )
+        db.commit()
+    assert legacy.inspect_sqlite_file(path).kind == legacy.REEVE

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.support.reeve_processes import ROOT, ReeveHome
+from tests.tools.test_mcp_server import initialize_request
 from tests.worker.test_worker_process import process_alive
 
 pytestmark = pytest.mark.slow
@@ -60,17 +61,7 @@ def test_the_telegram_listener_stops_when_its_parent_is_killed(reeve_home, fake_
 
 def test_the_mcp_server_stops_when_the_agent_that_started_it_is_killed(reeve_home):
     parent, server = start_under_a_parent(reeve_home, "mcp_server")
-    hello = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"},
-        },
-    }
-    parent.stdin.write(json.dumps(hello) + "\n")
+    parent.stdin.write(json.dumps(initialize_request(client="t")) + "\n")
     parent.stdin.flush()
     assert json.loads(parent.stdout.readline())["id"] == 1  # the server answers: it is serving
     kill_parent_and_wait_for(reeve_home, parent, server)

@@ -51,6 +51,14 @@ def trigger(live: LiveReeve, prompt: str) -> int:
     return body["id"]
 
 
+def start_a_run(live: LiveReeve, mode: str) -> tuple[int, list[int]]:
+    """Trigger a pulse the fake agent runs in `mode`; once the agent started: the pulse's id and
+    every process of that Reeve."""
+    pulse_id = trigger(live, mode)
+    live.wait_for(lambda: live.home.agent_starts(), what="the agent to start")
+    return pulse_id, _children(live.proc.pid)
+
+
 def status_of(home: ReeveHome, pulse_id: int) -> str:
     return home.query("SELECT status FROM pulses WHERE id = ?", (pulse_id,))[0][0]
 
@@ -58,9 +66,7 @@ def status_of(home: ReeveHome, pulse_id: int) -> str:
 def test_sighup_drains_the_running_pulse_and_leaves_no_process_and_a_free_port(reeve_home):
     live = LiveReeve(reeve_home).start()
     try:
-        pulse_id = trigger(live, "mode=sleep:2")
-        live.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
-        tree = _children(live.proc.pid)
+        pulse_id, tree = start_a_run(live, "mode=sleep:2")
         assert len(tree) >= 4, tree  # gunicorn's master and 2 workers, the reaper, the agent
         live.proc.send_signal(signal.SIGHUP)  # the terminal closed
         assert live.proc.wait(timeout=GRACE + 15) == 0
@@ -74,9 +80,7 @@ def test_sighup_drains_the_running_pulse_and_leaves_no_process_and_a_free_port(r
 def test_sigkill_leaves_no_process_and_the_next_start_recovers_the_running_pulse(reeve_home):
     live = LiveReeve(reeve_home).start()
     try:
-        pulse_id = trigger(live, "mode=sleep:300")
-        live.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
-        tree = _children(live.proc.pid)
+        pulse_id, tree = start_a_run(live, "mode=sleep:300")
         live.proc.kill()  # kill -9, or the OOM killer
         live.proc.wait(timeout=10)
         reeve_home.wait_for(
@@ -89,7 +93,7 @@ def test_sigkill_leaves_no_process_and_the_next_start_recovers_the_running_pulse
         try:
             # Its lease (2 s here) has expired: the new worker returns it to pending and runs it again.
             again.wait_for(lambda: len(reeve_home.agent_starts()) == 2, what="the pulse to run again")
-            assert reeve_home.query("SELECT attempts FROM pulses WHERE id = ?", (pulse_id,)) == [(2,)]
+            assert reeve_home.query("SELECT attempt_count FROM pulses WHERE id = ?", (pulse_id,)) == [(2,)]
         finally:
             again.stop()
     finally:

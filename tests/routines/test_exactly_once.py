@@ -4,16 +4,14 @@ pulse and one agent run (3 workers on PostgreSQL, 2 on SQLite)."""
 from __future__ import annotations
 
 import signal
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support.reeve_processes import ROOT, on_postgres
+from tests.support.reeve_processes import assert_every_pulse_ran_once, noop_agent_env, on_postgres, running_on
 
 pytestmark = pytest.mark.slow
 
-NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
 ROUTINES = 20
 ROUNDS = 10
 KILL_AT = (3, 6)  # rounds after which a worker is killed with -9 while it runs agents
@@ -25,12 +23,6 @@ def routine_pulses(home) -> int:
 
 def finished(home) -> int:
     return home.query("SELECT COUNT(*) FROM pulses WHERE status IN ('completed', 'failed')")[0][0]
-
-
-def running_on(home, pid: int) -> int:
-    return home.query(
-        "SELECT COUNT(*) FROM pulses WHERE status = 'processing' AND lease_owner LIKE ?", (f"%:{pid}",)
-    )[0][0]
 
 
 def fire_all_together(home) -> None:
@@ -58,9 +50,8 @@ def test_routines_firing_together_on_several_workers_some_killed_make_one_pulse_
     )
     noop_log = reeve_home.path / "noop.log"
     env = {
-        "HAPI_COMMAND": NOOP_AGENT,
-        "NOOP_AGENT_LOG": str(noop_log),
-        "NOOP_AGENT_SECONDS": "0.3",  # long enough that a worker killed at random is mid-run
+        # Runs long enough that a worker killed at random is mid-run.
+        **noop_agent_env(noop_log, seconds=0.3),
         "PULSE_MAX_CONCURRENT": "4",
         "PULSE_LEASE_SECONDS": "2",  # a killed worker's runs come back quickly
         "LOG_LEVEL": "WARNING",
@@ -100,20 +91,4 @@ def test_routines_firing_together_on_several_workers_some_killed_make_one_pulse_
     assert sorted(n for _, n, _ in rows) == [ROUNDS] * ROUTINES
     assert all(n == distinct for _, n, distinct in rows)
     assert reeve_home.query("SELECT COUNT(*) FROM pulses") == [(total,)]
-    assert reeve_home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status") == [("completed", total)]
-    # One agent run per fire: one start per recorded attempt, and one successful attempt per pulse
-    # (a run a killed worker lost is recorded as its lost attempt, then run again).
-    starts = Counter(noop_log.read_text().split())
-    attempts = {
-        str(pulse_id): (n, error)
-        for pulse_id, n, error in reeve_home.query(
-            "SELECT pulse_id, COUNT(*), MAX(CASE WHEN succeeded THEN NULL ELSE error END) "
-            "FROM pulse_attempts GROUP BY pulse_id"
-        )
-    }
-    assert set(starts) == set(attempts) and len(attempts) == total
-    for pulse_id, (n, error) in attempts.items():
-        lost_before_start = starts[pulse_id] == n - 1 and (error or "").startswith("lease expired")
-        assert starts[pulse_id] == n or lost_before_start, pulse_id
-    assert reeve_home.query("SELECT COUNT(*) FROM pulse_attempts WHERE succeeded") == [(total,)]
-    assert sum(1 for n, _ in attempts.values() if n > 1) >= 1  # the killed workers were running some
+    assert_every_pulse_ran_once(reeve_home, noop_log, total)

@@ -3,7 +3,6 @@ pauses a routine with one Telegram alert, and the worker firing a due routine.""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -14,19 +13,9 @@ from pulses.routines import changes
 from pulses.routines.models import Routine
 from pulses.worker.loop import Worker, WorkerOptions
 from tests.support.factories import PulseFactory
+from tests.support.reeve_processes import agent_starts
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def agent_log(fake_agent, monkeypatch):
-    log = fake_agent / "agent.log"
-    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
-    return log
-
-
-def starts(log):
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def drain():
@@ -45,7 +34,7 @@ def test_a_check_exiting_0_wakes_the_agent_with_its_output_appended(agent_log):
 
     pulse.refresh_from_db()
     assert (pulse.status, pulse.skipped) == ("completed", False)
-    [start] = starts(agent_log)
+    [start] = agent_starts(agent_log)
     assert start["prompt"].startswith("Check the build mode=noop\n\nWake check output:\nbuild 42 is red")
 
 
@@ -57,7 +46,7 @@ def test_a_check_exiting_1_skips_the_run_and_no_agent_starts(agent_log):
 
     pulse.refresh_from_db()
     assert (pulse.status, pulse.skipped) == ("completed", True)
-    assert starts(agent_log) == []
+    assert agent_starts(agent_log) == []
     attempt = PulseAttempt.objects.get(pulse=pulse)
     assert (attempt.succeeded, attempt.exit_code) == (True, 1)
     assert "nothing to do" in attempt.result_text and "all green" in attempt.result_text
@@ -73,7 +62,7 @@ def test_a_check_exiting_otherwise_is_a_failed_attempt_with_its_output_and_no_ag
     pulse.refresh_from_db()
     assert pulse.status == "failed"
     assert pulse.error_message == "wake check exited 3: cannot reach CI"
-    assert starts(agent_log) == []
+    assert agent_starts(agent_log) == []
 
 
 def test_a_check_that_outlives_its_timeout_fails_the_attempt(agent_log, settings):
@@ -84,7 +73,7 @@ def test_a_check_that_outlives_its_timeout_fails_the_attempt(agent_log, settings
 
     pulse.refresh_from_db()
     assert pulse.status == "failed" and "timed out after 0.5 s" in pulse.error_message
-    assert starts(agent_log) == []
+    assert agent_starts(agent_log) == []
 
 
 def test_a_one_off_pulse_may_carry_a_check_too(agent_log, fake_agent):
@@ -94,7 +83,7 @@ def test_a_one_off_pulse_may_carry_a_check_too(agent_log, fake_agent):
     drain()
 
     assert Pulse.objects.get(pk=pulse.pk).status == "completed"
-    assert starts(agent_log)[0]["prompt"].endswith("Wake check output:\n2 new mails")
+    assert agent_starts(agent_log)[0]["prompt"].endswith("Wake check output:\n2 new mails")
 
 
 def test_a_routine_failing_n_runs_in_a_row_pauses_itself_with_one_telegram_alert(
@@ -144,7 +133,7 @@ def test_the_worker_fires_a_due_routine_and_runs_its_pulse_at_once(agent_log):
 
     pulse = Pulse.objects.get(routine=made)
     assert (pulse.status, pulse.source) == ("completed", "routine")
-    assert [int(s["pulse_id"]) for s in starts(agent_log)] == [pulse.pk]
+    assert [int(s["pulse_id"]) for s in agent_starts(agent_log)] == [pulse.pk]
     made.refresh_from_db()
     assert made.next_fire_at > timezone.now() - timedelta(seconds=1)
     assert (made.last_pulse_id, made.fire_count) == (pulse.pk, 1)
@@ -160,7 +149,7 @@ def test_a_continue_routine_resumes_its_previous_runs_session(agent_log):
     changes.run_now(Routine.objects.get(pk=made.pk))
     drain()
 
-    assert [s["resume"] for s in starts(agent_log)] == [None, first_session]
+    assert [s["resume"] for s in agent_starts(agent_log)] == [None, first_session]
 
 
 def test_a_routine_fires_on_time_while_another_run_holds_a_slot(agent_log):
@@ -193,7 +182,7 @@ def test_a_pulse_triggered_through_the_api_with_a_check_is_skipped_visibly_in_th
 
     shown = client.get(f"/api/pulses/{created.json()['id']}").json()
     assert (shown["status"], shown["skipped"], shown["routine"]) == ("completed", True, None)
-    assert starts(agent_log) == []
+    assert agent_starts(agent_log) == []
 
 
 def test_a_routine_fires_on_time_while_every_slot_is_busy(agent_log):
@@ -217,7 +206,7 @@ def test_a_routines_run_lost_with_its_worker_counts_as_failed_and_can_pause_it(a
     pulse = changes.run_now(made)
     gone = timezone.now() - timedelta(minutes=5)
     Pulse.objects.filter(pk=pulse.pk).update(
-        status="processing", attempts=1, lease_owner="host:1", lease_expires_at=gone, executed_at=gone
+        status="processing", attempt_count=1, lease_owner="host:1", lease_expires_at=gone, executed_at=gone
     )
     paused = []
 

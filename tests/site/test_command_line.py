@@ -18,31 +18,26 @@ Pulse.objects.bulk_create([Pulse(prompt=f"pulse {i}", scheduled_at=timezone.now(
 """
 
 
+def bash(home, script: str) -> subprocess.CompletedProcess:
+    """`script` run by bash in the checkout with `home`'s environment, to completion."""
+    return subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=home.env, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_a_command_writes_its_answer_to_stdout_and_its_log_lines_to_stderr(reeve_home):
     proc = reeve_home.manage("trigger_pulse", "hello")
     assert proc.stdout.startswith("Scheduled pulse #1 ") and len(proc.stdout.splitlines()) == 1
     assert "pulse_scheduled id=1" in proc.stderr
-    captured = subprocess.run(
-        ["bash", "-c", f'id=$({PYTHON} manage.py trigger_pulse "captured" 2>/dev/null); echo "[$id]"'],
-        cwd=ROOT,
-        env=reeve_home.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    captured = bash(
+        reeve_home, f'id=$({PYTHON} manage.py trigger_pulse "captured" 2>/dev/null); echo "[$id]"'
     )
     assert captured.stdout.startswith("[Scheduled pulse #2 ") and "pulse_scheduled" not in captured.stdout
 
 
 def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(reeve_home):
     reeve_home.manage("shell", "-c", MANY_PULSES)
-    proc = subprocess.run(
-        ["bash", "-c", f"set -o pipefail; {PYTHON} manage.py pulse_queue all --limit 3000 | head -4"],
-        cwd=ROOT,
-        env=reeve_home.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = bash(reeve_home, f"set -o pipefail; {PYTHON} manage.py pulse_queue all --limit 3000 | head -4")
     assert len(proc.stdout.splitlines()) == 4
     assert proc.stdout.startswith("pending=3000 ")
     assert proc.stderr == ""  # no BrokenPipeError traceback, no "Exception ignored" at exit

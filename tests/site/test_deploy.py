@@ -441,7 +441,7 @@ def test_stopping_the_worker_unit_as_systemd_does_never_leaves_a_pulse_processin
         main.wait(timeout=timeout_stop)
         took = time.monotonic() - stopped_at
         # Read before stop_all: on PostgreSQL it drops the home's database.
-        rows = home.query("SELECT status, attempts FROM pulses")
+        rows = home.query("SELECT status, attempt_count FROM pulses")
     finally:
         home.stop_all()
     assert took < timeout_stop, "systemd would have had to SIGKILL the worker"

@@ -386,28 +386,30 @@ def claude(installed, tmp_path):
     return creds, env, tmp_path / "claude.log"
 
 
+def _keepalive(installed, claude, *, hours: float, **env: str):
+    """Run reeve-credential-keepalive on a token with `hours` left: its process and the fake
+    Claude's log of the runs it made."""
+    creds, claude_env, log = claude
+    _credentials(creds, hours=hours)
+    return installed.run("reeve-credential-keepalive", env={**claude_env, **env}), log
+
+
 def test_credential_keepalive_leaves_a_token_with_hours_left_alone(installed, claude):
-    creds, env, log = claude
-    _credentials(creds, hours=20)
-    proc = installed.run("reeve-credential-keepalive", env=env)
+    proc, log = _keepalive(installed, claude, hours=20)
     assert proc.returncode == 0
     assert "[claude-code] ok: token valid for 19h" in proc.stdout
     assert not log.exists()
 
 
 def test_credential_keepalive_refreshes_a_token_expiring_within_6_hours(installed, claude):
-    creds, env, log = claude
-    _credentials(creds, hours=2)
-    proc = installed.run("reeve-credential-keepalive", env={**env, "FAKE_CLAUDE_REFRESHES": "1"})
+    proc, log = _keepalive(installed, claude, hours=2, FAKE_CLAUDE_REFRESHES="1")
     assert proc.returncode == 0, proc.stdout
     assert "[claude-code] ok: refreshed: token now valid for 7h" in proc.stdout
     assert "--print" in json.loads(log.read_text().splitlines()[0])
 
 
 def test_credential_keepalive_fails_when_the_refresh_does_not_extend_the_token(installed, claude):
-    creds, env, _ = claude
-    _credentials(creds, hours=1)
-    proc = installed.run("reeve-credential-keepalive", env=env)
+    proc, _ = _keepalive(installed, claude, hours=1)
     assert proc.returncode == 1
     assert "[claude-code] FAILED (1): refresh run did not extend the token" in proc.stdout
     assert "claude /login" in proc.stdout

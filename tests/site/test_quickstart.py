@@ -56,6 +56,12 @@ def test_reeve_start_runs_the_api_and_the_worker_with_no_env_file(fresh_clone):
         "HAPI_COMMAND": FAKE_AGENT_COMMAND,
         "REEVE_DESK_PATH": str(desk),
     }
+
+    def reeve(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["./reeve", *args], cwd=repo, env=env, check=check, capture_output=True, text=True, timeout=120
+        )
+
     log = open(home / "start.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(["./reeve", "start"], cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -70,25 +76,11 @@ def test_reeve_start_runs_the_api_and_the_worker_with_no_env_file(fresh_clone):
                 time.sleep(0.5)
         assert health == 200, (home / "start.log").read_text()[-3000:]
         assert (home / ".reeve" / "pulse_queue.db").exists()
-        subprocess.run(
-            ["./reeve", "trigger_pulse", "hello from the quick start mode=noop"],
-            cwd=repo,
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        reeve("trigger_pulse", "hello from the quick start mode=noop", check=True)
         deadline = time.monotonic() + 60
         listing = ""
         while time.monotonic() < deadline and "hello from the quick start" not in listing:
-            listing = subprocess.run(
-                ["./reeve", "pulse_queue", "completed"],
-                cwd=repo,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            ).stdout
+            listing = reeve("pulse_queue", "completed").stdout
             time.sleep(0.5)
         assert "hello from the quick start" in listing
     finally:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,50 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_AGENT = ROOT / "tests" / "support" / "fake_agent.py"
 FAKE_AGENT_COMMAND = f"{sys.executable} -S {FAKE_AGENT}"
+NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
 POSTGRES_URL = os.environ.get("DATABASE_URL", "")
+
+
+def agent_starts(log: Path) -> list[dict]:
+    """The fake agent's starts, one a run, from the log FAKE_AGENT_LOG names (none yet: [])."""
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def noop_agent_env(log: Path, *, seconds: float) -> dict[str, str]:
+    """Settings for a worker that runs bench/noop_agent.sh: each run sleeps `seconds` and writes
+    its pulse id to `log` (read by assert_every_pulse_ran_once)."""
+    return {"HAPI_COMMAND": NOOP_AGENT, "NOOP_AGENT_LOG": str(log), "NOOP_AGENT_SECONDS": str(seconds)}
+
+
+def running_on(home: ReeveHome, pid: int) -> int:
+    """How many pulses the worker process `pid` holds a lease on."""
+    return home.query(
+        "SELECT COUNT(*) FROM pulses WHERE status = 'processing' AND lease_owner LIKE ?", (f"%:{pid}",)
+    )[0][0]
+
+
+def assert_every_pulse_ran_once(home: ReeveHome, noop_log: Path, total: int) -> None:
+    """After workers were killed mid-run: all `total` pulses completed, each with one successful
+    attempt, and one agent start (a line in `noop_log`) per recorded attempt."""
+    assert home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status") == [("completed", total)]
+    starts = Counter(noop_log.read_text().split())
+    attempts = {
+        str(pulse_id): (n, error)
+        for pulse_id, n, error in home.query(
+            "SELECT pulse_id, COUNT(*), MAX(CASE WHEN succeeded THEN NULL ELSE error END) "
+            "FROM pulse_attempts GROUP BY pulse_id"
+        )
+    }
+    assert set(starts) == set(attempts) and len(attempts) == total
+    for pulse_id, (n, error) in attempts.items():
+        # A pulse claimed by a killed worker just before it could start the agent has a
+        # "lease expired" attempt with no start; then it ran again.
+        lost_before_start = starts[pulse_id] == n - 1 and (error or "").startswith("lease expired")
+        assert starts[pulse_id] == n or lost_before_start, pulse_id
+    assert home.query("SELECT COUNT(*) FROM pulse_attempts WHERE succeeded") == [(total,)]
+    assert sum(1 for n, _ in attempts.values() if n > 1) >= 1  # the killed workers were running some
 
 
 def on_postgres() -> bool:
@@ -100,14 +144,7 @@ class ReeveHome:
 
     def manage(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         self.close_connection()
-        proc = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        proc = manage_in(ROOT, self.env, *args, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"manage.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
@@ -189,9 +226,7 @@ class ReeveHome:
             self._connection = None
 
     def agent_starts(self) -> list[dict]:
-        if not self.agent_log.exists():
-            return []
-        return [json.loads(line) for line in self.agent_log.read_text().splitlines() if line.strip()]
+        return agent_starts(self.agent_log)
 
     def wait_for(self, predicate, *, timeout: float = 30, interval: float = 0.05, what: str = "condition"):
         deadline = time.monotonic() + timeout
@@ -210,6 +245,20 @@ class ReeveHome:
                 proc.wait(timeout=10)
         if self.database_url:
             _admin(f'DROP DATABASE IF EXISTS "{urlsplit(self.database_url).path[1:]}" WITH (FORCE)')
+
+
+def manage_in(
+    checkout: Path, env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """`manage.py ARGS` in `checkout` with exactly `env`, run to completion, its output captured."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def copy_checkout(dest: Path) -> Path:

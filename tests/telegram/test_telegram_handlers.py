@@ -206,7 +206,7 @@ def test_an_edit_rewrites_the_prompt_of_a_pulse_no_worker_has_taken():
 def test_an_edit_after_the_run_started_is_a_follow_up_in_that_session_marked_as_an_edit():
     first = handle_message(message("meet at 5", update_id=310), bot_id=BOT)
     Pulse.objects.filter(pk=first.pulse_id).update(
-        status=Status.PROCESSING, attempts=1, session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000009"
+        status=Status.PROCESSING, attempt_count=1, session_id="5f0c6a2e-1b7d-4c3e-9a41-000000000009"
     )
 
     edit = handle_message(message("meet at 6", update_id=311, message_id=310, edit_date=1800), bot_id=BOT)

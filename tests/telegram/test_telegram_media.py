@@ -166,12 +166,20 @@ def test_a_30_mb_document_gets_the_limit_reply_and_its_caption_still_reaches_the
     assert agent_prompts(home) == [pulse["prompt"]]  # the caption's pulse ran; the bare file started nothing
 
 
-def test_telegram_max_file_mb_sets_the_limit(home, fake_telegram):
-    listener = listen(home, TELEGRAM_MAX_FILE_MB="0.001")
-    fake_telegram.send_photo(CHAT, PHOTO, caption="too big for this Reeve")
+def _send_a_photo_reeve_cannot_pass_on(home, fake_telegram, caption: str, **env: str) -> dict:
+    """Send a captioned photo through the listener; the caption's pulse, once Reeve's reply came."""
+    listener = listen(home, **env)
+    fake_telegram.send_photo(CHAT, PHOTO, caption=caption)
     [pulse] = wait_for_pulses(home, 1)
-    fake_telegram.wait_for(lambda: fake_telegram.sent_texts, what="the limit reply")
+    fake_telegram.wait_for(lambda: fake_telegram.sent_texts, what="the reply")
     assert stop(listener) == 0
+    return pulse
+
+
+def test_telegram_max_file_mb_sets_the_limit(home, fake_telegram):
+    pulse = _send_a_photo_reeve_cannot_pass_on(
+        home, fake_telegram, "too big for this Reeve", TELEGRAM_MAX_FILE_MB="0.001"
+    )
 
     assert fake_telegram.sent_texts == [
         "⚠️ I could not pass on your photo: it is 10 KB and Reeve takes files up to 1 KB "
@@ -187,11 +195,7 @@ def test_a_failed_download_gets_a_reply_and_the_text_still_goes_through(home, fa
         description="Bad Request: wrong file_id or the file is temporarily unavailable",
         methods=("getFile",),
     )
-    listener = listen(home)
-    fake_telegram.send_photo(CHAT, PHOTO, caption="does this look right?")
-    [pulse] = wait_for_pulses(home, 1)
-    fake_telegram.wait_for(lambda: fake_telegram.sent_texts, what="the reply")
-    assert stop(listener) == 0
+    pulse = _send_a_photo_reeve_cannot_pass_on(home, fake_telegram, "does this look right?")
 
     assert fake_telegram.sent_texts == [
         '⚠️ I could not pass on your photo: Telegram said "Wrong file_id or the file is temporarily '

@@ -96,27 +96,21 @@ def test_send_message_rides_out_a_short_outage_and_a_rate_limit(telegram_setting
     assert telegram_settings.sent_texts == ["are you there?"]
 
 
-def test_send_message_without_a_token_raises_not_configured(settings):
-    settings.TELEGRAM_BOT_TOKEN = ""
-    settings.TELEGRAM_CHAT_ID = ["42"]
+@pytest.mark.parametrize(
+    ("token", "chat_ids", "setting"),
+    [
+        pytest.param("", ["42"], "TELEGRAM_BOT_TOKEN", id="no token"),
+        pytest.param("1:abc", [], "TELEGRAM_CHAT_ID", id="no chat"),
+        pytest.param("1:abc", ["my-chat"], "TELEGRAM_CHAT_ID", id="a chat id that is not a number"),
+    ],
+)
+def test_send_message_without_a_usable_setting_raises_not_configured_naming_it(
+    settings, token, chat_ids, setting
+):
+    settings.TELEGRAM_BOT_TOKEN = token
+    settings.TELEGRAM_CHAT_ID = chat_ids
 
-    with pytest.raises(TelegramNotConfigured, match="TELEGRAM_BOT_TOKEN"):
-        send_message("hello")
-
-
-def test_send_message_without_a_chat_raises_not_configured(settings):
-    settings.TELEGRAM_BOT_TOKEN = "1:abc"
-    settings.TELEGRAM_CHAT_ID = []
-
-    with pytest.raises(TelegramNotConfigured, match="TELEGRAM_CHAT_ID"):
-        send_message("hello")
-
-
-def test_a_chat_id_that_is_not_a_number_is_reported(settings):
-    settings.TELEGRAM_BOT_TOKEN = "1:abc"
-    settings.TELEGRAM_CHAT_ID = ["my-chat"]
-
-    with pytest.raises(TelegramNotConfigured, match="TELEGRAM_CHAT_ID"):
+    with pytest.raises(TelegramNotConfigured, match=setting):
         send_message("hello")
 
 

@@ -21,7 +21,7 @@ def finished(status: str = Status.COMPLETED, *, answer: str = "It is sunny.", re
     """A pulse scheduled with delivery to Telegram, then finished with `answer` as its last result."""
     pulse = queue.schedule(prompt="What is the weather?", deliver="telegram", reply_to=reply_to).pulse
     Pulse.objects.filter(pk=pulse.pk).update(
-        status=status, attempts=fields.pop("attempts", 1), finished_at=timezone.now(), **fields
+        status=status, attempt_count=fields.pop("attempt_count", 1), finished_at=timezone.now(), **fields
     )
     if status == Status.COMPLETED:
         PulseAttemptFactory(pulse_id=pulse.pk, result_text=answer)
@@ -121,7 +121,9 @@ def test_a_pulse_with_nothing_to_send_is_closed_as_skipped_with_the_reason(case,
 
 
 def test_a_pulse_that_failed_for_good_tells_the_chat_in_one_line_and_sends_no_alert(telegram_settings):
-    pulse = finished(Status.FAILED, attempts=4, error_message="Tool Bash failed: permission denied\nmore")
+    pulse = finished(
+        Status.FAILED, attempt_count=4, error_message="Tool Bash failed: permission denied\nmore"
+    )
 
     [outgoing] = outbox.take_due(configured_chats=CHATS)
     alert_pulse_failed(pulse.pk)

@@ -255,7 +255,8 @@ def test_an_unknown_argument_is_refused_naming_the_known_ones_and_nothing_is_don
 def claim_by_hand(home, pulse_id: int) -> str:
     """Mark the pulse as run by worker w:1 (attempt 1) and return that run's token."""
     home.query(
-        "UPDATE pulses SET status='processing', lease_owner='w:1', attempts=1, lease_expires_at=? WHERE id=?",
+        "UPDATE pulses SET status='processing', lease_owner='w:1', attempt_count=1, lease_expires_at=? "
+        "WHERE id=?",
         ((datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"), pulse_id),
     )
     code = (
@@ -330,18 +331,23 @@ def test_a_telegram_outage_is_a_tool_error_not_a_crash(reeve_home, fake_telegram
     assert result.is_error and "chat not found" in text(result).lower()
 
 
+def initialize_request(*, client: str) -> dict:
+    """The MCP handshake's first request, as a client named `client` sends it on stdin (id 1)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": client, "version": "0"},
+        },
+    }
+
+
 def test_only_the_protocol_reaches_stdout_and_logs_go_to_stderr_and_the_log_file(reeve_home):
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
+        initialize_request(client="raw"),
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",

@@ -75,6 +75,14 @@ def screenshots():
     return out
 
 
+def log_in(page, live_web, *, then: str) -> None:
+    """Sign in to the admin as the test's superuser, landing on the path `then`."""
+    page.goto(f"{live_web.url}/admin/login/?next={then}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+
+
 def expect(locator):
     from playwright.sync_api import expect as playwright_expect
 
@@ -86,10 +94,7 @@ def test_admin_requeues_a_failed_pulse_and_the_dashboard_shows_charts_and_queue_
 ):
     failed_id = live_web.home.manage("shell", "-c", SEED).stdout.strip().splitlines()[-1]
 
-    page.goto(f"{live_web.url}/admin/login/?next=/admin/pulses/pulse/%3Fstatus__exact%3Dfailed")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    log_in(page, live_web, then="/admin/pulses/pulse/%3Fstatus__exact%3Dfailed")
     row = page.locator("#result_list tbody tr", has_text="Summarise the inbox")
     expect(row.locator(".reeve-pill", has_text="failed")).to_have_count(1)
     page.screenshot(path=str(screenshots / "admin-failed-pulse.png"), full_page=True)
@@ -135,10 +140,7 @@ print(pulse.pk)
 def test_the_agents_answer_shows_in_the_admin_list_and_page_and_on_the_dashboard(live_web, page, screenshots):
     pulse_id = live_web.home.manage("shell", "-c", ANSWERED).stdout.strip().splitlines()[-1]
 
-    page.goto(f"{live_web.url}/admin/login/?next=/admin/pulses/pulse/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    log_in(page, live_web, then="/admin/pulses/pulse/")
     row = page.locator("#result_list tbody tr", has_text="What is on my calendar")
     expect(row.locator("td.field-short_answer")).to_have_text("Dentist at 9:00, then lunch with Ada.")
     page.screenshot(path=str(screenshots / "admin-answer-column.png"), full_page=True)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from pulses import reports
 from pulses.web.dashboard import depth_bars, hour_bars
-from tests.support.factories import PulseAttemptFactory, PulseFactory
+from tests.support.factories import PulseAttemptFactory, PulseFactory, report_worker_alive
 
 pytestmark = pytest.mark.django_db
 
@@ -125,17 +125,7 @@ def test_a_worker_that_stopped_reporting_is_marked_stopped(admin_client, setting
 
 
 def test_the_dashboard_shows_which_slots_are_busy_and_with_what(admin_client):
-    from pulses import queue
-
-    queue.report_alive(
-        worker="box:42",
-        host="box",
-        pid=42,
-        started_at=timezone.now(),
-        running=1,
-        concurrency=1,
-        critical_reserved=1,
-    )
+    report_worker_alive(running=1, concurrency=1, critical_reserved=1)
     low = PulseFactory(processing=True, lease_owner="box:42", priority="low", prompt="background research")
     page = admin_client.get("/dashboard/").content.decode()
     workers = page[page.index('id="workers"') :]

@@ -9,7 +9,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pulses.web import metrics
-from tests.api.test_api_live import LiveReeve
 from tests.support.factories import PulseFactory
 
 
@@ -79,13 +78,6 @@ def test_the_latency_summary_interpolates_p95_inside_its_bucket():
     buckets = {0.01: 50.0, 0.05: 90.0, 0.1: 100.0, float("inf"): 100.0}
     assert metrics._quantile(0.95, buckets, 100) == pytest.approx(75.0)
     assert metrics._quantile(0.5, buckets, 100) == pytest.approx(10.0)
-
-
-@pytest.fixture
-def live_reeve(reeve_home):
-    live = LiveReeve(reeve_home)
-    yield live
-    live.stop()
 
 
 @pytest.mark.slow

@@ -154,7 +154,7 @@ def test_with_preemption_the_low_pulse_gives_way_keeps_its_attempts_and_session_
     )
     assert attempts == [(1, f"interrupted for pulse {critical}; returned to pending", False), (1, "", True)]
     # The interrupted run spent no retry: the pulse counts the one attempt that completed.
-    assert home.query("SELECT attempts, session_id FROM pulses WHERE id = ?", (low,)) == [(1, session)]
+    assert home.query("SELECT attempt_count, session_id FROM pulses WHERE id = ?", (low,)) == [(1, session)]
     stop(home, worker)
     log = home.output(worker)
     assert f"pulse_preempted id={low} for={critical}" in log and f"pulse_released id={low}" in log

@@ -1,27 +1,18 @@
 """Several worker processes on one database, two of them killed with -9 part-way: exactly once."""
 
 import signal
-from collections import Counter
 
 import pytest
 
-from tests.support.reeve_processes import ROOT
+from tests.support.reeve_processes import assert_every_pulse_ran_once, noop_agent_env, running_on
 
 pytestmark = pytest.mark.slow
 
-NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
 PULSES = 2000
 
 
 def completed(home) -> int:
     return home.query("SELECT COUNT(*) FROM pulses WHERE status = 'completed'")[0][0]
-
-
-def running_on(home, pid: int) -> int:
-    """How many pulses the worker process `pid` holds a lease on."""
-    return home.query(
-        "SELECT COUNT(*) FROM pulses WHERE status = 'processing' AND lease_owner LIKE ?", (f"%:{pid}",)
-    )[0][0]
 
 
 def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(reeve_home):
@@ -36,9 +27,8 @@ def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(r
     )
     noop_log = reeve_home.path / "noop.log"
     env = {
-        "HAPI_COMMAND": NOOP_AGENT,
-        "NOOP_AGENT_LOG": str(noop_log),
-        "NOOP_AGENT_SECONDS": "0.02",  # long enough that a worker killed at random is mid-run
+        # Runs long enough that a worker killed at random is mid-run.
+        **noop_agent_env(noop_log, seconds=0.02),
         "PULSE_MAX_CONCURRENT": "2",
         "LOG_LEVEL": "WARNING",
     }
@@ -57,26 +47,7 @@ def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(r
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
 
-    assert reeve_home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status") == [("completed", PULSES)]
-    starts = Counter(noop_log.read_text().split())
-    rows = {
-        str(pid): (n, first_error)
-        for pid, n, first_error in reeve_home.query(
-            "SELECT pulse_id, COUNT(*), MAX(CASE WHEN succeeded THEN NULL ELSE error END) "
-            "FROM pulse_attempts GROUP BY pulse_id"
-        )
-    }
-    assert len(rows) == PULSES and set(starts) == set(rows)
-    for pulse_id, (attempts, error) in rows.items():
-        ran = starts[pulse_id]
-        # One agent start per recorded attempt; a pulse claimed by a killed worker just before it
-        # could start the agent has a "lease expired" attempt with no start.
-        lost_before_start = ran == attempts - 1 and (error or "").startswith("lease expired")
-        assert ran == attempts or lost_before_start, pulse_id
-    succeeded = reeve_home.query("SELECT COUNT(*) FROM pulse_attempts WHERE succeeded")[0][0]
-    assert succeeded == PULSES
-    retried = sum(1 for attempts, _ in rows.values() if attempts > 1)
-    assert retried >= 1  # the killed workers really were running something
+    assert_every_pulse_ran_once(reeve_home, noop_log, PULSES)
 
 
 def test_workers_never_run_two_pulses_of_one_session_at_once(reeve_home):

@@ -1,6 +1,5 @@
 """The worker loop in-process, running the real fake agent CLI against the test database."""
 
-import json
 import threading
 import time
 
@@ -9,19 +8,9 @@ import pytest
 from pulses.models import Pulse, PulseAttempt
 from pulses.worker.loop import Worker, WorkerOptions
 from tests.support.factories import PulseFactory
+from tests.support.reeve_processes import agent_starts
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def agent_log(fake_agent, monkeypatch):
-    log = fake_agent / "agent.log"
-    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
-    return log
-
-
-def starts(log):
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def drain(**overrides):
@@ -36,7 +25,7 @@ def test_once_drains_due_pulses_in_priority_order(agent_log):
         PulseFactory(due=True, priority=priority, prompt=f"{priority} mode=noop")
     PulseFactory(prompt="future mode=noop")
     drain(critical_reserved=0)  # one slot: the critical pulse may not run beside the high one
-    order = [Pulse.objects.get(pk=s["pulse_id"]).priority for s in starts(agent_log)]
+    order = [Pulse.objects.get(pk=s["pulse_id"]).priority for s in agent_starts(agent_log)]
     assert order == ["critical", "high", "normal", "low", "deferred"]
     assert Pulse.objects.filter(status="completed").count() == 5
     assert Pulse.objects.filter(status="pending").count() == 1
@@ -47,9 +36,9 @@ def test_failures_retry_until_failed_and_resume_the_reported_session(agent_log, 
     pulse = PulseFactory(due=True, prompt="mode=error_result", max_retries=2)
     drain()
     pulse.refresh_from_db()
-    assert pulse.status == "failed" and pulse.attempts == 3
+    assert pulse.status == "failed" and pulse.attempt_count == 3
     assert pulse.error_message == "Tool Bash failed: permission denied"
-    runs = starts(agent_log)
+    runs = agent_starts(agent_log)
     assert len(runs) == 3
     first_session = PulseAttempt.objects.filter(pulse=pulse).first().session_id
     assert first_session and [r["resume"] for r in runs] == [None, first_session, first_session]
@@ -66,14 +55,14 @@ def test_dry_run_runs_nothing_and_changes_nothing(agent_log):
     pulse = PulseFactory(due=True, prompt="mode=noop")
     drain(dry_run=True)
     pulse.refresh_from_db()
-    assert pulse.status == "pending" and pulse.attempts == 0
-    assert starts(agent_log) == []
+    assert pulse.status == "pending" and pulse.attempt_count == 0
+    assert agent_starts(agent_log) == []
 
 
 def test_pulses_run_side_by_side_up_to_the_concurrency_limit(agent_log):
     PulseFactory.create_batch(4, due=True, prompt="mode=sleep:1")
     drain(concurrency=4)
-    runs = sorted(starts(agent_log), key=lambda r: r["t"])
+    runs = sorted(agent_starts(agent_log), key=lambda r: r["t"])
     assert len(runs) == 4
     # All four started before the first one (which sleeps a second) could have finished.
     assert runs[-1]["t"] - runs[0]["t"] < 1.0

@@ -44,7 +44,7 @@ def test_kill_9_during_a_pulse_runs_it_again_after_the_lease_and_kills_the_agent
         timeout=60,
         what="the pulse to complete on the second worker",
     )
-    [(attempts, error)] = reeve_home.query("SELECT attempts, error_message FROM pulses")
+    [(attempts, error)] = reeve_home.query("SELECT attempt_count, error_message FROM pulses")
     assert attempts == 2
     errors = [row[0] for row in reeve_home.query("SELECT error FROM pulse_attempts ORDER BY id")]
     assert errors[0].startswith("lease expired") and errors[1] == ""
@@ -69,7 +69,7 @@ def test_sigterm_past_the_grace_period_returns_the_pulse_to_pending(reeve_home):
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
     assert statuses(reeve_home) == {"pending": 1}
-    assert reeve_home.query("SELECT attempts FROM pulses") == [(0,)]
+    assert reeve_home.query("SELECT attempt_count FROM pulses") == [(0,)]
     assert not process_alive(start["pid"])
     assert "pulse_released" in reeve_home.output(worker)
 
@@ -188,7 +188,7 @@ def test_a_missing_agent_spends_no_retries_and_the_worker_carries_on_once_it_is_
         lambda: "worker_waiting_for_agent" in reeve_home.output(worker), what="the worker's warning"
     )
     time.sleep(2)  # four safety polls (PULSE_POLL_SECONDS=0.5): still nothing claimed
-    assert reeve_home.query("SELECT status, attempts FROM pulses ORDER BY id") == [("pending", 0)] * 2
+    assert reeve_home.query("SELECT status, attempt_count FROM pulses ORDER BY id") == [("pending", 0)] * 2
     assert reeve_home.agent_starts() == []
 
     agent.parent.mkdir()
@@ -200,6 +200,6 @@ def test_a_missing_agent_spends_no_retries_and_the_worker_carries_on_once_it_is_
     output = reeve_home.output(worker)
     assert output.count("worker_waiting_for_agent") == 1  # one warning, not one per poll
     assert "worker_agent_ready" in output
-    assert reeve_home.query("SELECT attempts FROM pulses") == [(1,), (1,)]
+    assert reeve_home.query("SELECT attempt_count FROM pulses") == [(1,), (1,)]
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0

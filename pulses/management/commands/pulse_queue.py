@@ -53,7 +53,7 @@ class Command(BaseCommand):
                 p.status,
                 p.priority,
                 _when(p.scheduled_at),
-                f"{p.attempts}/{p.max_retries + 1}",
+                f"{p.attempt_count}/{p.max_retries + 1}",
                 p.source,
                 " ".join(p.prompt.split())[:60],
             )
@@ -76,7 +76,7 @@ class Command(BaseCommand):
             ("source", pulse.source),
             ("tags", ", ".join(pulse.tags) or "-"),
             ("session_id", pulse.session_id or "-"),
-            ("attempts", f"{pulse.attempts} (max retries {pulse.max_retries})"),
+            ("attempts", f"{pulse.attempt_count} (max retries {pulse.max_retries})"),
             ("executed_at", _when(pulse.executed_at)),
             ("finished_at", _when(pulse.finished_at)),
             ("duration_ms", pulse.execution_duration_ms if pulse.execution_duration_ms is not None else "-"),

@@ -1,0 +1,162 @@
+"""The worker's runs in flight: pulses claimed into its free slots, started on the pool, their leases
+renewed, and reaped once done.
+
+The loop (`pulses.worker.loop`) decides when to look at the queue; this module decides how many
+pulses it may take (`pulses.worker.slots`), claims them through `pulses.queue` and hands each to a
+pool thread (`pulses.worker.run`). A missing agent command or Desk stops the claims, so a setup
+mistake never spends a pulse's retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from pulses import queue
+from pulses.agent.executor import Executor
+from pulses.models import Pulse
+from pulses.worker.options import WorkerOptions
+from pulses.worker.run import request
+from pulses.worker.slots import CRITICAL, Free, free_slots
+
+logger = logging.getLogger(__name__)
+
+# While the agent command and the Desk are there, they are looked for again this often.
+SETUP_RECHECK_SECONDS = 5.0
+
+
+class Dispatcher:
+    """Claims pulses for the worker `worker` and keeps track of their runs until they end."""
+
+    def __init__(
+        self, *, worker: str, options: WorkerOptions, executor: Executor, on_done: Callable[[], None]
+    ) -> None:
+        self.worker = worker
+        self.options = options
+        self.executor = executor
+        self._on_done = on_done  # called on the run's thread once its future is done
+        self.running: dict[int, Future] = {}
+        self.priorities: dict[int, str] = {}  # of the running pulses: which slots they hold
+        self.preempted: set[int] = set()  # running pulses asked to make room for a critical one
+        # Runs whose agent has ended and whose result is being written: their leases end on purpose.
+        self._finishing: set[int] = set()
+        self._finishing_lock = threading.Lock()
+        self._seen_dry_run: set[int] = set()
+        self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
+        self._setup_checked_until = 0.0
+
+    def free(self) -> Free:
+        opts = self.options
+        return free_slots(
+            self.priorities.values(), ordinary=opts.concurrency, reserved=opts.critical_reserved
+        )
+
+    def claim_and_start(self, pool: ThreadPoolExecutor, run: Callable[[Pulse], None]) -> int:
+        """Claim as many due pulses as there are free slots and start `run` for each on `pool`;
+        how many started."""
+        if self.options.dry_run:
+            return self._dry_run()
+        if self._cannot_run_agents():
+            return 0
+        claimed = 0
+        while True:
+            free = self.free()
+            if free.ordinary:
+                limit, critical_only = free.ordinary, False
+            elif free.reserved and queue.critical_waiting_for_a_slot() is not None:
+                # A read first: on SQLite a claim is a write transaction, and a busy worker comes
+                # here at every commit while its reserved slots wait for a critical pulse.
+                limit, critical_only = free.reserved, True
+            else:
+                return claimed
+            pulses = queue.claim(
+                worker=self.worker,
+                limit=limit,
+                lease_seconds=self.options.lease_seconds,
+                critical_only=critical_only,
+            )
+            for pulse in pulses:
+                future = pool.submit(run, pulse)
+                # Poke only once the future is done, or the woken loop could still see it running.
+                future.add_done_callback(lambda _future: self._on_done())
+                self.running[pulse.pk] = future
+                self.priorities[pulse.pk] = pulse.priority
+            claimed += len(pulses)
+            # Claimed in run order, so a batch that ends with a non-critical pulse, or is short,
+            # left no critical pulse behind. A full batch of critical ones took the reserved slots
+            # first and may have left ordinary slots open for more: claim again.
+            if critical_only or len(pulses) < limit or pulses[-1].priority != CRITICAL:
+                return claimed
+
+    def _cannot_run_agents(self) -> bool:
+        """True while the agent command or the Desk is missing: then nothing is claimed, so a setup
+        mistake never spends a pulse's retries. Checked before each claim while there is a problem, so
+        the worker carries on by itself once it is fixed (the safety poll brings the next look), and
+        every few seconds while there is none (a few stat calls kept off the busy path)."""
+        now = time.monotonic()
+        if not self.setup_problem and now < self._setup_checked_until:
+            return False
+        self._setup_checked_until = now + SETUP_RECHECK_SECONDS
+        problem = self.executor.setup_problem()
+        if problem != self.setup_problem:
+            if problem:
+                logger.warning(
+                    "worker_waiting_for_agent worker=%s problem=%s; no pulse is claimed until it is fixed",
+                    self.worker,
+                    problem,
+                )
+            else:
+                logger.warning("worker_agent_ready worker=%s: claiming pulses again", self.worker)
+            self.setup_problem = problem
+        return bool(problem)
+
+    def _dry_run(self) -> int:
+        fresh = [p for p in Pulse.objects.due()[:100] if p.pk not in self._seen_dry_run]
+        for pulse in fresh:
+            self._seen_dry_run.add(pulse.pk)
+            logger.info(
+                "pulse_dry_run id=%s priority=%s argv=%s",
+                pulse.pk,
+                pulse.priority,
+                self.executor.argv(request(pulse)),
+            )
+        return 0
+
+    def due_now(self) -> bool:
+        """Whether a pulse is due that this worker could run now (never in a dry run)."""
+        if self.options.dry_run:
+            return False
+        return Pulse.objects.due().exists()
+
+    def reap_finished(self) -> None:
+        for pulse_id in [pid for pid, fut in self.running.items() if fut.done()]:
+            self.running.pop(pulse_id)
+            self.priorities.pop(pulse_id, None)
+            self.preempted.discard(pulse_id)
+            with self._finishing_lock:
+                self._finishing.discard(pulse_id)
+
+    def mark_finishing(self, pulse_id: int) -> None:
+        with self._finishing_lock:
+            self._finishing.add(pulse_id)
+
+    def renew_leases(self) -> None:
+        """Renew the leases of the runs still going. A run marks itself finishing before its result
+        ends the lease, so one that finished while this renewal ran is told apart from a lease that
+        another worker took over (its lease expired and was recovered, or claimed again)."""
+        # A finishing run holds its lease until its result is written, which may take retries
+        # (a database outage): renewed, its lease cannot expire under it and be recovered as lost.
+        with self._finishing_lock:
+            ids = {pid for pid, future in self.running.items() if not future.done()}
+        if not ids:
+            return
+        held = queue.renew_leases(worker=self.worker, pulse_ids=ids, lease_seconds=self.options.lease_seconds)
+        for lost in ids - held - self._still_finishing(ids):
+            logger.warning("lease_lost id=%s worker=%s", lost, self.worker)
+
+    def _still_finishing(self, ids: set[int]) -> set[int]:
+        with self._finishing_lock:
+            return ids & self._finishing
