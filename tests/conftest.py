@@ -6,10 +6,32 @@ import pytest
 from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ReeveHome, on_postgres
 
 
+def _database_use(item) -> str:
+    """How a test uses the test database, as pytest-django orders them: "db" tests run first, then
+    "transactional" ones (which leave the tables flushed, without the rows migrations made), then
+    those without it."""
+    marker = item.get_closest_marker("django_db")
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if (marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences"))) or {
+        "transactional_db",
+        "live_server",
+    } & fixtures:
+        return "transactional"
+    return "db" if marker or "db" in fixtures else "none"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Tests marked `database_independent` touch no database of the suite's (no Django test database,
     no Reeve home: a fresh clone of their own, a parser, a CLI): they run in the SQLite half only and
     the PostgreSQL half deselects them, since running them twice would prove nothing more."""
+    # pytest-xdist (tests/run.sh, --dist loadgroup) keeps each group in one process, in the order
+    # pytest-django gives: one group per file and kind of database use, so a file's fixtures are made
+    # once, and no process runs a "db" test after a transactional one has flushed the migrations' rows
+    # (two files of one name share a group: harmless).
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}.{_database_use(item)}"))
     if not on_postgres():
         return
     once = [item for item in items if item.get_closest_marker("database_independent")]

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.." || exit 1
 export DJANGO_SETTINGS_MODULE=reeve_site.settings_test
 unset DATABASE_URL
 databases=${REEVE_TEST_DATABASES:-sqlite postgres}
-# pytest-xdist processes per half (a file's tests stay in one process: they share its fixtures). Most of
+# pytest-xdist processes per half (a file's tests stay in one process, see tests/conftest.py). Most of
 # a process-level test is waiting for the processes it started, so 2 + 2 keep both cores busy.
 workers=${REEVE_TEST_WORKERS:-2}
 status=0
@@ -28,7 +28,7 @@ run_pytest() {
   local label=$1 rcfile=$2 rc
   shift 2
   echo "== pytest on $label"
-  python -m pytest -n "$workers" --dist loadfile --durations=15 "$@"
+  python -m pytest -n "$workers" --dist loadgroup --durations=15 "$@"
   rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests on $label: the suite is broken" >&2

@@ -87,6 +87,4 @@ def run_reeve(*, web: bool = True, on_started: Callable[[], None] | None = None)
         {"pid": os.getpid(), "web_pid": companions[0].pid if web else None, "api": api if web else None},
     )
     logger.info("reeve_started worker_pid=%s web=%s api=%s", os.getpid(), web, api if web else "-")
-    if on_started:
-        on_started()
-    return Worker(options, companions=companions).run()
+    return Worker(options, companions=companions).run(on_started=on_started)

@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -108,8 +108,10 @@ class Worker:
         return self.runs.completed
 
     # --- the loop ------------------------------------------------------------------------------
-    def run(self, *, install_signals: bool = True) -> int:
+    def run(self, *, install_signals: bool = True, on_started: Callable[[], None] | None = None) -> int:
         """Run until drained (`--once`) or stopped by a signal; no pulse is left `processing`.
+        `on_started` is called once the stop signals are handled (a SIGTERM right after `./reeve
+        start` says it is serving is a graceful stop, not death by the signal's default action).
 
         Returns 0, or the exit code of a companion that stopped on its own (which stops the worker)."""
         self._waiter = make_waiter()
@@ -129,6 +131,8 @@ class Worker:
             opts.once,
             opts.dry_run,
         )
+        if on_started:
+            on_started()
         slots = max(opts.concurrency, 1) + opts.critical_reserved
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="pulse")
         try:
