@@ -1,4 +1,5 @@
-"""The pulse queue's data: pulses, their attempts, and the workers that run them.
+"""The pulse queue's data: pulses and their attempts (the workers' records are
+`pulses.worker.models`', the answers' outbox `pulses.deliveries`'; both are re-exported here).
 
 Row transitions live here as model methods; nothing else assigns `status`. Each transition is a
 conditional UPDATE (it names the state it expects), so a stale in-memory copy can never overwrite a
@@ -8,13 +9,16 @@ row another process has moved on.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from pulses.states import FINISHED, PRIORITY_RANK, Priority, Status  # noqa: F401 (re-exported)
+# Re-exported: the state names, and this app's models that live with the code that owns them.
+from pulses.deliveries import Delivery, DeliveryState  # noqa: F401
+from pulses.states import FINISHED, PRIORITY_RANK, Priority, Status  # noqa: F401
+from pulses.worker.models import ALIVE_WITHIN, WorkerRecord, WorkerRecordQuerySet  # noqa: F401
 
 
 class PulseNotPending(Exception):
@@ -352,82 +356,8 @@ class FinishedDay(models.Model):
         return f"{self.day}: {self.completed} completed, {self.failed} failed, {self.cancelled} cancelled"
 
 
-# A worker that has not reported for this long is taken for gone (`/api/status`, the dashboard).
-ALIVE_WITHIN = timedelta(minutes=2)
-
-
-class WorkerRecordQuerySet(models.QuerySet["WorkerRecord"]):
-    def alive(self, now: datetime | None = None) -> WorkerRecordQuerySet:
-        """Workers that reported within ALIVE_WITHIN, most recent first."""
-        return self.filter(last_seen__gte=(now or timezone.now()) - ALIVE_WITHIN).order_by("-last_seen")
-
-
-class WorkerRecord(models.Model):
-    """A worker process that has reported it is alive; `/api/status` lists the recent ones."""
-
-    name = models.CharField(max_length=200, unique=True)  # host:pid
-    host = models.CharField(max_length=200)
-    pid = models.IntegerField()
-    started_at = models.DateTimeField()
-    last_seen = models.DateTimeField(db_index=True)
-    running = models.IntegerField(default=0)
-    # Its slots: PULSE_MAX_CONCURRENT ordinary ones and PULSE_CRITICAL_RESERVED for critical pulses.
-    concurrency = models.IntegerField(default=1)
-    critical_reserved = models.IntegerField(default=0)
-
-    objects = WorkerRecordQuerySet.as_manager()
-
-    class Meta:
-        db_table = "pulse_workers"
-
-    def __str__(self) -> str:
-        return self.name
-
-
 # Registered in this app from their own modules, which import from this one, so they come last.
 from pulses.api.models import ApiToken, TokenScope  # noqa: E402, F401
-
-
-class DeliveryState(models.TextChoices):
-    WAITING = "waiting"  # the pulse has not finished yet, or its answer is still to be sent
-    SENT = "sent"
-    SKIPPED = "skipped"  # nothing to send: the agent said it already, or had nothing to say
-    FAILED = "failed"  # Telegram refused it for good (the chat is gone, the bot was blocked)
-
-
-class Delivery(models.Model):
-    """The outbox row of a pulse whose answer goes back to Telegram when it finishes.
-
-    Written with the pulse, in its transaction, so the request can never be lost; the Telegram
-    listener sends the answer once the pulse has finished and notes each part it sent, so a crash
-    between the run and the send neither loses the answer nor sends it twice.
-    """
-
-    pulse = models.OneToOneField(Pulse, on_delete=models.CASCADE, related_name="delivery")
-    # The chat to answer in and the message to answer; no chat means every configured chat.
-    chat_id = models.BigIntegerField(null=True, blank=True)
-    reply_to_message_id = models.BigIntegerField(null=True, blank=True)
-    state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.WAITING)
-    agent_notified = models.BooleanField(
-        default=False, help_text="the agent messaged the user itself during the run (send_notification)"
-    )
-    parts_sent = models.PositiveIntegerField(default=0)
-    tries = models.PositiveIntegerField(default=0)
-    next_try_at = models.DateTimeField(null=True, blank=True)
-    detail = models.TextField(blank=True, default="", help_text="why it was skipped, or Telegram's refusal")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        db_table = "pulse_deliveries"
-        indexes = [
-            # The listener's outbox sweep reads only the deliveries still to do, however many were sent.
-            models.Index(fields=["pulse"], condition=Q(state="waiting"), name="deliveries_waiting_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"answer of pulse #{self.pulse_id}: {self.state}"
-
 
 # Registered in this app; it imports Priority from here, so it comes last.
 from pulses.routines.models import Routine  # noqa: E402, F401

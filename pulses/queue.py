@@ -1,26 +1,24 @@
 """The one entry point every caller uses to change the pulse queue (reading it: `pulses.reports`).
 
 The transitions themselves are `pulses.models`'; this module chooses the transaction around each, the
-wake-up of idle workers, the attempt's row and the log line. The claim lives in `pulses.claiming` and
-is used from here. A finished run is recorded in one statement on PostgreSQL (`pulses.db.claims`). No
-transaction is ever held while an agent runs: the worker commits the claim, runs the agent, then
-reports back here.
+wake-up of idle workers, the attempt's row and the log line. The claim lives in `pulses.claiming`, what
+a worker writes back (a run's record, its release, leases, liveness) in `pulses.recording`; both are
+used through this module. No transaction is ever held while an agent runs: the worker commits the
+claim, runs the agent, then reports back here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from pulses import history, limits
 from pulses.agent.executor import AttemptOutcome
-from pulses.backoff import exponential
 from pulses.claiming import (
     claim,
     claim_holder,
@@ -28,17 +26,24 @@ from pulses.claiming import (
     next_due_at,
     waiting_for_sessions_of,
 )
-from pulses.db import claims, is_postgres, wakeup
+from pulses.db import wakeup
 from pulses.db.write_gate import gated
 from pulses.limits import InvalidPulse
 from pulses.models import (
     Delivery,
     Priority,
     Pulse,
-    PulseAttempt,
     PulseNotPending,
     Status,
-    WorkerRecord,
+)
+from pulses.recording import (
+    record_attempt,
+    record_session,
+    recover_expired_leases,
+    release,
+    renew_leases,
+    report_alive,
+    retry_delay,
 )
 
 logger = logging.getLogger(__name__)
@@ -154,164 +159,6 @@ def schedule(
     return ScheduleResult(pulse, created=True)
 
 
-def retry_delay(attempt: int) -> timedelta:
-    """Delay before the retry that follows attempt `attempt` (1, 2, ...): 2^(n-1) minutes, capped."""
-    return timedelta(minutes=exponential(attempt, initial=1, cap=settings.PULSE_RETRY_CAP_MINUTES))
-
-
-def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> dict[str, object]:
-    return {
-        "pulse_id": pulse.pk,
-        "number": pulse.attempt_count,
-        "worker": worker,
-        "started_at": outcome.started_at,
-        "finished_at": outcome.finished_at,
-        "duration_ms": outcome.duration_ms,
-        "exit_code": outcome.exit_code,
-        "succeeded": outcome.success,
-        "session_id": outcome.session_id,
-        "result_text": outcome.result_text,
-        "cost_usd": outcome.cost_usd,
-        "num_turns": outcome.num_turns,
-        "error": error,
-        "stdout_tail": outcome.stdout_tail,
-        "stderr_tail": outcome.stderr_tail,
-    }
-
-
-def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
-    PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
-
-
-@gated
-def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str | None:
-    """Store a finished run of a pulse `claim` returned: completed, pending again with backoff, or
-    failed for good.
-
-    Returns the pulse's new status, or None when `worker` no longer holds the claim (the lease
-    expired and the pulse was recovered), in which case nothing is written: the UPDATE's condition
-    is the check, and the attempt's row is written in the same transaction only when it matched.
-    """
-    changes = pulse.finish_changes(
-        success=outcome.success,
-        finished_at=outcome.finished_at,
-        duration_ms=outcome.duration_ms,
-        session_id=outcome.session_id,
-        error=outcome.error,
-        retry_at=outcome.finished_at + retry_delay(pulse.attempt_count),
-    )
-    if outcome.skipped:
-        changes["skipped"] = True
-    status = changes["status"]
-    if is_postgres() and status != Status.PENDING:
-        # A retry also has to NOTIFY the idle workers in its transaction; the rest need one statement.
-        attempt = _attempt_values(pulse, worker=worker, outcome=outcome, error=outcome.error)
-        recorded = claims.record_in_one_statement(pulse, worker=worker, changes=changes, attempt=attempt)
-    else:
-        with transaction.atomic():
-            recorded = pulse.finish(worker=worker, changes=changes)
-            if recorded:
-                _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
-                if status == Status.PENDING:
-                    wakeup.announce()
-    if not recorded:
-        logger.warning("pulse_lease_lost id=%s worker=%s result_discarded", pulse.pk, worker)
-        return None
-    if outcome.skipped:
-        logger.info("pulse_skipped id=%s reason=wake_check_nothing_to_do", pulse.pk)
-    elif status == Status.COMPLETED:
-        logger.info("pulse_completed id=%s duration_ms=%s", pulse.pk, outcome.duration_ms)
-    elif status == Status.PENDING:
-        logger.warning(
-            "pulse_retry_scheduled id=%s attempt=%s retry_at=%s error=%s",
-            pulse.pk,
-            pulse.attempt_count,
-            changes["scheduled_at"],
-            _short(outcome.error),
-        )
-    else:
-        logger.error(
-            "pulse_failed id=%s attempts=%s error=%s", pulse.pk, pulse.attempt_count, _short(outcome.error)
-        )
-    return str(status)
-
-
-@gated
-def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
-    """Return an interrupted pulse (worker shutdown, or preempted for a critical pulse) to pending
-    at once, keeping the session it reached; the run is not counted against its retries."""
-    with transaction.atomic():
-        if not pulse.release(worker=worker, session_id=outcome.session_id):
-            return False
-        note = f"{outcome.error or 'interrupted: the worker shut down'}; returned to pending"
-        _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
-        wakeup.announce()  # a preempted pulse is due again: idle workers may take it
-    logger.warning("pulse_released id=%s worker=%s reason=%s", pulse.pk, worker, _short(outcome.error))
-    return True
-
-
-@gated
-def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
-    """Store the session id the agent announced while it still runs (so its tools can resume it).
-
-    Not when another running pulse holds that session already (an agent that reused a session it
-    was not asked to resume): the database refuses it, and the attempt's record stores it later."""
-    try:
-        with transaction.atomic():
-            Pulse.objects.filter(pk=pulse_id).held_by(worker).update(session_id=session_id)
-    except IntegrityError:
-        logger.warning("pulse_session_in_use id=%s session=%s not_stored_mid_run", pulse_id, session_id)
-
-
-@gated
-def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float | None = None) -> set[int]:
-    """Extend the leases `worker` holds; returns the ids it still holds."""
-    ids = list(pulse_ids)
-    if not ids:
-        return set()
-    until = timezone.now() + timedelta(seconds=lease_seconds or settings.PULSE_LEASE_SECONDS)
-    with transaction.atomic():
-        return Pulse.objects.filter(id__in=ids).renew(worker=worker, until=until)
-
-
-@gated
-def recover_expired_leases(now: datetime | None = None) -> list[int]:
-    """Return pulses whose worker stopped renewing to pending (or failed, when out of retries).
-
-    The lost run counts as a failed attempt with an error naming the worker.
-    """
-    now = now or timezone.now()
-    recovered: list[int] = []
-    with transaction.atomic():
-        stale = Pulse.objects.stale(now)
-        if is_postgres():
-            stale = stale.select_for_update(skip_locked=True)
-        for pulse in stale:
-            owner = pulse.lease_owner
-            error = (
-                f"lease expired: worker {owner} stopped renewing its lease "
-                "(killed, crashed or host lost) while the agent ran"
-            )
-            retry = pulse.expire(now=now, error=error)
-            started = pulse.executed_at or now
-            _store_attempt(
-                pulse,
-                worker=owner,
-                outcome=AttemptOutcome(success=False, started_at=started, finished_at=now),
-                error=error,
-            )
-            recovered.append(pulse.pk)
-            logger.warning(
-                "lease_expired id=%s worker=%s now=%s",
-                pulse.pk,
-                owner,
-                "pending" if retry else "failed",
-            )
-        if recovered:
-            wakeup.announce()
-    return recovered
-
-
 @gated
 def cancel(pulse_id: int) -> Pulse:
     """Cancel a pending pulse; PulseNotPending otherwise, Pulse.DoesNotExist when there is none."""
@@ -357,37 +204,6 @@ def _requeue(pulse: Pulse, when: datetime | None) -> None:
     finished = (pulse.status, pulse.finished_at)
     pulse.requeue(when)
     history.forget(*finished)
-
-
-@gated
-def report_alive(
-    *,
-    worker: str,
-    host: str,
-    pid: int,
-    started_at: datetime,
-    running: int,
-    concurrency: int = 1,
-    critical_reserved: int = 0,
-) -> None:
-    """Record that `worker` is alive and its slots, for `/api/status` and `reeve-status`."""
-    WorkerRecord.objects.update_or_create(
-        name=worker,
-        defaults={
-            "host": host,
-            "pid": pid,
-            "started_at": started_at,
-            "last_seen": timezone.now(),
-            "running": running,
-            "concurrency": concurrency,
-            "critical_reserved": critical_reserved,
-        },
-    )
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @gated

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from pulses import limits
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
-from pulses.api.serializers import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
+from pulses.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
 from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, ERROR, MAX_ID, NOT_FOUND, _valid
 from pulses.models import Priority
 from pulses.tools import agent_tools

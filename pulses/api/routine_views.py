@@ -13,13 +13,8 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from pulses.api.serializers import (
-    PulseSerializer,
-    StrictCharField,
-    StrictChoiceField,
-    StrictIntegerField,
-    StrictSerializer,
-)
+from pulses.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
+from pulses.api.serializers import PulseSerializer
 from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, ERROR, ApiView, _valid
 from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
 from pulses.models import Priority

@@ -1,118 +1,26 @@
-"""What the API accepts and returns. Input fields are strict: a number is not a string, a string is
-not a list, and text must be valid Unicode, so every bad input is a 400 that names the field."""
+"""What the API accepts and returns. Input fields are strict (`pulses.api.fields`): a number is not a
+string, a string is not a list, and text must be valid Unicode, so every bad input is a 400 that names
+the field."""
 
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from pulses import limits
+from pulses.api.fields import (
+    StrictCharField,
+    StrictChoiceField,
+    StrictIntegerField,
+    StrictSerializer,
+    WhenField,
+    text_list,
+)
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseAttempt, Status
-from pulses.timeparse import ACCEPTED_FORMS, TimeParseError, parse_when
+from pulses.timeparse import parse_when
 
 MAX_PAGE = 500
-WHEN_HELP = "when to run: " + "; ".join(ACCEPTED_FORMS)
 LIST_VIEWS = (*Status.values, "overdue")
-
-
-class StrictCharField(serializers.CharField):
-    """A string, and only a string (DRF's CharField would turn 12 into "12")."""
-
-    default_error_messages = {
-        "invalid": "must be a string.",
-        "unicode": "must be valid Unicode text (no lone surrogates).",
-    }
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        try:
-            data.encode("utf-8")
-        except UnicodeEncodeError:
-            self.fail("unicode")
-        return super().to_internal_value(data)
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """An integer, and only an integer in JSON (not "3", not true)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float | str):
-            self.fail("invalid")
-        if isinstance(data, float) and not data.is_integer():
-            self.fail("invalid")
-        if isinstance(data, str) and not self.context.get("from_query"):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictChoiceField(serializers.ChoiceField):
-    default_error_messages = {"invalid_choice": '"{input}" is not one of: {choices}.'}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail(
-                "invalid_choice", input=str(data)[:50], choices=", ".join(self.choice_strings_to_values)
-            )
-        if data not in self.choice_strings_to_values:
-            self.fail("invalid_choice", input=data[:50], choices=", ".join(self.choice_strings_to_values))
-        return data
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class WhenField(StrictCharField):
-    """A time as text ("now", ISO 8601, "in 5 minutes", "tomorrow at 9am"), parsed in TIME_ZONE."""
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", limits.MAX_WHEN_CHARS)
-        kwargs.setdefault("min_length", 1)
-        kwargs.setdefault("help_text", WHEN_HELP)
-        super().__init__(**kwargs)
-
-    def run_validation(self, data=serializers.empty):
-        text = super().run_validation(data)  # a string within max_length, or the default
-        if not isinstance(text, str):
-            return text
-        try:
-            return parse_when(text)
-        except TimeParseError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-
-
-class StrictSerializer(serializers.Serializer):
-    """A request body that names an unknown field is a 400: a typo ("priorty") must not pass silently."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(str(key)[:50] for key in data if key not in self.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {key: [f"unknown field; accepted: {', '.join(self.fields)}"] for key in unknown[:10]}
-                )
-        return super().to_internal_value(data)
-
-
-class StrictSerializerScheme(OpenApiSerializerExtension):
-    target_class = "pulses.api.serializers.StrictSerializer"
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_basic_serializer(self.target, direction)
-        schema["additionalProperties"] = False
-        return schema
-
-
-def _text_list(*, max_items: int, max_length: int, help_text: str) -> serializers.ListField:
-    return serializers.ListField(
-        child=StrictCharField(max_length=max_length, allow_blank=False),
-        max_length=max_items,
-        required=False,
-        default=list,
-        help_text=help_text,
-    )
 
 
 class TriggerSerializer(StrictSerializer):
@@ -129,12 +37,12 @@ class TriggerSerializer(StrictSerializer):
         allow_blank=True,
         help_text=f"agent session to resume; {SESSION_ID_FORM}",
     )
-    sticky_notes = _text_list(
+    sticky_notes = text_list(
         max_items=limits.MAX_NOTES,
         max_length=limits.MAX_NOTE_CHARS,
         help_text="reminders appended to the prompt",
     )
-    tags = _text_list(
+    tags = text_list(
         max_items=limits.MAX_TAGS, max_length=limits.MAX_TAG_CHARS, help_text="labels for filtering"
     )
     max_retries = StrictIntegerField(
