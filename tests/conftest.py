@@ -25,10 +25,10 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `database_independent` touch no database of the suite's (no Django test database,
     no Reeve home: a fresh clone of their own, a parser, a CLI): they run in the SQLite half only and
     the PostgreSQL half deselects them, since running them twice would prove nothing more."""
-    # pytest-xdist (tests/run.sh, --dist loadgroup) keeps each group in one process, in the order
-    # pytest-django gives: one group per file and kind of database use, so a file's fixtures are made
-    # once, and no process runs a "db" test after a transactional one has flushed the migrations' rows
-    # (two files of one name share a group: harmless).
+    # pytest-xdist (tests/run.sh, --dist loadgroup --no-loadscope-reorder) keeps each group in one
+    # process, in the order pytest-django gives: one group per file and kind of database use, so a
+    # file's fixtures are made once, and no process runs a "db" test after a transactional one has
+    # flushed the migrations' rows (two files of one name share a group: harmless).
     for item in items:
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}.{_database_use(item)}"))

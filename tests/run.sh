@@ -28,7 +28,7 @@ run_pytest() {
   local label=$1 rcfile=$2 rc
   shift 2
   echo "== pytest on $label"
-  python -m pytest -n "$workers" --dist loadgroup --durations=15 "$@"
+  python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=15 "$@"
   rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests on $label: the suite is broken" >&2

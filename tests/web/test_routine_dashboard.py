@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -18,14 +19,17 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_dashboard_lists_the_next_fires_in_each_routines_zone(admin_client):
-    changes.create(name="briefing", schedule="0 8 * * *", prompt="Brief me", timezone="Asia/Tokyo")
+    # A daily hour in Tokyo 2-3 hours ahead: a fixed 08:00 JST (23:00 UTC) tied with the half-hourly
+    # routine's next fire from 22:30 to 23:00 UTC each day.
+    hour = (timezone.now().astimezone(ZoneInfo("Asia/Tokyo")) + timedelta(hours=3)).hour
+    changes.create(name="briefing", schedule=f"0 {hour} * * *", prompt="Brief me", timezone="Asia/Tokyo")
     changes.create(name="build", schedule="every 30 minutes", prompt="Check CI")
     paused = changes.create(name="quiet", schedule="@daily", prompt="x")
     changes.pause(paused)
     page = admin_client.get("/dashboard/").content.decode()
     table = re.search(r'<table id="routine-fires">(.*?)</table>', page, re.S).group(1)
     assert table.index(">build<") < table.index(">briefing<")  # every 30 minutes fires first
-    assert "08:00 JST" in table and "(Asia/Tokyo)" in table and "every 30 minutes" in table
+    assert f"{hour:02d}:00 JST" in table and "(Asia/Tokyo)" in table and "every 30 minutes" in table
     assert "quiet" not in table
     assert f"/admin/pulses/routine/{Routine.objects.get(name='build').pk}/change/" in table
 
