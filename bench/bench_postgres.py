@@ -9,6 +9,7 @@ Starts a throwaway cluster with tests/support/pg_cluster.sh unless DATABASE_URL 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import subprocess
@@ -92,6 +93,7 @@ def claim_cost(rounds: int = 5, repeats: int = 200) -> float:
     from pulses.agent.executor import AttemptOutcome
     from pulses.models import Pulse
 
+    logging.getLogger("pulses").setLevel(logging.ERROR)  # not a warning per probe released
     Pulse.objects.filter(status__in=["pending", "processing"]).delete()
     pulse = queue.schedule(prompt="probe").pulse
     medians = []
@@ -167,10 +169,15 @@ def main() -> None:
     parser.add_argument("--pulses", type=int, default=40)
     parser.add_argument("--history", type=int, default=1_000_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="reeve-bench-pg-") as tmp:
-        tmp_path = Path(tmp)
+    # The cluster lives beside the Reeve home, not in it: Reeve makes its home private (0700), and
+    # the server, running as another user when this runs as root, must reach its data directory.
+    with (
+        tempfile.TemporaryDirectory(prefix="reeve-bench-pg-") as tmp,
+        tempfile.TemporaryDirectory(prefix="reeve-bench-pg-cluster-") as cluster_tmp,
+    ):
+        tmp_path, cluster_path = Path(tmp), Path(cluster_tmp)
         own_cluster = not os.environ.get("DATABASE_URL")
-        url = start_cluster(tmp_path) if own_cluster else os.environ["DATABASE_URL"]
+        url = start_cluster(cluster_path) if own_cluster else os.environ["DATABASE_URL"]
         try:
             env = configure(tmp_path, url)
             subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
@@ -197,7 +204,12 @@ def main() -> None:
         finally:
             if own_cluster:
                 subprocess.run(
-                    ["bash", str(ROOT / "tests" / "support" / "pg_cluster.sh"), "stop", str(tmp_path / "pg")],
+                    [
+                        "bash",
+                        str(ROOT / "tests" / "support" / "pg_cluster.sh"),
+                        "stop",
+                        str(cluster_path / "pg"),
+                    ],
                     check=False,
                 )
 

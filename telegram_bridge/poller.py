@@ -13,8 +13,8 @@ for Telegram's `retry_after`; 409 (another poller on the token, or a webhook) is
 retried; a rejected token stops the loop with InvalidBotToken. SIGTERM/SIGINT/SIGHUP stop it cleanly.
 
 Each update is applied by `telegram_bridge.messages`. Beside the polling, the listener sends the
-answers of finished pulses back (`telegram_bridge.delivery`, from the outbox): a message's answer as
-a reply to it, other pulses' to the configured chat.
+answers of finished pulses back (`telegram_bridge.answer_sender`, from the outbox): a message's
+answer as a reply to it, other pulses' to the configured chat.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, Tel
 
 from pulses.backoff import Backoff
 from pulses.worker.shutdown import STOP_SIGNALS
+from telegram_bridge.answer_sender import AnswerSender
 from telegram_bridge.async_calls import STOPPED, StopRequest
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
-from telegram_bridge.delivery import AnswerSender
 from telegram_bridge.incoming import ALLOWED_UPDATES, Unreadable, read_one_by_one
 from telegram_bridge.messages import Interrupted, MessageIntake
 
