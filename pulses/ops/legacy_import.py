@@ -25,7 +25,7 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Case, DateTimeField, Value, When
 
-from pulses.limits import is_session_id
+from pulses.limits import MAX_YEAR, MIN_YEAR, is_session_id, time_in_range
 from pulses.models import Priority, Pulse, PulseAttempt, Status
 from pulses.ops import backup, legacy
 from reeve_site import original_db_url
@@ -79,6 +79,7 @@ class ImportResult:
     retries_folded: int = 0
     interrupted: int = 0
     session_ids_dropped: int = 0
+    times_moved: int = 0
     other_database: str = ""  # set when the database converted is not the configured one: how to use it
 
 
@@ -243,8 +244,15 @@ def _chains(rows: list[OriginalRow]) -> list[list[OriginalRow]]:
     return chains
 
 
-def _utc(value: Any, row: OriginalRow, column: str) -> datetime | None:
-    """The original stored naive UTC (a timestamptz on PostgreSQL comes back aware)."""
+# A day inside Reeve's years, so that the time keeps its year in any TIME_ZONE.
+EARLIEST = datetime(MIN_YEAR, 1, 2, tzinfo=UTC)
+LATEST = datetime(MAX_YEAR, 12, 30, tzinfo=UTC)
+
+
+def _utc(value: Any, row: OriginalRow, column: str, result: ImportResult) -> datetime | None:
+    """The original stored naive UTC (a timestamptz on PostgreSQL comes back aware). A time outside
+    the years Reeve accepts (year 1 or 9999, say, as a "never") moves to the nearest of them and is
+    counted: shown in a time zone it would leave the range of a datetime and break the pages."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -252,7 +260,11 @@ def _utc(value: Any, row: OriginalRow, column: str) -> datetime | None:
             value = datetime.fromisoformat(value.strip())
         except ValueError:
             raise legacy.LegacyError(f"pulse {row.id}: {column} {value!r} is not a time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if time_in_range(moment):
+        return moment
+    result.times_moved += 1
+    return min(max(moment, EARLIEST), LATEST)
 
 
 def _strings(value: Any) -> list[str]:
@@ -291,14 +303,14 @@ def _carry(chain: list[OriginalRow], result: ImportResult) -> tuple[Pulse, list[
     for row in chain:
         if row.status.upper() not in RAN:
             continue
-        ended = _utc(row.executed_at, row, "executed_at")  # the original set it when the run ended
+        ended = _utc(row.executed_at, row, "executed_at", result)  # the original set it when the run ended
         started = ended - timedelta(milliseconds=row.execution_duration_ms or 0) if ended else None
         attempts.append(
             PulseAttempt(
                 pulse_id=last.id,
                 number=first.retry_count + len(attempts) + 1,
                 worker=ORIGINAL_WORKER,
-                started_at=started or _utc(row.scheduled_at, row, "scheduled_at"),
+                started_at=started or _utc(row.scheduled_at, row, "scheduled_at", result),
                 finished_at=ended,
                 duration_ms=row.execution_duration_ms,
                 succeeded=row.status.upper() == "COMPLETED",
@@ -315,7 +327,7 @@ def _carry(chain: list[OriginalRow], result: ImportResult) -> tuple[Pulse, list[
     pulse = Pulse(
         id=last.id,
         prompt=last.prompt or "",
-        scheduled_at=_utc(last.scheduled_at, last, "scheduled_at"),
+        scheduled_at=_utc(last.scheduled_at, last, "scheduled_at", result),
         priority=_choice(PRIORITY, last.priority, last, "priority"),
         status=status,
         session_id=session_id,
@@ -333,7 +345,7 @@ def _carry(chain: list[OriginalRow], result: ImportResult) -> tuple[Pulse, list[
     )
     if pulse.scheduled_at is None:
         raise legacy.LegacyError(f"pulse {last.id} has no scheduled_at; nothing was changed")
-    created = _utc(first.created_at, first, "created_at") or pulse.scheduled_at
+    created = _utc(first.created_at, first, "created_at", result) or pulse.scheduled_at
     return pulse, attempts, created
 
 

@@ -424,6 +424,38 @@ def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again
     assert pulses[6][0].session_id == "" and result.session_ids_dropped == 1  # never reaches --resume=
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_times_outside_reeves_years_move_inside_so_every_page_shows_the_pulse(admin_client, settings, zone):
+    """The original accepted any time; one in year 9999 or year 1, shown in a zone 14 hours off UTC,
+    leaves the range of a datetime and broke the dashboard and the pulse's page."""
+    settings.TIME_ZONE = zone
+    rows = [
+        _row(1, "never", "PENDING", scheduled_at="9999-12-31 23:00:00"),
+        _row(
+            2, "ancient", "COMPLETED", scheduled_at="0001-01-01 01:00:00", executed_at="0001-01-01 01:00:05"
+        ),
+        _row(3, "ordinary", "PENDING"),
+    ]
+    carried, result = legacy_import.plan(rows)
+    pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
+    assert pulses[1][0].scheduled_at == legacy_import.LATEST
+    assert pulses[2][0].scheduled_at == pulses[2][1][0].finished_at == legacy_import.EARLIEST
+    assert pulses[3][0].scheduled_at == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    assert result.times_moved == 3  # the second's scheduled_at twice (pulse, attempt) and its end once
+    for pulse, attempts, _ in carried:
+        pulse.save()
+        for attempt in attempts:
+            attempt.save()
+    for url in [
+        "/dashboard/",
+        "/admin/pulses/pulse/",
+        "/admin/pulses/pulse/1/change/",
+        "/admin/pulses/pulse/2/change/",
+    ]:
+        assert admin_client.get(url).status_code == 200, url
+
+
 def test_an_unknown_status_stops_the_import_naming_the_row():
     with pytest.raises(legacy.LegacyError, match=r"pulse 7: unknown status 'PAUSED'"):
         legacy_import.plan([_row(7, "x", "PAUSED")])

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses.limits import TIME_RANGE
 from pulses.models import Status
 from pulses.ops import legacy
 from pulses.ops.legacy_import import ImportResult, import_original
@@ -56,6 +57,11 @@ def summary(result: ImportResult) -> str:
         lines.append(
             f"{result.session_ids_dropped} session id(s) that are not agent session ids were dropped "
             "(those pulses start a new session)."
+        )
+    if result.times_moved:
+        lines.append(
+            f"{result.times_moved} time(s) outside the {TIME_RANGE} Reeve accepts moved to the "
+            "nearest day inside them."
         )
     if result.other_database:
         lines.append(f"Reeve's migrations are applied. To use this database, set {result.other_database}.")
