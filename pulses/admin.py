@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import formats, timezone
@@ -275,7 +276,7 @@ class PulseAdmin(admin.ModelAdmin):
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         paginator = super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
-        if request.GET.get("q", "").strip():
+        if request.GET.get(SEARCH_VAR, "").strip():
             paginator.cap = search.MAX_MATCHES - 1  # a search keeps its newest matches, no more
         return paginator
 

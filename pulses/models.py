@@ -190,9 +190,8 @@ class Pulse(models.Model):
         updated = Pulse.objects.filter(expect, pk=self.pk).update(**changes)
         if updated:
             for field, value in changes.items():
-                if not hasattr(
-                    value, "resolve_expression"
-                ):  # F("attempt_count") - 1 is the database's to compute
+                # F("attempt_count") - 1 is the database's to compute
+                if not hasattr(value, "resolve_expression"):
                     setattr(self, field, value)
         return bool(updated)
 
