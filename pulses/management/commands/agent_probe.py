@@ -1,19 +1,18 @@
 import shlex
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from pulses.agent.executor import AgentRequest
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand
 from pulses.worker.run import default_executor
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Run one prompt through the configured agent command (HAPI_COMMAND) in the Desk, as the worker "
         "would, and print what Reeve understood: the argv, the session, the result or the error in the "
         "agent's words, cost and turns. Nothing is queued. Exit 1 when the run failed."
     )
-    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", help='what to ask the agent, e.g. "Test prompt"')

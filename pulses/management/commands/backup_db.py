@@ -1,17 +1,17 @@
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand
 from pulses.ops.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_directory
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Back up the database while Reeve runs: a consistent copy (SQLite backup API, or pg_dump on "
         "PostgreSQL), gzip-compressed, then delete backups older than --keep-days."
     )
-    requires_system_checks = COMMAND_CHECKS
+    refused = (BackupError,)
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -27,10 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["keep_days"] < 0:
             raise CommandError("--keep-days must be 0 or more")
-        try:
-            result = backup(directory=options["dir"], keep_days=options["keep_days"])
-        except BackupError as exc:
-            raise CommandError(str(exc)) from None
+        result = backup(directory=options["dir"], keep_days=options["keep_days"])
         for path in result.removed:
             self.stdout.write(f"Removed old backup: {path.name}")
         self.stdout.write(f"Backup completed: {result.path} ({result.size} bytes)")

@@ -1,16 +1,16 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from pulses.api import tokens
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand
 from pulses.models import TokenScope
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Create a named API client token (printed once; only its hash is stored), revoke one with "
         "--revoke, or --list them. Clients send it as 'Authorization: Bearer <token>'."
     )
-    requires_system_checks = COMMAND_CHECKS
+    refused = (tokens.TokenError,)
 
     def add_arguments(self, parser):
         parser.add_argument("name", nargs="?", help="a name for the client, e.g. telegram-bridge")
@@ -33,14 +33,11 @@ class Command(BaseCommand):
             return
         if not options["name"]:
             raise CommandError("give the token a NAME (or use --list)")
-        try:
-            if options["revoke"]:
-                row = tokens.revoke(options["name"])
-                self.stdout.write(f"Revoked token {options['name']!r} ({row.prefix}…); it no longer works.")
-                return
-            row, token = tokens.create(options["name"], scope=options["scope"])
-        except tokens.TokenError as exc:
-            raise CommandError(str(exc)) from None
+        if options["revoke"]:
+            row = tokens.revoke(options["name"])
+            self.stdout.write(f"Revoked token {options['name']!r} ({row.prefix}…); it no longer works.")
+            return
+        row, token = tokens.create(options["name"], scope=options["scope"])
         # The answer alone on stdout, so `TOKEN=$(./reeve create_api_token NAME)` holds just the token.
         self.stderr.write(
             f"Created token {row.name!r} ({row.scope} scope). Store it now; it is not shown again:"

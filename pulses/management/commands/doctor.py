@@ -1,17 +1,17 @@
 import shlex
 
-from django.core.management.base import BaseCommand
-
+from pulses.management.base import ReeveCommand
 from pulses.ops.doctor import FAIL, WARN, resolved_paths, run_checks
 
 MARKS = {"ok": "ok  ", WARN: "WARN", FAIL: "FAIL"}
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Check that Reeve can run: configuration, API token, database and migrations, agent command, "
         "Desk, API health, Telegram token. Each problem is one line saying what to fix; exit 1 on a failure."
     )
+    requires_system_checks = "__all__"  # every system check (Django's default), not only COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(

@@ -1,17 +1,17 @@
-from django.core.management.base import BaseCommand, CommandError
-
 from pulses.limits import TIME_RANGE
+from pulses.management.base import ReeveCommand
 from pulses.models import Status
 from pulses.ops import legacy
 from pulses.ops.legacy_import import ImportResult, import_original
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Carry the original Reeve's queue (its Alembic schema) over into Reeve's: keeps a copy of the "
         "original first, moves every pulse in one transaction, then applies Reeve's migrations. "
         "A database already in Reeve's schema is left as it is."
     )
+    refused = (legacy.LegacyError,)
     requires_system_checks: list = []
 
     def add_arguments(self, parser):
@@ -23,11 +23,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        try:
-            result = import_original(options["path"])
-        except legacy.LegacyError as exc:
-            raise CommandError(str(exc)) from None
-        self.stdout.write(summary(result))
+        self.stdout.write(summary(import_original(options["path"])))
 
 
 def _counts(by_status: dict[str, int]) -> str:

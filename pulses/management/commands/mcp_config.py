@@ -2,17 +2,18 @@ import json
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 
+from pulses.management.base import ReeveCommand
 from pulses.tools import desk_config
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Print the MCP server entry (.mcp.json) and the Desk permission list (.claude/settings.json) "
         "that let Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk, with a "
         "named agent-scoped API token for interactive sessions (kept while it works)."
     )
+    refused = (desk_config.DeskConfigError,)
     requires_system_checks: list = []
 
     def add_arguments(self, parser):
@@ -26,11 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         desk = (options["desk"] or Path(settings.REEVE_DESK_PATH)).expanduser()
         if options["write"]:
-            try:
-                written = desk_config.write_desk_config(desk)
-            except desk_config.DeskConfigError as exc:
-                raise CommandError(str(exc)) from None
-            for item in written:
+            for item in desk_config.write_desk_config(desk):
                 replaced = (
                     f" (replaced the original Reeve's {', '.join(item.replaced)})" if item.replaced else ""
                 )

@@ -1,8 +1,7 @@
 import logging
 import sys
 
-from django.core.management.base import BaseCommand
-
+from pulses.management.base import ReeveCommand
 from pulses.ops.lifeline import stop_with_parent
 from pulses.tools.mcp_server import serve
 
@@ -15,7 +14,7 @@ def _logs_to_stderr() -> None:
                 handler.setStream(sys.stderr)
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Serve the agent's tools over MCP on stdin/stdout: schedule_pulse, list_upcoming_pulses, "
         "cancel_pulse, reschedule_pulse, send_notification, create_routine, list_routines, pause_routine, "

@@ -1,9 +1,9 @@
 import re
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand
 from pulses.ops.retention import Policy, RetentionError, prune, vacuum_full
 
 _AGE = re.compile(r"^(\d+)\s*([dhw]?)$")
@@ -25,13 +25,13 @@ def _size(size: int | None) -> str:
     return "?" if size is None else f"{size / 1_048_576:.1f} MB"
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Delete finished pulses (and their attempts) older than PULSE_HISTORY_DAYS, failed ones after "
         "PULSE_FAILED_HISTORY_DAYS, trim output tails older than PULSE_OUTPUT_TAIL_DAYS, and give the "
         "space back. Short batches: the worker and the API keep running."
     )
-    requires_system_checks = COMMAND_CHECKS
+    refused = (RetentionError,)
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -50,11 +50,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         older_than = parse_age(options["older_than"]) if options["older_than"] is not None else None
-        try:
-            policy = Policy.from_settings(older_than=older_than)
-        except RetentionError as exc:
-            raise CommandError(str(exc)) from None
-        result = prune(policy, dry_run=options["dry_run"])
+        result = prune(Policy.from_settings(older_than=older_than), dry_run=options["dry_run"])
         delete, trim = ("Would delete", "would trim") if result.dry_run else ("Deleted", "trimmed")
         self.stdout.write(
             f"{delete} {result.pulses} pulses with {result.attempts} attempts; "

@@ -1,8 +1,8 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from pulses import answers, reports
 from pulses.limits import local_time
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand, refusals
 from pulses.models import Pulse
 
 COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
@@ -22,9 +22,8 @@ def _slot(slot: reports.BusySlot) -> str:
     return f'{slot.kind}: #{slot.pulse.pk} {slot.pulse.priority} since {since} "{prompt}"'
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = "Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."
-    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -36,10 +35,8 @@ class Command(BaseCommand):
         view = options["view"]
         if view.isdigit():
             return self._detail(int(view))
-        try:
+        with refusals(ValueError):
             pulses = reports.listing(view, limit=options["limit"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
         counts = reports.stats().by_status
         self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
         for name, slots in reports.worker_slots(reports.recent_workers()).items():
@@ -59,9 +56,7 @@ class Command(BaseCommand):
             )
             for p in pulses
         ]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-        for row in rows:
-            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        self.write_table(rows)
 
     def _detail(self, pulse_id: int) -> None:
         try:
@@ -87,8 +82,7 @@ class Command(BaseCommand):
         if delivery := getattr(pulse, "delivery", None):
             detail = f" ({delivery.detail})" if delivery.detail else ""
             fields.append(("telegram", f"{delivery.state}, {delivery.parts_sent} message(s){detail}"))
-        for name, value in fields:
-            self.stdout.write(f"{name:>13}: {value}")
+        self.write_fields(fields)
         for attempt in pulse.attempt_set.all():
             said = answers.first_line(attempt.result_text, 100)
             if attempt.succeeded:

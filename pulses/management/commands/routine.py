@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from pulses.management.base import ReeveCommand
 from pulses.models import Priority
 from pulses.routines import changes
 from pulses.routines import schedule as schedules
@@ -49,12 +50,13 @@ def _session(value: str) -> dict[str, str]:
     return {"session_policy": SessionPolicy.FIXED, "session_id": value}
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Routines, Reeve's recurring wake-ups: add, list, show, pause, resume, remove, and next (the "
         "next fire times of a routine or of an expression). "
         'Example: routine add briefing "0 8 * * 1-5" "Brief me on today" --tz Europe/Berlin'
     )
+    requires_system_checks = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -171,9 +173,7 @@ class Command(BaseCommand):
             last = f"{r.last_result} {_fire(r.last_fire_at, r)}" if r.last_result else "never run"
             enabled = "yes" if r.enabled else f"paused ({r.paused_reason})" if r.paused_reason else "paused"
             rows.append((r.name, _words(r), r.zone_name, _fire(r.next_fire_at, r), last, enabled))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-        for row in rows:
-            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        self.write_table(rows)
 
     def _show(self, routine: Routine) -> None:
         fields = [
@@ -198,8 +198,7 @@ class Command(BaseCommand):
             ("failures", f"{routine.failure_streak} in a row (pauses after {routine.pause_after_failures})"),
             ("prompt", routine.prompt),
         ]
-        for name, value in fields:
-            self.stdout.write(f"{name:>13}: {value}")
+        self.write_fields(fields)
         if routine.enabled:
             self._fires(routine.schedule, routine.zone_name, PREVIEW_FIRES)
 

@@ -1,19 +1,17 @@
-import logging
+from django.core.management.base import CommandError
 
-from django.core.management.base import BaseCommand, CommandError
-
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand, refusals
 from pulses.ops import instance_lock
 from pulses.ops.private_files import tighten
 from pulses.worker.loop import Worker, WorkerOptions
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Run due pulses through the agent CLI, highest priority first, each exactly once per attempt. "
         "SIGTERM/Ctrl+C drains running pulses (PULSE_SHUTDOWN_GRACE_SECONDS); a second one stops at once."
     )
-    requires_system_checks = COMMAND_CHECKS
+    refused = (instance_lock.AlreadyRunning,)
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="run what is due now, then exit")
@@ -29,20 +27,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["concurrency"] is not None and options["concurrency"] < 1:
             raise CommandError("--concurrency must be 1 or more")
-        if options["verbosity"] != 1:
-            levels = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}
-            logging.getLogger().setLevel(levels[options["verbosity"]])
+        self.log_at_verbosity(options["verbosity"])
         if not options["dry_run"]:
             # Shared: more workers may join on purpose, but not beside a `./reeve start`.
-            try:
-                instance_lock.hold(exclusive=False, role="run_pulse_worker")
-            except instance_lock.AlreadyRunning as exc:
-                raise CommandError(str(exc)) from exc
+            instance_lock.hold(exclusive=False, role="run_pulse_worker")
         tighten()  # files made before Reeve ran with umask 077 become private on this start
-        try:
+        with refusals(ValueError):
             worker_options = WorkerOptions.from_settings(
                 concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
             )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
         Worker(worker_options).run()

@@ -1,8 +1,8 @@
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from pulses.limits import weak_token_reason
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand, refusals
 from pulses.ops import banner
 from pulses.ops.instance_lock import AlreadyRunning
 from pulses.ops.private_files import tighten
@@ -10,13 +10,12 @@ from pulses.ops.supervisor import run_reeve
 from pulses.web.bind import PortInUse
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Run Reeve in one terminal: the pulse worker and, as its companion, the web process (gunicorn: "
         "API, admin, dashboard). Ctrl+C, SIGTERM or a closed terminal drains and stops both; if either "
         "exits, the other stops too. Refuses to start beside another Reeve on the same installation."
     )
-    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("--no-web", action="store_true", help="run the worker only")
@@ -32,8 +31,6 @@ class Command(BaseCommand):
             self.stdout.write("\n".join(banner.lines(web=web, desk_note=desk_note)))
             self.stdout.flush()
 
-        try:
+        with refusals(AlreadyRunning, PortInUse, ValueError):
             code = run_reeve(web=web, on_started=say_what_is_served)
-        except (AlreadyRunning, PortInUse, ValueError) as exc:
-            raise CommandError(str(exc)) from exc
         raise SystemExit(code)

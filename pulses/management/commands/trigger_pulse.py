@@ -1,19 +1,18 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from pulses import queue
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand, refusals
 from pulses.models import Priority
 from pulses.ops.hourly_prompt import schedule_hourly_prompt
 from pulses.timeparse import TimeParseError, parse_when
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Schedule a pulse: a prompt that wakes the agent at a given time. "
         "With --heartbeat, schedule this hour's heartbeat (its prompt follows the time of day)."
     )
-    requires_system_checks = COMMAND_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", nargs="?", help="what the agent should do (not with --heartbeat)")
@@ -57,15 +56,11 @@ class Command(BaseCommand):
         else:
             if not options["prompt"] or not options["prompt"].strip():
                 raise CommandError("a PROMPT is required (or use --heartbeat)")
-            try:
+            with refusals(TimeParseError):
                 when = parse_when(options["at"])
-            except TimeParseError as exc:
-                raise CommandError(str(exc)) from None
-            try:
+            with refusals(InvalidSessionId, prefix="--session: "):
                 session_id = check_session_id(options["session"])
-            except InvalidSessionId as exc:
-                raise CommandError(f"--session: {exc}") from None
-            try:
+            with refusals(queue.InvalidPulse):
                 result = queue.schedule(
                     prompt=options["prompt"],
                     scheduled_at=when,
@@ -79,8 +74,6 @@ class Command(BaseCommand):
                     deliver=options["deliver"],
                     check_command=options["check"],
                 )
-            except queue.InvalidPulse as exc:
-                raise CommandError(str(exc)) from None
         pulse = result.pulse
         verb = "Scheduled" if result.created else "Already scheduled"
         self.stdout.write(f"{verb} pulse #{pulse.pk} ({pulse.priority}) for {pulse.scheduled_at.isoformat()}")

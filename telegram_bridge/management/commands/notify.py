@@ -1,18 +1,16 @@
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
-
-from pulses.management import COMMAND_CHECKS
+from pulses.management.base import ReeveCommand
 from telegram_bridge.client import TelegramNotConfigured
 from telegram_bridge.notify import EmptyMessage, NotificationFailed, send_message
 
 
-class Command(BaseCommand):
+class Command(ReeveCommand):
     help = (
         "Send a message to the Telegram chat(s) in TELEGRAM_CHAT_ID; long text is split at Telegram's "
         "4096-character limit, on line ends where possible."
     )
-    requires_system_checks = COMMAND_CHECKS
+    refused = (TelegramNotConfigured, EmptyMessage, NotificationFailed)
 
     def add_arguments(self, parser):
         parser.add_argument("text", help='the message; "-" reads it from standard input')
@@ -20,8 +18,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         text = sys.stdin.read() if options["text"] == "-" else options["text"]
-        try:
-            sent = send_message(text, silent=options["silent"])
-        except (TelegramNotConfigured, EmptyMessage, NotificationFailed) as exc:
-            raise CommandError(str(exc)) from exc
+        sent = send_message(text, silent=options["silent"])
         self.stdout.write(f"sent {sent} message(s)")

@@ -1,0 +1,54 @@
+"""What Reeve's commands share: the system checks they need, the domain's refusals as one line on
+stderr (a CommandError, never a traceback), the log level from -v, and the way they print tables."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pulses.management import COMMAND_CHECKS
+
+# -v 0 shows warnings only, -v 2 and 3 everything; -v 1 (the default) keeps LOGGING's levels.
+LOG_LEVELS = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}
+
+
+@contextmanager
+def refusals(*errors: type[Exception], prefix: str = "") -> Iterator[None]:
+    """Inside, any of `errors` becomes a CommandError with the same message (after `prefix`)."""
+    try:
+        yield
+    except errors as exc:
+        raise CommandError(f"{prefix}{exc}") from exc
+
+
+class ReeveCommand(BaseCommand):
+    """A Reeve command: handle() parses, makes one call into the domain, prints. The domain errors
+    named in `refused` (the person's input or the installation's state is wrong, the message says
+    what to do) end the command with that message and exit status 1."""
+
+    requires_system_checks = COMMAND_CHECKS
+    refused: tuple[type[Exception], ...] = ()
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        with refusals(*self.refused):
+            return super().execute(*args, **options)
+
+    def log_at_verbosity(self, verbosity: int) -> None:
+        """A long-running command's -v sets the root log level (LOG_LEVELS)."""
+        if verbosity in LOG_LEVELS:
+            logging.getLogger().setLevel(LOG_LEVELS[verbosity])
+
+    def write_table(self, rows: Sequence[Sequence[str]]) -> None:
+        """`rows` (the first is the heading) in left-aligned columns two spaces apart."""
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+    def write_fields(self, fields: Iterable[tuple[str, object]]) -> None:
+        """One `name: value` line each, the names right-aligned."""
+        for name, value in fields:
+            self.stdout.write(f"{name:>13}: {value}")
