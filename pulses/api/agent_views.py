@@ -8,18 +8,16 @@ continues. Each view validates its body strictly, makes one call into `pulses.to
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from pulses import limits
-from pulses.api.authentication import BearerTokenAuthentication
-from pulses.api.errors import BoundedJSONParser
 from pulses.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
-from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, ERROR, MAX_ID, NOT_FOUND, _valid
+from pulses.api.schema import BAD_INPUT, CONFLICT, ERROR, NOT_FOUND, endpoint
+from pulses.api.views import MAX_ID, TokenView
 from pulses.models import Priority
 from pulses.tools import agent_tools
 
@@ -34,12 +32,10 @@ AGENT_SESSION_POLICIES = ("new", "continue")  # a fixed session id is the owner'
 DESCRIBED = serializers.DictField(help_text="the pulse as the agent sees it (times in TIME_ZONE)")
 
 
-class AgentView(APIView):
+class AgentView(TokenView):
     """Open to agent-scoped tokens as well as full ones; refusals are 4xx with the tool's message."""
 
-    authentication_classes = [BearerTokenAuthentication]
     permission_classes = [IsAuthenticated]
-    parser_classes = [BoundedJSONParser]
 
     def call(self, fn, /, **kwargs) -> Response:
         try:
@@ -123,24 +119,25 @@ class NotifiedSerializer(serializers.Serializer):
 
 
 class AgentPulsesView(AgentView):
-    @extend_schema(
-        operation_id="agent_pulses_upcoming",
-        summary="The agent's tool list_upcoming_pulses: pending pulses, soonest first",
-        parameters=[AgentListQuerySerializer],
-        responses={200: AgentListSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    @endpoint(
+        "agent_pulses_upcoming",
+        "The agent's tool list_upcoming_pulses: pending pulses, soonest first",
+        AgentListSerializer,
+        query=AgentListQuerySerializer,
     )
     def get(self, request: Request) -> Response:
-        query = _valid(AgentListQuerySerializer, request.query_params.dict(), from_query=True)
-        return self.call(agent_tools.list_upcoming_pulses, limit=query["limit"])
+        return self.call(
+            agent_tools.list_upcoming_pulses, limit=self.query(AgentListQuerySerializer)["limit"]
+        )
 
-    @extend_schema(
-        operation_id="agent_pulse_schedule",
-        summary="The agent's tool schedule_pulse: source 'agent', parent = the running pulse",
-        request=AgentScheduleSerializer,
-        responses={200: DESCRIBED, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
+    @endpoint(
+        "agent_pulse_schedule",
+        "The agent's tool schedule_pulse: source 'agent', parent = the running pulse",
+        DESCRIBED,
+        body=AgentScheduleSerializer,
     )
     def post(self, request: Request) -> Response:
-        data = _valid(AgentScheduleSerializer, request.data)
+        data = self.body(AgentScheduleSerializer)
         return self.call(agent_tools.schedule_pulse, run_pulse_id=request.user.run_pulse_id, **data)
 
 
@@ -151,43 +148,39 @@ def _pulse_id(pk: int) -> int:
 
 
 class AgentCancelView(AgentView):
-    @extend_schema(
-        operation_id="agent_pulse_cancel",
-        summary="The agent's tool cancel_pulse",
-        request=None,
-        responses={200: DESCRIBED, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT, **BAD_INPUT},
+    @endpoint(
+        "agent_pulse_cancel",
+        "The agent's tool cancel_pulse",
+        DESCRIBED,
+        refusals=NOT_FOUND | CONFLICT | BAD_INPUT,
     )
     def post(self, request: Request, pk: int) -> Response:
         return self.call(agent_tools.cancel_pulse, pulse_id=_pulse_id(pk))
 
 
 class AgentRescheduleView(AgentView):
-    @extend_schema(
-        operation_id="agent_pulse_reschedule",
-        summary="The agent's tool reschedule_pulse",
-        request=AgentRescheduleSerializer,
-        responses={200: DESCRIBED, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT, **BODY_ERRORS},
+    @endpoint(
+        "agent_pulse_reschedule",
+        "The agent's tool reschedule_pulse",
+        DESCRIBED,
+        body=AgentRescheduleSerializer,
+        refusals=NOT_FOUND | CONFLICT,
     )
     def post(self, request: Request, pk: int) -> Response:
-        data = _valid(AgentRescheduleSerializer, request.data)
-        return self.call(agent_tools.reschedule_pulse, pulse_id=_pulse_id(pk), when=data["when"])
+        when = self.body(AgentRescheduleSerializer)["when"]
+        return self.call(agent_tools.reschedule_pulse, pulse_id=_pulse_id(pk), when=when)
 
 
 class NotifyView(AgentView):
-    @extend_schema(
-        operation_id="notify",
-        summary="Send the user a Telegram message (the agent's tool send_notification)",
-        request=NotifySerializer,
-        responses={
-            200: NotifiedSerializer,
-            **BAD_INPUT,
-            **AUTH_ERRORS,
-            **BODY_ERRORS,
-            502: OpenApiResponse(ERROR, description="Telegram did not take the message"),
-        },
+    @endpoint(
+        "notify",
+        "Send the user a Telegram message (the agent's tool send_notification)",
+        NotifiedSerializer,
+        body=NotifySerializer,
+        refusals={502: OpenApiResponse(ERROR, description="Telegram did not take the message")},
     )
     def post(self, request: Request) -> Response:
-        data = _valid(NotifySerializer, request.data)
+        data = self.body(NotifySerializer)
         return self.call(agent_tools.send_notification, run_pulse_id=request.user.run_pulse_id, **data)
 
 
@@ -224,33 +217,30 @@ ROUTINE_NOT_FOUND = {404: OpenApiResponse(ERROR, description="no routine with th
 
 
 class AgentRoutinesView(AgentView):
-    @extend_schema(
-        operation_id="agent_routines_list",
-        summary="The agent's tool list_routines: every routine by name, with its next fire",
-        responses={200: AgentRoutineListSerializer, **AUTH_ERRORS},
+    @endpoint(
+        "agent_routines_list",
+        "The agent's tool list_routines: every routine by name, with its next fire",
+        AgentRoutineListSerializer,
     )
     def get(self, request: Request) -> Response:
         return self.call(agent_tools.list_routines)
 
-    @extend_schema(
-        operation_id="agent_routine_create",
-        summary="The agent's tool create_routine: source 'agent', within the guard rails",
-        request=AgentRoutineSerializer,
-        responses={200: AgentRoutineDescribedSerializer, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
+    @endpoint(
+        "agent_routine_create",
+        "The agent's tool create_routine: source 'agent', within the guard rails",
+        AgentRoutineDescribedSerializer,
+        body=AgentRoutineSerializer,
     )
     def post(self, request: Request) -> Response:
-        data = _valid(AgentRoutineSerializer, request.data)
-        return self.call(agent_tools.create_routine, **data)
+        return self.call(agent_tools.create_routine, **self.body(AgentRoutineSerializer))
 
 
 class AgentRoutineView(AgentView):
-    @extend_schema(
-        operation_id="agent_routine_delete",
-        summary="The agent's tool delete_routine (routines the agent created)",
-        request=None,
-        responses={
-            200: AgentRoutineDeletedSerializer,
-            **AUTH_ERRORS,
+    @endpoint(
+        "agent_routine_delete",
+        "The agent's tool delete_routine (routines the agent created)",
+        AgentRoutineDeletedSerializer,
+        refusals={
             **ROUTINE_NOT_FOUND,
             403: OpenApiResponse(ERROR, description="the owner's routine, or a token that may not"),
         },
@@ -260,11 +250,11 @@ class AgentRoutineView(AgentView):
 
 
 class AgentRoutinePauseView(AgentView):
-    @extend_schema(
-        operation_id="agent_routine_pause",
-        summary="The agent's tool pause_routine",
-        request=None,
-        responses={200: AgentRoutineDescribedSerializer, **AUTH_ERRORS, **ROUTINE_NOT_FOUND},
+    @endpoint(
+        "agent_routine_pause",
+        "The agent's tool pause_routine",
+        AgentRoutineDescribedSerializer,
+        refusals=ROUTINE_NOT_FOUND,
     )
     def post(self, request: Request, name: str) -> Response:
         return self.call(agent_tools.pause_routine, name=name)

@@ -7,17 +7,21 @@ names the field it refuses; nothing is stored then), and responds with the routi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from pulses.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
+from pulses.api.schema import ERROR, endpoint
 from pulses.api.serializers import PulseSerializer
-from pulses.api.views import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, ERROR, ApiView, _valid
+from pulses.api.views import ApiView
 from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
-from pulses.models import Priority
+from pulses.models import Priority, Pulse
 from pulses.routines import changes
 from pulses.routines.lookup import PREVIEW_FIRES, find
 from pulses.routines.models import Routine, RoutineSource, SessionPolicy
@@ -196,90 +200,96 @@ class RoutinePageSerializer(serializers.Serializer):
 
 
 class RoutineListView(ApiView):
-    @extend_schema(
-        operation_id="routines_list",
-        summary="List routines by name, with their next fire and last result",
-        parameters=[RoutineListQuerySerializer],
-        responses={200: RoutinePageSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    @endpoint(
+        "routines_list",
+        "List routines by name, with their next fire and last result",
+        RoutinePageSerializer,
+        query=RoutineListQuerySerializer,
     )
     def get(self, request: Request) -> Response:
-        query = _valid(RoutineListQuerySerializer, request.query_params.dict(), from_query=True)
+        query = self.query(RoutineListQuerySerializer)
         routines = Routine.objects.order_by("name")
         page = routines[query["offset"] : query["offset"] + query["limit"]]
         return Response({"count": routines.count(), "results": RoutineSerializer(page, many=True).data})
 
-    @extend_schema(
-        operation_id="routine_create",
-        summary="Create a routine (the owner's: not held to the agent's guard rails)",
-        request=RoutineInputSerializer,
-        responses={201: RoutineDetailSerializer, **BAD_INPUT, **AUTH_ERRORS, **BODY_ERRORS},
+    @endpoint(
+        "routine_create",
+        "Create a routine (the owner's: not held to the agent's guard rails)",
+        RoutineDetailSerializer,
+        body=RoutineInputSerializer,
+        code=201,
     )
     def post(self, request: Request) -> Response:
-        data = _valid(RoutineInputSerializer, request.data)
-        routine = changes.create(source=RoutineSource.OWNER, **data)
+        routine = changes.create(source=RoutineSource.OWNER, **self.body(RoutineInputSerializer))
         return Response(RoutineDetailSerializer(routine).data, status=status.HTTP_201_CREATED)
 
 
 class RoutineDetailView(ApiView):
-    @extend_schema(
-        operation_id="routine_detail",
-        summary="One routine with its next five fire times",
-        responses={200: RoutineDetailSerializer, **AUTH_ERRORS, **NOT_FOUND},
+    @endpoint(
+        "routine_detail",
+        "One routine with its next five fire times",
+        RoutineDetailSerializer,
+        refusals=NOT_FOUND,
     )
     def get(self, request: Request, key: str) -> Response:
         return Response(RoutineDetailSerializer(find(key)).data)
 
-    @extend_schema(
-        operation_id="routine_update",
-        summary="Change some of a routine's fields; its next fire is recomputed",
-        request=RoutineUpdateSerializer,
-        responses={200: RoutineDetailSerializer, **BAD_INPUT, **AUTH_ERRORS, **NOT_FOUND, **BODY_ERRORS},
+    @endpoint(
+        "routine_update",
+        "Change some of a routine's fields; its next fire is recomputed",
+        RoutineDetailSerializer,
+        body=RoutineUpdateSerializer,
+        refusals=NOT_FOUND,
     )
     def patch(self, request: Request, key: str) -> Response:
         routine = find(key)
-        data = _valid(RoutineUpdateSerializer, request.data)
-        return Response(RoutineDetailSerializer(changes.update(routine, data)).data)
+        return Response(
+            RoutineDetailSerializer(changes.update(routine, self.body(RoutineUpdateSerializer))).data
+        )
 
-    @extend_schema(
-        operation_id="routine_delete",
-        summary="Delete a routine (its past pulses stay)",
-        request=None,
-        responses={204: None, **AUTH_ERRORS, **NOT_FOUND},
-    )
+    @endpoint("routine_delete", "Delete a routine (its past pulses stay)", None, code=204, refusals=NOT_FOUND)
     def delete(self, request: Request, key: str) -> Response:
         changes.remove(find(key))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RoutinePauseView(ApiView):
-    @extend_schema(
-        operation_id="routine_pause",
-        summary="Pause a routine: it does not fire until resumed",
-        request=None,
-        responses={200: RoutineSerializer, **AUTH_ERRORS, **NOT_FOUND},
-    )
+class RoutineActionView(ApiView):
+    # Pause, resume, run now: one call into `changes` with the routine, and what it returns.
+    # (No docstring: the schema describes each endpoint with its view's, here ApiView's.)
+
+    change: Callable[[Routine], Routine | Pulse]
+    answer: type[Serializer] = RoutineSerializer
+    code = status.HTTP_200_OK
+
     def post(self, request: Request, key: str) -> Response:
-        return Response(RoutineSerializer(changes.pause(find(key))).data)
+        return Response(self.answer(self.change(find(key))).data, status=self.code)
 
 
-class RoutineResumeView(ApiView):
-    @extend_schema(
-        operation_id="routine_resume",
-        summary="Resume a routine from its next fire after now (nothing missed is caught up)",
-        request=None,
-        responses={200: RoutineSerializer, **AUTH_ERRORS, **NOT_FOUND},
-    )
-    def post(self, request: Request, key: str) -> Response:
-        return Response(RoutineSerializer(changes.resume(find(key))).data)
+def _action_schema(
+    operation_id: str, summary: str, answer: type[Serializer] = RoutineSerializer, code: int = 200
+):
+    return extend_schema_view(post=endpoint(operation_id, summary, answer, code=code, refusals=NOT_FOUND))
 
 
-class RoutineRunView(ApiView):
-    @extend_schema(
-        operation_id="routine_run",
-        summary="Run a routine now: its pulse is created at once (its schedule is unchanged)",
-        request=None,
-        responses={201: PulseSerializer, **AUTH_ERRORS, **NOT_FOUND},
-    )
-    def post(self, request: Request, key: str) -> Response:
-        pulse = changes.run_now(find(key))
-        return Response(PulseSerializer(pulse).data, status=status.HTTP_201_CREATED)
+@_action_schema("routine_pause", "Pause a routine: it does not fire until resumed")
+class RoutinePauseView(RoutineActionView):
+    change = staticmethod(changes.pause)
+
+
+@_action_schema(
+    "routine_resume", "Resume a routine from its next fire after now (nothing missed is caught up)"
+)
+class RoutineResumeView(RoutineActionView):
+    change = staticmethod(changes.resume)
+
+
+@_action_schema(
+    "routine_run",
+    "Run a routine now: its pulse is created at once (its schedule is unchanged)",
+    PulseSerializer,
+    code=201,
+)
+class RoutineRunView(RoutineActionView):
+    change = staticmethod(changes.run_now)
+    answer = PulseSerializer
+    code = status.HTTP_201_CREATED

@@ -5,7 +5,9 @@ from __future__ import annotations
 import platform
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import django
@@ -15,11 +17,12 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from pulses import queue, reports
@@ -28,6 +31,7 @@ from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
 from pulses.api.permissions import FullScope
+from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, NOT_FOUND, endpoint
 from pulses.models import ALIVE_WITHIN, Pulse
 
 STARTED = time.monotonic()
@@ -38,38 +42,39 @@ VERSIONS = {
     "python": platform.python_version(),
 }
 
-ERROR = s.ErrorSerializer
-AUTH_ERRORS = {
-    401: OpenApiResponse(ERROR, description="missing, wrong or revoked token"),
-    403: OpenApiResponse(ERROR, description="the token's scope does not allow this endpoint"),
-}
-BAD_INPUT = {400: OpenApiResponse(ERROR, description="invalid input; `detail` says what to fix")}
-NOT_FOUND = {404: OpenApiResponse(ERROR, description="no pulse with that id")}
-CONFLICT = {409: OpenApiResponse(ERROR, description="the pulse is not in a state that allows this")}
-BODY_ERRORS = {
-    413: OpenApiResponse(ERROR, description="the body is too large"),
-    415: OpenApiResponse(ERROR, description="the body is not JSON"),
-}
 
-
-class ApiView(APIView):
-    """An endpoint for full-scope tokens; an agent-scoped token is refused with 403."""
+class TokenView(APIView):
+    """An endpoint that needs a bearer token and reads a bounded JSON body; `body()` and `query()`
+    validate the request's input with a serializer (a 400 naming the field otherwise)."""
 
     authentication_classes = [BearerTokenAuthentication]
-    permission_classes = [IsAuthenticated, FullScope]
     parser_classes = [BoundedJSONParser]
+
+    def body(self, serializer_class: type[Serializer]) -> dict:
+        """The request body, validated."""
+        return self._valid(serializer_class(data=self.request.data))
+
+    def query(self, serializer_class: type[Serializer]) -> dict:
+        """The query parameters, validated (numbers may come as text there)."""
+        query = self.request.query_params.dict()
+        return self._valid(serializer_class(data=query, context={"from_query": True}))
+
+    @staticmethod
+    def _valid(serializer: Serializer) -> dict:
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+class ApiView(TokenView):
+    """An endpoint for full-scope tokens; an agent-scoped token is refused with 403."""
+
+    permission_classes = [IsAuthenticated, FullScope]
 
 
 def _pulse_id(pk: int) -> int:
     if pk > MAX_ID:
         raise Pulse.DoesNotExist
     return pk
-
-
-def _valid(serializer_class, data, **context) -> dict:
-    serializer = serializer_class(data=data, context=context)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 @csrf_exempt
@@ -121,8 +126,7 @@ TRIGGER_SCHEMA = {
 class TriggerView(ApiView):
     @extend_schema(summary="Create a pulse", operation_id="pulse_trigger", **TRIGGER_SCHEMA)
     def post(self, request: Request) -> Response:
-        data = _valid(s.TriggerSerializer, request.data)
-        result = queue.schedule(**data)
+        result = queue.schedule(**self.body(s.TriggerSerializer))
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(s.TriggeredSerializer(result.pulse).data, status=code)
 
@@ -138,14 +142,14 @@ class ScheduleView(TriggerView):
 
 
 class PulseListView(ApiView):
-    @extend_schema(
-        operation_id="pulses_list",
-        summary="List pulses, newest first (pending and overdue: soonest first)",
-        parameters=[s.ListQuerySerializer],
-        responses={200: s.PulsePageSerializer, **BAD_INPUT, **AUTH_ERRORS},
+    @endpoint(
+        "pulses_list",
+        "List pulses, newest first (pending and overdue: soonest first)",
+        s.PulsePageSerializer,
+        query=s.ListQuerySerializer,
     )
     def get(self, request: Request) -> Response:
-        query = _valid(s.ListQuerySerializer, request.query_params.dict(), from_query=True)
+        query = self.query(s.ListQuerySerializer)
         page = reports.search(
             status=query.get("status"),
             priority=query.get("priority"),
@@ -165,85 +169,67 @@ class PulseListView(ApiView):
 
 
 class PulseDetailView(ApiView):
-    @extend_schema(
-        operation_id="pulse_detail",
-        summary="One pulse with its attempts",
-        responses={200: s.PulseDetailSerializer, **AUTH_ERRORS, **NOT_FOUND},
-    )
+    @endpoint("pulse_detail", "One pulse with its attempts", s.PulseDetailSerializer, refusals=NOT_FOUND)
     def get(self, request: Request, pk: int) -> Response:
         pulse = Pulse.objects.prefetch_related("attempt_set").get(pk=_pulse_id(pk))
         return Response(s.PulseDetailSerializer(pulse).data)
 
 
 class CancelView(ApiView):
-    @extend_schema(
-        operation_id="pulse_cancel",
-        summary="Cancel a pending pulse",
-        request=None,
-        responses={200: s.PulseSerializer, **AUTH_ERRORS, **NOT_FOUND, **CONFLICT},
-    )
+    @endpoint("pulse_cancel", "Cancel a pending pulse", s.PulseSerializer, refusals=NOT_FOUND | CONFLICT)
     def post(self, request: Request, pk: int) -> Response:
         return Response(s.PulseSerializer(queue.cancel(_pulse_id(pk))).data)
 
 
-class RescheduleView(ApiView):
-    @extend_schema(
-        operation_id="pulse_reschedule",
-        summary="Move a pending pulse to another time",
-        request=s.RescheduleSerializer,
-        responses={
-            200: s.PulseSerializer,
-            **BAD_INPUT,
-            **AUTH_ERRORS,
-            **NOT_FOUND,
-            **CONFLICT,
-            **BODY_ERRORS,
-        },
-    )
+class MoveView(ApiView):
+    # Reschedule and requeue: a time from the body, one call into `queue`, the pulse as it is now.
+    # (No docstring: the schema describes each endpoint with its view's, here ApiView's.)
+
+    serializer_class: type[Serializer]
+    move: Callable[[int, datetime], Pulse]  # the call into `queue`, given the id and the new time
+
     def post(self, request: Request, pk: int) -> Response:
-        data = _valid(s.RescheduleSerializer, request.data)
-        return Response(s.PulseSerializer(queue.reschedule(_pulse_id(pk), data["scheduled_at"])).data)
+        scheduled_at = self.body(self.serializer_class)["scheduled_at"]
+        return Response(s.PulseSerializer(self.move(_pulse_id(pk), scheduled_at)).data)
 
 
-class RequeueView(ApiView):
-    @extend_schema(
-        operation_id="pulse_requeue",
-        summary="Run a failed, cancelled or completed pulse again (now, or at scheduled_at)",
-        request=s.RequeueSerializer,
-        responses={
-            200: s.PulseSerializer,
-            **BAD_INPUT,
-            **AUTH_ERRORS,
-            **NOT_FOUND,
-            **CONFLICT,
-            **BODY_ERRORS,
-        },
+def _move_schema(operation_id: str, summary: str, body: type[Serializer]):
+    return extend_schema_view(
+        post=endpoint(operation_id, summary, s.PulseSerializer, body=body, refusals=NOT_FOUND | CONFLICT)
     )
-    def post(self, request: Request, pk: int) -> Response:
-        data = _valid(s.RequeueSerializer, request.data)
-        return Response(s.PulseSerializer(queue.requeue(_pulse_id(pk), data["scheduled_at"])).data)
+
+
+@_move_schema("pulse_reschedule", "Move a pending pulse to another time", s.RescheduleSerializer)
+class RescheduleView(MoveView):
+    serializer_class = s.RescheduleSerializer
+    move = staticmethod(queue.reschedule)
+
+
+@_move_schema(
+    "pulse_requeue",
+    "Run a failed, cancelled or completed pulse again (now, or at scheduled_at)",
+    s.RequeueSerializer,
+)
+class RequeueView(MoveView):
+    serializer_class = s.RequeueSerializer
+    move = staticmethod(queue.requeue)
 
 
 class UpcomingView(ApiView):
-    @extend_schema(
-        operation_id="pulse_upcoming",
-        summary="Pending pulses, soonest first",
-        parameters=[s.UpcomingQuerySerializer],
-        responses={200: s.PulseSerializer(many=True), **BAD_INPUT, **AUTH_ERRORS},
+    @endpoint(
+        "pulse_upcoming",
+        "Pending pulses, soonest first",
+        s.PulseSerializer(many=True),
+        query=s.UpcomingQuerySerializer,
     )
     def get(self, request: Request) -> Response:
-        query = _valid(s.UpcomingQuerySerializer, request.query_params.dict(), from_query=True)
-        return Response(s.PulseSerializer(reports.listing("pending", limit=query["limit"]), many=True).data)
+        limit = self.query(s.UpcomingQuerySerializer)["limit"]
+        return Response(s.PulseSerializer(reports.listing("pending", limit=limit), many=True).data)
 
 
 class StatusView(ApiView):
-    @extend_schema(
-        operation_id="status",
-        summary="Workers seen recently, queue depth, versions, uptime",
-        responses={200: s.StatusSerializer, **AUTH_ERRORS},
-    )
+    @endpoint("status", "Workers seen recently, queue depth, versions, uptime", s.StatusSerializer)
     def get(self, request: Request) -> Response:
-        stats = reports.stats()
         recent = reports.recent_workers()
         slots = reports.worker_slots(recent)
         workers = [
@@ -269,9 +255,7 @@ class StatusView(ApiView):
                 "status": state,
                 "agent_problem": agent_problem,
                 "workers": workers,
-                "queue": stats.by_status,
-                "pending_by_priority": stats.pending_by_priority,
-                "overdue": stats.overdue,
+                **_queue_depth(),
                 "versions": VERSIONS,
                 "uptime_seconds": round(time.monotonic() - STARTED, 3),
             }
@@ -297,14 +281,13 @@ def _slot(slot: reports.BusySlot) -> dict:
 
 
 class StatsView(ApiView):
-    @extend_schema(
-        operation_id="stats",
-        summary="Runs per hour over the last 24 h, success rate, average and p95 duration, queue depth",
-        responses={200: s.StatsSerializer, **AUTH_ERRORS},
+    @endpoint(
+        "stats",
+        "Runs per hour over the last 24 h, success rate, average and p95 duration, queue depth",
+        s.StatsSerializer,
     )
     def get(self, request: Request) -> Response:
         activity = reports.activity(hours=24)
-        stats = reports.stats()
         return Response(
             {
                 "window_hours": activity.window_hours,
@@ -315,8 +298,16 @@ class StatsView(ApiView):
                 "average_duration_ms": activity.average_duration_ms,
                 "p95_duration_ms": activity.p95_duration_ms,
                 "per_hour": [asdict(hour) for hour in activity.per_hour],
-                "queue": stats.by_status,
-                "pending_by_priority": stats.pending_by_priority,
-                "overdue": stats.overdue,
+                **_queue_depth(),
             }
         )
+
+
+def _queue_depth() -> dict:
+    """The queue's part of /api/status and /api/stats."""
+    stats = reports.stats()
+    return {
+        "queue": stats.by_status,
+        "pending_by_priority": stats.pending_by_priority,
+        "overdue": stats.overdue,
+    }
