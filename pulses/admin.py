@@ -26,6 +26,7 @@ from pulses.limits import (
     time_in_range,
 )
 from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending
+from pulses.web.admin_actions import bulk_actions, report_count, run_each
 from pulses.web.admin_list import CappedPaginator, OverdueFilter, PulseChangeList, SourceFilter, TagFilter
 from pulses.web.forms import sticky_notes_field, tags_field
 from pulses.web.palette import PRIORITY_COLOURS, STATUS_COLOURS
@@ -82,39 +83,22 @@ class PulseAttemptInline(admin.TabularInline):
 
 def _apply(modeladmin, request, pulses: QuerySet, operation, verb: str) -> None:
     """Run `operation(pulse_id)` for each selected pulse; report what changed and what was skipped."""
-    done, skipped = 0, []
-    for pulse_id in pulses.values_list("pk", flat=True):
-        try:
-            operation(pulse_id)
-            done += 1
-        except (PulseNotPending, Pulse.DoesNotExist) as exc:
-            skipped.append(str(exc) or f"pulse {pulse_id} is gone")
-    noun = "pulse" if done == 1 else "pulses"
-    modeladmin.message_user(request, f"{verb} {done} {noun}.", messages.SUCCESS if done else messages.WARNING)
+    pulse_ids = pulses.values_list("pk", flat=True)
+    done, refusals = run_each(operation, pulse_ids, (PulseNotPending, Pulse.DoesNotExist))
+    report_count(modeladmin, request, verb, done, "pulse")
+    skipped = [str(exc) or f"pulse {pulse_id} is gone" for pulse_id, exc in refusals]
     if skipped:
         modeladmin.message_user(
             request, f"Skipped {len(skipped)}: " + "; ".join(skipped[:5]), messages.WARNING
         )
 
 
-@admin.action(description="Requeue (run failed, cancelled or completed pulses again now)")
-def requeue(modeladmin, request, pulses):
-    _apply(modeladmin, request, pulses, queue.requeue, "Requeued")
-
-
-@admin.action(description="Cancel (pending pulses)")
-def cancel(modeladmin, request, pulses):
-    _apply(modeladmin, request, pulses, queue.cancel, "Cancelled")
-
-
-@admin.action(description="Run now (make due immediately)")
-def run_now(modeladmin, request, pulses):
-    _apply(modeladmin, request, pulses, queue.run_now, "Made due now:")
-
-
-@admin.action(description="Duplicate (a new pending copy, due now)")
-def duplicate(modeladmin, request, pulses):
-    _apply(modeladmin, request, pulses, queue.duplicate, "Duplicated")
+ACTIONS = (
+    (queue.requeue, "Requeued", "Requeue (run failed, cancelled or completed pulses again now)"),
+    (queue.cancel, "Cancelled", "Cancel (pending pulses)"),
+    (queue.run_now, "Made due now:", "Run now (make due immediately)"),
+    (queue.duplicate, "Duplicated", "Duplicate (a new pending copy, due now)"),
+)
 
 
 class PulseAddForm(forms.ModelForm):
@@ -159,7 +143,7 @@ class PulseAdmin(admin.ModelAdmin):
     paginator = CappedPaginator
     show_full_result_count = False  # no second count of the whole table beside the filtered one
     show_facets = admin.ShowFacets.NEVER  # facet counts would read every row
-    actions = (requeue, cancel, run_now, duplicate)
+    actions = bulk_actions(_apply, ACTIONS)
     inlines = (PulseAttemptInline,)
     add_fields = (
         "prompt",

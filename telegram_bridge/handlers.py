@@ -9,10 +9,11 @@ together, so a redelivered update changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 from django.db import IntegrityError, transaction
 
@@ -254,8 +255,10 @@ def _apply(
         return _Outcome(Action.UNSUPPORTED, reply=UNSUPPORTED_REPLY.format(kind=kind))
     if problem_reply:
         problem_reply += " The rest of your message went through."
+    # The message's prompt; an edit's also says which pulse it edits.
+    prompt = partial(prompt_for, message, files=files, file_problem=file_problem)
     if message.is_edit:
-        outcome = _apply_edit(chat, message, files=files, file_problem=file_problem, bot_id=bot_id)
+        outcome = _apply_edit(chat, message, prompt, bot_id=bot_id)
         outcome.reply, outcome.files = problem_reply, saved
         return outcome
     text = message.text
@@ -268,22 +271,13 @@ def _apply(
             logger.info("telegram_new_conversation chat_id=%s", message.chat_id)
             return _Outcome(Action.NEW_CONVERSATION, reply=NEW_CONVERSATION_REPLY)
         text = rest
-    pulse = _schedule(
-        prompt_for(message, files=files, file_problem=file_problem, text=text),
-        message=message,
-        session_id=session_id,
-    )
+    pulse = _schedule(prompt(text=text), message=message, session_id=session_id)
     chat.last_pulse = pulse
     return _Outcome(Action.PULSE, pulse=pulse, reply=problem_reply, files=saved)
 
 
 def _apply_edit(
-    chat: TelegramChat,
-    message: IncomingMessage,
-    *,
-    files: Sequence[SavedFile],
-    file_problem: str,
-    bot_id: int,
+    chat: TelegramChat, message: IncomingMessage, prompt: Callable[..., str], *, bot_id: int
 ) -> _Outcome:
     """Rewrite the prompt of the edited message's latest pulse if no worker took it yet; otherwise
     a follow-up in that pulse's session, marked as an edit of it."""
@@ -299,19 +293,22 @@ def _apply_edit(
         earlier_pulse = earlier.pulse
         # A follow-up that is rewritten stays marked as the edit of the pulse it follows.
         edit_of = earlier_pulse.parent_id if earlier.edit_date else None
-        revised = prompt_for(message, files=files, file_problem=file_problem, edit_of=edit_of)
+        revised = prompt(edit_of=edit_of)
         if queue.revise_prompt(earlier_pulse.pk, revised):
             return _Outcome(Action.UPDATED, pulse=earlier_pulse)
         session_id = earlier_pulse.session_id
         if not session_id and chat.last_pulse:
             session_id = chat.last_pulse.session_id
-        prompt = prompt_for(message, files=files, file_problem=file_problem, edit_of=earlier_pulse.pk)
-        pulse = _schedule(prompt, message=message, session_id=session_id, parent_id=earlier_pulse.pk)
+        pulse = _schedule(
+            prompt(edit_of=earlier_pulse.pk),
+            message=message,
+            session_id=session_id,
+            parent_id=earlier_pulse.pk,
+        )
     else:
         # An edit of a message Reeve never turned into a pulse (sent before it listened): a message.
         session_id = chat.last_pulse.session_id if chat.last_pulse else ""
-        prompt = prompt_for(message, files=files, file_problem=file_problem)
-        pulse = _schedule(prompt, message=message, session_id=session_id)
+        pulse = _schedule(prompt(), message=message, session_id=session_id)
     chat.last_pulse = pulse
     return _Outcome(Action.FOLLOW_UP if earlier else Action.PULSE, pulse=pulse)
 

@@ -30,6 +30,14 @@ from pulses.ops.private_files import exposed
 OK, WARN, FAIL = "ok", "warn", "fail"
 BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
 HTTP_TIMEOUT_SECONDS = 5.0
+HAPI_NO_CREDENTIAL = (
+    "Hapi has no credential: run `hapi auth login` as the user Reeve runs as, or set "
+    "CLI_API_TOKEN (your Hapi hub's token) in .env"
+)
+HAPI_NO_AGENT_CLI = (
+    "Hapi runs `{agent}`, which is not on PATH: install it (Claude Code: the npm package "
+    "@anthropic-ai/claude-code), or set HAPI_AGENT, or HAPI_COMMAND to the agent itself"
+)
 
 
 @dataclass(frozen=True)
@@ -156,28 +164,14 @@ def check_agent() -> list[Check]:
     if not setup.is_hapi:
         return checks
     checks.append(Check("hapi", OK, f"Hapi {hapi_version(setup)}, agent {setup.agent} (HAPI_AGENT)"))
-    if setup.credential:
-        checks.append(Check("credential", OK, f"present: {setup.credential}"))
-    else:
-        checks.append(
-            Check(
-                "credential",
-                FAIL,
-                "Hapi has no credential: run `hapi auth login` as the user Reeve runs as, or set "
-                "CLI_API_TOKEN (your Hapi hub's token) in .env",
-            )
-        )
-    if setup.agent_cli:
-        checks.append(Check("agent cli", OK, f"{setup.agent} -> {setup.agent_cli}"))
-    else:
-        checks.append(
-            Check(
-                "agent cli",
-                FAIL,
-                f"Hapi runs `{setup.agent}`, which is not on PATH: install it (Claude Code: the npm package "
-                "@anthropic-ai/claude-code), or set HAPI_AGENT, or HAPI_COMMAND to the agent itself",
-            )
-        )
+    no_agent_cli = HAPI_NO_AGENT_CLI.format(agent=setup.agent)
+    # What Hapi needs besides itself: (check, what was found or "", what to do when nothing was).
+    needs = (
+        ("credential", setup.credential and f"present: {setup.credential}", HAPI_NO_CREDENTIAL),
+        ("agent cli", setup.agent_cli and f"{setup.agent} -> {setup.agent_cli}", no_agent_cli),
+    )
+    for name, found, missing in needs:
+        checks.append(Check(name, OK, found) if found else Check(name, FAIL, missing))
     return checks
 
 

@@ -19,6 +19,7 @@ from pulses.routines import changes
 from pulses.routines import schedule as schedules
 from pulses.routines.lookup import PREVIEW_FIRES
 from pulses.routines.models import Routine, RoutineSource, RunResult
+from pulses.web.admin_actions import bulk_actions, report_count, run_each
 from pulses.web.forms import sticky_notes_field, tags_field
 from pulses.web.palette import STATUS_COLOURS
 
@@ -80,30 +81,17 @@ class RoutineForm(forms.ModelForm):
 
 
 def _report(modeladmin, request, routines, operation, verb: str) -> None:
-    done = 0
-    for routine in routines:
-        try:
-            operation(routine)
-            done += 1
-        except changes.RoutineInvalid as exc:
-            modeladmin.message_user(request, f"{routine.name}: {exc}", messages.WARNING)
-    noun = "routine" if done == 1 else "routines"
-    modeladmin.message_user(request, f"{verb} {done} {noun}.", messages.SUCCESS if done else messages.WARNING)
+    done, refusals = run_each(operation, routines, (changes.RoutineInvalid,))
+    for routine, exc in refusals:
+        modeladmin.message_user(request, f"{routine.name}: {exc}", messages.WARNING)
+    report_count(modeladmin, request, verb, done, "routine")
 
 
-@admin.action(description="Pause (stop firing until resumed)")
-def pause(modeladmin, request, routines):
-    _report(modeladmin, request, routines, changes.pause, "Paused")
-
-
-@admin.action(description="Resume (fire again from the next fire time)")
-def resume(modeladmin, request, routines):
-    _report(modeladmin, request, routines, changes.resume, "Resumed")
-
-
-@admin.action(description="Run now (a pulse at once; the schedule is unchanged)")
-def run_now(modeladmin, request, routines):
-    _report(modeladmin, request, routines, changes.run_now, "Ran")
+ACTIONS = (
+    (changes.pause, "Paused", "Pause (stop firing until resumed)"),
+    (changes.resume, "Resumed", "Resume (fire again from the next fire time)"),
+    (changes.run_now, "Ran", "Run now (a pulse at once; the schedule is unchanged)"),
+)
 
 
 @admin.register(Routine)
@@ -112,7 +100,7 @@ class RoutineAdmin(admin.ModelAdmin):
     list_display = ("name", "schedule_in_words", "zone", "next_fire", "last_run", "enabled")
     list_filter = ("enabled", "source", "last_result")
     search_fields = ("name", "prompt")
-    actions = (pause, resume, run_now)
+    actions = bulk_actions(_report, ACTIONS)
     readonly_fields = (
         "next_fires",
         "enabled",

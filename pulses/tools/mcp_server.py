@@ -53,28 +53,6 @@ INSTRUCTIONS = (
 )
 
 
-def _tool(name: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
-    """Refusals come back as tool errors the model can read; a crash is logged and is one too."""
-
-    def decorate(fn: Callable[..., _T]) -> Callable[..., _T]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> _T:
-            try:
-                return fn(*args, **kwargs)
-            except ToolError as exc:
-                logger.info("mcp_tool_refused tool=%s reason=%s", name, exc)
-                raise
-            except Exception as exc:
-                logger.exception("mcp_tool_crashed tool=%s", name)
-                raise ToolError(
-                    f"{name} failed with an internal error ({type(exc).__name__}: {exc})"
-                ) from None
-
-        return wrapper
-
-    return decorate
-
-
 class ReeveMCPServer(MCPServer):
     """Refuses a call that names an argument the tool does not have: a model's misnamed argument
     (`at_time` for `when`) would otherwise be dropped, and the call would do something else."""
@@ -92,6 +70,27 @@ class ReeveMCPServer(MCPServer):
                 )
         return await super().call_tool(name, arguments, context)
 
+    def agent_tool(self, fn: Callable[..., _T]) -> Callable[..., _T]:
+        """Publish `fn` as the tool of its name, its docstring (as one paragraph) the description the
+        model reads. Refusals come back as tool errors the model can read; a crash is logged and is
+        one too."""
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> _T:
+            try:
+                return fn(*args, **kwargs)
+            except ToolError as exc:
+                logger.info("mcp_tool_refused tool=%s reason=%s", name, exc)
+                raise
+            except Exception as exc:
+                logger.exception("mcp_tool_crashed tool=%s", name)
+                raise ToolError(
+                    f"{name} failed with an internal error ({type(exc).__name__}: {exc})"
+                ) from None
+
+        return self.tool(name=name, description=" ".join((fn.__doc__ or "").split()))(wrapper)
+
 
 def _closed_schemas(server: MCPServer) -> None:
     """Publish that each tool takes no other arguments than those it lists."""
@@ -103,17 +102,7 @@ def build_server() -> MCPServer:
     """The MCP server with Reeve's tools (agent_tools.TOOL_NAMES)."""
     server = ReeveMCPServer("reeve", instructions=INSTRUCTIONS)
 
-    @server.tool(
-        name="schedule_pulse",
-        description=(
-            "Schedule a pulse: at the given time Reeve starts a new run of you with `prompt`, in this "
-            "Desk. Use it to follow up later (check on something, remind the user, continue a task). "
-            "With resume_current_session=true the run continues this conversation, with everything "
-            "said so far; otherwise it starts fresh, so write a prompt that stands on its own. "
-            "Returns the new pulse (id, scheduled_at in the user's time zone, ...)."
-        ),
-    )
-    @_tool("schedule_pulse")
+    @server.agent_tool
     def schedule_pulse(
         prompt: Annotated[
             str,
@@ -143,6 +132,11 @@ def build_server() -> MCPServer:
             Field(description="true: the pulse resumes this conversation (the current agent session)."),
         ] = False,
     ) -> dict[str, Any]:
+        """Schedule a pulse: at the given time Reeve starts a new run of you with `prompt`, in this Desk. Use
+        it to follow up later (check on something, remind the user, continue a task). With
+        resume_current_session=true the run continues this conversation, with everything said so far;
+        otherwise it starts fresh, so write a prompt that stands on its own. Returns the new pulse (id,
+        scheduled_at in the user's time zone, ...)."""
         body = {
             "prompt": prompt,
             "when": when,
@@ -153,54 +147,32 @@ def build_server() -> MCPServer:
         }
         return call_api("POST", "/api/agent/pulses", body=body)
 
-    @server.tool(
-        name="list_upcoming_pulses",
-        description=(
-            "List the pending pulses, soonest first (overdue ones first of all), with their ids, "
-            "prompts, times in the user's time zone, priorities, tags and sessions; also the current "
-            "time and how many pulses are pending in all."
-        ),
-    )
-    @_tool("list_upcoming_pulses")
+    @server.agent_tool
     def list_upcoming_pulses(
         limit: Annotated[
             int, Field(ge=1, le=agent_tools.MAX_LISTED, description="How many pulses to list at most.")
         ] = 20,
     ) -> dict[str, Any]:
+        """List the pending pulses, soonest first (overdue ones first of all), with their ids, prompts, times
+        in the user's time zone, priorities, tags and sessions; also the current time and how many pulses
+        are pending in all."""
         return call_api("GET", "/api/agent/pulses", params={"limit": limit})
 
-    @server.tool(
-        name="cancel_pulse",
-        description=(
-            "Cancel a pending pulse so it never runs. Only pending pulses can be cancelled; a pulse "
-            "that is running or finished cannot. Returns the cancelled pulse."
-        ),
-    )
-    @_tool("cancel_pulse")
+    @server.agent_tool
     def cancel_pulse(pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)]) -> dict[str, Any]:
+        """Cancel a pending pulse so it never runs. Only pending pulses can be cancelled; a pulse that is
+        running or finished cannot. Returns the cancelled pulse."""
         return call_api("POST", f"/api/agent/pulses/{pulse_id}/cancel")
 
-    @server.tool(
-        name="reschedule_pulse",
-        description="Move a pending pulse to another time. Returns the pulse with its new scheduled_at.",
-    )
-    @_tool("reschedule_pulse")
+    @server.agent_tool
     def reschedule_pulse(
         pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)],
         when: Annotated[str, Field(min_length=1, max_length=200, description=WHEN)],
     ) -> dict[str, Any]:
+        """Move a pending pulse to another time. Returns the pulse with its new scheduled_at."""
         return call_api("POST", f"/api/agent/pulses/{pulse_id}/reschedule", body={"when": when})
 
-    @server.tool(
-        name="send_notification",
-        description=(
-            "Send the user a Telegram message now (long text is split into several messages). "
-            "priority: 'silent' arrives without a sound, 'normal' is a regular message, 'critical' "
-            "is marked 🚨 for what needs the user's attention now. Fails with a message if Telegram "
-            "is not configured."
-        ),
-    )
-    @_tool("send_notification")
+    @server.agent_tool
     def send_notification(
         message: Annotated[
             str,
@@ -215,6 +187,9 @@ def build_server() -> MCPServer:
             Field(description="silent (no sound), normal, or critical (marked 🚨)."),
         ] = "normal",
     ) -> dict[str, Any]:
+        """Send the user a Telegram message now (long text is split into several messages). priority: 'silent'
+        arrives without a sound, 'normal' is a regular message, 'critical' is marked 🚨 for what needs the
+        user's attention now. Fails with a message if Telegram is not configured."""
         return call_api("POST", "/api/notify", body={"message": message, "priority": priority})
 
     _routine_tools(server)
@@ -222,19 +197,10 @@ def build_server() -> MCPServer:
     return server
 
 
-def _routine_tools(server: MCPServer) -> None:
+def _routine_tools(server: ReeveMCPServer) -> None:
     """create_routine, list_routines, pause_routine, delete_routine."""
 
-    @server.tool(
-        name="create_routine",
-        description=(
-            "Create a routine: a recurring wake-up. At each fire Reeve starts a new run of you with "
-            "`prompt`, in this Desk (e.g. every weekday at 08:00 'Brief the user on today'). Use it "
-            "for what should recur; for a single follow-up use schedule_pulse. The prompt must stand "
-            "on its own. Returns the routine with its next fire time."
-        ),
-    )
-    @_tool("create_routine")
+    @server.agent_tool
     def create_routine(
         name: Annotated[
             str, Field(min_length=1, max_length=100, description="A short unique name, e.g. 'morning-brief'.")
@@ -274,43 +240,34 @@ def _routine_tools(server: MCPServer) -> None:
             Field(description="new: a fresh conversation each run; continue: resume the previous run's."),
         ] = "new",
     ) -> dict[str, Any]:
+        """Create a routine: a recurring wake-up. At each fire Reeve starts a new run of you with `prompt`, in
+        this Desk (e.g. every weekday at 08:00 'Brief the user on today'). Use it for what should recur;
+        for a single follow-up use schedule_pulse. The prompt must stand on its own. Returns the routine
+        with its next fire time."""
         body = {"name": name, "schedule": schedule, "prompt": prompt, "timezone": timezone}
         body |= {"priority": priority, "tags": tags, "session_policy": session_policy}
         body |= {"active_from": active_from, "active_until": active_until}
         return call_api("POST", "/api/agent/routines", body=body)
 
-    @server.tool(
-        name="list_routines",
-        description=(
-            "List the routines (the user's and yours) by name: schedule (also in words), zone, "
-            "whether enabled, next and last fire, last result, who created it."
-        ),
-    )
-    @_tool("list_routines")
+    @server.agent_tool
     def list_routines() -> dict[str, Any]:
+        """List the routines (the user's and yours) by name: schedule (also in words), zone, whether enabled,
+        next and last fire, last result, who created it."""
         return call_api("GET", "/api/agent/routines")
 
-    @server.tool(
-        name="pause_routine",
-        description="Pause a routine so it stops firing; the user can resume it. Returns the routine.",
-    )
-    @_tool("pause_routine")
+    @server.agent_tool
     def pause_routine(
         name: Annotated[str, Field(min_length=1, max_length=100, description=ROUTINE_NAME)],
     ) -> dict[str, Any]:
+        """Pause a routine so it stops firing; the user can resume it. Returns the routine."""
         return call_api("POST", f"/api/agent/routines/{_segment(name)}/pause")
 
-    @server.tool(
-        name="delete_routine",
-        description=(
-            "Delete a routine you created (the user's own routines can only be paused). Its past "
-            "runs stay in the history."
-        ),
-    )
-    @_tool("delete_routine")
+    @server.agent_tool
     def delete_routine(
         name: Annotated[str, Field(min_length=1, max_length=100, description=ROUTINE_NAME)],
     ) -> dict[str, Any]:
+        """Delete a routine you created (the user's own routines can only be paused). Its past runs stay in
+        the history."""
         return call_api("DELETE", f"/api/agent/routines/{_segment(name)}")
 
 

@@ -4,40 +4,51 @@ count that stops at COUNT_CAP, and a date navigation that refuses years Reeve ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
 from pulses import reports
 from pulses.limits import MAX_YEAR, MIN_YEAR, TIME_RANGE
+from pulses.models import PulseQuerySet
 
 TAG_CHOICES_SCAN = 2000  # the tag filter offers the tags of the most recent pulses
 SOURCE_CHOICES = 50  # the source filter offers at most this many sources
 COUNT_CAP = 10_000  # the list counts matching pulses up to this many, then says "more than"
 
 
-class TagFilter(admin.SimpleListFilter):
+class ValueFilter(admin.SimpleListFilter):
+    """Offers the values `offered()` reads, each shown as itself, and keeps the pulses
+    `matching(queryset, value)` the one chosen."""
+
+    offered: Callable[[], list[str]]
+    matching: Callable[[QuerySet, str], QuerySet]
+
+    def lookups(self, request, model_admin):
+        return [(value, value) for value in self.offered()]
+
+    def queryset(self, request, queryset):
+        return self.matching(queryset, self.value()) if self.value() else queryset
+
+
+class TagFilter(ValueFilter):
     title = "tag"
     parameter_name = "tag"
-
-    def lookups(self, request, model_admin):
-        return [(tag, tag) for tag in reports.recent_tags(scan=TAG_CHOICES_SCAN)]
-
-    def queryset(self, request, queryset):
-        return queryset.with_tag(self.value()) if self.value() else queryset
+    offered = staticmethod(partial(reports.recent_tags, scan=TAG_CHOICES_SCAN))
+    matching = staticmethod(PulseQuerySet.with_tag)
 
 
-class SourceFilter(admin.SimpleListFilter):
+class SourceFilter(ValueFilter):
     title = "source"
     parameter_name = "source__exact"
-
-    def lookups(self, request, model_admin):
-        return [(source, source) for source in reports.sources(limit=SOURCE_CHOICES)]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(source=self.value()) if self.value() else queryset
+    offered = staticmethod(partial(reports.sources, limit=SOURCE_CHOICES))
+    matching = staticmethod(lambda queryset, source: queryset.filter(source=source))
 
 
 class CappedPaginator(Paginator):
