@@ -33,6 +33,12 @@ class ReeveCommand(BaseCommand):
     requires_system_checks = COMMAND_CHECKS
     refused: tuple[type[Exception], ...] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A command's docstring is its --help, as one paragraph (argparse reflows it anyway).
+        if cls.__doc__ and "help" not in cls.__dict__:
+            cls.help = " ".join(cls.__doc__.split())
+
     def execute(self, *args: Any, **options: Any) -> Any:
         with refusals(*self.refused):
             return super().execute(*args, **options)

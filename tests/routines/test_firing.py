@@ -34,6 +34,14 @@ def fires_per_local_day(routine: Routine) -> Counter:
     return Counter(p.fire_at.astimezone(zone).date().isoformat() for p in routine.pulses.all())
 
 
+def make_routine(name: str, schedule: str, *, now: datetime, **fields: object) -> Routine:
+    """A routine stored as every surface stores one (`changes.create`), read in UTC and with a
+    placeholder prompt unless the test gives its own."""
+    return changes.create(
+        name=name, schedule=schedule, now=now, **{"prompt": "p", "timezone": "UTC"} | fields
+    )
+
+
 @pytest.mark.parametrize(
     ("zone_name", "day", "hours"),
     [
@@ -49,10 +57,8 @@ def test_daily_0230_fires_once_a_day_and_hourly_fires_23_or_25_times_across_a_ds
     zone = ZoneInfo(zone_name)
     changed = datetime.fromisoformat(day).replace(tzinfo=zone)
     start = changed - timedelta(days=1, hours=12)
-    daily = changes.create(
-        name="daily", prompt="Brief me", schedule="30 2 * * *", timezone=zone_name, now=start
-    )
-    hourly = changes.create(name="hourly", prompt="Check", schedule="@hourly", timezone=zone_name, now=start)
+    daily = make_routine("daily", "30 2 * * *", now=start, prompt="Brief me", timezone=zone_name)
+    hourly = make_routine("hourly", "@hourly", now=start, prompt="Check", timezone=zone_name)
 
     drive(start, changed + timedelta(days=2))
 
@@ -76,7 +82,7 @@ def test_daily_0230_fires_once_a_day_and_hourly_fires_23_or_25_times_across_a_ds
 def test_a_time_skipped_by_spring_forward_fires_at_the_next_valid_instant():
     zone = ZoneInfo("Europe/Berlin")
     start = datetime(2026, 3, 28, 12, tzinfo=zone)
-    routine = changes.create(name="b", prompt="p", schedule="30 2 * * *", timezone="Europe/Berlin", now=start)
+    routine = make_routine("b", "30 2 * * *", now=start, timezone="Europe/Berlin")
 
     drive(start, datetime(2026, 3, 29, 12, tzinfo=zone))
 
@@ -88,9 +94,7 @@ def test_a_time_skipped_by_spring_forward_fires_at_the_next_valid_instant():
 def test_a_time_repeated_by_fall_back_fires_once_at_its_first_pass():
     zone = ZoneInfo("America/New_York")
     start = datetime(2026, 10, 31, 12, tzinfo=zone)
-    routine = changes.create(
-        name="ny", prompt="p", schedule="30 1 * * *", timezone="America/New_York", now=start
-    )
+    routine = make_routine("ny", "30 1 * * *", now=start, timezone="America/New_York")
 
     drive(start, datetime(2026, 11, 1, 12, tzinfo=zone), step=timedelta(minutes=5))
 
@@ -101,7 +105,7 @@ def test_a_time_repeated_by_fall_back_fires_once_at_its_first_pass():
 
 def test_after_downtime_only_the_latest_missed_fire_runs_and_the_rest_are_logged_as_skipped(caplog):
     start = datetime(2026, 6, 1, 9, 30, tzinfo=ZoneInfo("UTC"))
-    routine = changes.create(name="hourly-check", prompt="p", schedule="@hourly", timezone="UTC", now=start)
+    routine = make_routine("hourly-check", "@hourly", now=start)
     caplog.set_level(logging.WARNING, logger="pulses.routines.firing")
 
     fires = firing.fire_due(start + timedelta(hours=5, minutes=10))
@@ -116,14 +120,7 @@ def test_after_downtime_only_the_latest_missed_fire_runs_and_the_rest_are_logged
 
 def test_a_missed_fire_beyond_its_catch_up_window_is_skipped_not_run():
     start = datetime(2026, 6, 1, 7, tzinfo=ZoneInfo("UTC"))
-    routine = changes.create(
-        name="briefing",
-        prompt="p",
-        schedule="0 8 * * *",
-        timezone="UTC",
-        catch_up_window=timedelta(hours=1),
-        now=start,
-    )
+    routine = make_routine("briefing", "0 8 * * *", now=start, catch_up_window=timedelta(hours=1))
 
     assert firing.fire_due(datetime(2026, 6, 1, 10, tzinfo=ZoneInfo("UTC")))[0].pulse_id is None
 
@@ -135,10 +132,8 @@ def test_a_missed_fire_beyond_its_catch_up_window_is_skipped_not_run():
 
 def test_a_week_of_downtime_gives_one_catch_up_at_most_never_a_burst():
     start = datetime(2026, 6, 1, 7, tzinfo=ZoneInfo("UTC"))
-    every = changes.create(name="often", prompt="p", schedule="*/5 * * * *", timezone="UTC", now=start)
-    interval = changes.create(
-        name="interval", prompt="p", schedule="every 30 minutes", timezone="UTC", now=start
-    )
+    every = make_routine("often", "*/5 * * * *", now=start)
+    interval = make_routine("interval", "every 30 minutes", now=start)
 
     firing.fire_due(start + timedelta(days=7, minutes=1))
 
@@ -149,14 +144,8 @@ def test_a_week_of_downtime_gives_one_catch_up_at_most_never_a_burst():
 
 def test_a_fire_outside_the_active_window_is_skipped():
     start = datetime(2026, 6, 1, 0, 0, tzinfo=ZoneInfo("Europe/Berlin"))
-    routine = changes.create(
-        name="daytime",
-        prompt="p",
-        schedule="@hourly",
-        timezone="Europe/Berlin",
-        active_from=time(8),
-        active_until=time(22),
-        now=start,
+    routine = make_routine(
+        "daytime", "@hourly", now=start, timezone="Europe/Berlin", active_from=time(8), active_until=time(22)
     )
 
     drive(start, start + timedelta(hours=23, minutes=50))
@@ -192,7 +181,7 @@ def test_changing_time_zone_recomputes_the_next_fire_and_nothing_fires_twice(set
 
 def test_changing_a_routines_zone_moves_its_next_fire():
     start = datetime(2026, 6, 1, 5, tzinfo=ZoneInfo("UTC"))
-    routine = changes.create(name="z", prompt="p", schedule="0 8 * * *", timezone="UTC", now=start)
+    routine = make_routine("z", "0 8 * * *", now=start)
 
     changes.update(routine, {"timezone": "Europe/Berlin"}, now=start)
 
@@ -202,26 +191,25 @@ def test_changing_a_routines_zone_moves_its_next_fire():
 def test_the_soonest_fire_is_what_the_worker_waits_for():
     start = datetime(2026, 6, 1, 5, tzinfo=ZoneInfo("UTC"))
     assert firing.next_fire_at() is None
-    changes.create(name="late", prompt="p", schedule="0 9 * * *", timezone="UTC", now=start)
-    soon = changes.create(name="soon", prompt="p", schedule="0 6 * * *", timezone="UTC", now=start)
-    changes.create(name="off", prompt="p", schedule="0 5 * * *", timezone="UTC", now=start, enabled=False)
+    make_routine("late", "0 9 * * *", now=start)
+    soon = make_routine("soon", "0 6 * * *", now=start)
+    make_routine("off", "0 5 * * *", now=start, enabled=False)
 
     assert firing.next_fire_at() == soon.next_fire_at
 
 
 def test_a_routines_pulse_carries_source_routine_its_link_its_tags_and_its_check():
     start = datetime(2026, 6, 1, 5, tzinfo=ZoneInfo("UTC"))
-    routine = changes.create(
-        name="tagged",
+    routine = make_routine(
+        "tagged",
+        "0 6 * * *",
+        now=start,
         prompt="Plan the week",
-        schedule="0 6 * * *",
-        timezone="UTC",
         tags=["weekly"],
         sticky_notes=["be brief"],
         priority="high",
         check_command="test -e flag",
         max_retries=1,
-        now=start,
     )
 
     firing.fire_due(datetime(2026, 6, 1, 6, tzinfo=ZoneInfo("UTC")))

@@ -8,18 +8,16 @@ from pulses.worker.run import default_executor
 
 
 class Command(ReeveCommand):
-    help = (
-        "Run one prompt through the configured agent command (HAPI_COMMAND) in the Desk, as the worker "
-        "would, and print what Reeve understood: the argv, the session, the result or the error in the "
-        "agent's words, cost and turns. Nothing is queued. Exit 1 when the run failed."
-    )
+    """Run one prompt through the configured agent command (HAPI_COMMAND) in the Desk, as the worker would,
+    and print what Reeve understood: the argv, the session, the result or the error in the agent's words,
+    cost and turns. Nothing is queued. Exit 1 when the run failed."""
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", help='what to ask the agent, e.g. "Test prompt"')
 
-    def handle(self, *args, **options):
+    def handle(self, *args, prompt: str, **options) -> None:
         executor = default_executor(None)
-        request = AgentRequest(prompt=options["prompt"])
+        request = AgentRequest(prompt=prompt)
         self.stdout.write(f"argv:     {shlex.join(executor.argv(request))}")
         self.stdout.write(f"desk:     {executor.desk}")
         outcome = executor.run(request)

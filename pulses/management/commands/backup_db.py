@@ -7,10 +7,9 @@ from pulses.ops.backup import DEFAULT_KEEP_DAYS, BackupError, backup, default_di
 
 
 class Command(ReeveCommand):
-    help = (
-        "Back up the database while Reeve runs: a consistent copy (SQLite backup API, or pg_dump on "
-        "PostgreSQL), gzip-compressed, then delete backups older than --keep-days."
-    )
+    """Back up the database while Reeve runs: a consistent copy (SQLite backup API, or pg_dump on PostgreSQL),
+    gzip-compressed, then delete backups older than --keep-days."""
+
     refused = (BackupError,)
 
     def add_arguments(self, parser):

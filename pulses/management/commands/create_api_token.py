@@ -6,10 +6,9 @@ from pulses.models import TokenScope
 
 
 class Command(ReeveCommand):
-    help = (
-        "Create a named API client token (printed once; only its hash is stored), revoke one with "
-        "--revoke, or --list them. Clients send it as 'Authorization: Bearer <token>'."
-    )
+    """Create a named API client token (printed once; only its hash is stored), revoke one with --revoke, or
+    --list them. Clients send it as 'Authorization: Bearer <token>'."""
+
     refused = (tokens.TokenError,)
 
     def add_arguments(self, parser):
@@ -25,19 +24,19 @@ class Command(ReeveCommand):
             "--list", action="store_true", help="list tokens (names and prefixes, never tokens)"
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args, name: str | None, revoke: bool, scope: str, **options) -> None:
         if options["list"]:
             for row in tokens.listing():
                 state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
                 self.stdout.write(f"{row.name}\t{row.prefix}…\t{row.scope}\t{state}")
             return
-        if not options["name"]:
+        if not name:
             raise CommandError("give the token a NAME (or use --list)")
-        if options["revoke"]:
-            row = tokens.revoke(options["name"])
-            self.stdout.write(f"Revoked token {options['name']!r} ({row.prefix}…); it no longer works.")
+        if revoke:
+            row = tokens.revoke(name)
+            self.stdout.write(f"Revoked token {name!r} ({row.prefix}…); it no longer works.")
             return
-        row, token = tokens.create(options["name"], scope=options["scope"])
+        row, token = tokens.create(name, scope=scope)
         # The answer alone on stdout, so `TOKEN=$(./reeve create_api_token NAME)` holds just the token.
         self.stderr.write(
             f"Created token {row.name!r} ({row.scope} scope). Store it now; it is not shown again:"

@@ -7,10 +7,9 @@ MARKS = {"ok": "ok  ", WARN: "WARN", FAIL: "FAIL"}
 
 
 class Command(ReeveCommand):
-    help = (
-        "Check that Reeve can run: configuration, API token, database and migrations, agent command, "
-        "Desk, API health, Telegram token. Each problem is one line saying what to fix; exit 1 on a failure."
-    )
+    """Check that Reeve can run: configuration, API token, database and migrations, agent command, Desk, API
+    health, Telegram token. Each problem is one line saying what to fix; exit 1 on a failure."""
+
     requires_system_checks = "__all__"  # every system check (Django's default), not only COMMAND_CHECKS
 
     def add_arguments(self, parser):
@@ -24,12 +23,12 @@ class Command(ReeveCommand):
             help="print the resolved data, database, log and Desk paths as shell assignments, check nothing",
         )
 
-    def handle(self, *args, **options):
-        if options["paths"]:
+    def handle(self, *args, paths: bool, no_api: bool, no_telegram: bool, **options) -> None:
+        if paths:
             for key, value in resolved_paths().items():
                 self.stdout.write(f"{key}={shlex.quote(value)}")
             return
-        checks = run_checks(api=not options["no_api"], telegram=not options["no_telegram"])
+        checks = run_checks(api=not no_api, telegram=not no_telegram)
         for check in checks:
             self.stdout.write(f"{MARKS[check.level]}  {check.name:<14} {check.message}")
         failed = [c for c in checks if c.failed]

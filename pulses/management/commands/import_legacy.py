@@ -6,11 +6,10 @@ from pulses.ops.legacy_import import ImportResult, import_original
 
 
 class Command(ReeveCommand):
-    help = (
-        "Carry the original Reeve's queue (its Alembic schema) over into Reeve's: keeps a copy of the "
-        "original first, moves every pulse in one transaction, then applies Reeve's migrations. "
-        "A database already in Reeve's schema is left as it is."
-    )
+    """Carry the original Reeve's queue (its Alembic schema) over into Reeve's: keeps a copy of the original
+    first, moves every pulse in one transaction, then applies Reeve's migrations. A database already in
+    Reeve's schema is left as it is."""
+
     refused = (legacy.LegacyError,)
     requires_system_checks: list = []
 
@@ -22,8 +21,8 @@ class Command(ReeveCommand):
             "postgresql+asyncpg://...); default: the configured database",
         )
 
-    def handle(self, *args, **options):
-        self.stdout.write(summary(import_original(options["path"])))
+    def handle(self, *args, path: str | None, **options) -> None:
+        self.stdout.write(summary(import_original(path)))
 
 
 def _counts(by_status: dict[str, int]) -> str:

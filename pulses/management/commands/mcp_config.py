@@ -8,11 +8,10 @@ from pulses.tools import desk_config
 
 
 class Command(ReeveCommand):
-    help = (
-        "Print the MCP server entry (.mcp.json) and the Desk permission list (.claude/settings.json) "
-        "that let Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk, with a "
-        "named agent-scoped API token for interactive sessions (kept while it works)."
-    )
+    """Print the MCP server entry (.mcp.json) and the Desk permission list (.claude/settings.json) that let
+    Claude Code / Hapi use Reeve's tools; with --write, merge them into the Desk, with a named agent-scoped
+    API token for interactive sessions (kept while it works)."""
+
     refused = (desk_config.DeskConfigError,)
     requires_system_checks: list = []
 
@@ -24,9 +23,9 @@ class Command(ReeveCommand):
         )
         parser.add_argument("--desk", type=Path, help="the Desk directory (default: REEVE_DESK_PATH)")
 
-    def handle(self, *args, **options):
-        desk = (options["desk"] or Path(settings.REEVE_DESK_PATH)).expanduser()
-        if options["write"]:
+    def handle(self, *args, write: bool, desk: Path | None, **options) -> None:
+        desk = (desk or Path(settings.REEVE_DESK_PATH)).expanduser()
+        if write:
             for item in desk_config.write_desk_config(desk):
                 replaced = (
                     f" (replaced the original Reeve's {', '.join(item.replaced)})" if item.replaced else ""

@@ -15,12 +15,10 @@ def _logs_to_stderr() -> None:
 
 
 class Command(ReeveCommand):
-    help = (
-        "Serve the agent's tools over MCP on stdin/stdout: schedule_pulse, list_upcoming_pulses, "
-        "cancel_pulse, reschedule_pulse, send_notification, create_routine, list_routines, pause_routine, "
-        "delete_routine. Started by the agent (Claude Code / Hapi) "
-        "from the Desk's .mcp.json; see `mcp_config`."
-    )
+    """Serve the agent's tools over MCP on stdin/stdout: schedule_pulse, list_upcoming_pulses, cancel_pulse,
+    reschedule_pulse, send_notification, create_routine, list_routines, pause_routine, delete_routine.
+    Started by the agent (Claude Code / Hapi) from the Desk's .mcp.json; see `mcp_config`."""
+
     requires_system_checks: list = []
 
     def handle(self, *args, **options):

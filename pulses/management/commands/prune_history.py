@@ -4,7 +4,8 @@ from datetime import timedelta
 from django.core.management.base import CommandError
 
 from pulses.management.base import ReeveCommand
-from pulses.ops.retention import Policy, RetentionError, prune, vacuum_full
+from pulses.ops import retention
+from pulses.ops.retention import Policy, RetentionError, prune
 
 _AGE = re.compile(r"^(\d+)\s*([dhw]?)$")
 _UNITS = {"": "days", "d": "days", "h": "hours", "w": "weeks"}
@@ -26,11 +27,10 @@ def _size(size: int | None) -> str:
 
 
 class Command(ReeveCommand):
-    help = (
-        "Delete finished pulses (and their attempts) older than PULSE_HISTORY_DAYS, failed ones after "
-        "PULSE_FAILED_HISTORY_DAYS, trim output tails older than PULSE_OUTPUT_TAIL_DAYS, and give the "
-        "space back. Short batches: the worker and the API keep running."
-    )
+    """Delete finished pulses (and their attempts) older than PULSE_HISTORY_DAYS, failed ones after
+    PULSE_FAILED_HISTORY_DAYS, trim output tails older than PULSE_OUTPUT_TAIL_DAYS, and give the space
+    back. Short batches: the worker and the API keep running."""
+
     refused = (RetentionError,)
 
     def add_arguments(self, parser):
@@ -48,9 +48,9 @@ class Command(ReeveCommand):
             "database created before it was; holds the database meanwhile: stop Reeve first)",
         )
 
-    def handle(self, *args, **options):
-        older_than = parse_age(options["older_than"]) if options["older_than"] is not None else None
-        result = prune(Policy.from_settings(older_than=older_than), dry_run=options["dry_run"])
+    def handle(self, *args, older_than: str | None, dry_run: bool, vacuum_full: bool, **options) -> None:
+        age = parse_age(older_than) if older_than is not None else None
+        result = prune(Policy.from_settings(older_than=age), dry_run=dry_run)
         delete, trim = ("Would delete", "would trim") if result.dry_run else ("Deleted", "trimmed")
         self.stdout.write(
             f"{delete} {result.pulses} pulses with {result.attempts} attempts; "
@@ -66,5 +66,5 @@ class Command(ReeveCommand):
         )
         if result.space_note:
             self.stdout.write(result.space_note)
-        if options["vacuum_full"]:
-            self.stdout.write(vacuum_full())
+        if vacuum_full:
+            self.stdout.write(retention.vacuum_full())

@@ -23,7 +23,7 @@ def _slot(slot: reports.BusySlot) -> str:
 
 
 class Command(ReeveCommand):
-    help = "Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."
+    """Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."""
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -31,12 +31,11 @@ class Command(ReeveCommand):
         )
         parser.add_argument("-n", "--limit", type=int, default=50, help="rows at most (default 50)")
 
-    def handle(self, *args, **options):
-        view = options["view"]
+    def handle(self, *args, view: str, limit: int, **options) -> None:
         if view.isdigit():
             return self._detail(int(view))
         with refusals(ValueError):
-            pulses = reports.listing(view, limit=options["limit"])
+            pulses = reports.listing(view, limit=limit)
         counts = reports.stats().by_status
         self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
         for name, slots in reports.worker_slots(reports.recent_workers()).items():

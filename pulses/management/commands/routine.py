@@ -51,11 +51,10 @@ def _session(value: str) -> dict[str, str]:
 
 
 class Command(ReeveCommand):
-    help = (
-        "Routines, Reeve's recurring wake-ups: add, list, show, pause, resume, remove, and next (the "
-        "next fire times of a routine or of an expression). "
-        'Example: routine add briefing "0 8 * * 1-5" "Brief me on today" --tz Europe/Berlin'
-    )
+    """Routines, Reeve's recurring wake-ups: add, list, show, pause, resume, remove, and next (the next fire
+    times of a routine or of an expression). Example: routine add briefing "0 8 * * 1-5" "Brief me on
+    today" --tz Europe/Berlin"""
+
     requires_system_checks = "__all__"
 
     def add_arguments(self, parser: CommandParser) -> None:

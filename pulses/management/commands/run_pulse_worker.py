@@ -7,10 +7,9 @@ from pulses.worker.loop import Worker, WorkerOptions
 
 
 class Command(ReeveCommand):
-    help = (
-        "Run due pulses through the agent CLI, highest priority first, each exactly once per attempt. "
-        "SIGTERM/Ctrl+C drains running pulses (PULSE_SHUTDOWN_GRACE_SECONDS); a second one stops at once."
-    )
+    """Run due pulses through the agent CLI, highest priority first, each exactly once per attempt.
+    SIGTERM/Ctrl+C drains running pulses (PULSE_SHUTDOWN_GRACE_SECONDS); a second one stops at once."""
+
     refused = (instance_lock.AlreadyRunning,)
 
     def add_arguments(self, parser):
@@ -24,16 +23,16 @@ class Command(ReeveCommand):
             "--concurrency", type=int, default=None, help="pulses at once (default: PULSE_MAX_CONCURRENT)"
         )
 
-    def handle(self, *args, **options):
-        if options["concurrency"] is not None and options["concurrency"] < 1:
+    def handle(
+        self, *args, once: bool, dry_run: bool, concurrency: int | None, verbosity: int, **options
+    ) -> None:
+        if concurrency is not None and concurrency < 1:
             raise CommandError("--concurrency must be 1 or more")
-        self.log_at_verbosity(options["verbosity"])
-        if not options["dry_run"]:
+        self.log_at_verbosity(verbosity)
+        if not dry_run:
             # Shared: more workers may join on purpose, but not beside a `./reeve start`.
             instance_lock.hold(exclusive=False, role="run_pulse_worker")
         tighten()  # files made before Reeve ran with umask 077 become private on this start
         with refusals(ValueError):
-            worker_options = WorkerOptions.from_settings(
-                concurrency=options["concurrency"], once=options["once"], dry_run=options["dry_run"]
-            )
+            worker_options = WorkerOptions.from_settings(concurrency=concurrency, once=once, dry_run=dry_run)
         Worker(worker_options).run()

@@ -11,20 +11,18 @@ from pulses.web.bind import PortInUse
 
 
 class Command(ReeveCommand):
-    help = (
-        "Run Reeve in one terminal: the pulse worker and, as its companion, the web process (gunicorn: "
-        "API, admin, dashboard). Ctrl+C, SIGTERM or a closed terminal drains and stops both; if either "
-        "exits, the other stops too. Refuses to start beside another Reeve on the same installation."
-    )
+    """Run Reeve in one terminal: the pulse worker and, as its companion, the web process (gunicorn: API,
+    admin, dashboard). Ctrl+C, SIGTERM or a closed terminal drains and stops both; if either exits, the
+    other stops too. Refuses to start beside another Reeve on the same installation."""
 
     def add_arguments(self, parser):
         parser.add_argument("--no-web", action="store_true", help="run the worker only")
 
-    def handle(self, *args, **options):
-        if not options["no_web"] and (reason := weak_token_reason(settings.PULSE_API_TOKEN)):
+    def handle(self, *args, no_web: bool, **options) -> None:
+        if not no_web and (reason := weak_token_reason(settings.PULSE_API_TOKEN)):
             raise CommandError(f"refusing to start the API: {reason}")
         tighten()  # files made before Reeve ran with umask 077 become private on this start
-        web = not options["no_web"]
+        web = not no_web
         desk_note = banner.prepare_desk()
 
         def say_what_is_served() -> None:

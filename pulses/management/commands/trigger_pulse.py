@@ -9,10 +9,8 @@ from pulses.timeparse import TimeParseError, parse_when
 
 
 class Command(ReeveCommand):
-    help = (
-        "Schedule a pulse: a prompt that wakes the agent at a given time. "
-        "With --heartbeat, schedule this hour's heartbeat (its prompt follows the time of day)."
-    )
+    """Schedule a pulse: a prompt that wakes the agent at a given time. With --heartbeat, schedule this hour's
+    heartbeat (its prompt follows the time of day)."""
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", nargs="?", help="what the agent should do (not with --heartbeat)")

@@ -6,17 +6,16 @@ from telegram_bridge.notify import EmptyMessage, NotificationFailed, send_messag
 
 
 class Command(ReeveCommand):
-    help = (
-        "Send a message to the Telegram chat(s) in TELEGRAM_CHAT_ID; long text is split at Telegram's "
-        "4096-character limit, on line ends where possible."
-    )
+    """Send a message to the Telegram chat(s) in TELEGRAM_CHAT_ID; long text is split at Telegram's
+    4096-character limit, on line ends where possible."""
+
     refused = (TelegramNotConfigured, EmptyMessage, NotificationFailed)
 
     def add_arguments(self, parser):
         parser.add_argument("text", help='the message; "-" reads it from standard input')
         parser.add_argument("--silent", action="store_true", help="deliver without a notification sound")
 
-    def handle(self, *args, **options):
-        text = sys.stdin.read() if options["text"] == "-" else options["text"]
-        sent = send_message(text, silent=options["silent"])
+    def handle(self, *args, text: str, silent: bool, **options) -> None:
+        text = sys.stdin.read() if text == "-" else text
+        sent = send_message(text, silent=silent)
         self.stdout.write(f"sent {sent} message(s)")
