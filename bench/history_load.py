@@ -13,46 +13,56 @@ import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-PULSE_COLUMNS = (
-    "id",
-    "prompt",
-    "scheduled_at",
-    "priority",
-    "status",
-    "session_id",
-    "sticky_notes",
-    "tags",
-    "source",
-    "parent_id",
-    "created_at",
-    "executed_at",
-    "finished_at",
-    "execution_duration_ms",
-    "error_message",
-    "attempt_count",
-    "max_retries",
-    "lease_owner",
-    "lease_expires_at",
-    "idempotency_key",
-)
-ATTEMPT_COLUMNS = (
-    "pulse_id",
-    "number",
-    "worker",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "exit_code",
-    "succeeded",
-    "session_id",
-    "result_text",
-    "cost_usd",
-    "num_turns",
-    "error",
-    "stdout_tail",
-    "stderr_tail",
-)
+
+class PulseRow(NamedTuple):
+    """A row of the pulses table, its fields named as its columns."""
+
+    id: int
+    prompt: str
+    scheduled_at: datetime
+    priority: str
+    status: str
+    session_id: str
+    sticky_notes: str
+    tags: str
+    source: str
+    parent_id: int | None
+    created_at: datetime
+    executed_at: datetime | None
+    finished_at: datetime
+    execution_duration_ms: int | None
+    error_message: str
+    attempt_count: int
+    max_retries: int
+    lease_owner: str
+    lease_expires_at: datetime | None
+    idempotency_key: str | None
+
+
+class AttemptRow(NamedTuple):
+    """A row of the pulse_attempts table."""
+
+    pulse_id: int
+    number: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: int
+    exit_code: int
+    succeeded: bool
+    session_id: str
+    result_text: str
+    cost_usd: float
+    num_turns: int
+    error: str
+    stdout_tail: str
+    stderr_tail: str
+
+
+PULSE_COLUMNS = PulseRow._fields
+ATTEMPT_COLUMNS = AttemptRow._fields
 SOURCES = [("heartbeat", 60), ("telegram", 15), ("api", 10), ("routine", 8), ("manual", 4), ("admin", 3)]
 PROMPTS = [
     "Hourly heartbeat: check the calendar, the task list and unread messages; act on what is due.",
@@ -81,7 +91,7 @@ def _tail(rng: random.Random, size: int) -> str:
 
 def rows(
     count: int, *, days: float | None, end: datetime, seed: int = 21
-) -> Iterator[tuple[tuple, list[tuple]]]:
+) -> Iterator[tuple[PulseRow, list[AttemptRow]]]:
     """(pulse row, its attempt rows) for `count` finished pulses spread evenly over `days` days up
     to `end` (by default at PER_DAY a day), oldest first, ids 1..count."""
     rng = random.Random(seed)
@@ -106,47 +116,46 @@ def rows(
             finished = moment + timedelta(milliseconds=duration)
             ok = status == "completed" and number == runs
             attempts.append(
-                (
-                    n,
-                    number,
-                    "host:1234",
-                    moment,
-                    finished,
-                    duration,
-                    0 if ok else 1,
-                    ok,
-                    f"session-{n}",
-                    "Done." if ok else "",
-                    round(rng.uniform(0.01, 0.4), 4),
-                    rng.randint(1, 30),
-                    "" if ok else "agent exited with status 1",
-                    tails[(n + number) % len(tails)],
-                    "" if ok else stderr,
+                AttemptRow(
+                    pulse_id=n,
+                    number=number,
+                    worker="host:1234",
+                    started_at=moment,
+                    finished_at=finished,
+                    duration_ms=duration,
+                    exit_code=0 if ok else 1,
+                    succeeded=ok,
+                    session_id=f"session-{n}",
+                    result_text="Done." if ok else "",
+                    cost_usd=round(rng.uniform(0.01, 0.4), 4),
+                    num_turns=rng.randint(1, 30),
+                    error="" if ok else "agent exited with status 1",
+                    stdout_tail=tails[(n + number) % len(tails)],
+                    stderr_tail="" if ok else stderr,
                 )
             )
             moment = finished + timedelta(minutes=2**number)
-        finished_at = attempts[-1][4] if attempts else scheduled
-        pulse = (
-            n,
-            prompt,
-            scheduled,
-            "high" if source == "telegram" else "normal",
-            status,
-            f"session-{n}" if runs else "",
-            "[]",
-            json.dumps([source] if source != "manual" else []),
-            source,
-            None,
-            scheduled - timedelta(minutes=1),
-            attempts[0][3] if attempts else None,
-            finished_at,
-            attempts[-1][5] if attempts else None,
-            "agent exited with status 1" if status == "failed" else "",
-            runs,
-            3,
-            "",
-            None,
-            None,
+        pulse = PulseRow(
+            id=n,
+            prompt=prompt,
+            scheduled_at=scheduled,
+            priority="high" if source == "telegram" else "normal",
+            status=status,
+            session_id=f"session-{n}" if runs else "",
+            sticky_notes="[]",
+            tags=json.dumps([source] if source != "manual" else []),
+            source=source,
+            parent_id=None,
+            created_at=scheduled - timedelta(minutes=1),
+            executed_at=attempts[0].started_at if attempts else None,
+            finished_at=attempts[-1].finished_at if attempts else scheduled,
+            execution_duration_ms=attempts[-1].duration_ms if attempts else None,
+            error_message="agent exited with status 1" if status == "failed" else "",
+            attempt_count=runs,
+            max_retries=3,
+            lease_owner="",
+            lease_expires_at=None,
+            idempotency_key=None,
         )
         yield pulse, attempts
 

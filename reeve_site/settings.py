@@ -293,7 +293,7 @@ if LOG_FILE:
     _handlers.append("file")
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "pulses.api.schema.EndpointSchema",
     "EXCEPTION_HANDLER": "pulses.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }

@@ -15,7 +15,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from pulses import limits
-from pulses.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
+from pulses.api.fields import (
+    StrictCharField,
+    StrictChoiceField,
+    StrictSerializer,
+    note_list,
+    page_limit,
+    tag_list,
+)
 from pulses.api.schema import BAD_INPUT, CONFLICT, ERROR, NOT_FOUND, endpoint
 from pulses.api.views import MAX_ID, TokenView
 from pulses.models import Priority
@@ -54,30 +61,19 @@ class AgentView(TokenView):
         return Response({"detail": str(exc)}, status=code)
 
 
-def _text_list(max_items: int, max_chars: int, help_text: str) -> serializers.ListField:
-    return serializers.ListField(
-        child=StrictCharField(max_length=max_chars),
-        max_length=max_items,
-        required=False,
-        allow_null=True,
-        default=None,
-        help_text=help_text,
-    )
-
-
 class AgentScheduleSerializer(StrictSerializer):
     prompt = StrictCharField(max_length=limits.MAX_PROMPT_CHARS)
     when = StrictCharField(max_length=200, required=False, default="now")
     priority = StrictChoiceField(choices=Priority.choices, default=Priority.NORMAL)
-    sticky_notes = _text_list(limits.MAX_NOTES, limits.MAX_NOTE_CHARS, "reminders")
-    tags = _text_list(limits.MAX_TAGS, limits.MAX_TAG_CHARS, "labels")
+    sticky_notes = note_list("reminders", allow_null=True, default=None)
+    tags = tag_list("labels", allow_null=True, default=None)
     resume_current_session = serializers.BooleanField(
         required=False, default=False, help_text="continue the running pulse's session (run tokens only)"
     )
 
 
 class AgentListQuerySerializer(serializers.Serializer):
-    limit = StrictIntegerField(min_value=1, max_value=agent_tools.MAX_LISTED, default=20)
+    limit = page_limit(most=agent_tools.MAX_LISTED, default=20)
 
 
 class AgentRescheduleSerializer(StrictSerializer):
@@ -95,8 +91,8 @@ class AgentRoutineSerializer(StrictSerializer):
     prompt = StrictCharField(max_length=limits.MAX_PROMPT_CHARS)
     timezone = StrictCharField(max_length=64, required=False, allow_blank=True)
     priority = StrictChoiceField(choices=Priority.choices, required=False)
-    tags = _text_list(limits.MAX_TAGS, limits.MAX_TAG_CHARS, "labels its pulses carry")
-    sticky_notes = _text_list(limits.MAX_NOTES, limits.MAX_NOTE_CHARS, "reminders")
+    tags = tag_list("labels its pulses carry", allow_null=True, default=None)
+    sticky_notes = note_list("reminders", allow_null=True, default=None)
     active_from = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
     active_until = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
     session_policy = StrictChoiceField(choices=AGENT_SESSION_POLICIES, required=False)
@@ -119,24 +115,16 @@ class NotifiedSerializer(serializers.Serializer):
 
 
 class AgentPulsesView(AgentView):
-    @endpoint(
-        "agent_pulses_upcoming",
-        "The agent's tool list_upcoming_pulses: pending pulses, soonest first",
-        AgentListSerializer,
-        query=AgentListQuerySerializer,
-    )
+    @endpoint("agent_pulses_upcoming", AgentListSerializer, query=AgentListQuerySerializer)
     def get(self, request: Request) -> Response:
+        """The agent's tool list_upcoming_pulses: pending pulses, soonest first."""
         return self.call(
             agent_tools.list_upcoming_pulses, limit=self.query(AgentListQuerySerializer)["limit"]
         )
 
-    @endpoint(
-        "agent_pulse_schedule",
-        "The agent's tool schedule_pulse: source 'agent', parent = the running pulse",
-        DESCRIBED,
-        body=AgentScheduleSerializer,
-    )
+    @endpoint("agent_pulse_schedule", DESCRIBED, body=AgentScheduleSerializer)
     def post(self, request: Request) -> Response:
+        """The agent's tool schedule_pulse: source 'agent', parent = the running pulse."""
         data = self.body(AgentScheduleSerializer)
         return self.call(agent_tools.schedule_pulse, run_pulse_id=request.user.run_pulse_id, **data)
 
@@ -148,25 +136,18 @@ def _pulse_id(pk: int) -> int:
 
 
 class AgentCancelView(AgentView):
-    @endpoint(
-        "agent_pulse_cancel",
-        "The agent's tool cancel_pulse",
-        DESCRIBED,
-        refusals=NOT_FOUND | CONFLICT | BAD_INPUT,
-    )
+    @endpoint("agent_pulse_cancel", DESCRIBED, refusals=NOT_FOUND | CONFLICT | BAD_INPUT)
     def post(self, request: Request, pk: int) -> Response:
+        """The agent's tool cancel_pulse."""
         return self.call(agent_tools.cancel_pulse, pulse_id=_pulse_id(pk))
 
 
 class AgentRescheduleView(AgentView):
     @endpoint(
-        "agent_pulse_reschedule",
-        "The agent's tool reschedule_pulse",
-        DESCRIBED,
-        body=AgentRescheduleSerializer,
-        refusals=NOT_FOUND | CONFLICT,
+        "agent_pulse_reschedule", DESCRIBED, body=AgentRescheduleSerializer, refusals=NOT_FOUND | CONFLICT
     )
     def post(self, request: Request, pk: int) -> Response:
+        """The agent's tool reschedule_pulse."""
         when = self.body(AgentRescheduleSerializer)["when"]
         return self.call(agent_tools.reschedule_pulse, pulse_id=_pulse_id(pk), when=when)
 
@@ -174,12 +155,12 @@ class AgentRescheduleView(AgentView):
 class NotifyView(AgentView):
     @endpoint(
         "notify",
-        "Send the user a Telegram message (the agent's tool send_notification)",
         NotifiedSerializer,
         body=NotifySerializer,
         refusals={502: OpenApiResponse(ERROR, description="Telegram did not take the message")},
     )
     def post(self, request: Request) -> Response:
+        """Send the user a Telegram message (the agent's tool send_notification)."""
         data = self.body(NotifySerializer)
         return self.call(agent_tools.send_notification, run_pulse_id=request.user.run_pulse_id, **data)
 
@@ -217,28 +198,20 @@ ROUTINE_NOT_FOUND = {404: OpenApiResponse(ERROR, description="no routine with th
 
 
 class AgentRoutinesView(AgentView):
-    @endpoint(
-        "agent_routines_list",
-        "The agent's tool list_routines: every routine by name, with its next fire",
-        AgentRoutineListSerializer,
-    )
+    @endpoint("agent_routines_list", AgentRoutineListSerializer)
     def get(self, request: Request) -> Response:
+        """The agent's tool list_routines: every routine by name, with its next fire."""
         return self.call(agent_tools.list_routines)
 
-    @endpoint(
-        "agent_routine_create",
-        "The agent's tool create_routine: source 'agent', within the guard rails",
-        AgentRoutineDescribedSerializer,
-        body=AgentRoutineSerializer,
-    )
+    @endpoint("agent_routine_create", AgentRoutineDescribedSerializer, body=AgentRoutineSerializer)
     def post(self, request: Request) -> Response:
+        """The agent's tool create_routine: source 'agent', within the guard rails."""
         return self.call(agent_tools.create_routine, **self.body(AgentRoutineSerializer))
 
 
 class AgentRoutineView(AgentView):
     @endpoint(
         "agent_routine_delete",
-        "The agent's tool delete_routine (routines the agent created)",
         AgentRoutineDeletedSerializer,
         refusals={
             **ROUTINE_NOT_FOUND,
@@ -246,15 +219,12 @@ class AgentRoutineView(AgentView):
         },
     )
     def delete(self, request: Request, name: str) -> Response:
+        """The agent's tool delete_routine (routines the agent created)."""
         return self.call(agent_tools.delete_routine, name=name)
 
 
 class AgentRoutinePauseView(AgentView):
-    @endpoint(
-        "agent_routine_pause",
-        "The agent's tool pause_routine",
-        AgentRoutineDescribedSerializer,
-        refusals=ROUTINE_NOT_FOUND,
-    )
+    @endpoint("agent_routine_pause", AgentRoutineDescribedSerializer, refusals=ROUTINE_NOT_FOUND)
     def post(self, request: Request, name: str) -> Response:
+        """The agent's tool pause_routine."""
         return self.call(agent_tools.pause_routine, name=name)

@@ -102,12 +102,36 @@ class StrictSerializerScheme(OpenApiSerializerExtension):
         return schema
 
 
-def text_list(*, max_items: int, max_length: int, help_text: str) -> serializers.ListField:
-    """An optional list of non-blank strings (tags, sticky notes), empty when left out."""
+def text_list(*, max_items: int, max_length: int, help_text: str, **options) -> serializers.ListField:
+    """An optional list of non-blank strings; `options` (a default, allow_null) go to the ListField."""
     return serializers.ListField(
-        child=StrictCharField(max_length=max_length, allow_blank=False),
+        child=StrictCharField(max_length=max_length),
         max_length=max_items,
         required=False,
-        default=list,
         help_text=help_text,
+        **options,
     )
+
+
+def tag_list(help_text: str, **options) -> serializers.ListField:
+    """A pulse's or a routine's tags."""
+    return text_list(
+        max_items=limits.MAX_TAGS, max_length=limits.MAX_TAG_CHARS, help_text=help_text, **options
+    )
+
+
+def note_list(help_text: str, **options) -> serializers.ListField:
+    """A pulse's or a routine's sticky notes."""
+    return text_list(
+        max_items=limits.MAX_NOTES, max_length=limits.MAX_NOTE_CHARS, help_text=help_text, **options
+    )
+
+
+def page_limit(*, most: int, default: int) -> StrictIntegerField:
+    """How many items a listing returns, 1 to `most`."""
+    return StrictIntegerField(min_value=1, max_value=most, default=default)
+
+
+def page_offset() -> StrictIntegerField:
+    """How many items a listing skips."""
+    return StrictIntegerField(min_value=0, max_value=10**9, default=0)

@@ -16,11 +16,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from pulses.api.fields import StrictCharField, StrictChoiceField, StrictIntegerField, StrictSerializer
+from pulses.api.fields import (
+    StrictCharField,
+    StrictChoiceField,
+    StrictIntegerField,
+    StrictSerializer,
+    note_list,
+    page_limit,
+    page_offset,
+    tag_list,
+)
 from pulses.api.schema import ERROR, endpoint
 from pulses.api.serializers import PulseSerializer
 from pulses.api.views import ApiView
-from pulses.limits import MAX_NOTE_CHARS, MAX_NOTES, MAX_TAG_CHARS, MAX_TAGS
+from pulses.limits import MAX_CHECK_CHARS, MAX_KEY_CHARS
 from pulses.models import Priority, Pulse
 from pulses.routines import changes
 from pulses.routines.lookup import PREVIEW_FIRES, find
@@ -30,13 +39,6 @@ NOT_FOUND = {404: OpenApiResponse(ERROR, description="no routine with that name 
 MAX_LISTED = 500
 
 
-def _texts(max_items: int, max_chars: int, help_text: str) -> serializers.ListField:
-    return serializers.ListField(
-        child=StrictCharField(max_length=max_chars), max_length=max_items, required=False, help_text=help_text
-    )
-
-
-MAX_CHECK_CHARS = 2000
 MAX_PAUSE_AFTER = 1000
 
 
@@ -70,8 +72,8 @@ class RoutineInputSerializer(StrictSerializer):
         max_length=64, required=False, allow_blank=True, help_text="an IANA zone; empty follows TIME_ZONE"
     )
     priority = StrictChoiceField(choices=Priority.choices, required=False, help_text="run order")
-    tags = _texts(MAX_TAGS, MAX_TAG_CHARS, "labels its pulses carry")
-    sticky_notes = _texts(MAX_NOTES, MAX_NOTE_CHARS, "reminders appended to the prompt")
+    tags = tag_list("labels its pulses carry")
+    sticky_notes = note_list("reminders appended to the prompt")
     max_retries = StrictIntegerField(min_value=0, max_value=changes.MAX_RETRIES, required=False)
     deliver = StrictChoiceField(
         choices=["", "telegram"],
@@ -83,7 +85,7 @@ class RoutineInputSerializer(StrictSerializer):
         required=False,
         help_text="new: a fresh session each run; continue: the previous run's; fixed: session_id",
     )
-    session_id = StrictCharField(max_length=200, required=False, allow_blank=True)
+    session_id = StrictCharField(max_length=MAX_KEY_CHARS, required=False, allow_blank=True)
     active_from = ClockField(
         help_text="start of the active window (HH:MM in its zone); fires outside it are skipped"
     )
@@ -190,8 +192,8 @@ class RoutineDetailSerializer(RoutineSerializer):
 
 
 class RoutineListQuerySerializer(serializers.Serializer):
-    limit = StrictIntegerField(min_value=1, max_value=MAX_LISTED, default=100)
-    offset = StrictIntegerField(min_value=0, max_value=10**9, default=0)
+    limit = page_limit(most=MAX_LISTED, default=100)
+    offset = page_offset()
 
 
 class RoutinePageSerializer(serializers.Serializer):
@@ -200,55 +202,38 @@ class RoutinePageSerializer(serializers.Serializer):
 
 
 class RoutineListView(ApiView):
-    @endpoint(
-        "routines_list",
-        "List routines by name, with their next fire and last result",
-        RoutinePageSerializer,
-        query=RoutineListQuerySerializer,
-    )
+    @endpoint("routines_list", RoutinePageSerializer, query=RoutineListQuerySerializer)
     def get(self, request: Request) -> Response:
+        """List routines by name, with their next fire and last result."""
         query = self.query(RoutineListQuerySerializer)
         routines = Routine.objects.order_by("name")
         page = routines[query["offset"] : query["offset"] + query["limit"]]
         return Response({"count": routines.count(), "results": RoutineSerializer(page, many=True).data})
 
-    @endpoint(
-        "routine_create",
-        "Create a routine (the owner's: not held to the agent's guard rails)",
-        RoutineDetailSerializer,
-        body=RoutineInputSerializer,
-        code=201,
-    )
+    @endpoint("routine_create", RoutineDetailSerializer, body=RoutineInputSerializer, code=201)
     def post(self, request: Request) -> Response:
+        """Create a routine (the owner's: not held to the agent's guard rails)."""
         routine = changes.create(source=RoutineSource.OWNER, **self.body(RoutineInputSerializer))
         return Response(RoutineDetailSerializer(routine).data, status=status.HTTP_201_CREATED)
 
 
 class RoutineDetailView(ApiView):
-    @endpoint(
-        "routine_detail",
-        "One routine with its next five fire times",
-        RoutineDetailSerializer,
-        refusals=NOT_FOUND,
-    )
+    @endpoint("routine_detail", RoutineDetailSerializer, refusals=NOT_FOUND)
     def get(self, request: Request, key: str) -> Response:
+        """One routine with its next five fire times."""
         return Response(RoutineDetailSerializer(find(key)).data)
 
-    @endpoint(
-        "routine_update",
-        "Change some of a routine's fields; its next fire is recomputed",
-        RoutineDetailSerializer,
-        body=RoutineUpdateSerializer,
-        refusals=NOT_FOUND,
-    )
+    @endpoint("routine_update", RoutineDetailSerializer, body=RoutineUpdateSerializer, refusals=NOT_FOUND)
     def patch(self, request: Request, key: str) -> Response:
+        """Change some of a routine's fields; its next fire is recomputed."""
         routine = find(key)
         return Response(
             RoutineDetailSerializer(changes.update(routine, self.body(RoutineUpdateSerializer))).data
         )
 
-    @endpoint("routine_delete", "Delete a routine (its past pulses stay)", None, code=204, refusals=NOT_FOUND)
+    @endpoint("routine_delete", None, code=204, refusals=NOT_FOUND)
     def delete(self, request: Request, key: str) -> Response:
+        """Delete a routine (its past pulses stay)."""
         changes.remove(find(key))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -268,7 +253,9 @@ class RoutineActionView(ApiView):
 def _action_schema(
     operation_id: str, summary: str, answer: type[Serializer] = RoutineSerializer, code: int = 200
 ):
-    return extend_schema_view(post=endpoint(operation_id, summary, answer, code=code, refusals=NOT_FOUND))
+    return extend_schema_view(
+        post=endpoint(operation_id, answer, summary=summary, code=code, refusals=NOT_FOUND)
+    )
 
 
 @_action_schema("routine_pause", "Pause a routine: it does not fire until resumed")

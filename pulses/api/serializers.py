@@ -13,7 +13,10 @@ from pulses.api.fields import (
     StrictIntegerField,
     StrictSerializer,
     WhenField,
-    text_list,
+    note_list,
+    page_limit,
+    page_offset,
+    tag_list,
 )
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseAttempt, Status
@@ -37,14 +40,8 @@ class TriggerSerializer(StrictSerializer):
         allow_blank=True,
         help_text=f"agent session to resume; {SESSION_ID_FORM}",
     )
-    sticky_notes = text_list(
-        max_items=limits.MAX_NOTES,
-        max_length=limits.MAX_NOTE_CHARS,
-        help_text="reminders appended to the prompt",
-    )
-    tags = text_list(
-        max_items=limits.MAX_TAGS, max_length=limits.MAX_TAG_CHARS, help_text="labels for filtering"
-    )
+    sticky_notes = note_list("reminders appended to the prompt", default=list)
+    tags = tag_list("labels for filtering", default=list)
     max_retries = StrictIntegerField(
         min_value=0, max_value=limits.MAX_RETRIES, default=3, help_text="retries after the first attempt"
     )
@@ -100,12 +97,12 @@ class ListQuerySerializer(serializers.Serializer):
     priority = StrictChoiceField(choices=Priority.choices, required=False)
     source = StrictCharField(max_length=limits.MAX_SOURCE_CHARS, required=False)
     tag = StrictCharField(max_length=limits.MAX_TAG_CHARS, required=False)
-    limit = StrictIntegerField(min_value=1, max_value=MAX_PAGE, default=50)
-    offset = StrictIntegerField(min_value=0, max_value=10**9, default=0)
+    limit = page_limit(most=MAX_PAGE, default=50)
+    offset = page_offset()
 
 
 class UpcomingQuerySerializer(serializers.Serializer):
-    limit = StrictIntegerField(min_value=1, max_value=MAX_PAGE, default=20)
+    limit = page_limit(most=MAX_PAGE, default=20)
 
 
 class AttemptSerializer(serializers.ModelSerializer):

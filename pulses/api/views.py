@@ -96,12 +96,10 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        operation_id="health",
-        summary="Liveness and database check (no token needed)",
-        responses={200: s.HealthSerializer, 503: s.HealthSerializer},
-        auth=[],
+        operation_id="health", responses={200: s.HealthSerializer, 503: s.HealthSerializer}, auth=[]
     )
     def get(self, request: Request) -> Response:
+        """Liveness and database check (no token needed)."""
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 FROM pulses LIMIT 1")
@@ -124,31 +122,25 @@ TRIGGER_SCHEMA = {
 
 
 class TriggerView(ApiView):
-    @extend_schema(summary="Create a pulse", operation_id="pulse_trigger", **TRIGGER_SCHEMA)
+    @extend_schema(operation_id="pulse_trigger", **TRIGGER_SCHEMA)
     def post(self, request: Request) -> Response:
+        """Create a pulse."""
         result = queue.schedule(**self.body(s.TriggerSerializer))
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(s.TriggeredSerializer(result.pulse).data, status=code)
 
 
 class ScheduleView(TriggerView):
-    @extend_schema(
-        summary="Create a pulse (alias of /api/pulse/trigger for clients of the original Reeve)",
-        operation_id="pulse_schedule",
-        **TRIGGER_SCHEMA,
-    )
+    @extend_schema(operation_id="pulse_schedule", **TRIGGER_SCHEMA)
     def post(self, request: Request) -> Response:
+        """Create a pulse (alias of /api/pulse/trigger for clients of the original Reeve)."""
         return super().post(request)
 
 
 class PulseListView(ApiView):
-    @endpoint(
-        "pulses_list",
-        "List pulses, newest first (pending and overdue: soonest first)",
-        s.PulsePageSerializer,
-        query=s.ListQuerySerializer,
-    )
+    @endpoint("pulses_list", s.PulsePageSerializer, query=s.ListQuerySerializer)
     def get(self, request: Request) -> Response:
+        """List pulses, newest first (pending and overdue: soonest first)."""
         query = self.query(s.ListQuerySerializer)
         page = reports.search(
             status=query.get("status"),
@@ -169,15 +161,17 @@ class PulseListView(ApiView):
 
 
 class PulseDetailView(ApiView):
-    @endpoint("pulse_detail", "One pulse with its attempts", s.PulseDetailSerializer, refusals=NOT_FOUND)
+    @endpoint("pulse_detail", s.PulseDetailSerializer, refusals=NOT_FOUND)
     def get(self, request: Request, pk: int) -> Response:
+        """One pulse with its attempts."""
         pulse = Pulse.objects.prefetch_related("attempt_set").get(pk=_pulse_id(pk))
         return Response(s.PulseDetailSerializer(pulse).data)
 
 
 class CancelView(ApiView):
-    @endpoint("pulse_cancel", "Cancel a pending pulse", s.PulseSerializer, refusals=NOT_FOUND | CONFLICT)
+    @endpoint("pulse_cancel", s.PulseSerializer, refusals=NOT_FOUND | CONFLICT)
     def post(self, request: Request, pk: int) -> Response:
+        """Cancel a pending pulse."""
         return Response(s.PulseSerializer(queue.cancel(_pulse_id(pk))).data)
 
 
@@ -195,7 +189,9 @@ class MoveView(ApiView):
 
 def _move_schema(operation_id: str, summary: str, body: type[Serializer]):
     return extend_schema_view(
-        post=endpoint(operation_id, summary, s.PulseSerializer, body=body, refusals=NOT_FOUND | CONFLICT)
+        post=endpoint(
+            operation_id, s.PulseSerializer, summary=summary, body=body, refusals=NOT_FOUND | CONFLICT
+        )
     )
 
 
@@ -216,20 +212,17 @@ class RequeueView(MoveView):
 
 
 class UpcomingView(ApiView):
-    @endpoint(
-        "pulse_upcoming",
-        "Pending pulses, soonest first",
-        s.PulseSerializer(many=True),
-        query=s.UpcomingQuerySerializer,
-    )
+    @endpoint("pulse_upcoming", s.PulseSerializer(many=True), query=s.UpcomingQuerySerializer)
     def get(self, request: Request) -> Response:
+        """Pending pulses, soonest first."""
         limit = self.query(s.UpcomingQuerySerializer)["limit"]
         return Response(s.PulseSerializer(reports.listing("pending", limit=limit), many=True).data)
 
 
 class StatusView(ApiView):
-    @endpoint("status", "Workers seen recently, queue depth, versions, uptime", s.StatusSerializer)
+    @endpoint("status", s.StatusSerializer)
     def get(self, request: Request) -> Response:
+        """Workers seen recently, queue depth, versions, uptime."""
         recent = reports.recent_workers()
         slots = reports.worker_slots(recent)
         workers = [
@@ -281,12 +274,9 @@ def _slot(slot: reports.BusySlot) -> dict:
 
 
 class StatsView(ApiView):
-    @endpoint(
-        "stats",
-        "Runs per hour over the last 24 h, success rate, average and p95 duration, queue depth",
-        s.StatsSerializer,
-    )
+    @endpoint("stats", s.StatsSerializer)
     def get(self, request: Request) -> Response:
+        """Runs per hour over the last 24 h, success rate, average and p95 duration, queue depth."""
         activity = reports.activity(hours=24)
         return Response(
             {

@@ -9,6 +9,7 @@ from django.contrib.messages import get_messages
 from pulses.models import Pulse
 from pulses.routines import changes
 from pulses.routines.models import Routine
+from tests.routines.refusals import EMPTY_WINDOW_AS_TEXT, REFUSED_EVERYWHERE
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/pulses/routine/"
@@ -79,11 +80,9 @@ def test_the_add_form_stores_through_the_routines_code_with_its_next_fire(admin_
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"schedule": "61 * * * *"}, "schedule", "is not a valid cron expression"),
-        ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone"),
-        ({"schedule": "every 30 seconds"}, "schedule", "under one minute"),
+        *REFUSED_EVERYWHERE,
+        EMPTY_WINDOW_AS_TEXT,
         ({"prompt": "   "}, "prompt", ""),
-        ({"active_from": "08:00", "active_until": "08:00"}, "active_until", "is empty"),
     ],
 )
 def test_the_form_refuses_bad_input_on_the_field_and_stores_nothing(admin_client, change, field, words):
