@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from pulses.limits import is_session_id
-from tests.support.reeve_processes import ROOT, ReeveHome, on_postgres
+from tests.support.reeve_processes import ROOT, on_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ NOT_LOGGED_IN = "Not logged in · Please run /login"
 
 
 @pytest.fixture
-def real_home(tmp_path):
+def real_home(tmp_path, migrated_home):
     """A Reeve home whose agent is the real `hapi` (HAPI_COMMAND=hapi), with a HOME of its own."""
     if not ((AGENTS_BIN / "hapi").exists() and (AGENTS_BIN / "claude").exists()):
         pytest.skip(
@@ -43,17 +43,14 @@ def real_home(tmp_path):
     user_home = tmp_path / "user-home"
     (user_home / ".hapi").mkdir(parents=True)
     (user_home / ".hapi" / "settings.json").write_text(json.dumps({"cliApiToken": HAPI_CREDENTIAL}))
-    home = ReeveHome(
-        tmp_path,
-        extra_env={
-            "HOME": str(user_home),
-            "PATH": f"{AGENTS_BIN}:{os.environ['PATH']}",
-            "HAPI_COMMAND": "hapi",
-            "PULSE_API_TOKEN": "a-long-enough-api-token-for-the-doctor-0123456789",
-        },
+    home = migrated_home.copy_to(tmp_path)
+    home.extra_env.update(
+        HOME=str(user_home),
+        PATH=f"{AGENTS_BIN}:{os.environ['PATH']}",
+        HAPI_COMMAND="hapi",
+        PULSE_API_TOKEN="a-long-enough-api-token-for-the-doctor-0123456789",
     )
     home.user_home = user_home
-    home.migrate()
     yield home
     stop_hapi_runner(home)
     home.stop_all()

@@ -158,9 +158,7 @@ def test_runs_that_finish_normally_never_log_lease_lost(reeve_home):
     """Short leases renew every 0.2 s while four runs at a time finish: a finished run that the loop
     has not reaped yet is not a lost lease."""
     reeve_home.extra_env.update(PULSE_LEASE_SECONDS="0.6", PULSE_MAX_CONCURRENT="4")
-    reeve_home.migrate()
-    for _ in range(4):
-        reeve_home.manage("shell", "-c", SCHEDULE_MANY)
+    reeve_home.manage("shell", "-c", SCHEDULE_MANY)
     reeve_home.manage("run_pulse_worker", "--once", timeout=300)
     assert reeve_home.query("SELECT status, count(*) FROM pulses GROUP BY status") == [("completed", 60)]
     log = (reeve_home.path / "logs" / "daemon.log").read_text()
@@ -184,7 +182,7 @@ def test_a_lease_another_worker_took_over_is_logged_as_lease_lost(reeve_home):
 SCHEDULE_MANY = "\n".join(
     [
         "from pulses import queue",
-        "for i in range(15): queue.schedule(prompt=f'mode=sleep:0.{i % 3} run {i}')",
+        "for i in range(60): queue.schedule(prompt=f'mode=sleep:0.{i % 3} run {i}')",
     ]
 )
 

@@ -273,11 +273,10 @@ def test_the_guides_rollback_gunzip_and_cp_works_with_the_services_stopped(reeve
 
 
 @pytest.fixture
-def pg_home(tmp_path):
+def pg_home(tmp_path, migrated_home):
     """A migrated home on PostgreSQL: the suite's cluster when it runs there, else a cluster of its own."""
     if on_postgres():
-        home = ReeveHome(tmp_path / "home")
-        home.migrate()
+        home = migrated_home.copy_to(tmp_path / "home")
         yield home
         home.stop_all()
         return

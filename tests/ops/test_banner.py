@@ -62,7 +62,6 @@ def test_a_missing_desk_is_created_with_reeves_agent_configuration_and_an_existi
 def test_reeve_start_prints_the_banner_and_makes_the_desk(reeve_home):
     desk = reeve_home.path / "fresh-desk"
     reeve_home.extra_env.update(REEVE_DESK_PATH=str(desk), HAPI_COMMAND="demo")
-    reeve_home.migrate()
     proc = reeve_home.start("run_reeve", "--no-web")
     reeve_home.wait_for(lambda: "Desk" in reeve_home.output(proc), timeout=60, what="the banner")
     proc.send_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from pulses.management.commands.doctor import MARKS
 from pulses.ops import doctor
 from tests.support.factories import PulseFactory
-from tests.support.reeve_processes import ROOT, ReeveHome, copy_checkout, manage_in, on_postgres
+from tests.support.reeve_processes import ROOT, copy_checkout, manage_in, on_postgres
 
 GOOD_TOKEN = "k" * 40
 
@@ -105,11 +105,11 @@ def test_an_agent_command_with_broken_quoting_fails(good):
 
 
 @pytest.mark.slow
-def test_unapplied_migrations_fail_with_the_command_that_applies_them(tmp_path):
+def test_unapplied_migrations_fail_with_the_command_that_applies_them(reeve_home):
     # An upgrade pulled new code but did not migrate: the newest pulses migration is missing.
     names = sorted(p.stem for p in (ROOT / "pulses" / "migrations").glob("0*.py"))
-    home = ReeveHome(tmp_path, extra_env={"PULSE_API_TOKEN": GOOD_TOKEN})
-    home.migrate()
+    home = reeve_home
+    home.extra_env["PULSE_API_TOKEN"] = GOOD_TOKEN
     home.manage("migrate", "pulses", names[-2] if len(names) > 1 else "zero", "-v0")
     proc = home.manage("doctor", "--no-api", "--no-telegram", check=False)
     home.stop_all()  # on PostgreSQL: drops the home's database
@@ -190,15 +190,12 @@ def test_doctor_paths_prints_shell_assignments_for_install_sh(good, capsys):
 
 
 @pytest.mark.slow
-def test_doctor_passes_everything_on_a_good_running_setup(tmp_path, fake_telegram):
+def test_doctor_passes_everything_on_a_good_running_setup(reeve_home, fake_telegram):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    home = ReeveHome(
-        tmp_path,
-        extra_env={"PULSE_API_TOKEN": GOOD_TOKEN, "PULSE_API_PORT": str(port), **fake_telegram.env(42)},
-    )
-    home.migrate()
+    home = reeve_home
+    home.extra_env.update(PULSE_API_TOKEN=GOOD_TOKEN, PULSE_API_PORT=str(port), **fake_telegram.env(42))
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
         cwd=ROOT,

@@ -418,12 +418,12 @@ def _alive(pid: int) -> bool:
     ids=["finishes-within-grace", "outlasts-grace"],
 )
 def test_stopping_the_worker_unit_as_systemd_does_never_leaves_a_pulse_processing(
-    tmp_path, agent_seconds, expected
+    tmp_path, migrated_home, agent_seconds, expected
 ):
     """KillMode=mixed: SIGTERM to the unit's main process (the worker) only; systemd kills the rest
     only after TimeoutStopSec. The worker must drain or release within that time."""
-    home = ReeveHome(tmp_path / "home", extra_env={"PULSE_SHUTDOWN_GRACE_SECONDS": "4"})
-    home.migrate()
+    home = migrated_home.copy_to(tmp_path / "home")
+    home.extra_env["PULSE_SHUTDOWN_GRACE_SECONDS"] = "4"
     root = tmp_path / "root"
     stage(home, root)
     unit = (root / "etc/systemd/system/reeve-worker.service").read_text()
