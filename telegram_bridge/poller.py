@@ -50,6 +50,9 @@ class InvalidBotToken(Exception):
 
 @dataclass
 class PollerOptions:
+    """How the listener polls: the long poll's timeout and batch, the backoff while Telegram is
+    unreachable, and how often it reads the answers outbox."""
+
     poll_timeout: int = 30
     batch_limit: int = 100
     backoff_initial: float = 1.0

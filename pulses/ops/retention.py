@@ -196,6 +196,9 @@ def _old_tails(policy: Policy):
 
 @dataclass
 class PruneResult:
+    """What one prune did (with dry_run: would do): rows deleted and trimmed, its batches, the
+    database's size before and after, and the Telegram records and inbox files it removed."""
+
     pulses: int = 0
     attempts: int = 0
     tails_trimmed: int = 0
