@@ -250,32 +250,27 @@ class RoutineActionView(ApiView):
         return Response(self.answer(self.change(find(key))).data, status=self.code)
 
 
-def _action_schema(
-    operation_id: str, summary: str, answer: type[Serializer] = RoutineSerializer, code: int = 200
-):
-    return extend_schema_view(
-        post=endpoint(operation_id, answer, summary=summary, code=code, refusals=NOT_FOUND)
-    )
+def _action(operation_id: str, summary: str):
+    """The schema of a RoutineActionView, from its `answer` and `code`."""
+
+    def describe(view: type[RoutineActionView]) -> type[RoutineActionView]:
+        schema = endpoint(operation_id, view.answer, summary=summary, code=view.code, refusals=NOT_FOUND)
+        return extend_schema_view(post=schema)(view)
+
+    return describe
 
 
-@_action_schema("routine_pause", "Pause a routine: it does not fire until resumed")
+@_action("routine_pause", "Pause a routine: it does not fire until resumed")
 class RoutinePauseView(RoutineActionView):
     change = staticmethod(changes.pause)
 
 
-@_action_schema(
-    "routine_resume", "Resume a routine from its next fire after now (nothing missed is caught up)"
-)
+@_action("routine_resume", "Resume a routine from its next fire after now (nothing missed is caught up)")
 class RoutineResumeView(RoutineActionView):
     change = staticmethod(changes.resume)
 
 
-@_action_schema(
-    "routine_run",
-    "Run a routine now: its pulse is created at once (its schedule is unchanged)",
-    PulseSerializer,
-    code=201,
-)
+@_action("routine_run", "Run a routine now: its pulse is created at once (its schedule is unchanged)")
 class RoutineRunView(RoutineActionView):
     change = staticmethod(changes.run_now)
     answer = PulseSerializer

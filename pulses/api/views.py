@@ -187,25 +187,29 @@ class MoveView(ApiView):
         return Response(s.PulseSerializer(self.move(_pulse_id(pk), scheduled_at)).data)
 
 
-def _move_schema(operation_id: str, summary: str, body: type[Serializer]):
-    return extend_schema_view(
-        post=endpoint(
-            operation_id, s.PulseSerializer, summary=summary, body=body, refusals=NOT_FOUND | CONFLICT
+def _move(operation_id: str, summary: str):
+    """The schema of a MoveView, from its `serializer_class`."""
+
+    def describe(view: type[MoveView]) -> type[MoveView]:
+        schema = endpoint(
+            operation_id,
+            s.PulseSerializer,
+            summary=summary,
+            body=view.serializer_class,
+            refusals=NOT_FOUND | CONFLICT,
         )
-    )
+        return extend_schema_view(post=schema)(view)
+
+    return describe
 
 
-@_move_schema("pulse_reschedule", "Move a pending pulse to another time", s.RescheduleSerializer)
+@_move("pulse_reschedule", "Move a pending pulse to another time")
 class RescheduleView(MoveView):
     serializer_class = s.RescheduleSerializer
     move = staticmethod(queue.reschedule)
 
 
-@_move_schema(
-    "pulse_requeue",
-    "Run a failed, cancelled or completed pulse again (now, or at scheduled_at)",
-    s.RequeueSerializer,
-)
+@_move("pulse_requeue", "Run a failed, cancelled or completed pulse again (now, or at scheduled_at)")
 class RequeueView(MoveView):
     serializer_class = s.RequeueSerializer
     move = staticmethod(queue.requeue)

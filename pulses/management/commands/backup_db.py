@@ -23,10 +23,10 @@ class Command(ReeveCommand):
             help=f"delete backups older than this many days; 0 keeps all (default {DEFAULT_KEEP_DAYS})",
         )
 
-    def handle(self, *args, **options):
-        if options["keep_days"] < 0:
+    def handle(self, *args, keep_days: int, **options) -> None:
+        if keep_days < 0:
             raise CommandError("--keep-days must be 0 or more")
-        result = backup(directory=options["dir"], keep_days=options["keep_days"])
+        result = backup(directory=options["dir"], keep_days=keep_days)
         for path in result.removed:
             self.stdout.write(f"Removed old backup: {path.name}")
         self.stdout.write(f"Backup completed: {result.path} ({result.size} bytes)")
