@@ -1,4 +1,3 @@
-import os
 import resource
 import subprocess
 import sys
@@ -8,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pulses.agent.executor import AgentRequest, Executor, Tail, agent_command, build_prompt
-from tests.support.reeve_processes import FAKE_AGENT_COMMAND, agent_starts
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, agent_starts, process_alive
 
 pytestmark = pytest.mark.database_independent  # the executor and the fake agent: no database
 
@@ -24,16 +23,6 @@ def run(desk, prompt, *, session_id="", timeout=30.0, notes=(), on_session=None)
         AgentRequest(prompt=prompt, session_id=session_id, sticky_notes=notes, pulse_id=7),
         on_session=on_session,
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purposes.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
 
 
 def test_the_agent_gets_the_hapi_argv_in_the_desk(desk, agent_log):
@@ -137,10 +126,10 @@ def test_a_timeout_kills_the_whole_process_group(desk, agent_log, tmp_path):
     children = [int(p) for p in pids_file.read_text().split()]
     assert len(children) == 2
     deadline = time.monotonic() + 10  # SIGKILL is delivered asynchronously
-    while any(alive(pid) for pid in [agent_pid, *children]) and time.monotonic() < deadline:
+    while any(process_alive(pid) for pid in [agent_pid, *children]) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in [agent_pid, *children]:
-        assert not alive(pid), f"process {pid} survived the timeout"
+        assert not process_alive(pid), f"process {pid} survived the timeout"
 
 
 def test_a_missing_agent_command_names_the_variable(desk):

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from tests.support.reeve_processes import ROOT, ReeveHome
+from tests.support.reeve_processes import ROOT, ReeveHome, process_alive
 from tests.tools.test_mcp_server import initialize_request
-from tests.worker.test_worker_process import process_alive
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.test_api_live import LiveReeve, _children
-from tests.support.reeve_processes import ROOT, ReeveHome
-from tests.worker.test_worker_process import process_alive
+from tests.support.reeve_processes import ROOT, ReeveHome, process_alive
 
 pytestmark = pytest.mark.slow
 

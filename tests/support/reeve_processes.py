@@ -73,6 +73,16 @@ def assert_every_pulse_ran_once(home: ReeveHome, noop_log: Path, total: int) -> 
     assert sum(1 for n, _ in attempts.values() if n > 1) >= 1  # the killed workers were running some
 
 
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie; a process that is reaped while we look counts as gone."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
 def on_postgres() -> bool:
     return POSTGRES_URL.startswith(("postgres://", "postgresql://"))
 

@@ -1,13 +1,12 @@
 """The real `run_pulse_worker` process, killed and signalled as systemd and crashes would."""
 
-import os
 import signal
 import time
 from collections import Counter
 
 import pytest
 
-from tests.support.reeve_processes import FAKE_AGENT_COMMAND
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, process_alive
 
 pytestmark = pytest.mark.slow
 
@@ -18,15 +17,6 @@ def schedule(home, prompt, *extra):
 
 def statuses(home):
     return dict(home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status"))
-
-
-def process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:
-        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_kill_9_during_a_pulse_runs_it_again_after_the_lease_and_kills_the_agent(reeve_home):

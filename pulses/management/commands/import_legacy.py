@@ -11,7 +11,6 @@ class Command(ReeveCommand):
     Reeve's schema is left as it is."""
 
     refused = (legacy.LegacyError,)
-    requires_system_checks: list = []
 
     def add_arguments(self, parser):
         parser.add_argument(

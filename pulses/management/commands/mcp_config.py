@@ -13,7 +13,6 @@ class Command(ReeveCommand):
     API token for interactive sessions (kept while it works)."""
 
     refused = (desk_config.DeskConfigError,)
-    requires_system_checks: list = []
 
     def add_arguments(self, parser):
         parser.add_argument(
