@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `./reeve test` and CI run it (inside the project's uv environment):
-# ruff, the migration check, then pytest twice, side by side: on SQLite, and on a throwaway
-# PostgreSQL cluster started from the installed server binaries (tests/support/pg_cluster.sh).
+# pytest twice, side by side: on a throwaway PostgreSQL cluster started from the installed server
+# binaries (tests/support/pg_cluster.sh), and on SQLite, after ruff and the migration check.
 # Each half ends with its 15 slowest tests. Tests marked database_independent (no test database, no
 # Reeve home: fresh clones, the executor) run in the SQLite half only (tests/conftest.py).
 # Extra arguments go to pytest, e.g. ./reeve test -k worker -x
@@ -41,13 +41,6 @@ run_pytest() {
   echo "$rc" >"$rcfile"
 }
 
-step ruff check .
-step ruff format --check .
-step python manage.py makemigrations --check --dry-run
-# The real Hapi and Claude Code (tests/agent/test_real_agents.py); without npm those tests skip.
-if ! agents_note=$(bash tests/support/agents.sh); then
-  notes+=("$agents_note")
-fi
 mkdir -p test-output
 work=$(mktemp -d)
 pgdir=$work/pg
@@ -72,6 +65,16 @@ case " $databases " in
     fi
     ;;
 esac
+
+# While it starts: the linters, the migration check and the real agents' install (npm, mostly
+# waiting on the network), which only the SQLite half uses.
+step ruff check .
+step ruff format --check .
+step python manage.py makemigrations --check --dry-run
+# The real Hapi and Claude Code (tests/agent/test_real_agents.py); without npm those tests skip.
+if ! agents_note=$(bash tests/support/agents.sh); then
+  notes+=("$agents_note")
+fi
 
 case " $databases " in
   *" sqlite "*)
