@@ -17,8 +17,9 @@ unset DATABASE_URL
 unset PYTHONDONTWRITEBYTECODE
 databases=${REEVE_TEST_DATABASES:-sqlite postgres}
 # pytest-xdist processes per half (a file's tests stay in one process, see tests/conftest.py). Most of
-# a process-level test is waiting for the processes it started, so 2 + 2 keep both cores busy.
-workers=${REEVE_TEST_WORKERS:-2}
+# a process-level test is waiting for the processes it started: on 2 cores, 3 + 3 finished the suite
+# in 14.1 min where 2 + 2 took 15.5 (the same CPU time; docs/performance.md).
+workers=${REEVE_TEST_WORKERS:-3}
 status=0
 notes=()
 
