@@ -27,6 +27,10 @@ errorlog = "-"
 loglevel = settings.LOG_LEVEL.lower()
 wsgi_app = "reeve_site.wsgi:application"
 umask = 0o077
+# No gunicornc control socket (gunicorn 25+ opens one in $XDG_RUNTIME_DIR or ~/.gunicorn by default):
+# Reeve never uses it, every Reeve on the machine would share that one path, and the agent, which runs
+# as the same user, could add workers to or shut down the web process through it.
+control_socket_disable = True
 
 
 # Metrics: each worker process writes its own files in PROMETHEUS_MULTIPROC_DIR (settings export it

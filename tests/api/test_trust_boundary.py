@@ -273,12 +273,14 @@ def test_the_web_process_refuses_a_placeholder_or_short_token_saying_what_to_do(
 
 
 @pytest.mark.slow
-def test_a_bind_address_other_than_the_default_is_an_allowed_host(reeve_home):
+def test_a_bind_address_other_than_the_default_is_an_allowed_host(reeve_home, tmp_path):
     live = LiveReeve(reeve_home)
+    user_home = tmp_path / "user-home"
+    user_home.mkdir()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
         cwd=ROOT,
-        env=live.env(PULSE_API_HOST="127.0.0.2"),
+        env=live.env(PULSE_API_HOST="127.0.0.2", HOME=str(user_home), XDG_RUNTIME_DIR=""),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -287,6 +289,8 @@ def test_a_bind_address_other_than_the_default_is_an_allowed_host(reeve_home):
         url = f"http://127.0.0.2:{live.port}/api/health"
         answer = reeve_home.wait_for(lambda: _get(url), timeout=60, interval=0.2, what="the web process")
         assert answer == 200  # on 127.0.0.2 with Host: 127.0.0.2, not 400 DisallowedHost
+        # No gunicornc control socket the agent (the same user) could reach: ~/.gunicorn/gunicorn.ctl.
+        assert list(user_home.iterdir()) == []
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=30)
