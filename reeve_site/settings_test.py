@@ -4,6 +4,15 @@ import os
 import tempfile
 
 _home = tempfile.mkdtemp(prefix="reeve-test-")
+# pytest-xdist's processes inherit the environment this module gave the controlling process: each
+# makes a home of its own instead, so none reads another's metrics (one PROMETHEUS_MULTIPROC_DIR
+# merged every process's routine fires into each /metrics) or writes another's files.
+_inherited = os.environ.get("REEVE_TEST_HOME")
+if _inherited and os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name, _value in list(os.environ.items()):
+        if _value.startswith(_inherited):
+            del os.environ[_name]
+os.environ["REEVE_TEST_HOME"] = _home
 os.environ["REEVE_IGNORE_DOTENV"] = "1"
 os.environ.setdefault("REEVE_HOME", _home)
 os.environ.setdefault("PULSE_DB_PATH", os.path.join(_home, "pulse_queue.db"))

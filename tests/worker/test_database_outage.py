@@ -41,7 +41,7 @@ def database_outage(home, seconds: float) -> None:
 def test_a_worker_waits_out_a_database_outage_and_keeps_the_run_in_flight(reeve_home):
     worker = reeve_home.start("run_pulse_worker", LOG_LEVEL="INFO")
     reeve_home.manage("trigger_pulse", "mode=sleep:2 running through the outage")
-    reeve_home.wait_for(lambda: status_of(reeve_home, 1) == "processing", timeout=30, what="the run")
+    reeve_home.wait_for(reeve_home.agent_starts, timeout=30, what="the run")
 
     # The run ends inside the outage, which also outlasts the 2 s lease (nobody could renew it).
     database_outage(reeve_home, seconds=5)
@@ -66,8 +66,10 @@ def test_a_worker_waits_out_a_database_outage_and_keeps_the_run_in_flight(reeve_
 
 def test_a_worker_stopped_during_an_outage_exits_within_its_grace(reeve_home):
     worker = reeve_home.start("run_pulse_worker", LOG_LEVEL="INFO", PULSE_SHUTDOWN_GRACE_SECONDS="3")
-    reeve_home.manage("trigger_pulse", "mode=sleep:1 finishing while the database is gone")
-    reeve_home.wait_for(lambda: status_of(reeve_home, 1) == "processing", timeout=30, what="the run")
+    reeve_home.manage("trigger_pulse", "mode=sleep:2 finishing while the database is gone")
+    # The agent's own log, written as it starts: polling the status for a one-second run could miss it
+    # on a loaded machine and wait for a "processing" that had already become "completed".
+    reeve_home.wait_for(reeve_home.agent_starts, timeout=30, what="the run")
     name = urlsplit(reeve_home.database_url).path.lstrip("/")
     _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
     try:
