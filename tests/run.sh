@@ -12,7 +12,7 @@ export DJANGO_SETTINGS_MODULE=reeve_site.settings_test
 unset DATABASE_URL
 # The suite starts some two thousand Python processes (Reeve's commands, gunicorn, the MCP server, the
 # fake agent). Each compiles every module it imports from source unless the bytecode is cached, and
-# PYTHONDONTWRITEBYTECODE (set in many container images, CI's among them) forbids that cache: with it
+# PYTHONDONTWRITEBYTECODE (set in many container images, this machine's shell among them) forbids that cache: with it
 # the suite spent about twice the CPU time. Python writes the cache into __pycache__ (ignored by git).
 unset PYTHONDONTWRITEBYTECODE
 databases=${REEVE_TEST_DATABASES:-sqlite postgres}
