@@ -7,6 +7,8 @@ from django.views.generic import RedirectView
 from pulses.web.dashboard import dashboard_view
 from pulses.web.metrics import metrics_view
 
+admin.autodiscover()  # every app's admin module, here rather than in every process (reeve_site/admin_app.py)
+
 urlpatterns = [
     # The dashboard is the front page (staff only: others land on the login first).
     path("", RedirectView.as_view(pattern_name="dashboard"), name="home"),

@@ -4,7 +4,6 @@ prune while a worker drains the queue."""
 from __future__ import annotations
 
 import sqlite3
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -17,6 +16,7 @@ from pulses import reports
 from pulses.models import Pulse, PulseAttempt, Status
 from pulses.ops.retention import Policy, RetentionError, prune
 from tests.support.factories import PulseAttemptFactory, PulseFactory
+from tests.support.reeve_processes import noop_agent_env, noop_starts
 
 
 def days_ago(days: float) -> datetime:
@@ -154,10 +154,11 @@ def test_a_worker_drains_while_a_large_prune_runs_and_the_file_shrinks(reeve_hom
     reeve_home.manage(
         "shell",
         "-c",
-        "from pulses import queue\nfor i in range(300):\n    queue.schedule(prompt=f'mode=noop drain {i}')\n",
+        "from pulses import queue\nfor i in range(300):\n    queue.schedule(prompt=f'drain {i}')\n",
     )
     size_before = reeve_home.db_path.stat().st_size if not reeve_home.database_url else 0
-    env = {"PULSE_MAX_CONCURRENT": "4", "LOG_LEVEL": "WARNING"}
+    noop_log = reeve_home.path / "noop.log"
+    env = {**noop_agent_env(noop_log), "PULSE_MAX_CONCURRENT": "4", "LOG_LEVEL": "WARNING"}
     worker = reeve_home.start("run_pulse_worker", "--once", **env)
     pruner = reeve_home.start("prune_history", "--older-than", "90d", **env)
     assert pruner.wait(timeout=600) == 0, reeve_home.output(pruner)
@@ -165,7 +166,7 @@ def test_a_worker_drains_while_a_large_prune_runs_and_the_file_shrinks(reeve_hom
 
     statuses = dict(reeve_home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status"))
     assert statuses == {"completed": 300}
-    runs = Counter(start["pulse_id"] for start in reeve_home.agent_starts())
+    runs = noop_starts(noop_log)
     assert len(runs) == 300 and set(runs.values()) == {1}
     assert reeve_home.query("SELECT COUNT(*) FROM pulse_attempts") == [(300,)]
     for proc in (worker, pruner):

@@ -49,3 +49,23 @@ def test_reeve_help_prints_its_usage_and_nothing_of_the_script():
     assert proc.returncode == 0, proc.stderr
     assert "./reeve start" in proc.stdout and "./reeve test" in proc.stdout
     assert "set -" not in proc.stdout and "#" not in proc.stdout
+
+
+ADMIN_STATE = """
+import sys
+from django.contrib import admin
+from django.core import checks
+ours = ("pulses", "telegram_bridge")
+print(sorted(name for name in sys.modules if name.endswith(".admin") and name.split(".")[0] in ours))
+errors = checks.run_checks(tags=[checks.Tags.admin])
+print(len(admin.site._registry), len(errors), "pulses.admin" in sys.modules)
+"""
+
+
+def test_a_command_loads_no_modeladmin_and_the_admin_checks_still_check_every_one(reeve_home):
+    """The admin's modules load with the URLconf (reeve_site/admin_app.py), not in every process; the
+    admin's system checks (`check`, `doctor`) load them first, so none goes unchecked."""
+    imported, after_checks = reeve_home.manage("shell", "-c", ADMIN_STATE).stdout.splitlines()[-2:]
+    assert imported == "[]"
+    registered, errors, loaded = after_checks.split()
+    assert int(registered) >= 4 and errors == "0" and loaded == "True"

@@ -23,9 +23,11 @@ import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import signal  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
-import uuid  # noqa: E402
+
+# subprocess and uuid are not imported at the top: the few modes that start programs import
+# subprocess, and a session id is made below. Workers run this fake hundreds of times a suite, and
+# the two imports were a fifth of each start's CPU time.
 
 
 def emit(event):
@@ -113,6 +115,8 @@ def mcp_schedule(session_id, delay, *, bare):
     helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_agent_mcp.py")
     argv = [sys.executable, helper, "schedule_pulse", json.dumps(arguments)]
     argv += ["--bare-env"] if bare else []
+    import subprocess
+
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         result(session_id, "the MCP client failed", is_error=True, errors=[proc.stderr[-3000:]])
@@ -141,8 +145,19 @@ def mcp_schedule(session_id, delay, *, bare):
     return 0
 
 
+def new_session_id():
+    """A random UUID (version 4), as Claude Code makes session ids, written without the uuid module."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def mcp_call(tool, arguments):
     """Call one of Reeve's MCP tools through the Desk's server; {"is_error", "text", "structured"}."""
+    import subprocess
+
     helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_agent_mcp.py")
     proc = subprocess.run(
         [sys.executable, helper, tool, json.dumps(arguments)], capture_output=True, text=True, timeout=120
@@ -183,7 +198,7 @@ def main():
         result("", f"No conversation found with session ID: {resume}", is_error=True)
         return 1
     # mode=announce:ID announces ID as its session (an agent that misbehaves, or a test of one)
-    session_id = resume or (arg if mode == "announce" and arg else str(uuid.uuid4()))
+    session_id = resume or (arg if mode == "announce" and arg else new_session_id())
     emit(
         {
             "type": "system",
@@ -244,6 +259,8 @@ def main():
         time.sleep(10_000)
     if mode == "children_ignore_term":
         pid_file = arg or os.environ.get("FAKE_AGENT_CHILDREN", "")
+        import subprocess
+
         code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(10000)"
         children = [subprocess.Popen([sys.executable, "-S", "-c", code]) for _ in range(2)]
         if pid_file:

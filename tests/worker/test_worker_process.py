@@ -2,11 +2,10 @@
 
 import signal
 import time
-from collections import Counter
 
 import pytest
 
-from tests.support.reeve_processes import FAKE_AGENT_COMMAND, process_alive
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, noop_agent_env, noop_starts, process_alive
 
 pytestmark = pytest.mark.slow
 
@@ -85,15 +84,16 @@ def test_two_workers_on_one_sqlite_file_run_500_pulses_exactly_once(reeve_home):
             "from pulses import queue\n"
             "for i in range(500):\n"
             "    p = ['critical', 'high', 'normal', 'low'][i % 4]\n"
-            "    queue.schedule(prompt=f'mode=noop pulse {i}', priority=p)\n"
+            "    queue.schedule(prompt=f'pulse {i}', priority=p)\n"
         ),
     )
-    env = {"PULSE_MAX_CONCURRENT": "4", "LOG_LEVEL": "WARNING"}
+    noop_log = reeve_home.path / "noop.log"
+    env = {**noop_agent_env(noop_log), "PULSE_MAX_CONCURRENT": "4", "LOG_LEVEL": "WARNING"}
     workers = [reeve_home.start("run_pulse_worker", "--once", **env) for _ in range(2)]
     for worker in workers:
         assert worker.wait(timeout=300) == 0
     assert statuses(reeve_home) == {"completed": 500}
-    runs = Counter(start["pulse_id"] for start in reeve_home.agent_starts())
+    runs = noop_starts(noop_log)
     assert len(runs) == 500 and set(runs.values()) == {1}
     for worker in workers:
         assert "database is locked" not in reeve_home.output(worker)
