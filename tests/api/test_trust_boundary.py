@@ -353,14 +353,25 @@ def test_the_bot_token_never_reaches_the_logs_even_at_debug(reeve_home):
 
 
 # --- uninstall.sh --purge removes only Reeve's own data directory ------------------------------------
-@pytest.fixture
-def staged(tmp_path):
-    """(home, staging root) after `install.sh --root`; the home's database is dropped afterwards."""
-    home = ReeveHome(tmp_path / "home")
-    root = tmp_path / "root"
-    stage(home, root)
-    yield home, root
+@pytest.fixture(scope="module")
+def staged_once(tmp_path_factory):
+    """(home, staging root) after one `install.sh --root` for the module; the home's database is
+    dropped afterwards."""
+    base = tmp_path_factory.mktemp("purge")
+    home = ReeveHome(base / "home")
+    stage(home, base / "root")
+    yield home, base / "root"
     home.stop_all()
+
+
+@pytest.fixture
+def staged(staged_once, tmp_path):
+    """(home, a staging root of the test's own): a copy of the module's staged install, which the
+    test may purge or change (the recorded data directory is read relative to the root)."""
+    home, root = staged_once
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy, symlinks=True)
+    return home, copy
 
 
 def _purge_with_recorded_dir(root: Path, recorded: str) -> subprocess.CompletedProcess:

@@ -57,15 +57,23 @@ def live_web(reeve_home):
     live.stop()
 
 
-@pytest.fixture
-def page():
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for the module's tests (it costs seconds to start); each test has its own context."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(30_000)
-        yield context.new_page()
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page in a context of its own: no cookie or storage of another test's."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ test-output/."""
 
 from __future__ import annotations
 
-from tests.web.test_browser import PASSWORD, expect, live_web, page, pytestmark, screenshots  # noqa: F401
+from tests.web.test_browser import PASSWORD, browser, expect, live_web, page, pytestmark, screenshots  # noqa: F401
 
 
 def test_the_admin_creates_a_routine_with_the_preview_and_pauses_it(live_web, page, screenshots):  # noqa: F811
