@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export DJANGO_SETTINGS_MODULE=reeve_site.settings_test
-unset DATABASE_URL
+unset DATABASE_URL REEVE_TEST_POSTGRES_HALF_ALONGSIDE
 # The suite starts some two thousand Python processes (Reeve's commands, gunicorn, the MCP server, the
 # fake agent). Each compiles every module it imports from source unless the bytecode is cached, and
 # PYTHONDONTWRITEBYTECODE (set in many container images, this machine's shell among them) forbids that cache: with it
@@ -79,6 +79,8 @@ fi
 
 case " $databases " in
   *" sqlite "*)
+    # The PostgreSQL tests that start a cluster of their own on SQLite (backups) run once, over there.
+    [ -z "$pg_pid" ] || export REEVE_TEST_POSTGRES_HALF_ALONGSIDE=1
     run_pytest SQLite "$work/sqlite.rc" "$@"
     [ "$(cat "$work/sqlite.rc")" -eq 0 ] || status=1
     ;;

@@ -27,7 +27,7 @@ from django.core.management.base import CommandError
 from pulses.models import Pulse
 from pulses.ops import backup
 from tests.support.factories import PulseFactory
-from tests.support.reeve_processes import ROOT, ReeveHome, on_postgres
+from tests.support.reeve_processes import POSTGRES_HALF_ALONGSIDE, ROOT, ReeveHome, on_postgres
 
 WRITER = """
 import sys
@@ -280,6 +280,8 @@ def pg_home(tmp_path, migrated_home):
         yield home
         home.stop_all()
         return
+    if os.environ.get(POSTGRES_HALF_ALONGSIDE):
+        pytest.skip("runs in this run's PostgreSQL half (tests/run.sh), not on a cluster of its own here")
     script = ROOT / "tests" / "support" / "pg_cluster.sh"
     # Outside pytest's 0700 tree: as root the server runs as `postgres`, which must reach its directory.
     cluster = Path(tempfile.mkdtemp(prefix="reeve-pg-")) / "pg"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tools.test_mcp_server import reeve_home, text, with_session  # noqa: F401  (the fixture too)
+from tests.tools.test_mcp_server import agent_token_home, reeve_home, text, with_session  # noqa: F401  (the fixture too)
 
 pytestmark = pytest.mark.slow
 

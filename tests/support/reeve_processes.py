@@ -29,6 +29,9 @@ FAKE_AGENT = ROOT / "tests" / "support" / "fake_agent.py"
 FAKE_AGENT_COMMAND = f"{sys.executable} -S {FAKE_AGENT}"
 NOOP_AGENT = str(ROOT / "bench" / "noop_agent.sh")
 POSTGRES_URL = os.environ.get("DATABASE_URL", "")
+# Set by tests/run.sh for the SQLite half while the PostgreSQL half runs beside it: a PostgreSQL test
+# that would otherwise start a cluster of its own in the SQLite half leaves it to that half.
+POSTGRES_HALF_ALONGSIDE = "REEVE_TEST_POSTGRES_HALF_ALONGSIDE"
 
 
 def agent_starts(log: Path) -> list[dict]:

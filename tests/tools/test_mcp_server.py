@@ -23,20 +23,41 @@ pytestmark = pytest.mark.slow
 SERVER_ENV_DROPPED = ("PULSE_DB_PATH", "DATABASE_URL", "SECRET_KEY", "PULSE_API_TOKEN", "TELEGRAM_BOT_TOKEN")
 
 
+def make_agent_token(home) -> str:
+    return home.manage("create_api_token", "mcp-tests", "--scope", "agent").stdout.split()[-1]
+
+
+@pytest.fixture(scope="module")
+def agent_token_home(migrated_home, tmp_path_factory):
+    """A migrated home holding an agent-scoped token, made once a module: each test's home is a copy
+    (a file or a template database), so no test waits on `create_api_token` again."""
+    home = migrated_home.copy_to(tmp_path_factory.mktemp("agent-token"))
+    token = make_agent_token(home)
+    yield home, token
+    home.stop_all()
+
+
 @pytest.fixture
-def reeve_home(reeve_home):
-    """The conftest home, whose API (gunicorn) `api` starts on first use and this fixture stops."""
-    yield reeve_home
-    if live := getattr(reeve_home, "live", None):
+def reeve_home(agent_token_home, tmp_path):
+    """A fresh home with the module's agent token, whose API (gunicorn) `api` starts on first use
+    and this fixture stops."""
+    template, token = agent_token_home
+    home = template.copy_to(tmp_path)
+    home.extra_env["REEVE_AGENT_TOKEN"] = token
+    yield home
+    if live := getattr(home, "live", None):
         live.stop()
+    home.stop_all()
 
 
 def api(home, **web_env: str) -> LiveReeve:
-    """Start `home`'s web process (once) and give the tool server its URL and a Desk token."""
+    """Start `home`'s web process (once) and give the tool server its URL and a Desk token (the
+    home's own, or a new one)."""
     if getattr(home, "live", None) is None:
         home.live = LiveReeve(home, web_workers=1).start(web_only=True, **web_env)
-        token = home.manage("create_api_token", "mcp-tests", "--scope", "agent").stdout.split()[-1]
-        home.extra_env.update(REEVE_API_URL=home.live.url, REEVE_AGENT_TOKEN=token)
+        if "REEVE_AGENT_TOKEN" not in home.extra_env:
+            home.extra_env["REEVE_AGENT_TOKEN"] = make_agent_token(home)
+        home.extra_env["REEVE_API_URL"] = home.live.url
     return home.live
 
 

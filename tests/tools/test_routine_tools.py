@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.tools.test_mcp_server import reeve_home, text, with_session  # noqa: F401
+from tests.tools.test_mcp_server import agent_token_home, reeve_home, text, with_session  # noqa: F401
 
 pytestmark = pytest.mark.slow
 ROUTINE_TOOLS = ("create_routine", "list_routines", "pause_routine", "delete_routine")
