@@ -76,9 +76,27 @@ def home(tmp_path):
     home.stop_all()  # on PostgreSQL: drops the home's database
 
 
-def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_the_user(home, tmp_path):
-    root = tmp_path / "root"
-    stage(home, root)
+@pytest.fixture(scope="module")
+def staged_once(tmp_path_factory):
+    """(home, root) after one `install.sh --root` for the module's tests that only read the staged
+    files or change a copy of them (each install costs a Python start and `doctor --paths`)."""
+    base = tmp_path_factory.mktemp("staged")
+    home = ReeveHome(base / "home")
+    stage(home, base / "root")
+    yield home, base / "root"
+    home.stop_all()
+
+
+@pytest.fixture
+def staged_copy(staged_once, tmp_path):
+    """(home, a copy of the module's staged root that the test may change)."""
+    home, root = staged_once
+    shutil.copytree(root, tmp_path / "root", symlinks=True)
+    return home, tmp_path / "root"
+
+
+def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_the_user(staged_once):
+    home, root = staged_once
     for unit in UNITS:
         text = (root / f"etc/systemd/system/{unit}.service").read_text()
         assert "@" not in text.replace("reeve-daemon@", ""), f"unrendered placeholder in {unit}"
@@ -202,22 +220,20 @@ def test_install_and_the_helpers_read_settings_from_env_file_as_the_services_do(
     assert (data / "pulse_queue.db").exists() and not (tmp_path / "elsewhere.db").exists()
 
 
-def test_the_staged_sudoers_file_passes_visudo(home, tmp_path):
+def test_the_staged_sudoers_file_passes_visudo(staged_once):
     visudo = shutil.which("visudo") or "/usr/sbin/visudo"
     if not os.access(visudo, os.X_OK):
         pytest.skip("visudo not installed (the sudo package)")
-    root = tmp_path / "root"
-    stage(home, root)
+    _, root = staged_once
     proc = subprocess.run([visudo, "-cf", str(root / "etc/sudoers.d/reeve")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_the_staged_units_pass_systemd_analyze_verify(home, tmp_path):
+def test_the_staged_units_pass_systemd_analyze_verify(staged_once):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed")
-    root = tmp_path / "root"
-    stage(home, root)
+    _, root = staged_once
     unit_dir = root / "etc/systemd/system"
     proc = subprocess.run(
         [analyze, "verify", *(f"./{u}.service" for u in UNITS)],
@@ -264,9 +280,8 @@ def test_a_second_install_changes_no_file(home, tmp_path):
     assert "already up to date" in second.stdout
 
 
-def test_uninstall_with_purge_leaves_nothing_behind(home, tmp_path):
-    root = tmp_path / "root"
-    stage(home, root)
+def test_uninstall_with_purge_leaves_nothing_behind(staged_copy):
+    home, root = staged_copy
     (root / home.path.relative_to("/") / "backups" / "pulse_queue_x.db.gz").write_bytes(b"x")
     proc = subprocess.run(
         ["bash", str(UNINSTALL), "--root", str(root), "--purge"], capture_output=True, text=True, timeout=60
@@ -275,9 +290,8 @@ def test_uninstall_with_purge_leaves_nothing_behind(home, tmp_path):
     assert list(root.rglob("*")) == []
 
 
-def test_uninstall_without_purge_keeps_the_data_directory(home, tmp_path):
-    root = tmp_path / "root"
-    stage(home, root)
+def test_uninstall_without_purge_keeps_the_data_directory(staged_copy):
+    home, root = staged_copy
     database = root / home.db_path.relative_to("/")
     database.write_bytes(b"the user's data")
     proc = subprocess.run(["bash", str(UNINSTALL), "--root", str(root)], capture_output=True, text=True)
