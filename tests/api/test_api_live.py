@@ -62,9 +62,9 @@ class LiveReeve:
     token: str = "live-test-token-long-enough-to-be-served"
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
-    # Two gunicorn processes, so requests and metrics cross processes; tests of the API alone ask for
-    # one (the product's default), which starts on ~1 s less CPU.
-    web_workers: int = 2
+    # One gunicorn worker, the product's default (each more costs ~1 s of CPU to start); the tests of
+    # what crosses processes (metrics, a whole process tree stopping) ask for two.
+    web_workers: int = 1
 
     @property
     def url(self) -> str:

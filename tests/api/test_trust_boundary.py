@@ -31,7 +31,7 @@ OPTION_LIKE_SESSIONS = ("--mcp-config=evil.json", "-r", "sess-1", f"{SESSION}\n-
 
 @pytest.fixture
 def web(reeve_home):
-    live = LiveReeve(reeve_home, web_workers=1).start(web_only=True)
+    live = LiveReeve(reeve_home).start(web_only=True)
     yield live
     live.stop()
 
@@ -39,7 +39,7 @@ def web(reeve_home):
 @pytest.fixture
 def web_new_york(reeve_home):
     reeve_home.extra_env["TIME_ZONE"] = "America/New_York"  # the web process and the commands
-    live = LiveReeve(reeve_home, web_workers=1).start(web_only=True)
+    live = LiveReeve(reeve_home).start(web_only=True)
     yield live
     live.stop()
 

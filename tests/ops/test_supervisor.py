@@ -63,7 +63,7 @@ def status_of(home: ReeveHome, pulse_id: int) -> str:
 
 
 def test_sighup_drains_the_running_pulse_and_leaves_no_process_and_a_free_port(reeve_home):
-    live = LiveReeve(reeve_home).start()
+    live = LiveReeve(reeve_home, web_workers=2).start()
     try:
         pulse_id, tree = start_a_run(live, "mode=sleep:2")
         assert len(tree) >= 4, tree  # gunicorn's master and 2 workers, the reaper, the agent

@@ -54,7 +54,7 @@ def api(home, **web_env: str) -> LiveReeve:
     """Start `home`'s web process (once) and give the tool server its URL and a Desk token (the
     home's own, or a new one)."""
     if getattr(home, "live", None) is None:
-        home.live = LiveReeve(home, web_workers=1).start(web_only=True, **web_env)
+        home.live = LiveReeve(home).start(web_only=True, **web_env)
         if "REEVE_AGENT_TOKEN" not in home.extra_env:
             home.extra_env["REEVE_AGENT_TOKEN"] = make_agent_token(home)
         home.extra_env["REEVE_API_URL"] = home.live.url

@@ -82,6 +82,7 @@ def test_the_latency_summary_interpolates_p95_inside_its_bucket():
 
 @pytest.mark.slow
 def test_counters_move_after_pulses_run_across_gunicorn_workers_and_the_worker_process(live_reeve):
+    live_reeve.web_workers = 2
     live_reeve.start()  # run_reeve: gunicorn with two workers, and the pulse worker
     before = samples(live_reeve.request("GET", "/metrics", token=None)[1])
     for prompt, retries in (("first", 3), ("second", 3), ("mode=exit_nonzero breaks", 0)):
