@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.test_api_live import LiveReeve
-from tests.site.test_deploy import UNINSTALL, stage
+from tests.site.test_deploy import UNINSTALL, staged_copy, staged_once  # noqa: F401  (fixtures)
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.reeve_processes import ROOT, ReeveHome, manage_in, on_postgres
 
@@ -353,27 +353,6 @@ def test_the_bot_token_never_reaches_the_logs_even_at_debug(reeve_home):
 
 
 # --- uninstall.sh --purge removes only Reeve's own data directory ------------------------------------
-@pytest.fixture(scope="module")
-def staged_once(tmp_path_factory):
-    """(home, staging root) after one `install.sh --root` for the module; the home's database is
-    dropped afterwards."""
-    base = tmp_path_factory.mktemp("purge")
-    home = ReeveHome(base / "home")
-    stage(home, base / "root")
-    yield home, base / "root"
-    home.stop_all()
-
-
-@pytest.fixture
-def staged(staged_once, tmp_path):
-    """(home, a staging root of the test's own): a copy of the module's staged install, which the
-    test may purge or change (the recorded data directory is read relative to the root)."""
-    home, root = staged_once
-    copy = tmp_path / "root"
-    shutil.copytree(root, copy, symlinks=True)
-    return home, copy
-
-
 def _purge_with_recorded_dir(root: Path, recorded: str) -> subprocess.CompletedProcess:
     conf = root / "etc" / "reeve" / "reeve.conf"
     lines = [line for line in conf.read_text().splitlines() if not line.startswith("REEVE_DATA_DIR=")]
@@ -387,8 +366,8 @@ def _purge_with_recorded_dir(root: Path, recorded: str) -> subprocess.CompletedP
 @pytest.mark.parametrize(
     "recorded", ["/var/lib", "/opt", "/usr/local", "DATA/../..", "/var/lib/someone-else"]
 )
-def test_purge_refuses_a_directory_that_is_not_reeves_naming_it(staged, recorded):
-    home, root = staged
+def test_purge_refuses_a_directory_that_is_not_reeves_naming_it(staged_copy, recorded):  # noqa: F811
+    home, root = staged_copy
     data = home.path.relative_to("/")
     recorded = recorded.replace("DATA", f"/{data}")
     victim = root / recorded.lstrip("/") / "precious.txt"
@@ -402,8 +381,8 @@ def test_purge_refuses_a_directory_that_is_not_reeves_naming_it(staged, recorded
 
 
 @pytest.mark.slow
-def test_purge_refuses_a_path_that_climbs_out_of_the_staging_root(tmp_path, staged):
-    home, root = staged
+def test_purge_refuses_a_path_that_climbs_out_of_the_staging_root(tmp_path, staged_copy):  # noqa: F811
+    home, root = staged_copy
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "pulse_queue.db").write_text("someone's")
@@ -414,8 +393,8 @@ def test_purge_refuses_a_path_that_climbs_out_of_the_staging_root(tmp_path, stag
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
-def test_purge_refuses_a_marked_directory_another_user_owns(staged):
-    home, root = staged
+def test_purge_refuses_a_marked_directory_another_user_owns(staged_copy):  # noqa: F811
+    home, root = staged_copy
     data = root / home.path.relative_to("/")
     os.chown(data, 65534, 65534)  # nobody
     proc = _purge_with_recorded_dir(root, f"/{home.path.relative_to('/')}")
@@ -424,8 +403,8 @@ def test_purge_refuses_a_marked_directory_another_user_owns(staged):
 
 
 @pytest.mark.slow
-def test_purge_removes_reeves_marked_data_directory(staged):
-    home, root = staged
+def test_purge_removes_reeves_marked_data_directory(staged_copy):  # noqa: F811
+    home, root = staged_copy
     data = root / home.path.relative_to("/")
     (data / "pulse_queue.db").write_bytes(b"the queue")
     proc = subprocess.run(
