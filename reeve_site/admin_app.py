@@ -2,7 +2,8 @@
 
 Django's default admin app imports every app's admin module when the app registry is ready, in every
 process. Most of Reeve's processes never serve a page (the worker, the Telegram listener, the MCP
-server, `trigger_pulse`, `pulse_queue` …), and those imports were about a fifth of each one's start.
+server, `trigger_pulse`, `pulse_queue` …), and those imports were 10-18 % of each one's start
+(docs/performance.md).
 Here `reeve_site/urls.py` loads them (`admin.autodiscover()`, as Django documents for
 `SimpleAdminConfig`), and the admin's system checks load them first, so `manage.py check` and
 `doctor` check every ModelAdmin as before.
