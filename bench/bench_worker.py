@@ -1,13 +1,14 @@
 """Worker benchmark on SQLite: dispatch latency and drain throughput. Prints figures; asserts nothing.
 
-    uv run python bench/bench_worker.py [--pulses 30] [--drain 400] [--concurrency 4]
+    uv run python bench/bench_worker.py [--pulses 30] [--drain 400] [--concurrency 4] [--workers 1]
 
 Dispatch latency: a pulse is committed by this process (another process than the worker); the clock
 stops when the agent's first line runs. Two agents: bench/first_line_agent.sh (bash, running ~1 ms
 after its spawn) and tests/support/fake_agent.py under `python -S`, whose interpreter start-up (measured
 apart as a baseline) adds ~7 ms.
-Drain throughput: N due pulses, the no-op shell agent (bench/noop_agent.sh), one worker at the given
-concurrency, from the first claim to the last finish.
+Drain throughput: N due pulses, the no-op shell agent (bench/noop_agent.sh), one worker (or
+--workers of them side by side) at the given concurrency, from the first claim to the last finish,
+and the CPU time the workers and their agents used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -114,7 +116,9 @@ def report_latency(label: str, latencies: list[float]) -> None:
     )
 
 
-def bench_drain(env: dict[str, str], home: Path, count: int, concurrency: int) -> tuple[float, Counter]:
+def bench_drain(
+    env: dict[str, str], home: Path, count: int, concurrency: int, workers: int = 1
+) -> tuple[float, Counter]:
     from django.db.models import Max, Min
 
     from pulses import queue
@@ -124,18 +128,22 @@ def bench_drain(env: dict[str, str], home: Path, count: int, concurrency: int) -
     for i in range(count):
         queue.schedule(prompt=f"drain {i}", priority=["critical", "high", "normal", "low"][i % 4])
     began = time.time()
-    subprocess.run(
-        [sys.executable, "manage.py", "run_pulse_worker", "--once", "--concurrency", str(concurrency)],
-        cwd=ROOT,
-        env={**env, "HAPI_COMMAND": NOOP_AGENT},
-        check=True,
-    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    argv = [sys.executable, "manage.py", "run_pulse_worker", "--once", "--concurrency", str(concurrency)]
+    procs = [
+        subprocess.Popen(argv, cwd=ROOT, env={**env, "HAPI_COMMAND": NOOP_AGENT}) for _ in range(workers)
+    ]
+    if any(proc.wait() != 0 for proc in procs):
+        raise SystemExit("a worker failed")
     wall = time.time() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     span = Pulse.objects.aggregate(first=Min("executed_at"), last=Max("finished_at"))
     seconds = (span["last"] - span["first"]).total_seconds()
     done = Pulse.objects.filter(status="completed").count()
     runs = Counter((home / "noop.log").read_text().split())
     print(f"  wall time incl. worker start-up: {wall:.2f} s; completed {done}/{count}")
+    print(f"  CPU of the worker and its agents: {cpu:.2f} s ({cpu / count * 1000:.1f} ms a pulse)")
     return count / seconds, runs
 
 
@@ -146,6 +154,7 @@ def main() -> None:
     parser.add_argument("--pulses", type=int, default=40, help="pulses for the latency run (>= 30)")
     parser.add_argument("--drain", type=int, default=400, help="pulses for the throughput run (>= 200)")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes draining side by side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="reeve-bench-") as tmp:
         home = Path(tmp)
@@ -159,11 +168,11 @@ def main() -> None:
         report_latency("shell agent", bench_latency(env, home, args.pulses, FIRST_LINE_AGENT))
         report_latency("Python agent", bench_latency(env, home, args.pulses))
         print(f"  (a Python agent's interpreter start-up alone, python -S, median: {baseline:.1f} ms)")
-        rate, runs = bench_drain(env, home, args.drain, args.concurrency)
+        rate, runs = bench_drain(env, home, args.drain, args.concurrency, args.workers)
         once = sum(1 for n in runs.values() if n == 1)
         print(
-            f"drain throughput: {rate:.0f} pulses/s ({args.drain} pulses, no-op agent, "
-            f"concurrency {args.concurrency}); ran exactly once: {once}/{args.drain}"
+            f"drain throughput: {rate:.0f} pulses/s ({args.drain} pulses, no-op agent, {args.workers} "
+            f"worker(s) at concurrency {args.concurrency}); ran exactly once: {once}/{args.drain}"
         )
 
 

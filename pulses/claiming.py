@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from pulses.db import claims, is_postgres
+from pulses.db.compiled import FirstValue
 from pulses.db.write_gate import gated
 from pulses.models import Priority, Pulse, PulseQuerySet, Status
 
@@ -138,9 +139,15 @@ def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
     )
 
 
+_next_due_at = FirstValue(
+    lambda: Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True)
+)
+
+
 def next_due_at() -> datetime | None:
-    """When the soonest pending pulse is due (None when nothing is pending)."""
-    return Pulse.objects.pending().order_by("scheduled_at").values_list("scheduled_at", flat=True).first()
+    """When the soonest pending pulse is due (None when nothing is pending). The worker asks at every
+    pass of its loop that claimed nothing, so the query is compiled once (pulses.db.compiled)."""
+    return _next_due_at()
 
 
 def _busy_sessions(running: PulseQuerySet) -> PulseQuerySet:
@@ -150,9 +157,7 @@ def _busy_sessions(running: PulseQuerySet) -> PulseQuerySet:
 def critical_waiting_for_a_slot() -> int | None:
     """The first due critical pulse that a free slot would start now (its session is not running),
     else None: what a worker whose slots are all busy may preempt a run for."""
-    due = Pulse.objects.due().filter(priority=Priority.CRITICAL)
-    busy = _busy_sessions(Pulse.objects.filter(status=Status.PROCESSING))
-    return due.exclude(session_id__in=busy).values_list("pk", flat=True).first()
+    return claims.first_claimable(timezone.now(), critical_only=True)
 
 
 def waiting_for_sessions_of(worker: str) -> list[tuple[int, datetime]]:

@@ -16,14 +16,22 @@ from django.db.models.expressions import CombinedExpression, Value
 from pulses.db import is_postgres
 from pulses.models import PRIORITY_RANK, Priority, Pulse, PulseAttempt, Status, claim_changes
 
-_CLAIM_SQL = """
-WITH picked AS MATERIALIZED (
-    SELECT id FROM pulses
+# The due pulses a claim takes, in run order, skipping those whose session is running. The states
+# are literals, not parameters, so the planner matches the partial indexes on them. It walks
+# pulses_claim_idx in run order and stops at the limit, however many pulses are due. PostgreSQL
+# chooses that plan from its statistics; SQLite, which has none (nothing runs ANALYZE), took
+# (status, scheduled_at) and sorted every due pulse, 5.4 ms a claim with 2,000 due against 0.11
+# (docs/performance.md), so there the index is named.
+_PICK_SQL = """
+    SELECT id FROM pulses{indexed}
     WHERE status = '{pending}' AND scheduled_at <= %s{only}
       AND (session_id = '' OR session_id NOT IN (
           SELECT session_id FROM pulses WHERE status = '{processing}' AND session_id <> ''))
     ORDER BY priority_rank, scheduled_at, id
-    LIMIT %s{lock}
+    LIMIT %s"""
+
+_CLAIM_SQL = """
+WITH picked AS MATERIALIZED ({pick}{lock}
 )
 UPDATE pulses SET {assignments}
 WHERE status = '{pending}' AND id IN (SELECT id FROM picked)
@@ -31,7 +39,18 @@ RETURNING {columns}
 """
 # MATERIALIZED: the pick runs once. As a plain `id IN (SELECT … LIMIT n)` PostgreSQL may run the
 # subquery again per row and, skipping the rows it locked the first time, claim more than n.
-# The states are literals, not parameters, so the planner matches the partial indexes on them.
+
+
+def _pick(*, critical_only: bool) -> str:
+    return _PICK_SQL.format(
+        indexed="" if is_postgres() else " INDEXED BY pulses_claim_idx",
+        pending=Status.PENDING.value,
+        processing=Status.PROCESSING.value,
+        # The rank, not the name: the claim index starts with it, so a reserved slot's claim reads
+        # only the critical end of the index.
+        only=f" AND priority_rank = {PRIORITY_RANK[Priority.CRITICAL]}" if critical_only else "",
+    )
+
 
 _RECORD_SQL = """
 WITH claimed AS (
@@ -85,17 +104,25 @@ def claim_statement(
     concurrent workers pass each other by."""
     assignments, assigned = _assignments(Pulse, claim_changes(worker=worker, now=now, until=until))
     sql = _CLAIM_SQL.format(
+        pick=_pick(critical_only=critical_only),
         pending=Status.PENDING.value,
-        processing=Status.PROCESSING.value,
-        # The rank, not the name: the claim index starts with it, so a reserved slot's claim reads
-        # only the critical end of the index.
-        only=f" AND priority_rank = {PRIORITY_RANK[Priority.CRITICAL]}" if critical_only else "",
         lock=" FOR UPDATE SKIP LOCKED" if is_postgres() else "",
         assignments=assignments,
         columns=", ".join(_column(Pulse, field.name) for field in Pulse._meta.concrete_fields),
     )
     stamp = connection.ops.adapt_datetimefield_value
     return sql, [stamp(now), limit, *assigned]
+
+
+def first_claimable(now: datetime, *, critical_only: bool = False) -> int | None:
+    """The pulse a claim at `now` would take first (with `critical_only`, the first critical one),
+    else None; a read, which locks nothing. With the claim's own pick, the look and the claim can
+    never disagree, and the critical look reads only the critical end of pulses_claim_idx, however
+    many other pulses are due: a busy worker looks at every commit of another worker."""
+    with connection.cursor() as cursor:
+        cursor.execute(_pick(critical_only=critical_only), [connection.ops.adapt_datetimefield_value(now), 1])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def returning_supported() -> bool:

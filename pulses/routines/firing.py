@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from pulses.db import is_postgres, wakeup
+from pulses.db.compiled import FirstValue
 from pulses.db.write_gate import gated
 from pulses.models import Delivery, Pulse
 from pulses.routines import schedule as schedules
@@ -54,9 +55,13 @@ class Fire:
     outside_window: bool = False
 
 
+_next_fire_at = FirstValue(lambda: Routine.objects.upcoming().values_list("next_fire_at", flat=True))
+
+
 def next_fire_at() -> datetime | None:
-    """When the soonest enabled routine fires (None without any): one probe of the partial index."""
-    return Routine.objects.upcoming().values_list("next_fire_at", flat=True).first()
+    """When the soonest enabled routine fires (None without any): one probe of the partial index.
+    The worker asks at every pass of its loop, so the query is compiled once (pulses.db.compiled)."""
+    return _next_fire_at()
 
 
 @gated

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from pulses import claiming, queue
 from pulses.agent.executor import AttemptOutcome
+from pulses.db import claims
 from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, Status
 from tests.support.factories import PulseFactory
 
@@ -115,6 +116,33 @@ def test_a_claim_waits_for_a_session_that_another_worker_runs():
     PulseFactory(due=True, session_id="s1", prompt="later")
     PulseFactory(due=True, prompt="free")
     assert [p.prompt for p in queue.claim(worker=WORKER, limit=5)] == ["free"]
+
+
+def test_the_critical_look_names_the_pulse_a_reserved_slot_would_claim():
+    now = timezone.now()
+    PulseFactory.create_batch(5, due=True, priority="high")
+    assert claiming.critical_waiting_for_a_slot() is None
+    PulseFactory(priority="critical", scheduled_at=now + timedelta(minutes=5))  # not due yet
+    PulseFactory(priority="critical", scheduled_at=now - timedelta(seconds=30), session_id="busy")
+    PulseFactory(session_id="busy", status=Status.PROCESSING, lease_owner="other:2")
+    assert claiming.critical_waiting_for_a_slot() is None  # its session is running
+    older = PulseFactory(priority="critical", scheduled_at=now - timedelta(seconds=20))
+    PulseFactory(priority="critical", scheduled_at=now - timedelta(seconds=10))
+    assert claiming.critical_waiting_for_a_slot() == older.pk
+    [claimed, _] = queue.claim(worker=WORKER, limit=5, critical_only=True)
+    assert claimed.pk == older.pk
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL plans from its statistics")
+@pytest.mark.parametrize("critical_only", [False, True])
+def test_on_sqlite_the_claim_reads_the_claim_index_in_run_order_with_no_sort(critical_only):
+    now = timezone.now()
+    sql, params = claims.claim_statement(WORKER, 4, now, now, critical_only=critical_only)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        plan = " / ".join(row[-1] for row in cursor.fetchall())
+    assert "USING INDEX pulses_claim_idx" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
 
 
 @pytest.mark.django_db(transaction=True)
