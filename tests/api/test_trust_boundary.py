@@ -29,19 +29,36 @@ SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
 OPTION_LIKE_SESSIONS = ("--mcp-config=evil.json", "-r", "sess-1", f"{SESSION}\n--verbose")
 
 
-@pytest.fixture
-def web(reeve_home):
-    live = LiveReeve(reeve_home).start(web_only=True)
-    yield live
-    live.stop()
+@pytest.fixture(scope="module")
+def served(migrated_home, tmp_path_factory):
+    """The module's web processes for the tests that only talk to the API, one per time zone, each
+    started once (a gunicorn start costs ~1 s of CPU) and handed to a test with no pulse stored."""
+    started: dict[str, LiveReeve] = {}
+
+    def serve(time_zone: str = "") -> LiveReeve:
+        if time_zone not in started:
+            home = migrated_home.copy_to(tmp_path_factory.mktemp("web"))
+            if time_zone:
+                home.extra_env["TIME_ZONE"] = time_zone  # the web process and the commands
+            started[time_zone] = LiveReeve(home).start(web_only=True)
+        live = started[time_zone]
+        live.home.query("DELETE FROM pulses")
+        return live
+
+    yield serve
+    for live in started.values():
+        live.stop()
+        live.home.stop_all()
 
 
 @pytest.fixture
-def web_new_york(reeve_home):
-    reeve_home.extra_env["TIME_ZONE"] = "America/New_York"  # the web process and the commands
-    live = LiveReeve(reeve_home).start(web_only=True)
-    yield live
-    live.stop()
+def web(served):
+    return served()
+
+
+@pytest.fixture
+def web_new_york(served):
+    return served("America/New_York")
 
 
 # --- session ids: only what the agent CLI accepts ---------------------------------------------------

@@ -110,14 +110,11 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory):
+def staged(migrated_home, tmp_path_factory):
     """One staged install for the module, and a populated database each test starts from."""
     base = tmp_path_factory.mktemp("deploy-scripts")
-    home = ReeveHome(
-        base / "home",
-        extra_env={"PULSE_API_PORT": str(free_port()), "PULSE_API_TOKEN": "t" * 32},
-    )
-    home.migrate()
+    home = migrated_home.copy_to(base / "home")
+    home.extra_env.update(PULSE_API_PORT=str(free_port()), PULSE_API_TOKEN="t" * 32)
     home.manage("shell", "-c", POPULATE)
     stage(home, base / "root", user=_current_user())
     if on_postgres():

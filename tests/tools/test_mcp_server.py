@@ -4,6 +4,7 @@ real API (gunicorn on loopback) with an agent-scoped token, never through the da
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -38,9 +39,9 @@ def agent_token_home(migrated_home, tmp_path_factory):
 
 
 @pytest.fixture
-def reeve_home(agent_token_home, tmp_path):
+def own_home(agent_token_home, tmp_path):
     """A fresh home with the module's agent token, whose API (gunicorn) `api` starts on first use
-    and this fixture stops."""
+    and this fixture stops: for a test whose web process needs settings of its own."""
     template, token = agent_token_home
     home = template.copy_to(tmp_path)
     home.extra_env["REEVE_AGENT_TOKEN"] = token
@@ -50,10 +51,51 @@ def reeve_home(agent_token_home, tmp_path):
     home.stop_all()
 
 
+# What the module's tests write to a home, emptied between them (children before their parents).
+TABLES_WRITTEN = ("pulse_deliveries", "pulse_attempts", "pulse_finished_days", "pulse_workers", "pulses")
+FILES_WRITTEN = ("logs/daemon.log", "agent.log", "mcp-server.stderr", "raw.stderr")
+
+
+@pytest.fixture(scope="module")
+def served_home(agent_token_home, tmp_path_factory):
+    """One home with the agent token and its web process, for the module's tests whose web process
+    needs no settings of their own: a gunicorn start costs ~1 s of CPU (see `reeve_home`)."""
+    template, token = agent_token_home
+    home = template.copy_to(tmp_path_factory.mktemp("served"))
+    home.extra_env["REEVE_AGENT_TOKEN"] = token
+    api(home)
+    yield home
+    home.live.stop()
+    home.stop_all()
+
+
+@pytest.fixture
+def reeve_home(served_home):
+    """The module's served home as a fresh copy would be: no pulse, no run, no worker, empty logs and
+    an empty Desk; what a test started is stopped after it."""
+    home = served_home
+    for table in TABLES_WRITTEN:
+        home.query(f"DELETE FROM {table}")
+    for name in FILES_WRITTEN:
+        if (home.path / name).exists():
+            (home.path / name).write_text("")  # gunicorn appends to daemon.log: it carries on at 0
+    for entry in home.desk.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    yield home
+    for proc in home.children:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    home.children.clear()
+
+
 def api(home, **web_env: str) -> LiveReeve:
     """Start `home`'s web process (once) and give the tool server its URL and a Desk token (the
-    home's own, or a new one)."""
-    if getattr(home, "live", None) is None:
+    home's own, or a new one). Settings for the web process (`web_env`) need an `own_home`."""
+    if getattr(home, "live", None) is not None:
+        assert not web_env or web_env == home.live_env, "a web process with settings of its own: own_home"
+    else:
+        home.live_env = web_env
         home.live = LiveReeve(home).start(web_only=True, **web_env)
         if "REEVE_AGENT_TOKEN" not in home.extra_env:
             home.extra_env["REEVE_AGENT_TOKEN"] = make_agent_token(home)
@@ -318,7 +360,7 @@ def test_send_notification_without_telegram_configured_is_a_tool_error(reeve_hom
     assert "TELEGRAM_BOT_TOKEN" in text(result) and "not configured" in text(result)
 
 
-def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_home, fake_telegram):
+def test_send_notification_sends_through_the_bot_api_with_its_priority(own_home, fake_telegram):
     async def body(session):
         return [
             await session.call_tool("send_notification", {"message": "quiet news", "priority": "silent"}),
@@ -328,7 +370,7 @@ def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_hom
             ),
         ]
 
-    results = with_session(reeve_home, body, web_env=fake_telegram.env(777))
+    results = with_session(own_home, body, web_env=fake_telegram.env(777))
     assert [r.is_error for r in results] == [False, False, False], [text(r) for r in results]
     assert results[0].structured_content == {"sent": True, "messages": 1, "priority": "silent"}
     sent = [
@@ -346,9 +388,9 @@ def test_send_notification_sends_through_the_bot_api_with_its_priority(reeve_hom
     ]
 
 
-def test_a_telegram_outage_is_a_tool_error_not_a_crash(reeve_home, fake_telegram):
+def test_a_telegram_outage_is_a_tool_error_not_a_crash(own_home, fake_telegram):
     fake_telegram.fail(400, description="Bad Request: chat not found", methods=("sendMessage",))
-    result = call(reeve_home, "send_notification", {"message": "hello"}, web_env=fake_telegram.env(777))
+    result = call(own_home, "send_notification", {"message": "hello"}, web_env=fake_telegram.env(777))
     assert result.is_error and "chat not found" in text(result).lower()
 
 
