@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.tools.test_mcp_server import agent_token_home, reeve_home, text, with_session  # noqa: F401
+from tests.tools.test_mcp_server import agent_token_home, own_home, text, with_session  # noqa: F401
 
 pytestmark = pytest.mark.slow
 ROUTINE_TOOLS = ("create_routine", "list_routines", "pause_routine", "delete_routine")
@@ -19,8 +19,8 @@ def routines(home) -> dict[str, tuple]:
     return {row[0]: row[1:] for row in rows if row[0] != "hourly-prompt"}
 
 
-def test_the_agent_creates_lists_pauses_and_deletes_its_routines(reeve_home):  # noqa: F811
-    reeve_home.manage("routine", "add", "owners", "@daily", "The owner's own")
+def test_the_agent_creates_lists_pauses_and_deletes_its_routines(own_home):  # noqa: F811
+    own_home.manage("routine", "add", "owners", "@daily", "The owner's own")
 
     async def body(session):
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
@@ -43,7 +43,7 @@ def test_the_agent_creates_lists_pauses_and_deletes_its_routines(reeve_home):  #
         unknown = await session.call_tool("pause_routine", {"name": "morning-brief"})
         return tools, created, listed, paused, refused, deleted, unknown
 
-    tools, created, listed, paused, refused, deleted, unknown = with_session(reeve_home, body)
+    tools, created, listed, paused, refused, deleted, unknown = with_session(own_home, body)
     for name in ROUTINE_TOOLS:
         assert tools[name].description and tools[name].input_schema["additionalProperties"] is False
     assert tools["create_routine"].input_schema["required"] == ["name", "schedule", "prompt"]
@@ -70,7 +70,7 @@ def test_the_agent_creates_lists_pauses_and_deletes_its_routines(reeve_home):  #
     )
     assert not deleted.is_error and deleted.structured_content["deleted"] is True
     assert unknown.is_error and "no routine named 'morning-brief'" in text(unknown)
-    left = routines(reeve_home)
+    left = routines(own_home)
     assert list(left) == ["owners"]
     schedule, zone, source, enabled, reason = left["owners"]
     assert (schedule, zone, source, bool(enabled), reason) == (
@@ -82,7 +82,7 @@ def test_the_agent_creates_lists_pauses_and_deletes_its_routines(reeve_home):  #
     )
 
 
-def test_bad_input_and_guard_rails_are_tool_errors_naming_the_field_and_nothing_is_stored(reeve_home):  # noqa: F811
+def test_bad_input_and_guard_rails_are_tool_errors_naming_the_field_and_nothing_is_stored(own_home):  # noqa: F811
     good = {"name": "x", "schedule": "0 8 * * *", "prompt": "Do it"}
     calls = [
         ({"schedule": "61 * * * *"}, ["schedule", "'61 * * * *' is not a valid cron expression"]),
@@ -102,11 +102,11 @@ def test_bad_input_and_guard_rails_are_tool_errors_naming_the_field_and_nothing_
         over_cap = await session.call_tool("create_routine", {**good, "name": "second"})
         return results, first, over_cap
 
-    results, first, over_cap = with_session(reeve_home, body, web_env={"AGENT_MAX_ACTIVE_ROUTINES": "1"})
+    results, first, over_cap = with_session(own_home, body, web_env={"AGENT_MAX_ACTIVE_ROUTINES": "1"})
     for result, (change, words) in zip(results, calls, strict=True):
         assert result.is_error, (change, text(result))
         assert all(word in text(result) for word in words), (change, text(result))
     assert not first.is_error, text(first)
     assert over_cap.is_error and "at most 1 of your routines may be active" in text(over_cap)
     assert "AGENT_MAX_ACTIVE_ROUTINES" in text(over_cap)
-    assert list(routines(reeve_home)) == ["first"]
+    assert list(routines(own_home)) == ["first"]
