@@ -24,20 +24,25 @@ class FirstValue:
 
     def __init__(self, make: Callable[[], QuerySet]) -> None:
         self._make = make
-        self._compiled: tuple[str, str, tuple, Any, dict] | None = None
+        # Per database vendor: the SQL, its parameters and the selected column. Nothing that holds a
+        # connection: every thread reads through its own, and one kept here would stay open.
+        self._compiled: dict[str, tuple[str, tuple, Any]] = {}
 
     def __call__(self) -> Any:
-        if self._compiled is None or self._compiled[0] != connection.vendor:
+        compiled = self._compiled.get(connection.vendor)
+        if compiled is None:
             compiler = self._make()[:1].query.get_compiler(connection=connection)
             sql, params = compiler.as_sql()
-            converters = compiler.get_converters([column for column, _, _ in compiler.select])
-            self._compiled = (connection.vendor, sql, tuple(params), compiler, converters)
-        _vendor, sql, params, compiler, converters = self._compiled
+            [(column, _, _)] = compiler.select
+            compiled = self._compiled[connection.vendor] = (sql, tuple(params), column)
+        sql, params, column = compiled
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:
             return None
-        if converters:
-            [row] = compiler.apply_converters([row], converters)
-        return row[0]
+        value = row[0]
+        # As the ORM converts a value read: the backend's converters, then the field's.
+        for convert in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+            value = convert(value, column, connection)
+        return value

@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from pulses.models import Pulse, PulseAttempt
 from pulses.worker.loop import Worker, WorkerOptions
@@ -82,7 +83,14 @@ def test_a_long_run_stores_its_session_while_the_agent_still_runs(agent_log):
     pulse = PulseFactory(due=True, prompt="mode=sleep:3")
     options = WorkerOptions.from_settings(once=True, lease_seconds=30)
     worker = Worker(options)
-    runner = threading.Thread(target=worker.run, kwargs={"install_signals": False})
+
+    def run() -> None:
+        try:
+            worker.run(install_signals=False)
+        finally:  # the thread's own connection: left open, PostgreSQL keeps the test database in use
+            connection.close()
+
+    runner = threading.Thread(target=run)
     runner.start()
     try:
         deadline = time.monotonic() + 10
