@@ -293,10 +293,7 @@ def pg_home(tmp_path, migrated_home):
         home = ReeveHome(tmp_path / "home", database_url=started.stdout.strip())
         home.migrate()
         yield home
-        for proc in home.children:  # the cluster, database and all, goes below
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+        home.stop_children()  # the cluster, database and all, goes below
     finally:
         subprocess.run(["bash", str(script), "stop", str(cluster)], capture_output=True)
         shutil.rmtree(cluster.parent, ignore_errors=True)

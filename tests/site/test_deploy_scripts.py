@@ -159,11 +159,7 @@ def installed(staged):
     inst = Installed(home, root)
     yield inst
     inst.stop_web()
-    for proc in home.children:  # not stop_all: on PostgreSQL that drops the database the module shares
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    home.children.clear()
+    home.stop_children()  # not stop_all: on PostgreSQL that drops the database the module shares
 
 
 def table_prompts(output: str) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -258,12 +257,17 @@ class ReeveHome:
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
-    def stop_all(self) -> None:
-        self.close_connection()
+    def stop_children(self) -> None:
+        """Kill what `start` started and is still running, and forget them all (the database stays)."""
         for proc in self.children:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
+                proc.kill()
                 proc.wait(timeout=10)
+        self.children.clear()
+
+    def stop_all(self) -> None:
+        self.close_connection()
+        self.stop_children()
         if self.database_url:
             _admin(f'DROP DATABASE IF EXISTS "{urlsplit(self.database_url).path[1:]}" WITH (FORCE)')
 

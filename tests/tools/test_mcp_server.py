@@ -82,11 +82,7 @@ def reeve_home(served_home):
     for entry in home.desk.iterdir():
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     yield home
-    for proc in home.children:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    home.children.clear()
+    home.stop_children()
 
 
 def api(home, **web_env: str) -> LiveReeve:
