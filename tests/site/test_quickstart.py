@@ -89,6 +89,45 @@ def test_reeve_start_runs_the_api_and_the_worker_with_no_env_file(fresh_clone):
     assert code == 0, (home / "start.log").read_text()[-3000:]
 
 
+def system_python() -> Path | None:
+    """The interpreter ./reeve makes .venv from: the first system python3 that is 3.11 or later."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if not os.access(candidate, os.X_OK):
+            continue
+        recent = subprocess.run([candidate, "-c", "import sys; sys.exit(sys.version_info < (3, 11))"])
+        if recent.returncode == 0:
+            return Path(candidate).resolve()
+    return None
+
+
+def test_the_environment_is_made_from_the_system_python_that_the_services_can_run(fresh_clone):
+    # install.sh refuses a .venv whose interpreter sits in another user's home (a pyenv shim under
+    # ~root comes first on this PATH): the units run it as the service user.
+    repo, home, env = fresh_clone
+    system = system_python()
+    if system is None:
+        pytest.skip("no system python3 3.11 or later: uv picks the interpreter")
+    subprocess.run(["./reeve", "help"], cwd=repo, env=env, check=True, capture_output=True, timeout=300)
+    assert (repo / ".venv" / "bin" / "python").resolve() == system
+    # A user's own choice still wins: UV_PYTHON naming the PATH's python3, when that is another one.
+    chosen = subprocess.run(
+        ["python3", "-c", "import sys; print(sys.executable)"], env=env, capture_output=True, text=True
+    ).stdout.strip()
+    if not chosen or Path(chosen).resolve() == system:
+        return
+    pinned = home / "pinned-venv"
+    made = subprocess.run(
+        ["./reeve", "help"],
+        cwd=repo,
+        env={**env, "UV_PROJECT_ENVIRONMENT": str(pinned), "UV_PYTHON": chosen},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    assert (pinned / "bin" / "python").resolve() == Path(chosen).resolve()
+
+
 def test_reeve_test_runs_the_suite_from_a_fresh_clone(fresh_clone):
     repo, home, env = fresh_clone
     proc = subprocess.run(
