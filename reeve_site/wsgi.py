@@ -1,5 +1,6 @@
 """WSGI entry point for gunicorn."""
 
+import gc
 import os
 import sys
 
@@ -22,6 +23,10 @@ def _skip_optional_imports() -> None:
         sys.modules.setdefault("django.contrib.postgres.fields", None)
 
 
+# As in manage.py: the collector waits while Django and the apps load, then sets what they made aside.
+gc.disable()
 _skip_optional_imports()
 home.prepare()
 application = get_wsgi_application()
+gc.freeze()
+gc.enable()

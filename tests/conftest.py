@@ -1,3 +1,4 @@
+import gc
 import sqlite3
 from contextlib import closing
 
@@ -38,6 +39,19 @@ def pytest_collection_modifyitems(config, items):
     if once:
         config.hook.pytest_deselected(items=once)
         items[:] = [item for item in items if not item.get_closest_marker("database_independent")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    """As in manage.py: the test modules and all they import stay until the end, so the collector
+    waits while they load, then sets them aside (gc.freeze) with Django's own objects: the tests'
+    collections no longer walk them again and again (about a tenth of an in-process test's CPU)."""
+    gc.disable()
+    try:
+        return (yield)
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 @pytest.fixture(autouse=True)
