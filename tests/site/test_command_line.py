@@ -69,3 +69,22 @@ def test_a_command_loads_no_modeladmin_and_the_admin_checks_still_check_every_on
     assert imported == "[]"
     registered, errors, loaded = after_checks.split()
     assert int(registered) >= 4 and errors == "0" and loaded == "True"
+
+
+COLLECTOR_STATE = "import gc; print(gc.isenabled(), gc.get_freeze_count() > 10_000)"
+
+
+def test_a_command_runs_with_the_collector_on_and_its_start_up_objects_set_aside(reeve_home):
+    """manage.py pauses the collector while Django and the command's module load, then freezes what they
+    made: the command itself (a worker runs for weeks) collects as usual. The web process likewise."""
+    command = reeve_home.manage("shell", "-c", COLLECTOR_STATE).stdout.splitlines()[-1]
+    assert command.split() == ["True", "True"]
+    web = subprocess.run(
+        [sys.executable, "-c", f"import reeve_site.wsgi; {COLLECTOR_STATE}"],
+        cwd=ROOT,
+        env=reeve_home.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert web.stdout.split() == ["True", "True"], web.stderr
