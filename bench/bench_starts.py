@@ -35,21 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_worker import configure  # noqa: E402
+from tests.support.reeve_processes import initialize_request  # noqa: E402
 
 TOKEN = "bench-start-token-" + "x" * 32
 MCP_HANDSHAKE = "".join(
     json.dumps(message) + "\n"
     for message in (
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "b", "version": "1"},
-            },
-        },
+        initialize_request(client="bench"),
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
     )

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.reeve_processes import ROOT, ReeveHome, process_alive
-from tests.tools.test_mcp_server import initialize_request
+from tests.support.reeve_processes import ROOT, ReeveHome, initialize_request, process_alive
 
 pytestmark = pytest.mark.slow
 

@@ -298,3 +298,17 @@ def copy_checkout(dest: Path) -> Path:
             shutil.copy2(ROOT / name, dest / name)
     (dest / ".venv").symlink_to(ROOT / ".venv")
     return dest
+
+
+def initialize_request(*, client: str) -> dict:
+    """The MCP handshake's first request, as a client named `client` sends it on stdin (id 1)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": client, "version": "0"},
+        },
+    }

@@ -17,7 +17,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 
 from pulses.tools.agent_tools import TOOL_NAMES
 from tests.api.test_api_live import LiveReeve
-from tests.support.reeve_processes import ROOT
+from tests.support.reeve_processes import ROOT, initialize_request
 
 pytestmark = pytest.mark.slow
 # What the tool server may know: where the API is and its token. Not the database, not Reeve's secrets.
@@ -388,20 +388,6 @@ def test_a_telegram_outage_is_a_tool_error_not_a_crash(own_home, fake_telegram):
     fake_telegram.fail(400, description="Bad Request: chat not found", methods=("sendMessage",))
     result = call(own_home, "send_notification", {"message": "hello"}, web_env=fake_telegram.env(777))
     assert result.is_error and "chat not found" in text(result).lower()
-
-
-def initialize_request(*, client: str) -> dict:
-    """The MCP handshake's first request, as a client named `client` sends it on stdin (id 1)."""
-    return {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": client, "version": "0"},
-        },
-    }
 
 
 def test_only_the_protocol_reaches_stdout_and_logs_go_to_stderr_and_the_log_file(reeve_home):
