@@ -160,10 +160,12 @@ def test_a_session_another_worker_claims_mid_claim_is_refused_by_the_database(pa
     )
     # Another worker's claim of the same session, not yet committed when ours reads the queue.
     other.execute("UPDATE pulses SET status = 'processing' WHERE id = %s", [theirs.pk])
-    threading.Timer(0.5, other.commit).start()
+    commit = threading.Timer(0.5, other.commit)
+    commit.start()
     try:
         assert queue.claim(worker=WORKER, limit=5) == []
     finally:
+        commit.join()  # a claim that did not wait for it must not close the connection under it
         other.close()
     ours.refresh_from_db()
     assert ours.status == Status.PENDING
