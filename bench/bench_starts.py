@@ -21,7 +21,6 @@ import argparse
 import json
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_idle import free_port  # noqa: E402
 from bench.bench_worker import configure  # noqa: E402
 from tests.support.reeve_processes import initialize_request  # noqa: E402
 
@@ -53,12 +53,6 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=8, help="starts of each kind (default 8)")
@@ -71,14 +65,15 @@ def main() -> None:
     env = configure(home) | {"PULSE_API_TOKEN": TOKEN, "HAPI_COMMAND": str(ROOT / "bench" / "noop_agent.sh")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as tests/run.sh: starts read cached bytecode
 
-    def manage(*command: str, **kwargs) -> subprocess.Popen:
+    def manage(*command: str, stdin=None, stdout=subprocess.DEVNULL) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "manage.py", *command],
             cwd=checkout,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdin=stdin,
+            stdout=stdout,
             stderr=subprocess.DEVNULL,
-            **kwargs,
+            text=True,
         )
 
     manage("migrate", "--noinput").wait()
@@ -91,15 +86,7 @@ def main() -> None:
         proc.wait()
 
     def mcp_server() -> None:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "mcp_server"],
-            cwd=checkout,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        proc = manage("mcp_server", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         proc.stdin.write(MCP_HANDSHAKE)
         proc.stdin.flush()
         for _ in range(2):
