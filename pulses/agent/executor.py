@@ -45,6 +45,12 @@ HAPI = "hapi"
 DEFAULT_AGENT = "claude"
 DEMO = "demo"  # HAPI_COMMAND=demo: the demo agent, to see the whole loop before installing a real one
 DEMO_AGENT = Path(__file__).resolve().with_name("demo_agent.py")
+CLAUDE = "claude"
+# Reeve's own MCP server's tools, allowed on Claude Code's command line for each run. Claude Code ignores
+# a project's `permissions.allow` in a folder nobody has trusted interactively (every headless Desk), and
+# Reeve never marks the Desk trusted: then nothing the agent writes into the Desk's settings can widen
+# its own permissions in a later run. The server's name is pulses.tools.desk_config.SERVER_NAME.
+ALLOW_REEVE_TOOLS = "--allowedTools=mcp__reeve"
 
 
 @dataclass
@@ -92,6 +98,14 @@ def agent_command(command: str, *, agent: str = DEFAULT_AGENT) -> list[str]:
     if argv and Path(argv[0]).name == HAPI and (len(argv) == 1 or argv[1].startswith("-")):
         argv.insert(1, agent)
     return argv
+
+
+def runs_claude(argv: list[str]) -> bool:
+    """Whether `argv` (from `agent_command`) starts Claude Code, directly or through Hapi."""
+    if not argv:
+        return False
+    name = Path(argv[0]).name
+    return name == CLAUDE or (name == HAPI and len(argv) > 1 and argv[1] == CLAUDE)
 
 
 def setup_problem(command: str, *, agent: str = DEFAULT_AGENT, desk: Path) -> str:
@@ -150,7 +164,8 @@ class _Run:
 
 
 class Executor:
-    """Runs `HAPI_COMMAND --print --output-format stream-json --verbose [--resume=ID] -- PROMPT`."""
+    """Runs `HAPI_COMMAND --print --output-format stream-json --verbose [--allowedTools=mcp__reeve]
+    [--resume=ID] -- PROMPT` (the allow list only for Claude Code, directly or through Hapi)."""
 
     def __init__(
         self,
@@ -179,6 +194,8 @@ class Executor:
         read as an option (a prompt "--dangerously-skip-permissions" is only a prompt)."""
         argv = [*agent_command(self.command, agent=self.agent)]
         argv += ["--print", "--output-format", "stream-json", "--verbose"]
+        if runs_claude(argv):
+            argv.append(ALLOW_REEVE_TOOLS)
         if resume and request.session_id:
             argv.append(f"--resume={request.session_id}")
         return [*argv, "--", build_prompt(request.prompt, request.sticky_notes)]

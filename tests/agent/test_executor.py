@@ -65,6 +65,17 @@ def test_a_bare_hapi_runs_the_configured_agent_and_anything_else_is_used_as_is(c
     assert agent_command(command, agent="claude") == argv
 
 
+@pytest.mark.parametrize(
+    ("command", "allowed"),
+    [("claude", True), ("/usr/local/bin/claude --model opus", True), ("hapi", True), ("hapi codex", False)],
+)
+def test_claude_is_allowed_reeves_tools_on_its_command_line_and_other_agents_are_not(desk, command, allowed):
+    # Claude Code ignores the Desk's permissions.allow in a folder nobody trusted interactively.
+    argv = Executor(command=command, desk=desk, timeout=1).argv(AgentRequest(prompt="hi"))
+    assert ("--allowedTools=mcp__reeve" in argv) is allowed
+    assert argv[-2:] == ["--", "hi"]
+
+
 def test_hapi_agent_names_the_agent_a_bare_hapi_runs():
     assert agent_command("hapi", agent="codex") == ["hapi", "codex"]
 

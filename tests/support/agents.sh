@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1 # the project root: the tests look in its .cache/agents
 dir=${REEVE_AGENTS_DIR:-.cache/agents}
-packages="@anthropic-ai/claude-code@2.1.197 @twsxtd/hapi@0.30.7"
+packages="@anthropic-ai/claude-code@2.1.337 @twsxtd/hapi@0.30.7"
 
 if [ -x "$dir/node_modules/.bin/hapi" ] && [ -x "$dir/node_modules/.bin/claude" ] &&
   [ "$(cat "$dir/installed" 2>/dev/null)" = "$packages" ]; then
