@@ -166,6 +166,7 @@ def schedule_pulse(
         limits.text_list, sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS
     )
     labels = _checked(limits.text_list, tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
+    _checked(limits.check_prompt_bytes, prompt, notes)
     session_id = _current_session(run_pulse_id) if resume_current_session else ""
     parent_id = run_pulse_id if run_pulse_id and Pulse.objects.filter(pk=run_pulse_id).exists() else None
     try:
