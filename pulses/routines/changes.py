@@ -147,12 +147,12 @@ def create(*, source: str = RoutineSource.OWNER, now: datetime | None = None, **
     validate(routine)
     if Routine.objects.filter(name=routine.name).exists():
         raise RoutineInvalid("name", f"a routine named '{routine.name}' exists already")
-    if routine.source == RoutineSource.AGENT:
-        # The agent's own routines keep to its guard rails; what the owner changes later is theirs.
-        guard_rails.check_agent_routine(routine, now=now)
     if routine.enabled:
         _schedule_next(routine, now or timezone.now())
-    with transaction.atomic():
+    # The agent's own routines keep to its guard rails, checked and stored as one step; what the
+    # owner changes later is theirs.
+    agent = routine.source == RoutineSource.AGENT
+    with guard_rails.agent_routine_allowed(routine, now=now) if agent else transaction.atomic():
         routine.save()
         wakeup.announce()  # a worker asleep until a later fire must wake to learn of this one
     logger.info(

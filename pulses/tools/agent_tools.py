@@ -170,19 +170,19 @@ def schedule_pulse(
     session_id = _current_session(run_pulse_id) if resume_current_session else ""
     parent_id = run_pulse_id if run_pulse_id and Pulse.objects.filter(pk=run_pulse_id).exists() else None
     try:
-        guard_rails.check_agent_pulse()
+        with guard_rails.agent_pulse_allowed():
+            result = queue.schedule(
+                prompt=prompt,
+                scheduled_at=scheduled_at,
+                priority=priority,
+                source=SOURCE,
+                session_id=session_id,
+                sticky_notes=notes,
+                tags=labels,
+                parent_id=parent_id,
+            )
     except guard_rails.LimitReached as exc:
         raise AgentToolError(str(exc)) from None
-    result = queue.schedule(
-        prompt=prompt,
-        scheduled_at=scheduled_at,
-        priority=priority,
-        source=SOURCE,
-        session_id=session_id,
-        sticky_notes=notes,
-        tags=labels,
-        parent_id=parent_id,
-    )
     logger.info(
         "agent_pulse_scheduled id=%s parent=%s resumes_session=%s",
         result.pulse.pk,
