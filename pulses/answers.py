@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.db.models.functions import Substr
 
@@ -24,6 +25,11 @@ from pulses.models import Delivery, Pulse, PulseAttempt, Status
 NOTHING_TO_SAY = "NO_REPLY"
 FIRST_LINE_CHARS = 120
 FAILURE_LINE_CHARS = 200
+
+
+def answer_url(pulse_id: int) -> str:
+    """Where the owner reads a pulse's whole answer: its page in the admin (REEVE_DASHBOARD_URL)."""
+    return f"{settings.REEVE_DASHBOARD_URL.rstrip('/')}/admin/pulses/pulse/{pulse_id}/change/"
 
 
 def answer_of(attempts: Iterable[PulseAttempt]) -> str:

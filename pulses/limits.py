@@ -61,6 +61,15 @@ def time_in_range(when: datetime) -> bool:
 
 # What one pulse may hold.
 MAX_PROMPT_CHARS = 50_000
+# The prompt reaches the agent as one argument of exec (after `--`), with its sticky notes appended
+# (pulses.agent.executor.build_prompt) and, when a wake check woke it, up to
+# wake_check.OUTPUT_CHARS of the check's output. Linux refuses one argument longer than
+# MAX_ARG_STRLEN bytes, its closing NUL included (E2BIG), so the prompt with its notes is bounded in
+# UTF-8 bytes too: 50,000 "€" are 150,000 bytes. What is left (35,072 bytes) holds the
+# check's output (8,000 characters, at most 32,000 bytes) and its heading.
+MAX_ARG_STRLEN = 131_072
+MAX_PROMPT_BYTES = 96_000
+REMINDERS_HEADER = "\n\n📌 Reminders:\n"
 MAX_NOTES = 50
 MAX_NOTE_CHARS = 1000
 MAX_TAGS = 20
@@ -105,6 +114,27 @@ def check_prompt(prompt: object) -> str:
     return prompt
 
 
+def agent_prompt_bytes(prompt: str, sticky_notes: Sequence[str] = ()) -> int:
+    """The UTF-8 length of the prompt as the agent gets it, its sticky notes appended as
+    `pulses.agent.executor.build_prompt` appends them."""
+    size = len(prompt.encode())
+    if sticky_notes:
+        size += len(REMINDERS_HEADER.encode())
+        size += sum(len(f"  - {note}".encode()) for note in sticky_notes) + len(sticky_notes) - 1
+    return size
+
+
+def check_prompt_bytes(prompt: str, sticky_notes: Sequence[str] = ()) -> None:
+    """InvalidPulse when the prompt with its sticky notes is longer than MAX_PROMPT_BYTES bytes."""
+    size = agent_prompt_bytes(prompt, sticky_notes)
+    if size > MAX_PROMPT_BYTES:
+        with_notes = " with its sticky notes" if sticky_notes else ""
+        raise InvalidPulse(
+            f"'prompt'{with_notes} is {size} bytes in UTF-8; at most {MAX_PROMPT_BYTES} are accepted "
+            "(the agent gets it as one command-line argument)"
+        )
+
+
 def check_priority(priority: object) -> str:
     """`priority` when it is one of `Priority`'s values; else InvalidPulse."""
     from pulses.models import Priority  # this module is read before Django is set up (gunicorn.conf)
@@ -139,6 +169,7 @@ def check_pulse(
     except InvalidSessionId as exc:
         raise InvalidPulse(f"'session_id': {exc}") from None
     text_list(sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS)
+    check_prompt_bytes(prompt, list(sticky_notes or ()))
     text_list(tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
     if (
         isinstance(max_retries, bool)
@@ -150,6 +181,36 @@ def check_pulse(
         )
     if idempotency_key is not None and len(idempotency_key) > MAX_KEY_CHARS:
         raise InvalidPulse(f"'idempotency_key' is {len(idempotency_key)} characters; at most {MAX_KEY_CHARS}")
+
+
+# What the agent reports about a run (its stream's `result` event), stored on the attempt: a number
+# outside these ranges is not a measurement (1e999 is infinity, which JSON cannot show) and is dropped.
+MAX_COST_USD = 1_000_000.0
+MAX_TURNS = 2**31 - 1  # the attempt's integer column on both databases
+
+
+def cost_usd(value: object) -> float | None:
+    """`value` as a cost in dollars when it is a finite number from 0 to MAX_COST_USD; else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        cost = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return cost if 0.0 <= cost <= MAX_COST_USD else None  # NaN compares false: dropped too
+
+
+def turn_count(value: object) -> int | None:
+    """`value` when it is a whole number of turns from 0 to MAX_TURNS; else None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= MAX_TURNS else None
+
+
+# An answer sent back to Telegram (the outbox) is cut after this many messages of Telegram's 4096
+# UTF-16 units, the last one saying where the whole answer is: a 2,000,000-character answer would be
+# 500 messages, sent one after another ahead of every later reply.
+MAX_ANSWER_PARTS = 10
 
 
 def local_time(when: datetime) -> datetime:

@@ -181,7 +181,11 @@ def reschedule(pulse_id: int, when: datetime) -> Pulse:
 
 @gated
 def revise_prompt(pulse_id: int, prompt: str) -> bool:
-    """Give a pulse that has not started yet a new prompt; False once a worker has claimed it."""
+    """Give a pulse that has not started yet a new prompt; False once a worker has claimed it.
+    InvalidPulse when the prompt, with the pulse's sticky notes, breaks a limit of `pulses.limits`."""
+    limits.check_prompt(prompt)
+    notes = Pulse.objects.filter(pk=pulse_id).values_list("sticky_notes", flat=True).first()
+    limits.check_prompt_bytes(prompt, notes or ())
     revised = Pulse(pk=pulse_id).revise_prompt(prompt)
     if revised:
         logger.info("pulse_prompt_revised id=%s", pulse_id)

@@ -201,6 +201,9 @@ PULSE_API_TOKEN = env.str("PULSE_API_TOKEN", default="")
 _API_HOST = "127.0.0.1" if PULSE_API_HOST in ("", "0.0.0.0", "::") else PULSE_API_HOST  # noqa: S104
 _API_HOST = f"[{_API_HOST}]" if ":" in _API_HOST else _API_HOST
 REEVE_API_URL = env.str("REEVE_API_URL", default=f"http://{_API_HOST}:{PULSE_API_PORT}")
+# Bounds (issue 30): where the owner opens the dashboard, for the link to the whole answer that ends
+# an answer cut at pulses.limits.MAX_ANSWER_PARTS Telegram messages.
+REEVE_DASHBOARD_URL = env.str("REEVE_DASHBOARD_URL", default=REEVE_API_URL)
 PULSE_MAX_CONCURRENT = env.int("PULSE_MAX_CONCURRENT", default=1)
 # The express lane: slots beyond PULSE_MAX_CONCURRENT that only critical pulses (a person's Telegram
 # message) take, so one never waits behind background work; 0 turns it off.

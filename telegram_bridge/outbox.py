@@ -20,10 +20,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pulses.answers import reply_for
+from pulses.answers import answer_url, reply_for
 from pulses.db.write_gate import gated, write_gate
+from pulses.limits import MAX_ANSWER_PARTS
 from pulses.models import FINISHED, Delivery, DeliveryState
-from telegram_bridge.notify import split_message
+from telegram_bridge.notify import TELEGRAM_MESSAGE_LIMIT, split_message, utf16_len
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,24 @@ class Outgoing:
         """(index, chat id, text) of every message of the reply, the ones already sent included."""
         ordered = [(chat_id, part) for chat_id in self.chat_ids for part in self.parts]
         return [(index, chat_id, part) for index, (chat_id, part) in enumerate(ordered)]
+
+
+def answer_parts(text: str, *, pulse_id: int) -> list[str]:
+    """The messages of an answer: Telegram-sized parts, at most MAX_ANSWER_PARTS of them; a longer
+    answer is cut, its last message ending with how long it was and the link to the whole of it."""
+    # A part holds at most TELEGRAM_MESSAGE_LIMIT characters, so only this much can be sent; the
+    # rest is never split (splitting 2,000,000 characters costs more than the answer is worth).
+    most = MAX_ANSWER_PARTS * TELEGRAM_MESSAGE_LIMIT
+    parts = split_message(text[:most])
+    if len(text) <= most and len(parts) <= MAX_ANSWER_PARTS:
+        return parts
+    note = (
+        f"\n\n✂️ Cut after {MAX_ANSWER_PARTS} messages: the whole answer ({len(text):,} characters) "
+        f"is on pulse #{pulse_id}'s page: {answer_url(pulse_id)}"
+    )
+    kept = parts[:MAX_ANSWER_PARTS]
+    kept[-1] = split_message(kept[-1], TELEGRAM_MESSAGE_LIMIT - utf16_len(note))[0] + note
+    return kept
 
 
 def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[Outgoing]:
@@ -85,7 +104,7 @@ def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[O
                 pulse_id=delivery.pulse_id,
                 chat_ids=tuple(chats),
                 reply_to=delivery.reply_to_message_id,
-                parts=tuple(split_message(reply.text)),
+                parts=tuple(answer_parts(reply.text, pulse_id=delivery.pulse_id)),
                 parts_sent=delivery.parts_sent,
                 tries=delivery.tries + 1,
             )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pulses import limits
 from pulses.limits import is_session_id
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,6 @@ class StreamReader:
             summary.errors = [e if isinstance(e, str) else json.dumps(e) for e in errors]
         elif isinstance(errors, str):
             summary.errors = [errors]
-        cost = event.get("total_cost_usd")
-        summary.cost_usd = float(cost) if isinstance(cost, int | float) else None
-        turns = event.get("num_turns")
-        summary.num_turns = int(turns) if isinstance(turns, int) else None
+        # Range-checked: 1e999 (infinity) or 10**30 would break the attempt's row or its JSON.
+        summary.cost_usd = limits.cost_usd(event.get("total_cost_usd"))
+        summary.num_turns = limits.turn_count(event.get("num_turns"))

@@ -47,7 +47,7 @@ from pulses.routines.models import (
 logger = logging.getLogger(__name__)
 
 NAME_CHARS = 100
-PROMPT_CHARS = 100_000
+PROMPT_CHARS = limits.MAX_PROMPT_CHARS  # a routine's pulses are pulses: the same limits as any other
 MAX_RETRIES = 100
 EDITABLE = (
     "name",
@@ -109,8 +109,26 @@ def validate(routine: Routine) -> None:
         value = getattr(routine, field)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise RoutineInvalid(field, f"{field} is a list of texts")
+    _check_pulse_limits(routine)
     if routine.catch_up_window is not None and routine.catch_up_window < timedelta(0):
         raise RoutineInvalid("catch_up_window", "the catch-up window cannot be negative")
+
+
+def _check_pulse_limits(routine: Routine) -> None:
+    """The limits every pulse keeps (pulses.limits), which a fire writes without `queue.schedule`:
+    notes and tags, and the prompt with its notes in bytes (the agent's one argument)."""
+    for field, most, chars in (
+        ("sticky_notes", limits.MAX_NOTES, limits.MAX_NOTE_CHARS),
+        ("tags", limits.MAX_TAGS, limits.MAX_TAG_CHARS),
+    ):
+        try:
+            limits.text_list(getattr(routine, field), name=field, max_items=most, max_chars=chars)
+        except limits.InvalidPulse as exc:
+            raise RoutineInvalid(field, str(exc)) from None
+    try:
+        limits.check_prompt_bytes(routine.prompt or "", routine.sticky_notes)
+    except limits.InvalidPulse as exc:
+        raise RoutineInvalid("prompt", str(exc)) from None
 
 
 def _schedule_next(routine: Routine, now: datetime) -> None:
@@ -129,12 +147,12 @@ def create(*, source: str = RoutineSource.OWNER, now: datetime | None = None, **
     validate(routine)
     if Routine.objects.filter(name=routine.name).exists():
         raise RoutineInvalid("name", f"a routine named '{routine.name}' exists already")
-    if routine.source == RoutineSource.AGENT:
-        # The agent's own routines keep to its guard rails; what the owner changes later is theirs.
-        guard_rails.check_agent_routine(routine, now=now)
     if routine.enabled:
         _schedule_next(routine, now or timezone.now())
-    with transaction.atomic():
+    # The agent's own routines keep to its guard rails, checked and stored as one step; what the
+    # owner changes later is theirs.
+    agent = routine.source == RoutineSource.AGENT
+    with guard_rails.agent_routine_allowed(routine, now=now) if agent else transaction.atomic():
         routine.save()
         wakeup.announce()  # a worker asleep until a later fire must wake to learn of this one
     logger.info(

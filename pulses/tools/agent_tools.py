@@ -166,22 +166,23 @@ def schedule_pulse(
         limits.text_list, sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS
     )
     labels = _checked(limits.text_list, tags, name="tags", max_items=MAX_TAGS, max_chars=MAX_TAG_CHARS)
+    _checked(limits.check_prompt_bytes, prompt, notes)
     session_id = _current_session(run_pulse_id) if resume_current_session else ""
     parent_id = run_pulse_id if run_pulse_id and Pulse.objects.filter(pk=run_pulse_id).exists() else None
     try:
-        guard_rails.check_agent_pulse()
+        with guard_rails.agent_pulse_allowed():
+            result = queue.schedule(
+                prompt=prompt,
+                scheduled_at=scheduled_at,
+                priority=priority,
+                source=SOURCE,
+                session_id=session_id,
+                sticky_notes=notes,
+                tags=labels,
+                parent_id=parent_id,
+            )
     except guard_rails.LimitReached as exc:
         raise AgentToolError(str(exc)) from None
-    result = queue.schedule(
-        prompt=prompt,
-        scheduled_at=scheduled_at,
-        priority=priority,
-        source=SOURCE,
-        session_id=session_id,
-        sticky_notes=notes,
-        tags=labels,
-        parent_id=parent_id,
-    )
     logger.info(
         "agent_pulse_scheduled id=%s parent=%s resumes_session=%s",
         result.pulse.pk,

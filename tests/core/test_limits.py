@@ -2,19 +2,27 @@
 point are in tests/api/test_trust_boundary.py."""
 
 import re
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
 from django.utils import timezone
 
+from pulses import queue
+from pulses.agent import wake_check
+from pulses.agent.executor import build_prompt
 from pulses.limits import (
+    MAX_ARG_STRLEN,
+    MAX_NOTE_CHARS,
     MAX_NOTES,
+    MAX_PROMPT_BYTES,
     MAX_PROMPT_CHARS,
     MAX_RETRIES,
     MAX_TAG_CHARS,
     MAX_TAGS,
     InvalidPulse,
     InvalidSessionId,
+    agent_prompt_bytes,
     check_pulse,
     check_session_id,
     local_time,
@@ -22,6 +30,8 @@ from pulses.limits import (
     time_in_range,
     weak_token_reason,
 )
+from pulses.routines import changes
+from pulses.routines.models import Routine, RoutineInvalid
 from reeve_site.log import RedactSecrets
 
 SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -106,3 +116,55 @@ def test_each_limit_of_a_pulse_is_named_when_broken(changes, words):
 def test_text_lists_are_stripped():
     assert text_list([" a ", "b"], name="tags", max_items=2, max_chars=5) == ["a", "b"]
     assert text_list(None, name="tags", max_items=2, max_chars=5) == []
+
+
+def test_the_prompt_as_the_agent_gets_it_is_measured_in_bytes_exactly():
+    for prompt, notes in [("hi", ()), ("€uro", ["a", "𝄞 clef"]), ("x", ["only one"])]:
+        assert agent_prompt_bytes(prompt, notes) == len(build_prompt(prompt, notes).encode())
+
+
+def test_a_prompt_exec_would_refuse_is_refused_in_bytes_before_it_is_stored():
+    """50,000 "€" are 150,000 bytes: accepted, then every run failed with E2BIG at exec."""
+    with pytest.raises(OSError, match="Argument list too long"):  # what exec said to the old limit
+        subprocess.run(["/bin/true", "€" * MAX_PROMPT_CHARS], check=False)
+    with pytest.raises(InvalidPulse, match=re.escape(f"150000 bytes in UTF-8; at most {MAX_PROMPT_BYTES}")):
+        check_pulse(**_pulse(prompt="€" * MAX_PROMPT_CHARS))
+    with pytest.raises(InvalidPulse, match="'prompt' with its sticky notes is .* bytes"):
+        check_pulse(**_pulse(prompt="€" * 30_000, sticky_notes=["€" * MAX_NOTE_CHARS] * 3))
+
+
+def test_the_longest_prompt_accepted_with_the_longest_wake_check_output_still_execs():
+    notes = ["𝄞" * 250] * 10
+    prompt = "€" * ((MAX_PROMPT_BYTES - agent_prompt_bytes("", notes)) // 3)
+    check_pulse(**_pulse(prompt=prompt, sticky_notes=notes))
+    argument = wake_check.prompt_with_output(build_prompt(prompt, notes), "𝄞" * wake_check.OUTPUT_CHARS)
+    assert len(argument.encode()) < MAX_ARG_STRLEN
+    assert subprocess.run(["/bin/true", argument], check=False).returncode == 0
+
+
+@pytest.mark.django_db
+def test_a_revised_prompt_keeps_the_same_limits():
+    pulse = queue.schedule(prompt="short", sticky_notes=["€" * MAX_NOTE_CHARS] * 10).pulse
+    with pytest.raises(InvalidPulse, match="with its sticky notes is"):
+        queue.revise_prompt(pulse.pk, "€" * 25_000)
+    with pytest.raises(InvalidPulse, match="at most 50000"):
+        queue.revise_prompt(pulse.pk, "x" * (MAX_PROMPT_CHARS + 1))
+    pulse.refresh_from_db()
+    assert pulse.prompt == "short"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"prompt": "x" * (MAX_PROMPT_CHARS + 1)}, f"longer than {MAX_PROMPT_CHARS} characters"),
+        ({"prompt": "€" * 40_000}, "120000 bytes in UTF-8"),
+        ({"sticky_notes": ["n"] * (MAX_NOTES + 1)}, f"at most {MAX_NOTES} are accepted"),
+    ],
+)
+def test_a_routines_prompt_keeps_the_limits_of_every_pulse(fields, words):
+    """A routine's prompt could be 100,000 characters (and any number of bytes): its fires bypass
+    queue.schedule, so every pulse it made was one no other way could make."""
+    with pytest.raises(RoutineInvalid, match=re.escape(words)):
+        changes.create(**{"name": "big", "prompt": "p", "schedule": "@daily", **fields})
+    assert not Routine.objects.filter(name="big").exists()

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -556,3 +557,89 @@ def test_reeves_own_queue_is_recognised_before_and_after_the_attempt_count_renam
         )
         db.commit()
     assert legacy.inspect_sqlite_file(path).kind == legacy.REEVE
+
+
+def _plan_within(rows: list[legacy_import.OriginalRow], seconds: float = 20) -> object:
+    """`plan(rows)`'s result or what it raised, failing the test when it runs longer than `seconds`
+    (a loop over `retry_count=10**18` spun at 100 % CPU for ever)."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(legacy_import.plan(rows))
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"plan() still ran after {seconds} s"
+    return outcome[0]
+
+
+def test_rows_reeve_cannot_hold_stop_the_import_naming_each_and_nothing_spins():
+    """The original stored anything: a retry count of 10**18 (the import spun for ever inside its
+    transaction), a BLOB for a time, a 300,000-character prompt, ids 0 and -5 (carried as they were)."""
+    rows = [
+        _row(1, "fine", "PENDING"),
+        _row(2, "ping", "PENDING", retry_count=10**18, created_by="retry_agent"),
+        _row(3, "blob", "PENDING", scheduled_at=b"\x00\x01binary"),
+        _row(4, "x" * 300_000, "PENDING"),
+        _row(0, "zero", "PENDING"),
+        _row(-5, "negative", "PENDING"),
+        _row(6, "€" * 40_000, "PENDING"),  # 120,000 bytes: more than one argument of exec may hold
+        _row(7, "noted", "PENDING", sticky_notes=json.dumps(["n"] * 51)),
+    ]
+    refused = _plan_within(rows)
+
+    assert isinstance(refused, legacy.LegacyError), refused
+    message = str(refused)
+    assert message.startswith("7 row(s) of the original cannot be carried over, so nothing was changed")
+    for words in (
+        "pulse 2: retry_count 1000000000000000000 is not a whole number from 0 to 100",
+        "pulse 3: scheduled_at b'\\x00\\x01binary' is not a time",
+        "pulse 4: 'prompt' is 300000 characters; at most 50000",
+        "pulse 0: id 0 is not a positive whole number",
+        "pulse -5: id -5 is not a positive whole number",
+        "pulse 6: 'prompt' is 120000 bytes in UTF-8; at most 96000",
+        "pulse 7: 'sticky_notes' holds more than 50 items",
+    ):
+        assert words in message, (words, message)
+    assert "pulse 1:" not in message
+
+
+def test_values_beyond_reeves_columns_are_brought_inside_them_and_counted():
+    """A 10**15 ms duration overflowed timedelta (a traceback); a retry limit of a million is 100."""
+    rows = [
+        _row(1, "long run", "COMPLETED", executed_at="2026-11-30 09:00:05", execution_duration_ms=10**15),
+        _row(2, "many retries", "PENDING", max_retries=10**6),
+    ]
+    carried, result = _plan_within(rows)
+
+    pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
+    long_run, [attempt] = pulses[1]
+    assert (long_run.execution_duration_ms, attempt.duration_ms) == (None, None)
+    assert attempt.started_at == attempt.finished_at == datetime(2026, 11, 30, 9, 0, 5, tzinfo=UTC)
+    assert pulses[2][0].max_retries == 100
+    assert result.limits_applied == 2
+
+
+@pytest.mark.slow
+def test_import_legacy_of_an_original_with_a_row_reeve_cannot_hold_refuses_it_and_changes_nothing(tmp_path):
+    home = sqlite_home(tmp_path)
+    original_reeve.create_sqlite(home.db_path, original_reeve.sample(datetime.now(UTC)))
+    with closing(sqlite3.connect(home.db_path)) as db:
+        db.execute("UPDATE pulses SET retry_count = ? WHERE id = 1", [10**18])
+        db.execute("UPDATE pulses SET scheduled_at = ? WHERE id = 2", [b"\xff\x00binary"])  # not UTF-8
+        db.commit()
+    dump = home.path / "dump.db"
+    dump.write_bytes(home.db_path.read_bytes())
+
+    proc = home.manage("import_legacy", check=False, timeout=120)
+
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "2 row(s) of the original cannot be carried over, so nothing was changed" in proc.stderr
+    assert "pulse 1: retry_count 1000000000000000000" in proc.stderr
+    assert "pulse 2: scheduled_at '(stored as blob)' is not a time" in proc.stderr
+    with closing(sqlite3.connect(home.db_path)) as now, closing(sqlite3.connect(dump)) as before:
+        assert list(now.iterdump()) == list(before.iterdump())

@@ -3,9 +3,11 @@ an hourly cap on its one-off pulses; the owner's own are not limited."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from pulses.models import Pulse
@@ -72,3 +74,51 @@ def test_the_agent_may_create_only_so_many_pulses_an_hour(settings):
         agent_tools.schedule_pulse(prompt="one too many", when="in 1 hour")
 
     assert Pulse.objects.filter(source="agent").count() == 4
+
+
+def _at_once(count: int, call) -> list[BaseException | None]:
+    """`call(n)` in `count` threads released together, each with its own database connection;
+    what each raised (None when it returned)."""
+    start = threading.Barrier(count)
+    outcomes: list[BaseException | None] = [None] * count
+
+    def run(n: int) -> None:
+        try:
+            start.wait()
+            call(n)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            outcomes[n] = exc
+        finally:  # left open, PostgreSQL keeps the test database in use
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_hourly_cap_holds_when_the_agent_schedules_many_pulses_at_once(settings):
+    """200 parallel schedules on PostgreSQL made 75 pulses against a cap of 60: each counted before
+    any had inserted. The count and the insert are one step now, on both databases."""
+    settings.AGENT_PULSES_PER_HOUR = 20
+    outcomes = _at_once(60, lambda n: agent_tools.schedule_pulse(prompt=f"parallel {n}", when="in 1 hour"))
+
+    refused = [o for o in outcomes if o is not None]
+    assert all(isinstance(o, agent_tools.AgentToolError) for o in refused), refused[:3]
+    assert Pulse.objects.filter(source="agent").count() == 20
+    assert len(refused) == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_routine_cap_holds_when_the_agent_creates_many_routines_at_once(settings):
+    """21 routines of a cap of 20 on PostgreSQL: the count and the insert are one step now."""
+    settings.AGENT_MAX_ACTIVE_ROUTINES = 10
+    outcomes = _at_once(40, lambda n: agent_routine(f"parallel-{n}"))
+
+    refused = [o for o in outcomes if o is not None]
+    assert all(isinstance(o, LimitReached) for o in refused), refused[:3]
+    assert Routine.objects.active_agent_routines().count() == 10
+    assert len(refused) == 30

@@ -8,9 +8,11 @@ import pytest
 from django.utils import timezone
 
 from pulses import answers, queue
+from pulses.limits import MAX_ANSWER_PARTS
 from pulses.models import Delivery, DeliveryState, Pulse, Status
 from telegram_bridge import outbox
 from telegram_bridge.alerts import alert_pulse_failed
+from telegram_bridge.notify import TELEGRAM_MESSAGE_LIMIT, utf16_len
 from tests.support.factories import PulseAttemptFactory, PulseFactory
 
 pytestmark = pytest.mark.django_db
@@ -144,3 +146,35 @@ def test_the_answer_is_the_last_successful_attempts_result_and_its_first_line_is
     assert answers.first_line(answers.answer(pulse.pk)) == "Tomorrow: dentist at 9."
     assert answers.first_line("x" * 200, 10) == "x" * 9 + "…"
     assert answers.answer(PulseFactory().pk) == ""
+
+
+def test_a_two_million_character_answer_is_cut_at_the_stated_number_of_messages_with_a_link_to_all_of_it(
+    settings, admin_client
+):
+    """It became 500 messages, sent one after another ahead of every later reply."""
+    settings.REEVE_DASHBOARD_URL = "https://reeve.example/"
+    answer = "All work and no play makes Jack a dull boy.\n" * 45_455  # 2,000,020 characters
+    pulse = finished(answer=answer)
+
+    [outgoing] = outbox.take_due(configured_chats=CHATS)
+
+    assert len(outgoing.parts) == MAX_ANSWER_PARTS
+    assert all(utf16_len(part) <= TELEGRAM_MESSAGE_LIMIT for part in outgoing.parts)
+    link = f"https://reeve.example/admin/pulses/pulse/{pulse.pk}/change/"
+    assert outgoing.parts[-1].endswith(link)
+    assert (
+        f"Cut after {MAX_ANSWER_PARTS} messages: the whole answer (2,000,020 characters)"
+        in outgoing.parts[-1]
+    )
+    sent = "".join(outgoing.parts).split("\n\n✂️")[0]
+    assert answer.startswith(sent) and len(sent) > (MAX_ANSWER_PARTS - 1) * 4000
+    assert admin_client.get(link.removeprefix("https://reeve.example")).status_code == 200  # the page exists
+
+
+def test_an_answer_of_the_stated_number_of_messages_is_sent_whole():
+    answer = ("x" * 4000 + "\n") * MAX_ANSWER_PARTS
+    finished(answer=answer)
+
+    [outgoing] = outbox.take_due(configured_chats=CHATS)
+
+    assert "".join(outgoing.parts) == answer and len(outgoing.parts) == MAX_ANSWER_PARTS

@@ -57,6 +57,11 @@ def summary(result: ImportResult) -> str:
             f"{result.times_moved} time(s) outside the {TIME_RANGE} Reeve accepts moved to the "
             "nearest day inside them."
         )
+    if result.limits_applied:
+        lines.append(
+            f"{result.limits_applied} value(s) beyond Reeve's limits were brought inside them (a retry limit "
+            "over 100 became 100) or dropped (a run's duration over 24 days)."
+        )
     if result.other_database:
         lines.append(f"Reeve's migrations are applied. To use this database, set {result.other_database}.")
     else:
