@@ -187,13 +187,22 @@ def check_desk() -> Check:
 
 
 def check_agent_tools() -> Check:
-    """Whether the Desk lets the agent use Reeve's MCP tools (pulses still run without them)."""
-    from pulses.tools.desk_config import desk_mcp_problems
+    """Whether the agent may use Reeve's MCP tools in a run: a failure when the agent command's runs
+    would not get them allowed, a warning when the Desk does not offer them (pulses run either way)."""
+    from pulses.agent.executor import ALLOW_REEVE_TOOLS
+    from pulses.tools.desk_config import desk_mcp_problems, tools_not_allowed
 
+    if refused := tools_not_allowed(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT):
+        return Check("agent tools", FAIL, refused)
     problems = desk_mcp_problems()
     if problems:
         return Check("agent tools", WARN, "; ".join(problems))
-    return Check("agent tools", OK, "the Desk's .mcp.json and .claude/settings.json offer Reeve's tools")
+    return Check(
+        "agent tools",
+        OK,
+        "the Desk's .mcp.json and .claude/settings.json offer Reeve's tools, and each run allows them on "
+        f"Claude Code's command line ({ALLOW_REEVE_TOOLS}; the Desk itself is never marked trusted)",
+    )
 
 
 def api_base_url() -> str:

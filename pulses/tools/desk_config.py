@@ -2,8 +2,10 @@
 
 Claude Code (and Hapi, its front end) reads project MCP servers from `.mcp.json` in the directory it
 runs in, and their approval plus the tool permissions from `.claude/settings.json` (and the
-personal `.claude/settings.local.json`). A non-interactive run cannot ask the user, so the tools
-must be allowed there up front. Writing merges: other servers, permissions and keys are kept.
+personal `.claude/settings.local.json`). Those allow rules serve interactive sessions in a Desk its
+owner trusted: Claude Code ignores them in a folder nobody trusted, and Reeve never trusts the Desk, so
+a pulse's run gets Reeve's tools allowed on its command line instead (`tools_not_allowed` says when it
+would not). Writing merges: other servers, permissions and keys are kept.
 
 The server entry carries the API's URL and a named agent-scoped token (REEVE_AGENT_TOKEN) for
 interactive sessions in the Desk; a run started by the worker uses its own run token instead. Nothing
@@ -24,6 +26,7 @@ from typing import Any
 from django.conf import settings
 
 from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS
+from pulses.agent.executor import ALLOW_REEVE_TOOLS, CLAUDE, DEMO, HAPI, agent_command, runs_claude
 from pulses.tools import desk_instructions
 from pulses.tools.agent_tools import TOOL_NAMES
 
@@ -248,6 +251,33 @@ def write_desk_config(desk: Path) -> list[WrittenFile]:
 def _allowed(rule: str, rules: list[Any]) -> bool:
     server = f"mcp__{SERVER_NAME}"
     return any(r in (rule, server, f"{server}__*") for r in rules)
+
+
+def tools_not_allowed(command: str, *, agent: str) -> str:
+    """Why runs of `command` (HAPI_COMMAND, with HAPI_AGENT `agent`) would not get Reeve's tools allowed,
+    "" when they do (or when the command is the demo agent, or cannot be parsed: other checks say so).
+
+    A headless run has nobody to approve a tool call, and Claude Code ignores the Desk's own allow rules
+    while nobody trusted the folder (Reeve never does); so the tools are allowed only where the executor
+    adds `--allowedTools=mcp__reeve`: on the command line of Claude Code as `runs_claude` recognises it."""
+    try:
+        argv = agent_command(command, agent=agent)
+    except ValueError:
+        return ""
+    if not argv or command.strip() == DEMO or runs_claude(argv):
+        return ""
+    why = f"so no run gets {ALLOW_REEVE_TOOLS} and the agent cannot use Reeve's tools"
+    if Path(argv[0]).name == HAPI:
+        return (
+            f"Hapi runs `{argv[1]}`, not Claude Code: Reeve allows its tools only on Claude Code's command "
+            f"line, {why}: set HAPI_AGENT={CLAUDE} (with HAPI_COMMAND={HAPI}), or HAPI_COMMAND={CLAUDE}"
+        )
+    return (
+        f"Reeve does not recognise HAPI_COMMAND {command!r} as Claude Code (a command named `{CLAUDE}`, or "
+        f"`{HAPI}` running {CLAUDE}), {why}; Claude Code refuses every call of them in the Desk, which "
+        f"nobody trusted: set HAPI_COMMAND={CLAUDE} or {HAPI}, or name your wrapper script `{CLAUDE}` "
+        "(it gets the option and must pass its arguments on)"
+    )
 
 
 def desk_mcp_problems(desk: Path | None = None) -> list[str]:

@@ -17,14 +17,25 @@ from django.utils import timezone
 from pulses.management.commands.doctor import MARKS
 from pulses.ops import doctor
 from tests.support.factories import PulseFactory
-from tests.support.reeve_processes import ROOT, copy_checkout, manage_in, on_postgres
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ROOT, copy_checkout, manage_in, on_postgres
 
 GOOD_TOKEN = "k" * 40
+
+
+def agent_named_claude(folder) -> str:
+    """An agent command Reeve recognises as Claude Code (so its runs get Reeve's tools allowed): a
+    script named `claude` in `folder` that runs the fake agent."""
+    script = folder / "bin" / "claude"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(f'#!/bin/sh\nexec {FAKE_AGENT_COMMAND} "$@"\n')
+    script.chmod(0o755)
+    return str(script)
 
 
 @pytest.fixture
 def good(settings, fake_agent, db):
     """A configuration every offline check accepts."""
+    settings.HAPI_COMMAND = agent_named_claude(fake_agent)
     settings.PULSE_API_TOKEN = GOOD_TOKEN
     settings.TELEGRAM_BOT_TOKEN = ""
     return settings
@@ -196,6 +207,7 @@ def test_doctor_passes_everything_on_a_good_running_setup(reeve_home, fake_teleg
         port = sock.getsockname()[1]
     home = reeve_home
     home.extra_env.update(PULSE_API_TOKEN=GOOD_TOKEN, PULSE_API_PORT=str(port), **fake_telegram.env(42))
+    home.extra_env["HAPI_COMMAND"] = agent_named_claude(home.path)
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
         cwd=ROOT,
@@ -235,6 +247,32 @@ def test_a_desk_without_reeves_mcp_tools_is_a_warning_that_names_the_fix(good, c
     capsys.readouterr()
     code, out = run_doctor(capsys, "--no-api", "--no-telegram")
     assert line_for(out, "agent tools").startswith("ok")
+
+
+def test_an_agent_command_whose_runs_would_not_get_reeves_tools_allowed_fails_naming_the_fix(
+    good, capsys, tmp_path
+):
+    call_command("mcp_config", "--write")
+    wrapper = tmp_path / "my-claude.sh"  # a wrapper that runs Claude Code, under a name Reeve cannot know
+    wrapper.write_text('#!/bin/sh\nexec claude "$@"\n')
+    wrapper.chmod(0o755)
+    good.HAPI_COMMAND = str(wrapper)
+
+    code, line = offline_check(capsys, "agent tools")
+
+    assert code == 1 and line.startswith("FAIL"), line
+    assert "--allowedTools=mcp__reeve" in line and "name your wrapper script `claude`" in line
+    good.HAPI_COMMAND, good.HAPI_AGENT = "hapi", "codex"
+    code, line = offline_check(capsys, "agent tools")
+    assert code == 1 and line.startswith("FAIL") and "Hapi runs `codex`" in line
+    assert "set HAPI_AGENT=claude" in line
+
+    good.HAPI_AGENT = "claude"
+    code, line = offline_check(capsys, "agent tools")
+    assert (
+        line.startswith("ok")
+        and "allows them on Claude Code's command line (--allowedTools=mcp__reeve" in line
+    )
 
 
 def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_choose(tmp_path):
