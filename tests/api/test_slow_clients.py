@@ -24,15 +24,19 @@ def test_a_request_is_complete_once_its_head_and_its_announced_body_are_in():
     assert not request_complete(chunked) and request_complete(chunked + b"0\r\n\r\n")
 
 
-def _slowloris(port: int, stop: threading.Event, dropped: list[float]) -> None:
-    """One slow client: a request line, then one header line every second, never the blank line."""
+def _slowloris(port: int, stop: threading.Event, dropped: list[float], *, body: bool) -> None:
+    """One slow client: a request line, then one header line every second, never the blank line; or
+    (`body`) a whole head announcing 1000 bytes of body, then one byte a second."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        if body:
+            sock.sendall(b"POST /api/notify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n")
+        else:
+            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         n = 0
         while not stop.is_set():
             try:
-                sock.sendall(f"X-Slow-{n}: {'a' * 20}\r\n".encode())
+                sock.sendall(b"a" if body else f"X-Slow-{n}: {'a' * 20}\r\n".encode())
                 sock.settimeout(1.0)
                 if sock.recv(1024) == b"":
                     dropped.append(time.monotonic() - started)
@@ -56,14 +60,16 @@ def _health_seconds(port: int) -> float:
 
 
 @pytest.mark.slow
-def test_health_answers_within_two_seconds_while_slow_clients_trickle_headers_and_they_are_dropped(
+def test_health_answers_within_two_seconds_while_slow_clients_trickle_headers_or_bodies_and_are_dropped(
     live_reeve,
 ):
     live_reeve.start(web_only=True, WEB_REQUEST_READ_SECONDS="4")
     stop, dropped = threading.Event(), []
     clients = [
-        threading.Thread(target=_slowloris, args=(live_reeve.port, stop, dropped), daemon=True)
-        for _ in range(SLOW_CLIENTS)
+        threading.Thread(
+            target=_slowloris, args=(live_reeve.port, stop, dropped), kwargs={"body": n % 2 == 1}, daemon=True
+        )
+        for n in range(SLOW_CLIENTS)
     ]
     for client in clients:
         client.start()
