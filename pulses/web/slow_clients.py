@@ -27,6 +27,9 @@ RECV_BYTES = 64 * 1024
 BUFFERED_MAX = 4 * 1024 * 1024
 HEAD_END = b"\r\n\r\n"
 CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d{1,12})[ \t]*$", re.IGNORECASE | re.MULTILINE)
+# A client that asks to be told to go on (curl does for larger bodies) sends its body only after gunicorn
+# answers "100 Continue", in the thread: its head is the whole request the poller can wait for.
+EXPECT_CONTINUE = re.compile(rb"^expect:[ \t]*100-continue", re.IGNORECASE | re.MULTILINE)
 CHUNKED = re.compile(rb"^transfer-encoding:[^\r\n]*chunked", re.IGNORECASE | re.MULTILINE)
 
 
@@ -44,6 +47,8 @@ def request_complete(data: bytes) -> bool:
     if end < 0:
         return len(data) > BUFFERED_MAX  # over-long heads go to gunicorn's parser, which refuses them
     head, body = data[:end], len(data) - end - len(HEAD_END)
+    if EXPECT_CONTINUE.search(head):
+        return True
     if CHUNKED.search(head):
         return data.endswith(b"0\r\n\r\n") or len(data) > BUFFERED_MAX
     if match := CONTENT_LENGTH.search(head):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -22,6 +23,8 @@ def test_a_request_is_complete_once_its_head_and_its_announced_body_are_in():
     assert request_complete(head + b"abcde")
     chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
     assert not request_complete(chunked) and request_complete(chunked + b"0\r\n\r\n")
+    # A client waiting for "100 Continue" sends its body only once gunicorn answers, in the thread.
+    assert request_complete(head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
 
 
 def _slowloris(port: int, stop: threading.Event, dropped: list[float], *, body: bool) -> None:
@@ -86,6 +89,19 @@ def test_health_answers_within_two_seconds_while_slow_clients_trickle_headers_or
         assert len(dropped) == SLOW_CLIENTS and max(dropped) < 8, dropped
     finally:
         stop.set()
-    # An ordinary request with a body is still served.
+    # An ordinary request with a body is still served, and one that waits for "100 Continue" first.
     assert live_reeve.request("POST", "/api/pulse/trigger", {"prompt": "after the slow clients"})[0] == 201
+    with socket.create_connection(("127.0.0.1", live_reeve.port), timeout=10) as sock:
+        body = json.dumps({"prompt": "x" * 3000}).encode()
+        sock.sendall(
+            b"POST /api/pulse/trigger HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {live_reeve.token}\r\nContent-Length: {len(body)}\r\n".encode()
+            + b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
     assert "web_slow_client_dropped" in live_reeve.log.read_text()
