@@ -18,7 +18,7 @@ import selectors
 import time
 from functools import partial
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 
 # Read at once from a socket that is readable; a request larger than BUFFERED_MAX is handed to a
 # thread once its head is in (the thread reads the rest, within the same deadline's spirit: gunicorn's
@@ -74,8 +74,6 @@ class DeadlineThreadWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
-        from gunicorn.workers.gthread import TConn
-
         self._read_request(TConn(self.cfg, client_sock, client_addr, listener.getsockname()))
 
     def on_client_socket_readable(self, conn, client) -> None:
@@ -84,9 +82,22 @@ class DeadlineThreadWorker(ThreadWorker):
         self.keepalived_conns.remove(conn)
         self._read_request(conn)
 
-    def _read_request(self, conn) -> None:
+    def finish_request(self, conn, fs) -> None:
+        """A kept-alive connection whose client pipelined part of its next request: the rest is read
+        on the poller too (gthread would hand the part to a thread, to wait there for the rest)."""
+        done = not fs.cancelled() and fs.exception() is None and fs.result() not in (False, None, _DEFER)
+        if done and self.alive and conn.parser is not None:
+            leftover = conn.parser.unreader.take_buffered()
+            if leftover and not request_complete(leftover):
+                self._read_request(conn, leftover)
+                return
+            if leftover:
+                conn.parser.unreader.unread(leftover)
+        super().finish_request(conn, fs)
+
+    def _read_request(self, conn, already: bytes = b"") -> None:
         conn.sock.setblocking(False)
-        conn.prefetched = bytearray()
+        conn.prefetched = bytearray(already)
         conn.read_deadline = time.monotonic() + self.read_seconds
         self.reading[conn.sock.fileno()] = conn
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_request_bytes, conn))

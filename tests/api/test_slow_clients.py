@@ -27,15 +27,21 @@ def test_a_request_is_complete_once_its_head_and_its_announced_body_are_in():
     assert request_complete(head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
 
 
-def _slowloris(port: int, stop: threading.Event, dropped: list[float], *, body: bool) -> None:
-    """One slow client: a request line, then one header line every second, never the blank line; or
-    (`body`) a whole head announcing 1000 bytes of body, then one byte a second."""
+def _slowloris(port: int, stop: threading.Event, dropped: list[float], *, kind: str) -> None:
+    """One slow client: a request line, then one header line every second, never the blank line
+    ("head"); a whole head announcing 1000 bytes of body, then one byte a second ("body"); or a whole
+    request with the next one's first line pipelined behind it, then its header lines ("pipelined")."""
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        if body:
-            sock.sendall(b"POST /api/notify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n")
-        else:
-            sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        health = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        sock.sendall(
+            {
+                "head": health,
+                "body": b"POST /api/notify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n",
+                "pipelined": health + b"\r\n" + health,
+            }[kind]
+        )
+        body = kind == "body"
         n = 0
         while not stop.is_set():
             try:
@@ -70,7 +76,10 @@ def test_health_answers_within_two_seconds_while_slow_clients_trickle_headers_or
     stop, dropped = threading.Event(), []
     clients = [
         threading.Thread(
-            target=_slowloris, args=(live_reeve.port, stop, dropped), kwargs={"body": n % 2 == 1}, daemon=True
+            target=_slowloris,
+            args=(live_reeve.port, stop, dropped),
+            kwargs={"kind": ("head", "body", "pipelined")[n % 3]},
+            daemon=True,
         )
         for n in range(SLOW_CLIENTS)
     ]
