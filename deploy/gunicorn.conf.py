@@ -18,7 +18,9 @@ bind = f"{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
 # WEB_CONCURRENCY / GUNICORN_THREADS (environment or .env) change them; see docs/performance.md.
 workers = settings.WEB_CONCURRENCY
 threads = settings.GUNICORN_THREADS
-worker_class = "gthread"
+# gthread, except that a request is read whole on the worker's poller before a thread takes it, within
+# WEB_REQUEST_READ_SECONDS: slow clients (slowloris) cannot hold the threads (pulses/web/slow_clients.py).
+worker_class = "pulses.web.slow_clients.DeadlineThreadWorker"
 keepalive = 5
 timeout = 30
 graceful_timeout = 10

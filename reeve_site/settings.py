@@ -224,6 +224,13 @@ PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
 # gunicorn (deploy/gunicorn.conf.py): processes and threads each.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
+# The web process stays up (issue 30, web branch). A client has this long to send a whole request;
+# it is read without a thread (pulses/web/slow_clients.py), so slow clients cannot hold the threads.
+WEB_REQUEST_READ_SECONDS = env.float("WEB_REQUEST_READ_SECONDS", default=10.0)
+# /api/notify queues messages for the listener; each token may queue this many in a burst (a minute)
+# and in an hour, critical ones included; past either the API answers 429 with Retry-After.
+NOTIFY_BURST = env.int("NOTIFY_BURST", default=5)
+NOTIFY_PER_HOUR = env.int("NOTIFY_PER_HOUR", default=30)
 # One Reeve per installation (pulses/ops/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
 REEVE_LOCK_FILE = (
     REEVE_HOME / "reeve.instance-lock"

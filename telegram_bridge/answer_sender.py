@@ -1,6 +1,7 @@
 """The listener's answers going back: the answers of finished pulses (the outbox,
 `telegram_bridge.outbox`) sent to Telegram part by part, each part noted once Telegram took it, so a
-crash neither loses an answer nor sends a part twice."""
+crash neither loses an answer nor sends a part twice; and the notifications API clients queued
+(`telegram_bridge.notifications`), the same way."""
 
 from __future__ import annotations
 
@@ -14,10 +15,17 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from pulses.backoff import Backoff
 from pulses.db.wakeup import Waiter, make_waiter
 from pulses.models import DeliveryState
-from telegram_bridge import outbox
+from telegram_bridge import notifications, outbox
 from telegram_bridge.async_calls import STOPPED, StopRequest, in_thread
+from telegram_bridge.models import NotificationState
 
 logger = logging.getLogger(__name__)
+
+
+def _seconds_until_next() -> float | None:
+    """Seconds until the soonest answer or notification held back for a retry is due; None if none."""
+    waits = [w for w in (outbox.seconds_until_next(), notifications.seconds_until_next()) if w is not None]
+    return min(waits, default=None)
 
 
 class AnswerSender:
@@ -63,7 +71,13 @@ class AnswerSender:
                         if self._stop.is_set:
                             break
                         await self._send_answer(bot, outgoing)
-                    pause = None if batch else await in_thread(outbox.seconds_until_next)
+                    queued = await in_thread(notifications.take_due, configured_chats=self.configured_chats)
+                    for notification in queued:
+                        if self._stop.is_set:
+                            break
+                        await self._send_notification(bot, notification)
+                    batch = batch or queued
+                    pause = None if batch else await in_thread(_seconds_until_next)
                 except DatabaseError as exc:
                     delay = backoff.next_delay()
                     logger.error("telegram_outbox_database_error retry_in_s=%s error=%s", delay, exc)
@@ -109,3 +123,29 @@ class AnswerSender:
                 return  # unknown whether it arrived; the hold lapses and a restart sends it
             await in_thread(outbox.part_sent, outgoing.delivery_id, sent=index + 1)
         await in_thread(outbox.finish, outgoing.delivery_id, state=DeliveryState.SENT)
+
+    async def _send_notification(self, bot: Bot, outgoing: notifications.OutgoingNotification) -> None:
+        """Send one queued notification part by part, noting each part once Telegram took it."""
+        for index, chat_id, text in outgoing.messages[outgoing.parts_sent :]:
+            try:
+                sent = await self._stop.call(
+                    bot.send_message(chat_id, text, disable_notification=outgoing.silent)
+                )
+            except (BadRequest, Forbidden) as exc:
+                await in_thread(
+                    notifications.finish,
+                    outgoing.notification_id,
+                    state=NotificationState.FAILED,
+                    detail=exc.message,
+                )
+                return
+            except RetryAfter as exc:
+                await in_thread(notifications.retry_later, outgoing, error=f"rate limited ({exc.message})")
+                return
+            except TelegramError as exc:
+                await in_thread(notifications.retry_later, outgoing, error=exc.message)
+                return
+            if sent is STOPPED:
+                return
+            await in_thread(notifications.part_sent, outgoing.notification_id, sent=index + 1)
+        await in_thread(notifications.finish, outgoing.notification_id, state=NotificationState.SENT)

@@ -90,3 +90,38 @@ class BusyNotice(models.Model):
 
     def __str__(self) -> str:
         return f"chat {self.chat_id} told pulse #{self.waiting_pulse_id} waits for #{self.busy_pulse_id}"
+
+
+class NotificationState(models.TextChoices):
+    WAITING = "waiting"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Notification(models.Model):
+    """A message an API client (the agent's send_notification) queued for the listener to send to the
+    configured chats; `client` is whose rate limit it counts against."""
+
+    text = models.TextField()
+    priority = models.CharField(max_length=16)  # silent, normal, critical
+    client = models.CharField(max_length=200)
+    pulse_id = models.BigIntegerField(null=True, blank=True, help_text="the run that sent it, if any")
+    state = models.CharField(
+        max_length=16, choices=NotificationState.choices, default=NotificationState.WAITING
+    )
+    parts_sent = models.PositiveIntegerField(default=0)
+    tries = models.PositiveIntegerField(default=0)
+    next_try_at = models.DateTimeField(null=True, blank=True)
+    detail = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "telegram_notifications"
+        indexes = [
+            models.Index(fields=["client", "created_at"], name="telegram_notification_client"),
+            models.Index(fields=["state", "next_try_at"], name="telegram_notification_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"notification #{self.pk} ({self.priority}, {self.state})"

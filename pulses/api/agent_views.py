@@ -31,7 +31,7 @@ from pulses.tools import agent_tools
 STATUS_OF = {
     agent_tools.UnknownPulse: status.HTTP_404_NOT_FOUND,
     agent_tools.PulseNotChangeable: status.HTTP_409_CONFLICT,
-    agent_tools.NotificationNotSent: status.HTTP_502_BAD_GATEWAY,
+    agent_tools.NotificationRateLimited: status.HTTP_429_TOO_MANY_REQUESTS,
     agent_tools.UnknownRoutineName: status.HTTP_404_NOT_FOUND,
     agent_tools.RoutineNotYours: status.HTTP_403_FORBIDDEN,
 }
@@ -58,7 +58,10 @@ class AgentView(TokenView):
     @staticmethod
     def refuse(exc: agent_tools.AgentToolError) -> Response:
         code = next((c for kind, c in STATUS_OF.items() if isinstance(exc, kind)), 400)
-        return Response({"detail": str(exc)}, status=code)
+        response = Response({"detail": str(exc)}, status=code)
+        if isinstance(exc, agent_tools.NotificationRateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
 
 
 class AgentScheduleSerializer(StrictSerializer):
@@ -109,9 +112,13 @@ class AgentListSerializer(serializers.Serializer):
 
 
 class NotifiedSerializer(serializers.Serializer):
-    sent = serializers.BooleanField()
-    messages = serializers.IntegerField()
+    queued = serializers.BooleanField()
+    id = serializers.IntegerField(help_text="the notification's id; the Telegram listener sends it")
+    messages = serializers.IntegerField(help_text="how many Telegram messages it will be, per chat")
     priority = serializers.CharField()
+    note = serializers.CharField(
+        required=False, help_text="present when queued notifications wait: no listener seems to send them"
+    )
 
 
 class AgentPulsesView(AgentView):
@@ -156,13 +163,28 @@ class NotifyView(AgentView):
     @endpoint(
         "notify",
         NotifiedSerializer,
+        code=202,
         body=NotifySerializer,
-        refusals={502: OpenApiResponse(ERROR, description="Telegram did not take the message")},
+        refusals={
+            429: OpenApiResponse(
+                ERROR,
+                description="this token's allowance (NOTIFY_BURST, NOTIFY_PER_HOUR) is used; see Retry-After",
+            )
+        },
     )
     def post(self, request: Request) -> Response:
-        """Send the user a Telegram message (the agent's tool send_notification)."""
+        """Queue a Telegram message for the user (the agent's tool send_notification); the listener
+        sends it. Answers at once, 202 with the notification's id."""
         data = self.body(NotifySerializer)
-        return self.call(agent_tools.send_notification, run_pulse_id=request.user.run_pulse_id, **data)
+        response = self.call(
+            agent_tools.send_notification,
+            run_pulse_id=request.user.run_pulse_id,
+            client_name=request.user.name,
+            **data,
+        )
+        if response.status_code == status.HTTP_200_OK:
+            response.status_code = status.HTTP_202_ACCEPTED
+        return response
 
 
 class AgentRoutineDescribedSerializer(serializers.Serializer):

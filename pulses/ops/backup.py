@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import connections
 
 from pulses.db import is_postgres
+from pulses.ops import backup_checks
 
 logger = logging.getLogger(__name__)
 
@@ -226,20 +227,14 @@ def _sqlite_restore(backup_file: Path) -> RestoreResult:
             check = sqlite3.connect(incoming)
             try:
                 (ok,) = check.execute("PRAGMA integrity_check").fetchone()
-                listed = check.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                tables = {row[0] for row in listed}
-                migrations = (
-                    {row[0] for row in check.execute("SELECT name FROM django_migrations WHERE app='pulses'")}
-                    if "django_migrations" in tables
-                    else set()
-                )
+                tables, migrations = backup_checks.sqlite_tables(check)
             finally:
                 check.close()
         except sqlite3.DatabaseError as exc:
             raise BackupError(f"{backup_file} is not a SQLite backup: {exc}") from exc
         if ok != "ok":
             raise BackupError(f"{backup_file} failed its integrity check: {ok}")
-        _check_reeve_tables(backup_file, tables=tables, migrations=migrations)
+        _check_reeve_schema(backup_file, tables=tables, migrations=migrations)
         saved = None
         if db_path.exists():
             saved = db_path.with_name(f"{db_path.name}.before-restore-{datetime.now():%Y%m%d_%H%M%S}")
@@ -260,41 +255,18 @@ def _sqlite_restore(backup_file: Path) -> RestoreResult:
     return RestoreResult(database=str(db_path), saved_previous=saved)
 
 
-# What makes a database Reeve's: its queue's tables, and the migration that created them.
-REEVE_TABLES = ("pulses", "pulse_attempts", "django_migrations")
-FIRST_MIGRATION = "0001_initial"
-
-
-def _check_reeve_tables(backup_file: Path, *, tables: set[str], migrations: set[str]) -> None:
-    """Refuse a sound database that is not Reeve's (an empty file, another application's): swapping
-    it in would lose the queue."""
-    missing = [name for name in REEVE_TABLES if name not in tables]
-    if missing or FIRST_MIGRATION not in migrations:
-        what = f"no {', '.join(missing)} table" if missing else "no record of Reeve's migrations"
+def _check_reeve_schema(
+    backup_file: Path, *, tables: dict[str, set[str]], migrations: set[tuple[str, str]]
+) -> None:
+    """Refuse a sound database that is not Reeve's (an empty file, another application's, a stub with
+    tables named like Reeve's): swapping it in would lose the queue."""
+    try:
+        backup_checks.check_schema(tables=tables, migrations=migrations)
+    except backup_checks.NotReeveBackup as exc:
         raise BackupError(
-            f"{backup_file} is not a Reeve database ({what}): restore a file made by backup_db; "
+            f"{backup_file} is not a Reeve database ({exc}): restore a file made by backup_db; "
             "nothing was changed"
-        )
-
-
-def _dump_tables(backup_file: Path) -> tuple[set[str], set[str]]:
-    """The tables a pg_dump creates, and the pulses migrations it records (read as it streams)."""
-    tables: set[str] = set()
-    migrations: set[str] = set()
-    in_migrations = False
-    with _open_backup(backup_file) as src:
-        for raw in src:
-            line = raw.decode("utf-8", errors="replace")
-            if line.startswith("CREATE TABLE "):
-                tables.add(line.split()[2].rsplit(".", 1)[-1].strip('"'))
-            elif line.startswith("COPY ") and ".django_migrations " in line:
-                in_migrations = True
-            elif in_migrations:
-                if line.startswith("\\."):
-                    in_migrations = False
-                elif (fields := line.split("\t"))[1:2] == ["pulses"] and len(fields) > 2:
-                    migrations.add(fields[2])
-    return tables, migrations
+        ) from None
 
 
 PG_DUMP_HEADER = b"-- PostgreSQL database dump"
@@ -323,8 +295,21 @@ def _pg_restore(backup_file: Path) -> RestoreResult:
         raise BackupError(f"{backup_file} is not a PostgreSQL backup: {exc}") from exc
     if PG_DUMP_HEADER not in head:
         raise BackupError(f"{backup_file} is not a PostgreSQL backup (pg_dump output from backup_db)")
-    tables, migrations = _dump_tables(backup_file)
-    _check_reeve_tables(backup_file, tables=tables, migrations=migrations)
+    psql_version = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout
+    if not backup_checks.psql_restricts(psql_version):
+        raise BackupError(
+            f"{psql_version.strip() or 'psql'} cannot run a dump with its commands restricted (\\restrict): "
+            "install a PostgreSQL client of release 13.22, 14.19, 15.14, 16.10, 17.6 or later; nothing "
+            "was changed"
+        )
+    try:
+        with _open_backup(backup_file) as src:
+            reading = backup_checks.read_dump(src)
+    except backup_checks.NotReeveBackup as exc:
+        raise BackupError(
+            f"{backup_file} is not a Reeve database ({exc}): restore a file made by backup_db"
+        ) from None
+    _check_reeve_schema(backup_file, tables=reading.tables, migrations=reading.migrations)
     # The dump drops and recreates every table: a worker or API still connected would block it
     # (or lose its rows mid-run), so refuse like the SQLite restore does.
     if busy := pg_sessions():
@@ -344,7 +329,9 @@ def _pg_restore(backup_file: Path) -> RestoreResult:
         )
         assert proc.stdin is not None
         try:
-            shutil.copyfileobj(src, proc.stdin, COPY_CHUNK)
+            # psql gets Reeve's own `\restrict` first: any meta-command in the file is then refused.
+            for line in backup_checks.restricted(src, skip=reading.restrict_lines):
+                proc.stdin.write(line)
         except BrokenPipeError:  # psql stopped early; its stderr says why
             pass
         finally:

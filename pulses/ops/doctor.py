@@ -326,6 +326,14 @@ def check_history() -> Check:
     return Check("history", OK, where)
 
 
+def check_notifications() -> Check | None:
+    """A warning when notifications queued through the API wait: no listener is sending them."""
+    from telegram_bridge.notifications import stale_note
+
+    note = stale_note()
+    return Check("notifications", WARN, note) if note else None
+
+
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
     checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_private_files]
@@ -335,6 +343,8 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
         results.append(check_migrations())
         if not results[-1].failed:
             results += [check_heartbeat(), check_history()]
+            if waiting := check_notifications():
+                results.append(waiting)
     results += [*check_agent(), check_desk()]
     if not results[-1].failed:
         results.append(check_agent_tools())

@@ -72,8 +72,12 @@ class PulseNotChangeable(AgentToolError):
     """The pulse is not pending, so it cannot be cancelled or moved."""
 
 
-class NotificationNotSent(AgentToolError):
-    """Telegram did not take the message."""
+class NotificationRateLimited(AgentToolError):
+    """The client queued as many notifications as its allowance holds (NOTIFY_BURST, NOTIFY_PER_HOUR)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnknownRoutineName(AgentToolError):
@@ -250,10 +254,16 @@ def reschedule_pulse(*, pulse_id: int, when: str) -> dict[str, Any]:
 
 
 def send_notification(
-    *, message: str, priority: str = "normal", run_pulse_id: int | None = None
+    *,
+    message: str,
+    priority: str = "normal",
+    run_pulse_id: int | None = None,
+    client_name: str = "settings",
 ) -> dict[str, Any]:
-    """Send the user a Telegram message; `silent` arrives without a sound, `critical` is marked.
-    Sent during a run (`run_pulse_id`), it stands for that pulse's answer, which is not sent again."""
+    """Queue a Telegram message for the listener to send; `silent` arrives without a sound, `critical`
+    is marked. It counts against the allowance of the token `client_name` (every run token shares
+    one: telegram_bridge.notifications). Queued
+    during a run (`run_pulse_id`), it stands for that pulse's answer, which is not sent again."""
     if not isinstance(message, str) or not message.strip():
         raise AgentToolError("'message' must be a non-empty string: the text the user should read")
     if len(message) > MAX_NOTIFICATION_CHARS:
@@ -265,24 +275,28 @@ def send_notification(
             f"unknown priority {priority!r}; use one of {', '.join(NOTIFICATION_PRIORITIES)}"
         )
     # Imported here: the bridge pulls in python-telegram-bot, which the other tools do not need.
-    from telegram_bridge.client import TelegramNotConfigured
-    from telegram_bridge.notify import EmptyMessage, NotificationFailed, send_message
+    from telegram_bridge import notifications
+    from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
 
-    text = CRITICAL_PREFIX + message if priority == "critical" else message
     try:
-        sent = send_message(text, silent=priority == "silent")
+        TelegramConfig.from_settings().require()
     except TelegramNotConfigured as exc:
         raise AgentToolError(
             f"no message was sent: {exc}. Tell the user in your reply instead (they can set "
             "TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID in Reeve's .env)."
         ) from None
-    except EmptyMessage as exc:
-        raise AgentToolError(f"no message was sent: {exc}; 'message' must hold some text") from None
-    except NotificationFailed as exc:
-        raise NotificationNotSent(f"the message was not sent: {exc}") from None
+    text = CRITICAL_PREFIX + message if priority == "critical" else message
+    try:
+        client = notifications.client_key(client_name, run_token=run_pulse_id is not None)
+        queued = notifications.enqueue(text, priority=priority, client=client, pulse_id=run_pulse_id)
+    except notifications.RateLimited as exc:
+        raise NotificationRateLimited(
+            f"the message was not queued: {exc}", retry_after=exc.retry_after
+        ) from None
     answers.note_agent_notified(run_pulse_id)
-    logger.info("agent_notification_sent priority=%s messages=%s", priority, sent)
-    return {"sent": True, "messages": sent, "priority": priority}
+    logger.info("agent_notification_queued id=%s priority=%s messages=%s", queued.id, priority, queued.parts)
+    described = {"queued": True, "id": queued.id, "messages": queued.parts, "priority": priority}
+    return {**described, "note": queued.note} if queued.note else described
 
 
 def describe_routine(routine: Routine) -> dict[str, Any]:

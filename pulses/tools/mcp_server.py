@@ -187,9 +187,11 @@ def build_server() -> MCPServer:
             Field(description="silent (no sound), normal, or critical (marked 🚨)."),
         ] = "normal",
     ) -> dict[str, Any]:
-        """Send the user a Telegram message now (long text is split into several messages). priority: 'silent'
-        arrives without a sound, 'normal' is a regular message, 'critical' is marked 🚨 for what needs the
-        user's attention now. Fails with a message if Telegram is not configured."""
+        """Send the user a Telegram message: it is queued and Reeve's Telegram listener sends it within
+        seconds (long text is split into several messages). priority: 'silent' arrives without a sound,
+        'normal' is a regular message, 'critical' is marked 🚨 for what needs the user's attention now.
+        A few a minute at most: past that it fails saying when to try again (put it in your answer
+        instead). Fails with a message if Telegram is not configured."""
         return call_api("POST", "/api/notify", body={"message": message, "priority": priority})
 
     _routine_tools(server)

@@ -89,6 +89,7 @@ def test_an_installation_of_release_22_under_the_old_names_gets_release_23_whole
             f"pulses.{RELEASE_23}",
             "pulses.0010_pulse_attempt_count",  # the first migration after release 23
             "telegram_bridge.0003_busy_notices",
+            "telegram_bridge.0004_web_notifications",  # issue 30: /api/notify queues
         ]
         # Release 23 remakes the pulses table on SQLite and puts the search triggers back.
         assert _search_index_in_place(home)

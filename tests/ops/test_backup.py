@@ -346,3 +346,92 @@ def test_postgresql_backup_db_then_restore_db_brings_back_every_row_committed_wh
     assert scheduled.returncode == 0
     assert home.query("SELECT MAX(id) FROM pulses")[0][0] > max(got)
     assert home.manage("pulse_queue", "all", "-n", "1").stdout.startswith("pending=")
+
+
+# --- only Reeve's own backups are restored ----------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_restore_refuses_a_sqlite_stub_whose_tables_are_named_like_reeves_but_lack_its_columns(
+    reeve_home, tmp_path
+):
+    reeve_home.manage("trigger_pulse", "still queued", "--at", "in 3 days")
+    stub = tmp_path / "stub.db"
+    with sqlite3.connect(stub) as conn:
+        conn.execute("CREATE TABLE pulses (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE pulse_attempts (id INTEGER PRIMARY KEY)")
+        conn.execute(
+            "CREATE TABLE django_migrations (id INTEGER PRIMARY KEY, app TEXT, name TEXT, applied TEXT)"
+        )
+        conn.execute("INSERT INTO django_migrations (app, name) VALUES ('pulses', '0001_initial')")
+    conn.close()
+    # A real backup with one column dropped is refused too, naming the table and the column.
+    reeve_home.manage("backup_db", "--dir", str(tmp_path / "backups"))
+    (archive,) = (tmp_path / "backups").glob("pulse_queue_*.db.gz")
+    altered = tmp_path / "altered.db"
+    altered.write_bytes(gzip.decompress(archive.read_bytes()))
+    with sqlite3.connect(altered) as conn:
+        conn.execute("ALTER TABLE pulses DROP COLUMN tags")
+    conn.close()
+    for path, why in ((stub, "does not have Reeve's columns"), (altered, "missing: tags")):
+        proc = reeve_home.manage("restore_db", str(path), check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"{path} is not a Reeve database" in proc.stderr and why in proc.stderr
+        assert reeve_home.query("SELECT prompt FROM pulses") == [("still queued",)]
+    # The untouched backup restores.
+    reeve_home.manage("restore_db", str(archive))
+    assert reeve_home.query("SELECT prompt FROM pulses") == [("still queued",)]
+
+
+def _with_line_after(dump: bytes, anchor: bytes, added: bytes) -> bytes:
+    at = dump.index(anchor) + len(anchor)
+    return dump[:at] + added + dump[at:]
+
+
+@pytest.mark.slow
+def test_a_postgresql_backup_with_a_psql_shell_command_is_refused_and_the_command_never_runs(
+    pg_home, tmp_path
+):
+    home = pg_home
+    home.manage("trigger_pulse", "kept", "--at", "in 3 days")
+    home.manage("backup_db", "--dir", str(tmp_path / "backups"))
+    (archive,) = (tmp_path / "backups").glob("pulse_queue_*.sql.gz")
+    dump = gzip.decompress(archive.read_bytes())
+    marker = tmp_path / "pwned"
+    shell = f"\\! id > {marker}\n".encode()
+    evil = {
+        # A plain meta-command line: the reader refuses the file before psql starts.
+        "evil.sql": _with_line_after(dump, b"SET client_encoding = 'UTF8';\n", shell),
+        # One that hides behind a dollar-quoted string the reader takes for the start of COPY data:
+        # psql runs the file under Reeve's own \restrict, so it refuses the command all the same.
+        "hidden.sql.gz": gzip.compress(
+            _with_line_after(
+                dump,
+                b"SET client_encoding = 'UTF8';\n",
+                b"SELECT $$\nCOPY public.x (a) FROM stdin;\n$$;\n" + shell + b"SELECT $$\n\\.\n$$;\n",
+            )
+        ),
+    }
+    home.manage("trigger_pulse", "not dropped", "--at", "in 3 days")
+    for name, data in evil.items():
+        (tmp_path / name).write_bytes(data)
+        proc = home.manage("restore_db", str(tmp_path / name), check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert not marker.exists(), f"{name}: the backup's shell command ran"
+        prompts = {row[0] for row in home.query("SELECT prompt FROM pulses")}
+        assert prompts == {"kept", "not dropped"}, name
+    assert "is a psql command" in home.manage("restore_db", str(tmp_path / "evil.sql"), check=False).stderr
+
+    # A dump with tables named like Reeve's but not its columns is refused before psql runs.
+    stub = b"-- PostgreSQL database dump\nCREATE TABLE public.pulses (\n    id integer\n);\n"
+    stub += b"CREATE TABLE public.pulse_attempts (\n    id integer\n);\n"
+    stub += b"CREATE TABLE public.django_migrations (\n    id integer,\n    app text,\n    name text,\n"
+    stub += b"    applied text\n);\nCOPY public.django_migrations (id, app, name, applied) FROM stdin;\n"
+    stub += b"1\tpulses\t0001_initial\tx\n\\.\n"
+    (tmp_path / "stub.sql").write_bytes(stub)
+    proc = home.manage("restore_db", str(tmp_path / "stub.sql"), check=False)
+    assert proc.returncode == 1 and "does not have Reeve's columns" in proc.stderr, proc.stderr
+
+    # Today's backup, with pg_dump's own \restrict lines, still restores.
+    home.manage("restore_db", str(archive))
+    assert {row[0] for row in home.query("SELECT prompt FROM pulses")} == {"kept"}

@@ -1,13 +1,21 @@
-"""Outbound messages: splitting at Telegram's limit, `send_message`, and `manage.py notify`."""
+"""Outbound messages: splitting at Telegram's limit, `send_message`, `manage.py notify`, and the
+notifications API clients queue (`/api/notify`, telegram_bridge.notifications) for the listener."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import threading
+import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
+from telegram_bridge import notifications
 from telegram_bridge.client import TelegramNotConfigured
+from telegram_bridge.models import Notification
 from telegram_bridge.notify import (
     TELEGRAM_MESSAGE_LIMIT,
     EmptyMessage,
@@ -148,3 +156,130 @@ def test_the_notify_command_without_telegram_configured_exits_non_zero(reeve_hom
     assert result.returncode != 0
     assert "TELEGRAM_BOT_TOKEN" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- /api/notify: queued, rate-limited, sent by the listener ----------------------------------------
+
+
+@pytest.mark.django_db
+def test_thirty_critical_notifications_in_a_burst_queue_five_and_the_rest_are_refused_with_the_wait(
+    telegram_settings, settings
+):
+    from pulses.tools import agent_tools
+
+    settings.NOTIFY_BURST, settings.NOTIFY_PER_HOUR = 5, 7
+    outcomes = []
+    for n in range(30):
+        try:
+            agent_tools.send_notification(message=f"alarm {n}", priority="critical", client_name="desk-mcp")
+            outcomes.append("queued")
+        except agent_tools.NotificationRateLimited as exc:
+            outcomes.append(exc.retry_after)
+    assert outcomes[:5] == ["queued"] * 5
+    assert all(isinstance(wait, int) and 55 <= wait <= 60 for wait in outcomes[5:]), outcomes
+    assert Notification.objects.filter(client="desk-mcp").count() == 5
+    # Another token has its own allowance; every run token shares one.
+    agent_tools.send_notification(message="other", client_name="phone")
+    for pulse_id in (1, 2):
+        agent_tools.send_notification(
+            message="from a run", client_name=f"run of pulse #{pulse_id}", run_pulse_id=pulse_id
+        )
+    assert Notification.objects.filter(client=notifications.RUN_TOKENS).count() == 2
+    # The hourly cap holds once the minute has passed.
+    Notification.objects.filter(client="desk-mcp").update(created_at=timezone.now() - timedelta(minutes=5))
+    agent_tools.send_notification(message="after a minute", client_name="desk-mcp")
+    agent_tools.send_notification(message="after a minute", client_name="desk-mcp")
+    with pytest.raises(agent_tools.NotificationRateLimited, match="NOTIFY_PER_HOUR") as refused:
+        agent_tools.send_notification(message="one too many", client_name="desk-mcp")
+    assert 3290 <= refused.value.retry_after <= 3300  # when the oldest of the seven leaves the hour
+
+
+@pytest.mark.django_db
+def test_a_notification_waiting_past_two_minutes_is_named_in_the_answer_and_by_doctor(telegram_settings):
+    from pulses.ops.doctor import check_notifications
+    from pulses.tools import agent_tools
+
+    assert check_notifications() is None
+    assert "note" not in agent_tools.send_notification(message="first")
+    Notification.objects.update(created_at=timezone.now() - timedelta(minutes=3))
+    note = agent_tools.send_notification(message="second")["note"]
+    assert "is the Telegram listener running" in note
+    assert check_notifications().message == note
+
+
+@pytest.mark.slow
+def test_notify_answers_at_once_while_telegram_is_down_health_stays_up_and_the_listener_sends_later(
+    reeve_home, fake_telegram
+):
+    from tests.api.test_api_live import LiveReeve
+
+    home = reeve_home
+    home.extra_env.update(fake_telegram.env(42))
+    agent = home.manage("create_api_token", "notify-tests", "--scope", "agent").stdout.split()[-1]
+    fake_telegram.fail(502)  # Telegram is down: every call fails until cleared
+    live = LiveReeve(home).start(web_only=True)
+    try:
+        answers: list[tuple[int, float, dict]] = []
+
+        def notify(n: int) -> None:
+            started = time.monotonic()
+            status, body = live.request("POST", "/api/notify", {"message": f"news {n}"}, token=agent)
+            answers.append((status, time.monotonic() - started, body))
+
+        callers = [threading.Thread(target=notify, args=(n,)) for n in range(4)]
+        for caller in callers:
+            caller.start()
+        started = time.monotonic()
+        assert live.request("GET", "/api/health", token=None)[0] == 200
+        health = time.monotonic() - started
+        for caller in callers:
+            caller.join(timeout=60)
+        assert [a[0] for a in answers] == [202] * 4, answers
+        assert max(a[1] for a in answers) < 2.0 and health < 2.0, (answers, health)
+        assert answers[0][2]["queued"] is True and answers[0][2]["messages"] == 1
+
+        # A burst of thirty critical ones from another token: five are queued, the rest refused.
+        burst = [
+            live.request("POST", "/api/notify", {"message": f"fire {n}", "priority": "critical"})
+            for n in range(30)
+        ]
+        assert [status for status, _ in burst] == [202] * 5 + [429] * 25
+        assert "too many notifications" in burst[-1][1]["detail"]
+        status, refused_headers = _raw_notify(live)
+        assert status == 429 and 1 <= int(refused_headers["Retry-After"]) <= 60
+    finally:
+        live.stop()
+
+    # Telegram is back and the listener runs: each queued notification is sent once.
+    fake_telegram.clear_failures()
+    listener = home.start("run_telegram_listener", "--poll-timeout", "5", "--backoff-cap", "2")
+    fake_telegram.wait_for(
+        lambda: len([c for c in fake_telegram.calls_to("sendMessage") if c.status == 200]) >= 9,
+        timeout=60,
+        what="the nine queued notifications",
+    )
+    time.sleep(1)
+    texts = sorted(c.params["text"] for c in fake_telegram.calls_to("sendMessage") if c.status == 200)
+    assert texts == sorted([f"news {n}" for n in range(4)] + [f"🚨 fire {n}" for n in range(5)])
+    listener.send_signal(signal.SIGTERM)
+    assert listener.wait(timeout=60) == 0
+    assert home.query("SELECT DISTINCT state FROM telegram_notifications") == [("sent",)]
+
+
+def _raw_notify(live) -> tuple[int, dict]:
+    """One more POST with the main token, returning its status and headers."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        live.url + "/api/notify",
+        data=json.dumps({"message": "again"}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {live.token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)

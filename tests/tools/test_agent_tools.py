@@ -128,11 +128,15 @@ def test_send_notification_without_telegram_is_refused_with_what_to_set(settings
         agent_tools.send_notification(message="hi", priority="loud")
 
 
-def test_send_notification_maps_its_priority_onto_telegram(telegram_settings):
-    assert agent_tools.send_notification(message="fyi", priority="silent")["messages"] == 1
+def test_send_notification_queues_its_text_for_the_listener_with_its_priority(telegram_settings):
+    from telegram_bridge import notifications
+
+    queued = agent_tools.send_notification(message="fyi", priority="silent")
+    assert queued == {"queued": True, "id": queued["id"], "messages": 1, "priority": "silent"}
     agent_tools.send_notification(message="fire", priority="critical")
-    calls = [
-        (c.params["text"], str(c.params["disable_notification"]).lower())
-        for c in telegram_settings.calls_to("sendMessage")
+    assert telegram_settings.calls_to("sendMessage") == []  # nothing waits for Telegram here
+    taken = notifications.take_due(configured_chats=(42,))
+    assert [(n.parts, n.silent, n.chat_ids) for n in taken] == [
+        (("fyi",), True, (42,)),
+        (("🚨 fire",), False, (42,)),
     ]
-    assert calls == [("fyi", "true"), ("🚨 fire", "false")]

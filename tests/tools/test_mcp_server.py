@@ -356,7 +356,9 @@ def test_send_notification_without_telegram_configured_is_a_tool_error(reeve_hom
     assert "TELEGRAM_BOT_TOKEN" in text(result) and "not configured" in text(result)
 
 
-def test_send_notification_sends_through_the_bot_api_with_its_priority(own_home, fake_telegram):
+def test_send_notification_is_queued_at_once_and_the_listener_sends_it_with_its_priority(
+    own_home, fake_telegram
+):
     async def body(session):
         return [
             await session.call_tool("send_notification", {"message": "quiet news", "priority": "silent"}),
@@ -368,7 +370,11 @@ def test_send_notification_sends_through_the_bot_api_with_its_priority(own_home,
 
     results = with_session(own_home, body, web_env=fake_telegram.env(777))
     assert [r.is_error for r in results] == [False, False, False], [text(r) for r in results]
-    assert results[0].structured_content == {"sent": True, "messages": 1, "priority": "silent"}
+    first = results[0].structured_content
+    assert first == {"queued": True, "id": first["id"], "messages": 1, "priority": "silent"}
+    assert fake_telegram.calls_to("sendMessage") == []  # the listener sends, not the web process
+    listener = own_home.start("run_telegram_listener", "--poll-timeout", "5", **fake_telegram.env(777))
+    fake_telegram.wait_for(lambda: len(fake_telegram.calls_to("sendMessage")) >= 3, what="three messages")
     sent = [
         (
             call.params["text"],
@@ -382,12 +388,27 @@ def test_send_notification_sends_through_the_bot_api_with_its_priority(own_home,
         ("plain news", "false", "777"),
         ("🚨 the server is down", "false", "777"),
     ]
+    listener.terminate()
+    listener.wait(timeout=60)
 
 
-def test_a_telegram_outage_is_a_tool_error_not_a_crash(own_home, fake_telegram):
+def test_a_notification_telegram_refuses_is_queued_and_closed_as_failed_by_the_listener(
+    own_home, fake_telegram
+):
     fake_telegram.fail(400, description="Bad Request: chat not found", methods=("sendMessage",))
     result = call(own_home, "send_notification", {"message": "hello"}, web_env=fake_telegram.env(777))
-    assert result.is_error and "chat not found" in text(result).lower()
+    assert not result.is_error and result.structured_content["queued"] is True
+    listener = own_home.start("run_telegram_listener", "--poll-timeout", "5", **fake_telegram.env(777))
+    own_home.wait_for(
+        lambda: (
+            own_home.query("SELECT state, detail FROM telegram_notifications")
+            == [("failed", "Chat not found")]
+        ),
+        timeout=60,
+        what="the notification closed as failed",
+    )
+    listener.terminate()
+    listener.wait(timeout=60)
 
 
 def test_only_the_protocol_reaches_stdout_and_logs_go_to_stderr_and_the_log_file(reeve_home):
