@@ -163,24 +163,28 @@ class QueueCollector(Collector):
 
 
 def _budget_metrics() -> Iterator[GaugeMetricFamily]:
-    """The spend caps, the period's spend (from the attempts, so right after any restart) and
-    whether pulses wait for the next period."""
+    """With a spend cap set: the caps, the period's spend (from the attempts, so right after any
+    restart) and whether pulses wait for the next period. Without one, nothing is read: the spend is
+    reeve_agent_cost_usd_total's."""
     from pulses import budget
 
+    limits = budget.caps()
+    if all(value is None for value in limits.values()):
+        return
     st = budget.status()
+    cap = GaugeMetricFamily(
+        "reeve_budget_cap_usd", "The spend cap of each period that has one", labels=["period"]
+    )
+    for period, value in limits.items():
+        if value is not None:
+            cap.add_metric([period], float(value))
+    yield cap
     spent = GaugeMetricFamily(
         "reeve_budget_spent_usd", "What the agent's runs cost in the current period", labels=["period"]
     )
     spent.add_metric([budget.DAY], st.today_usd)
     spent.add_metric([budget.MONTH], st.month_usd)
     yield spent
-    cap = GaugeMetricFamily(
-        "reeve_budget_cap_usd", "The spend cap of each period that has one", labels=["period"]
-    )
-    for period, value in ((budget.DAY, st.daily_cap_usd), (budget.MONTH, st.monthly_cap_usd)):
-        if value is not None:
-            cap.add_metric([period], float(value))
-    yield cap
     yield GaugeMetricFamily(
         "reeve_budget_waiting",
         "1 while a spend cap is reached and pulses other than critical wait for the next period",

@@ -133,3 +133,8 @@ def test_metrics_count_the_agents_cost_and_show_the_caps_the_spend_and_the_wait(
     assert ("reeve_budget_cap_usd", (("period", "month"),)) not in after
     assert after[("reeve_budget_spent_usd", (("period", "day"),))] == pytest.approx(1.1)
     assert after[("reeve_budget_waiting", ())] == 1.0
+
+
+def test_metrics_without_a_cap_read_no_spend(client):
+    text = client.get("/metrics").content.decode()
+    assert "reeve_budget_waiting" not in text and "reeve_budget_cap_usd" not in text
