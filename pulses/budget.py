@@ -10,8 +10,8 @@ The worker asks `Gate.hold()` before each claim, and the sums are not read at ev
 of its runs ended, only the attempts newer than the last one counted are added (a range of the
 primary key: a few rows); the whole month is summed again when a period ends and every
 RECHECK_SECONDS (an attempt another worker committed out of id order on PostgreSQL). On a year of a
-busy assistant's history (bench/bench_budget.py) the month's sum takes tens of milliseconds even
-with its covering index, the newer attempts' a fraction of one (docs/performance.md).
+busy assistant's history (bench/bench_budget.py) the month's sum takes 5-12 ms a week into the month
+(~40 ms at its end) from its covering index, the newer attempts' about 1 ms (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Min, Q, Sum
+from django.db.models import Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 
 from pulses.db.write_gate import gated
@@ -96,7 +96,8 @@ class Status:
         return max(p.ends_at for p in reached) if reached else None
 
 
-def _sums(attempts, day: Period, month: Period) -> dict:
+def _sums(attempts: QuerySet[PulseAttempt], day: Period, month: Period) -> dict:
+    """The attempts' spend this month and today, and the newest one's id."""
     in_month = Q(finished_at__gte=month.starts_at, finished_at__lt=month.ends_at)
     today = Q(finished_at__gte=day.starts_at, finished_at__lt=day.ends_at)
     return attempts.aggregate(
@@ -153,7 +154,7 @@ class SpendLine:
 
 @dataclass(frozen=True)
 class Spend:
-    """What the dashboard, /api/stats, pulse_queue and /metrics show of the spend."""
+    """What the dashboard, /api/stats and pulse_queue show of the spend."""
 
     status: Status
     critical_waits: bool
@@ -210,13 +211,13 @@ def spend(now: datetime | None = None) -> Spend:
     ).aggregate(first=Min("pulse_id"), spent=Sum("cost_usd"))["first"]
     today = Q(attempt_set__finished_at__gte=day.starts_at, attempt_set__finished_at__lt=day.ends_at)
     rows = (
-        Pulse.objects.filter(pk__gte=oldest or 0, **in_month)
+        []
+        if oldest is None
+        else Pulse.objects.filter(pk__gte=oldest, **in_month)
         .values_list("source", "routine_id")
         .annotate(month=Sum("attempt_set__cost_usd"), today=Sum("attempt_set__cost_usd", filter=today))
         .order_by()
     )
-    if oldest is None:
-        rows = []
     by_source: dict[str, list[float]] = {}
     by_routine: dict[int, list[float]] = {}
     for source, routine_id, month_usd, today_usd in rows:

@@ -326,7 +326,9 @@ class PulseAttempt(models.Model):
             # The dashboard's and /api/stats' last 24 hours are a range of this index, and the spend of
             # a month (pulses.budget) reads the index alone: its pulses (by source, by routine) and the
             # newest id counted too (`id` is SQLite's rowid anyway; PostgreSQL needs it named).
-            models.Index(fields=["finished_at", "cost_usd", "pulse", "id"], name="attempts_finished_cost_idx"),
+            models.Index(
+                fields=["finished_at", "cost_usd", "pulse", "id"], name="attempts_finished_cost_idx"
+            ),
             # Only attempts that still carry output tails: retention trims the old ones without
             # reading the already-trimmed years again.
             models.Index(
