@@ -146,8 +146,8 @@ def test_without_caps_the_gate_reads_nothing(django_assert_num_queries):
         assert gate.seconds_until_resume() == float("inf")
 
 
-def test_a_claim_over_the_cap_takes_critical_pulses_only_through_the_dispatcher(settings):
-    """The claim itself is untouched: the dispatcher asks for critical pulses only (see tests/worker)."""
+def test_the_claim_the_dispatcher_makes_over_a_cap_leaves_a_due_normal_pulse_pending(settings):
+    """Over a cap the dispatcher claims with critical_only (its loop: tests/worker/test_budget_worker.py)."""
     settings.PULSE_DAILY_BUDGET_USD = Decimal("0.10")
     spent(0.2, at=datetime.now(UTC))
     normal = PulseFactory(due=True, priority="normal")
