@@ -92,7 +92,7 @@ def test_a_run_that_reaches_the_cap_stops_the_claims_after_it(agent_log, setting
 
 
 @pytest.mark.slow
-def test_two_worker_processes_in_turn_over_the_cap_send_one_alert_and_the_waiting_pulse_runs_once_the_day_is_past(
+def test_two_worker_processes_over_the_cap_send_one_alert_and_the_waiting_pulse_runs_once_the_day_is_past(
     reeve_home, fake_telegram
 ):
     reeve_home.extra_env.update(fake_telegram.env(42), PULSE_DAILY_BUDGET_USD="0.05", TIME_ZONE="UTC")
