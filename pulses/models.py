@@ -323,8 +323,12 @@ class PulseAttempt(models.Model):
         db_table = "pulse_attempts"
         ordering = ["started_at", "id"]
         indexes = [
-            # The dashboard's and /api/stats' last 24 hours are a range of this index.
-            models.Index(fields=["finished_at"], name="attempts_finished_idx"),
+            # The dashboard's and /api/stats' last 24 hours are a range of this index, and the spend of
+            # a month (pulses.budget) reads the index alone: its pulses (by source, by routine) and the
+            # newest id counted too (`id` is SQLite's rowid anyway; PostgreSQL needs it named).
+            models.Index(
+                fields=["finished_at", "cost_usd", "pulse", "id"], name="attempts_finished_cost_idx"
+            ),
             # Only attempts that still carry output tails: retention trims the old ones without
             # reading the already-trimmed years again.
             models.Index(
@@ -353,6 +357,27 @@ class FinishedDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day}: {self.completed} completed, {self.failed} failed, {self.cancelled} cancelled"
+
+
+class BudgetCapReached(models.Model):
+    """A spend cap reached in one period (`pulses.budget`): one row per cap and period, written by the
+    first worker that sees it, so the alert goes out once however many workers share the queue."""
+
+    period = models.CharField(max_length=10)  # "day" or "month"
+    starts_at = models.DateTimeField()  # when the period began, in TIME_ZONE
+    cap_usd = models.DecimalField(max_digits=12, decimal_places=4)
+    spent_usd = models.FloatField()
+    reached_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "pulse_budget_caps_reached"
+        ordering = ["reached_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["period", "starts_at"], name="budget_cap_reached_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} cap {self.cap_usd} USD reached at {self.reached_at}"
 
 
 # Registered in this app from their own modules, which import from this one, so they come last.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
@@ -261,6 +262,32 @@ AGENT_PULSES_PER_HOUR = env.int("AGENT_PULSES_PER_HOUR", default=60)
 # Called by the worker with a critical pulse's id once it has waited PULSE_BUSY_NOTICE_SECONDS for
 # the run of its session.
 PULSE_WAITING_HOOKS = ["telegram_bridge.notices.tell_still_working"]
+
+
+# Spend caps (pulses/budget.py): once the attempts' cost_usd since the start of today / this month
+# (in TIME_ZONE) reaches a cap, pulses other than critical wait for the next period. Empty: no cap.
+def _budget(name: str) -> Decimal | None:
+    value = env.str(name, default="").strip()
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount <= 0:
+        raise ImproperlyConfigured(
+            f"{name} must be empty (no cap) or a positive amount in US dollars, such as 5 or 2.50; "
+            f"got {value!r}"
+        )
+    return amount
+
+
+PULSE_DAILY_BUDGET_USD = _budget("PULSE_DAILY_BUDGET_USD")
+PULSE_MONTHLY_BUDGET_USD = _budget("PULSE_MONTHLY_BUDGET_USD")
+# Whether critical pulses (a person's Telegram message) wait for the next period too; by default they run.
+PULSE_BUDGET_HOLDS_CRITICAL = env.bool("PULSE_BUDGET_HOLDS_CRITICAL", default=False)
+# Called by the worker with the id of a budget_caps_reached row, once per period a cap was reached in.
+PULSE_BUDGET_HOOKS = ["telegram_bridge.alerts.alert_budget_reached"]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FILE = env.str("LOG_FILE", default=str(REEVE_HOME / "logs" / "daemon.log"))

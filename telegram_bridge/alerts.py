@@ -101,6 +101,42 @@ def alert_routine_paused(routine_id: int) -> None:
         _send_alert(format_routine_paused(routine), f"routine={routine_id}")
 
 
+def format_budget_reached(reached) -> str:  # reached: pulses.models.BudgetCapReached
+    """The budget alert: which cap, the spend, when the waiting pulses run again, what still runs."""
+    from django.conf import settings
+
+    from pulses.budget import periods
+    from pulses.limits import local_time
+
+    which = "daily" if reached.period == "day" else "monthly"
+    day, month = periods(reached.starts_at)
+    resumes_at = day.ends_at if reached.period == "day" else month.ends_at
+    critical = (
+        "Critical pulses (your Telegram messages) wait too."
+        if settings.PULSE_BUDGET_HOLDS_CRITICAL
+        else "Critical pulses (your Telegram messages) still run."
+    )
+    return (
+        f"💸 The {which} spend cap of {reached.cap_usd.normalize():f} USD is reached "
+        f"({reached.spent_usd:.2f} USD spent). Other pulses wait until "
+        f"{local_time(resumes_at):%Y-%m-%d %H:%M} and then run by themselves. {critical}\n"
+        f"Raise it with PULSE_{which.upper()}_BUDGET_USD in .env (then restart Reeve)."
+    )
+
+
+def alert_budget_reached(reached_id: int) -> None:
+    """Send the one Telegram alert of a spend cap reached in a period (the worker that stored the
+    pulse_budget_caps_reached row calls it); nothing when Telegram is not set up. Never raises for
+    Telegram trouble."""
+    from pulses.models import BudgetCapReached
+
+    if not _telegram_configured(f"budget={reached_id}"):
+        return
+    reached = BudgetCapReached.objects.filter(pk=reached_id).first()
+    if reached is not None:
+        _send_alert(format_budget_reached(reached), f"budget={reached_id}")
+
+
 def _telegram_configured(subject: str) -> bool:
     """Whether alerts can go out; a broken Telegram setting is logged against `subject` (`id=12`)."""
     # python-telegram-bot and httpx take a third of a second and ~15 MB to import: every worker

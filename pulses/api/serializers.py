@@ -293,6 +293,36 @@ class HourSerializer(serializers.Serializer):
     failed = serializers.IntegerField()
 
 
+class SourceSpendSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    today_usd = serializers.FloatField()
+    month_usd = serializers.FloatField()
+
+
+class RoutineSpendSerializer(serializers.Serializer):
+    routine_id = serializers.IntegerField()
+    name = serializers.CharField()
+    today_usd = serializers.FloatField()
+    month_usd = serializers.FloatField()
+
+
+class SpendSerializer(serializers.Serializer):
+    """What the agent's runs cost (the attempts' cost_usd) today and this month (TIME_ZONE), and the caps."""
+
+    today_usd = serializers.FloatField()
+    month_usd = serializers.FloatField()
+    daily_cap_usd = serializers.FloatField(allow_null=True, help_text="PULSE_DAILY_BUDGET_USD; null: no cap")
+    monthly_cap_usd = serializers.FloatField(
+        allow_null=True, help_text="PULSE_MONTHLY_BUDGET_USD; null: no cap"
+    )
+    waiting = serializers.BooleanField(help_text="a cap is reached: pulses other than critical wait")
+    caps_reached = serializers.ListField(child=serializers.ChoiceField(choices=["day", "month"]))
+    resumes_at = serializers.DateTimeField(allow_null=True, help_text="when the waiting pulses run again")
+    critical_waits = serializers.BooleanField(help_text="PULSE_BUDGET_HOLDS_CRITICAL")
+    by_source = SourceSpendSerializer(many=True, help_text="this month's spend per pulse source")
+    by_routine = RoutineSpendSerializer(many=True, help_text="this month's spend per routine")
+
+
 class StatsSerializer(serializers.Serializer):
     window_hours = serializers.IntegerField()
     executed = serializers.IntegerField()
@@ -305,3 +335,4 @@ class StatsSerializer(serializers.Serializer):
     queue = serializers.DictField(child=serializers.IntegerField())
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())
     overdue = serializers.IntegerField()
+    spend = SpendSerializer()

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
-from pulses import queue, reports
+from pulses import budget, queue, reports
 from pulses.agent.check import setup_problem
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
@@ -280,7 +280,7 @@ def _slot(slot: reports.BusySlot) -> dict:
 class StatsView(ApiView):
     @endpoint("stats", s.StatsSerializer)
     def get(self, request: Request) -> Response:
-        """Runs per hour over the last 24 h, success rate, average and p95 duration, queue depth."""
+        """Runs per hour over the last 24 h, success rate, average and p95 duration, queue depth, spend."""
         activity = reports.activity(hours=24)
         return Response(
             {
@@ -293,6 +293,7 @@ class StatsView(ApiView):
                 "p95_duration_ms": activity.p95_duration_ms,
                 "per_hour": [asdict(hour) for hour in activity.per_hour],
                 **_queue_depth(),
+                "spend": budget.spend().as_dict(),
             }
         )
 

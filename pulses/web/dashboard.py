@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from pulses import answers, history, reports
+from pulses import answers, budget, history, reports
 from pulses.agent.check import setup_problem
 from pulses.ops import retention
 from pulses.routines import overview as routines
@@ -153,5 +153,6 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "database_size": history.size_text(facts.size_bytes),
         "reclaimable": history.size_text(facts.reclaimable_bytes) if facts.reclaimable_bytes else "",
         "retention": retention.describe(),
+        "spend": budget.spend(),
     }
     return render(request, "dashboard/index.html", context)

@@ -61,6 +61,13 @@ ROUTINE_SKIPS = Counter(
     "Routine fires that did not wake the agent, by reason (missed, window, check)",
     ["reason"],
 )
+# Exposed as reeve_agent_cost_usd_total: a counter's samples carry the _total suffix, and in
+# multiprocess mode each process adds to its own file and a scrape sums them all.
+AGENT_COST = Counter(
+    "reeve_agent_cost_usd",
+    "What the agent's runs cost, in US dollars (its own figure), by source",
+    ["source"],
+)
 _FILE_PID = re.compile(r"_(\d+)\.db$")
 
 
@@ -70,6 +77,12 @@ def record_attempt(*, priority: str, success: bool, seconds: float) -> None:
     if not success:
         PULSES_FAILED.labels(priority=priority).inc()
     PULSE_DURATION.labels(priority=priority).observe(max(seconds, 0.0))
+
+
+def record_cost(*, source: str, cost_usd: float | None) -> None:
+    """Add one run's cost (when the agent reported one) to reeve_agent_cost_usd_total."""
+    if cost_usd is not None and cost_usd > 0:
+        AGENT_COST.labels(source=source).inc(cost_usd)
 
 
 def record_routine_fires(fires: Iterable) -> None:
@@ -146,6 +159,37 @@ class QueueCollector(Collector):
         yield GaugeMetricFamily(
             "reeve_queue_overdue", "Pending pulses whose time has come", value=stats.overdue
         )
+        yield from _budget_metrics()
+
+
+def _budget_metrics() -> Iterator[GaugeMetricFamily]:
+    """With a spend cap set: the caps, the period's spend (from the attempts, so right after any
+    restart) and whether pulses wait for the next period. Without one, nothing is read: the spend is
+    reeve_agent_cost_usd_total's."""
+    from pulses import budget
+
+    limits = budget.caps()
+    if all(value is None for value in limits.values()):
+        return
+    st = budget.status()
+    cap = GaugeMetricFamily(
+        "reeve_budget_cap_usd", "The spend cap of each period that has one", labels=["period"]
+    )
+    for period, value in limits.items():
+        if value is not None:
+            cap.add_metric([period], float(value))
+    yield cap
+    spent = GaugeMetricFamily(
+        "reeve_budget_spent_usd", "What the agent's runs cost in the current period", labels=["period"]
+    )
+    spent.add_metric([budget.DAY], st.today_usd)
+    spent.add_metric([budget.MONTH], st.month_usd)
+    yield spent
+    yield GaugeMetricFamily(
+        "reeve_budget_waiting",
+        "1 while a spend cap is reached and pulses other than critical wait for the next period",
+        value=1.0 if st.reached else 0.0,
+    )
 
 
 def _registry() -> CollectorRegistry:

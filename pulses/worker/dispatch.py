@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from pulses import queue
 from pulses.agent.executor import Executor
+from pulses.budget import Gate, Hold
 from pulses.models import Pulse
 from pulses.worker.options import WorkerOptions
 from pulses.worker.run import request
@@ -32,7 +33,13 @@ class Dispatcher:
     """Claims pulses for the worker `worker` and keeps track of their runs until they end."""
 
     def __init__(
-        self, *, worker: str, options: WorkerOptions, executor: Executor, on_done: Callable[[], None]
+        self,
+        *,
+        worker: str,
+        options: WorkerOptions,
+        executor: Executor,
+        on_done: Callable[[], None],
+        on_cap_reached: Callable[[int], None] | None = None,
     ) -> None:
         self.worker = worker
         self.options = options
@@ -47,6 +54,8 @@ class Dispatcher:
         self._seen_dry_run: set[int] = set()
         self.setup_problem = ""  # what keeps every pulse from running (no agent command, no Desk)
         self._setup_checked_until = 0.0
+        # The spend caps (pulses.budget): read again after a run ends, not at every claim.
+        self.budget = Gate(worker=worker, on_reached=on_cap_reached)
 
     def free(self) -> Free:
         opts = self.options
@@ -61,15 +70,19 @@ class Dispatcher:
             return self._dry_run()
         if self._cannot_run_agents():
             return 0
+        hold = self.budget.hold()
+        if hold is Hold.ALL:
+            return 0
         claimed = 0
         while True:
             free = self.free()
-            if free.ordinary:
+            if free.ordinary and hold is Hold.NONE:
                 limit, critical_only = free.ordinary, False
-            elif free.reserved and queue.critical_waiting_for_a_slot() is not None:
+            elif (free.ordinary or free.reserved) and queue.critical_waiting_for_a_slot() is not None:
                 # A read first: on SQLite a claim is a write transaction, and a busy worker comes
-                # here at every commit while its reserved slots wait for a critical pulse.
-                limit, critical_only = free.reserved, True
+                # here at every commit while its reserved slots wait for a critical pulse (or, over
+                # a spend cap, every slot does).
+                limit, critical_only = free.ordinary + free.reserved, True
             else:
                 return claimed
             pulses = queue.claim(
@@ -129,10 +142,18 @@ class Dispatcher:
         """Whether a pulse is due that this worker could run now (never in a dry run)."""
         if self.options.dry_run:
             return False
-        return Pulse.objects.due().exists()
+        return self._due_within_budget()
+
+    def _due_within_budget(self) -> bool:
+        """Whether a due pulse is one the spend caps let this worker claim."""
+        hold = self.budget.hold()
+        if hold is Hold.NONE:
+            return Pulse.objects.due().exists()
+        return hold is Hold.CRITICAL_ONLY and queue.critical_waiting_for_a_slot() is not None
 
     def reap_finished(self) -> None:
         for pulse_id in [pid for pid, fut in self.running.items() if fut.done()]:
+            self.budget.spent()
             self.running.pop(pulse_id)
             self.priorities.pop(pulse_id, None)
             self.preempted.discard(pulse_id)

@@ -32,7 +32,7 @@ from pulses.routines import firing as routine_firing
 from pulses.worker.dispatch import Dispatcher
 from pulses.worker.express import ExpressLane
 from pulses.worker.options import WorkerOptions
-from pulses.worker.run import DATABASE_DOWN, Runner, default_executor, one_line
+from pulses.worker.run import DATABASE_DOWN, Runner, default_executor, one_line, run_hooks
 from pulses.worker.shutdown import ShutdownSignals
 
 __all__ = ["Companion", "Worker", "WorkerOptions"]
@@ -82,7 +82,11 @@ class Worker:
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
         self.dispatch = Dispatcher(
-            worker=self.name, options=options, executor=self.executor, on_done=self._poke
+            worker=self.name,
+            options=options,
+            executor=self.executor,
+            on_done=self._poke,
+            on_cap_reached=self._alert_cap_reached,
         )
         self.express = ExpressLane(
             worker=self.name,
@@ -211,6 +215,8 @@ class Worker:
         due_at = queue.next_due_at()
         if due_at is not None and due_at > now:
             wait = min((due_at - now).total_seconds(), 30.0)
+        # Pulses waiting for the next spend period are claimed the moment it begins.
+        wait = min(wait, self.dispatch.budget.seconds_until_resume())
         return min(wait, self._until_next_fire(now))
 
     def _until_next_fire(self, now: datetime | None = None) -> float:
@@ -306,6 +312,11 @@ class Worker:
             self._waiter.wait(1.0, local_only=True)
             self._stop_requested()
             dispatch.reap_finished()
+
+    def _alert_cap_reached(self, reached_id: int) -> None:
+        """A spend cap reached: the alert talks to the network, so on the hooks' thread."""
+        if self.options.budget_hooks:
+            self._hooks.submit(run_hooks, self.options.budget_hooks, reached_id)
 
     def _poke(self) -> None:
         if self._waiter:

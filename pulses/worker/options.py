@@ -29,6 +29,8 @@ class WorkerOptions:
     pause_hooks: list[Callable[[int], None]] = field(default_factory=list)
     # Called with a critical pulse's id once it has waited `busy_notice_seconds` for its session.
     waiting_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Called with a BudgetCapReached id when this worker found a spend cap reached (the alert).
+    budget_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -48,6 +50,7 @@ class WorkerOptions:
             alive_seconds=settings.PULSE_HEARTBEAT_SECONDS,
             failure_hooks=hooks,
             pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
+            budget_hooks=[import_string(path) for path in getattr(settings, "PULSE_BUDGET_HOOKS", [])],
         )
         for key, value in overrides.items():
             if value is not None:

@@ -102,6 +102,7 @@ class Runner:
             metrics.record_attempt(
                 priority=pulse.priority, success=outcome.success, seconds=outcome.duration_ms / 1000
             )
+            metrics.record_cost(source=pulse.source, cost_usd=outcome.cost_usd)
             self.completed += 1
             if pulse.routine_id and status in (Status.COMPLETED, Status.FAILED):
                 self._record_routine_run(pulse, status, outcome)

@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from pulses import answers, reports
+from pulses import answers, budget, reports
 from pulses.limits import local_time
 from pulses.management.base import ReeveCommand, refusals
 from pulses.models import Pulse
@@ -22,6 +22,33 @@ def _slot(slot: reports.BusySlot) -> str:
     return f'{slot.kind}: #{slot.pulse.pk} {slot.pulse.priority} since {since} "{prompt}"'
 
 
+def _money(amount) -> str:
+    return f"${amount:.2f}"
+
+
+def _spend_line(spend: budget.Spend) -> str:
+    """`spend today=$0.12/$5.00 month=$3.40 (no cap) top sources: telegram $2.10, routine $1.30`,
+    and what waits when a cap is reached."""
+    st = spend.status
+    today = _money(st.today_usd) + (f"/{_money(st.daily_cap_usd)}" if st.daily_cap_usd is not None else "")
+    month = _money(st.month_usd) + (
+        f"/{_money(st.monthly_cap_usd)}" if st.monthly_cap_usd is not None else ""
+    )
+    line = f"spend today={today} month={month}"
+    if st.daily_cap_usd is None and st.monthly_cap_usd is None:
+        line += " (no cap)"
+    if spend.by_source:
+        line += "; this month by source: " + ", ".join(
+            f"{s.name} {_money(s.month_usd)}" for s in spend.by_source
+        )
+    if spend.by_routine:
+        line += "; by routine: " + ", ".join(f"{r.name} {_money(r.month_usd)}" for r in spend.by_routine[:5])
+    if spend.waiting:
+        who = "every pulse waits" if spend.critical_waits else "pulses other than critical wait"
+        line += f"\nspend cap reached ({', '.join(spend.caps_reached)}): {who} until {_when(st.resumes_at)}"
+    return line
+
+
 class Command(ReeveCommand):
     """Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."""
 
@@ -38,6 +65,7 @@ class Command(ReeveCommand):
             pulses = reports.listing(view, limit=limit)
         counts = reports.stats().by_status
         self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
+        self.stdout.write(_spend_line(budget.spend()))
         for name, slots in reports.worker_slots(reports.recent_workers()).items():
             self.stdout.write(f"worker {name}: " + "; ".join(_slot(slot) for slot in slots))
         if not pulses:
