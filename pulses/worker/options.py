@@ -29,6 +29,9 @@ class WorkerOptions:
     pause_hooks: list[Callable[[int], None]] = field(default_factory=list)
     # Called with a critical pulse's id once it has waited `busy_notice_seconds` for its session.
     waiting_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Called with the agent hold's id when the queue starts holding (the agent cannot run) and ends.
+    held_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    resumed_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -48,6 +51,8 @@ class WorkerOptions:
             alive_seconds=settings.PULSE_HEARTBEAT_SECONDS,
             failure_hooks=hooks,
             pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
+            held_hooks=[import_string(path) for path in getattr(settings, "AGENT_HOLD_HOOKS", [])],
+            resumed_hooks=[import_string(path) for path in getattr(settings, "AGENT_RESUMED_HOOKS", [])],
         )
         for key, value in overrides.items():
             if value is not None:
