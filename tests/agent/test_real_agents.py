@@ -155,7 +155,8 @@ def test_agent_probe_and_doctor_against_the_real_programs(real_home):
     probe = real_home.manage("agent_probe", "Test prompt", check=False)
     assert probe.returncode == 1
     out = probe.stdout
-    assert "argv:     hapi claude --print --output-format stream-json --verbose --allowedTools=mcp__reeve -- 'Test prompt'" in out
+    argv = "hapi claude --print --output-format stream-json --verbose --allowedTools=mcp__reeve"
+    assert f"argv:     {argv} -- 'Test prompt'" in out
     assert f"error:    {NOT_LOGGED_IN}" in out
     session = next(line.split()[1] for line in out.splitlines() if line.startswith("session:"))
     assert is_session_id(session)
