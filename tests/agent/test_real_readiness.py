@@ -129,6 +129,6 @@ def test_a_429_usage_limit_holds_every_pulse_on_two_workers_and_all_run_once_it_
         texts
     )  # one notice however many runs were held, one when it resumed
     assert "usage limit is reached" in texts[0] and texts[1].startswith("▶️")
-    held = home.query("SELECT COUNT(*) FROM pulse_attempts WHERE error LIKE '%no attempt spent%'")[0][0]
+    held = home.query("SELECT COUNT(*) FROM pulse_attempts WHERE error LIKE ?", ("%no attempt spent%",))[0][0]
     assert held >= 1
     stop(home, *workers)
