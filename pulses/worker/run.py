@@ -158,10 +158,18 @@ class Runner:
             self._hooks.submit(run_hooks, self._held_hooks, HOLD_ID)
 
     def _agent_ran(self, outcome: AttemptOutcome) -> None:
-        """A run reached the model: a usage warning it carried is noted; a hold it outlived ends."""
-        if outcome.warning:
-            queue.warn_agent_usage(outcome.warning)
-        if self._hold_seen() and queue.agent_ready(by=self.worker, ran_from=outcome.started_at, notify=False):
+        """A run reached the model: a usage warning it carried is noted; a hold it outlived ends.
+        Its result is stored already: a database outage here only delays that (the next run)."""
+        try:
+            if outcome.warning:
+                queue.warn_agent_usage(outcome.warning)
+            ended = self._hold_seen() and queue.agent_ready(
+                by=self.worker, ran_from=outcome.started_at, notify=False
+            )
+        except DATABASE_DOWN as exc:
+            logger.warning("agent_hold_not_updated worker=%s error=%s", self.worker, one_line(exc))
+            return
+        if ended:
             self._on_hold()
             if self._resumed_hooks:
                 self._hooks.submit(run_hooks, self._resumed_hooks, HOLD_ID)

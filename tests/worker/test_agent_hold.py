@@ -145,8 +145,8 @@ def test_a_usage_limit_holds_every_pulse_due_until_its_reset_then_all_run_and_th
     agent_log, telegram_settings, settings, client
 ):
     settings.AGENT_HOLD_RECHECK_SECONDS = 3600  # the reset time, not the backoff, decides here
-    resets = time.time() + 4
-    prompt = f"work mode=usage_limit:{resets:.0f}"
+    resets = int(time.time()) + 8  # whole seconds, as resetsAt is
+    prompt = f"work mode=usage_limit:{resets}"
     routine = changes.create(
         name="hourly", prompt=prompt, schedule="@hourly", timezone="UTC", pause_after_failures=1
     )
@@ -157,7 +157,7 @@ def test_a_usage_limit_holds_every_pulse_due_until_its_reset_then_all_run_and_th
 
     hold = AgentHold.objects.get()
     assert hold.held and hold.reason == "usage_limit"
-    assert abs(hold.resets_at.timestamp() - int(resets)) < 1
+    assert hold.resets_at.timestamp() == resets
     assert attempts_spent() == [("pending", 0)] * 2
     later = PulseFactory(scheduled_at=timezone.now() + timedelta(seconds=1), prompt=prompt)
     time.sleep(1.2)
