@@ -381,6 +381,7 @@ class BudgetCapReached(models.Model):
 
 
 # Registered in this app from their own modules, which import from this one, so they come last.
+from pulses.agent_hold import AgentHold  # noqa: E402, F401
 from pulses.api.models import ApiToken, TokenScope  # noqa: E402, F401
 
 # Registered in this app; it imports Priority from here, so it comes last.

@@ -17,7 +17,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pulses import history, limits
+from pulses import agent_hold, history, limits
 from pulses.agent.executor import AttemptOutcome
 from pulses.claiming import (
     claim,
@@ -37,6 +37,7 @@ from pulses.models import (
     Status,
 )
 from pulses.recording import (
+    hold_for_agent,
     record_attempt,
     record_session,
     recover_expired_leases,
@@ -70,6 +71,12 @@ __all__ = [
     "reschedule",
     "retry_delay",
     "duplicate",
+    "agent_hold_recheck_at",
+    "agent_hold_state",
+    "agent_ready",
+    "hold_for_agent",
+    "take_agent_probe",
+    "warn_agent_usage",
     "next_due_at",
     "run_now",
     "schedule",
@@ -157,6 +164,23 @@ def schedule(
         pulse.scheduled_at.isoformat(),
     )
     return ScheduleResult(pulse, created=True)
+
+
+# The queue-wide hold while the agent cannot run (pulses.agent_hold).
+agent_hold_state = agent_hold.state
+agent_hold_recheck_at = agent_hold.recheck_at
+take_agent_probe = agent_hold.take_probe
+warn_agent_usage = agent_hold.warn
+
+
+def agent_ready(*, by: str, ran_from: datetime | None = None, notify: bool = True) -> bool:
+    """The agent ran (a pulse that started at `ran_from`, `agent_probe`, `doctor`): end the hold, if
+    one stands (a run older than the hold proves nothing), and wake the workers; with `notify` the
+    person is told here and now (AGENT_RESUMED_HOOKS). True when this call ended a hold."""
+    ended = agent_hold.end(by=by, ran_from=ran_from)
+    if ended is not None and notify:
+        agent_hold.run_resumed_hooks(ended.pk)
+    return ended is not None
 
 
 @gated

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from pulses import agent_hold
 from pulses.agent.executor import AttemptOutcome
 from pulses.backoff import exponential
 from pulses.db import claims, is_postgres, wakeup
@@ -120,6 +121,28 @@ def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
         wakeup.announce()  # a preempted pulse is due again: idle workers may take it
     logger.warning("pulse_released id=%s worker=%s reason=%s", pulse.pk, worker, _short(outcome.error))
     return True
+
+
+@gated
+def hold_for_agent(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> tuple[bool, bool]:
+    """A run that found the agent unable to run (`outcome.unavailable`): the pulse is pending again
+    with no attempt spent (its attempt row says why), and the queue-wide hold starts or extends.
+    (released, whether this call started the hold: then the person is told)."""
+    unavailable = outcome.unavailable
+    assert unavailable is not None  # noqa: S101 - the caller's condition
+    with transaction.atomic():
+        released = pulse.release(worker=worker, session_id=outcome.session_id)
+        if released:
+            note = (
+                f"the agent cannot run now ({unavailable.reason}): {unavailable.problem}; "
+                f"returned to pending, no attempt spent. {outcome.error}"
+            ).strip()
+            _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
+        started = agent_hold.hold(unavailable, now=outcome.finished_at)
+    logger.warning(
+        "pulse_held id=%s worker=%s reason=%s released=%s", pulse.pk, worker, unavailable.reason, released
+    )
+    return released, started
 
 
 @gated

@@ -288,6 +288,18 @@ PULSE_MONTHLY_BUDGET_USD = _budget("PULSE_MONTHLY_BUDGET_USD")
 PULSE_BUDGET_HOLDS_CRITICAL = env.bool("PULSE_BUDGET_HOLDS_CRITICAL", default=False)
 # Called by the worker with the id of a budget_caps_reached row, once per period a cap was reached in.
 PULSE_BUDGET_HOOKS = ["telegram_bridge.alerts.alert_budget_reached"]
+# --- Agent readiness (pulses/agent/readiness.py, pulses/agent_hold.py) ----------------------------
+# A run the agent's CLI keeps retrying against its model's API is stopped at this many `api_retry`
+# events (at once on a 401/403 retry); 0 stops only those. Such runs, and runs that find the agent
+# not logged in, without its credential or past its usage limit, spend no attempt: the queue holds.
+AGENT_MAX_API_RETRIES = env.int("AGENT_MAX_API_RETRIES", default=3)
+# While the queue is held without a known reset time, one pulse is tried again after this many
+# seconds, then twice that, … up to the cap.
+AGENT_HOLD_RECHECK_SECONDS = env.float("AGENT_HOLD_RECHECK_SECONDS", default=60)
+AGENT_HOLD_RECHECK_CAP_SECONDS = env.float("AGENT_HOLD_RECHECK_CAP_SECONDS", default=1800)
+# Called with the hold's id when the queue starts holding, and when it resumes (Telegram notices).
+AGENT_HOLD_HOOKS = ["telegram_bridge.alerts.alert_agent_held"]
+AGENT_RESUMED_HOOKS = ["telegram_bridge.alerts.alert_agent_resumed"]
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 LOG_FILE = env.str("LOG_FILE", default=str(REEVE_HOME / "logs" / "daemon.log"))

@@ -161,3 +161,47 @@ def _send_alert(text: str, subject: str) -> None:
         logger.error("telegram_alert_failed %s error=%s", subject, exc)
         return
     logger.info("telegram_alert_sent %s", subject)
+
+
+def format_agent_held(hold) -> str:  # hold: pulses.agent_hold.AgentHold
+    """The notice that the queue holds: what is wrong, the command that fixes it, when it resumes."""
+    from pulses.agent_hold import resumes_text
+
+    lines = [f"⏸️ Reeve is holding your pulses: {hold.problem}."]
+    if hold.fix:
+        lines.append(f"To fix it: {hold.fix}")
+    lines.append(resumes_text(hold.resets_at, hold.recheck_at))
+    lines.append("No pulse spends a retry meanwhile; they run once the agent can.")
+    if hold.detail:
+        lines.append(f"The agent said: {hold.detail[:ERROR_PREVIEW_CHARS]}")
+    return "\n".join(lines)
+
+
+def format_agent_resumed(hold) -> str:  # hold: pulses.agent_hold.AgentHold
+    """The notice that the queue runs again."""
+    since = f" since {timezone.localtime(hold.since):%H:%M}" if hold.since else ""
+    what = hold.reason.replace("_", " ")
+    return f"▶️ Reeve runs your pulses again: the agent works ({what}{since} is over)."
+
+
+def alert_agent_held(hold_id: int) -> None:
+    """Send the one notice that the queue started holding (the worker calls it once per hold);
+    nothing when Telegram is not set up. Never raises for Telegram trouble."""
+    from pulses.agent_hold import AgentHold
+
+    if not _telegram_configured(f"agent_hold={hold_id}"):
+        return
+    hold = AgentHold.objects.filter(pk=hold_id, held=True).first()
+    if hold is not None:
+        _send_alert(format_agent_held(hold), f"agent_hold={hold_id}")
+
+
+def alert_agent_resumed(hold_id: int) -> None:
+    """Send the one notice that the hold ended (called once, by whoever ended it)."""
+    from pulses.agent_hold import AgentHold
+
+    if not _telegram_configured(f"agent_hold={hold_id}"):
+        return
+    hold = AgentHold.objects.filter(pk=hold_id).first()
+    if hold is not None:
+        _send_alert(format_agent_resumed(hold), f"agent_hold={hold_id}")

@@ -5,6 +5,11 @@ shutdown can kill it with everything it started. It also dies with its worker: t
 process (pulses/agent/reaper.sh) kills every registered group when the worker's end of its pipe closes
 (both in pulses/agent/process_groups.py).
 
+A run the agent's CLI keeps retrying against its model's API (`system`/`api_retry` events: a refused
+key, an overloaded API) is stopped by Reeve past `max_api_retries`, and at once on a 401/403: Claude
+Code would otherwise retry for minutes while the slot waits. What a failed run means (the pulse's
+failure, or the agent unable to run now) is `pulses.agent.readiness`'s one rule, applied here.
+
 The prompt crosses to the agent as an argument after `--` and a resumed session as `--resume=ID`, so
 neither can ever be read as an option; the agent's environment is built from an allowlist
 (pulses/agent/env.py), so none of Reeve's secrets reach it.
@@ -32,9 +37,11 @@ from typing import IO
 
 from django.utils import timezone
 
+from pulses.agent import readiness
 from pulses.agent.env import PULSE_ID_VARIABLE, agent_environment
 from pulses.agent.process_groups import KILL_GRACE_SECONDS, Reaper, kill_groups, signal_group
-from pulses.agent.stream import StreamReader
+from pulses.agent.readiness import AgentUnavailable
+from pulses.agent.stream import AgentSignals, StreamReader
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ CLAUDE = "claude"
 # Reeve never marks the Desk trusted: then nothing the agent writes into the Desk's settings can widen
 # its own permissions in a later run. The server's name is pulses.tools.desk_config.SERVER_NAME.
 ALLOW_REEVE_TOOLS = "--allowedTools=mcp__reeve"
+DEFAULT_MAX_API_RETRIES = 3
 
 
 @dataclass
@@ -71,6 +79,9 @@ class AttemptOutcome:
     timed_out: bool = False
     interrupted: bool = False
     skipped: bool = False  # the wake check found nothing to do: no agent ran
+    # The agent cannot run now (not logged in, no credential, a usage limit…): pulses.agent.readiness.
+    unavailable: AgentUnavailable | None = None
+    warning: str = ""  # a usage warning the run carried (rate_limit_event allowed_warning)
 
     @property
     def duration_ms(self) -> int:
@@ -161,6 +172,7 @@ class _Run:
     timed_out: bool = False
     interrupted: bool = False
     interrupted_because: str = ""
+    stopped_retrying: bool = False  # Reeve stopped it: stuck in the CLI's own api_retry loop
 
 
 class Executor:
@@ -177,8 +189,10 @@ class Executor:
         env: Mapping[str, str] | None = None,
         passthrough: Iterable[str] = (),
         agent: str = DEFAULT_AGENT,
+        max_api_retries: int = DEFAULT_MAX_API_RETRIES,
     ) -> None:
         self.command = command
+        self.max_api_retries = max_api_retries  # 0: only a 401/403 retry stops the run
         self.desk = Path(desk)
         self.timeout = timeout
         self.reaper = reaper
@@ -287,7 +301,7 @@ class Executor:
         watchdog = threading.Thread(target=self._watch, args=(run, request.pulse_id), daemon=True)
         err_thread.start()
         watchdog.start()
-        reader = StreamReader(on_session=on_session)
+        reader = StreamReader(on_session=on_session, on_retry=lambda signals: self._retried(run, signals))
         _pump_stdout(proc.stdout, reader, run.stdout_tail)
         watchdog.join()
         err_thread.join(timeout=5)
@@ -296,6 +310,24 @@ class Executor:
         if self.reaper:
             self.reaper.forget(proc.pid)
         return _outcome(run, reader, started=started, timeout=self.timeout)
+
+    def _retried(self, run: _Run, signals: AgentSignals) -> None:
+        """The CLI announced one more retry of its model's API: past the bound (or a refused key,
+        which no retry mends) its group is stopped, off the thread that reads the stream."""
+        if run.stopped_retrying:
+            return
+        refused = signals.retry_status in readiness.AUTH_STATUSES
+        if not refused and not (self.max_api_retries and signals.api_retries >= self.max_api_retries):
+            return
+        run.stopped_retrying = True
+        logger.warning(
+            "agent_stuck_retrying pulse=%s pid=%s retries=%s status=%s: stopping its process group",
+            run.pulse_id,
+            run.proc.pid,
+            signals.api_retries,
+            signals.retry_status,
+        )
+        threading.Thread(target=kill_groups, args=([run.proc],), daemon=True).start()
 
     def _watch(self, run: _Run, pulse_id: int | None) -> None:
         """Wait for the agent; on timeout kill its group. Then kill whatever it left in the group,
@@ -322,12 +354,20 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
         and not summary.is_error
         and not run.timed_out
         and not run.interrupted
+        and not run.stopped_retrying
     )
     error = ""
+    signals = summary.signals
     if run.interrupted:
         error = run.interrupted_because or "interrupted: the worker shut down and stopped the agent"
     elif run.timed_out:
         error = f"timed out after {timeout:g}s (PULSE_TIMEOUT_SECONDS); the agent's process group was killed"
+    elif run.stopped_retrying:
+        status = f", last status {signals.retry_status}" if signals.retry_status else ""
+        error = (
+            f"stopped by Reeve: the agent's CLI was retrying its model's API ({signals.api_retries} "
+            f"retries{status}; AGENT_MAX_API_RETRIES); the agent's process group was killed"
+        )
     elif not success:
         error = (
             "; ".join(summary.errors)
@@ -343,6 +383,16 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
         )
         if code not in (0, None) and f"exit code {code}" not in error:
             error = f"{error} (exit code {code})"
+    unavailable = None
+    if not success and not run.interrupted and not run.timed_out:
+        unavailable = readiness.classify(
+            signals=signals,
+            result_text=summary.result_text,
+            error=error,
+            stderr=stderr,
+            stopped_retrying=run.stopped_retrying,
+            now=timezone.now(),
+        )
     return AttemptOutcome(
         success=success,
         started_at=started,
@@ -357,6 +407,8 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
         stderr_tail=stderr,
         timed_out=run.timed_out,
         interrupted=run.interrupted,
+        unavailable=unavailable,
+        warning=readiness.warning(signals),
     )
 
 

@@ -277,7 +277,17 @@ class WorkerStatusSerializer(serializers.Serializer):
 class StatusSerializer(serializers.Serializer):
     status = serializers.CharField()
     agent_problem = serializers.CharField(
-        help_text="what keeps every pulse from running (agent command or Desk missing); empty when none"
+        help_text=(
+            "what keeps every pulse from running (agent command or Desk missing, or the agent unable to "
+            "run now: not logged in, no credential, a usage limit) and its fix; empty when none"
+        )
+    )
+    agent_resumes_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="when a held queue resumes by itself (a usage limit's reset); null when unknown",
+    )
+    agent_warning = serializers.CharField(
+        help_text="a usage warning from the agent (not a hold); empty when none"
     )
     workers = WorkerStatusSerializer(many=True)
     queue = serializers.DictField(child=serializers.IntegerField())

@@ -243,7 +243,8 @@ class StatusView(ApiView):
             }
             for w in recent
         ]
-        agent_problem = setup_problem()
+        hold = queue.agent_hold_state()
+        agent_problem = setup_problem() or hold.summary()
         state = "ok" if workers else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes"
         if agent_problem:
             state = f"no pulse runs: {agent_problem}"
@@ -251,6 +252,8 @@ class StatusView(ApiView):
             {
                 "status": state,
                 "agent_problem": agent_problem,
+                "agent_resumes_at": hold.resumes_at.isoformat() if hold.resumes_at else None,
+                "agent_warning": hold.warning,
                 "workers": workers,
                 **_queue_depth(),
                 "versions": VERSIONS,

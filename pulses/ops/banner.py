@@ -61,6 +61,12 @@ def _agent() -> str:
     return f"{' '.join(argv)} (found: {shutil.which(argv[0])})"
 
 
+def _agent_hold():
+    from pulses import queue
+
+    return queue.agent_hold_state()
+
+
 def _has_login() -> bool:
     return get_user_model().objects.filter(is_staff=True, is_active=True).exists()
 
@@ -83,6 +89,11 @@ def lines(*, web: bool, desk_note: str = "") -> list[str]:
         f"  agent      {_agent()}",
         f"  Desk       {desk}" + (f": {desk_note}" if desk_note else ""),
     ]
+    hold = _agent_hold()
+    if hold.held:
+        out.append(f"  HELD       no pulse runs: {hold.summary()}")
+    elif hold.warning:
+        out.append(f"  warning    {hold.warning}")
     if web and not _has_login():
         out.append("  login      none yet for the dashboard and admin: ./reeve createsuperuser")
     return out

@@ -175,6 +175,32 @@ def check_agent() -> list[Check]:
     return checks
 
 
+PROBE_PROMPT = "Reeve's doctor checks that you can run: answer OK and nothing else."
+
+
+def check_agent_ready(*, probe: bool = True) -> Check:
+    """Whether the queue is held because the agent cannot run (pulses.agent_hold). While it is, one
+    short run tries the agent (the probe); if that run works the hold ends and the queue resumes."""
+    from pulses import queue
+
+    hold = queue.agent_hold_state()
+    if not hold.held:
+        if hold.warning:
+            return Check("agent ready", WARN, hold.warning)
+        return Check("agent ready", OK, "the queue is not held: the last runs reached the agent's model")
+    if probe:
+        from pulses.agent.executor import AgentRequest
+        from pulses.worker.run import default_executor
+
+        outcome = default_executor(None).run(AgentRequest(prompt=PROBE_PROMPT))
+        if outcome.success:
+            queue.agent_ready(by="doctor")
+            return Check(
+                "agent ready", OK, f"the agent runs again (it was held: {hold.problem}); the queue resumes"
+            )
+    return Check("agent ready", FAIL, f"no pulse runs: {hold.summary()}")
+
+
 def check_desk() -> Check:
     desk = Path(settings.REEVE_DESK_PATH)
     if not desk.is_dir():
@@ -339,15 +365,22 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_private_files]
     results = [check() for check in checks]
     results.append(check_original_schema() or check_database())
+    migrated = False
     if not results[-1].failed:
         results.append(check_migrations())
         if not results[-1].failed:
+            migrated = True
             results += [check_heartbeat(), check_history()]
             if waiting := check_notifications():
                 results.append(waiting)
-    results += [*check_agent(), check_desk()]
+    agent = check_agent()
+    results += [*agent, check_desk()]
     if not results[-1].failed:
         results.append(check_agent_tools())
+    if migrated:
+        # The probe runs the agent: only when the command and the Desk are there to run it.
+        runnable = not results[-1].failed and not any(check.failed for check in agent)
+        results.append(check_agent_ready(probe=runnable))
     if api:
         results.append(check_api())
     if telegram:

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from pulses import answers, budget, history, reports
+from pulses import answers, budget, history, queue, reports
 from pulses.agent.check import setup_problem
 from pulses.ops import retention
 from pulses.routines import overview as routines
@@ -122,6 +122,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
     latency = metrics.api_latency()
     bars, ticks = hour_bars(activity)
     facts = history.database_facts()
+    hold = queue.agent_hold_state()
     context = {
         "activity": activity,
         "stats": stats,
@@ -144,7 +145,8 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
         "runs": answers.recent_runs(limit=10),
-        "agent_problem": setup_problem(),
+        "agent_problem": setup_problem() or hold.summary(),
+        "agent_warning": hold.warning,
         "routine_fires": routines.upcoming_fires(limit=10),
         "routine_troubles": routines.needing_attention(limit=10),
         "workers": reports.workers_seen(),

@@ -159,6 +159,17 @@ class QueueCollector(Collector):
         yield GaugeMetricFamily(
             "reeve_queue_overdue", "Pending pulses whose time has come", value=stats.overdue
         )
+        from pulses import queue
+
+        hold = queue.agent_hold_state()
+        held = GaugeMetricFamily(
+            "reeve_agent_held",
+            "1 while the agent cannot run now and no pulse is claimed (not logged in, no credential, a "
+            "usage limit…), by reason; 0 otherwise",
+            labels=["reason"],
+        )
+        held.add_metric([hold.reason], 1 if hold.held else 0)
+        yield held
         yield from _budget_metrics()
 
 

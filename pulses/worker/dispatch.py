@@ -4,7 +4,8 @@ renewed, and reaped once done.
 The loop (`pulses.worker.loop`) decides when to look at the queue; this module decides how many
 pulses it may take (`pulses.worker.slots`), claims them through `pulses.queue` and hands each to a
 pool thread (`pulses.worker.run`). A missing agent command or Desk stops the claims, so a setup
-mistake never spends a pulse's retries.
+mistake never spends a pulse's retries; so does the queue-wide hold while the agent cannot run
+(`pulses.agent_hold`): then one pulse is claimed as the probe at each re-check, and nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+
+from django.utils import timezone
 
 from pulses import queue
 from pulses.agent.executor import Executor
@@ -25,7 +29,8 @@ from pulses.worker.slots import CRITICAL, Free, free_slots
 
 logger = logging.getLogger(__name__)
 
-# While the agent command and the Desk are there, they are looked for again this often.
+# While the agent command and the Desk are there, they are looked for again this often; so is the
+# agent hold while there is none (another worker may start one; this worker's own held run looks at once).
 SETUP_RECHECK_SECONDS = 5.0
 
 
@@ -56,6 +61,9 @@ class Dispatcher:
         self._setup_checked_until = 0.0
         # The spend caps (pulses.budget): read again after a run ends, not at every claim.
         self.budget = Gate(worker=worker, on_reached=on_cap_reached)
+        self._held = False  # the agent hold, as last read
+        self._recheck_at: datetime | None = None  # the held queue's next probe, as last read
+        self._hold_checked_until = 0.0
 
     def free(self) -> Free:
         opts = self.options
@@ -70,6 +78,8 @@ class Dispatcher:
             return self._dry_run()
         if self._cannot_run_agents():
             return 0
+        if self._look_at_hold():
+            return self._probe(pool, run)
         hold = self.budget.hold()
         if hold is Hold.ALL:
             return 0
@@ -85,24 +95,82 @@ class Dispatcher:
                 limit, critical_only = free.ordinary + free.reserved, True
             else:
                 return claimed
-            pulses = queue.claim(
-                worker=self.worker,
-                limit=limit,
-                lease_seconds=self.options.lease_seconds,
-                critical_only=critical_only,
-            )
-            for pulse in pulses:
-                future = pool.submit(run, pulse)
-                # Poke only once the future is done, or the woken loop could still see it running.
-                future.add_done_callback(lambda _future: self._on_done())
-                self.running[pulse.pk] = future
-                self.priorities[pulse.pk] = pulse.priority
+            pulses = self._claim(pool, run, limit=limit, critical_only=critical_only)
             claimed += len(pulses)
             # Claimed in run order, so a batch that ends with a non-critical pulse, or is short,
             # left no critical pulse behind. A full batch of critical ones took the reserved slots
             # first and may have left ordinary slots open for more: claim again.
             if critical_only or len(pulses) < limit or pulses[-1].priority != CRITICAL:
                 return claimed
+
+    def _claim(
+        self, pool: ThreadPoolExecutor, run: Callable[[Pulse], None], *, limit: int, critical_only: bool
+    ) -> list[Pulse]:
+        pulses = queue.claim(
+            worker=self.worker,
+            limit=limit,
+            lease_seconds=self.options.lease_seconds,
+            critical_only=critical_only,
+        )
+        for pulse in pulses:
+            future = pool.submit(run, pulse)
+            # Poke only once the future is done, or the woken loop could still see it running.
+            future.add_done_callback(lambda _future: self._on_done())
+            self.running[pulse.pk] = future
+            self.priorities[pulse.pk] = pulse.priority
+        return pulses
+
+    def _probe(self, pool: ThreadPoolExecutor, run: Callable[[Pulse], None]) -> int:
+        """While the queue is held: at its re-check, one due pulse (whichever worker takes the
+        re-check) tries the agent again; nothing else is claimed."""
+        now = timezone.now()
+        if self._recheck_at and self._recheck_at > now:
+            return 0
+        free = self.free()
+        due_at = queue.next_due_at()
+        if not (free.ordinary or free.reserved) or due_at is None or due_at > now:
+            return 0
+        if not queue.take_agent_probe(now):
+            self._hold_checked_until = 0.0
+            return 0
+        self._recheck_at = None
+        return len(self._claim(pool, run, limit=1, critical_only=not free.ordinary))
+
+    def hold_seen(self) -> bool:
+        """Whether the queue was held when this worker last looked."""
+        return self._held
+
+    def look_at_hold(self) -> None:
+        """Read the hold again before the next claim (a run here was held, or ended the hold)."""
+        self._hold_checked_until = 0.0
+
+    def until_hold_recheck(self, now: datetime) -> float:
+        """Seconds until the held queue's next probe (inf without a hold): bounds the loop's wait."""
+        if not self._held or self._recheck_at is None:
+            return float("inf")
+        return max((self._recheck_at - now).total_seconds(), 0.05)
+
+    def _look_at_hold(self) -> bool:
+        """Whether the queue is held (the agent cannot run now). Read before each claim while held,
+        so a hold ended elsewhere (agent_probe, doctor, another worker's probe) is seen at the next
+        wake-up; every few seconds while not."""
+        mono = time.monotonic()
+        if not self._held and mono < self._hold_checked_until:
+            return False
+        self._hold_checked_until = mono + SETUP_RECHECK_SECONDS
+        recheck_at = queue.agent_hold_recheck_at()
+        held = recheck_at is not None
+        if held != self._held:
+            if held:
+                logger.warning(
+                    "worker_agent_held worker=%s recheck_at=%s; no pulse is claimed until then",
+                    self.worker,
+                    recheck_at.isoformat(),
+                )
+            else:
+                logger.warning("worker_agent_hold_ended worker=%s: claiming pulses again", self.worker)
+        self._held, self._recheck_at = held, recheck_at
+        return held
 
     def _cannot_run_agents(self) -> bool:
         """True while the agent command or the Desk is missing: then nothing is claimed, so a setup

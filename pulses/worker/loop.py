@@ -102,8 +102,12 @@ class Worker:
             hooks=self._hooks,
             failure_hooks=options.failure_hooks,
             pause_hooks=options.pause_hooks,
+            held_hooks=options.held_hooks,
+            resumed_hooks=options.resumed_hooks,
             mark_finishing=self.dispatch.mark_finishing,
             give_up=self._give_up_writing,
+            hold_seen=self.dispatch.hold_seen,
+            on_hold=self.dispatch.look_at_hold,
         )
 
     @property
@@ -182,7 +186,8 @@ class Worker:
                 self._fire_routines()
                 claimed = self.dispatch.claim_and_start(pool, self.runs.execute)
                 idle = not claimed and not self.dispatch.running
-                if opts.once and idle and (self.dispatch.setup_problem or not self.dispatch.due_now()):
+                waiting = self.dispatch.setup_problem or self.dispatch.hold_seen()
+                if opts.once and idle and (waiting or not self.dispatch.due_now()):
                     break
                 waiting_scan = self.express.tell_waiting()
                 timeout = min(next_renew, next_recover, next_alive, waiting_scan) - time.monotonic()
@@ -217,7 +222,7 @@ class Worker:
             wait = min((due_at - now).total_seconds(), 30.0)
         # Pulses waiting for the next spend period are claimed the moment it begins.
         wait = min(wait, self.dispatch.budget.seconds_until_resume())
-        return min(wait, self._until_next_fire(now))
+        return min(wait, self._until_next_fire(now), self.dispatch.until_hold_recheck(now))
 
     def _until_next_fire(self, now: datetime | None = None) -> float:
         """Seconds until the soonest routine fires (inf without one). Never 0 before the fire time

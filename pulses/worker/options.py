@@ -31,6 +31,9 @@ class WorkerOptions:
     waiting_hooks: list[Callable[[int], None]] = field(default_factory=list)
     # Called with a BudgetCapReached id when this worker found a spend cap reached (the alert).
     budget_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    # Called with the agent hold's id when the queue starts holding (the agent cannot run) and ends.
+    held_hooks: list[Callable[[int], None]] = field(default_factory=list)
+    resumed_hooks: list[Callable[[int], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -51,6 +54,8 @@ class WorkerOptions:
             failure_hooks=hooks,
             pause_hooks=[import_string(path) for path in getattr(settings, "ROUTINE_PAUSE_HOOKS", [])],
             budget_hooks=[import_string(path) for path in getattr(settings, "PULSE_BUDGET_HOOKS", [])],
+            held_hooks=[import_string(path) for path in getattr(settings, "AGENT_HOLD_HOOKS", [])],
+            resumed_hooks=[import_string(path) for path in getattr(settings, "AGENT_RESUMED_HOOKS", [])],
         )
         for key, value in overrides.items():
             if value is not None:

@@ -25,6 +25,7 @@ from pulses.agent import wake_check
 from pulses.agent.env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
 from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor
 from pulses.agent.process_groups import Reaper
+from pulses.agent_hold import HOLD_ID
 from pulses.api.tokens import run_token
 from pulses.backoff import Backoff
 from pulses.models import Pulse, Status
@@ -51,14 +52,25 @@ class Runner:
         hooks: ThreadPoolExecutor,
         failure_hooks: Sequence[Callable[[int], None]] = (),
         pause_hooks: Sequence[Callable[[int], None]] = (),
+        held_hooks: Sequence[Callable[[int], None]] = (),
+        resumed_hooks: Sequence[Callable[[int], None]] = (),
         mark_finishing: Callable[[int], None],
         give_up: Callable[[float], bool],
+        hold_seen: Callable[[], bool] = lambda: False,
+        on_hold: Callable[[], None] = lambda: None,
     ) -> None:
         self.worker = worker
         self.executor = executor
         self._hooks = hooks
         self._failure_hooks = list(failure_hooks)
         self._pause_hooks = list(pause_hooks)
+        # The agent cannot run now / runs again: the person is told (telegram_bridge.alerts).
+        self._held_hooks = list(held_hooks)
+        self._resumed_hooks = list(resumed_hooks)
+        # Whether the dispatcher last saw the queue held (then a run that reaches the model ends the
+        # hold), and how a run that found the agent unable to run tells it to look again.
+        self._hold_seen = hold_seen
+        self._on_hold = on_hold
         # Called before the write that ends the lease, so the loop's renewal tells a run that ends
         # on purpose from a lease another worker took over.
         self._mark_finishing = mark_finishing
@@ -90,6 +102,7 @@ class Runner:
                 API_URL_VARIABLE: settings.REEVE_API_URL,
             }
             outcome, prompt = self._wake_check(pulse)
+            agent_ran = outcome is None
             if outcome is None:
                 outcome = self.executor.run(request(pulse, env=access, prompt=prompt), on_session=on_session)
             self._mark_finishing(pulse.pk)  # before the write that ends the lease (see the loop's _renew)
@@ -97,6 +110,9 @@ class Runner:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
             if outcome.interrupted:
                 self._report(queue.release, pulse, outcome)
+                return
+            if outcome.unavailable is not None:
+                self._hold(pulse, outcome)
                 return
             status = self._report(queue.record_attempt, pulse, outcome)
             metrics.record_attempt(
@@ -110,6 +126,9 @@ class Runner:
                 # Alerts talk to the network: on their own thread, so a slow or unreachable
                 # Telegram never holds a pulse slot.
                 self._hooks.submit(run_hooks, self._failure_hooks, pulse.pk)
+            # The agent reached its model (it ran and exited, however the pulse fared).
+            if agent_ran and outcome.exit_code is not None:
+                self._agent_ran(outcome)
         except DATABASE_DOWN:
             logger.error(
                 "pulse_result_lost id=%s worker=%s reason=database_unavailable "
@@ -130,6 +149,31 @@ class Runner:
             )
         finally:
             close_old_connections()
+
+    def _hold(self, pulse: Pulse, outcome: AttemptOutcome) -> None:
+        """The agent cannot run now: the pulse goes back to pending with no attempt spent, the queue
+        holds, and the person is told once, when this run started the hold."""
+        _released, started = self._report(queue.hold_for_agent, pulse, outcome)
+        self._on_hold()
+        if started and self._held_hooks:
+            self._hooks.submit(run_hooks, self._held_hooks, HOLD_ID)
+
+    def _agent_ran(self, outcome: AttemptOutcome) -> None:
+        """A run reached the model: a usage warning it carried is noted; a hold it outlived ends.
+        Its result is stored already: a database outage here only delays that (the next run)."""
+        try:
+            if outcome.warning:
+                queue.warn_agent_usage(outcome.warning)
+            ended = self._hold_seen() and queue.agent_ready(
+                by=self.worker, ran_from=outcome.started_at, notify=False
+            )
+        except DATABASE_DOWN as exc:
+            logger.warning("agent_hold_not_updated worker=%s error=%s", self.worker, one_line(exc))
+            return
+        if ended:
+            self._on_hold()
+            if self._resumed_hooks:
+                self._hooks.submit(run_hooks, self._resumed_hooks, HOLD_ID)
 
     def _wake_check(self, pulse: Pulse) -> tuple[AttemptOutcome | None, str]:
         """Run the pulse's wake check, if it has one: (None, the prompt to run) when the agent
@@ -239,6 +283,7 @@ def default_executor(reaper: Reaper | None) -> Executor:
         reaper=reaper,
         passthrough=settings.AGENT_ENV_PASSTHROUGH,
         agent=settings.HAPI_AGENT,
+        max_api_retries=settings.AGENT_MAX_API_RETRIES,
     )
 
 

@@ -197,3 +197,46 @@ def test_tail_keeps_only_the_last_bytes():
 
 def test_build_prompt_without_notes_is_the_prompt():
     assert build_prompt("hi", ()) == "hi"
+
+
+def test_a_run_retrying_a_refused_key_is_stopped_at_once_and_names_the_fix(desk, agent_log):
+    started = time.monotonic()
+    outcome = run(desk, "hi mode=retry_401", timeout=60)
+    assert time.monotonic() - started < 10  # the fake retries forever, as the real CLI does for minutes
+    assert not outcome.success and not outcome.timed_out
+    assert outcome.error.startswith(
+        "stopped by Reeve: the agent's CLI was retrying its model's API (1 retries"
+    )
+    assert outcome.unavailable.reason == "invalid_key"
+    assert not process_alive(agent_starts(agent_log)[0]["pid"])
+
+
+def test_a_run_stuck_in_the_clis_retries_is_stopped_at_the_bound(desk):
+    executor = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=60, max_api_retries=3)
+    outcome = executor.run(AgentRequest(prompt="hi mode=retry:529"))
+    assert outcome.unavailable.reason == "stuck_retrying"
+    assert "3 retries, last status 529" in outcome.error
+    unbounded = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=60, max_api_retries=0)
+    outcome = unbounded.run(AgentRequest(prompt="hi mode=retry:529"))  # ten retries, then it gives up
+    assert outcome.unavailable is None and outcome.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("not_logged_in", "not_logged_in"),
+        ("no_hapi_credential", "no_hapi_credential"),
+        ("usage_limit", "usage_limit"),
+        ("hit_limit", "usage_limit"),
+    ],
+)
+def test_a_run_that_finds_the_agent_unable_to_run_says_why(desk, mode, reason):
+    outcome = run(desk, f"hi mode={mode}")
+    assert not outcome.success and outcome.unavailable.reason == reason
+
+
+def test_ordinary_failures_and_a_usage_warning_are_not_the_agent_unable_to_run(desk):
+    for mode in ("error_result", "exit_nonzero", "no_result"):
+        assert run(desk, f"hi mode={mode}").unavailable is None
+    warned = run(desk, "hi mode=usage_warning")
+    assert warned.success and "close to its limit (five_hour)" in warned.warning

@@ -70,3 +70,23 @@ def test_reeve_start_prints_the_banner_and_makes_the_desk(reeve_home):
     assert "Reeve is starting" in output and "agent      demo" in output
     assert f"Desk       {desk}: created" in output
     assert (desk / "CLAUDE.md").is_file()
+
+
+def test_the_banner_says_no_pulse_runs_while_the_agent_cannot_run(served, fake_agent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pulses import agent_hold
+    from pulses.agent.readiness import AgentUnavailable
+
+    served.REEVE_DESK_PATH = fake_agent / "desk"
+    resets = timezone.now() + timedelta(hours=2)
+    agent_hold.hold(
+        AgentUnavailable(reason="usage_limit", problem="the usage limit is reached", fix="", resets_at=resets)
+    )
+
+    text = "\n".join(banner.lines(web=False))
+
+    assert "HELD       no pulse runs: the usage limit is reached." in text
+    assert "Reeve resumes by itself at" in text and f"{timezone.localtime(resets):%H:%M}" in text

@@ -317,6 +317,27 @@ def test_reeve_health_check_and_reeve_status_agree_on_what_healthy_means(install
     assert "== Last heartbeat\n  unknown" in status.stdout
 
 
+def test_reeve_health_check_and_reeve_status_fail_while_the_agent_cannot_run(installed):
+    installed.start_web()
+    installed.home.query(
+        "INSERT INTO agent_hold (id, held, reason, problem, fix, detail, since, recheck_at, rechecks, "
+        "warning) VALUES (1, ?, 'not_logged_in', 'Claude Code is not logged in', "
+        "'Run `sudo -u reeve claude`.', '', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1, '')",
+        (True,),
+    )
+    still_broken = {"FAKE_AGENT_MODE": "not_logged_in"}  # doctor's probe finds it unable to run still
+    check = installed.run("reeve-health-check", env=still_broken)
+    assert check.returncode == 1
+    assert "ERROR: doctor: agent ready no pulse runs: Claude Code is not logged in" in check.stdout, (
+        check.stdout
+    )
+    status = installed.run("reeve-status", env=still_broken)
+    assert status.returncode == 1 and "PROBLEM: doctor: agent ready no pulse runs:" in status.stdout
+    # Fixed: doctor's probe sees the agent run, which ends the hold, and health is good again.
+    assert installed.run("reeve-health-check").returncode == 0
+    assert installed.home.query("SELECT held FROM agent_hold") in ([(0,)], [(False,)])
+
+
 def test_reeve_health_check_alerts_once_when_health_turns_bad(installed, fake_telegram):
     env = fake_telegram.env(42)
     for _ in range(2):

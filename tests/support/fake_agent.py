@@ -11,6 +11,16 @@ Reeve's schedule_pulse tool with resume_current_session through its MCP server; 
 tests/support/fake_agent_mcp.py), notify (message the user with the send_notification tool, then
 answer), nothing (answer NO_REPLY, the agreed "nothing to say"), long:CHARS (an answer of CHARS characters).
 
+The agent unable to run, printing exactly what Claude Code 2.1.337 / Hapi 0.30.7 print (docs: DESIGN,
+measured): not_logged_in (no login, no key), no_hapi_credential (Hapi without CLI_API_TOKEN: stderr
+only), retry_401 (a refused key: `api_retry` events that never end), retry:STATUS (the CLI retrying
+an API answering STATUS, then giving up), usage_limit[:EPOCH] (a 429 usage limit, with a
+`rate_limit_event` rejected resetting at EPOCH when given; from EPOCH on it answers normally),
+hit_limit (real Anthropic's "You've hit your limit · resets …" result), usage_warning (a
+`rate_limit_event` allowed_warning, then a normal answer).
+$FAKE_AGENT_MODE_FILE, when it names a file that exists, gives the mode of a prompt that names none
+(a test "fixes the login" by changing it while the worker runs).
+
 With $FAKE_AGENT_END_LOG set, each run's end (or the SIGTERM that ended it) is appended there too, so
 tests can tell which runs overlapped.
 """
@@ -167,6 +177,124 @@ def mcp_call(tool, arguments):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def api_error_message(session_id, text, **fields):
+    """The assistant event Claude Code prints when its model's API refused the request."""
+    emit(
+        {
+            "type": "assistant",
+            "message": {
+                "model": "<synthetic>",
+                "role": "assistant",
+                "content": [{"type": "text", "text": text}],
+            },
+            "parent_tool_use_id": None,
+            "session_id": session_id,
+            "is_api_error_message": True,
+            **fields,
+        }
+    )
+
+
+def api_error_result(session_id, text, **fields):
+    emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": True,
+            "result": text,
+            "session_id": session_id,
+            "num_turns": 1,
+            "total_cost_usd": 0,
+            "terminal_reason": "api_error",
+            **fields,
+        }
+    )
+
+
+def not_logged_in(session_id, arg):
+    text = "Not logged in \u00b7 Please run /login"
+    api_error_message(session_id, text, error="authentication_failed", api_error="no_credential")
+    api_error_result(session_id, text, api_error_status=None, api_error="no_credential")
+    return 1
+
+
+def no_hapi_credential(session_id, arg):
+    sys.stderr.write(
+        "\nerror: CLI_API_TOKEN is required. Set it via environment variable or run `hapi auth login`.\n"
+        "      at initializeToken (/$bunfs/root/hapi:49208:11)\n"
+        "      at async runCli (/$bunfs/root/hapi:229354:20)\n\nBun v1.4.2 (Linux x64)\n"
+        "Binary exited with status 1.\n"
+    )
+    return 1
+
+
+def api_retries(session_id, status, error, *, count, then_give_up):
+    for attempt in range(1, count + 1):
+        emit(
+            {
+                "type": "system",
+                "subtype": "api_retry",
+                "attempt": attempt,
+                "max_retries": 10,
+                "retry_delay_ms": 200,
+                "error_status": status,
+                "error": error,
+                "session_id": session_id,
+            }
+        )
+        time.sleep(0.2)
+    if not then_give_up:
+        time.sleep(10_000)
+    text = f"API Error: {status} overloaded"
+    api_error_message(session_id, text, error="unknown", api_error_status=status)
+    api_error_result(session_id, text, api_error_status=status)
+    return 1
+
+
+def retry_401(session_id, arg):
+    return api_retries(session_id, 401, "authentication_failed", count=10, then_give_up=False)
+
+
+def retry_status(session_id, arg):
+    return api_retries(session_id, int(arg or 529), "server_error", count=10, then_give_up=True)
+
+
+def usage_limit(session_id, arg):
+    if arg:
+        info = {"status": "rejected", "resetsAt": int(float(arg)), "rateLimitType": "five_hour"}
+        emit({"type": "rate_limit_event", "rate_limit_info": info, "session_id": session_id})
+    text = "API Error: Request rejected (429) \u00b7 usage limit reached"
+    fields = {"api_error_status": 429}
+    api_error_message(session_id, text, error="rate_limit", api_error_type="rate_limit_error", **fields)
+    api_error_result(session_id, text, **fields)
+    return 1
+
+
+def hit_limit(session_id, arg):
+    text = "You've hit your limit \u00b7 resets 3pm (Europe/Berlin)"
+    api_error_message(session_id, text, error="rate_limit", api_error_status=429)
+    api_error_result(session_id, text, api_error_status=429)
+    return 1
+
+
+def usage_warning(session_id, arg):
+    info = {"status": "allowed_warning", "resetsAt": int(time.time()) + 7200, "rateLimitType": "five_hour"}
+    emit({"type": "rate_limit_event", "rate_limit_info": info, "session_id": session_id})
+    result(session_id, "Done, close to the limit")
+    return 0
+
+
+CANNOT_RUN = {
+    "not_logged_in": not_logged_in,
+    "no_hapi_credential": no_hapi_credential,
+    "retry_401": retry_401,
+    "retry": retry_status,
+    "usage_limit": usage_limit,
+    "hit_limit": hit_limit,
+    "usage_warning": usage_warning,
+}
+
+
 def main():
     started = STARTED
     resume, prompt = parse_argv(sys.argv[1:])
@@ -174,6 +302,12 @@ def main():
     mode, arg = (
         (match.group(1), match.group(2)) if match else (os.environ.get("FAKE_AGENT_MODE", "success"), None)
     )
+    mode_file = os.environ.get("FAKE_AGENT_MODE_FILE", "")
+    if not match and mode_file and os.path.exists(mode_file):
+        with open(mode_file) as fh:
+            word = fh.read().strip()
+        mode, _, arg = word.partition(":")
+        arg = arg or None
     log_start(
         {
             "pulse_id": os.environ.get("REEVE_PULSE_ID"),
@@ -197,6 +331,8 @@ def main():
         sys.stderr.write(f"No conversation found with session ID: {resume}\n")
         result("", f"No conversation found with session ID: {resume}", is_error=True)
         return 1
+    if mode == "no_hapi_credential":  # Hapi stops before it starts any agent
+        return no_hapi_credential("", arg)
     # mode=announce:ID announces ID as its session (an agent that misbehaves, or a test of one)
     session_id = resume or (arg if mode == "announce" and arg else new_session_id())
     emit(
@@ -209,6 +345,10 @@ def main():
             "model": "fake-model",
         }
     )
+    if mode == "usage_limit" and arg and time.time() >= float(arg):
+        mode = "success"  # the window has reset
+    if mode in CANNOT_RUN:
+        return CANNOT_RUN[mode](session_id, arg)
     if mode == "noise":
         sys.stdout.write("\x1b[2K\x1b[1Gthinking...\n")
         sys.stdout.write("\x1b[32m" + json.dumps({"type": "system", "subtype": "status"}) + "\n")

@@ -132,3 +132,19 @@ def test_the_dashboard_shows_which_slots_are_busy_and_with_what(admin_client):
     workers = workers[: workers.index("</table>")]
     assert 'critical: <span class="muted">free</span>' in workers
     assert f">#{low.pk}</a> low background research" in workers
+
+
+def test_the_dashboard_says_no_pulse_runs_while_the_agent_cannot_run_and_shows_a_usage_warning(
+    admin_client, fake_agent
+):
+    from pulses import agent_hold
+    from pulses.agent.readiness import AgentUnavailable
+
+    agent_hold.warn("the agent's usage is close to its limit (five_hour)")
+    page = admin_client.get("/dashboard/").content.decode()
+    assert 'id="agent-problem"' not in page and 'id="agent-warning"' in page and "five_hour" in page
+    agent_hold.hold(
+        AgentUnavailable(reason="not_logged_in", problem="Claude Code is not logged in", fix="Run `claude`.")
+    )
+    page = admin_client.get("/dashboard/").content.decode()
+    assert 'id="agent-problem"' in page and "Claude Code is not logged in. Run `claude`." in page

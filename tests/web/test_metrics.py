@@ -124,3 +124,17 @@ def test_a_fresh_start_drops_metric_files_of_dead_processes_and_keeps_live_ones(
     live.write_bytes(b"")
     metrics.prepare_multiproc_dir()
     assert (stale.exists(), live.exists()) == (False, True)
+
+
+def test_a_gauge_says_while_the_agent_cannot_run_and_the_queue_holds(client, db):
+    from pulses import agent_hold
+    from pulses.agent.readiness import AgentUnavailable
+
+    assert value(samples(client.get("/metrics").content.decode()), "reeve_agent_held", reason="") == 0
+    agent_hold.hold(AgentUnavailable(reason="usage_limit", problem="the usage limit is reached", fix=""))
+    held = samples(client.get("/metrics").content.decode())
+    assert value(held, "reeve_agent_held", reason="usage_limit") == 1
+    agent_hold.end(by="test")
+    assert (
+        value(samples(client.get("/metrics").content.decode()), "reeve_agent_held", reason="usage_limit") == 0
+    )
