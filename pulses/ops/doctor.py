@@ -375,11 +375,13 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
                 results.append(waiting)
     agent = check_agent()
     results += [*agent, check_desk()]
-    if not results[-1].failed:
+    desk_ready = not results[-1].failed
+    if desk_ready:
         results.append(check_agent_tools())
     if migrated:
-        # The probe runs the agent: only when the command and the Desk are there to run it.
-        runnable = not results[-1].failed and not any(check.failed for check in agent)
+        # The probe runs the agent: only when the command and the Desk are there to run it (pulses
+        # run without Reeve's tools, so their check does not stop it).
+        runnable = desk_ready and not any(check.failed for check in agent)
         results.append(check_agent_ready(probe=runnable))
     if api:
         results.append(check_api())
