@@ -302,6 +302,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Schedule and steer the pulses that wake the Reeve agent.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page need a token like every endpoint but health (any scope), or a
+    # staff login: a browser on /api/docs sends its admin session, never a bearer token.
+    "SERVE_AUTHENTICATION": [
+        "pulses.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "SERVE_PERMISSIONS": ["pulses.api.permissions.AnyTokenOrStaff"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
