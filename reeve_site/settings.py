@@ -222,10 +222,13 @@ PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)
 # One Reeve per installation (pulses/ops/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
+# Beside the database's real file: a PULSE_DB_PATH that is a symlink to the live database (or names it
+# through `..`) must meet the same lock. resolve() only reads the links; it creates nothing.
+_REAL_DB_PATH = PULSE_DB_PATH.resolve()
 REEVE_LOCK_FILE = (
     REEVE_HOME / "reeve.instance-lock"
     if env.str("DATABASE_URL", default="")
-    else PULSE_DB_PATH.with_name(f"{PULSE_DB_PATH.name}.instance-lock")
+    else _REAL_DB_PATH.with_name(f"{_REAL_DB_PATH.name}.instance-lock")
 )
 # Retention (manage.py prune_history, daily from cron): finished pulses go after this many days,
 # failed ones after the longer of the two, output tails sooner; 0 keeps them all.
