@@ -84,6 +84,26 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Behind the shipped TLS proxy (deploy/nginx/reeve.conf), REEVE_BEHIND_TLS=1: browsers reach Reeve only
+# over HTTPS, so its cookies are sent only over HTTPS, HSTS is on, and a plain-HTTP request is
+# redirected. nginx sets X-Forwarded-Proto, which tells Django the request came over TLS; only trust
+# it behind that proxy, since a direct client could send the header itself. Loopback clients (the MCP
+# server, ./reeve's own checks, Prometheus on /metrics, the health check) talk to 127.0.0.1 directly,
+# so they are exempt from the redirect. `manage.py check --deploy` is clean with it.
+REEVE_BEHIND_TLS = env.bool("REEVE_BEHIND_TLS", default=False)
+if REEVE_BEHIND_TLS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^api/", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31_536_000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True  # names under Reeve's own host name, not its parent domain
+    # The preload list takes a registrable domain (example.com), not the host Reeve answers on
+    # (reeve.example.com): whether to preload is the domain owner's call, so its warning is silenced.
+    SECURE_HSTS_PRELOAD = False
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
 INSTALLED_APPS = [
     "reeve_site.admin_app.AdminConfig",  # the admin, its ModelAdmins loaded by urls.py
     "django.contrib.auth",
