@@ -134,8 +134,8 @@ class AnswerSender:
         await in_thread(outbox.finish, outgoing.delivery_id, state=DeliveryState.SENT, detail=missing)
 
 
-GAP_NOTE = (
-    "(Part of this answer may be missing above: Reeve stopped while sending it. "
+GAP_NOTE = (  # a kill, a stop or a timeout while Telegram may have taken the part
+    "(Part of this answer may be missing above: its send was cut short. "
     "The whole answer is pulse #{pulse_id} on the dashboard.)"
 )
 

@@ -200,7 +200,7 @@ def test_a_listener_killed_while_telegram_takes_a_part_of_a_long_answer_never_se
     settle(home)
     texts = [r["text"] for r in replies(fake_telegram)]
     note = (
-        "(Part of this answer may be missing above: Reeve stopped while sending it. "
+        "(Part of this answer may be missing above: its send was cut short. "
         "The whole answer is pulse #1 on the dashboard.)"
     )
     parts = [text for text in texts if text != note]
