@@ -51,6 +51,11 @@ def closed_pipe() -> None:
     sys.exit(128 + signal.SIGPIPE)
 
 
+def command_options(argv: list[str]) -> list[str]:
+    """The part of `argv` that may hold options: everything before the first `--`."""
+    return argv[: argv.index("--")] if "--" in argv else list(argv)
+
+
 def main() -> None:
     # Before anything is created: the database, its WAL, logs, backups and metrics are the user's
     # alone (0600 in 0700 folders), whoever started this process (the units also set UMask=0077).
@@ -59,8 +64,10 @@ def main() -> None:
     from django.core.management import execute_from_command_line
     from django.db.utils import OperationalError, ProgrammingError
 
-    # As Django itself would, before the settings are read: `--settings X` names the module.
-    for flag, value in zip(sys.argv, [*sys.argv[1:], ""], strict=True):
+    # As Django itself would, before the settings are read: `--settings X` names the module. Only
+    # the options before `--` count: what follows is data (a prompt such as "--settings=evilmod").
+    options = command_options(sys.argv)
+    for flag, value in zip(options, [*options[1:], ""], strict=True):
         if flag.startswith("--settings="):
             os.environ["DJANGO_SETTINGS_MODULE"] = flag.split("=", 1)[1]
         elif flag == "--settings" and value:
@@ -70,7 +77,7 @@ def main() -> None:
     # and, pass after pass, costs about a third of a short command's CPU time. The collector waits
     # until they are all made, then sets them aside (gc.freeze) for good (docs/performance.md).
     gc.disable()
-    preflight(sys.argv[1:])
+    preflight(command_options(sys.argv[1:]))
     preload(sys.argv[1:])
     gc.freeze()
     gc.enable()

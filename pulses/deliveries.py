@@ -18,8 +18,9 @@ class Delivery(models.Model):
     """The outbox row of a pulse whose answer goes back to Telegram when it finishes.
 
     Written with the pulse, in its transaction, so the request can never be lost; the Telegram
-    listener sends the answer once the pulse has finished and notes each part it sent, so a crash
-    between the run and the send neither loses the answer nor sends it twice.
+    listener sends the answer once the pulse has finished, noting each part before it hands it to
+    Telegram (`parts_started`) and once Telegram took it (`parts_sent`), so a crash between the run
+    and the send never loses the answer and never sends a part twice (telegram_bridge/outbox.py).
     """
 
     pulse = models.OneToOneField("pulses.Pulse", on_delete=models.CASCADE, related_name="delivery")
@@ -31,6 +32,9 @@ class Delivery(models.Model):
         default=False, help_text="the agent messaged the user itself during the run (send_notification)"
     )
     parts_sent = models.PositiveIntegerField(default=0)
+    # Noted before each send: one more than parts_sent means a send was cut short (a crash, a stop, a
+    # timeout) and that message may or may not have arrived; it is never sent again.
+    parts_started = models.PositiveIntegerField(default=0)
     tries = models.PositiveIntegerField(default=0)
     next_try_at = models.DateTimeField(null=True, blank=True)
     detail = models.TextField(blank=True, default="", help_text="why it was skipped, or Telegram's refusal")

@@ -1,7 +1,9 @@
 """When a pulse should run: "now", ISO 8601, "in 5 minutes", or a natural phrase -> aware datetime.
 
 Naive times are read in the configured TIME_ZONE. Natural phrases ("tomorrow at 9am", "next monday
-8:00") go through dateparser, preferring the future.
+8:00") go through dateparser, preferring the future. What dateparser would turn into a surprise is
+refused: a bare number ("-1", "5": next January, next May) and a month or year without its day
+("march", "june 2027").
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ MAX_TEXT = 200
 _CLOCK = re.compile(r"\b(\d{1,2}):(\d{2})(?::\d{2})?\s*(am|pm)?\b", re.I)
 _HOUR_MERIDIEM = re.compile(r"(?<![:\d])(\d{1,2})\s*(am|pm)\b", re.I)
 _AT_HOUR = re.compile(r"\bat\s+(\d{1,2})\b(?!:)", re.I)
+# A phrase without a letter is read only as a clock time (9:30) or a date with its year first
+# (2026-12-25, 2026-12-25 9:30); anything else of digits and signs ("-1", "5", "12/25") is refused.
+_LETTER = re.compile(r"[a-z]", re.I)
+_NUMERIC_FORM = re.compile(
+    r"\A(?:\d{4}-\d{2}-\d{2}(?:[ t]\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}:\d{2}(?::\d{2})?)\Z"
+)
 
 
 class TimeParseError(ValueError):
@@ -102,7 +110,11 @@ def _parse(text: str | datetime | None, *, now: datetime | None) -> datetime:
         return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, zone)
     if _impossible_clock(lowered):
         raise TimeParseError(cleaned, "not a time of day")
+    if not _LETTER.search(lowered) and not _NUMERIC_FORM.match(lowered):
+        # dateparser reads "-1" as next January and "5" as next May.
+        raise TimeParseError(cleaned, "a bare number is not a time")
     import dateparser  # slow to import (~1 s); only natural phrases need it
+    from dateparser.date import DateDataParser
 
     phrase = _ALIASES.get(lowered, cleaned)
     if match := _TONIGHT_AT.match(lowered):
@@ -115,16 +127,21 @@ def _parse(text: str | datetime | None, *, now: datetime | None) -> datetime:
             hour = hour % 12 + 12
         day = "tomorrow" if hour < 12 else "today"  # small hours belong to the night that follows
         phrase = f"{day} at {hour:02d}:{minute:02d}"
-    parsed = dateparser.parse(
-        phrase,
-        languages=["en"],
-        settings={
-            "TIMEZONE": settings.TIME_ZONE,
-            "RETURN_AS_TIMEZONE_AWARE": True,
-            "PREFER_DATES_FROM": "future",
-            "RELATIVE_BASE": now.astimezone(zone).replace(tzinfo=None),
-        },
-    )
-    if parsed is None:
+    options = {
+        "TIMEZONE": settings.TIME_ZONE,
+        "RETURN_AS_TIMEZONE_AWARE": True,
+        "PREFER_DATES_FROM": "future",
+        "RELATIVE_BASE": now.astimezone(zone).replace(tzinfo=None),
+    }
+    data = DateDataParser(languages=["en"], settings=options).get_date_data(phrase)
+    if data.date_obj is None:
         raise TimeParseError(cleaned)
-    return parsed
+    # dateparser reads "march", "june 2027" or "the 5th" as a whole month (or year) and picks today's
+    # day in it, months away. A relative phrase ("next month", "in 2 months") is a moment; an
+    # absolute one must name its day, which REQUIRE_PARTS checks (it leaves relative phrases alone).
+    if (
+        data.period in ("month", "year")
+        and dateparser.parse(phrase, languages=["en"], settings={**options, "REQUIRE_PARTS": ["day"]}) is None
+    ):
+        raise TimeParseError(cleaned, "a month or a year without its day")
+    return data.date_obj

@@ -85,6 +85,26 @@ DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# Behind the shipped TLS proxy (deploy/nginx/reeve.conf), REEVE_BEHIND_TLS=1: browsers reach Reeve only
+# over HTTPS, so its cookies are sent only over HTTPS, HSTS is on, and a plain-HTTP request is
+# redirected. nginx sets X-Forwarded-Proto, which tells Django the request came over TLS; only trust
+# it behind that proxy, since a direct client could send the header itself. Loopback clients (the MCP
+# server, ./reeve's own checks, Prometheus on /metrics, the health check) talk to 127.0.0.1 directly,
+# so they are exempt from the redirect. `manage.py check --deploy` is clean with it.
+REEVE_BEHIND_TLS = env.bool("REEVE_BEHIND_TLS", default=False)
+if REEVE_BEHIND_TLS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^api/", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31_536_000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True  # names under Reeve's own host name, not its parent domain
+    # The preload list takes a registrable domain (example.com), not the host Reeve answers on
+    # (reeve.example.com): whether to preload is the domain owner's call, so its warning is silenced.
+    SECURE_HSTS_PRELOAD = False
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
 INSTALLED_APPS = [
     "reeve_site.admin_app.AdminConfig",  # the admin, its ModelAdmins loaded by urls.py
     "django.contrib.auth",
@@ -233,10 +253,13 @@ WEB_REQUEST_READ_SECONDS = env.float("WEB_REQUEST_READ_SECONDS", default=10.0)
 NOTIFY_BURST = env.int("NOTIFY_BURST", default=5)
 NOTIFY_PER_HOUR = env.int("NOTIFY_PER_HOUR", default=30)
 # One Reeve per installation (pulses/ops/instance_lock.py): beside the SQLite database, else in REEVE_HOME.
+# Beside the database's real file: a PULSE_DB_PATH that is a symlink to the live database (or names it
+# through `..`) must meet the same lock. resolve() only reads the links; it creates nothing.
+_REAL_DB_PATH = PULSE_DB_PATH.resolve()
 REEVE_LOCK_FILE = (
     REEVE_HOME / "reeve.instance-lock"
     if env.str("DATABASE_URL", default="")
-    else PULSE_DB_PATH.with_name(f"{PULSE_DB_PATH.name}.instance-lock")
+    else _REAL_DB_PATH.with_name(f"{_REAL_DB_PATH.name}.instance-lock")
 )
 # Retention (manage.py prune_history, daily from cron): finished pulses go after this many days,
 # failed ones after the longer of the two, output tails sooner; 0 keeps them all.
@@ -351,6 +374,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Schedule and steer the pulses that wake the Reeve agent.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page need a token like every endpoint but health (any scope), or a
+    # staff login: a browser on /api/docs sends its admin session, never a bearer token.
+    "SERVE_AUTHENTICATION": [
+        "pulses.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "SERVE_PERMISSIONS": ["pulses.api.permissions.AnyTokenOrStaff"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -1,16 +1,19 @@
 """The listener's answers going back: the answers of finished pulses (the outbox,
-`telegram_bridge.outbox`) sent to Telegram part by part, each part noted once Telegram took it, so a
-crash neither loses an answer nor sends a part twice; and the notifications API clients queued
-(`telegram_bridge.notifications`), the same way."""
+`telegram_bridge.outbox`) sent to Telegram part by part, each part noted before it is handed to
+Telegram and once Telegram took it, so a crash never loses an answer and never sends a part twice: a
+part whose send was cut short is passed over (at most once), and the next part says so. The
+notifications API clients queued (`telegram_bridge.notifications`) go the same way, each part noted once
+Telegram took it (a crash between the two may send that part again)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import httpx
 from django.db import DatabaseError
 from telegram import Bot, ReplyParameters
-from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError, TimedOut
 
 from pulses.backoff import Backoff
 from pulses.db.wakeup import Waiter, make_waiter
@@ -97,32 +100,53 @@ class AnswerSender:
                 waiter.close()
 
     async def _send_answer(self, bot: Bot, outgoing: outbox.Outgoing) -> None:
-        """Send one reply part by part, noting each part once Telegram took it."""
-        for index, chat_id, text in outgoing.messages[outgoing.parts_sent :]:
+        """Send one reply part by part: each part noted before the send and once Telegram took it."""
+        messages = outgoing.messages[outgoing.parts_sent :]
+        missing = ""
+        if outgoing.in_doubt and messages:
+            # Telegram may have taken it before the send was cut short: sending it again could
+            # show it twice, so it is passed over, and a short note says so. The note is sent after
+            # the skip is committed, so a crash during it never repeats it either.
+            skipped_index, skipped_chat, _ = messages.pop(0)
+            await in_thread(outbox.part_skipped, outgoing)
+            missing = f"message {skipped_index + 1} of {len(outgoing.messages)} may be missing"
+            note = GAP_NOTE.format(pulse_id=outgoing.pulse_id)
+            try:
+                await self._stop.call(bot.send_message(skipped_chat, note))
+            except TelegramError as exc:  # only a note: the parts that follow matter more
+                logger.warning("telegram_answer_gap_note_failed pulse=%s error=%s", outgoing.pulse_id, exc)
+        for index, chat_id, text in messages:
             first_in_chat = index % len(outgoing.parts) == 0
             reply = (
                 ReplyParameters(outgoing.reply_to, allow_sending_without_reply=True)
                 if outgoing.reply_to and first_in_chat
                 else None
             )
+            if self._stop.is_set:
+                return  # not started: not in doubt, the next start sends it
+            await in_thread(outbox.part_starting, outgoing.delivery_id, index=index)
             try:
                 sent = await self._stop.call(bot.send_message(chat_id, text, reply_parameters=reply))
             except (BadRequest, Forbidden) as exc:
                 # The chat is gone or the bot was blocked: trying again cannot help.
+                await in_thread(outbox.part_not_sent, outgoing.delivery_id, index=index)
                 await in_thread(
                     outbox.finish, outgoing.delivery_id, state=DeliveryState.FAILED, detail=exc.message
                 )
                 return
             except RetryAfter as exc:
+                await in_thread(outbox.part_not_sent, outgoing.delivery_id, index=index)
                 await in_thread(outbox.retry_later, outgoing, error=f"rate limited ({exc.message})")
                 return
             except TelegramError as exc:  # unreachable, 5xx, timeouts, a token being replaced
+                if never_arrived(exc):
+                    await in_thread(outbox.part_not_sent, outgoing.delivery_id, index=index)
                 await in_thread(outbox.retry_later, outgoing, error=exc.message)
                 return
             if sent is STOPPED:
-                return  # unknown whether it arrived; the hold lapses and a restart sends it
+                return  # unknown whether it arrived: in doubt, never sent again
             await in_thread(outbox.part_sent, outgoing.delivery_id, sent=index + 1)
-        await in_thread(outbox.finish, outgoing.delivery_id, state=DeliveryState.SENT)
+        await in_thread(outbox.finish, outgoing.delivery_id, state=DeliveryState.SENT, detail=missing)
 
     async def _send_notification(self, bot: Bot, outgoing: notifications.OutgoingNotification) -> None:
         """Send one queued notification part by part, noting each part once Telegram took it."""
@@ -149,3 +173,18 @@ class AnswerSender:
                 return
             await in_thread(notifications.part_sent, outgoing.notification_id, sent=index + 1)
         await in_thread(notifications.finish, outgoing.notification_id, state=NotificationState.SENT)
+
+
+GAP_NOTE = (  # a kill, a stop or a timeout while Telegram may have taken the part
+    "(Part of this answer may be missing above: its send was cut short. "
+    "The whole answer is pulse #{pulse_id} on the dashboard.)"
+)
+
+
+def never_arrived(exc: TelegramError) -> bool:
+    """True when the failed call surely did not reach Telegram or Telegram answered it with an error
+    (so nothing was sent); False when the request may have gone out (a timeout, a broken read)."""
+    cause = exc.__cause__
+    if cause is None:
+        return not isinstance(exc, TimedOut)  # an HTTP error answer from the Bot API (502 ...)
+    return isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)

@@ -3,9 +3,14 @@
 A pulse that asked for delivery has a `Delivery` row from the moment it was created (written in the
 pulse's transaction). Once the pulse has finished, the listener takes the row for a short while
 (`next_try_at`, so a second listener on the same token leaves it alone), sends the reply part by
-part and notes each part as sent, then closes the row. A crash before a part is noted sends that
-part again; a crash after it does not: between the run and the send nothing is lost or doubled.
-While Telegram cannot be reached the row stays waiting and is tried again with a growing delay.
+part, then closes the row. The Bot API has no idempotency key, so a part Telegram took but that was
+not yet noted would go out twice after a crash; instead each part is noted *before* it is handed to
+Telegram (`parts_started`) and again once Telegram took it (`parts_sent`). A send cut short (the
+listener killed or stopped, a timeout after the request went out) leaves the part in doubt: it is
+never sent again (at most once), and a short note in that chat says a part may be missing and which
+pulse holds the whole answer. A send Telegram refused, or that never reached it (no connection), is
+not in doubt and is tried again. While Telegram cannot be reached the row stays waiting and is tried
+again with a growing delay.
 
 These functions touch the database only; `Poller` calls them from its database thread.
 """
@@ -45,6 +50,7 @@ class Outgoing:
     parts: tuple[str, ...]
     parts_sent: int
     tries: int
+    in_doubt: bool = False  # the message at `parts_sent` was handed to Telegram, unconfirmed
 
     @property
     def messages(self) -> list[tuple[int, int, str]]:
@@ -107,16 +113,50 @@ def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[O
                 parts=tuple(answer_parts(reply.text, pulse_id=delivery.pulse_id)),
                 parts_sent=delivery.parts_sent,
                 tries=delivery.tries + 1,
+                in_doubt=delivery.parts_started > delivery.parts_sent,
             )
         )
     return taken
 
 
 @gated
+def part_starting(delivery_id: int, *, index: int) -> None:
+    """Message `index` is about to be handed to Telegram: noted (and committed) before the send, so
+    a crash during it leaves the message in doubt instead of sending it again."""
+    Delivery.objects.filter(pk=delivery_id, state=DeliveryState.WAITING).update(
+        parts_started=index + 1, next_try_at=timezone.now() + timedelta(seconds=HOLD_SECONDS)
+    )
+
+
+@gated
+def part_not_sent(delivery_id: int, *, index: int) -> None:
+    """Telegram refused message `index`, or the request never reached it: it is not in doubt."""
+    Delivery.objects.filter(pk=delivery_id, state=DeliveryState.WAITING, parts_sent=index).update(
+        parts_started=index
+    )
+
+
+@gated
 def part_sent(delivery_id: int, *, sent: int) -> None:
     """`sent` messages of the reply have gone out; the hold is renewed for the next one."""
     Delivery.objects.filter(pk=delivery_id, state=DeliveryState.WAITING).update(
-        parts_sent=sent, next_try_at=timezone.now() + timedelta(seconds=HOLD_SECONDS)
+        parts_sent=sent, parts_started=sent, next_try_at=timezone.now() + timedelta(seconds=HOLD_SECONDS)
+    )
+
+
+@gated
+def part_skipped(outgoing: Outgoing) -> None:
+    """The message in doubt is passed over, never sent twice; the delivery says which one."""
+    index = outgoing.parts_sent
+    detail = f"message {index + 1} of {len(outgoing.messages)} may be missing: its send was cut short"
+    Delivery.objects.filter(pk=outgoing.delivery_id, state=DeliveryState.WAITING, parts_sent=index).update(
+        parts_sent=index + 1, parts_started=index + 1, detail=detail
+    )
+    logger.warning(
+        "telegram_answer_part_in_doubt pulse=%s message=%s of=%s",
+        outgoing.pulse_id,
+        index + 1,
+        len(outgoing.messages),
     )
 
 

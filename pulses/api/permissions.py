@@ -18,3 +18,16 @@ class FullScope(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return getattr(request.user, "scope", None) == TokenScope.FULL
+
+
+class AnyTokenOrStaff(BasePermission):
+    """The OpenAPI schema and its docs: a token of any scope, or a staff member signed in to the admin
+    (a browser sends no bearer token; the docs page fetches the schema with its session)."""
+
+    message = "send a bearer token (any scope), or sign in to /admin/ as a staff member"
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if getattr(user, "scope", None) is not None:
+            return True
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff)

@@ -42,7 +42,7 @@ class EndpointSchema(AutoSchema):
 
 def endpoint(
     operation_id: str,
-    answer: type[serializers.Serializer] | serializers.Field | None,
+    answer: type[serializers.Serializer] | serializers.Field | OpenApiResponse | None,
     *,
     summary: str | None = None,
     body: type[serializers.Serializer] | None = None,

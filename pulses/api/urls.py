@@ -1,5 +1,5 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from pulses.api import agent_views, routine_views, views
 
@@ -36,7 +36,9 @@ urlpatterns = [
     path("status", views.StatusView.as_view(), name="status"),
     path("stats", views.StatsView.as_view(), name="stats"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The split view serves its start-up script from a URL, not inline: the CSP nginx sets
+    # (deploy/nginx/reeve.conf) allows scripts from this server only.
+    path("docs", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     # Anything else under /api/ is a JSON 404 (a client should never have to parse an HTML page).
     re_path(r"^", views.not_found, name="not-found"),
 ]

@@ -145,10 +145,21 @@ def inbox_folder() -> Path:
 _DAY_FOLDER = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
 
 
-def _remove_inbox_files(policy: Policy, named: list[str]) -> int:
+def _folder_day(name: str) -> date | None:
+    """The day a folder of the inbox is named after, or None when its name is not a real date."""
+    if not _DAY_FOLDER.match(name):
+        return None
+    try:
+        return date.fromisoformat(name)
+    except ValueError:  # 2026-02-30, 2026-13-01
+        return None
+
+
+def _remove_inbox_files(policy: Policy, named: list[str], skipped: list[str]) -> int:
     """Remove the files of the deleted messages, then every file in a day folder of the inbox older
     than PULSE_HISTORY_DAYS that no remaining message names, and the day folders left empty. Only
-    files inside the Telegram inbox are touched. Returns how many files were removed."""
+    files inside the Telegram inbox are touched; folders not named after a real date are left alone
+    and added to `skipped`. Returns how many files were removed."""
     inbox = inbox_folder()
     if policy.finished_before is None or not inbox.is_dir():
         return 0
@@ -156,11 +167,17 @@ def _remove_inbox_files(policy: Policy, named: list[str]) -> int:
     removed = 0
     candidates = {Path(path) for path in named if path}
     last_day = timezone.localtime(policy.finished_before).date() - timedelta(days=1)  # a day's margin
-    old_folders = [
-        folder
-        for folder in inbox.iterdir()
-        if folder.is_dir() and _DAY_FOLDER.match(folder.name) and date.fromisoformat(folder.name) < last_day
-    ]
+    old_folders = []
+    for folder in inbox.iterdir():
+        if not folder.is_dir():
+            continue
+        day = _folder_day(folder.name)
+        if day is None:
+            # The agent can write in the Desk: a folder such as 2026-02-30 is not one Reeve made.
+            logger.warning("history_prune_folder_skipped path=%s reason=not_a_date", folder)
+            skipped.append(str(folder))
+        elif day < last_day:
+            old_folders.append(folder)
     if old_folders:
         still_named = {
             Path(str(item.get("path", "")))
@@ -210,6 +227,7 @@ class PruneResult:
     dry_run: bool = False
     telegram_messages: int = 0
     inbox_files: int = 0
+    skipped_folders: list[str] = field(default_factory=list)  # inbox folders not named by a real date
     _doomed_files: list[str] = field(default_factory=list, repr=False)
 
 
@@ -275,7 +293,7 @@ def prune(
             break
     while policy.finished_before is not None and _batch(result, delete_pulseless_messages):
         time.sleep(pause)
-    result.inbox_files = _remove_inbox_files(policy, result._doomed_files)
+    result.inbox_files = _remove_inbox_files(policy, result._doomed_files, result.skipped_folders)
     while policy.tails_before is not None and _batch(result, trim_some):
         time.sleep(pause)
     if result.pulses:

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from pulses.models import Delivery, Pulse, Status
+from pulses.api import tokens
+from pulses.models import Delivery, Pulse, Status, TokenScope
 from tests.support.factories import PulseAttemptFactory, PulseFactory, report_worker_alive
 
 TOKEN = "your_token_here"
@@ -173,6 +174,14 @@ def test_a_repeated_idempotency_key_returns_the_first_pulse_with_200(client):
         ('{"prompt": "x", "scheduled_at": 5}', "application/json", 400, "scheduled_at: must be a string"),
         ('{"prompt": "x", "scheduled_at": "2026-02-30T10:00:00"}', "application/json", 400, "scheduled_at"),
         ('{"prompt": "x", "scheduled_at": "in 99999999999 days"}', "application/json", 400, "too far away"),
+        ('{"prompt": "x", "scheduled_at": "-1"}', "application/json", 400, "a bare number is not a time"),
+        ('{"prompt": "x", "scheduled_at": "5"}', "application/json", 400, "in N minutes"),
+        (
+            '{"prompt": "x", "scheduled_at": "march"}',
+            "application/json",
+            400,
+            "a month or a year without its day",
+        ),
         ('{"prompt": "\\ud800"}', "application/json", 400, "valid Unicode"),
         ('{"prompt": "a\\u0000b"}', "application/json", 400, "Null characters are not allowed"),
         ('{"prompt": NaN}', "application/json", 400, "not valid JSON"),
@@ -373,7 +382,7 @@ def test_stats_counts_runs_per_hour_failure_rate_and_durations(client):
 
 
 def test_the_openapi_schema_documents_every_endpoint(client):
-    response = client.get("/api/schema", HTTP_ACCEPT="application/json")
+    response = client.get("/api/schema", HTTP_ACCEPT="application/json", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
@@ -406,12 +415,28 @@ def test_the_openapi_schema_documents_every_endpoint(client):
 
 
 def test_the_docs_page_loads_its_assets_from_this_server_not_a_cdn(client):
-    page = client.get("/api/docs").content.decode()
+    page = client.get("/api/docs", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert sources, page[:500]
     assert all(s.startswith("/") and not s.startswith("//") for s in sources), sources
     for source in sources:
-        assert client.get(source).status_code == 200, source
+        assert client.get(source, HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200, source
+    assert "<script>" not in page  # no inline script: the CSP allows only this server's
+
+
+@pytest.mark.parametrize("path", ["/api/schema", "/api/docs", "/api/docs/"])
+def test_the_schema_and_the_docs_need_a_token_of_any_scope_or_a_staff_login(client, django_user_model, path):
+    anonymous = client.get(path)
+    assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == 'Bearer realm="reeve"'
+    assert client.get(path, HTTP_AUTHORIZATION="Bearer wrong-token-" + "x" * 32).status_code == 401
+    _, agent_token = tokens.create("desk", scope=TokenScope.AGENT)
+    assert client.get(path, HTTP_AUTHORIZATION=f"Bearer {agent_token}").status_code == 200
+    assert client.get(path, HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+    django_user_model.objects.create_user("bob", password="a-long-password-1")  # noqa: S106
+    client.login(username="bob", password="a-long-password-1")  # noqa: S106
+    assert client.get(path).status_code == 403  # signed in, but not staff
+    django_user_model.objects.filter(username="bob").update(is_staff=True)
+    assert client.get(path).status_code == 200  # the docs page fetches the schema with the session
 
 
 def test_an_unknown_field_is_a_400_naming_it_so_a_typo_never_passes_silently(client):

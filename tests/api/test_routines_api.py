@@ -136,7 +136,9 @@ def test_pause_resume_and_run_now(client):
 
 
 def test_the_routine_endpoints_are_in_the_openapi_schema(client):
-    schema = client.get("/api/schema", HTTP_ACCEPT="application/json").json()
+    schema = client.get(
+        "/api/schema", HTTP_ACCEPT="application/json", HTTP_AUTHORIZATION=f"Bearer {TOKEN}"
+    ).json()
     paths = schema["paths"]
     assert set(paths["/api/routines"]) >= {"get", "post"}
     assert set(paths["/api/routines/{key}"]) >= {"get", "patch", "delete"}

@@ -42,3 +42,36 @@ def test_unreadable_text_quotes_it_and_lists_the_forms():
     with pytest.raises(TimeParseError) as err:
         parse_when("when pigs fly", now=NOW)
     assert "'when pigs fly'" in str(err.value) and "in N minutes" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("-1", "a bare number"),  # dateparser: next January
+        ("5", "a bare number"),  # next May
+        ("2027", "a bare number"),
+        ("12/25", "a bare number"),
+        ("march", "without its day"),  # March, on today's day of the month
+        ("june 2027", "without its day"),
+        ("the 5th", "without its day"),
+    ],
+)
+def test_a_bare_number_or_a_lone_month_is_refused_never_a_date_months_away(text, reason):
+    with pytest.raises(TimeParseError) as err:
+        parse_when(text, now=NOW)
+    assert reason in str(err.value) and "'tomorrow at 9am'" in str(err.value) and "ISO 8601" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("march 3", datetime(2027, 3, 3, tzinfo=UTC)),
+        ("friday 9am", datetime(2026, 11, 27, 9, tzinfo=UTC)),
+        ("10:30", datetime(2026, 11, 27, 10, 30, tzinfo=UTC)),
+        ("2026-12-25", datetime(2026, 12, 25, tzinfo=UTC)),
+        ("next month", NOW + timedelta(days=30)),
+    ],
+)
+def test_a_phrase_that_names_its_day_or_a_relative_moment_still_reads(settings, text, expected):
+    settings.TIME_ZONE = "UTC"
+    assert parse_when(text, now=NOW) == expected

@@ -247,3 +247,25 @@ def test_telegram_records_and_inbox_files_go_with_the_pulse_history(retention, t
     assert kept_photo.exists() and young_photo.exists() and outside.exists()
     again = prune(Policy.from_settings(), pause=0)
     assert (again.telegram_messages, again.inbox_files) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_an_inbox_folder_named_after_no_real_date_is_left_alone_and_reported_never_a_traceback(
+    retention, tmp_path
+):
+    retention.REEVE_DESK_PATH = tmp_path / "desk"
+    inbox = tmp_path / "desk" / "inbox" / "telegram"
+    bogus = [inbox / name for name in ("2026-02-30", "2025-13-01", "notes")]  # the agent can write there
+    for folder in bogus:
+        folder.mkdir(parents=True)
+        (folder / "42-1.jpg").write_bytes(b"photo")
+    old_day = inbox / timezone.localtime(days_ago(200)).date().isoformat()
+    old_day.mkdir()
+    (old_day / ".42-3.jpg.part").write_bytes(b"left by a crash")
+
+    out = StringIO()
+    call_command("prune_history", stdout=out)
+
+    assert not old_day.exists()  # the real day folders are still pruned
+    assert all((folder / "42-1.jpg").exists() for folder in bogus)
+    assert "Left alone" in out.getvalue() and "2026-02-30" in out.getvalue()

@@ -88,3 +88,22 @@ def test_a_command_runs_with_the_collector_on_and_its_start_up_objects_set_aside
         timeout=60,
     )
     assert web.stdout.split() == ["True", "True"], web.stderr
+
+
+@pytest.mark.parametrize("prompt", ["--settings=evilmod", "--pythonpath=/nowhere"])
+def test_a_prompt_after_the_double_dash_is_data_never_a_settings_module_or_a_path(
+    reeve_home, tmp_path, prompt
+):
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "evilmod-imported"
+    (planted / "evilmod.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom reeve_site.settings import *\n"
+    )
+    reeve_home.extra_env["PYTHONPATH"] = str(planted)
+
+    proc = reeve_home.manage("trigger_pulse", "--", prompt)
+
+    assert not marker.exists()
+    assert proc.stdout.startswith("Scheduled pulse #1 ")
+    assert reeve_home.query("SELECT prompt FROM pulses") == [(prompt,)]

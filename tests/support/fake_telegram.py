@@ -90,6 +90,9 @@ class FakeTelegram:
         self._closed = False
         self._server: ThreadingHTTPServer | None = None
         self.on_request: Callable[[], None] | None = None  # called as each request arrives
+        self._sends_before_hold: int | None = None
+        self.send_held = threading.Event()
+        self._send_release = threading.Event()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeTelegram:
@@ -115,6 +118,7 @@ class FakeTelegram:
             self._cond.notify_all()
         self._release.set()
         self._download_release.set()
+        self._send_release.set()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -345,6 +349,20 @@ class FakeTelegram:
         self._downloads_before_hold = 0
         self._download_release.set()
 
+    def hold_send(self, *, after: int = 0) -> None:
+        """Let `after` sendMessage calls through, then take the next message (it is in the chat, as
+        Telegram would have it) but stall its answer until `release_send()`: the sender cannot know
+        it arrived."""
+        with self._cond:
+            self._sends_before_hold = after
+            self.send_held.clear()
+            self._send_release.clear()
+
+    def release_send(self) -> None:
+        with self._cond:
+            self._sends_before_hold = None
+        self._send_release.set()
+
     def release(self) -> None:
         """Let a stalled confirmation fail, and hold nothing more."""
         with self._cond:
@@ -486,7 +504,15 @@ class FakeTelegram:
             return 400, "Bad Request: message text is empty"
         if len(text.encode("utf-16-le")) // 2 > MESSAGE_LIMIT:
             return 400, "Bad Request: message is too long"
-        return 200, self._chat_message(int(params["chat_id"]), text)
+        message = self._chat_message(int(params["chat_id"]), text)
+        with self._cond:
+            hold = self._sends_before_hold == 0
+            if self._sends_before_hold is not None:
+                self._sends_before_hold -= 1
+        if hold:
+            self.send_held.set()
+            self._send_release.wait(timeout=120)
+        return 200, message
 
     def _api_sendChatAction(self, params: dict) -> tuple[int, object]:
         return 200, True

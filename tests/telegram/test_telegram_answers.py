@@ -181,3 +181,35 @@ def test_an_agent_that_messaged_the_user_with_send_notification_gets_no_duplicat
     for proc in (listener, worker):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+def test_a_listener_killed_while_telegram_takes_a_part_of_a_long_answer_never_sends_a_part_twice(
+    home, fake_telegram
+):
+    size = 40_000  # ten messages
+    story = ("All work and no play makes Jack a dull boy. " * (size // 40 + 1))[:size]
+    fake_telegram.hold_send(after=4)  # the fifth message reaches the chat; its answer never comes back
+    listener, worker = listen(home), home.start("run_pulse_worker")
+    home.manage("trigger_pulse", f"tell me a long story mode=long:{size}", "--deliver", "telegram")
+    assert fake_telegram.send_held.wait(timeout=120), "the fifth message never went out"
+    listener.send_signal(signal.SIGKILL)
+    listener.wait(timeout=10)
+    fake_telegram.release_send()
+
+    listener = listen(home)
+    settle(home)
+    texts = [r["text"] for r in replies(fake_telegram)]
+    note = (
+        "(Part of this answer may be missing above: its send was cut short. "
+        "The whole answer is pulse #1 on the dashboard.)"
+    )
+    parts = [text for text in texts if text != note]
+    assert "".join(parts).strip() == story.strip()  # every part once: the one in doubt was not sent again
+    assert len(parts) == 10
+    assert texts[5] == note  # after the part in doubt, a note says so
+    state, detail = home.query("SELECT state, detail FROM pulse_deliveries")[0]
+    assert state == "sent" and detail == "message 5 of 10 may be missing"
+    for proc in (listener, worker):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    assert "telegram_answer_part_in_doubt pulse=1 message=5 of=10" in home.output(listener)

@@ -178,3 +178,55 @@ def test_an_answer_of_the_stated_number_of_messages_is_sent_whole():
     [outgoing] = outbox.take_due(configured_chats=CHATS)
 
     assert "".join(outgoing.parts) == answer and len(outgoing.parts) == MAX_ANSWER_PARTS
+
+
+def test_a_part_handed_to_telegram_but_not_confirmed_is_in_doubt_and_skipped_never_sent_again():
+    finished(answer="word " * 2000)  # three messages
+    [first] = outbox.take_due(configured_chats=CHATS)
+    outbox.part_starting(first.delivery_id, index=0)
+    outbox.part_sent(first.delivery_id, sent=1)
+    outbox.part_starting(first.delivery_id, index=1)  # then the listener was killed
+    Delivery.objects.filter(pk=first.delivery_id).update(next_try_at=timezone.now())  # the hold lapsed
+
+    [again] = outbox.take_due(configured_chats=CHATS)
+    assert (again.parts_sent, again.in_doubt) == (1, True)
+    outbox.part_skipped(again)
+    delivery = Delivery.objects.get(pk=first.delivery_id)
+    assert (delivery.parts_sent, delivery.parts_started) == (2, 2)
+    assert delivery.detail == "message 2 of 3 may be missing: its send was cut short"
+
+
+def test_a_part_telegram_refused_is_not_in_doubt_and_goes_again():
+    finished(answer="word " * 2000)
+    [first] = outbox.take_due(configured_chats=CHATS)
+    outbox.part_starting(first.delivery_id, index=0)
+    outbox.part_not_sent(first.delivery_id, index=0)
+    outbox.retry_later(first, error="Bad Gateway")
+    Delivery.objects.filter(pk=first.delivery_id).update(next_try_at=timezone.now())
+
+    [again] = outbox.take_due(configured_chats=CHATS)
+    assert (again.parts_sent, again.in_doubt) == (0, False)
+
+
+def test_only_a_call_that_may_have_reached_telegram_counts_as_in_doubt():
+    import httpx
+    from telegram.error import NetworkError, TimedOut
+
+    from telegram_bridge.answer_sender import never_arrived
+
+    def raised(error, cause=None):
+        try:
+            raise error from cause
+        except Exception as exc:  # noqa: BLE001
+            return exc
+
+    request = httpx.Request("POST", "https://api.telegram.org/")
+    assert never_arrived(raised(NetworkError("Bad Gateway")))  # Telegram answered with an error
+    assert never_arrived(
+        raised(NetworkError("httpx.ConnectError"), httpx.ConnectError("refused", request=request))
+    )
+    assert never_arrived(raised(TimedOut(), httpx.ConnectTimeout("slow", request=request)))
+    assert not never_arrived(raised(TimedOut(), httpx.ReadTimeout("no answer", request=request)))
+    assert not never_arrived(
+        raised(NetworkError("httpx.ReadError"), httpx.ReadError("reset", request=request))
+    )

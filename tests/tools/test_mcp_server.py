@@ -253,6 +253,7 @@ def test_bad_arguments_come_back_as_tool_errors_and_the_server_keeps_serving(ree
     done = trigger(reeve_home, "already cancelled", "--at", "in 1 hour")
     calls = [
         ("schedule_pulse", {"prompt": "x", "when": "when pigs fly"}, ["'when pigs fly'", "in N minutes"]),
+        ("schedule_pulse", {"prompt": "x", "when": "march"}, ["'march'", "without its day", "in N minutes"]),
         ("schedule_pulse", {"prompt": "x", "priority": "urgent"}, ["priority", "critical"]),
         ("schedule_pulse", {"when": "now"}, ["prompt"]),
         ("schedule_pulse", {"prompt": ""}, ["prompt"]),

@@ -60,6 +60,8 @@ class Command(ReeveCommand):
         self.stdout.write(f"{delete} {result.telegram_messages} Telegram message records{files}.")
         if result.dry_run:
             return
+        for folder in result.skipped_folders:
+            self.stdout.write(f"Left alone {folder}: its name is not a date (YYYY-MM-DD) Reeve would use.")
         self.stdout.write(
             f"{result.batches} batches, the longest {result.longest_batch_ms:.0f} ms; "
             f"database {_size(result.size_before)} -> {_size(result.size_after)}."
