@@ -219,7 +219,7 @@ def check_agent_tools() -> Check:
     from pulses.tools.desk_config import desk_mcp_problems, tools_not_allowed
 
     if refused := tools_not_allowed(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT):
-        return Check("agent tools", FAIL, refused)
+        return Check("agent tools", FAIL if refused.certain else WARN, refused.message)
     problems = desk_mcp_problems()
     if problems:
         return Check("agent tools", WARN, "; ".join(problems))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 
-from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS
+from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS, agent_environment
 from pulses.agent.executor import ALLOW_REEVE_TOOLS, CLAUDE, DEMO, HAPI, agent_command, runs_claude
 from pulses.tools import desk_instructions
 from pulses.tools.agent_tools import TOOL_NAMES
@@ -35,6 +36,7 @@ MCP_JSON = ".mcp.json"
 CLAUDE_SETTINGS = Path(".claude") / "settings.json"
 CLAUDE_LOCAL_SETTINGS = Path(".claude") / "settings.local.json"
 FIX = "run `./reeve mcp_config --write` (manage.py mcp_config --write)"
+VERSION_TIMEOUT_SECONDS = 20.0
 TOKEN_PLACEHOLDER = "<an agent-scoped token, made by mcp_config --write>"  # noqa: S105
 # The original Reeve's servers (`python -m reeve.mcp.pulse_server` / `.notification_server`): gone,
 # Reeve's own server replaces both, so writing removes their entries and permission rules.
@@ -253,31 +255,67 @@ def _allowed(rule: str, rules: list[Any]) -> bool:
     return any(r in (rule, server, f"{server}__*") for r in rules)
 
 
-def tools_not_allowed(command: str, *, agent: str) -> str:
+@dataclass(frozen=True)
+class ToolsRefused:
+    """Why runs of the agent command would not get Reeve's tools allowed; `certain` when the command is
+    Claude Code (it says so), so its every call of them is refused in the Desk nobody trusted."""
+
+    message: str
+    certain: bool
+
+
+def tools_not_allowed(command: str, *, agent: str) -> ToolsRefused | None:
     """Why runs of `command` (HAPI_COMMAND, with HAPI_AGENT `agent`) would not get Reeve's tools allowed,
-    "" when they do (or when the command is the demo agent, or cannot be parsed: other checks say so).
+    None when they do (or when the command is the demo agent, or cannot be parsed: other checks say so).
 
     A headless run has nobody to approve a tool call, and Claude Code ignores the Desk's own allow rules
     while nobody trusted the folder (Reeve never does); so the tools are allowed only where the executor
-    adds `--allowedTools=mcp__reeve`: on the command line of Claude Code as `runs_claude` recognises it."""
+    adds `--allowedTools=mcp__reeve`: on the command line of Claude Code as `runs_claude` recognises it.
+    A command under another name is asked its `--version`: Claude Code's own is certain to refuse them."""
     try:
         argv = agent_command(command, agent=agent)
     except ValueError:
-        return ""
+        return None
     if not argv or command.strip() == DEMO or runs_claude(argv):
-        return ""
-    why = f"so no run gets {ALLOW_REEVE_TOOLS} and the agent cannot use Reeve's tools"
+        return None
+    why = f"so no run gets {ALLOW_REEVE_TOOLS}"
     if Path(argv[0]).name == HAPI:
-        return (
+        return ToolsRefused(
             f"Hapi runs `{argv[1]}`, not Claude Code: Reeve allows its tools only on Claude Code's command "
-            f"line, {why}: set HAPI_AGENT={CLAUDE} (with HAPI_COMMAND={HAPI}), or HAPI_COMMAND={CLAUDE}"
+            f"line, {why}: set HAPI_AGENT={CLAUDE} (with HAPI_COMMAND={HAPI}) for Reeve's tools",
+            certain=False,
         )
-    return (
-        f"Reeve does not recognise HAPI_COMMAND {command!r} as Claude Code (a command named `{CLAUDE}`, or "
-        f"`{HAPI}` running {CLAUDE}), {why}; Claude Code refuses every call of them in the Desk, which "
-        f"nobody trusted: set HAPI_COMMAND={CLAUDE} or {HAPI}, or name your wrapper script `{CLAUDE}` "
-        "(it gets the option and must pass its arguments on)"
+    if _says_claude_code(argv):
+        return ToolsRefused(
+            f"HAPI_COMMAND {command!r} runs Claude Code (its --version says so) under a name Reeve does not "
+            f"recognise (a command named `{CLAUDE}`, or `{HAPI}` running {CLAUDE}), {why}; Claude Code "
+            f"refuses every call of Reeve's tools in the Desk, which nobody trusted: set HAPI_COMMAND="
+            f"{CLAUDE} or {HAPI}, or name your wrapper script `{CLAUDE}` (it gets the option and must pass "
+            "its arguments on)",
+            certain=True,
+        )
+    return ToolsRefused(
+        f"HAPI_COMMAND {command!r} is not Claude Code as Reeve recognises it (a command named `{CLAUDE}`, or "
+        f"`{HAPI}` running {CLAUDE}), {why}: the agent may use Reeve's tools only if it allows them itself",
+        certain=False,
     )
+
+
+def _says_claude_code(argv: list[str]) -> bool:
+    """Whether `argv --version` prints Claude Code's version ("2.1.337 (Claude Code)")."""
+    try:
+        proc = subprocess.run(  # noqa: S603 - the configured agent command, no shell
+            [*argv, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+            env=agent_environment(os.environ, passthrough=settings.AGENT_ENV_PASSTHROUGH),
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "(Claude Code)" in proc.stdout[:200]
 
 
 def desk_mcp_problems(desk: Path | None = None) -> list[str]:

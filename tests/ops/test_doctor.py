@@ -254,7 +254,9 @@ def test_an_agent_command_whose_runs_would_not_get_reeves_tools_allowed_fails_na
 ):
     call_command("mcp_config", "--write")
     wrapper = tmp_path / "my-claude.sh"  # a wrapper that runs Claude Code, under a name Reeve cannot know
-    wrapper.write_text('#!/bin/sh\nexec claude "$@"\n')
+    wrapper.write_text(
+        '#!/bin/sh\n[ "$1" = --version ] && { echo "2.1.337 (Claude Code)"; exit 0; }\nexec claude "$@"\n'
+    )
     wrapper.chmod(0o755)
     good.HAPI_COMMAND = str(wrapper)
 
@@ -264,8 +266,12 @@ def test_an_agent_command_whose_runs_would_not_get_reeves_tools_allowed_fails_na
     assert "--allowedTools=mcp__reeve" in line and "name your wrapper script `claude`" in line
     good.HAPI_COMMAND, good.HAPI_AGENT = "hapi", "codex"
     code, line = offline_check(capsys, "agent tools")
-    assert code == 1 and line.startswith("FAIL") and "Hapi runs `codex`" in line
+    assert line.startswith("WARN") and "Hapi runs `codex`" in line  # not Claude: its own rules apply
     assert "set HAPI_AGENT=claude" in line
+    good.HAPI_COMMAND = FAKE_AGENT_COMMAND  # an agent Reeve does not know, and not Claude Code
+    code, line = offline_check(capsys, "agent tools")
+    assert line.startswith("WARN") and "not Claude Code as Reeve recognises it" in line
+    good.HAPI_COMMAND = "hapi"
 
     good.HAPI_AGENT = "claude"
     code, line = offline_check(capsys, "agent tools")
