@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 
 import pytest
 
@@ -167,6 +168,17 @@ def assert_the_three_landed(
     [follow_up] = [p for p in pulses(home) if p["prompt"] == FOLLOW_UP]
     assert (follow_up["source"], follow_up["parent_id"]) == ("agent", run_pulse), follow_up
     assert_granted(model, "send_notification")
+    # /api/notify queues it; the Telegram listener sends it.
+    listener = home.start("run_telegram_listener", "--poll-timeout", "5", "--backoff-cap", "2")
+    try:
+        telegram.wait_for(
+            lambda: any(c.params.get("text") == NOTICE for c in telegram.calls_to("sendMessage")),
+            timeout=60,
+            what="the agent's notification",
+        )
+    finally:
+        listener.send_signal(signal.SIGTERM)
+        listener.wait(timeout=60)
     sent = [c for c in telegram.calls_to("sendMessage") if c.params.get("text") == NOTICE]
     assert [str(c.params["chat_id"]) for c in sent] == [str(CHAT)], telegram.calls
     made = results(model, "create_routine")[0]  # the first call; a test may add refused ones
