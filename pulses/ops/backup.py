@@ -335,7 +335,10 @@ def _pg_restore(backup_file: Path) -> RestoreResult:
         except BrokenPipeError:  # psql stopped early; its stderr says why
             pass
         finally:
-            proc.stdin.close()
+            try:
+                proc.stdin.close()  # flushes what is buffered: psql may have stopped by then too
+            except BrokenPipeError:
+                pass
         _wait_for(proc, errors, failure=f"psql could not restore {backup_file}")
     logger.info("backup_restored from=%s to=postgresql:%s", backup_file, _database()["NAME"])
     return RestoreResult(database=f"postgresql:{_database()['NAME']}", saved_previous=None)
