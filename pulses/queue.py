@@ -37,6 +37,7 @@ from pulses.models import (
     Status,
 )
 from pulses.recording import (
+    mark_preempted,
     record_attempt,
     record_session,
     recover_expired_leases,
@@ -60,6 +61,7 @@ __all__ = [
     "claim",
     "claim_holder",
     "critical_waiting_for_a_slot",
+    "mark_preempted",
     "report_alive",
     "record_attempt",
     "record_session",

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from pulses.agent.executor import DEMO, agent_command, setup_problem
-from pulses.tools.desk_config import DeskConfigError, write_desk_config
+from pulses.tools.desk_config import DeskConfigError, renew_desk_token, write_desk_config
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,11 @@ def prepare_desk() -> str:
     a note on what was done, "" when the Desk was there already."""
     desk = Path(settings.REEVE_DESK_PATH)
     if desk.is_dir():
+        try:
+            if renew_desk_token(desk):
+                logger.info("desk_token_renewed path=%s", desk)
+        except (DeskConfigError, OSError) as exc:  # the Desk still works; its tools wait for mcp_config
+            logger.warning("desk_token_not_renewed path=%s error=%s", desk, exc)
         return ""
     try:
         desk.mkdir(parents=True, mode=0o700)
