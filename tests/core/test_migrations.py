@@ -88,6 +88,7 @@ def test_an_installation_of_release_22_under_the_old_names_gets_release_23_whole
         assert [name for name in applying if name.startswith(("pulses.", "telegram_bridge."))] == [
             f"pulses.{RELEASE_23}",
             "pulses.0010_pulse_attempt_count",  # the first migration after release 23
+            "pulses.0011_scopes_claim_nonce",
             "telegram_bridge.0003_busy_notices",
         ]
         # Release 23 remakes the pulses table on SQLite and puts the search triggers back.

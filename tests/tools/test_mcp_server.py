@@ -272,7 +272,7 @@ def test_the_agent_can_neither_see_nor_cancel_nor_move_the_owners_pulses(reeve_h
 
 
 def test_bad_arguments_come_back_as_tool_errors_and_the_server_keeps_serving(reeve_home):
-    done = trigger(reeve_home, "already cancelled", "--at", "in 1 hour")
+    done = trigger(reeve_home, "already cancelled", "--at", "in 1 hour", "--source", "agent")
     calls = [
         ("schedule_pulse", {"prompt": "x", "when": "when pigs fly"}, ["'when pigs fly'", "in N minutes"]),
         ("schedule_pulse", {"prompt": "x", "priority": "urgent"}, ["priority", "high"]),
