@@ -380,7 +380,10 @@ def _token_problems(token: Any, path: Path) -> list[str]:
         ]
     client = tokens.identify(token)
     if client is None:
-        return [f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} is unknown or revoked: {FIX}"]
+        return [
+            f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} is unknown, revoked or expired "
+            f"(it lasts DESK_TOKEN_HOURS): {FIX}"
+        ]
     if client.scope != TokenScope.AGENT:
         return [
             f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} has the '{client.scope}' scope; "
