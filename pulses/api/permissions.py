@@ -6,8 +6,6 @@ from __future__ import annotations
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-from pulses.models import FULL_SCOPES, TokenScope
-
 WAKE_CHECKS_REFUSED = (
     "{what} needs a token with the 'wake-checks' scope: a wake check is a shell command run as Reeve's "
     "user in the Desk, so neither PULSE_API_TOKEN nor a 'full' token may set or run one. Make one with "
@@ -26,10 +24,10 @@ class FullScope(BasePermission):
     )
 
     def has_permission(self, request, view) -> bool:
-        return getattr(request.user, "scope", None) in FULL_SCOPES
+        return getattr(request.user, "reaches_every_endpoint", False)
 
 
 def require_wake_checks(request, *, what: str) -> None:
     """403 unless the request's token has the `wake-checks` scope; `what` names what it tried."""
-    if getattr(request.user, "scope", None) != TokenScope.WAKE_CHECKS:
+    if not getattr(request.user, "may_use_wake_checks", False):
         raise PermissionDenied(WAKE_CHECKS_REFUSED.format(what=what))
