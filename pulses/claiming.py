@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -128,15 +129,24 @@ def _claim_one_per_session(
         return list(Pulse.objects.filter(id__in=chosen, lease_owner=worker).in_run_order())
 
 
-def claim_holder(pulse_id: int, *, attempt: int) -> str | None:
-    """The worker whose claim `attempt` of the pulse still holds (running, lease not expired), else None."""
-    return (
+@dataclass(frozen=True)
+class Claim:
+    """Who holds a pulse's running claim, and the nonce that claim stored."""
+
+    worker: str
+    nonce: str
+
+
+def claim_holder(pulse_id: int, *, attempt: int) -> Claim | None:
+    """The claim `attempt` of the pulse while it still holds (running, lease not expired), else None."""
+    row = (
         Pulse.objects.filter(
             pk=pulse_id, status=Status.PROCESSING, attempt_count=attempt, lease_expires_at__gt=timezone.now()
         )
-        .values_list("lease_owner", flat=True)
+        .values_list("lease_owner", "claim_nonce")
         .first()
     )
+    return Claim(worker=row[0], nonce=row[1]) if row else None
 
 
 _next_due_at = FirstValue(

@@ -13,7 +13,9 @@ no caller can store a pulse the API would refuse.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -227,6 +229,9 @@ PLACEHOLDER_TOKENS = frozenset(
     {"your_secure_random_token_here", "your_token_here", "changeme", "change-me", "secret", "token"}
 )
 MIN_TOKEN_LENGTH = 32
+# A random token of 32 characters or more estimates far above this (hex of 16 bytes: 95 at the least);
+# `aaaa…`, `abab…` or a word repeated do not come near it.
+MIN_TOKEN_BITS = 80
 MAKE_A_TOKEN = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105 (advice, not a secret)
 
 
@@ -242,4 +247,22 @@ def weak_token_reason(token: str) -> str:
             f"PULSE_API_TOKEN is only {len(token)} characters (at least {MIN_TOKEN_LENGTH}): "
             f"{MAKE_A_TOKEN}, put it in .env"
         )
+    if _looks_guessable(token):
+        return (
+            "PULSE_API_TOKEN is long but not random (repeated characters, a repeated or ascending "
+            f"pattern): {MAKE_A_TOKEN}, put it in .env"
+        )
     return ""
+
+
+def _looks_guessable(token: str) -> bool:
+    """Low entropy by its characters' frequencies (Shannon's estimate, in bits for the whole token),
+    one step repeated between most neighbours (`aaaa…`, `abcd…`), or a shorter text repeated."""
+    counts = Counter(token)
+    size = len(token)
+    bits = -sum(n * math.log2(n / size) for n in counts.values())
+    steps = Counter(ord(b) - ord(a) for a, b in zip(token, token[1:], strict=False))
+    repeated = any(
+        size % unit == 0 and token == token[:unit] * (size // unit) for unit in range(1, size // 2 + 1)
+    )
+    return bits < MIN_TOKEN_BITS or steps.most_common(1)[0][1] * 2 > size - 1 or repeated

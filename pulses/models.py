@@ -9,6 +9,7 @@ row another process has moved on.
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 
 from django.db import models
@@ -19,6 +20,9 @@ from django.utils import timezone
 from pulses.deliveries import Delivery, DeliveryState  # noqa: F401
 from pulses.states import FINISHED, PRIORITY_RANK, Priority, Status  # noqa: F401
 from pulses.worker.models import ALIVE_WITHIN, WorkerRecord, WorkerRecordQuerySet  # noqa: F401
+
+# The source of the pulses the agent schedules itself, and of the routines it creates.
+AGENT_SOURCE = "agent"
 
 
 class PulseNotPending(Exception):
@@ -63,6 +67,12 @@ class PulseQuerySet(models.QuerySet["Pulse"]):
         """Processing pulses whose lease `worker` holds."""
         return self.filter(status=Status.PROCESSING, lease_owner=worker)
 
+    def made_by_agent(self) -> PulseQuerySet:
+        """The pulses the agent made: its own (source `agent`) and the fires of its routines. The
+        only ones its tools may list, cancel or move; the owner's (Telegram, API, commands, cron,
+        their routines) are out of its reach."""
+        return self.filter(Q(source=AGENT_SOURCE) | Q(routine__source=AGENT_SOURCE))
+
     def with_tag(self, tag: str) -> PulseQuerySet:
         # Tags are a JSON list; matching the quoted element works on SQLite and PostgreSQL alike.
         return self.filter(tags__icontains=json.dumps(tag))
@@ -80,13 +90,16 @@ class PulseQuerySet(models.QuerySet["Pulse"]):
 
 def claim_changes(*, worker: str, now: datetime, until: datetime) -> dict[str, object]:
     """What a claim writes (pending -> processing): the ORM claim above and the one-statement claim
-    (`pulses.db.claims`) both write exactly this."""
+    (`pulses.db.claims`) both write exactly this. The nonce is fresh for each claim (one per
+    statement, shared by its batch: the run token's MAC names the pulse too), so a run token made for
+    one claim never works for a later one, even with the same worker and attempt number."""
     return {
         "status": Status.PROCESSING,
         "lease_owner": worker,
         "lease_expires_at": until,
         "executed_at": now,
         "attempt_count": F("attempt_count") + 1,
+        "claim_nonce": secrets.token_hex(16),
     }
 
 
@@ -120,6 +133,12 @@ class Pulse(models.Model):
     max_retries = models.PositiveIntegerField(default=3)
     lease_owner = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set by each claim (`claim_changes`): the run token of that claim names it, so the token dies
+    # with its run (pulses/api/tokens.py). Not a secret: the token's MAC needs SECRET_KEY.
+    claim_nonce = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # A run of it was interrupted for a critical pulse (PULSE_PREEMPT): it is not interrupted again,
+    # on any worker, until it is requeued.
+    preempted = models.BooleanField(default=False, db_default=False)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     # A routine's pulse: the routine and the fire it is for (unique together: one pulse per fire).
     routine = models.ForeignKey(
@@ -288,6 +307,7 @@ class Pulse(models.Model):
             status=Status.PENDING,
             scheduled_at=when or timezone.now(),
             attempt_count=0,
+            preempted=False,
             error_message="",
             finished_at=None,
             lease_owner="",
@@ -382,7 +402,7 @@ class BudgetCapReached(models.Model):
 
 # Registered in this app from their own modules, which import from this one, so they come last.
 from pulses.agent_hold import AgentHold  # noqa: E402, F401
-from pulses.api.models import ApiToken, TokenScope  # noqa: E402, F401
+from pulses.api.models import FULL_SCOPES, ApiToken, TokenScope  # noqa: E402, F401
 
 # Registered in this app; it imports Priority from here, so it comes last.
 from pulses.routines.models import Routine  # noqa: E402, F401

@@ -38,6 +38,7 @@ from pulses.models import (
 )
 from pulses.recording import (
     hold_for_agent,
+    mark_preempted,
     record_attempt,
     record_session,
     recover_expired_leases,
@@ -61,6 +62,7 @@ __all__ = [
     "claim",
     "claim_holder",
     "critical_waiting_for_a_slot",
+    "mark_preempted",
     "report_alive",
     "record_attempt",
     "record_session",

@@ -145,6 +145,13 @@ def hold_for_agent(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> tup
     return released, started
 
 
+def mark_preempted(pulse_id: int, *, worker: str) -> bool:
+    """Record that the run `worker` holds of pulse `pulse_id` is being interrupted for a critical
+    pulse, before it is: a pulse is preempted at most once (until it is requeued), whichever worker
+    runs it next. False when `worker` no longer holds it (then it is not interrupted)."""
+    return bool(Pulse.objects.filter(pk=pulse_id).held_by(worker).update(preempted=True))
+
+
 @gated
 def record_session(pulse_id: int, *, worker: str, session_id: str) -> None:
     """Store the session id the agent announced while it still runs (so its tools can resume it).

@@ -282,6 +282,9 @@ PULSE_CHECK_TIMEOUT_SECONDS = env.float("PULSE_CHECK_TIMEOUT_SECONDS", default=6
 AGENT_ROUTINE_MIN_INTERVAL_MINUTES = env.int("AGENT_ROUTINE_MIN_INTERVAL_MINUTES", default=15)
 AGENT_MAX_ACTIVE_ROUTINES = env.int("AGENT_MAX_ACTIVE_ROUTINES", default=20)
 AGENT_PULSES_PER_HOUR = env.int("AGENT_PULSES_PER_HOUR", default=60)
+# Scopes (issue 30): the Desk's agent token (.mcp.json, made by mcp_config --write) expires after this
+# many hours; mcp_config --write and ./reeve start renew it once half of it has passed.
+DESK_TOKEN_HOURS = env.float("DESK_TOKEN_HOURS", default=24)
 # Called by the worker with a critical pulse's id once it has waited PULSE_BUSY_NOTICE_SECONDS for
 # the run of its session.
 PULSE_WAITING_HOOKS = ["telegram_bridge.notices.tell_still_working"]

@@ -12,8 +12,8 @@ from pulses.api.models import ApiToken
 class ApiTokenAdmin(admin.ModelAdmin):
     """Read-only: tokens are created and revoked with `manage.py create_api_token` (shown once there)."""
 
-    list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "prefix", "scope", "created_at", "last_used_at", "expires_at", "revoked_at")
+    readonly_fields = ("name", "prefix", "scope", "created_at", "last_used_at", "expires_at", "revoked_at")
     exclude = ("key_hash",)
 
     def has_add_permission(self, request):

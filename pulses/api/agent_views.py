@@ -33,10 +33,12 @@ STATUS_OF = {
     agent_tools.UnknownPulse: status.HTTP_404_NOT_FOUND,
     agent_tools.PulseNotChangeable: status.HTTP_409_CONFLICT,
     agent_tools.NotificationRateLimited: status.HTTP_429_TOO_MANY_REQUESTS,
+    agent_tools.PulseNotYours: status.HTTP_403_FORBIDDEN,
     agent_tools.UnknownRoutineName: status.HTTP_404_NOT_FOUND,
     agent_tools.RoutineNotYours: status.HTTP_403_FORBIDDEN,
 }
 AGENT_SESSION_POLICIES = ("new", "continue")  # a fixed session id is the owner's to give
+NOT_YOURS = {403: OpenApiResponse(ERROR, description="the user's pulse: the agent changes only its own")}
 # A free-form object: a bare DictField is no response drf-spectacular can describe (W001 in `check`).
 DESCRIBED = OpenApiResponse(
     OpenApiTypes.OBJECT, description="the pulse as the agent sees it (times in TIME_ZONE)"
@@ -128,7 +130,7 @@ class NotifiedSerializer(serializers.Serializer):
 class AgentPulsesView(AgentView):
     @endpoint("agent_pulses_upcoming", AgentListSerializer, query=AgentListQuerySerializer)
     def get(self, request: Request) -> Response:
-        """The agent's tool list_upcoming_pulses: pending pulses, soonest first."""
+        """The agent's tool list_upcoming_pulses: its pending pulses (and its routines'), soonest first."""
         return self.call(
             agent_tools.list_upcoming_pulses, limit=self.query(AgentListQuerySerializer)["limit"]
         )
@@ -147,18 +149,21 @@ def _pulse_id(pk: int) -> int:
 
 
 class AgentCancelView(AgentView):
-    @endpoint("agent_pulse_cancel", DESCRIBED, refusals=NOT_FOUND | CONFLICT | BAD_INPUT)
+    @endpoint("agent_pulse_cancel", DESCRIBED, refusals=NOT_FOUND | CONFLICT | BAD_INPUT | NOT_YOURS)
     def post(self, request: Request, pk: int) -> Response:
-        """The agent's tool cancel_pulse."""
+        """The agent's tool cancel_pulse (pulses the agent or its routines made)."""
         return self.call(agent_tools.cancel_pulse, pulse_id=_pulse_id(pk))
 
 
 class AgentRescheduleView(AgentView):
     @endpoint(
-        "agent_pulse_reschedule", DESCRIBED, body=AgentRescheduleSerializer, refusals=NOT_FOUND | CONFLICT
+        "agent_pulse_reschedule",
+        DESCRIBED,
+        body=AgentRescheduleSerializer,
+        refusals=NOT_FOUND | CONFLICT | NOT_YOURS,
     )
     def post(self, request: Request, pk: int) -> Response:
-        """The agent's tool reschedule_pulse."""
+        """The agent's tool reschedule_pulse (pulses the agent or its routines made)."""
         when = self.body(AgentRescheduleSerializer)["when"]
         return self.call(agent_tools.reschedule_pulse, pulse_id=_pulse_id(pk), when=when)
 

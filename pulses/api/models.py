@@ -6,8 +6,13 @@ from django.db import models
 
 
 class TokenScope(models.TextChoices):
-    FULL = "full"  # every endpoint
+    FULL = "full"  # every endpoint, but no wake checks (check_command: a shell command)
     AGENT = "agent"  # only what the agent's MCP tools do: /api/agent/* and /api/notify
+    WAKE_CHECKS = "wake-checks"  # what `full` grants, and setting or running wake checks
+
+
+# The scopes that reach every endpoint (an agent-scoped token only reaches the agent's).
+FULL_SCOPES = frozenset({TokenScope.FULL, TokenScope.WAKE_CHECKS})
 
 
 class ApiToken(models.Model):
@@ -20,6 +25,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A short-lived token (the Desk's, made by mcp_config --write) stops working at this time.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "pulse_api_tokens"

@@ -1,10 +1,17 @@
-"""What a token's scope allows: `full` every endpoint, `agent` only the agent's tools."""
+"""What a token's scope allows (SECURITY.md has the table): `full` every endpoint but wake checks,
+`wake-checks` every endpoint and wake checks, `agent` only the agent's tools."""
 
 from __future__ import annotations
 
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-from pulses.models import TokenScope
+WAKE_CHECKS_REFUSED = (
+    "{what} needs a token with the 'wake-checks' scope: a wake check is a shell command run as Reeve's "
+    "user in the Desk, so neither PULSE_API_TOKEN nor a 'full' token may set or run one. Make one with "
+    "'manage.py create_api_token NAME --scope wake-checks', or use the admin, 'manage.py trigger_pulse "
+    "--check' or 'manage.py routine'"
+)
 
 
 class FullScope(BasePermission):
@@ -17,7 +24,7 @@ class FullScope(BasePermission):
     )
 
     def has_permission(self, request, view) -> bool:
-        return getattr(request.user, "scope", None) == TokenScope.FULL
+        return getattr(request.user, "reaches_every_endpoint", False)
 
 
 class AnyTokenOrStaff(BasePermission):
@@ -31,3 +38,9 @@ class AnyTokenOrStaff(BasePermission):
         if getattr(user, "scope", None) is not None:
             return True
         return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def require_wake_checks(request, *, what: str) -> None:
+    """403 unless the request's token has the `wake-checks` scope; `what` names what it tried."""
+    if not getattr(request.user, "may_use_wake_checks", False):
+        raise PermissionDenied(WAKE_CHECKS_REFUSED.format(what=what))

@@ -26,6 +26,7 @@ from pulses.api.fields import (
     page_offset,
     tag_list,
 )
+from pulses.api.permissions import require_wake_checks
 from pulses.api.schema import ERROR, endpoint
 from pulses.api.serializers import PulseSerializer
 from pulses.api.views import ApiView
@@ -213,7 +214,10 @@ class RoutineListView(ApiView):
     @endpoint("routine_create", RoutineDetailSerializer, body=RoutineInputSerializer, code=201)
     def post(self, request: Request) -> Response:
         """Create a routine (the owner's: not held to the agent's guard rails)."""
-        routine = changes.create(source=RoutineSource.OWNER, **self.body(RoutineInputSerializer))
+        data = self.body(RoutineInputSerializer)
+        if data.get("check_command", "").strip():
+            require_wake_checks(request, what="a routine's check_command")
+        routine = changes.create(source=RoutineSource.OWNER, **data)
         return Response(RoutineDetailSerializer(routine).data, status=status.HTTP_201_CREATED)
 
 
@@ -227,9 +231,11 @@ class RoutineDetailView(ApiView):
     def patch(self, request: Request, key: str) -> Response:
         """Change some of a routine's fields; its next fire is recomputed."""
         routine = find(key)
-        return Response(
-            RoutineDetailSerializer(changes.update(routine, self.body(RoutineUpdateSerializer))).data
-        )
+        data = self.body(RoutineUpdateSerializer)
+        check = data.get("check_command", routine.check_command).strip()
+        if check and check != routine.check_command:  # removing a wake check needs no scope
+            require_wake_checks(request, what="a routine's check_command")
+        return Response(RoutineDetailSerializer(changes.update(routine, data)).data)
 
     @endpoint("routine_delete", None, code=204, refusals=NOT_FOUND)
     def delete(self, request: Request, key: str) -> Response:
@@ -247,7 +253,10 @@ class RoutineActionView(ApiView):
     code = status.HTTP_200_OK
 
     def post(self, request: Request, key: str) -> Response:
-        return Response(self.answer(self.change(find(key))).data, status=self.code)
+        return Response(self.answer(self.change(self.routine(request, key))).data, status=self.code)
+
+    def routine(self, request: Request, key: str) -> Routine:
+        return find(key)
 
 
 def _action(operation_id: str, summary: str):
@@ -275,3 +284,9 @@ class RoutineRunView(RoutineActionView):
     change = staticmethod(changes.run_now)
     answer = PulseSerializer
     code = status.HTTP_201_CREATED
+
+    def routine(self, request: Request, key: str) -> Routine:
+        routine = find(key)
+        if routine.check_command:  # run now runs its wake check at once, as this token's request
+            require_wake_checks(request, what=f"running routine {routine.name!r}, which has a check_command,")
+        return routine

@@ -30,7 +30,7 @@ from pulses.agent.check import setup_problem
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
-from pulses.api.permissions import FullScope
+from pulses.api.permissions import FullScope, require_wake_checks
 from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, NOT_FOUND, endpoint
 from pulses.models import ALIVE_WITHIN, Pulse
 
@@ -125,7 +125,10 @@ class TriggerView(ApiView):
     @extend_schema(operation_id="pulse_trigger", **TRIGGER_SCHEMA)
     def post(self, request: Request) -> Response:
         """Create a pulse."""
-        result = queue.schedule(**self.body(s.TriggerSerializer))
+        data = self.body(s.TriggerSerializer)
+        if data.get("check_command"):
+            require_wake_checks(request, what="check_command")
+        result = queue.schedule(**data)
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(s.TriggeredSerializer(result.pulse).data, status=code)
 

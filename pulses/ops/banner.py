@@ -12,19 +12,25 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from pulses.agent.executor import DEMO, agent_command, setup_problem
-from pulses.tools.desk_config import DeskConfigError, write_desk_config
+from pulses.tools.desk_config import DeskConfigError, renew_desk_token, write_desk_config
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_desk() -> str:
-    """Create the Desk (REEVE_DESK_PATH) with Reeve's agent configuration when it does not exist;
-    a note on what was done, "" when the Desk was there already."""
+    """Create the Desk (REEVE_DESK_PATH) with Reeve's agent configuration when it does not exist, or
+    renew its agent token once past half its life (DESK_TOKEN_HOURS); a note on what was done, ""
+    when the Desk was there already."""
     desk = Path(settings.REEVE_DESK_PATH)
     if desk.is_dir():
+        try:
+            if renew_desk_token(desk):
+                logger.info("desk_token_renewed path=%s", desk)
+        except (DeskConfigError, OSError, DatabaseError) as exc:  # the Desk still works; its tools wait
+            logger.warning("desk_token_not_renewed path=%s error=%s", desk, exc)
         return ""
     try:
         desk.mkdir(parents=True, mode=0o700)

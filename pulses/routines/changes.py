@@ -76,6 +76,9 @@ def validate(routine: Routine) -> None:
     name = (routine.name or "").strip()
     if not name or len(name) > NAME_CHARS:
         raise RoutineInvalid("name", f"a routine needs a name of 1 to {NAME_CHARS} characters")
+    if name.isascii() and name.isdigit():
+        # /api/routines/7 is routine id 7: a name like an id would stand in for another routine.
+        raise RoutineInvalid("name", f"a routine's name needs a letter: '{name}' reads as a routine's id")
     if routine.kind == RoutineKind.PROMPT and not (routine.prompt or "").strip():
         raise RoutineInvalid("prompt", "the prompt is empty")
     if len(routine.prompt or "") > PROMPT_CHARS:
@@ -147,6 +150,8 @@ def create(*, source: str = RoutineSource.OWNER, now: datetime | None = None, **
     validate(routine)
     if Routine.objects.filter(name=routine.name).exists():
         raise RoutineInvalid("name", f"a routine named '{routine.name}' exists already")
+    if routine.source == RoutineSource.AGENT:
+        guard_rails.check_agent_priority(routine.priority)  # the agent tops out at high
     if routine.enabled:
         _schedule_next(routine, now or timezone.now())
     # The agent's own routines keep to its guard rails, checked and stored as one step; what the

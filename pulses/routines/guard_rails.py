@@ -1,5 +1,7 @@
 """Guard rails on what the agent schedules itself (its MCP tools); the owner's own are not limited.
 
+The agent's pulses and routines top out at `high` priority: `critical` is the owner's (the express
+lane: reserved slots and preemption), so the agent can never hold a slot a Telegram message needs.
 The agent's routines fire no more often than AGENT_ROUTINE_MIN_INTERVAL_MINUTES, at most
 AGENT_MAX_ACTIVE_ROUTINES of them are enabled at once, and it creates at most AGENT_PULSES_PER_HOUR
 one-off pulses an hour. Over a limit is `LimitReached`, whose message names the limit and the
@@ -20,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pulses.db.serial import serialized
-from pulses.models import Pulse
+from pulses.models import PRIORITY_RANK, Priority, Pulse
 from pulses.routines import schedule as schedules
 from pulses.routines.models import Routine, RoutineInvalid
 
@@ -31,6 +33,7 @@ AGENT_SOURCE = "agent"
 # The names `serialized` orders the checks and their inserts by.
 AGENT_PULSES = "agent-pulses"
 AGENT_ROUTINES = "agent-routines"
+AGENT_TOP_PRIORITY = Priority.HIGH
 
 
 class LimitReached(RoutineInvalid):
@@ -57,6 +60,16 @@ def shortest_gap(plan: schedules.Schedule, zone, *, after: datetime) -> timedelt
         shortest = min(shortest, fire - previous)
         previous = fire
     return shortest
+
+
+def check_agent_priority(priority: str) -> None:
+    """The agent may use any priority up to `high`; `critical` (the owner's express lane) is refused."""
+    if PRIORITY_RANK.get(priority, len(PRIORITY_RANK)) < PRIORITY_RANK[AGENT_TOP_PRIORITY]:
+        raise RoutineInvalid(
+            "priority",
+            f"priority '{priority}' is kept for the user's own messages (it takes the express lane); "
+            f"what you schedule goes up to '{AGENT_TOP_PRIORITY}': send priority '{AGENT_TOP_PRIORITY}'",
+        )
 
 
 def check_agent_routine(routine: Routine, *, now: datetime | None = None) -> None:

@@ -22,11 +22,13 @@ class UnknownRoutine(LookupError):
 
 
 def find(key: str | int) -> Routine:
-    """The routine named `key`, else the one whose id it is; UnknownRoutine if neither."""
+    """The routine whose id `key` is when it is a number (a name is never only digits, and one stored
+    before that rule cannot take an id's place), else the one named `key`; UnknownRoutine if none."""
     text = str(key)
-    routine = Routine.objects.filter(name=text).first()
-    if routine is None and text.isdigit() and int(text) <= MAX_ID:
-        routine = Routine.objects.filter(pk=int(text)).first()
+    if text.isascii() and text.isdigit():
+        routine = Routine.objects.filter(pk=int(text)).first() if int(text) <= MAX_ID else None
+    else:
+        routine = Routine.objects.filter(name=text).first()
     if routine is None:
         raise UnknownRoutine(key)
     return routine

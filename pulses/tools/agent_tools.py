@@ -30,7 +30,7 @@ from pulses.limits import (
     check_session_id,
     local_time,
 )
-from pulses.models import Priority, Pulse, PulseNotPending, Status
+from pulses.models import AGENT_SOURCE, Priority, Pulse, PulseNotPending, Status
 from pulses.routines import changes, guard_rails
 from pulses.routines.lookup import window_text
 from pulses.routines.models import Routine, RoutineSource
@@ -50,7 +50,7 @@ TOOL_NAMES = (
     "pause_routine",
     "delete_routine",
 )
-SOURCE = "agent"
+SOURCE = AGENT_SOURCE
 MAX_NOTIFICATION_CHARS = 20_000
 MAX_LISTED = 100
 MAX_LISTED_ROUTINES = 200
@@ -78,6 +78,10 @@ class NotificationRateLimited(AgentToolError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PulseNotYours(AgentToolError):
+    """The pulse is the owner's: the agent may change only the pulses it (or its routines) made."""
 
 
 class UnknownRoutineName(AgentToolError):
@@ -165,6 +169,10 @@ def schedule_pulse(
     """Schedule a pulse from the agent: source `agent`, parent = the running pulse (if any)."""
     _checked(limits.check_prompt, prompt)
     _checked(limits.check_priority, priority)
+    try:
+        guard_rails.check_agent_priority(priority)
+    except guard_rails.RoutineInvalid as exc:
+        raise AgentToolError(exc.message) from None
     scheduled_at = _when(when)
     notes = _checked(
         limits.text_list, sticky_notes, name="sticky_notes", max_items=MAX_NOTES, max_chars=MAX_NOTE_CHARS
@@ -197,14 +205,15 @@ def schedule_pulse(
 
 
 def list_upcoming_pulses(*, limit: int = 20) -> dict[str, Any]:
-    """Pending pulses, soonest first (overdue ones first of all), at most `limit`."""
+    """The agent's pending pulses (its own and its routines'), soonest first (overdue ones first of
+    all), at most `limit`; the owner's are not listed."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LISTED:
         raise AgentToolError(f"'limit' must be a whole number from 1 to {MAX_LISTED}; got {limit!r}")
-    pulses = list(Pulse.objects.upcoming()[:limit])
+    pulses = list(Pulse.objects.upcoming().made_by_agent()[:limit])
     return {
         "now": timezone.now().astimezone(ZoneInfo(settings.TIME_ZONE)).isoformat(),
         "time_zone": settings.TIME_ZONE,
-        "pending": Pulse.objects.pending().count(),
+        "pending": Pulse.objects.pending().made_by_agent().count(),
         "pulses": [describe(pulse) for pulse in pulses],
     }
 
@@ -222,6 +231,18 @@ def unknown_pulse(pulse_id: int) -> UnknownPulse:
     )
 
 
+def _yours(pulse_id: int) -> int:
+    """`pulse_id` when the agent made that pulse (itself or by its routine); refused otherwise."""
+    if not Pulse.objects.filter(pk=pulse_id).exists():
+        raise unknown_pulse(pulse_id)
+    if not Pulse.objects.filter(pk=pulse_id).made_by_agent().exists():
+        raise PulseNotYours(
+            f"pulse #{pulse_id} is the user's, not yours: you may cancel or move only the pulses you "
+            "scheduled and your routines' pulses (list_upcoming_pulses shows them); ask the user instead"
+        )
+    return pulse_id
+
+
 @contextmanager
 def _changing_pending(pulse_id: int, *, otherwise: str) -> Iterator[None]:
     """The queue's refusals to change pulse `pulse_id` as the agent's errors; `otherwise` tells the
@@ -235,16 +256,16 @@ def _changing_pending(pulse_id: int, *, otherwise: str) -> Iterator[None]:
 
 
 def cancel_pulse(*, pulse_id: int) -> dict[str, Any]:
-    """Cancel a pending pulse."""
-    pulse_id = _pulse_id(pulse_id)
+    """Cancel a pending pulse the agent made."""
+    pulse_id = _yours(_pulse_id(pulse_id))
     with _changing_pending(pulse_id, otherwise="only pulses listed by list_upcoming_pulses can be cancelled"):
         pulse = queue.cancel(pulse_id)
     return describe(pulse)
 
 
 def reschedule_pulse(*, pulse_id: int, when: str) -> dict[str, Any]:
-    """Move a pending pulse to another time."""
-    pulse_id = _pulse_id(pulse_id)
+    """Move a pending pulse the agent made to another time."""
+    pulse_id = _yours(_pulse_id(pulse_id))
     scheduled_at = _when(when)
     with _changing_pending(
         pulse_id, otherwise="to run it again, schedule a new pulse with schedule_pulse instead"

@@ -112,7 +112,8 @@ def call_api(
     if response.status_code == 401:
         raise ToolError(
             "Reeve's API refused this tool server's token: a run's token stops working when the run "
-            "ends; in the Desk, the user can make a new one with `./reeve mcp_config --write`"
+            "ends, and the Desk's expires after DESK_TOKEN_HOURS; in the Desk, the user can make a new "
+            "one with `./reeve mcp_config --write` (then restart the session)"
         )
     if response.status_code >= 400:
         detail = data.get("detail") if isinstance(data, dict) else None

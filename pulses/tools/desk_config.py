@@ -9,7 +9,9 @@ would not). Writing merges: other servers, permissions and keys are kept.
 
 The server entry carries the API's URL and a named agent-scoped token (REEVE_AGENT_TOKEN) for
 interactive sessions in the Desk; a run started by the worker uses its own run token instead. Nothing
-in the Desk names Reeve's database. The token makes `.mcp.json` a secret: it is written 0600.
+in the Desk names Reeve's database. The token makes `.mcp.json` a secret: it is written 0600. A run's
+agent works in the Desk and can read that file, so the token is short-lived: it expires after
+DESK_TOKEN_HOURS, and `mcp_config --write` and `./reeve start` renew it once half of that has passed.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS, agent_environment
 from pulses.agent.executor import ALLOW_REEVE_TOOLS, CLAUDE, DEMO, HAPI, agent_command, runs_claude
@@ -78,23 +82,55 @@ def token_name(desk: Path) -> str:
     return f"desk-mcp {desk.name}"[:60]
 
 
-def _desk_token(existing: dict[str, Any], desk: Path) -> str:
-    """The agent token the Desk's .mcp.json already holds if it still works, else a new one (the old
-    one of that name, whose value nobody has any more, is revoked)."""
-    from pulses.api import tokens  # the database, only when writing
-    from pulses.models import TokenScope
+def desk_token_lifetime() -> timedelta:
+    """How long a Desk token works (DESK_TOKEN_HOURS)."""
+    return timedelta(hours=settings.DESK_TOKEN_HOURS)
 
+
+def _held_token(existing: dict[str, Any]) -> str | None:
     entry = (existing.get("mcpServers") or {}).get(SERVER_NAME) if isinstance(existing, dict) else None
     env = entry.get("env") if isinstance(entry, dict) else None
     held = env.get(DESK_TOKEN_VARIABLE) if isinstance(env, dict) else None
-    if isinstance(held, str) and (client := tokens.identify(held)) and client.scope == TokenScope.AGENT:
+    return held if isinstance(held, str) else None
+
+
+def _desk_token(existing: dict[str, Any], desk: Path) -> str:
+    """The agent token the Desk's .mcp.json already holds while it works and less than half of its
+    life has passed, else a new one (the old one of that name is revoked: a run's agent that read
+    the Desk's file keeps nothing that outlives DESK_TOKEN_HOURS)."""
+    from pulses.api import tokens  # the database, only when writing
+    from pulses.models import TokenScope
+
+    held = _held_token(existing)
+    row = tokens.active_row(held) if held else None
+    lifetime = desk_token_lifetime()
+    if (
+        row is not None
+        and row.scope == TokenScope.AGENT
+        and row.expires_at is not None
+        and row.expires_at - timezone.now() > lifetime / 2
+    ):
         return held
     name = token_name(desk)
     try:
         tokens.revoke(name)
     except tokens.TokenError:
         pass  # none yet
-    return tokens.create(name, scope=TokenScope.AGENT)[1]
+    return tokens.create(name, scope=TokenScope.AGENT, lifetime=lifetime)[1]
+
+
+def renew_desk_token(desk: Path) -> bool:
+    """Renew the agent token of the Desk's .mcp.json when Reeve's server is there and its token is
+    past half its life (or no longer works); True when the file was rewritten."""
+    mcp_path = desk / MCP_JSON
+    old = _read(mcp_path) if mcp_path.exists() else None
+    held = _held_token(old or {})
+    if held is None:
+        return False
+    token = _desk_token(old, desk)
+    if token == held:
+        return False
+    return _write_json(mcp_path, merged_mcp_json(old, mcp_path, token=token), private=True)
 
 
 def permissions() -> list[str]:
@@ -412,7 +448,10 @@ def _token_problems(token: Any, path: Path) -> list[str]:
         ]
     client = tokens.identify(token)
     if client is None:
-        return [f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} is unknown or revoked: {FIX}"]
+        return [
+            f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} is unknown, revoked or expired "
+            f"(it lasts DESK_TOKEN_HOURS): {FIX}"
+        ]
     if client.scope != TokenScope.AGENT:
         return [
             f"{path}: the '{SERVER_NAME}' server's {DESK_TOKEN_VARIABLE} has the '{client.scope}' scope; "

@@ -33,8 +33,8 @@ WHEN = (
     + ". A time already past means as soon as possible."
 )
 PRIORITY = (
-    "Run order among pulses due at the same time: critical > high > normal > low > deferred. "
-    "Use critical only for what the user is waiting on."
+    "Run order among pulses due at the same time: high > normal > low > deferred. Use high for what "
+    "the user is waiting on ('critical' is kept for the user's own messages)."
 )
 PULSE_ID = "The pulse's id, as shown by list_upcoming_pulses or returned by schedule_pulse."
 SCHEDULE = (
@@ -114,7 +114,7 @@ def build_server() -> MCPServer:
         ],
         when: Annotated[str, Field(max_length=200, description=WHEN)] = "now",
         priority: Annotated[
-            Literal["critical", "high", "normal", "low", "deferred"], Field(description=PRIORITY)
+            Literal["high", "normal", "low", "deferred"], Field(description=PRIORITY)
         ] = "normal",
         sticky_notes: Annotated[
             list[Annotated[str, Field(min_length=1, max_length=limits.MAX_NOTE_CHARS)]] | None,
@@ -153,15 +153,16 @@ def build_server() -> MCPServer:
             int, Field(ge=1, le=agent_tools.MAX_LISTED, description="How many pulses to list at most.")
         ] = 20,
     ) -> dict[str, Any]:
-        """List the pending pulses, soonest first (overdue ones first of all), with their ids, prompts, times
-        in the user's time zone, priorities, tags and sessions; also the current time and how many pulses
-        are pending in all."""
+        """List the pending pulses you scheduled (and your routines' pulses), soonest first (overdue ones
+        first of all), with their ids, prompts, times in the user's time zone, priorities, tags and sessions;
+        also the current time and how many of them are pending in all. The user's own pulses are not shown."""
         return call_api("GET", "/api/agent/pulses", params={"limit": limit})
 
     @server.agent_tool
     def cancel_pulse(pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)]) -> dict[str, Any]:
-        """Cancel a pending pulse so it never runs. Only pending pulses can be cancelled; a pulse that is
-        running or finished cannot. Returns the cancelled pulse."""
+        """Cancel a pending pulse you scheduled (or one of your routines' pulses) so it never runs. Only
+        pending pulses can be cancelled; a pulse that is running or finished cannot, nor one of the user's.
+        Returns the cancelled pulse."""
         return call_api("POST", f"/api/agent/pulses/{pulse_id}/cancel")
 
     @server.agent_tool
@@ -169,7 +170,8 @@ def build_server() -> MCPServer:
         pulse_id: Annotated[int, Field(ge=1, description=PULSE_ID)],
         when: Annotated[str, Field(min_length=1, max_length=200, description=WHEN)],
     ) -> dict[str, Any]:
-        """Move a pending pulse to another time. Returns the pulse with its new scheduled_at."""
+        """Move a pending pulse you scheduled (or one of your routines' pulses) to another time; the user's
+        own pulses cannot be moved. Returns the pulse with its new scheduled_at."""
         return call_api("POST", f"/api/agent/pulses/{pulse_id}/reschedule", body={"when": when})
 
     @server.agent_tool
@@ -221,7 +223,7 @@ def _routine_tools(server: ReeveMCPServer) -> None:
             Field(max_length=64, description="An IANA zone such as Europe/Berlin; empty: the user's zone."),
         ] = "",
         priority: Annotated[
-            Literal["critical", "high", "normal", "low", "deferred"], Field(description=PRIORITY)
+            Literal["high", "normal", "low", "deferred"], Field(description=PRIORITY)
         ] = "normal",
         tags: Annotated[
             list[Annotated[str, Field(min_length=1, max_length=limits.MAX_TAG_CHARS)]] | None,

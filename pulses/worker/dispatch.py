@@ -53,6 +53,8 @@ class Dispatcher:
         self.running: dict[int, Future] = {}
         self.priorities: dict[int, str] = {}  # of the running pulses: which slots they hold
         self.preempted: set[int] = set()  # running pulses asked to make room for a critical one
+        # Running pulses whose earlier run was preempted (`Pulse.preempted`): never preempted again.
+        self.preempted_before: set[int] = set()
         # Runs whose agent has ended and whose result is being written: their leases end on purpose.
         self._finishing: set[int] = set()
         self._finishing_lock = threading.Lock()
@@ -118,6 +120,8 @@ class Dispatcher:
             future.add_done_callback(lambda _future: self._on_done())
             self.running[pulse.pk] = future
             self.priorities[pulse.pk] = pulse.priority
+            if pulse.preempted:
+                self.preempted_before.add(pulse.pk)
         return pulses
 
     def _probe(self, pool: ThreadPoolExecutor, run: Callable[[Pulse], None]) -> int:
@@ -225,6 +229,7 @@ class Dispatcher:
             self.running.pop(pulse_id)
             self.priorities.pop(pulse_id, None)
             self.preempted.discard(pulse_id)
+            self.preempted_before.discard(pulse_id)
             with self._finishing_lock:
                 self._finishing.discard(pulse_id)
 

@@ -48,11 +48,15 @@ class ExpressLane:
 
     def preemptible(self) -> list[int]:
         """Running pulses a critical pulse may interrupt (PULSE_PREEMPT), lowest priority and
-        latest claimed first; not those already asked to stop."""
+        latest claimed first; not those already asked to stop, nor those preempted once before (on
+        any worker: the pulse records it), so no pulse is interrupted over and over."""
+        dispatch = self.dispatch
         runs = [
             (pid, priority)
-            for pid, priority in self.dispatch.priorities.items()
-            if priority in self.options.preempt and pid not in self.dispatch.preempted
+            for pid, priority in dispatch.priorities.items()
+            if priority in self.options.preempt
+            and pid not in dispatch.preempted
+            and pid not in dispatch.preempted_before
         ]
         runs.sort(key=lambda run: (PRIORITY_RANK.get(run[1], 0), run[0]), reverse=True)
         return [pid for pid, _ in runs]
@@ -71,6 +75,8 @@ class ExpressLane:
             return
         victim = victims[0]
         self.dispatch.preempted.add(victim)
+        if not queue.mark_preempted(victim, worker=self.worker):
+            return  # its run is ending, or its lease was lost: nothing to interrupt
         logger.warning("pulse_preempted id=%s for=%s worker=%s", victim, waiting, self.worker)
         because = f"interrupted for pulse {waiting}"
         # Off the loop: stopping the agent waits up to its grace for the group to go.

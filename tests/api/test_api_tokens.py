@@ -118,8 +118,9 @@ def test_an_agent_scoped_token_is_refused_by_every_endpoint_outside_its_scope(cl
         assert "'agent' scope" in response.json()["detail"]
     assert Pulse.objects.count() == 1
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    mine = PulseFactory(source="agent")
     listed = client.get("/api/agent/pulses", **auth)
-    assert listed.status_code == 200 and [p["id"] for p in listed.json()["pulses"]] == [pending.pk]
+    assert listed.status_code == 200 and [p["id"] for p in listed.json()["pulses"]] == [mine.pk]
     made = client.post(
         "/api/agent/pulses", {"prompt": "later", "when": "in 1 hour"}, "application/json", **auth
     )

@@ -263,7 +263,7 @@ def test_an_unreadable_dotenv_line_is_named_without_a_traceback(tmp_path, reeve_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("token", ["your_secure_random_token_here", "fifteen-chars-x"])
+@pytest.mark.parametrize("token", ["your_secure_random_token_here", "fifteen-chars-x", "a" * 34])
 def test_the_web_process_refuses_a_placeholder_or_short_token_saying_what_to_do(reeve_home, token):
     live = LiveReeve(reeve_home, token=token)
     web = subprocess.run(

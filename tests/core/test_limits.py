@@ -2,6 +2,7 @@
 point are in tests/api/test_trust_boundary.py."""
 
 import re
+import secrets
 import subprocess
 from datetime import UTC, datetime
 
@@ -59,7 +60,19 @@ def test_times_are_bounded_in_utc_and_in_the_time_zone(settings):
 def test_placeholder_and_short_tokens_are_weak_and_empty_is_not():
     assert "placeholder" in weak_token_reason("your_secure_random_token_here")
     assert "only 31 characters" in weak_token_reason("x" * 31)
-    assert weak_token_reason("") == weak_token_reason("x" * 32) == ""
+    assert weak_token_reason("") == weak_token_reason("Vq3x9LrT0bNk2WcYp7HsZe4MdFa8GjUo") == ""
+
+
+@pytest.mark.parametrize(
+    "token", ["a" * 34, "ab" * 20, "0123456789" * 4, "abcdefghijklmnopqrstuvwxyz0123456789", "password" * 5]
+)
+def test_a_long_token_that_is_not_random_is_weak(token):
+    assert "not random" in weak_token_reason(token)
+
+
+def test_random_tokens_of_32_characters_or_more_are_never_called_weak():
+    assert not any(weak_token_reason(secrets.token_hex(16)) for _ in range(2000))
+    assert not any(weak_token_reason(secrets.token_urlsafe(32)) for _ in range(2000))
 
 
 def test_secrets_are_redacted_from_text(settings):

@@ -100,6 +100,9 @@ def test_claim_is_one_update_statement():
     # The savepoint only exists because the test itself runs inside a transaction.
     assert [s for s in statements if s not in ("SAVEPOINT", "RELEASE")] == ["WITH"]  # WITH … UPDATE
     assert len(claimed) == 2 == Pulse.objects.filter(status=Status.PROCESSING).count()
+    # The run tokens' nonce comes with the claim, in that one statement, and is stored with it.
+    stored = set(Pulse.objects.filter(status=Status.PROCESSING).values_list("claim_nonce", flat=True))
+    assert {pulse.claim_nonce for pulse in claimed} == stored and len(next(iter(stored))) == 32
 
 
 def test_the_database_refuses_a_second_running_pulse_of_one_session():

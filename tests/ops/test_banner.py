@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from pulses.ops import banner
 
@@ -56,6 +58,20 @@ def test_a_missing_desk_is_created_with_reeves_agent_configuration_and_an_existi
     assert "NO_REPLY" in (tmp_path / "my_reeve" / "CLAUDE.md").read_text()
     assert (tmp_path / "my_reeve").stat().st_mode & 0o777 == 0o700
     assert banner.prepare_desk() == ""
+
+
+def test_each_start_renews_the_desks_token_once_past_half_its_life(settings, tmp_path):
+    from pulses.models import ApiToken
+
+    settings.REEVE_DESK_PATH = tmp_path / "my_reeve"
+    banner.prepare_desk()
+    mcp_json = tmp_path / "my_reeve" / ".mcp.json"
+    first = mcp_json.read_text()
+    assert banner.prepare_desk() == "" and mcp_json.read_text() == first
+    ApiToken.objects.update(expires_at=timezone.now() + timedelta(hours=1))
+    assert banner.prepare_desk() == ""
+    assert mcp_json.read_text() != first and mcp_json.stat().st_mode & 0o777 == 0o600
+    assert ApiToken.objects.filter(revoked_at__isnull=True).count() == 1
 
 
 @pytest.mark.slow

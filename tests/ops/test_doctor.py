@@ -19,7 +19,7 @@ from pulses.ops import doctor
 from tests.support.factories import PulseFactory
 from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ROOT, copy_checkout, manage_in, on_postgres
 
-GOOD_TOKEN = "k" * 40
+GOOD_TOKEN = "Vq3x9LrT0bNk2WcYp7HsZe4MdFa8GjUo1Ri6"
 
 
 def agent_named_claude(folder) -> str:

@@ -166,12 +166,14 @@ def test_a_routine_fires_on_time_while_another_run_holds_a_slot(agent_log):
     assert fired.executed_at < long_run.finished_at
 
 
-def test_a_pulse_triggered_through_the_api_with_a_check_is_skipped_visibly_in_the_api(agent_log, settings):
+def test_a_pulse_triggered_through_the_api_with_a_check_is_skipped_visibly_in_the_api(agent_log):
     from rest_framework.test import APIClient
 
-    settings.PULSE_API_TOKEN = "t" * 40
+    from pulses.api import tokens
+
+    _, token = tokens.create("ops", scope="wake-checks")  # a wake check is this scope's alone
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION="Bearer " + "t" * 40)
+    client.credentials(HTTP_AUTHORIZATION="Bearer " + token)
     created = client.post(
         "/api/pulse/trigger", {"prompt": "mode=noop", "check_command": "exit 1"}, format="json"
     )

@@ -114,7 +114,7 @@ def staged(migrated_home, tmp_path_factory):
     """One staged install for the module, and a populated database each test starts from."""
     base = tmp_path_factory.mktemp("deploy-scripts")
     home = migrated_home.copy_to(base / "home")
-    home.extra_env.update(PULSE_API_PORT=str(free_port()), PULSE_API_TOKEN="t" * 32)
+    home.extra_env.update(PULSE_API_PORT=str(free_port()), PULSE_API_TOKEN="Vq3x9LrT0bNk2WcYp7HsZe4MdFa8GjUo")
     home.manage("shell", "-c", POPULATE)
     stage(home, base / "root", user=_current_user())
     if on_postgres():

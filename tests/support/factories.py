@@ -1,4 +1,4 @@
-"""factory-boy factories with the traits tests ask for: due, processing, failed, stale."""
+"""factory-boy factories with the traits tests ask for: due, processing, failed, stale, by_agent."""
 
 from datetime import timedelta
 
@@ -19,6 +19,7 @@ class PulseFactory(factory.django.DjangoModelFactory):
     source = "test"
 
     class Params:
+        by_agent = factory.Trait(source="agent")  # scheduled by the agent's tools: theirs to change
         due = factory.Trait(scheduled_at=factory.LazyFunction(lambda: timezone.now() - timedelta(seconds=1)))
         processing = factory.Trait(
             status=Status.PROCESSING,

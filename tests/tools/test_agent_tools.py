@@ -87,11 +87,12 @@ def test_a_pulse_that_is_gone_is_no_parent():
         agent_tools.schedule_pulse(prompt="x", resume_current_session=True, run_pulse_id=999999)
 
 
-def test_list_upcoming_pulses_lists_pending_pulses_soonest_first():
+def test_list_upcoming_pulses_lists_the_agents_pending_pulses_soonest_first():
     now = timezone.now()
-    later = PulseFactory(scheduled_at=now + timedelta(hours=2))
-    overdue = PulseFactory(scheduled_at=now - timedelta(hours=1))
-    PulseFactory(scheduled_at=now + timedelta(hours=1), status=Status.CANCELLED)
+    later = PulseFactory(by_agent=True, scheduled_at=now + timedelta(hours=2))
+    overdue = PulseFactory(by_agent=True, scheduled_at=now - timedelta(hours=1))
+    PulseFactory(by_agent=True, scheduled_at=now + timedelta(hours=1), status=Status.CANCELLED)
+    PulseFactory(source="telegram", scheduled_at=now - timedelta(hours=2))  # the owner's: not listed
     listed = agent_tools.list_upcoming_pulses()
     assert [p["id"] for p in listed["pulses"]] == [overdue.pk, later.pk]
     assert listed["pending"] == 2
@@ -100,7 +101,7 @@ def test_list_upcoming_pulses_lists_pending_pulses_soonest_first():
 
 
 def test_cancel_and_reschedule_name_the_pulse_and_its_state_when_they_cannot():
-    done = PulseFactory(completed=True)
+    done = PulseFactory(by_agent=True, completed=True)
     with pytest.raises(AgentToolError, match="there is no pulse #31337; call list_upcoming_pulses"):
         agent_tools.cancel_pulse(pulse_id=31337)
     with pytest.raises(AgentToolError, match=f"pulse {done.pk} is completed; only a pending pulse"):
@@ -112,7 +113,7 @@ def test_cancel_and_reschedule_name_the_pulse_and_its_state_when_they_cannot():
 
 
 def test_cancel_and_reschedule_change_a_pending_pulse():
-    pulse = PulseFactory(scheduled_at=timezone.now() + timedelta(hours=1))
+    pulse = PulseFactory(by_agent=True, scheduled_at=timezone.now() + timedelta(hours=1))
     moved = agent_tools.reschedule_pulse(pulse_id=pulse.pk, when="in 3 days")
     pulse.refresh_from_db()
     assert pulse.scheduled_at > timezone.now() + timedelta(days=2, hours=23)

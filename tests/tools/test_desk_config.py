@@ -89,7 +89,7 @@ def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
     assert again.getvalue().count("Up to date") == 3  # the token still works, so it is kept
 
     tokens.revoke(f"desk-mcp {desk.name}")
-    assert any("REEVE_AGENT_TOKEN is unknown or revoked" in p for p in desk_mcp_problems())
+    assert any("REEVE_AGENT_TOKEN is unknown, revoked or expired" in p for p in desk_mcp_problems())
     call_command("mcp_config", "--write", stdout=StringIO())
     assert read(desk / ".mcp.json")["mcpServers"]["reeve"]["env"]["REEVE_AGENT_TOKEN"] != token
     assert desk_mcp_problems() == []

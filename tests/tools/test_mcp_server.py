@@ -171,7 +171,7 @@ def test_the_server_lists_its_tools_with_json_schemas(reeve_home):
         "tags",
         "resume_current_session",
     }
-    assert schedule["properties"]["priority"]["enum"] == ["critical", "high", "normal", "low", "deferred"]
+    assert schedule["properties"]["priority"]["enum"] == ["high", "normal", "low", "deferred"]
     assert "tomorrow at 9am" in schedule["properties"]["when"]["description"]
     assert schedule["properties"]["resume_current_session"]["type"] == "boolean"
     assert tools["reschedule_pulse"].input_schema["required"] == ["pulse_id", "when"]
@@ -205,10 +205,11 @@ def test_schedule_pulse_creates_an_agent_pulse_at_the_parsed_time(reeve_home):
     assert before + timedelta(hours=2) <= due <= datetime.now(UTC) + timedelta(hours=2)
 
 
-def test_list_upcoming_pulses_shows_pending_pulses_soonest_first(reeve_home):
-    later = trigger(reeve_home, "later one", "--at", "in 3 hours")
-    sooner = trigger(reeve_home, "sooner one", "--at", "in 1 hour")
-    cancelled = trigger(reeve_home, "cancelled one", "--at", "in 2 hours")
+def test_list_upcoming_pulses_shows_the_agents_pending_pulses_soonest_first(reeve_home):
+    later = trigger(reeve_home, "later one", "--at", "in 3 hours", "--source", "agent")
+    sooner = trigger(reeve_home, "sooner one", "--at", "in 1 hour", "--source", "agent")
+    cancelled = trigger(reeve_home, "cancelled one", "--at", "in 2 hours", "--source", "agent")
+    trigger(reeve_home, "the owner's", "--at", "in 30 minutes", "--source", "telegram")
 
     async def body(session):  # one server for the three calls (each server start costs ~2 s of CPU)
         return [
@@ -229,8 +230,8 @@ def test_list_upcoming_pulses_shows_pending_pulses_soonest_first(reeve_home):
 
 
 def test_cancel_and_reschedule_change_a_pending_pulse(reeve_home):
-    moved = trigger(reeve_home, "move me", "--at", "in 1 hour")
-    dropped = trigger(reeve_home, "drop me", "--at", "in 1 hour")
+    moved = trigger(reeve_home, "move me", "--at", "in 1 hour", "--source", "agent")
+    dropped = trigger(reeve_home, "drop me", "--at", "in 1 hour", "--source", "agent")
 
     async def body(session):
         return (
@@ -249,12 +250,33 @@ def test_cancel_and_reschedule_change_a_pending_pulse(reeve_home):
     assert cancelled.structured_content["status"] == "cancelled"
 
 
+def test_the_agent_can_neither_see_nor_cancel_nor_move_the_owners_pulses(reeve_home):
+    urgent = trigger(reeve_home, "URGENT: please call the doctor", "--source", "telegram")
+    owners = trigger(reeve_home, "the owner's reminder", "--at", "in 1 hour", "--source", "api")
+    token = claim_by_hand(reeve_home, trigger(reeve_home, "the running pulse", "--source", "agent"))
+
+    async def body(session):  # a run's tools, with its run token
+        return (
+            await session.call_tool("list_upcoming_pulses", {}),
+            await session.call_tool("cancel_pulse", {"pulse_id": urgent}),
+            await session.call_tool("reschedule_pulse", {"pulse_id": owners, "when": "9000-01-01T00:00:00"}),
+        )
+
+    listed, cancel, move = with_session(reeve_home, body, REEVE_RUN_TOKEN=token)
+    assert listed.structured_content["pulses"] == [] and listed.structured_content["pending"] == 0
+    assert cancel.is_error and f"pulse #{urgent} is the user's, not yours" in text(cancel)
+    assert move.is_error and "ask the user instead" in text(move)
+    rows = {p["id"]: p for p in pulses(reeve_home)}
+    assert rows[urgent]["status"] == rows[owners]["status"] == "pending"
+    assert stored_time(rows[owners]["scheduled_at"]).year < 9000
+
+
 def test_bad_arguments_come_back_as_tool_errors_and_the_server_keeps_serving(reeve_home):
-    done = trigger(reeve_home, "already cancelled", "--at", "in 1 hour")
+    done = trigger(reeve_home, "already cancelled", "--at", "in 1 hour", "--source", "agent")
     calls = [
         ("schedule_pulse", {"prompt": "x", "when": "when pigs fly"}, ["'when pigs fly'", "in N minutes"]),
         ("schedule_pulse", {"prompt": "x", "when": "march"}, ["'march'", "without its day", "in N minutes"]),
-        ("schedule_pulse", {"prompt": "x", "priority": "urgent"}, ["priority", "critical"]),
+        ("schedule_pulse", {"prompt": "x", "priority": "urgent"}, ["priority", "high"]),
         ("schedule_pulse", {"when": "now"}, ["prompt"]),
         ("schedule_pulse", {"prompt": ""}, ["prompt"]),
         ("schedule_pulse", {"prompt": "x", "tags": "not-a-list"}, ["tags"]),
@@ -315,8 +337,8 @@ def test_an_unknown_argument_is_refused_naming_the_known_ones_and_nothing_is_don
 def claim_by_hand(home, pulse_id: int) -> str:
     """Mark the pulse as run by worker w:1 (attempt 1) and return that run's token."""
     home.query(
-        "UPDATE pulses SET status='processing', lease_owner='w:1', attempt_count=1, lease_expires_at=? "
-        "WHERE id=?",
+        "UPDATE pulses SET status='processing', lease_owner='w:1', attempt_count=1, lease_expires_at=?, "
+        "claim_nonce='0f8fad5bd9cb469fa16570867728950e' WHERE id=?",
         ((datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S"), pulse_id),
     )
     code = (

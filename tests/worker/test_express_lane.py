@@ -160,6 +160,31 @@ def test_with_preemption_the_low_pulse_gives_way_keeps_its_attempts_and_session_
     assert f"pulse_preempted id={low} for={critical}" in log and f"pulse_released id={low}" in log
 
 
+def test_a_pulse_is_preempted_at_most_once_and_the_pulse_itself_records_it(home):
+    low = schedule(home, "research mode=sleep:6", priority="low")
+    worker = home.start("run_pulse_worker", PULSE_CRITICAL_RESERVED="0", PULSE_PREEMPT="deferred,low")
+    [first] = home.wait_for(lambda: runs_of(home, low), what="the low pulse's agent to start")
+    one = schedule(home, "answer me mode=noop", priority="critical")
+    [_, second] = home.wait_for(
+        lambda: (runs := runs_of(home, low)) and len(runs) == 2 and runs, what="the low pulse's second run"
+    )
+    assert end_of(home, first)["signal"] == "SIGTERM"
+    # Recorded on the pulse, so any worker that claims it next knows.
+    assert home.query("SELECT preempted FROM pulses WHERE id = ?", (low,))[0][0] in (True, 1)
+    two = schedule(home, "and me mode=noop", priority="critical")
+    home.wait_for(lambda: status_of(home, two) == "completed", timeout=60, what="the second critical pulse")
+    assert status_of(home, low) == status_of(home, one) == "completed"
+    # The second run was not interrupted: the second critical pulse waited for it to end.
+    assert "signal" not in end_of(home, second)
+    assert runs_of(home, two)[0]["t"] >= end_of(home, second)["t"]
+    attempts = home.query(
+        "SELECT number, succeeded FROM pulse_attempts WHERE pulse_id = ? ORDER BY id", (low,)
+    )
+    assert [tuple(row) for row in attempts] == [(1, False), (1, True)]
+    stop(home, worker)
+    assert home.output(worker).count("pulse_preempted") == 1
+
+
 def test_a_critical_pulse_for_a_busy_session_waits_for_it_and_runs_of_one_session_never_overlap(home):
     first = schedule(home, "long task mode=sleep:8", priority="low", session=SESSION)
     # The low run holds the only ordinary slot and may be preempted, but never for its own session.

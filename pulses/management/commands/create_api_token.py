@@ -18,7 +18,10 @@ class Command(ReeveCommand):
             "--scope",
             choices=TokenScope.values,
             default=TokenScope.FULL,
-            help="full: every endpoint (default); agent: only the agent's tools (/api/agent/*, /api/notify)",
+            help=(
+                "full: every endpoint but wake checks (default); wake-checks: full, and may set or run "
+                "a check_command (a shell command); agent: only the agent's tools (/api/agent/*, /api/notify)"
+            ),
         )
         parser.add_argument(
             "--list", action="store_true", help="list tokens (names and prefixes, never tokens)"
@@ -27,7 +30,12 @@ class Command(ReeveCommand):
     def handle(self, *args, name: str | None, revoke: bool, scope: str, **options) -> None:
         if options["list"]:
             for row in tokens.listing():
-                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+                if row.revoked_at:
+                    state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}"
+                elif row.expires_at:
+                    state = f"expires {row.expires_at:%Y-%m-%d %H:%M}"
+                else:
+                    state = "active"
                 self.stdout.write(f"{row.name}\t{row.prefix}…\t{row.scope}\t{state}")
             return
         if not name:
