@@ -186,6 +186,29 @@ def check_desk() -> Check:
     return Check("desk", OK, f"{desk}")
 
 
+def check_containment() -> Check:
+    """Which containment the agent runs in (AGENT_SANDBOX; pulses/agent/sandbox.py, SECURITY.md)."""
+    from pulses.agent.sandbox import BWRAP, containment
+
+    found = containment(settings.AGENT_SANDBOX)
+    if found.problem:
+        return Check("containment", FAIL, f"{found.problem}: the worker runs no pulse until it is fixed")
+    if found.active == BWRAP:
+        return Check(
+            "containment",
+            OK,
+            f"bubblewrap (AGENT_SANDBOX={found.mode}): the agent runs in its own PID namespace, "
+            "Reeve's .env, home, database, logs and backups hidden",
+        )
+    return Check(
+        "containment",
+        WARN,
+        f"none ({found.note}): the agent runs as this user and can read Reeve's .env, secret key and "
+        "database with its shell; install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) "
+        "and set AGENT_SANDBOX=auto (SECURITY.md)",
+    )
+
+
 def check_agent_tools() -> Check:
     """Whether the Desk lets the agent use Reeve's MCP tools (pulses still run without them)."""
     from pulses.tools.desk_config import desk_mcp_problems
@@ -329,6 +352,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     results += [*check_agent(), check_desk()]
     if not results[-1].failed:
         results.append(check_agent_tools())
+    results.append(check_containment())
     if api:
         results.append(check_api())
     if telegram:
