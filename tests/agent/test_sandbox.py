@@ -3,6 +3,8 @@ the agent sees under bubblewrap, and that a run ends when its agent does, with o
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,7 +15,7 @@ from pulses.agent import sandbox
 from pulses.agent.executor import AgentRequest, Executor
 from pulses.agent.process_groups import Reaper
 from pulses.agent.sandbox import Layout, prefix
-from tests.support.reeve_processes import FAKE_AGENT_COMMAND, process_alive
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ROOT, process_alive
 
 pytestmark = pytest.mark.database_independent  # the executor, bwrap and the fake agent: no database
 
@@ -175,3 +177,25 @@ def test_the_reaper_still_kills_a_contained_run_when_its_worker_dies(desk):
     thread.join(timeout=20)
     assert outcomes and not outcomes[0].success
     assert _running(marker) == []
+
+
+@needs_bwrap
+def test_a_reeve_command_in_the_sandbox_with_the_key_file_hidden_runs_on_a_throwaway_key(tmp_path):
+    reeve_home = tmp_path / "reeve"
+    reeve_home.mkdir()
+    (reeve_home / "secret_key").write_text("the-real-key")
+    user_home = reeve_home / "user"  # a HOME inside REEVE_HOME: the folder cannot be hidden whole
+    user_home.mkdir()
+    argv = prefix(Layout(home=user_home, desk=user_home, masked=(reeve_home, reeve_home / "secret_key")))
+    show = "from django.conf import settings as s; print(len(s.SECRET_KEY), 'the-real-key' in s.SECRET_KEY)"
+    env = {"PATH": os.environ["PATH"], "HOME": str(user_home), "REEVE_HOME": str(reeve_home)}
+    proc = subprocess.run(
+        [*argv, sys.executable, str(ROOT / "manage.py"), "shell", "-c", show],
+        env={**env, "DJANGO_SETTINGS_MODULE": "reeve_site.settings", "REEVE_IGNORE_DOTENV": "1"},
+        cwd=user_home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.split()[-2:] == ["67", "False"], proc.stderr
+    assert (reeve_home / "secret_key").read_text() == "the-real-key"
