@@ -305,3 +305,19 @@ def test_reeves_helpers_carry_none_of_the_dotenv_secrets_in_their_environment(sq
             assert secret.encode() not in environ, f"{secret[:12]}… in the environment of {cmdline!r}"
     os.killpg(reeve.pid, signal.SIGTERM)
     assert reeve.wait(timeout=60) == 0, installation.log()
+
+
+@pytest.mark.parametrize("mode", ["off", pytest.param("bwrap", marks=needs_bwrap)])
+def test_a_pulse_whose_agent_left_a_detached_child_holding_its_output_completes_at_once(reeve_home, mode):
+    reeve_home.manage("trigger_pulse", "Leave something behind mode=detach:90")
+    worker = reeve_home.start("run_pulse_worker", AGENT_SANDBOX=mode)
+    started = time.monotonic()
+    reeve_home.wait_for(
+        lambda: reeve_home.query("SELECT status FROM pulses") == [("completed",)],
+        timeout=30,
+        what="the pulse to complete",
+    )
+    assert time.monotonic() - started < 20  # not the 90 s the child holds the agent's stdout
+    assert reeve_home.query("SELECT result_text FROM pulse_attempts") == [("Left something running.",)]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
