@@ -57,4 +57,10 @@ def prepare() -> None:
     try:
         settings.SECRET_KEY  # noqa: B018 (Django raises on reading an empty one)
     except ImproperlyConfigured:
-        settings.SECRET_KEY = _make_secret_key(Path(settings.SECRET_KEY_FILE))
+        key_file = Path(settings.SECRET_KEY_FILE)
+        if key_file.exists() and not key_file.is_file():
+            # Hidden by the agent's sandbox (/dev/null in its place, pulses/agent/sandbox.py): this is
+            # Reeve's MCP server started by the agent, which signs nothing; a key of its own, in memory.
+            settings.SECRET_KEY = secrets.token_urlsafe(50)
+        else:
+            settings.SECRET_KEY = _make_secret_key(key_file)

@@ -17,15 +17,27 @@ from reeve_site.hosts import bound_host_names
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-# An optional .env in the repository root; real environment variables win over it. The test settings
-# set REEVE_IGNORE_DOTENV so a developer's own .env never leaks into the tests.
-if (BASE_DIR / ".env").is_file() and not env.bool("REEVE_IGNORE_DOTENV", default=False):
+# An optional .env in the repository root; real environment variables win over it. Its values are
+# read into a mapping the settings look up, never copied into os.environ: whatever this process
+# starts (gunicorn, the reaper, wake checks, the agent) would otherwise carry Reeve's secrets in its
+# environment, which /proc/PID/environ shows to any process of the same user. DOTENV keeps them for
+# the agent's allowlist (pulses/agent/env.py passes CLI_API_TOKEN, ANTHROPIC_* ... from it). The test
+# settings set REEVE_IGNORE_DOTENV so a developer's own .env never leaks into the tests.
+DOTENV: dict[str, str] = {}
+if (BASE_DIR / ".env").is_file() and not environ.Env().bool("REEVE_IGNORE_DOTENV", default=False):
     try:
-        for _key, _value in read_dotenv(BASE_DIR / ".env").items():
-            os.environ.setdefault(_key, _value)
+        DOTENV = read_dotenv(BASE_DIR / ".env")
     except DotenvError as exc:  # every command would fail on it: say where, not a traceback
         sys.exit(f"reeve: cannot read .env: {exc}")
+
+
+class _Env(environ.Env):
+    """django-environ reading `.env` under the real environment (a mapping, not os.environ)."""
+
+    ENVIRON = {**DOTENV, **os.environ}
+
+
+env = _Env()
 
 
 def _path(name: str, default: str) -> Path:
@@ -213,6 +225,11 @@ HAPI_AGENT = env.str("HAPI_AGENT", default="claude")
 # The user's own additions to the agent's allowlisted environment: names, or prefixes as `NAME_*`.
 AGENT_ENV_PASSTHROUGH = env.list("AGENT_ENV_PASSTHROUGH", default=[])
 REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")
+# --- The agent's containment (pulses/agent/sandbox.py, SECURITY.md) ---
+# auto: run the agent in a bubblewrap sandbox when `bwrap` is installed and works, else uncontained
+# (doctor warns); bwrap: always (a missing or broken bwrap stops the worker from running pulses);
+# off: never.
+AGENT_SANDBOX = env.str("AGENT_SANDBOX", default="auto").strip().lower()
 PULSE_API_HOST = env.str("PULSE_API_HOST", default="127.0.0.1")
 # Binding elsewhere than loopback means serving requests sent there (the guide's remote access).
 ALLOWED_HOSTS += [name for name in bound_host_names(PULSE_API_HOST) if name not in ALLOWED_HOSTS]

@@ -21,6 +21,9 @@ os.environ.setdefault("REEVE_DESK_PATH", os.path.join(_home, "desk"))
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 # The fake agents (tests/support/fake_agent.py, bench/*.sh) read their instructions from these variables.
 os.environ.setdefault("AGENT_ENV_PASSTHROUGH", "FAKE_AGENT_*,NOOP_AGENT_*")
+# The fake agent writes its logs beside the test's Desk, which a sandbox keeps read-only: tests run it
+# uncontained unless they ask for the sandbox (tests/agent/test_containment.py).
+os.environ.setdefault("AGENT_SANDBOX", "off")
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_home, "metrics"))
 # The suite runs without manage.py, so it makes the folders reeve_site.home.prepare() would.
 for _folder in ("REEVE_DESK_PATH", "PROMETHEUS_MULTIPROC_DIR"):

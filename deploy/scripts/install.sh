@@ -244,6 +244,11 @@ sudoers() {
   printf '%s' "${jnl[*]}" | sed 's/,/, \\\n    /g'
   printf '\n%s ALL=(root) NOPASSWD: REEVE_SYSTEMCTL, REEVE_JOURNAL\n' "$RUN_USER"
 }
+# The agent's sandbox (AGENT_SANDBOX=auto, pulses/agent/sandbox.py): without bubblewrap the agent runs
+# uncontained, as this user, able to read .env and the database with its shell (SECURITY.md).
+if ! command -v bwrap >/dev/null 2>&1; then
+  say "WARNING: bubblewrap (bwrap) is not installed: the agent would run uncontained; install it first (sudo apt-get install bubblewrap), then ./reeve doctor says 'containment bubblewrap'"
+fi
 VISUDO=$(command -v visudo || true)
 [ -n "$VISUDO" ] || die "visudo not found: install the sudo package (apt-get install sudo)"
 sudoers_tmp=$(mktemp)

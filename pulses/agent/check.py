@@ -10,7 +10,6 @@ which `hapi auth login` writes.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,9 +17,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from pulses.agent.env import agent_environment
+from pulses.agent.env import agent_environment, service_environment
 from pulses.agent.executor import HAPI, agent_command
 from pulses.agent.executor import setup_problem as _setup_problem
+from pulses.agent.sandbox import OFF, containment
 
 VERSION_TIMEOUT_SECONDS = 20.0
 
@@ -57,13 +57,13 @@ def setup_problem() -> str:
     the same check the worker makes before each claim, for /api/status, the dashboard and doctor."""
     return _setup_problem(
         settings.HAPI_COMMAND, agent=settings.HAPI_AGENT, desk=Path(settings.REEVE_DESK_PATH)
-    )
+    ) or (containment(settings.AGENT_SANDBOX).problem if settings.AGENT_SANDBOX != OFF else "")
 
 
 def agent_setup() -> AgentSetup:
     """Inspect HAPI_COMMAND (a ValueError for broken quoting) with the agent's own environment."""
     argv = agent_command(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT)
-    env = agent_environment(os.environ, passthrough=settings.AGENT_ENV_PASSTHROUGH)
+    env = agent_environment(service_environment(), passthrough=settings.AGENT_ENV_PASSTHROUGH)
     path = env.get("PATH")
     executable = shutil.which(argv[0], path=path) if argv else None
     is_hapi = bool(argv) and Path(argv[0]).name == HAPI
@@ -84,7 +84,7 @@ def agent_setup() -> AgentSetup:
 
 def hapi_version(setup: AgentSetup) -> str:
     """`hapi --version` as Hapi prints it ("hapi version: 0.30.7"), or why it could not be read."""
-    env = agent_environment(os.environ, passthrough=settings.AGENT_ENV_PASSTHROUGH)
+    env = agent_environment(service_environment(), passthrough=settings.AGENT_ENV_PASSTHROUGH)
     try:
         proc = subprocess.run(  # noqa: S603 - the configured agent command, no shell
             [setup.executable or setup.argv[0], "--version"],

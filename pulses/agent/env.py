@@ -1,16 +1,19 @@
 """The agent's environment: built from an allowlist, so none of Reeve's own secrets reach it.
 
-The worker's environment holds everything Reeve was configured with (`.env` is read into it):
-the API token, the Telegram bot token, SECRET_KEY, the database's location and password. A
-prompt-injected agent would read them with `env`. So the agent gets only what a program needs to
-run (PATH, HOME, locale, terminal, time zone, user), what the agent CLI itself needs (Hapi's
-credential and settings, Claude Code's own variables, proxies and CA bundles to reach its API),
-what the user adds with AGENT_ENV_PASSTHROUGH, and what the worker sets for this run.
+Reeve's configuration (the real environment, and `.env`, which settings read into `settings.DOTENV`
+and never into os.environ) holds the API token, the Telegram bot token, SECRET_KEY, the database's
+location and password. A prompt-injected agent would read them with `env`. So the agent gets only
+what a program needs to run (PATH, HOME, locale, terminal, time zone, user), what the agent CLI
+itself needs (Hapi's credential and settings, Claude Code's own variables, proxies and CA bundles to
+reach its API), what the user adds with AGENT_ENV_PASSTHROUGH (never a database URL or password),
+and what the worker sets for this run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Iterable, Mapping
 
 logger = logging.getLogger(__name__)
@@ -65,8 +68,30 @@ REEVE_SECRETS = frozenset(
         "SECRET_KEY",
         "DATABASE_URL",
         "PULSE_DB_PATH",
+        "PULSE_DB_URL",  # the original Reeve's name for the database (with its password)
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICEFILE",
     }
 )
+# What AGENT_ENV_PASSTHROUGH can never add either: a name that says it holds a database's location or
+# password, or a value that is a database URL or any URL with a password in it (`PULSE_*` would
+# otherwise pass PULSE_DB_URL, `MY_*` a MY_STORE=postgres://reeve:secret@...). The user's own keys for
+# the agent's tools (AWS_SECRET_ACCESS_KEY, say) may still be passed by name.
+_SECRET_NAME = re.compile(r"DB_URL|DATABASE|DB_PASS|PGPASS", re.IGNORECASE)
+_SECRET_VALUE = re.compile(
+    r"^\s*(?:(?:postgres(?:ql)?|pgsql|mysql|mariadb|sqlite|redis|mongodb(?:\+srv)?)(?:\+\w+)?://"
+    r"|[a-z][a-z0-9+.-]*://[^/@\s]*:[^/@\s]*@)",
+    re.IGNORECASE,
+)
+
+
+def service_environment() -> dict[str, str]:
+    """Reeve's configuration as the agent's allowlist filters it: `.env` (settings.DOTENV) under the
+    real environment, as the settings read them."""
+    from django.conf import settings
+
+    return {**getattr(settings, "DOTENV", {}), **os.environ}
 
 
 def passthrough_rules(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -91,10 +116,20 @@ def agent_environment(
         name: value
         for name, value in source.items()
         if name not in REEVE_SECRETS
-        and (name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES) or _matches(name, rules))
+        and (
+            name in ALLOWED_NAMES
+            or name.startswith(ALLOWED_PREFIXES)
+            or (_matches(name, rules) and not _secret_looking(name, value))
+        )
     }
     env.update(extra or {})
     return env
+
+
+def _secret_looking(name: str, value: str) -> bool:
+    """A variable AGENT_ENV_PASSTHROUGH may not add: a password or a database's location by its name
+    or its value."""
+    return bool(_SECRET_NAME.search(name) or _SECRET_VALUE.match(value))
 
 
 def refused_passthrough(passthrough: Iterable[str]) -> list[str]:

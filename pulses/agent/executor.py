@@ -12,7 +12,12 @@ failure, or the agent unable to run now) is `pulses.agent.readiness`'s one rule,
 
 The prompt crosses to the agent as an argument after `--` and a resumed session as `--resume=ID`, so
 neither can ever be read as an option; the agent's environment is built from an allowlist
-(pulses/agent/env.py), so none of Reeve's secrets reach it.
+(pulses/agent/env.py), so none of Reeve's secrets reach it. With AGENT_SANDBOX it runs inside
+bubblewrap (pulses/agent/sandbox.py), which hides Reeve's files and processes from it.
+
+A run ends when the agent exits: what it left in its group is killed, and its pipes are read for
+DRAIN_SECONDS more at most, so a child it detached (`setsid`) that holds them cannot keep the pulse
+running (under the sandbox that child dies with the agent's PID namespace anyway).
 
 The group is made with `process_group=0` rather than a new session or a preexec_fn, which keeps
 CPython on its vfork() path: spawning costs ~0.2 ms instead of ~6-9 ms for a full fork of the worker.
@@ -23,22 +28,24 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
 
 from django.utils import timezone
 
 from pulses.agent import readiness
-from pulses.agent.env import PULSE_ID_VARIABLE, agent_environment
+from pulses.agent import sandbox as agent_sandbox
+from pulses.agent.env import PULSE_ID_VARIABLE, agent_environment, service_environment
 from pulses.agent.process_groups import KILL_GRACE_SECONDS, Reaper, kill_groups, signal_group
 from pulses.agent.readiness import AgentUnavailable
 from pulses.agent.stream import AgentSignals, StreamReader
@@ -46,6 +53,10 @@ from pulses.agent.stream import AgentSignals, StreamReader
 logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keeping memory bounded
+# Once the agent has exited, how long its pipes are still read: what it wrote last is in them, but a
+# process it detached from its group (`setsid sleep infinity &`) may hold them open for ever.
+DRAIN_SECONDS = 2.0
+READ_BYTES = 65536
 TAIL_BYTES = 16 * 1024
 RESUME_REJECTED = "no conversation found"
 HAPI = "hapi"
@@ -190,6 +201,7 @@ class Executor:
         passthrough: Iterable[str] = (),
         agent: str = DEFAULT_AGENT,
         max_api_retries: int = DEFAULT_MAX_API_RETRIES,
+        sandbox: str = agent_sandbox.OFF,
     ) -> None:
         self.command = command
         self.max_api_retries = max_api_retries  # 0: only a 401/403 retry stops the run
@@ -199,27 +211,33 @@ class Executor:
         self.env = dict(env or {})
         self.passthrough = tuple(passthrough)
         self.agent = agent
+        self.sandbox = sandbox  # AGENT_SANDBOX: auto, bwrap or off (pulses/agent/sandbox.py)
         self._running: dict[int, _Run] = {}
         self._lock = threading.Lock()
 
     def argv(self, request: AgentRequest, *, resume: bool = True) -> list[str]:
-        """The agent's argv. Whoever writes a pulse sets what the agent is asked, never how it runs:
-        the session is one `--resume=ID` word and the prompt comes after `--`, so neither can be
-        read as an option (a prompt "--dangerously-skip-permissions" is only a prompt)."""
+        """The agent's argv, after the sandbox's prefix when there is one. Whoever writes a pulse sets
+        what the agent is asked, never how it runs: the session is one `--resume=ID` word and the
+        prompt comes after `--`, so neither can be read as an option (a prompt
+        "--dangerously-skip-permissions" is only a prompt)."""
         argv = [*agent_command(self.command, agent=self.agent)]
         argv += ["--print", "--output-format", "stream-json", "--verbose"]
         if runs_claude(argv):
             argv.append(ALLOW_REEVE_TOOLS)
         if resume and request.session_id:
             argv.append(f"--resume={request.session_id}")
-        return [*argv, "--", build_prompt(request.prompt, request.sticky_notes)]
+        # Built at each run: the SQLite -wal and -shm files it masks exist only while the database is open.
+        contained = agent_sandbox.sandbox_prefix(self.sandbox) if self.sandbox != agent_sandbox.OFF else []
+        return [*contained, *argv, "--", build_prompt(request.prompt, request.sticky_notes)]
 
     def environment(self, request: AgentRequest) -> dict[str, str]:
         """The agent's environment: the allowlist of pulses/agent/env.py over ours, plus the run's."""
         extra = {**self.env, **request.env}
+        if self.sandbox != agent_sandbox.OFF:
+            extra = {**agent_sandbox.sandbox_environment(self.sandbox), **extra}
         if request.pulse_id is not None:
             extra[PULSE_ID_VARIABLE] = str(request.pulse_id)
-        return agent_environment(os.environ, passthrough=self.passthrough, extra=extra)
+        return agent_environment(service_environment(), passthrough=self.passthrough, extra=extra)
 
     def run(
         self, request: AgentRequest, *, on_session: Callable[[str], None] | None = None
@@ -250,7 +268,9 @@ class Executor:
 
     def setup_problem(self) -> str:
         """What keeps every run from starting ("" when nothing does); see `setup_problem`."""
-        return setup_problem(self.command, agent=self.agent, desk=self.desk)
+        return setup_problem(self.command, agent=self.agent, desk=self.desk) or (
+            agent_sandbox.containment(self.sandbox).problem if self.sandbox != agent_sandbox.OFF else ""
+        )
 
     def interrupt(self, pulse_id: int, *, because: str, grace: float = KILL_GRACE_SECONDS) -> bool:
         """Stop the agent running `pulse_id` as a drain would (SIGTERM to its group, SIGKILL after
@@ -296,15 +316,22 @@ class Executor:
             bool(resume and request.session_id),
         )
         # The stream is read on this thread, so `on_session` runs here too (with this thread's
-        # database connection); a watchdog thread waits for the agent and enforces the timeout.
-        err_thread = threading.Thread(target=_pump, args=(proc.stderr, run.stderr_tail), daemon=True)
-        watchdog = threading.Thread(target=self._watch, args=(run, request.pulse_id), daemon=True)
-        err_thread.start()
+        # database connection); a watchdog thread waits for the agent, enforces the timeout and
+        # closes `exited` when the agent is gone: the run ends then, whoever still holds its pipes.
+        exited, exited_signal = os.pipe()
+        watchdog = threading.Thread(
+            target=self._watch, args=(run, request.pulse_id, exited_signal), daemon=True
+        )
         watchdog.start()
         reader = StreamReader(on_session=on_session, on_retry=lambda signals: self._retried(run, signals))
-        _pump_stdout(proc.stdout, reader, run.stdout_tail)
-        watchdog.join()
-        err_thread.join(timeout=5)
+        try:
+            _read_outputs(run, reader, exited=exited)
+        except BaseException:
+            signal_group(proc.pid, signal.SIGKILL)  # nobody reads its output any more
+            raise
+        finally:
+            watchdog.join()
+            os.close(exited)
         with self._lock:
             self._running.pop(proc.pid, None)
         if self.reaper:
@@ -329,18 +356,21 @@ class Executor:
         )
         threading.Thread(target=kill_groups, args=([run.proc],), daemon=True).start()
 
-    def _watch(self, run: _Run, pulse_id: int | None) -> None:
+    def _watch(self, run: _Run, pulse_id: int | None, exited_signal: int) -> None:
         """Wait for the agent; on timeout kill its group. Then kill whatever it left in the group,
-        which also closes the stdout pipe a background child might hold open."""
+        which also closes the pipes a background child might hold open, and close `exited_signal`."""
         proc = run.proc
         try:
-            proc.wait(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            run.timed_out = True
-            logger.error("agent_timeout pulse=%s pid=%s after_s=%s", pulse_id, proc.pid, self.timeout)
-            kill_groups([proc])
-            proc.wait()
-        signal_group(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                run.timed_out = True
+                logger.error("agent_timeout pulse=%s pid=%s after_s=%s", pulse_id, proc.pid, self.timeout)
+                kill_groups([proc])
+                proc.wait()
+            signal_group(proc.pid, signal.SIGKILL)
+        finally:
+            os.close(exited_signal)
 
 
 def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: float) -> AttemptOutcome:
@@ -412,20 +442,72 @@ def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: flo
     )
 
 
-def _pump_stdout(stream: IO[bytes], reader: StreamReader, tail: Tail) -> None:
-    """Feed whole lines to the reader; a line past MAX_LINE_BYTES is skipped, never buffered."""
-    oversized = False
-    while chunk := stream.readline(MAX_LINE_BYTES):
-        tail.write(chunk)
-        # Without a newline the chunk is either a line cut at MAX_LINE_BYTES or the stream's last line.
-        complete = chunk.endswith(b"\n") or len(chunk) < MAX_LINE_BYTES
-        if not oversized and complete:
-            reader.feed(chunk.decode("utf-8", "replace"))
-        oversized = not complete
-    stream.close()
+class _Lines:
+    """The agent's stdout cut into whole lines for the stream reader; a line past MAX_LINE_BYTES is
+    skipped, never buffered whole, and every byte goes to the tail."""
+
+    def __init__(self, reader: StreamReader, tail: Tail) -> None:
+        self._reader = reader
+        self._tail = tail
+        self._partial = bytearray()
+        self._oversized = False  # inside a line already past the limit: skip to its end
+
+    def feed(self, data: bytes) -> None:
+        self._tail.write(data)
+        start = 0
+        while (end := data.find(b"\n", start)) != -1:
+            self._line(data[start : end + 1])
+            start = end + 1
+        if start < len(data) and not self._oversized:
+            self._partial += data[start:]
+            if len(self._partial) > MAX_LINE_BYTES:
+                self._partial.clear()
+                self._oversized = True
+
+    def _line(self, piece: bytes) -> None:
+        if self._oversized:
+            self._oversized = False
+            return
+        if self._partial:
+            piece = bytes(self._partial) + piece
+            self._partial.clear()
+        if len(piece) <= MAX_LINE_BYTES:
+            self._reader.feed(piece.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        """The stream's last line, when it had no newline."""
+        if self._partial and not self._oversized:
+            self._reader.feed(bytes(self._partial).decode("utf-8", "replace"))
+        self._partial.clear()
 
 
-def _pump(stream: IO[bytes], tail: Tail) -> None:
-    while chunk := stream.read1(65536):
-        tail.write(chunk)
-    stream.close()
+def _read_outputs(run: _Run, reader: StreamReader, *, exited: int) -> None:
+    """Read the agent's stdout (lines to `reader`) and stderr (a tail) until both end, or, once
+    `exited` reports the agent gone, DRAIN_SECONDS more at most; then close them."""
+    proc = run.proc
+    lines = _Lines(reader, run.stdout_tail)
+    sinks = {proc.stdout.fileno(): lines.feed, proc.stderr.fileno(): run.stderr_tail.write}
+    poller = select.poll()
+    for fd in (*sinks, exited):
+        poller.register(fd, select.POLLIN)
+    deadline: float | None = None
+    while sinks:
+        wait_ms = None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                logger.warning("agent_pipes_held pid=%s after_exit_s=%s", proc.pid, DRAIN_SECONDS)
+                break
+            wait_ms = int(left * 1000) + 1
+        for fd, _ in poller.poll(wait_ms):
+            if fd == exited:
+                poller.unregister(exited)
+                deadline = time.monotonic() + DRAIN_SECONDS
+            elif data := os.read(fd, READ_BYTES):
+                sinks[fd](data)
+            else:
+                poller.unregister(fd)
+                del sinks[fd]
+    lines.close()
+    proc.stdout.close()
+    proc.stderr.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 3.0
+REAPER_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C"}
 
 
 class Reaper:
@@ -25,6 +26,9 @@ class Reaper:
             stdin=subprocess.PIPE,
             start_new_session=True,
             text=True,
+            # Nothing of the worker's environment: it needs none, and /proc/PID/environ would show it
+            # to any process of this user (the agent, when it runs uncontained).
+            env=REAPER_ENVIRONMENT,
         )
         self._lock = threading.Lock()
 

@@ -2,7 +2,8 @@
 
 Exit 0 wakes the agent with the check's output appended to the prompt; exit 1 means "nothing to do":
 no agent process starts and the run is recorded as skipped; any other exit (or the timeout) is a
-failed attempt carrying the check's output. The check runs with the agent's allowlisted environment,
+failed attempt carrying the check's output. The check runs with the agent's allowlisted environment
+(none of Reeve's secrets, from `.env` or the service's environment),
 in a process group of its own so a timeout kills everything it started.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from pulses.agent.env import agent_environment
+from pulses.agent.env import agent_environment, service_environment
 
 OUTPUT_CHARS = 8000
 NOTHING_TO_DO = 1
@@ -47,7 +48,7 @@ def run(command: str, *, desk: Path | None = None, timeout: float | None = None)
     """Run `command` with the shell in the Desk, bounded by `timeout` seconds."""
     timeout = settings.PULSE_CHECK_TIMEOUT_SECONDS if timeout is None else timeout
     cwd = Path(desk or settings.REEVE_DESK_PATH)
-    env = agent_environment(os.environ, passthrough=settings.AGENT_ENV_PASSTHROUGH)
+    env = agent_environment(service_environment(), passthrough=settings.AGENT_ENV_PASSTHROUGH)
     try:
         process = subprocess.Popen(  # noqa: S602 - the owner's own check, run like a cron line
             ["/bin/sh", "-c", command],

@@ -212,6 +212,29 @@ def check_desk() -> Check:
     return Check("desk", OK, f"{desk}")
 
 
+def check_containment() -> Check:
+    """Which containment the agent runs in (AGENT_SANDBOX; pulses/agent/sandbox.py, SECURITY.md)."""
+    from pulses.agent.sandbox import BWRAP, containment
+
+    found = containment(settings.AGENT_SANDBOX)
+    if found.problem:
+        return Check("containment", FAIL, f"{found.problem}: the worker runs no pulse until it is fixed")
+    if found.active == BWRAP:
+        return Check(
+            "containment",
+            OK,
+            f"bubblewrap (AGENT_SANDBOX={found.mode}): the agent runs in its own PID namespace, "
+            "Reeve's .env, home, database, logs and backups hidden",
+        )
+    return Check(
+        "containment",
+        WARN,
+        f"none ({found.note}): the agent runs as this user and can read Reeve's .env, secret key and "
+        "database with its shell; install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) "
+        "and set AGENT_SANDBOX=auto (SECURITY.md)",
+    )
+
+
 def check_agent_tools() -> Check:
     """Whether the agent may use Reeve's MCP tools in a run: a failure when the agent command's runs
     would not get them allowed, a warning when the Desk does not offer them (pulses run either way)."""
@@ -383,6 +406,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
         # run without Reeve's tools, so their check does not stop it).
         runnable = desk_ready and not any(check.failed for check in agent)
         results.append(check_agent_ready(probe=runnable))
+    results.append(check_containment())
     if api:
         results.append(check_api())
     if telegram:

@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from pulses.agent.env import API_URL_VARIABLE, DESK_TOKEN_VARIABLE, REEVE_SECRETS, agent_environment
 from pulses.agent.executor import ALLOW_REEVE_TOOLS, CLAUDE, DEMO, HAPI, agent_command, runs_claude
+from pulses.db import is_postgres
 from pulses.tools import desk_instructions
 from pulses.tools.agent_tools import TOOL_NAMES
 
@@ -138,12 +139,35 @@ def permissions() -> list[str]:
     return [f"mcp__{SERVER_NAME}__{name}" for name in TOOL_NAMES]
 
 
+def deny_rules() -> list[str]:
+    """Claude Code permission rules that keep its Read and Edit tools out of Reeve's private places:
+    the checkout's `.env`, REEVE_HOME (secret key, logs, backups, metrics, the default database) and
+    the SQLite database's folder. Defence in depth behind the sandbox (pulses/agent/sandbox.py): they
+    do not stop a shell. Folders, not the database's file name; a folder that holds the Desk is left
+    out (the agent works there)."""
+    desk = Path(settings.REEVE_DESK_PATH).expanduser().resolve()
+    folders = [Path(settings.REEVE_HOME)]
+    if not is_postgres():
+        folders.append(Path(settings.DATABASES["default"]["NAME"]).parent)
+    targets = [str(Path(settings.BASE_DIR).resolve() / ".env")]
+    for folder in folders:
+        folder = folder.expanduser().resolve()
+        if folder != Path("/") and not (desk == folder or folder in desk.parents):
+            targets.append(f"{folder}/**")
+    targets = list(dict.fromkeys(targets))
+    # "//" starts an absolute path in Claude Code's rules ("/x" is relative to the settings file).
+    return [f"{tool}(/{target})" for target in targets for tool in ("Read", "Edit")]
+
+
 def mcp_json() -> dict[str, Any]:
     return {"mcpServers": {SERVER_NAME: server_entry()}}
 
 
 def claude_settings() -> dict[str, Any]:
-    return {"enabledMcpjsonServers": [SERVER_NAME], "permissions": {"allow": permissions()}}
+    return {
+        "enabledMcpjsonServers": [SERVER_NAME],
+        "permissions": {"allow": permissions(), "deny": deny_rules()},
+    }
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -218,8 +242,8 @@ def merged_mcp_json(existing: dict[str, Any], path: Path, *, token: str) -> dict
 
 
 def merged_settings(existing: dict[str, Any], path: Path) -> dict[str, Any]:
-    """`existing` with Reeve's server enabled and its tools allowed, the original Reeve's servers and
-    rules removed; other keys untouched."""
+    """`existing` with Reeve's server enabled, its tools allowed, Reeve's private paths denied, the
+    original Reeve's servers and rules removed; other keys untouched."""
     merged = _without_original(existing)
     enabled = _list(merged, "enabledMcpjsonServers", path)
     if SERVER_NAME not in enabled:
@@ -228,6 +252,8 @@ def merged_settings(existing: dict[str, Any], path: Path) -> dict[str, Any]:
         merged["disabledMcpjsonServers"] = [s for s in merged["disabledMcpjsonServers"] if s != SERVER_NAME]
     allow = _list(_object(merged, "permissions", path), "allow", path)
     allow.extend(rule for rule in permissions() if rule not in allow)
+    deny = _list(_object(merged, "permissions", path), "deny", path)
+    deny.extend(rule for rule in deny_rules() if rule not in deny)
     return merged
 
 

@@ -21,6 +21,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.utils import timezone
 
 from pulses import queue
+from pulses.agent import sandbox as agent_sandbox
 from pulses.agent import wake_check
 from pulses.agent.env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
 from pulses.agent.executor import AgentRequest, AttemptOutcome, Executor
@@ -275,7 +276,16 @@ def request(pulse: Pulse, *, env: dict[str, str] | None = None, prompt: str | No
 
 
 def default_executor(reaper: Reaper | None) -> Executor:
-    """The agent CLI the settings name, run in the Desk."""
+    """The agent CLI the settings name, run in the Desk (in the sandbox AGENT_SANDBOX gives)."""
+    if settings.AGENT_SANDBOX != agent_sandbox.OFF:
+        found = agent_sandbox.containment(settings.AGENT_SANDBOX)
+        log = logger.info if found.active == agent_sandbox.BWRAP else logger.warning
+        log(
+            "agent_containment mode=%s active=%s %s",
+            found.mode,
+            found.active,
+            found.problem or found.note or "",
+        )
     return Executor(
         command=settings.HAPI_COMMAND,
         desk=settings.REEVE_DESK_PATH,
@@ -284,6 +294,7 @@ def default_executor(reaper: Reaper | None) -> Executor:
         passthrough=settings.AGENT_ENV_PASSTHROUGH,
         agent=settings.HAPI_AGENT,
         max_api_retries=settings.AGENT_MAX_API_RETRIES,
+        sandbox=settings.AGENT_SANDBOX,
     )
 
 

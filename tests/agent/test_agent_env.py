@@ -53,3 +53,37 @@ def test_agent_env_passthrough_adds_names_and_prefixes_but_never_reeves_secrets(
 def test_passthrough_may_be_written_as_one_comma_separated_setting(value):
     env = agent_environment(WORKER_ENV, passthrough=value)
     assert {"MY_TOOL_KEY", "MY_TOOL_URL"} <= set(env)
+
+
+def test_passthrough_never_adds_a_database_url_or_password_whatever_its_name():
+    worker_env = {
+        **WORKER_ENV,
+        "PULSE_DB_URL": "postgresql://reeve:password@db/reeve",  # the original Reeve's name for it
+        "PULSE_MAX_CONCURRENT": "2",
+        "MY_TOOL_STORE": "postgres://reeve:password@db/reeve",
+        "MY_TOOL_MIRROR": "https://user:password@mirror.invalid/repo",
+        "MY_TOOL_DATABASE": "/var/lib/tool.db",
+        "PGPASSWORD": "password",
+    }
+    env = agent_environment(worker_env, passthrough=["PULSE_*", "MY_TOOL_*", "PGPASSWORD"])
+    assert env["PULSE_MAX_CONCURRENT"] == "2" and env["MY_TOOL_KEY"] == "mine"
+    assert not {"PULSE_DB_URL", "MY_TOOL_STORE", "MY_TOOL_MIRROR", "MY_TOOL_DATABASE", "PGPASSWORD"} & set(
+        env
+    )
+    assert not [value for value in env.values() if "password" in value]
+    assert "PGPASSWORD" in refused_passthrough(["PGPASSWORD"]) and "PULSE_*" in refused_passthrough(
+        ["PULSE_*"]
+    )
+
+
+def test_the_agent_gets_its_cli_credential_from_dotenv_which_settings_keep_out_of_os_environ(
+    settings, fake_agent, monkeypatch
+):
+    from pulses.agent.executor import AgentRequest, Executor
+
+    settings.DOTENV = {"CLI_API_TOKEN": "hapi-from-dotenv", "SECRET_KEY": "dotenv-secret", "TZ": "UTC"}
+    monkeypatch.setenv("TZ", "Europe/Berlin")  # the real environment wins over .env, as in settings
+    monkeypatch.delenv("CLI_API_TOKEN", raising=False)
+    env = Executor(command="claude", desk=fake_agent, timeout=1).environment(AgentRequest(prompt="hi"))
+    assert env["CLI_API_TOKEN"] == "hapi-from-dotenv" and env["TZ"] == "Europe/Berlin"
+    assert "SECRET_KEY" not in env

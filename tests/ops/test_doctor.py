@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from pulses.agent.sandbox import bwrap_problem
 from pulses.management.commands.doctor import MARKS
 from pulses.ops import doctor
 from tests.support.factories import PulseFactory
@@ -208,6 +209,7 @@ def test_doctor_passes_everything_on_a_good_running_setup(reeve_home, fake_teleg
     home = reeve_home
     home.extra_env.update(PULSE_API_TOKEN=GOOD_TOKEN, PULSE_API_PORT=str(port), **fake_telegram.env(42))
     home.extra_env["HAPI_COMMAND"] = agent_named_claude(home.path)
+    home.extra_env["AGENT_SANDBOX"] = "auto"  # bubblewrap: .ci/run installs it
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
         cwd=ROOT,
@@ -236,6 +238,29 @@ def test_doctor_passes_everything_on_a_good_running_setup(reeve_home, fake_teleg
     assert "FAIL" not in proc.stdout and "WARN" not in proc.stdout
     assert "doctor: all checks passed" in proc.stdout
     assert "bot @reeve_test_bot" in proc.stdout
+
+
+@pytest.mark.skipif(bool(bwrap_problem()), reason="bubblewrap is not installed here")
+def test_doctor_says_which_containment_the_agent_runs_in_and_warns_when_none(good, capsys):
+    good.AGENT_SANDBOX = "auto"
+    assert offline_check(capsys, "containment")[1].startswith("ok    containment    bubblewrap")
+    good.AGENT_SANDBOX = "off"
+    code, line = offline_check(capsys, "containment")
+    assert code == 0 and line.startswith("WARN  containment    none (AGENT_SANDBOX=off)")
+    assert "sudo apt-get install bubblewrap" in line
+
+
+def test_a_required_sandbox_that_cannot_run_fails(good, capsys, monkeypatch):
+    good.AGENT_SANDBOX = "bwrap"
+    bwrap_problem.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    try:
+        code, line = offline_check(capsys, "containment")
+    finally:
+        bwrap_problem.cache_clear()
+    assert code != 0 and line.startswith(
+        "FAIL  containment    AGENT_SANDBOX=bwrap but bwrap is not installed"
+    )
 
 
 def test_a_desk_without_reeves_mcp_tools_is_a_warning_that_names_the_fix(good, capsys):
@@ -302,7 +327,15 @@ def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_c
     problems = {name: mark for name, mark in marks.items() if mark != "ok"}
     # What is left to choose: the agent (none installed here) and its tools in the Desk, a main API
     # token, Telegram; the rest (heartbeat, file modes on a new home) says what happens next.
-    choices = {"agent command", "agent tools", "api token", "telegram", "heartbeat", "file modes"}
+    choices = {
+        "agent command",
+        "agent tools",
+        "api token",
+        "telegram",
+        "heartbeat",
+        "file modes",
+        "containment",
+    }
     assert set(problems) <= choices, proc.stdout
     assert [name for name, mark in problems.items() if mark == "FAIL"] in ([], ["agent command"]), proc.stdout
     assert "TELEGRAM_BOT_TOKEN is not set" in proc.stdout

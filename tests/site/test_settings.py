@@ -57,3 +57,28 @@ def test_a_secret_key_from_the_environment_writes_no_key_file(tmp_path):
     )
     assert proc.stdout.split()[-1] == "k" * 50, proc.stderr
     assert not (tmp_path / ".reeve" / "secret_key").exists()
+
+
+def test_dotenv_values_are_settings_but_never_copied_into_os_environ(tmp_path):
+    checkout = tmp_path / "checkout"
+    (checkout / "reeve_site").mkdir(parents=True)
+    for path in (ROOT / "reeve_site").glob("*.py"):
+        (checkout / "reeve_site" / path.name).write_bytes(path.read_bytes())
+    (checkout / ".env").write_text(
+        "SECRET_KEY=from-dotenv-0123456789\nCLI_API_TOKEN=hapi\nTIME_ZONE=Asia/Tokyo\n"
+    )
+    show = (
+        "import os; from django.conf import settings; "
+        "print(settings.SECRET_KEY, settings.TIME_ZONE, settings.DOTENV['CLI_API_TOKEN'], "
+        "'SECRET_KEY' in os.environ, 'CLI_API_TOKEN' in os.environ)"
+    )
+    env = {k: v for k, v in _env(tmp_path).items() if k != "REEVE_IGNORE_DOTENV"}
+    env["PYTHONPATH"] = f"{checkout}:{ROOT}"
+    proc = subprocess.run(
+        [sys.executable, "-c", show],
+        cwd=checkout,
+        env={**env, "TIME_ZONE": "UTC"},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.stdout.split() == ["from-dotenv-0123456789", "UTC", "hapi", "False", "False"], proc.stderr

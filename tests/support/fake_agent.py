@@ -9,7 +9,9 @@ resume), noise, no_result (exit 0 with no result event), announce:SESSION_ID
 (announce that session id, whatever it is), mcp_schedule[:SECONDS] and mcp_schedule_bare[:SECONDS] (call
 Reeve's schedule_pulse tool with resume_current_session through its MCP server; see
 tests/support/fake_agent_mcp.py), notify (message the user with the send_notification tool, then
-answer), nothing (answer NO_REPLY, the agreed "nothing to say"), long:CHARS (an answer of CHARS characters).
+answer), nothing (answer NO_REPLY, the agreed "nothing to say"), long:CHARS (an answer of CHARS characters),
+detach:SECONDS (start `setsid sleep SECONDS` holding its stdout and stderr, answer and exit), attack (do
+with its own shell what a prompt-injected agent would: see `attack`).
 
 The agent unable to run, printing exactly what Claude Code 2.1.337 / Hapi 0.30.7 print (docs: DESIGN,
 measured): not_logged_in (no login, no key), no_hapi_credential (Hapi without CLI_API_TOKEN: stderr
@@ -295,6 +297,54 @@ CANNOT_RUN = {
 }
 
 
+def shell(command, timeout=30):
+    """`command` run by /bin/sh as the agent's Bash tool would: (exit code, output)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["/bin/sh", "-c", command], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return None, "timed out"
+    return proc.returncode, (proc.stdout + proc.stderr).decode("utf-8", "replace")
+
+
+def attack(session_id):
+    """What an injected agent tries with its own shell, from $FAKE_AGENT_ATTACK (JSON): `read`, files
+    to cat; `connect`, psql command lines (the database's URL without the password it never got, its
+    socket folders); `login`, Claude Code's login file. Every /proc/*/environ and cmdline it can see
+    is dumped too, and one of Reeve's MCP tools called. The report goes to attack-report.json in the
+    Desk (its working directory)."""
+    plan = json.loads(os.environ.get("FAKE_AGENT_ATTACK", "{}"))
+    report = {"read": {}, "connect": {}}
+    for path in plan.get("read", []):
+        code, output = shell(f"cat '{path}'")
+        report["read"][path] = [code, output[:2000]]
+    for command in plan.get("connect", []):
+        report["connect"][command] = shell(f"PGCONNECT_TIMEOUT=5 {command} -w -c 'select 1' </dev/null")
+    report["processes"] = shell(
+        "for d in /proc/[0-9]*; do echo \"== $d $(tr '\\0' ' ' <$d/cmdline 2>/dev/null)\"; "
+        "tr '\\0' '\\n' <$d/environ 2>/dev/null; done"
+    )[1]
+    if plan.get("login"):
+        report["login"] = shell(f"cat {plan['login']!r}")
+    report["mcp"] = mcp_call("list_upcoming_pulses", {})
+    with open("attack-report.json", "w") as fh:
+        json.dump(report, fh)
+    result(session_id, "I looked around.")
+    return 0
+
+
+def detach(session_id, seconds):
+    """Leave a child in a session of its own holding our stdout and stderr, then finish."""
+    import subprocess
+
+    subprocess.Popen(["setsid", "sleep", str(seconds)], stdin=subprocess.DEVNULL)
+    result(session_id, "Left something running.")
+    return 0
+
+
 def main():
     started = STARTED
     resume, prompt = parse_argv(sys.argv[1:])
@@ -380,6 +430,10 @@ def main():
             return 0
         result(session_id, "I sent you a notification.")
         return 0
+    if mode == "attack":
+        return attack(session_id)
+    if mode == "detach":
+        return detach(session_id, float(arg or 90))
     if mode == "nothing":
         result(session_id, "NO_REPLY")
         return 0

@@ -153,6 +153,8 @@ class ReeveHome:
             HAPI_COMMAND=FAKE_AGENT_COMMAND,
             FAKE_AGENT_LOG=str(self.agent_log),
             AGENT_ENV_PASSTHROUGH="FAKE_AGENT_*,NOOP_AGENT_*",
+            # The fake agent logs into this home, which the sandbox masks: tests that want it ask.
+            AGENT_SANDBOX="off",
             SECRET_KEY="process-test-secret",
             PULSE_LEASE_SECONDS="2",
             PULSE_POLL_SECONDS="0.5",

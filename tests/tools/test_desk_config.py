@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from pulses.api import tokens
+from pulses.db import is_postgres
 from pulses.tools import desk_config
 from pulses.tools.desk_config import desk_mcp_problems
 
@@ -78,7 +79,7 @@ def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
     assert merged["model"] == "opus"
     assert merged["enabledMcpjsonServers"] == ["other", "reeve"]
     assert merged["disabledMcpjsonServers"] == []
-    assert merged["permissions"]["deny"] == ["Read(./.env)"]
+    assert merged["permissions"]["deny"] == ["Read(./.env)", *desk_config.deny_rules()]
     allow = merged["permissions"]["allow"]
     assert allow[0] == "Bash(ls:*)" and allow.count("mcp__reeve__schedule_pulse") == 1
     assert set(desk_config.permissions()) <= set(allow)
@@ -93,6 +94,20 @@ def test_write_merges_into_existing_files_and_keeps_what_is_there(desk):
     call_command("mcp_config", "--write", stdout=StringIO())
     assert read(desk / ".mcp.json")["mcpServers"]["reeve"]["env"]["REEVE_AGENT_TOKEN"] != token
     assert desk_mcp_problems() == []
+
+
+def test_the_desks_settings_deny_claudes_file_tools_reeves_env_home_and_database(desk, settings, tmp_path):
+    settings.REEVE_HOME = tmp_path / "reeve-home"
+    call_command("mcp_config", "--write", stdout=StringIO())
+    deny = read(desk / ".claude" / "settings.json")["permissions"]["deny"]
+    env_file = Path(django_settings.BASE_DIR).resolve() / ".env"
+    database_folder = Path(django_settings.DATABASES["default"]["NAME"]).parent.resolve()
+    assert {f"Read(/{env_file})", f"Edit(/{env_file})", f"Read(/{tmp_path.resolve()}/reeve-home/**)"} <= set(
+        deny
+    )
+    if not is_postgres():
+        assert f"Read(/{database_folder}/**)" in deny or Path(desk).resolve().is_relative_to(database_folder)
+    assert not any(str(Path(desk).resolve()) in rule for rule in deny)  # the agent's own folder stays open
 
 
 def test_the_desk_names_no_database_and_a_full_scope_token_there_is_a_problem(desk):

@@ -1,0 +1,201 @@
+"""The agent's sandbox (pulses/agent/sandbox.py) and the end of a run (pulses/agent/executor.py): what
+the agent sees under bubblewrap, and that a run ends when its agent does, with or without it."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from pulses.agent import sandbox
+from pulses.agent.executor import AgentRequest, Executor
+from pulses.agent.process_groups import Reaper
+from pulses.agent.sandbox import Layout, prefix
+from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ROOT, process_alive
+
+pytestmark = pytest.mark.database_independent  # the executor, bwrap and the fake agent: no database
+
+needs_bwrap = pytest.mark.skipif(bool(sandbox.bwrap_problem()), reason=sandbox.bwrap_problem() or "")
+
+
+@pytest.fixture
+def desk(fake_agent):
+    return fake_agent / "desk"
+
+
+def run(desk, prompt, *, mode=sandbox.OFF, timeout=60.0):
+    executor = Executor(
+        command=FAKE_AGENT_COMMAND, desk=desk, timeout=timeout, passthrough=["FAKE_AGENT_*"], sandbox=mode
+    )
+    return executor.run(AgentRequest(prompt=prompt, pulse_id=7))
+
+
+@pytest.mark.parametrize("mode", [sandbox.OFF, pytest.param(sandbox.BWRAP, marks=needs_bwrap)])
+def test_a_detached_child_holding_the_agents_output_does_not_keep_the_run_going(desk, mode):
+    started = time.monotonic()
+    outcome = run(desk, "mode=detach:30", mode=mode)
+    assert outcome.success, outcome.error
+    assert outcome.result_text == "Left something running."
+    assert time.monotonic() - started < 15
+
+
+@needs_bwrap
+def test_under_bwrap_the_agent_sees_no_process_of_reeves_and_none_of_their_environments(
+    desk, monkeypatch, settings, tmp_path
+):
+    # This test process stands for Reeve's worker: a secret in its environment, its home masked.
+    monkeypatch.setenv("REEVE_WORKER_ONLY_SECRET", "worker-secret-0123456789")
+    reeve_home = tmp_path / "reeve-home"
+    reeve_home.mkdir()
+    (reeve_home / "secret_key").write_text("the-secret-key")
+    settings.REEVE_HOME = reeve_home
+    settings.SECRET_KEY_FILE = reeve_home / "secret_key"
+    monkeypatch.setenv(
+        "FAKE_AGENT_ATTACK", json.dumps({"read": [str(reeve_home / "secret_key"), "/etc/hostname"]})
+    )
+    outcome = run(desk, "mode=attack", mode=sandbox.BWRAP)
+    assert outcome.success, outcome.error
+    report = json.loads((desk / "attack-report.json").read_text())
+    assert "worker-secret-0123456789" not in report["processes"]
+    assert f"== /proc/{os.getpid()} " not in report["processes"]
+    assert "-m pytest" not in report["processes"]
+    seen = [line for line in report["processes"].splitlines() if line.startswith("== /proc/")]
+    assert len(seen) < 10, seen  # bwrap's init, the agent, its shells: a namespace of its own
+    code, text = report["read"][str(reeve_home / "secret_key")]
+    assert code != 0 and "the-secret-key" not in text
+    assert report["read"]["/etc/hostname"][0] == 0  # the rest of the system stays readable
+
+
+def test_the_desk_inside_a_masked_folder_is_bound_again_and_masks_inside_it_stay(tmp_path):
+    home, reeve_home = tmp_path / "home", tmp_path / "home" / ".reeve"
+    desk = reeve_home / "desk"
+    checkout = home / "reeve"
+    for folder in (desk, checkout):
+        folder.mkdir(parents=True)
+    (checkout / ".env").write_text("SECRET_KEY=x\n")
+    (desk / "private.db").write_text("")
+    argv = prefix(
+        Layout(
+            home=home,
+            desk=desk,
+            read_only=(checkout,),
+            masked=(reeve_home, checkout / ".env", desk / "private.db", tmp_path / "missing"),
+        )
+    )
+    pairs = [argv[i : i + 3] for i in range(len(argv) - 2)]
+    order = [
+        argv.index("--bind") + 1,  # HOME first (the shallowest)
+        pairs.index(["--ro-bind", str(checkout), str(checkout)]),
+        argv.index(str(reeve_home)) - 1,  # "--tmpfs" over REEVE_HOME
+        len(argv) - 1 - argv[::-1].index(str(desk)),  # the Desk, bound again after the mask
+    ]
+    assert argv[order[0]] == str(home) and argv[order[2]] == "--tmpfs" and order == sorted(order)
+    assert ["--ro-bind", "/dev/null", str(checkout / ".env")] in pairs
+    last_desk_mask = max(
+        i for i, p in enumerate(pairs) if p == ["--ro-bind", "/dev/null", str(desk / "private.db")]
+    )
+    assert last_desk_mask > order[-1]
+    assert str(tmp_path / "missing") not in argv
+    assert "--unshare-pid" in argv and "--die-with-parent" in argv and argv[-1] == "--"
+    assert "--new-session" not in argv  # the worker stops a run through its process group
+
+
+def test_a_folder_holding_home_is_never_masked_whole(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "secret_key").write_text("k")
+    argv = prefix(Layout(home=home, desk=home, masked=(tmp_path, home, home / "secret_key")))
+    assert "--tmpfs" not in argv[argv.index("--bind") :]
+    assert ["--ro-bind", "/dev/null", str(home / "secret_key")] == argv[-4:-1]
+
+
+def test_auto_without_a_working_bwrap_runs_uncontained_and_bwrap_is_a_setup_problem(monkeypatch):
+    sandbox.bwrap_problem.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    try:
+        assert sandbox.containment("auto").active == "none" and not sandbox.containment("auto").problem
+        assert "not installed" in sandbox.containment("auto").note
+        assert "AGENT_SANDBOX=bwrap but bwrap is not installed" in sandbox.containment("bwrap").problem
+        assert sandbox.containment("off").active == "none"
+        assert "use auto, bwrap or off" in sandbox.containment("on").problem
+    finally:
+        sandbox.bwrap_problem.cache_clear()
+
+
+def _running(marker: str) -> list[str]:
+    """The command lines of the processes (bwrap and the agent included) whose argv holds `marker`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmdline = open(f"/proc/{entry.name}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline and process_alive(int(entry.name)):
+                found.append(cmdline.replace("\0", " "))
+    return found
+
+
+def _start(executor: Executor, prompt: str) -> tuple[threading.Thread, list]:
+    outcomes: list = []
+    thread = threading.Thread(target=lambda: outcomes.append(executor.run(AgentRequest(prompt=prompt))))
+    thread.start()
+    return thread, outcomes
+
+
+@needs_bwrap
+def test_stopping_a_contained_run_through_its_process_group_ends_the_sandbox_and_all_in_it(desk):
+    marker = f"marker-{uuid.uuid4().hex}"
+    executor = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=60, sandbox=sandbox.BWRAP)
+    thread, outcomes = _start(executor, f"mode=children_ignore_term {marker}")
+    deadline = time.monotonic() + 20
+    while len(_running(marker)) < 2 and time.monotonic() < deadline:  # bwrap and the agent
+        time.sleep(0.1)
+    executor.interrupt_all(grace=1)
+    thread.join(timeout=20)
+    assert outcomes and outcomes[0].interrupted
+    assert _running(marker) == []
+
+
+@needs_bwrap
+def test_the_reaper_still_kills_a_contained_run_when_its_worker_dies(desk):
+    marker = f"marker-{uuid.uuid4().hex}"
+    reaper = Reaper()
+    executor = Executor(
+        command=FAKE_AGENT_COMMAND, desk=desk, timeout=60, sandbox=sandbox.BWRAP, reaper=reaper
+    )
+    thread, outcomes = _start(executor, f"mode=hang {marker}")
+    deadline = time.monotonic() + 20
+    while len(_running(marker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _running(marker)
+    reaper._proc.stdin.close()  # what the kernel does to the reaper's pipe when the worker dies
+    thread.join(timeout=20)
+    assert outcomes and not outcomes[0].success
+    assert _running(marker) == []
+
+
+@needs_bwrap
+def test_a_reeve_command_in_the_sandbox_with_the_key_file_hidden_runs_on_a_throwaway_key(tmp_path):
+    reeve_home = tmp_path / "reeve"
+    reeve_home.mkdir()
+    (reeve_home / "secret_key").write_text("the-real-key")
+    user_home = reeve_home / "user"  # a HOME inside REEVE_HOME: the folder cannot be hidden whole
+    user_home.mkdir()
+    argv = prefix(Layout(home=user_home, desk=user_home, masked=(reeve_home, reeve_home / "secret_key")))
+    show = "from django.conf import settings as s; print(len(s.SECRET_KEY), 'the-real-key' in s.SECRET_KEY)"
+    env = {"PATH": os.environ["PATH"], "HOME": str(user_home), "REEVE_HOME": str(reeve_home)}
+    proc = subprocess.run(
+        [*argv, sys.executable, str(ROOT / "manage.py"), "shell", "-c", show],
+        env={**env, "DJANGO_SETTINGS_MODULE": "reeve_site.settings", "REEVE_IGNORE_DOTENV": "1"},
+        cwd=user_home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.split()[-2:] == ["67", "False"], proc.stderr
+    assert (reeve_home / "secret_key").read_text() == "the-real-key"
