@@ -64,7 +64,7 @@ def time_in_range(when: datetime) -> bool:
 # What one pulse may hold.
 MAX_PROMPT_CHARS = 50_000
 # The prompt reaches the agent as one argument of exec (after `--`), with its sticky notes appended
-# (pulses.agent.executor.build_prompt) and, when a wake check woke it, up to
+# (pulses.agent.command.build_prompt) and, when a wake check woke it, up to
 # wake_check.OUTPUT_CHARS of the check's output. Linux refuses one argument longer than
 # MAX_ARG_STRLEN bytes, its closing NUL included (E2BIG), so the prompt with its notes is bounded in
 # UTF-8 bytes too: 50,000 "€" are 150,000 bytes. What is left (35,072 bytes) holds the
@@ -118,7 +118,7 @@ def check_prompt(prompt: object) -> str:
 
 def agent_prompt_bytes(prompt: str, sticky_notes: Sequence[str] = ()) -> int:
     """The UTF-8 length of the prompt as the agent gets it, its sticky notes appended as
-    `pulses.agent.executor.build_prompt` appends them."""
+    `pulses.agent.command.build_prompt` appends them."""
     size = len(prompt.encode())
     if sticky_notes:
         size += len(REMINDERS_HEADER.encode())

@@ -1,5 +1,6 @@
 """The pulse queue's data: pulses and their attempts (the workers' records are
-`pulses.worker.models`', the answers' outbox `pulses.deliveries`'; both are re-exported here).
+`pulses.worker.models`', the answers' outbox `pulses.deliveries`', the per-day and per-period rows
+`pulses.period_records`'; all are re-exported here).
 
 Row transitions live here as model methods; nothing else assigns `status`. Each transition is a
 conditional UPDATE (it names the state it expects), so a stale in-memory copy can never overwrite a
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 # Re-exported: the state names, and this app's models that live with the code that owns them.
 from pulses.deliveries import Delivery, DeliveryState  # noqa: F401
+from pulses.period_records import BudgetCapReached, FinishedDay  # noqa: F401
 from pulses.states import FINISHED, PRIORITY_RANK, Priority, Status  # noqa: F401
 from pulses.worker.models import ALIVE_WITHIN, WorkerRecord, WorkerRecordQuerySet  # noqa: F401
 
@@ -360,44 +362,6 @@ class PulseAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"pulse #{self.pulse_id} attempt {self.number}"
-
-
-class FinishedDay(models.Model):
-    """How many pulses finished on one UTC day, by final status: the sealed past of the queue's
-    counts (`pulses.history`), so counting a year of history reads a row per day, not a row per pulse."""
-
-    day = models.DateField(primary_key=True)
-    completed = models.IntegerField(default=0)
-    failed = models.IntegerField(default=0)
-    cancelled = models.IntegerField(default=0)
-
-    class Meta:
-        db_table = "pulse_finished_days"
-        ordering = ["day"]
-
-    def __str__(self) -> str:
-        return f"{self.day}: {self.completed} completed, {self.failed} failed, {self.cancelled} cancelled"
-
-
-class BudgetCapReached(models.Model):
-    """A spend cap reached in one period (`pulses.budget`): one row per cap and period, written by the
-    first worker that sees it, so the alert goes out once however many workers share the queue."""
-
-    period = models.CharField(max_length=10)  # "day" or "month"
-    starts_at = models.DateTimeField()  # when the period began, in TIME_ZONE
-    cap_usd = models.DecimalField(max_digits=12, decimal_places=4)
-    spent_usd = models.FloatField()
-    reached_at = models.DateTimeField()
-
-    class Meta:
-        db_table = "pulse_budget_caps_reached"
-        ordering = ["reached_at", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["period", "starts_at"], name="budget_cap_reached_once"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.period} cap {self.cap_usd} USD reached at {self.reached_at}"
 
 
 # Registered in this app from their own modules, which import from this one, so they come last.

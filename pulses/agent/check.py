@@ -17,9 +17,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from pulses.agent.command import HAPI, agent_command
+from pulses.agent.command import setup_problem as _setup_problem
 from pulses.agent.env import agent_environment, service_environment
-from pulses.agent.executor import HAPI, agent_command
-from pulses.agent.executor import setup_problem as _setup_problem
 from pulses.agent.sandbox import OFF, containment
 
 VERSION_TIMEOUT_SECONDS = 20.0

@@ -8,16 +8,19 @@ process (pulses/agent/reaper.sh) kills every registered group when the worker's 
 A run the agent's CLI keeps retrying against its model's API (`system`/`api_retry` events: a refused
 key, an overloaded API) is stopped by Reeve past `max_api_retries`, and at once on a 401/403: Claude
 Code would otherwise retry for minutes while the slot waits. What a failed run means (the pulse's
-failure, or the agent unable to run now) is `pulses.agent.readiness`'s one rule, applied here.
+failure, or the agent unable to run now) is `pulses.agent.readiness`'s one rule, applied to the
+finished run in pulses/agent/outcome.py.
 
 The prompt crosses to the agent as an argument after `--` and a resumed session as `--resume=ID`, so
-neither can ever be read as an option; the agent's environment is built from an allowlist
-(pulses/agent/env.py), so none of Reeve's secrets reach it. With AGENT_SANDBOX it runs inside
-bubblewrap (pulses/agent/sandbox.py), which hides Reeve's files and processes from it.
+neither can ever be read as an option (the command line: pulses/agent/command.py); the agent's
+environment is built from an allowlist (pulses/agent/env.py), so none of Reeve's secrets reach it. With
+AGENT_SANDBOX it runs inside bubblewrap (pulses/agent/sandbox.py), which hides Reeve's files and
+processes from it.
 
 A run ends when the agent exits: what it left in its group is killed, and its pipes are read for
-DRAIN_SECONDS more at most, so a child it detached (`setsid`) that holds them cannot keep the pulse
-running (under the sandbox that child dies with the agent's PID namespace anyway).
+DRAIN_SECONDS more at most (pulses/agent/output.py), so a child it detached (`setsid`) that holds
+them cannot keep the pulse running (under the sandbox that child dies with the agent's PID namespace
+anyway).
 
 The group is made with `process_group=0` rather than a new session or a preexec_fn, which keeps
 CPython on its vfork() path: spawning costs ~0.2 ms instead of ~6-9 ms for a full fork of the worker.
@@ -25,17 +28,11 @@ CPython on its vfork() path: spawning costs ~0.2 ms instead of ~6-9 ms for a ful
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
-import select
-import shlex
-import shutil
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,58 +42,27 @@ from django.utils import timezone
 
 from pulses.agent import readiness
 from pulses.agent import sandbox as agent_sandbox
+from pulses.agent.command import (
+    ALLOW_REEVE_TOOLS,
+    DEFAULT_AGENT,
+    agent_command,
+    build_prompt,
+    runs_claude,
+    setup_problem,
+)
 from pulses.agent.env import PULSE_ID_VARIABLE, agent_environment, service_environment
+from pulses.agent.outcome import AgentRun, AttemptOutcome, outcome_of
+from pulses.agent.output import read_outputs
 from pulses.agent.process_groups import KILL_GRACE_SECONDS, Reaper, kill_groups, signal_group
-from pulses.agent.readiness import AgentUnavailable
 from pulses.agent.stream import AgentSignals, StreamReader
+
+# The entry point the worker, the commands and doctor import; the parts live beside it.
+__all__ = ["AgentRequest", "AttemptOutcome", "Executor"]
 
 logger = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keeping memory bounded
-# Once the agent has exited, how long its pipes are still read: what it wrote last is in them, but a
-# process it detached from its group (`setsid sleep infinity &`) may hold them open for ever.
-DRAIN_SECONDS = 2.0
-READ_BYTES = 65536
-TAIL_BYTES = 16 * 1024
 RESUME_REJECTED = "no conversation found"
-HAPI = "hapi"
-DEFAULT_AGENT = "claude"
-DEMO = "demo"  # HAPI_COMMAND=demo: the demo agent, to see the whole loop before installing a real one
-DEMO_AGENT = Path(__file__).resolve().with_name("demo_agent.py")
-CLAUDE = "claude"
-# Reeve's own MCP server's tools, allowed on Claude Code's command line for each run. Claude Code ignores
-# a project's `permissions.allow` in a folder nobody has trusted interactively (every headless Desk), and
-# Reeve never marks the Desk trusted: then nothing the agent writes into the Desk's settings can widen
-# its own permissions in a later run. The server's name is pulses.tools.desk_config.SERVER_NAME.
-ALLOW_REEVE_TOOLS = "--allowedTools=mcp__reeve"
 DEFAULT_MAX_API_RETRIES = 3
-
-
-@dataclass
-class AttemptOutcome:
-    """What one run of the agent came to; the executor fills it, the queue stores it."""
-
-    success: bool
-    started_at: datetime
-    finished_at: datetime
-    exit_code: int | None = None
-    session_id: str = ""
-    result_text: str = ""
-    error: str = ""
-    cost_usd: float | None = None
-    num_turns: int | None = None
-    stdout_tail: str = ""
-    stderr_tail: str = ""
-    timed_out: bool = False
-    interrupted: bool = False
-    skipped: bool = False  # the wake check found nothing to do: no agent ran
-    # The agent cannot run now (not logged in, no credential, a usage limit…): pulses.agent.readiness.
-    unavailable: AgentUnavailable | None = None
-    warning: str = ""  # a usage warning the run carried (rate_limit_event allowed_warning)
-
-    @property
-    def duration_ms(self) -> int:
-        return int((self.finished_at - self.started_at).total_seconds() * 1000)
 
 
 @dataclass(frozen=True)
@@ -106,84 +72,6 @@ class AgentRequest:
     sticky_notes: tuple[str, ...] = ()
     pulse_id: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)  # what the worker adds for this run only
-
-
-def agent_command(command: str, *, agent: str = DEFAULT_AGENT) -> list[str]:
-    """HAPI_COMMAND as argv; a bare `hapi` (or `hapi` followed by options) runs `hapi AGENT`, and
-    `demo` runs Reeve's demo agent (pulses/agent/demo_agent.py) with this Python.
-
-    Today's Hapi needs the agent's name first (`hapi claude --print ...`); a command that already
-    names one, or that runs Claude Code (or anything else) directly, is used as it is."""
-    argv = shlex.split(command)
-    if argv == [DEMO]:
-        return [sys.executable, "-S", str(DEMO_AGENT)]
-    if argv and Path(argv[0]).name == HAPI and (len(argv) == 1 or argv[1].startswith("-")):
-        argv.insert(1, agent)
-    return argv
-
-
-def runs_claude(argv: list[str]) -> bool:
-    """Whether `argv` (from `agent_command`) starts Claude Code, directly or through Hapi."""
-    if not argv:
-        return False
-    name = Path(argv[0]).name
-    return name == CLAUDE or (name == HAPI and len(argv) > 1 and argv[1] == CLAUDE)
-
-
-def setup_problem(command: str, *, agent: str = DEFAULT_AGENT, desk: Path) -> str:
-    """What keeps any pulse from running, "" when nothing does: the agent command missing or not
-    executable, or the Desk missing. A setup error, not a pulse's failure: the worker claims nothing
-    while there is one, so no pulse spends its retries on it."""
-    try:
-        argv0 = agent_command(command, agent=agent)[:1]
-    except ValueError as exc:
-        return f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting"
-    if not argv0 or shutil.which(argv0[0]) is None:
-        return (
-            f"agent command {command!r} not found or not executable: install it, or set HAPI_COMMAND "
-            "to its path (see README, Your agent: claude, hapi, or the demo agent)"
-        )
-    if not desk.is_dir():
-        return f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH"
-    return ""
-
-
-def build_prompt(prompt: str, sticky_notes: tuple[str, ...] | list[str]) -> str:
-    """The prompt with its sticky notes appended as a reminder list."""
-    if not sticky_notes:
-        return prompt
-    notes = "\n".join(f"  - {note}" for note in sticky_notes)
-    return f"{prompt}\n\n📌 Reminders:\n{notes}"
-
-
-class Tail:
-    """The last `limit` bytes written to it."""
-
-    def __init__(self, limit: int = TAIL_BYTES) -> None:
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._size = 0
-        self._limit = limit
-
-    def write(self, data: bytes) -> None:
-        self._chunks.append(data[-self._limit :])
-        self._size += len(self._chunks[-1])
-        while self._size - len(self._chunks[0]) >= self._limit:
-            self._size -= len(self._chunks.popleft())
-
-    def text(self) -> str:
-        return b"".join(self._chunks)[-self._limit :].decode("utf-8", "replace")
-
-
-@dataclass
-class _Run:
-    proc: subprocess.Popen
-    pulse_id: int | None = None
-    stdout_tail: Tail = field(default_factory=Tail)
-    stderr_tail: Tail = field(default_factory=Tail)
-    timed_out: bool = False
-    interrupted: bool = False
-    interrupted_because: str = ""
-    stopped_retrying: bool = False  # Reeve stopped it: stuck in the CLI's own api_retry loop
 
 
 class Executor:
@@ -212,7 +100,7 @@ class Executor:
         self.passthrough = tuple(passthrough)
         self.agent = agent
         self.sandbox = sandbox  # AGENT_SANDBOX: auto, bwrap or off (pulses/agent/sandbox.py)
-        self._running: dict[int, _Run] = {}
+        self._running: dict[int, AgentRun] = {}
         self._lock = threading.Lock()
 
     def argv(self, request: AgentRequest, *, resume: bool = True) -> list[str]:
@@ -306,7 +194,7 @@ class Executor:
         )
         if self.reaper:
             self.reaper.watch(proc.pid)
-        run = _Run(proc, pulse_id=request.pulse_id)
+        run = AgentRun(proc, pulse_id=request.pulse_id)
         with self._lock:
             self._running[proc.pid] = run
         logger.info(
@@ -325,7 +213,9 @@ class Executor:
         watchdog.start()
         reader = StreamReader(on_session=on_session, on_retry=lambda signals: self._retried(run, signals))
         try:
-            _read_outputs(run, reader, exited=exited)
+            read_outputs(
+                proc, reader, stdout_tail=run.stdout_tail, stderr_tail=run.stderr_tail, exited=exited
+            )
         except BaseException:
             signal_group(proc.pid, signal.SIGKILL)  # nobody reads its output any more
             raise
@@ -336,9 +226,9 @@ class Executor:
             self._running.pop(proc.pid, None)
         if self.reaper:
             self.reaper.forget(proc.pid)
-        return _outcome(run, reader, started=started, timeout=self.timeout)
+        return outcome_of(run, reader, started=started, timeout=self.timeout)
 
-    def _retried(self, run: _Run, signals: AgentSignals) -> None:
+    def _retried(self, run: AgentRun, signals: AgentSignals) -> None:
         """The CLI announced one more retry of its model's API: past the bound (or a refused key,
         which no retry mends) its group is stopped, off the thread that reads the stream."""
         if run.stopped_retrying:
@@ -356,7 +246,7 @@ class Executor:
         )
         threading.Thread(target=kill_groups, args=([run.proc],), daemon=True).start()
 
-    def _watch(self, run: _Run, pulse_id: int | None, exited_signal: int) -> None:
+    def _watch(self, run: AgentRun, pulse_id: int | None, exited_signal: int) -> None:
         """Wait for the agent; on timeout kill its group. Then kill whatever it left in the group,
         which also closes the pipes a background child might hold open, and close `exited_signal`."""
         proc = run.proc
@@ -371,143 +261,3 @@ class Executor:
             signal_group(proc.pid, signal.SIGKILL)
         finally:
             os.close(exited_signal)
-
-
-def _outcome(run: _Run, reader: StreamReader, *, started: datetime, timeout: float) -> AttemptOutcome:
-    summary = reader.summary
-    code = run.proc.returncode
-    stderr = run.stderr_tail.text()
-    # A run that ends without a result event did not do what was asked (Hapi printing its help, say).
-    success = (
-        code == 0
-        and summary.result_seen
-        and not summary.is_error
-        and not run.timed_out
-        and not run.interrupted
-        and not run.stopped_retrying
-    )
-    error = ""
-    signals = summary.signals
-    if run.interrupted:
-        error = run.interrupted_because or "interrupted: the worker shut down and stopped the agent"
-    elif run.timed_out:
-        error = f"timed out after {timeout:g}s (PULSE_TIMEOUT_SECONDS); the agent's process group was killed"
-    elif run.stopped_retrying:
-        status = f", last status {signals.retry_status}" if signals.retry_status else ""
-        error = (
-            f"stopped by Reeve: the agent's CLI was retrying its model's API ({signals.api_retries} "
-            f"retries{status}; AGENT_MAX_API_RETRIES); the agent's process group was killed"
-        )
-    elif not success:
-        error = (
-            "; ".join(summary.errors)
-            or (summary.result_text if summary.is_error else "")
-            or stderr.strip()[-2000:]
-            or summary.result_text
-            or (
-                f"agent exited with code {code} and printed no error"
-                if code
-                else "the agent exited without a result event: is HAPI_COMMAND an agent CLI that prints "
-                "stream-json (`./reeve agent_probe` shows what it printed)?"
-            )
-        )
-        if code not in (0, None) and f"exit code {code}" not in error:
-            error = f"{error} (exit code {code})"
-    unavailable = None
-    if not success and not run.interrupted and not run.timed_out:
-        unavailable = readiness.classify(
-            signals=signals,
-            result_text=summary.result_text,
-            error=error,
-            stderr=stderr,
-            stopped_retrying=run.stopped_retrying,
-            now=timezone.now(),
-        )
-    return AttemptOutcome(
-        success=success,
-        started_at=started,
-        finished_at=timezone.now(),
-        exit_code=code,
-        session_id=summary.session_id,
-        result_text=summary.result_text,
-        error=error,
-        cost_usd=summary.cost_usd,
-        num_turns=summary.num_turns,
-        stdout_tail=run.stdout_tail.text(),
-        stderr_tail=stderr,
-        timed_out=run.timed_out,
-        interrupted=run.interrupted,
-        unavailable=unavailable,
-        warning=readiness.warning(signals),
-    )
-
-
-class _Lines:
-    """The agent's stdout cut into whole lines for the stream reader; a line past MAX_LINE_BYTES is
-    skipped, never buffered whole, and every byte goes to the tail."""
-
-    def __init__(self, reader: StreamReader, tail: Tail) -> None:
-        self._reader = reader
-        self._tail = tail
-        self._partial = bytearray()
-        self._oversized = False  # inside a line already past the limit: skip to its end
-
-    def feed(self, data: bytes) -> None:
-        self._tail.write(data)
-        start = 0
-        while (end := data.find(b"\n", start)) != -1:
-            self._line(data[start : end + 1])
-            start = end + 1
-        if start < len(data) and not self._oversized:
-            self._partial += data[start:]
-            if len(self._partial) > MAX_LINE_BYTES:
-                self._partial.clear()
-                self._oversized = True
-
-    def _line(self, piece: bytes) -> None:
-        if self._oversized:
-            self._oversized = False
-            return
-        if self._partial:
-            piece = bytes(self._partial) + piece
-            self._partial.clear()
-        if len(piece) <= MAX_LINE_BYTES:
-            self._reader.feed(piece.decode("utf-8", "replace"))
-
-    def close(self) -> None:
-        """The stream's last line, when it had no newline."""
-        if self._partial and not self._oversized:
-            self._reader.feed(bytes(self._partial).decode("utf-8", "replace"))
-        self._partial.clear()
-
-
-def _read_outputs(run: _Run, reader: StreamReader, *, exited: int) -> None:
-    """Read the agent's stdout (lines to `reader`) and stderr (a tail) until both end, or, once
-    `exited` reports the agent gone, DRAIN_SECONDS more at most; then close them."""
-    proc = run.proc
-    lines = _Lines(reader, run.stdout_tail)
-    sinks = {proc.stdout.fileno(): lines.feed, proc.stderr.fileno(): run.stderr_tail.write}
-    poller = select.poll()
-    for fd in (*sinks, exited):
-        poller.register(fd, select.POLLIN)
-    deadline: float | None = None
-    while sinks:
-        wait_ms = None
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                logger.warning("agent_pipes_held pid=%s after_exit_s=%s", proc.pid, DRAIN_SECONDS)
-                break
-            wait_ms = int(left * 1000) + 1
-        for fd, _ in poller.poll(wait_ms):
-            if fd == exited:
-                poller.unregister(exited)
-                deadline = time.monotonic() + DRAIN_SECONDS
-            elif data := os.read(fd, READ_BYTES):
-                sinks[fd](data)
-            else:
-                poller.unregister(fd)
-                del sinks[fd]
-    lines.close()
-    proc.stdout.close()
-    proc.stderr.close()

@@ -27,15 +27,15 @@ from pulses.api.fields import (
 from pulses.api.schema import BAD_INPUT, CONFLICT, ERROR, NOT_FOUND, endpoint
 from pulses.api.views import MAX_ID, TokenView
 from pulses.models import Priority
-from pulses.tools import agent_tools
+from pulses.tools import agent_tools, routine_tools
 
 STATUS_OF = {
     agent_tools.UnknownPulse: status.HTTP_404_NOT_FOUND,
     agent_tools.PulseNotChangeable: status.HTTP_409_CONFLICT,
     agent_tools.NotificationRateLimited: status.HTTP_429_TOO_MANY_REQUESTS,
     agent_tools.PulseNotYours: status.HTTP_403_FORBIDDEN,
-    agent_tools.UnknownRoutineName: status.HTTP_404_NOT_FOUND,
-    agent_tools.RoutineNotYours: status.HTTP_403_FORBIDDEN,
+    routine_tools.UnknownRoutineName: status.HTTP_404_NOT_FOUND,
+    routine_tools.RoutineNotYours: status.HTTP_403_FORBIDDEN,
 }
 AGENT_SESSION_POLICIES = ("new", "continue")  # a fixed session id is the owner's to give
 NOT_YOURS = {403: OpenApiResponse(ERROR, description="the user's pulse: the agent changes only its own")}
@@ -232,12 +232,12 @@ class AgentRoutinesView(AgentView):
     @endpoint("agent_routines_list", AgentRoutineListSerializer)
     def get(self, request: Request) -> Response:
         """The agent's tool list_routines: every routine by name, with its next fire."""
-        return self.call(agent_tools.list_routines)
+        return self.call(routine_tools.list_routines)
 
     @endpoint("agent_routine_create", AgentRoutineDescribedSerializer, body=AgentRoutineSerializer)
     def post(self, request: Request) -> Response:
         """The agent's tool create_routine: source 'agent', within the guard rails."""
-        return self.call(agent_tools.create_routine, **self.body(AgentRoutineSerializer))
+        return self.call(routine_tools.create_routine, **self.body(AgentRoutineSerializer))
 
 
 class AgentRoutineView(AgentView):
@@ -251,11 +251,11 @@ class AgentRoutineView(AgentView):
     )
     def delete(self, request: Request, name: str) -> Response:
         """The agent's tool delete_routine (routines the agent created)."""
-        return self.call(agent_tools.delete_routine, name=name)
+        return self.call(routine_tools.delete_routine, name=name)
 
 
 class AgentRoutinePauseView(AgentView):
     @endpoint("agent_routine_pause", AgentRoutineDescribedSerializer, refusals=ROUTINE_NOT_FOUND)
     def post(self, request: Request, name: str) -> Response:
         """The agent's tool pause_routine."""
-        return self.call(agent_tools.pause_routine, name=name)
+        return self.call(routine_tools.pause_routine, name=name)

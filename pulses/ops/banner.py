@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection
 
-from pulses.agent.executor import DEMO, agent_command, setup_problem
+from pulses.agent.command import DEMO, agent_command, setup_problem
 from pulses.tools.desk_config import DeskConfigError, renew_desk_token, write_desk_config
 
 logger = logging.getLogger(__name__)

@@ -7,12 +7,10 @@ command exits 1 when any check fails.
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,30 +23,18 @@ from pulses.db import is_postgres
 from pulses.limits import MAKE_A_TOKEN, weak_token_reason
 from pulses.models import Pulse
 from pulses.ops import legacy
+from pulses.ops.check_result import FAIL, OK, WARN, Check
+from pulses.ops.doctor_agent import (
+    check_agent,
+    check_agent_ready,
+    check_agent_tools,
+    check_containment,
+    check_desk,
+)
 from pulses.ops.private_files import exposed
 
-OK, WARN, FAIL = "ok", "warn", "fail"
 BOT_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{8,}$")
 HTTP_TIMEOUT_SECONDS = 5.0
-HAPI_NO_CREDENTIAL = (
-    "Hapi has no credential: run `hapi auth login` as the user Reeve runs as, or set "
-    "CLI_API_TOKEN (your Hapi hub's token) in .env"
-)
-HAPI_NO_AGENT_CLI = (
-    "Hapi runs `{agent}`, which is not on PATH: install it (Claude Code: the npm package "
-    "@anthropic-ai/claude-code), or set HAPI_AGENT, or HAPI_COMMAND to the agent itself"
-)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    level: str
-    message: str
-
-    @property
-    def failed(self) -> bool:
-        return self.level == FAIL
 
 
 def check_api_token() -> Check:
@@ -128,130 +114,6 @@ def check_migrations() -> Check:
             f"{len(plan)} unapplied migration(s) ({names}{more}): run `./reeve migrate`",
         )
     return Check("migrations", OK, "all migrations applied")
-
-
-def check_agent() -> list[Check]:
-    """The agent command; with Hapi also its version and agent, its credential and the agent's CLI."""
-    from pulses.agent.check import agent_setup, hapi_version
-    from pulses.agent.executor import DEMO
-
-    try:
-        setup = agent_setup()
-    except ValueError as exc:
-        return [
-            Check("agent command", FAIL, f"HAPI_COMMAND cannot be parsed ({exc}): fix its quoting in .env")
-        ]
-    if not setup.executable:
-        return [
-            Check(
-                "agent command",
-                FAIL,
-                f"agent command {settings.HAPI_COMMAND!r} not found on PATH, so the worker claims no pulse "
-                "(they wait, no retry spent): install it or set HAPI_COMMAND to its full path in .env; "
-                "HAPI_COMMAND=demo tries Reeve with its demo agent",
-            )
-        ]
-    if settings.HAPI_COMMAND.strip() == DEMO:
-        return [
-            Check(
-                "agent command",
-                WARN,
-                "demo: Reeve's demo agent answers from canned rules (README: Your agent)",
-            )
-        ]
-    runs = " ".join(setup.argv[:2]) if setup.is_hapi else setup.argv[0]
-    checks = [Check("agent command", OK, f"{setup.argv[0]} -> {setup.executable} (runs `{runs} ...`)")]
-    if not setup.is_hapi:
-        return checks
-    checks.append(Check("hapi", OK, f"Hapi {hapi_version(setup)}, agent {setup.agent} (HAPI_AGENT)"))
-    no_agent_cli = HAPI_NO_AGENT_CLI.format(agent=setup.agent)
-    # What Hapi needs besides itself: (check, what was found or "", what to do when nothing was).
-    needs = (
-        ("credential", setup.credential and f"present: {setup.credential}", HAPI_NO_CREDENTIAL),
-        ("agent cli", setup.agent_cli and f"{setup.agent} -> {setup.agent_cli}", no_agent_cli),
-    )
-    for name, found, missing in needs:
-        checks.append(Check(name, OK, found) if found else Check(name, FAIL, missing))
-    return checks
-
-
-PROBE_PROMPT = "Reeve's doctor checks that you can run: answer OK and nothing else."
-
-
-def check_agent_ready(*, probe: bool = True) -> Check:
-    """Whether the queue is held because the agent cannot run (pulses.agent_hold). While it is, one
-    short run tries the agent (the probe); if that run works the hold ends and the queue resumes."""
-    from pulses import queue
-
-    hold = queue.agent_hold_state()
-    if not hold.held:
-        if hold.warning:
-            return Check("agent ready", WARN, hold.warning)
-        return Check("agent ready", OK, "the queue is not held: the last runs reached the agent's model")
-    if probe:
-        from pulses.agent.executor import AgentRequest
-        from pulses.worker.run import default_executor
-
-        outcome = default_executor(None).run(AgentRequest(prompt=PROBE_PROMPT))
-        if outcome.success:
-            queue.agent_ready(by="doctor")
-            return Check(
-                "agent ready", OK, f"the agent runs again (it was held: {hold.problem}); the queue resumes"
-            )
-    return Check("agent ready", FAIL, f"no pulse runs: {hold.summary()}")
-
-
-def check_desk() -> Check:
-    desk = Path(settings.REEVE_DESK_PATH)
-    if not desk.is_dir():
-        return Check(
-            "desk", FAIL, f"Desk directory {desk} does not exist: mkdir -p {desk} or set REEVE_DESK_PATH"
-        )
-    if not os.access(desk, os.W_OK | os.X_OK):
-        return Check("desk", FAIL, f"Desk directory {desk} is not writable by this user: fix its ownership")
-    return Check("desk", OK, f"{desk}")
-
-
-def check_containment() -> Check:
-    """Which containment the agent runs in (AGENT_SANDBOX; pulses/agent/sandbox.py, SECURITY.md)."""
-    from pulses.agent.sandbox import BWRAP, containment
-
-    found = containment(settings.AGENT_SANDBOX)
-    if found.problem:
-        return Check("containment", FAIL, f"{found.problem}: the worker runs no pulse until it is fixed")
-    if found.active == BWRAP:
-        return Check(
-            "containment",
-            OK,
-            f"bubblewrap (AGENT_SANDBOX={found.mode}): the agent runs in its own PID namespace, "
-            "Reeve's .env, home, database, logs and backups hidden",
-        )
-    return Check(
-        "containment",
-        WARN,
-        f"none ({found.note}): the agent runs as this user and can read Reeve's .env, secret key and "
-        "database with its shell; install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) "
-        "and set AGENT_SANDBOX=auto (SECURITY.md)",
-    )
-
-
-def check_agent_tools() -> Check:
-    """Whether the agent may use Reeve's MCP tools in a run: a failure when the agent command's runs
-    would not get them allowed, a warning when the Desk does not offer them (pulses run either way)."""
-    from pulses.agent.executor import ALLOW_REEVE_TOOLS
-    from pulses.tools.desk_config import desk_mcp_problems, tools_not_allowed
-
-    if refused := tools_not_allowed(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT):
-        return Check("agent tools", FAIL if refused.certain else WARN, refused.message)
-    problems = desk_mcp_problems()
-    if problems:
-        return Check("agent tools", WARN, "; ".join(problems))
-    return Check(
-        "agent tools",
-        OK,
-        "the Desk's .mcp.json and .claude/settings.json offer Reeve's tools, and each run allows them on "
-        f"Claude Code's command line ({ALLOW_REEVE_TOOLS}; the Desk itself is never marked trusted)",
-    )
 
 
 def api_base_url() -> str:

@@ -4,7 +4,8 @@ The API's agent endpoints (pulses/api/agent_views.py) call these; the MCP server
 HTTP with the run's token. Every refusal is an `AgentToolError` whose message a model can act on (it
 says what was wrong and what to send instead); the MCP server returns it as a tool error. "The
 current session" is the session of the pulse whose run started the agent: the run token names that
-pulse, and the worker records the session id as soon as the agent announces it.
+pulse, and the worker records the session id as soon as the agent announces it. The routine tools
+are in pulses/tools/routine_tools.py.
 """
 
 from __future__ import annotations
@@ -31,9 +32,7 @@ from pulses.limits import (
     local_time,
 )
 from pulses.models import AGENT_SOURCE, Priority, Pulse, PulseNotPending, Status
-from pulses.routines import changes, guard_rails
-from pulses.routines.lookup import window_text
-from pulses.routines.models import Routine, RoutineSource
+from pulses.routines import guard_rails
 from pulses.timeparse import TimeParseError, parse_when
 
 logger = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ TOOL_NAMES = (
 SOURCE = AGENT_SOURCE
 MAX_NOTIFICATION_CHARS = 20_000
 MAX_LISTED = 100
-MAX_LISTED_ROUTINES = 200
 # A tool call can race the worker recording the session the agent just announced; wait this long.
 SESSION_WAIT_SECONDS = 10.0
 NOTIFICATION_PRIORITIES = ("silent", "normal", "critical")
@@ -82,14 +80,6 @@ class NotificationRateLimited(AgentToolError):
 
 class PulseNotYours(AgentToolError):
     """The pulse is the owner's: the agent may change only the pulses it (or its routines) made."""
-
-
-class UnknownRoutineName(AgentToolError):
-    """No routine has that name."""
-
-
-class RoutineNotYours(AgentToolError):
-    """The agent may not delete a routine the owner made."""
 
 
 def describe(pulse: Pulse) -> dict[str, Any]:
@@ -318,86 +308,3 @@ def send_notification(
     logger.info("agent_notification_queued id=%s priority=%s messages=%s", queued.id, priority, queued.parts)
     described = {"queued": True, "id": queued.id, "messages": queued.parts, "priority": priority}
     return {**described, "note": queued.note} if queued.note else described
-
-
-def describe_routine(routine: Routine) -> dict[str, Any]:
-    """A routine as the agent sees it: its schedule in words, times in the routine's own zone."""
-    zone = routine.zone
-
-    def when(moment):
-        return moment.astimezone(zone).isoformat() if moment else None
-
-    return {
-        "name": routine.name,
-        "schedule": routine.schedule,
-        "schedule_text": routine.parsed_schedule.describe(),
-        "timezone": routine.zone_name,
-        "prompt": routine.prompt,
-        "priority": routine.priority,
-        "tags": list(routine.tags or []),
-        "enabled": routine.enabled,
-        "paused_reason": routine.paused_reason,
-        "active_window": window_text(routine) or None,
-        "session_policy": routine.session_policy,
-        "created_by": routine.source,
-        "next_fire_at": when(routine.next_fire_at),
-        "last_fire_at": when(routine.last_fire_at),
-        "last_result": routine.last_result or None,
-    }
-
-
-def _routine(name: object) -> Routine:
-    if not isinstance(name, str) or not name.strip():
-        raise AgentToolError("'name' must be a routine's name, as list_routines shows it")
-    try:
-        return Routine.objects.get(name=name)
-    except Routine.DoesNotExist:
-        raise UnknownRoutineName(
-            f"there is no routine named {name[:100]!r}; call list_routines to see the routines' names"
-        ) from None
-
-
-def create_routine(**values: Any) -> dict[str, Any]:
-    """A routine from the agent: source `agent`, held to the guard rails (minimum interval, a cap)."""
-    try:
-        for field in ("active_from", "active_until"):
-            if isinstance(values.get(field), str):
-                text = values[field].strip()
-                values[field] = changes.parse_time(text, field=field) if text else None
-        routine = changes.create(source=RoutineSource.AGENT, **values)
-    except changes.RoutineInvalid as exc:
-        raise AgentToolError(f"no routine was created: {exc}") from None
-    logger.info("agent_routine_created name=%s schedule=%s", routine.name, routine.schedule)
-    return describe_routine(routine)
-
-
-def list_routines() -> dict[str, Any]:
-    """Every routine (the owner's and the agent's), by name, with its next fire."""
-    routines = list(Routine.objects.order_by("name")[:MAX_LISTED_ROUTINES])
-    return {
-        "now": timezone.now().astimezone(ZoneInfo(settings.TIME_ZONE)).isoformat(),
-        "time_zone": settings.TIME_ZONE,
-        "count": Routine.objects.count(),
-        "routines": [describe_routine(routine) for routine in routines],
-    }
-
-
-def pause_routine(*, name: str) -> dict[str, Any]:
-    """Pause a routine (any routine: pausing loses nothing, and the owner can resume it)."""
-    routine = changes.pause(_routine(name), reason="paused by the agent")
-    logger.info("agent_routine_paused name=%s", routine.name)
-    return describe_routine(routine)
-
-
-def delete_routine(*, name: str) -> dict[str, Any]:
-    """Delete a routine the agent created; the owner's own routines can only be paused."""
-    routine = _routine(name)
-    if routine.source != RoutineSource.AGENT:
-        raise RoutineNotYours(
-            f"the routine {routine.name!r} was made by the user, so only the user can delete it; "
-            "call pause_routine to stop it firing, or ask the user"
-        )
-    described = describe_routine(routine)
-    changes.remove(routine)
-    logger.info("agent_routine_deleted name=%s", routine.name)
-    return {"deleted": True, **described}

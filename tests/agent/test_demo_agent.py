@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pulses.agent.executor import AgentRequest, Executor, agent_command, setup_problem
+from pulses.agent.command import agent_command, setup_problem
+from pulses.agent.executor import AgentRequest, Executor
 from pulses.answers import NOTHING_TO_SAY
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pulses.agent.executor import AgentRequest, Executor, Tail, agent_command, build_prompt
+from pulses.agent.command import agent_command, build_prompt
+from pulses.agent.executor import AgentRequest, Executor
+from pulses.agent.output import Tail
 from tests.support.reeve_processes import FAKE_AGENT_COMMAND, agent_starts, process_alive
 
 pytestmark = pytest.mark.database_independent  # the executor and the fake agent: no database

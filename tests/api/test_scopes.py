@@ -230,7 +230,7 @@ def test_the_desks_token_expires_and_mcp_config_and_start_renew_it(api, settings
     desk = tmp_path / "desk"
     desk.mkdir()
     desk_config.write_desk_config(desk)
-    held = desk_config._held_token(desk_config._read(desk / desk_config.MCP_JSON))
+    held = desk_config._held_token(desk_config.read_config(desk / desk_config.MCP_JSON))
     row = ApiToken.objects.get(name=desk_config.token_name(desk))
     assert row.scope == "agent" and row.expires_at is not None
     assert timedelta(hours=23) < row.expires_at - timezone.now() <= timedelta(hours=24)
@@ -240,14 +240,14 @@ def test_the_desks_token_expires_and_mcp_config_and_start_renew_it(api, settings
     # Past half its life: renewed, and the old one revoked.
     ApiToken.objects.filter(pk=row.pk).update(expires_at=timezone.now() + timedelta(hours=2))
     assert desk_config.renew_desk_token(desk) is True
-    renewed = desk_config._held_token(desk_config._read(desk / desk_config.MCP_JSON))
+    renewed = desk_config._held_token(desk_config.read_config(desk / desk_config.MCP_JSON))
     assert renewed != held and api("get", "/api/agent/pulses", token=held).status_code == 401
     assert api("get", "/api/agent/pulses", token=renewed).status_code == 200
     # Expired: refused, and mcp_config --write makes a new one.
     ApiToken.objects.filter(name=desk_config.token_name(desk)).update(expires_at=timezone.now())
     assert api("get", "/api/agent/pulses", token=renewed).status_code == 401
     desk_config.write_desk_config(desk)
-    fresh = desk_config._held_token(desk_config._read(desk / desk_config.MCP_JSON))
+    fresh = desk_config._held_token(desk_config.read_config(desk / desk_config.MCP_JSON))
     assert api("get", "/api/agent/pulses", token=fresh).status_code == 200
 
 

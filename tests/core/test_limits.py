@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pulses import queue
 from pulses.agent import wake_check
-from pulses.agent.executor import build_prompt
+from pulses.agent.command import build_prompt
 from pulses.limits import (
     MAX_ARG_STRLEN,
     MAX_NOTE_CHARS,

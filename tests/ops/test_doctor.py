@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from pulses.agent.sandbox import bwrap_problem
 from pulses.management.commands.doctor import MARKS
-from pulses.ops import doctor
+from pulses.ops import doctor, doctor_agent
 from tests.support.factories import PulseFactory
 from tests.support.reeve_processes import FAKE_AGENT_COMMAND, ROOT, copy_checkout, manage_in, on_postgres
 
@@ -106,13 +106,13 @@ def test_a_missing_agent_command_fails_naming_hapi_command(good, capsys):
 
 def test_the_demo_agent_is_a_warning_naming_it_a_demo(good):
     good.HAPI_COMMAND = "demo"
-    [check] = doctor.check_agent()
+    [check] = doctor_agent.check_agent()
     assert check.level == doctor.WARN and "demo agent" in check.message
 
 
 def test_an_agent_command_with_broken_quoting_fails(good):
     good.HAPI_COMMAND = "hapi 'unclosed"
-    [check] = doctor.check_agent()
+    [check] = doctor_agent.check_agent()
     assert check.failed and "quoting" in check.message
 
 

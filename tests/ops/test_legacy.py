@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from pulses.ops import doctor, legacy, legacy_import
+from pulses.ops import doctor, doctor_agent, legacy, legacy_rows
 from pulses.tools import desk_config
-from pulses.tools.desk_config import desk_mcp_problems
+from pulses.tools.desk_check import desk_mcp_problems
 from reeve_site import original_db_url
 from tests.support import original_reeve
 from tests.support.reeve_processes import ROOT, ReeveHome, manage_in, on_postgres
@@ -350,7 +350,7 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
         "still names the original Reeve's MCP servers pulse-queue, telegram-notifier" in p for p in problems
     )
     assert any("mcp__telegram-notifier__send_notification" in p for p in problems)
-    assert doctor.check_agent_tools().level == doctor.WARN
+    assert doctor_agent.check_agent_tools().level == doctor.WARN
 
     out = StringIO()
     call_command("mcp_config", "--write", stdout=out)
@@ -365,10 +365,10 @@ def test_mcp_config_write_replaces_the_originals_servers_and_doctor_is_clean_aft
     assert claude["enabledMcpjsonServers"] == ["calendar", desk_config.SERVER_NAME]
     assert claude["permissions"]["allow"] == ["Bash(git:*)", *desk_config.permissions()]
     assert desk_mcp_problems() == []
-    assert doctor.check_agent_tools().level == doctor.OK
+    assert doctor_agent.check_agent_tools().level == doctor.OK
 
 
-def _row(row_id: int, prompt: str, status: str, **fields) -> legacy_import.OriginalRow:
+def _row(row_id: int, prompt: str, status: str, **fields) -> legacy_rows.OriginalRow:
     values = {
         "scheduled_at": "2026-11-30 09:00:00.000000",
         "priority": "NORMAL",
@@ -384,7 +384,7 @@ def _row(row_id: int, prompt: str, status: str, **fields) -> legacy_import.Origi
         "tags": None,
         **fields,
     }
-    return legacy_import.OriginalRow(id=row_id, prompt=prompt, status=status, **values)
+    return legacy_rows.OriginalRow(id=row_id, prompt=prompt, status=status, **values)
 
 
 def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again():
@@ -398,7 +398,7 @@ def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again
         _row(5, "orphan retry", "PENDING", retry_count=2, created_by="retry_retry_telegram"),
         _row(6, "odd session", "PENDING", session_id="--dangerously-skip-permissions"),
     ]
-    carried, result = legacy_import.plan(rows)
+    carried, result = legacy_rows.plan(rows)
     pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
     assert sorted(pulses) == [2, 3, 4, 5, 6] and result.retries_folded == 1 and result.interrupted == 1
     retried, attempts = pulses[3]
@@ -418,7 +418,7 @@ def test_a_retry_chain_becomes_one_pulse_and_an_interrupted_run_is_pending_again
         0,
         [],
     )
-    assert running.error_message == legacy_import.INTERRUPTED
+    assert running.error_message == legacy_rows.INTERRUPTED
     assert (running.sticky_notes, running.tags) == (["a", "1"], ["solo"])
     orphan = pulses[5][0]
     assert (orphan.attempt_count, orphan.source) == (2, "telegram")
@@ -438,10 +438,10 @@ def test_times_outside_reeves_years_move_inside_so_every_page_shows_the_pulse(ad
         ),
         _row(3, "ordinary", "PENDING"),
     ]
-    carried, result = legacy_import.plan(rows)
+    carried, result = legacy_rows.plan(rows)
     pulses = {pulse.pk: (pulse, attempts) for pulse, attempts, _ in carried}
-    assert pulses[1][0].scheduled_at == legacy_import.LATEST
-    assert pulses[2][0].scheduled_at == pulses[2][1][0].finished_at == legacy_import.EARLIEST
+    assert pulses[1][0].scheduled_at == legacy_rows.LATEST
+    assert pulses[2][0].scheduled_at == pulses[2][1][0].finished_at == legacy_rows.EARLIEST
     assert pulses[3][0].scheduled_at == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     assert result.times_moved == 3  # the second's scheduled_at twice (pulse, attempt) and its end once
     for pulse, attempts, _ in carried:
@@ -459,7 +459,7 @@ def test_times_outside_reeves_years_move_inside_so_every_page_shows_the_pulse(ad
 
 def test_an_unknown_status_stops_the_import_naming_the_row():
     with pytest.raises(legacy.LegacyError, match=r"pulse 7: unknown status 'PAUSED'"):
-        legacy_import.plan([_row(7, "x", "PAUSED")])
+        legacy_rows.plan([_row(7, "x", "PAUSED")])
 
 
 @pytest.mark.slow
@@ -559,14 +559,14 @@ def test_reeves_own_queue_is_recognised_before_and_after_the_attempt_count_renam
     assert legacy.inspect_sqlite_file(path).kind == legacy.REEVE
 
 
-def _plan_within(rows: list[legacy_import.OriginalRow], seconds: float = 20) -> object:
+def _plan_within(rows: list[legacy_rows.OriginalRow], seconds: float = 20) -> object:
     """`plan(rows)`'s result or what it raised, failing the test when it runs longer than `seconds`
     (a loop over `retry_count=10**18` spun at 100 % CPU for ever)."""
     outcome: list[object] = []
 
     def run() -> None:
         try:
-            outcome.append(legacy_import.plan(rows))
+            outcome.append(legacy_rows.plan(rows))
         except Exception as exc:  # noqa: BLE001 - the test looks at it
             outcome.append(exc)
 

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from pulses.api import tokens
 from pulses.db import is_postgres
 from pulses.tools import desk_config
-from pulses.tools.desk_config import desk_mcp_problems
+from pulses.tools.desk_check import desk_mcp_problems
 
 MANAGE = str(Path(django_settings.BASE_DIR) / "manage.py")
 pytestmark = pytest.mark.django_db  # --write makes the Desk's agent-scoped token

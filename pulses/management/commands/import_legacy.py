@@ -2,7 +2,8 @@ from pulses.limits import TIME_RANGE
 from pulses.management.base import ReeveCommand
 from pulses.models import Status
 from pulses.ops import legacy
-from pulses.ops.legacy_import import ImportResult, import_original
+from pulses.ops.legacy_import import import_original
+from pulses.ops.legacy_rows import ImportResult
 
 
 class Command(ReeveCommand):
