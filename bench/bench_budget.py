@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,18 +36,13 @@ def measure(rows: int, runs: int) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from bench.history_load import load_postgres, load_sqlite
+    from bench.history_load import load_here
     from pulses import budget
     from pulses.models import PulseAttempt
 
     if not PulseAttempt.objects.exists():
         connection.close()  # the bulk load changes the journal mode: no other connection may be open
-        if connection.vendor == "postgresql":
-            load_postgres(os.environ["DATABASE_URL"], rows)
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE")
-        else:
-            load_sqlite(str(connection.settings_dict["NAME"]), rows)
+        load_here(rows)
     if connection.vendor == "postgresql":  # as autovacuum would after a migration built an index
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE pulse_attempts")

@@ -78,7 +78,7 @@ def measure(rows: int, runs: int, home: Path) -> dict:
     from django.db import connection
     from django.test import Client
 
-    from bench.history_load import load_postgres, load_sqlite
+    from bench.history_load import load_here
     from pulses import history
 
     marker = home / "loaded.json"
@@ -86,12 +86,7 @@ def measure(rows: int, runs: int, home: Path) -> dict:
         loaded = json.loads(marker.read_text())["load_s"]
     else:
         began = time.perf_counter()
-        if connection.vendor == "postgresql":
-            load_postgres(os.environ["DATABASE_URL"], rows)
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE")
-        else:
-            load_sqlite(str(connection.settings_dict["NAME"]), rows)
+        load_here(rows)
         loaded = round(time.perf_counter() - began, 1)
         marker.write_text(json.dumps({"load_s": loaded}))
     user, _ = get_user_model().objects.get_or_create(

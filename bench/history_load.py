@@ -10,6 +10,7 @@ twenty mentions "history", stdout tails of 0.25 to 2 KB of stream-json (the exec
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -228,3 +229,16 @@ def load_postgres(url: str, count: int, *, days: float | None = None, end: datet
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))"
             )
+
+
+def load_here(count: int) -> None:
+    """Load `count` rows into Django's default database (PostgreSQL's named by DATABASE_URL, analysed
+    afterwards as autovacuum would; SQLite's file by its settings)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        load_postgres(os.environ["DATABASE_URL"], count)
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    else:
+        load_sqlite(str(connection.settings_dict["NAME"]), count)

@@ -30,12 +30,12 @@ from pulses.db.wakeup import announce
 from pulses.db.write_gate import gated, write_gate
 from telegram_bridge.models import Notification, NotificationState
 from telegram_bridge.notify import split_message
+from telegram_bridge.retry_schedule import retry_delay, seconds_until_due
 
 logger = logging.getLogger(__name__)
 
 RUN_TOKENS = "agent runs"  # the one allowance every run token shares
 HOLD_SECONDS = 30.0
-RETRY_CAP_SECONDS = 60.0
 BATCH = 20
 # A notification the listener did not send within a day is closed: it is news no more.
 EXPIRE_AFTER = timedelta(days=1)
@@ -203,7 +203,7 @@ def finish(notification_id: int, *, state: str, detail: str = "") -> None:
 @gated
 def retry_later(outgoing: OutgoingNotification, *, error: str) -> float:
     """Telegram could not be reached: try again after a delay growing with each try; the delay."""
-    delay = min(2.0 ** max(outgoing.tries - 1, 0), RETRY_CAP_SECONDS)
+    delay = retry_delay(outgoing.tries)
     Notification.objects.filter(pk=outgoing.notification_id, state=NotificationState.WAITING).update(
         next_try_at=timezone.now() + timedelta(seconds=delay), detail=error[:2000]
     )
@@ -219,12 +219,4 @@ def retry_later(outgoing: OutgoingNotification, *, error: str) -> float:
 
 def seconds_until_next() -> float | None:
     """Seconds until the soonest notification held back for a retry is due; None when none is."""
-    soonest = (
-        Notification.objects.filter(state=NotificationState.WAITING, next_try_at__isnull=False)
-        .order_by("next_try_at")
-        .values_list("next_try_at", flat=True)
-        .first()
-    )
-    if soonest is None:
-        return None
-    return max((soonest - timezone.now()).total_seconds(), 0.0)
+    return seconds_until_due(Notification.objects.filter(state=NotificationState.WAITING))

@@ -30,12 +30,12 @@ from pulses.db.write_gate import gated, write_gate
 from pulses.limits import MAX_ANSWER_PARTS
 from pulses.models import FINISHED, Delivery, DeliveryState
 from telegram_bridge.notify import TELEGRAM_MESSAGE_LIMIT, split_message, utf16_len
+from telegram_bridge.retry_schedule import retry_delay, seconds_until_due
 
 logger = logging.getLogger(__name__)
 
 # How long a listener holds a delivery while it sends it; renewed with each part.
 HOLD_SECONDS = 30.0
-RETRY_CAP_SECONDS = 60.0
 BATCH = 20
 
 
@@ -180,7 +180,7 @@ def finish(delivery_id: int, *, state: str, detail: str = "") -> None:
 @gated
 def retry_later(outgoing: Outgoing, *, error: str) -> float:
     """Telegram could not be reached: try again after a delay that grows with each try; the delay."""
-    delay = min(2.0 ** max(outgoing.tries - 1, 0), RETRY_CAP_SECONDS)
+    delay = retry_delay(outgoing.tries)
     Delivery.objects.filter(pk=outgoing.delivery_id, state=DeliveryState.WAITING).update(
         next_try_at=timezone.now() + timedelta(seconds=delay), detail=error[:2000]
     )
@@ -196,12 +196,4 @@ def retry_later(outgoing: Outgoing, *, error: str) -> float:
 
 def seconds_until_next() -> float | None:
     """Seconds until the soonest delivery held back for a retry is due again; None when none is."""
-    soonest = (
-        Delivery.objects.filter(state=DeliveryState.WAITING, next_try_at__isnull=False)
-        .order_by("next_try_at")
-        .values_list("next_try_at", flat=True)
-        .first()
-    )
-    if soonest is None:
-        return None
-    return max((soonest - timezone.now()).total_seconds(), 0.0)
+    return seconds_until_due(Delivery.objects.filter(state=DeliveryState.WAITING))

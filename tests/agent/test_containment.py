@@ -23,8 +23,8 @@ from tests.api.test_api_live import free_port
 from tests.support.reeve_processes import (
     FAKE_AGENT_COMMAND,
     POSTGRES_HALF_ALONGSIDE,
-    ROOT,
     ReeveHome,
+    checkout_with_dotenv,
     manage_in,
     on_postgres,
 )
@@ -93,21 +93,6 @@ def password_cluster():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _checkout(tmp_path: Path, dotenv: str) -> Path:
-    """A checkout of its own with `dotenv` as its .env, sharing this one's code and .venv."""
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    shutil.copytree(
-        ROOT / "reeve_site", checkout / "reeve_site", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(ROOT / "manage.py", checkout / "manage.py")
-    for name in ("pulses", "telegram_bridge", "templates", "deploy", ".venv", "pyproject.toml"):
-        (checkout / name).symlink_to(ROOT / name)
-    (checkout / ".env").write_text(dotenv)
-    (checkout / ".env").chmod(0o600)
-    return checkout
-
-
 @dataclass
 class Installation:
     """Reeve run from `checkout` for `home`, as its user `user_home` (HOME), with its .env's secrets."""
@@ -155,7 +140,7 @@ def _installation(
     dotenv = f"PULSE_API_TOKEN={API_TOKEN}\nTELEGRAM_BOT_TOKEN={BOT_TOKEN}\nSECRET_KEY={SECRET_KEY}\n"
     dotenv += f"DATABASE_URL={database_url}\n" if database_url else ""
     dotenv += "ANTHROPIC_BASE_URL=http://127.0.0.1:9\n"  # the agent's own settings still reach it
-    checkout = _checkout(tmp_path, dotenv)
+    checkout = checkout_with_dotenv(tmp_path, dotenv)
     user_home = tmp_path / "user"
     (user_home / ".claude").mkdir(parents=True)
     (user_home / ".claude" / ".credentials.json").write_text(LOGIN)

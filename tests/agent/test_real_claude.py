@@ -197,18 +197,22 @@ def run_worker_once(home) -> None:
     home.manage("run_pulse_worker", "--once", timeout=RUN_TIMEOUT)
 
 
+def run_once_in_a_configured_desk(home) -> dict:
+    """The web process started, the Desk set up by `mcp_config --write`, PROMPT queued and the worker
+    run once: the pulse as it is then."""
+    home.live.start(web_only=True)
+    home.manage("mcp_config", "--write")
+    home.manage("trigger_pulse", "--", PROMPT)
+    run_worker_once(home)
+    return pulses(home)[0]
+
+
 def test_in_a_desk_set_up_by_mcp_config_claude_calls_every_tool_headless_and_the_follow_up_resumes(
     claude_home, model, fake_telegram
 ):
     home = claude_home
     model.steps = every_tool()
-    home.live.start(web_only=True)
-    home.manage("mcp_config", "--write")
-    home.manage("trigger_pulse", "--", PROMPT)
-
-    run_worker_once(home)
-
-    run = pulses(home)[0]
+    run = run_once_in_a_configured_desk(home)
     assert run["status"] == "completed", run
     # Every tool was allowed, called, and answered by Reeve's server through the API.
     assert_the_three_landed(home, model, fake_telegram, run_pulse=run["id"], pulses_scheduled=2)
@@ -279,13 +283,7 @@ def test_in_the_desk_reeve_start_creates_claude_uses_the_tools_headless(claude_h
 def test_through_bare_hapi_claude_uses_the_tools_headless(hapi_home, model, fake_telegram):
     home = hapi_home
     model.steps = the_three_that_must_land()
-    home.live.start(web_only=True)
-    home.manage("mcp_config", "--write")
-    home.manage("trigger_pulse", "--", PROMPT)
-
-    run_worker_once(home)
-
-    run = pulses(home)[0]
+    run = run_once_in_a_configured_desk(home)
     assert run["status"] == "completed", run
     assert_the_three_landed(home, model, fake_telegram, run_pulse=run["id"])
     assert_not_trusted(home, home.desk)

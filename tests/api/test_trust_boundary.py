@@ -7,7 +7,6 @@ import fcntl
 import gzip
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -23,7 +22,7 @@ import pytest
 from tests.api.test_api_live import LiveReeve
 from tests.site.test_deploy import UNINSTALL, staged_copy, staged_once  # noqa: F401  (fixtures)
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.reeve_processes import ROOT, ReeveHome, manage_in, on_postgres
+from tests.support.reeve_processes import ROOT, ReeveHome, checkout_with_dotenv, manage_in, on_postgres
 
 SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
 OPTION_LIKE_SESSIONS = ("--mcp-config=evil.json", "-r", "sess-1", f"{SESSION}\n--verbose")
@@ -217,20 +216,6 @@ PULSE_API_HOST=127.0.0.1
 """
 
 
-def _checkout_with_dotenv(tmp_path: Path, dotenv: str) -> Path:
-    """A checkout of its own (settings read the .env beside them), sharing the apps with this one."""
-    checkout = tmp_path / "checkout"
-    checkout.mkdir()
-    shutil.copytree(
-        ROOT / "reeve_site", checkout / "reeve_site", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy(ROOT / "manage.py", checkout / "manage.py")
-    for name in ("pulses", "telegram_bridge", "templates", "deploy"):
-        (checkout / name).symlink_to(ROOT / name)
-    (checkout / ".env").write_text(dotenv)
-    return checkout
-
-
 def _manage_in(checkout: Path, home: ReeveHome, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in home.env.items() if k != "REEVE_IGNORE_DOTENV"}
     return manage_in(checkout, env, *args)
@@ -245,7 +230,7 @@ SHOW_SETTINGS = (
 
 @pytest.mark.slow
 def test_inline_comments_in_dotenv_are_comments_as_the_guide_writes_them(tmp_path, reeve_home):
-    checkout = _checkout_with_dotenv(tmp_path, GUIDE_ENV)
+    checkout = checkout_with_dotenv(tmp_path, GUIDE_ENV)
     proc = _manage_in(checkout, reeve_home, "shell", "-c", SHOW_SETTINGS)
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     assert (
@@ -256,7 +241,7 @@ def test_inline_comments_in_dotenv_are_comments_as_the_guide_writes_them(tmp_pat
 
 @pytest.mark.slow
 def test_an_unreadable_dotenv_line_is_named_without_a_traceback(tmp_path, reeve_home):
-    checkout = _checkout_with_dotenv(tmp_path, "PULSE_MAX_CONCURRENT=1\nTELEGRAM_BOT_TOKEN='12345:abc\n")
+    checkout = checkout_with_dotenv(tmp_path, "PULSE_MAX_CONCURRENT=1\nTELEGRAM_BOT_TOKEN='12345:abc\n")
     proc = _manage_in(checkout, reeve_home, "pulse_queue")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert ".env, line 2" in proc.stderr and "not closed" in proc.stderr

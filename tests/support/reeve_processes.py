@@ -288,6 +288,22 @@ def manage_in(
     )
 
 
+def checkout_with_dotenv(tmp_path: Path, dotenv: str) -> Path:
+    """A checkout of its own with `dotenv` as its .env (0600; settings read the .env beside them),
+    sharing this one's code and .venv."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copytree(
+        ROOT / "reeve_site", checkout / "reeve_site", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(ROOT / "manage.py", checkout / "manage.py")
+    for name in ("pulses", "telegram_bridge", "templates", "deploy", ".venv", "pyproject.toml"):
+        (checkout / name).symlink_to(ROOT / name)
+    (checkout / ".env").write_text(dotenv)
+    (checkout / ".env").chmod(0o600)
+    return checkout
+
+
 def copy_checkout(dest: Path) -> Path:
     """This working tree as it is (tracked and new files, uncommitted edits included) copied to `dest`,
     sharing its .venv: a checkout of its own, whose .env a test may write."""
