@@ -1,5 +1,6 @@
-"""The agent's sandbox (pulses/agent/sandbox.py) and the end of a run (pulses/agent/executor.py): what
-the agent sees under bubblewrap, and that a run ends when its agent does, with or without it."""
+"""The agent's sandbox (pulses/agent/sandbox.py) and the end of a run (pulses/agent/executor.py, its
+pipes' drain in pulses/agent/output.py): what the agent sees under bubblewrap, and that a run ends when
+its agent does, with or without it."""
 
 import json
 import os
