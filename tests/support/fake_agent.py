@@ -347,6 +347,9 @@ def detach(session_id, seconds):
 
 def main():
     started = STARTED
+    if sys.argv[1:] == ["--version"]:  # as an agent CLI answers it (doctor asks): no run, no log line
+        print("0.0.0 (Reeve's fake agent)")
+        return 0
     resume, prompt = parse_argv(sys.argv[1:])
     match = re.search(r"\bmode=(\w+)(?::(\S+))?", prompt)
     mode, arg = (
