@@ -80,8 +80,9 @@ def outcome_of(run: AgentRun, reader: StreamReader, *, started: datetime, timeou
     elif run.stopped_retrying:
         status = f", last status {signals.retry_status}" if signals.retry_status else ""
         error = (
-            f"stopped by Reeve: the agent's CLI was retrying its model's API ({signals.api_retries} "
-            f"retries{status}; AGENT_MAX_API_RETRIES); the agent's process group was killed"
+            "stopped by Reeve: the agent's CLI was retrying its model's API "
+            f"({readiness.retries(signals.api_retries)}{status}; AGENT_MAX_API_RETRIES); the agent's process "
+            "group was killed"
         )
     elif not success:
         error = (

@@ -88,7 +88,10 @@ def classify(
     user = user or service_user()
     words = " ".join(part for part in (signals.error_text, result_text, error) if part)
     everything = f"{words}\n{stderr}"
-    detail = _detail(signals.error_text or result_text or error or stderr)
+    # The person reads the detail as "The agent said: …": a run Reeve stopped in the CLI's retries has
+    # Reeve's own words as its error, so the agent's are those of its last api_retry event.
+    said = retry_words(signals) if stopped_retrying else error
+    detail = _detail(signals.error_text or result_text or said or stderr)
     if _HAPI_TOKEN.search(everything):
         return _no_hapi_credential(user, _detail(_first_line(stderr, _HAPI_TOKEN) or words))
     if signals.api_error == "no_credential" or _NOT_LOGGED_IN.search(words):
@@ -102,6 +105,19 @@ def classify(
     if stopped_retrying:
         return _stuck(user, signals, detail)
     return None
+
+
+def retries(count: int) -> str:
+    return f"{count} {'retry' if count == 1 else 'retries'}"
+
+
+def retry_words(signals: AgentSignals) -> str:
+    """What the CLI said in its last `api_retry` event ("" without one): "API retry 1: authentication_failed
+    (HTTP 401)"."""
+    if not signals.api_retries:
+        return ""
+    status = f" (HTTP {signals.retry_status})" if signals.retry_status else ""
+    return f"API retry {signals.api_retries}: {signals.retry_error or 'error'}{status}"
 
 
 def warning(signals: AgentSignals) -> str:
@@ -187,7 +203,7 @@ def _stuck(user: str, signals: AgentSignals, detail: str) -> AgentUnavailable:
     return AgentUnavailable(
         reason=STUCK_RETRYING,
         problem=(
-            f"the agent's CLI could not reach its model and kept retrying ({signals.api_retries} retries"
+            f"the agent's CLI could not reach its model and kept retrying ({retries(signals.api_retries)}"
             f"{status}{error}); Reeve stopped the run"
         ),
         fix=(

@@ -207,9 +207,11 @@ def test_a_run_retrying_a_refused_key_is_stopped_at_once_and_names_the_fix(desk,
     assert time.monotonic() - started < 10  # the fake retries forever, as the real CLI does for minutes
     assert not outcome.success and not outcome.timed_out
     assert outcome.error.startswith(
-        "stopped by Reeve: the agent's CLI was retrying its model's API (1 retries"
+        "stopped by Reeve: the agent's CLI was retrying its model's API (1 retry, last status 401"
     )
     assert outcome.unavailable.reason == "invalid_key"
+    # The person reads the detail as the agent's words: the CLI's, not Reeve's note that it stopped it.
+    assert outcome.unavailable.detail == "API retry 1: authentication_failed (HTTP 401)"
     assert not process_alive(agent_starts(agent_log)[0]["pid"])
 
 

@@ -82,6 +82,19 @@ def test_a_401_retry_loop_is_an_invalid_key_and_is_counted():
     assert "ANTHROPIC_API_KEY" in found.fix and "sudo -u reeve claude" in found.fix
 
 
+def test_a_run_stopped_in_its_retries_gives_the_clis_words_as_the_detail_not_reeves():
+    summary = read(CAPTURED["retry_401"][:1])
+    found = readiness.classify(
+        signals=summary.signals,
+        error="stopped by Reeve: the agent's CLI was retrying its model's API (1 retry, last status 401; …)",
+        stopped_retrying=True,
+        now=NOW,
+        user="reeve",
+    )
+    assert found.reason == readiness.INVALID_KEY
+    assert found.detail == "API retry 1: authentication_failed (HTTP 401)"
+
+
 def test_a_run_stopped_in_the_clis_own_retries_of_an_overloaded_api_is_stuck_retrying():
     retries = [
         {"type": "system", "subtype": "api_retry", "attempt": n, "error_status": 529, "error": "overloaded"}

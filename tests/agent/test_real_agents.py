@@ -220,7 +220,7 @@ def test_a_timeout_ends_hapi_and_claude_under_it(real_home, silent_api):
     schedule(real_home, "Think for a long time")
     worker = real_home.start("run_pulse_worker", "--once", PULSE_TIMEOUT_SECONDS="25")
     seen = real_home.wait_for(lambda: claude_processes(real_home), timeout=120, what="claude to run")
-    real_home.wait_for(lambda: silent_api.connections, timeout=60, what="claude to call the model's API")
+    real_home.wait_for(lambda: silent_api.connections, timeout=180, what="claude to call the model's API")
     assert worker.wait(timeout=180) == 0
     [attempt] = attempts(real_home)
     assert "timed out after 25s" in attempt["error"]
@@ -235,7 +235,7 @@ def test_a_dead_worker_takes_hapi_and_claude_with_it(real_home, silent_api):
     schedule(real_home, "Think for a long time")
     worker = real_home.start("run_pulse_worker")
     real_home.wait_for(lambda: claude_processes(real_home), timeout=120, what="claude to run")
-    real_home.wait_for(lambda: silent_api.connections, timeout=60, what="claude to call the model's API")
+    real_home.wait_for(lambda: silent_api.connections, timeout=180, what="claude to call the model's API")
     worker.kill()
     worker.wait(timeout=10)
     real_home.wait_for(

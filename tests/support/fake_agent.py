@@ -23,6 +23,10 @@ hit_limit (real Anthropic's "You've hit your limit · resets …" result), usage
 $FAKE_AGENT_MODE_FILE, when it names a file that exists, gives the mode of a prompt that names none
 (a test "fixes the login" by changing it while the worker runs).
 
+`--version` alone prints a version (not Claude Code's) and exits, in any mode, and is not logged as a
+start: doctor asks an agent it does not recognise, that is no run (tests count runs), and a mode that
+never ends (retry_401, hang) would hold doctor to its 20 s timeout.
+
 With $FAKE_AGENT_END_LOG set, each run's end (or the SIGTERM that ended it) is appended there too, so
 tests can tell which runs overlapped.
 """
