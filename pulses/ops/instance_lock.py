@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -42,23 +43,39 @@ def hold(*, exclusive: bool, role: str) -> int:
         alone = True
     except BlockingIOError:
         alone = False
-        try:
-            if exclusive:
-                raise
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if exclusive or not _share(fd):
             os.close(fd)
             raise AlreadyRunning(_running_message(path, wanted=role)) from None
     if alone:
         _dead = _last_worker(fd)
         record(fd, {"pid": os.getpid(), "role": role})
         if not exclusive:
-            # Other workers may join now; none can have come in between, since we held it alone.
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            # Other workers may join now. Linux converts a lock by dropping it first: a `./reeve start`
+            # that took it in between is running now, and this worker steps back as it would have.
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise AlreadyRunning(_running_message(path, wanted=role)) from None
     return fd
 
 
 _dead: list[str] = []
+# A worker starting beside us holds the lock alone for a moment (to read and write the file): a shared
+# taker retries for this long before it takes an exclusive holder for a running `./reeve start`.
+SHARE_RETRY_SECONDS = 2.0
+
+
+def _share(fd: int) -> bool:
+    deadline = time.monotonic() + SHARE_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def dead_workers() -> list[str]:
@@ -96,7 +113,9 @@ def _running_message(path: Path, *, wanted: str) -> str:
         details = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         details = {}
-    pids = sorted(set(_holders(path)) | {p for p in (details.get("pid"), details.get("web_pid")) if p})
+    recorded = {p for p in (details.get("pid"), details.get("web_pid")) if isinstance(p, int)}
+    # The file names the last process that took the lock alone: a worker that others joined may be gone.
+    pids = sorted(set(_holders(path)) | {p for p in recorded if Path(f"/proc/{p}").exists()})
     lines = [f"{wanted}: Reeve is already running for this installation (lock {path}):"]
     for pid in pids:
         what = _command_line(pid)
