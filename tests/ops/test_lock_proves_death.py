@@ -14,6 +14,8 @@ import pytest
 
 from pulses.ops import instance_lock
 
+pytestmark = pytest.mark.database_independent  # a lock file, no database
+
 
 @pytest.fixture
 def lock_file(settings, tmp_path):

@@ -407,6 +407,7 @@ def test_install_writes_the_claude_command_for_the_credential_keepalive(home, tm
     assert f"REEVE_CLAUDE_COMMAND={claude}" in (root / "etc/reeve/reeve.conf").read_text()
 
 
+@pytest.mark.database_independent
 def test_the_nginx_config_passes_nginx_t(tmp_path):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(nginx, os.X_OK):
