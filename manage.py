@@ -17,7 +17,10 @@ def preflight(argv: list[str]) -> None:
     from reeve_site import home
 
     try:
-        home.prepare()  # its folders and key file, before logging opens LOG_FILE
+        # Its folders and key file, before logging opens LOG_FILE; not for install.sh --root staging,
+        # which reads the settings and must write nothing outside its root (REEVE_NO_PREPARE=1).
+        if os.environ.get("REEVE_NO_PREPARE") != "1":
+            home.prepare()
         django.setup()
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"Error: {exc}\n")

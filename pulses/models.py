@@ -279,6 +279,19 @@ class Pulse(models.Model):
         )
         return retry
 
+    def interrupt(self, *, worker: str, now: datetime, error: str) -> bool:
+        """`worker` is proven dead while it ran this pulse: pending again at once while retries are
+        left, else failed; the run counted. False when `worker` no longer holds it."""
+        retry = self.has_retries_left
+        return self._transition(
+            self.claimed_by(worker),
+            status=Status.PENDING if retry else Status.FAILED,
+            lease_owner="",
+            lease_expires_at=None,
+            error_message=error,
+            finished_at=None if retry else now,
+        )
+
     def cancel(self) -> None:
         if not self._transition(
             Q(status=Status.PENDING),

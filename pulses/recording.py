@@ -215,6 +215,42 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
 
 
 @gated
+def recover_dead_workers(workers: list[str], now: datetime | None = None) -> list[int]:
+    """Return the pulses that `workers` (host:pid names proven dead: the instance lock they held was
+    free) were running to pending at once (or failed, when out of retries), without waiting for their
+    leases. The interrupted run still counts as an attempt, so a pulse that kills its worker every
+    time ends failed after max_retries; its attempt row says it was interrupted. Only the claims of
+    exactly these workers: live workers elsewhere sharing the queue keep theirs."""
+    if not workers:
+        return []
+    now = now or timezone.now()
+    recovered: list[int] = []
+    with transaction.atomic():
+        held = Pulse.objects.filter(status=Status.PROCESSING, lease_owner__in=workers)
+        if is_postgres():
+            held = held.select_for_update(skip_locked=True)
+        for pulse in held:
+            owner = pulse.lease_owner
+            error = (
+                f"interrupted: worker {owner} died (killed or crashed) while the agent ran; "
+                "recovered when the next start took its instance lock"
+            )
+            if not pulse.interrupt(worker=owner, now=now, error=error):
+                continue
+            _store_attempt(
+                pulse,
+                worker=owner,
+                outcome=AttemptOutcome(success=False, started_at=pulse.executed_at or now, finished_at=now),
+                error=error,
+            )
+            recovered.append(pulse.pk)
+            logger.warning("pulse_interrupted id=%s worker=%s now=%s", pulse.pk, owner, pulse.status)
+        if recovered:
+            wakeup.announce()
+    return recovered
+
+
+@gated
 def report_alive(
     *,
     worker: str,

@@ -220,6 +220,9 @@ LOGIN_URL = "/admin/login/"
 
 # --- Reeve ------------------------------------------------------------------------------------
 HAPI_COMMAND = env.str("HAPI_COMMAND", default="hapi")
+# The Claude Code CLI the credential keep-alive cron job runs (deploy/credential-providers/claude-code),
+# when `claude` is not on the services' PATH (an npm prefix); install.sh writes what it finds.
+CLAUDE_COMMAND = env.str("CLAUDE_COMMAND", default="")
 # The agent a bare `hapi` runs (`hapi claude ...`); a HAPI_COMMAND naming one is used as it is.
 HAPI_AGENT = env.str("HAPI_AGENT", default="claude")
 # The user's own additions to the agent's allowlisted environment: names, or prefixes as `NAME_*`.

@@ -9,6 +9,9 @@
 #   --no-start   install and enable, but do not (re)start anything
 #   --keep-env   read settings from this shell's environment as well as .env, here and in the helper
 #                scripts (for staged test installs; the services themselves only ever read .env)
+#   --allow-root-agent  let the services (and so the agent, with its shell) run as root; refused otherwise
+# CLAUDE_COMMAND=/path/to/claude (in the environment or .env) names the Claude Code CLI for the credential
+# keep-alive cron job when it is not on the services' PATH; install.sh finds it otherwise and writes it.
 set -euo pipefail
 
 # The comment block at the top of this file, up to its first command.
@@ -18,12 +21,14 @@ ROOT=
 RUN_USER=${SUDO_USER:-}
 START=1
 KEEP_ENV=0
+ALLOW_ROOT_AGENT=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT=${2:?--root needs a directory}; shift 2 ;;
     --user) RUN_USER=${2:?--user needs a name}; shift 2 ;;
     --no-start) START=0; shift ;;
     --keep-env) KEEP_ENV=1; shift ;;
+    --allow-root-agent) ALLOW_ROOT_AGENT=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "install.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -42,9 +47,14 @@ if [ -n "$ROOT" ]; then
 else
   [ "$(id -u)" -eq 0 ] || die "run it with sudo: sudo $0"
   [ -n "$RUN_USER" ] || die "run it with sudo from your own account (or pass --user NAME): the services run as that user, not root"
-  [ "$RUN_USER" != root ] || die "the services must not run as root: run with sudo from your own account, or pass --user NAME"
 fi
 passwd_line=$(getent passwd "$RUN_USER") || die "no such user: $RUN_USER"
+# The agent runs as the services' user, with a shell: as root it could change anything on the machine.
+if [ "$(cut -d: -f3 <<<"$passwd_line")" = 0 ]; then
+  [ "$ALLOW_ROOT_AGENT" -eq 1 ] ||
+    die "the services, and so the agent with its shell, would run as root ($RUN_USER): run with sudo from your own account, or pass --user NAME (or --allow-root-agent if you really mean it)"
+  say "WARNING: the services and the agent run as root (--allow-root-agent)"
+fi
 RUN_HOME=$(cut -d: -f6 <<<"$passwd_line")
 RUN_GROUP=$(id -gn "$RUN_USER")
 
@@ -117,18 +127,50 @@ else
   ignored=$(env | grep -oE '^(PULSE_[A-Z_]*|REEVE_[A-Z_]*|DATABASE_URL|LOG_FILE|LOG_LEVEL|HAPI_[A-Z_]*|TELEGRAM_[A-Z_]*|SECRET_KEY|TIME_ZONE)=' | tr -d = | paste -sd' ' -) || true
   [ -z "$ignored" ] || say "NOTE: ignoring $ignored from this shell: the services read .env only; put settings there"
 fi
-# Staging must not leave a generated secret behind: give the settings a throwaway one.
-[ -z "$ROOT" ] || service_env+=(SECRET_KEY=staging-only)
-paths=$(as_user "${service_env[@]}" "$VENV_PYTHON" manage.py doctor --paths) ||
+# Staging writes nothing outside ROOT: a throwaway secret (no key file), no folders made for the
+# settings (REEVE_NO_PREPARE), and the metrics files a Python start opens in a scratch folder under ROOT.
+scratch=
+if [ -n "$ROOT" ]; then
+  scratch=$(mktemp -d "$ROOT/.reeve-install-scratch.XXXXXX")
+  service_env+=(SECRET_KEY=staging-only REEVE_NO_PREPARE=1 "PROMETHEUS_MULTIPROC_DIR=$scratch/metrics")
+fi
+paths=$(as_user "${service_env[@]}" "$VENV_PYTHON" manage.py doctor --paths) || {
+  [ -z "$scratch" ] || rm -rf -- "$scratch"
   die "could not read Reeve's settings (manage.py doctor --paths failed): fix .env first"
+}
+[ -z "$scratch" ] || rm -rf -- "$scratch"
 REEVE_DATA_DIR='' PULSE_DB_PATH='' LOG_FILE='' REEVE_DESK_PATH='' PULSE_API_URL=''
-PULSE_SHUTDOWN_GRACE_SECONDS='' DATABASE_IS_SQLITE='' TELEGRAM_CONFIGURED=''
+PULSE_SHUTDOWN_GRACE_SECONDS='' DATABASE_IS_SQLITE='' TELEGRAM_CONFIGURED='' HAPI_COMMAND='' CLAUDE_COMMAND_SETTING=''
 while IFS= read -r line; do
   case "${line%%=*}" in
     REEVE_DATA_DIR | PULSE_DB_PATH | LOG_FILE | REEVE_DESK_PATH | PULSE_API_URL | \
-      PULSE_SHUTDOWN_GRACE_SECONDS | DATABASE_IS_SQLITE | TELEGRAM_CONFIGURED) eval "$line" ;;
+      PULSE_SHUTDOWN_GRACE_SECONDS | DATABASE_IS_SQLITE | TELEGRAM_CONFIGURED | HAPI_COMMAND | \
+      CLAUDE_COMMAND_SETTING) eval "$line" ;;
   esac
 done <<<"$paths"
+
+# The agent command as the units will run it: with the services' PATH and nothing else. A CLI that
+# only this shell finds (an npm prefix, nvm) would fail every pulse.
+on_service_path() { # command -> its path on SERVICE_PATH, or nothing
+  case "$1" in
+    */*) [ -x "$1" ] && echo "$1" ;;
+    *) PATH=$SERVICE_PATH command -v "$1" 2>/dev/null ;;
+  esac
+}
+agent_word=${HAPI_COMMAND%% *}
+if [ -n "$agent_word" ] && ! on_service_path "$agent_word" >/dev/null; then
+  found=$(command -v "$agent_word" 2>/dev/null || true)
+  say "WARNING: the agent command '$agent_word' (HAPI_COMMAND) is not on the services' PATH ($SERVICE_PATH)${found:+; this shell finds it at $found: set HAPI_COMMAND=$found in .env}; every pulse would fail until it is"
+fi
+# The Claude Code CLI for the credential keep-alive (cron's PATH is the services'): CLAUDE_COMMAND if
+# set, else claude on the services' PATH, else the one this shell finds.
+CLAUDE_COMMAND=${CLAUDE_COMMAND_SETTING:-${CLAUDE_COMMAND:-}}
+if [ -z "$CLAUDE_COMMAND" ]; then
+  CLAUDE_COMMAND=$(on_service_path claude || command -v claude 2>/dev/null || true)
+fi
+if [ -n "$CLAUDE_COMMAND" ] && ! on_service_path "$CLAUDE_COMMAND" >/dev/null; then
+  say "WARNING: CLAUDE_COMMAND '$CLAUDE_COMMAND' is not an executable the cron jobs can run: the credential keep-alive cannot refresh Claude Code's login"
+fi
 LOG_DIR=$(dirname "${LOG_FILE:-$REEVE_DATA_DIR/logs/daemon.log}")
 BACKUP_DIR=$REEVE_DATA_DIR/backups
 
@@ -200,8 +242,10 @@ REEVE_DB_IS_SQLITE=$(q "$DATABASE_IS_SQLITE")
 REEVE_LOG_FILE=$(q "$LOG_FILE")
 REEVE_BACKUP_DIR=$(q "$BACKUP_DIR")
 REEVE_API_URL=$(q "$PULSE_API_URL")
-# The services' PATH; the helpers run manage.py with it and nothing else of the caller's environment.
+# The services' PATH (cron's too); the helpers run manage.py with it and nothing else of the caller's environment.
 REEVE_SERVICE_PATH=$(q "$SERVICE_PATH")
+# The Claude Code CLI the credential keep-alive runs (CLAUDE_COMMAND; empty: claude on that PATH).
+REEVE_CLAUDE_COMMAND=$(q "$CLAUDE_COMMAND")
 REEVE_KEEP_ENV=$KEEP_ENV
 EOF
 

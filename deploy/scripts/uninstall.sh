@@ -3,6 +3,8 @@
 #   sudo ./deploy/scripts/uninstall.sh           stop and remove the services, scripts, sudoers,
 #                                                logrotate and cron jobs; keep the data
 #   sudo ./deploy/scripts/uninstall.sh --purge   also delete the data directory (database, backups, logs)
+#                A plain uninstall keeps /etc/reeve/kept-data (where the data is, whose), so a later
+#                --purge still finds the data directory; --purge removes it too.
 #   --root DIR   undo an `install.sh --root DIR` staging instead of the system
 set -euo pipefail
 
@@ -34,9 +36,13 @@ REEVE_DATA_DIR=
 REEVE_USER=
 REEVE_USER_HOME=
 MARKER=.reeve-data-dir  # install.sh writes it into the data directory
+KEPT=/etc/reeve/kept-data  # a plain uninstall's record of the data it kept, for a later --purge
 if [ -r "$ROOT/etc/reeve/reeve.conf" ]; then
   # shellcheck source=/dev/null
   . "$ROOT/etc/reeve/reeve.conf"
+elif [ -r "$ROOT$KEPT" ]; then
+  # shellcheck source=/dev/null
+  . "$ROOT$KEPT"
 fi
 
 UNITS=(reeve-telegram reeve-daemon reeve-web reeve-worker)
@@ -115,10 +121,18 @@ purge_data_dir() {
 
 if [ "$PURGE" -eq 1 ]; then
   if [ -z "$REEVE_DATA_DIR" ]; then
-    say "--purge: no record of the data directory (/etc/reeve/reeve.conf was already gone); delete it by hand"
+    say "--purge: no record of the data directory (/etc/reeve/reeve.conf and $KEPT were already gone); delete it by hand"
   else
     purge_data_dir "$REEVE_DATA_DIR"
   fi
+elif [ -n "$REEVE_DATA_DIR" ]; then
+  mkdir -p "$ROOT/etc/reeve"
+  {
+    echo "# Written by uninstall.sh: the data it kept; \`uninstall.sh --purge\` reads it and deletes both."
+    printf 'REEVE_DATA_DIR=%q\nREEVE_USER=%q\nREEVE_USER_HOME=%q\n' "$REEVE_DATA_DIR" "$REEVE_USER" "$REEVE_USER_HOME"
+  } >"$ROOT$KEPT"
+  chmod 0644 "$ROOT$KEPT"
+  say "kept the data in $REEVE_DATA_DIR (recorded in $KEPT: uninstall.sh --purge deletes both)"
 fi
 
 # A staging root is left as empty as install.sh found it.

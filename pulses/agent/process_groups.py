@@ -1,6 +1,6 @@
 """The agent's process groups: signalling a group, stopping it (SIGTERM, then SIGKILL after a grace),
-and the worker's reaper process (pulses/agent/reaper.sh), which kills every group registered with it
-when the worker dies, since its end of the reaper's pipe then closes."""
+and the worker's reaper process (pulses/agent/reaper.sh), which kills every group registered with it (the
+agents' and the wake checks') when the worker dies, since its end of the reaper's pipe then closes."""
 
 from __future__ import annotations
 

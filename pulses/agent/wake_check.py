@@ -4,7 +4,8 @@ Exit 0 wakes the agent with the check's output appended to the prompt; exit 1 me
 no agent process starts and the run is recorded as skipped; any other exit (or the timeout) is a
 failed attempt carrying the check's output. The check runs with the agent's allowlisted environment
 (none of Reeve's secrets, from `.env` or the service's environment),
-in a process group of its own so a timeout kills everything it started.
+in a process group of its own so a timeout kills everything it started, registered with the worker's
+reaper (pulses/agent/process_groups.py) like an agent's, so a worker killed outright takes it along.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 
 from pulses.agent.env import agent_environment, service_environment
+from pulses.agent.process_groups import Reaper
 
 OUTPUT_CHARS = 8000
 NOTHING_TO_DO = 1
@@ -44,8 +46,11 @@ class CheckResult:
         return f"wake check exited {self.exit_code}: {self.output.strip() or '(no output)'}"
 
 
-def run(command: str, *, desk: Path | None = None, timeout: float | None = None) -> CheckResult:
-    """Run `command` with the shell in the Desk, bounded by `timeout` seconds."""
+def run(
+    command: str, *, desk: Path | None = None, timeout: float | None = None, reaper: Reaper | None = None
+) -> CheckResult:
+    """Run `command` with the shell in the Desk, bounded by `timeout` seconds; its process group
+    registered with `reaper` (the worker's) while it runs."""
     timeout = settings.PULSE_CHECK_TIMEOUT_SECONDS if timeout is None else timeout
     cwd = Path(desk or settings.REEVE_DESK_PATH)
     env = agent_environment(service_environment(), passthrough=settings.AGENT_ENV_PASSTHROUGH)
@@ -63,12 +68,17 @@ def run(command: str, *, desk: Path | None = None, timeout: float | None = None)
         )
     except OSError as exc:
         return CheckResult(None, "", error=f"could not start it in {cwd}: {exc}")
+    if reaper:
+        reaper.watch(process.pid)
     try:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(process)
         out, _ = process.communicate()
         return CheckResult(None, _tail(out), error=f"timed out after {timeout:g} s: {_tail(out).strip()}")
+    finally:
+        if reaper:
+            reaper.forget(process.pid)
     return CheckResult(process.returncode, _tail(out))
 
 

@@ -290,4 +290,8 @@ def resolved_paths() -> dict[str, str]:
         "PULSE_SHUTDOWN_GRACE_SECONDS": f"{settings.PULSE_SHUTDOWN_GRACE_SECONDS:g}",
         "PULSE_TIMEOUT_SECONDS": f"{settings.PULSE_TIMEOUT_SECONDS:g}",
         "TELEGRAM_CONFIGURED": "1" if BOT_TOKEN_SHAPE.match(settings.TELEGRAM_BOT_TOKEN.strip()) else "0",
+        # The agent command (install.sh checks it is on the units' PATH) and the Claude Code CLI the
+        # credential keep-alive runs, when .env or the environment names one.
+        "HAPI_COMMAND": settings.HAPI_COMMAND,
+        "CLAUDE_COMMAND_SETTING": settings.CLAUDE_COMMAND,
     }

@@ -4,6 +4,13 @@
 process of that Reeve is gone. A worker started on its own (`run_pulse_worker`, the systemd unit)
 holds it shared: several workers on purpose still run side by side, but not beside a `./reeve
 start`. The kernel drops the lock when the last holder exits, even by SIGKILL: nothing goes stale.
+
+The lock also proves death. The process that takes it alone (exclusively, or a worker that finds no
+other holder) knows that every earlier holder is gone; the file names the worker that held it last
+(host:pid, the name its claims carry), so its claims can be recovered at once (`dead_workers()`,
+`queue.recover_dead_workers`) instead of after their leases. Only that worker's own claims: other
+workers, on this host or others, sharing a PostgreSQL queue are never touched. A worker joining others
+that are alive (shared) records nothing and recovers nothing: their leases cover it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -22,22 +31,78 @@ class AlreadyRunning(Exception):
 
 def hold(*, exclusive: bool, role: str) -> int:
     """Take the lock (without waiting) and return its fd, kept open for the process's lifetime;
-    AlreadyRunning if another process holds it."""
+    AlreadyRunning if another process holds it. Taken alone, it also learns which worker held it
+    last (`dead_workers()`) and names this process in its place."""
+    global _dead
     path = Path(settings.REEVE_LOCK_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        # A shared holder tries it alone first: no other holder means every earlier one is gone.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = True
     except BlockingIOError:
-        os.close(fd)
-        raise AlreadyRunning(_running_message(path, wanted=role)) from None
-    if exclusive:
+        alone = False
+        if exclusive or not _share(fd):
+            os.close(fd)
+            raise AlreadyRunning(_running_message(path, wanted=role)) from None
+    if alone:
+        _dead = _last_worker(fd)
         record(fd, {"pid": os.getpid(), "role": role})
+        if not exclusive:
+            # Other workers may join now. Linux converts a lock by dropping it first: a `./reeve start`
+            # that took it in between is running now, and this worker steps back as it would have.
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise AlreadyRunning(_running_message(path, wanted=role)) from None
     return fd
 
 
+_dead: list[str] = []
+# A worker starting beside us holds the lock alone for a moment (to read and write the file): a shared
+# taker retries for this long before it takes an exclusive holder for a running `./reeve start`.
+SHARE_RETRY_SECONDS = 2.0
+
+
+def _share(fd: int) -> bool:
+    deadline = time.monotonic() + SHARE_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+def dead_workers() -> list[str]:
+    """The worker (host:pid) that held the lock before this process took it alone: proven gone, so
+    its claims are recovered at once. [] when this process joined live workers, or the file was new."""
+    return list(_dead)
+
+
+def _last_worker(fd: int) -> list[str]:
+    try:
+        details = json.loads(os.pread(fd, 65536, 0) or b"{}")
+    except (OSError, ValueError):
+        return []
+    if not isinstance(details, dict):
+        return []
+    name = details.get("worker")
+    if not name and isinstance(details.get("pid"), int):  # written before the file named its worker
+        name = f"{socket.gethostname()}:{details['pid']}"
+    # Even this very name (a PID reused): its claims are recovered before this worker claims anything.
+    return [name] if isinstance(name, str) and name else []
+
+
 def record(fd: int, details: dict) -> None:
-    """Write what a second start should name (PIDs, the API's address) into the held lock file."""
+    """Write what a second start should name (PIDs, the API's address) into the held lock file, and
+    the worker's name (host:pid, as its claims carry it) for the start after its death."""
+    if isinstance(details.get("pid"), int):
+        details = {**details, "worker": f"{socket.gethostname()}:{details['pid']}"}
     data = json.dumps(details).encode()
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
@@ -48,7 +113,9 @@ def _running_message(path: Path, *, wanted: str) -> str:
         details = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         details = {}
-    pids = sorted(set(_holders(path)) | {p for p in (details.get("pid"), details.get("web_pid")) if p})
+    recorded = {p for p in (details.get("pid"), details.get("web_pid")) if isinstance(p, int)}
+    # The file names the last process that took the lock alone: a worker that others joined may be gone.
+    pids = sorted(set(_holders(path)) | {p for p in recorded if Path(f"/proc/{p}").exists()})
     lines = [f"{wanted}: Reeve is already running for this installation (lock {path}):"]
     for pid in pids:
         what = _command_line(pid)

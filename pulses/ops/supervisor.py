@@ -2,7 +2,8 @@
 
 There is no separate supervisor: the worker process starts gunicorn, watches it through a pidfd in the
 same `select()` that waits for pulses, and stops it when it stops itself (Ctrl+C, SIGTERM, a closed
-terminal's SIGHUP: graceful; a second signal: at once). If gunicorn exits on its own, the worker
+terminal's SIGHUP: graceful, and gunicorn keeps serving until the last running pulse has ended, since
+the agent's tools call its API; a second signal: at once). If gunicorn exits on its own, the worker
 drains and exits with its code. If the worker is killed outright, gunicorn's lifeline
 (pulses/ops/lifeline.py) sees it and stops gunicorn, and the worker's reaper stops its agents.
 """
@@ -87,4 +88,5 @@ def run_reeve(*, web: bool = True, on_started: Callable[[], None] | None = None)
         {"pid": os.getpid(), "web_pid": companions[0].pid if web else None, "api": api if web else None},
     )
     logger.info("reeve_started worker_pid=%s web=%s api=%s", os.getpid(), web, api if web else "-")
-    return Worker(options, companions=companions).run(on_started=on_started)
+    worker = Worker(options, companions=companions, dead_workers=instance_lock.dead_workers())
+    return worker.run(on_started=on_started)

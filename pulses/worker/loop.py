@@ -67,8 +67,12 @@ class Worker:
         executor: Executor | None = None,
         *,
         companions: Sequence[Companion] = (),
+        dead_workers: Sequence[str] = (),
     ) -> None:
         self.options = options
+        # Workers proven dead (the instance lock they held was free): their claims are recovered at
+        # once on start, not when their leases expire (pulses/ops/instance_lock.py).
+        self.dead_workers = list(dead_workers)
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.name = f"{self.host}:{self.pid}"
@@ -77,7 +81,9 @@ class Worker:
         self.executor = executor or default_executor(self._reaper)
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="failure-hooks")
         self._waiter: Waiter | None = None
-        self.signals = ShutdownSignals(on_stop=self._stop_companions, on_force=self._force)
+        # A graceful stop keeps the companions (the web process: the running agents' tools call its API)
+        # until the drain is over; `run` stops them then. A second signal stops them at once.
+        self.signals = ShutdownSignals(on_stop=lambda: None, on_force=self._force)
         self.companions = list(companions)
         self._drain_deadline: float | None = None
         self._next_fire_at: datetime | None = None
@@ -144,6 +150,8 @@ class Worker:
         slots = max(opts.concurrency, 1) + opts.critical_reserved
         pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="pulse")
         try:
+            if self.dead_workers and not opts.dry_run:
+                self.runs.record_lost_routine_runs(queue.recover_dead_workers(self.dead_workers))
             self.runs.record_lost_routine_runs(queue.recover_expired_leases())
             routine_firing.recompute_zones()
             self._loop(pool)
@@ -292,7 +300,8 @@ class Worker:
         )
 
     def _drain(self) -> None:
-        """Let running pulses finish within the grace period, renewing their leases; then stop them."""
+        """Let running pulses finish within the grace period, renewing their leases; then stop them.
+        The companions (the API the agents' tools call) keep running until the last run has ended."""
         dispatch = self.dispatch
         if not dispatch.running:
             return

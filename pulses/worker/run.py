@@ -182,7 +182,8 @@ class Runner:
         if not pulse.check_command:
             return None, pulse.prompt
         started = timezone.now()
-        check = wake_check.run(pulse.check_command)
+        # The worker's reaper kills the check's group too if the worker dies while it runs.
+        check = wake_check.run(pulse.check_command, reaper=getattr(self.executor, "reaper", None))
         finished = timezone.now()
         logger.info("wake_check_done id=%s exit=%s", pulse.pk, check.exit_code)
         if check.wakes:

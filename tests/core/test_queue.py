@@ -270,6 +270,36 @@ def test_expired_leases_return_to_pending_as_a_failed_attempt():
     assert PulseAttempt.objects.get(pulse=stale).error.startswith("lease expired")
 
 
+def test_a_dead_workers_claims_return_at_once_counted_and_marked_interrupted_and_no_one_elses():
+    PulseFactory.create_batch(3, due=True, max_retries=3)
+    [dead_run] = queue.claim(worker="thishost:41", limit=1, lease_seconds=600)
+    [other_run] = queue.claim(worker="otherhost:41", limit=1, lease_seconds=600)
+    [same_host_run] = queue.claim(worker="thishost:42", limit=1, lease_seconds=600)
+    assert queue.recover_dead_workers(["thishost:41"]) == [dead_run.pk]
+    statuses = dict(Pulse.objects.values_list("pk", "status"))
+    assert statuses == {dead_run.pk: "pending", other_run.pk: "processing", same_host_run.pk: "processing"}
+    dead_run.refresh_from_db()
+    assert dead_run.attempt_count == 1 and dead_run.lease_owner == ""  # the run still counts
+    assert dead_run.scheduled_at <= timezone.now()  # due again at once
+    [attempt] = PulseAttempt.objects.filter(pulse=dead_run)
+    assert (
+        attempt.error.startswith("interrupted: worker thishost:41 died") and attempt.worker == "thishost:41"
+    )
+    assert not attempt.succeeded
+    assert queue.recover_dead_workers(["thishost:41"]) == []  # nothing twice
+
+
+def test_a_pulse_that_kills_its_worker_every_time_fails_once_its_retries_are_spent():
+    pulse = PulseFactory(due=True, max_retries=1)
+    for attempt in (1, 2):
+        [run] = queue.claim(worker=f"h:{attempt}", limit=1, lease_seconds=600)
+        assert run.pk == pulse.pk
+        assert queue.recover_dead_workers([f"h:{attempt}"]) == [pulse.pk]
+    pulse.refresh_from_db()
+    assert (pulse.status, pulse.attempt_count) == ("failed", 2)
+    assert pulse.error_message.startswith("interrupted")
+
+
 def test_renew_leases_extends_only_what_the_worker_holds():
     mine = PulseFactory(processing=True, lease_owner=WORKER)
     theirs = PulseFactory(processing=True, lease_owner="other:2")

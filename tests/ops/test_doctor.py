@@ -199,6 +199,8 @@ def test_doctor_paths_prints_shell_assignments_for_install_sh(good, capsys):
     assert f"REEVE_DESK_PATH={good.REEVE_DESK_PATH}" in out
     assert "PULSE_API_URL=http://127.0.0.1:" in out
     assert f"DATABASE_IS_SQLITE={0 if on_postgres() else 1}" in out
+    # install.sh checks the agent command against the units' PATH and writes the keep-alive's claude.
+    assert "\nHAPI_COMMAND=" in out and "\nCLAUDE_COMMAND_SETTING=" in out
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,28 @@ def test_sighup_drains_the_running_pulse_and_leaves_no_process_and_a_free_port(r
         live.stop()
 
 
-def test_sigkill_leaves_no_process_and_the_next_start_recovers_the_running_pulse(reeve_home):
+def test_ctrl_c_with_a_pulse_running_keeps_the_api_answering_until_that_pulse_has_finished(reeve_home):
+    live = LiveReeve(reeve_home).start()
+    try:
+        pulse_id, _tree = start_a_run(live, "mode=sleep:4")
+        live.proc.send_signal(signal.SIGINT)  # Ctrl+C
+        answered = 0
+        # The agent's tools call the API while it drains: it answers (authenticated) until the end.
+        while status_of(reeve_home, pulse_id) == "processing":
+            status, body = live.request("GET", f"/api/pulses/{pulse_id}")
+            assert status == 200, body
+            answered += 1
+            time.sleep(0.2)
+        assert status_of(reeve_home, pulse_id) == "completed"
+        assert answered >= 5  # ~4 s of the run were left
+        assert live.proc.wait(timeout=GRACE + 15) == 0  # then gunicorn stops, and Reeve with it
+        assert port_free(live.port)
+    finally:
+        live.stop()
+
+
+def test_sigkill_leaves_no_process_and_the_next_start_runs_the_interrupted_pulse_at_once(reeve_home):
+    reeve_home.extra_env["PULSE_LEASE_SECONDS"] = "120"  # a lease wait would outlast the test
     live = LiveReeve(reeve_home).start()
     try:
         pulse_id, tree = start_a_run(live, "mode=sleep:300")
@@ -90,9 +112,17 @@ def test_sigkill_leaves_no_process_and_the_next_start_recovers_the_running_pulse
 
         again = LiveReeve(reeve_home, port=live.port).start()
         try:
-            # Its lease (2 s here) has expired: the new worker returns it to pending and runs it again.
-            again.wait_for(lambda: len(reeve_home.agent_starts()) == 2, what="the pulse to run again")
+            # The instance lock it took proves the old worker gone: no wait for the 120 s lease.
+            again.wait_for(
+                lambda: len(reeve_home.agent_starts()) == 2, timeout=30, what="the pulse to run again"
+            )
             assert reeve_home.query("SELECT attempt_count FROM pulses WHERE id = ?", (pulse_id,)) == [(2,)]
+            [(error, worker)] = reeve_home.query(
+                "SELECT error, worker FROM pulse_attempts WHERE pulse_id = ?", (pulse_id,)
+            )
+            assert error.startswith(f"interrupted: worker {worker} died") and worker.endswith(
+                f":{live.proc.pid}"
+            )
         finally:
             again.stop()
     finally:

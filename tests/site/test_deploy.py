@@ -128,6 +128,12 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
     daemon = (root / "etc/systemd/system/reeve-daemon.service").read_text()
     assert "Wants=reeve-web.service reeve-worker.service" in daemon
     assert "PartOf=reeve-daemon.service" in web and "PartOf=reeve-daemon.service" in worker
+    # Stop order is the reverse of start order: the worker drains while the web unit still answers.
+    after = next(line for line in worker.splitlines() if line.startswith("After="))
+    assert "reeve-web.service" in after.split("=", 1)[1].split()
+    # The listener stops and restarts with reeve-daemon, and starts with it once enabled.
+    assert "PartOf=reeve-daemon.service" in telegram
+    assert "WantedBy=multi-user.target reeve-daemon.service" in telegram
 
     cron = (root / "etc/cron.d/reeve").read_text()
     logs = home.path / "logs"
@@ -143,6 +149,7 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
     assert f"{logs}/*.log {{" in logrotate
     for directive in ("daily", "rotate 14", "compress"):
         assert f"    {directive}\n" in logrotate
+    assert f"    create 0600 {TEST_USER} " in logrotate  # as Reeve makes its logs: doctor stays quiet
     assert "postrotate" not in logrotate.replace("No postrotate", "")
 
     sudoers = root / "etc/sudoers.d/reeve"
@@ -196,7 +203,7 @@ def test_install_and_the_helpers_read_settings_from_env_file_as_the_services_do(
     )
     root = tmp_path / "root"
     proc = subprocess.run(
-        ["bash", str(clone / "deploy/scripts/install.sh"), "--root", str(root), "--user", _current_user()],
+        ["bash", str(clone / "deploy/scripts/install.sh"), "--root", str(root), *_as_me()],
         env=wrong,
         capture_output=True,
         text=True,
@@ -258,7 +265,7 @@ def test_the_staged_logrotate_config_parses(home, tmp_path):
     if not os.access(logrotate, os.X_OK):
         pytest.skip("logrotate not installed")
     root = tmp_path / "root"
-    stage(home, root, user=_current_user())
+    stage(home, root, *_root_allowed(), user=_current_user())
     state = tmp_path / "logrotate.state"
     proc = subprocess.run(
         [logrotate, "--debug", "--state", str(state), str(root / "etc/logrotate.d/reeve")],
@@ -297,8 +304,163 @@ def test_uninstall_without_purge_keeps_the_data_directory(staged_copy):
     proc = subprocess.run(["bash", str(UNINSTALL), "--root", str(root)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     marker = database.with_name(".reeve-data-dir")  # what lets a later --purge know the directory
-    assert sorted(p for p in root.rglob("*") if p.is_file()) == sorted([database, marker])
-    assert not (root / "etc").exists() and not (root / "usr").exists()
+    kept = root / "etc/reeve/kept-data"  # what lets a later --purge find it
+    assert sorted(p for p in root.rglob("*") if p.is_file()) == sorted([database, marker, kept])
+    assert f"REEVE_DATA_DIR={home.path}" in kept.read_text()
+    assert not (root / "usr").exists()
+
+
+def test_uninstall_then_uninstall_purge_finds_and_deletes_the_data_directory(staged_copy):
+    home, root = staged_copy
+    database = root / home.db_path.relative_to("/")
+    database.write_bytes(b"the user's data")
+    plain = subprocess.run(["bash", str(UNINSTALL), "--root", str(root)], capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    purge = subprocess.run(
+        ["bash", str(UNINSTALL), "--root", str(root), "--purge"], capture_output=True, text=True, timeout=60
+    )
+    assert purge.returncode == 0, purge.stdout + purge.stderr
+    assert f"purged {home.path}" in purge.stdout
+    assert list(root.rglob("*")) == []
+
+
+def test_staging_writes_nothing_outside_the_root_in_the_service_users_real_home(home, tmp_path):
+    """Without --keep-env the settings are the service user's own (~/.reeve for nobody: /nonexistent);
+    staging reads them, and must make no folder, metrics file or key there."""
+    real_home = Path("/nonexistent")
+    if real_home.exists():
+        pytest.skip("/nonexistent exists on this machine")
+    root = tmp_path / "root"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "UV": find_uv(), "LANG": "C.UTF-8"}
+    proc = subprocess.run(
+        ["bash", str(INSTALL), "--root", str(root), "--user", TEST_USER],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not real_home.exists(), sorted(real_home.rglob("*"))
+    assert "REEVE_DATA_DIR=/nonexistent/.reeve" in (root / "etc/reeve/reeve.conf").read_text()
+    assert not list(root.glob(".reeve-install-scratch*"))  # its scratch folder is gone too
+    assert not list(tmp_path.glob(".reeve*"))  # nor anything in the invoking shell's HOME
+
+
+def test_install_refuses_to_run_the_agent_as_root_without_allow_root_agent(home, tmp_path):
+    env = {**home.env, "UV": find_uv()}
+    root = tmp_path / "root"
+    refused = subprocess.run(
+        ["bash", str(INSTALL), "--root", str(root), "--user", "root", "--keep-env"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert refused.returncode == 1
+    assert "would run as root" in refused.stderr and "--allow-root-agent" in refused.stderr
+    assert not (root / "etc").exists()
+    allowed = stage(home, root, "--allow-root-agent", user="root")
+    assert "WARNING: the services and the agent run as root" in allowed.stdout
+    assert "User=root" in (root / "etc/systemd/system/reeve-worker.service").read_text()
+
+
+def test_install_warns_when_the_agent_command_is_not_on_the_units_path_and_names_where_it_is(home, tmp_path):
+    npm_bin = tmp_path / "npm-global" / "bin"
+    npm_bin.mkdir(parents=True)
+    agent = npm_bin / "reeve-test-agent-cli"
+    agent.write_text("#!/bin/sh\nexit 0\n")
+    agent.chmod(0o755)
+    home.extra_env["HAPI_COMMAND"] = "reeve-test-agent-cli --flag"
+    env = {**home.env, "UV": find_uv(), "PATH": f"{npm_bin}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        ["bash", str(INSTALL), "--root", str(tmp_path / "root"), "--user", TEST_USER, "--keep-env"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [warning] = [line for line in proc.stdout.splitlines() if "not on the services' PATH" in line]
+    assert "'reeve-test-agent-cli'" in warning and f"this shell finds it at {agent}" in warning
+    service_path = next(
+        line.split("=", 1)[1]
+        for line in (tmp_path / "root/etc/reeve/reeve.conf").read_text().splitlines()
+        if line.startswith("REEVE_SERVICE_PATH=")
+    )
+    assert f"({service_path})" in warning  # the PATH the units run with, as install.sh wrote it
+
+    # On the units' PATH (an absolute path): no warning.
+    home.extra_env["HAPI_COMMAND"] = f"{agent} --flag"
+    quiet = stage(home, tmp_path / "root2")
+    assert "not on the services' PATH" not in quiet.stdout
+
+
+def test_install_writes_the_claude_command_for_the_credential_keepalive(home, tmp_path):
+    claude = tmp_path / "npm" / "bin" / "claude"
+    claude.parent.mkdir(parents=True)
+    claude.write_text("#!/bin/sh\nexit 0\n")
+    claude.chmod(0o755)
+    home.extra_env["CLAUDE_COMMAND"] = str(claude)
+    root = tmp_path / "root"
+    proc = stage(home, root)
+    assert "CLAUDE_COMMAND" not in proc.stdout  # an executable: nothing to warn about
+    assert f"REEVE_CLAUDE_COMMAND={claude}" in (root / "etc/reeve/reeve.conf").read_text()
+
+
+@pytest.mark.database_independent
+def test_the_nginx_config_passes_nginx_t(tmp_path):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.access(nginx, os.X_OK):
+        pytest.skip("nginx not installed (apt-get install nginx-light)")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=reeve.example.com",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    site = (DEPLOY / "nginx" / "reeve.conf").read_text()
+    site = site.replace("/etc/letsencrypt/live/reeve.example.com/fullchain.pem", str(cert))
+    site = site.replace("/etc/letsencrypt/live/reeve.example.com/privkey.pem", str(key))
+    (tmp_path / "reeve.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {tmp_path}/body;\n"
+        f"  proxy_temp_path {tmp_path}/proxy;\n  include {tmp_path}/reeve.conf;\n}}\n"
+    )
+    proc = subprocess.run(
+        [
+            nginx,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-e",
+            str(tmp_path / "error.log"),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "syntax is ok" in proc.stderr and "[emerg]" not in proc.stderr
 
 
 def test_install_refuses_to_run_without_root_unless_staging(home):
@@ -409,6 +571,16 @@ def _current_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _root_allowed() -> list[str]:
+    """--allow-root-agent when this suite runs as root (a container's CI): staging for the current
+    user then names root, which install.sh refuses without it."""
+    return ["--allow-root-agent"] if os.geteuid() == 0 else []
+
+
+def _as_me() -> list[str]:
+    return ["--user", _current_user(), *_root_allowed()]
 
 
 # --- the worker unit's stop path ----------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.site.test_deploy import _current_user, stage
+from tests.site.test_deploy import _current_user, _root_allowed, stage
 from tests.support.reeve_processes import ROOT, ReeveHome, _admin, on_postgres
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def staged(migrated_home, tmp_path_factory):
     home = migrated_home.copy_to(base / "home")
     home.extra_env.update(PULSE_API_PORT=str(free_port()), PULSE_API_TOKEN="Vq3x9LrT0bNk2WcYp7HsZe4MdFa8GjUo")
     home.manage("shell", "-c", POPULATE)
-    stage(home, base / "root", user=_current_user())
+    stage(home, base / "root", *_root_allowed(), user=_current_user())
     if on_postgres():
         template = f"{database_name(home)}_template"
         _admin(f'CREATE DATABASE "{template}" TEMPLATE "{database_name(home)}"')
@@ -442,3 +442,23 @@ def test_credential_keepalive_check_only_refreshes_nothing(installed, claude):
     proc = installed.run("reeve-credential-keepalive", "--check", env=env)
     assert proc.returncode == 0
     assert "would refresh" in proc.stdout and not log.exists()
+
+
+def test_credential_keepalive_runs_the_claude_command_install_sh_wrote_when_cron_has_none(installed, claude):
+    """Cron's PATH has no npm-prefix `claude` and cron's environment no CLAUDE_COMMAND: the keep-alive
+    uses the one install.sh found and wrote into reeve.conf."""
+    creds, env, log = claude
+    conf = installed.root / "etc/reeve/reeve.conf"
+    original = conf.read_text()
+    conf.write_text(original + f"REEVE_CLAUDE_COMMAND={env['CLAUDE_COMMAND']}\n")
+    try:
+        _credentials(creds, hours=2)
+        cron_env = {k: v for k, v in env.items() if k != "CLAUDE_COMMAND"}
+        proc = installed.run(
+            "reeve-credential-keepalive", env={**cron_env, "CLAUDE_COMMAND": "", "FAKE_CLAUDE_REFRESHES": "1"}
+        )
+    finally:
+        conf.write_text(original)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[claude-code] ok: refreshed" in proc.stdout
+    assert log.exists()

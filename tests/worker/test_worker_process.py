@@ -1,7 +1,10 @@
 """The real `run_pulse_worker` process, killed and signalled as systemd and crashes would."""
 
+import os
 import signal
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +21,8 @@ def statuses(home):
     return dict(home.query("SELECT status, COUNT(*) FROM pulses GROUP BY status"))
 
 
-def test_kill_9_during_a_pulse_runs_it_again_after_the_lease_and_kills_the_agent(reeve_home):
+def test_kill_9_during_a_pulse_kills_the_agent_and_the_next_worker_runs_it_again_at_once(reeve_home):
+    reeve_home.extra_env["PULSE_LEASE_SECONDS"] = "120"  # a lease wait would outlast the test
     schedule(reeve_home, "mode=sleep:4")
     worker = reeve_home.start("run_pulse_worker")
     first = reeve_home.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")[0]
@@ -27,19 +31,68 @@ def test_kill_9_during_a_pulse_runs_it_again_after_the_lease_and_kills_the_agent
     # The dead worker's agent dies with it: nothing can run the pulse twice at once.
     reeve_home.wait_for(lambda: not process_alive(first["pid"]), timeout=10, what="the orphaned agent to die")
     assert statuses(reeve_home) == {"processing": 1}
+    # It finds the instance lock free (no other worker alive): the dead one's claim returns at once.
     survivor = reeve_home.start("run_pulse_worker")
     reeve_home.wait_for(
         lambda: statuses(reeve_home) == {"completed": 1},
-        timeout=60,
+        timeout=30,
         what="the pulse to complete on the second worker",
     )
     [(attempts, error)] = reeve_home.query("SELECT attempt_count, error_message FROM pulses")
     assert attempts == 2
     errors = [row[0] for row in reeve_home.query("SELECT error FROM pulse_attempts ORDER BY id")]
-    assert errors[0].startswith("lease expired") and errors[1] == ""
+    assert errors[0].startswith(f"interrupted: worker {socket.gethostname()}:{worker.pid} died")
+    assert errors[1] == ""
     assert len(reeve_home.agent_starts()) == 2
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(timeout=30) == 0
+
+
+def test_a_worker_joining_a_live_one_leaves_a_dead_workers_claim_to_its_lease(reeve_home):
+    schedule(reeve_home, "mode=sleep:300")
+    doomed = reeve_home.start("run_pulse_worker")
+    reeve_home.wait_for(lambda: reeve_home.agent_starts(), what="the agent to start")
+    # A second worker joins while the first lives: it proves nothing about the first.
+    bystander = reeve_home.start("run_pulse_worker")
+    reeve_home.wait_for(
+        lambda: reeve_home.query("SELECT count(*) FROM pulse_workers") == [(2,)], what="both workers"
+    )
+    doomed.kill()
+    doomed.wait(timeout=10)
+    time.sleep(1)
+    assert statuses(reeve_home) == {"processing": 1}  # the lease (2 s) still runs
+    reeve_home.wait_for(lambda: len(reeve_home.agent_starts()) == 2, timeout=30, what="the lease to expire")
+    errors = [row[0] for row in reeve_home.query("SELECT error FROM pulse_attempts ORDER BY id")]
+    assert errors[0].startswith("lease expired")
+    bystander.send_signal(signal.SIGTERM)
+    bystander.wait(timeout=30)
+
+
+def test_kill_9_of_the_worker_during_a_wake_check_leaves_no_sh_behind(reeve_home):
+    marker = f"reeve-wake-check-{os.getpid()}-{time.monotonic_ns()}"
+    schedule(reeve_home, "mode=sleep:0", "--check", f"echo {marker} >/dev/null; sleep 30; echo done")
+    worker = reeve_home.start("run_pulse_worker")
+
+    def checks() -> list[int]:
+        return [pid for pid in _pids_with(marker) if process_alive(pid)]
+
+    [sh] = reeve_home.wait_for(checks, what="the wake check to start")
+    worker.kill()
+    worker.wait(timeout=10)
+    reeve_home.wait_for(lambda: not checks(), timeout=10, what="the wake check's sh to die with its worker")
+    assert not process_alive(sh)
+
+
+def _pids_with(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
 
 
 def test_sigterm_lets_a_running_pulse_finish(reeve_home):

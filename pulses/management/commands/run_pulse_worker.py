@@ -35,4 +35,5 @@ class Command(ReeveCommand):
         tighten()  # files made before Reeve ran with umask 077 become private on this start
         with refusals(ValueError):
             worker_options = WorkerOptions.from_settings(concurrency=concurrency, once=once, dry_run=dry_run)
-        Worker(worker_options).run()
+        dead = [] if dry_run else instance_lock.dead_workers()
+        Worker(worker_options, dead_workers=dead).run()
