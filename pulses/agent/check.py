@@ -20,7 +20,7 @@ from django.conf import settings
 from pulses.agent.command import HAPI, agent_command
 from pulses.agent.command import setup_problem as _setup_problem
 from pulses.agent.env import agent_environment, service_environment
-from pulses.agent.sandbox import OFF, containment
+from pulses.agent.sandbox import setup_problem as sandbox_setup_problem
 
 VERSION_TIMEOUT_SECONDS = 20.0
 
@@ -57,7 +57,9 @@ def setup_problem() -> str:
     the same check the worker makes before each claim, for /api/status, the dashboard and doctor."""
     return _setup_problem(
         settings.HAPI_COMMAND, agent=settings.HAPI_AGENT, desk=Path(settings.REEVE_DESK_PATH)
-    ) or (containment(settings.AGENT_SANDBOX).problem if settings.AGENT_SANDBOX != OFF else "")
+    ) or sandbox_setup_problem(
+        settings.AGENT_SANDBOX, agent_command(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT)
+    )
 
 
 def agent_setup() -> AgentSetup:

@@ -156,8 +156,8 @@ class Executor:
 
     def setup_problem(self) -> str:
         """What keeps every run from starting ("" when nothing does); see `setup_problem`."""
-        return setup_problem(self.command, agent=self.agent, desk=self.desk) or (
-            agent_sandbox.containment(self.sandbox).problem if self.sandbox != agent_sandbox.OFF else ""
+        return setup_problem(self.command, agent=self.agent, desk=self.desk) or agent_sandbox.setup_problem(
+            self.sandbox, agent_command(self.command, agent=self.agent)
         )
 
     def interrupt(self, pulse_id: int, *, because: str, grace: float = KILL_GRACE_SECONDS) -> bool:

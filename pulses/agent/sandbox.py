@@ -153,6 +153,45 @@ def prefix(layout: Layout, *, command: str = BWRAP_COMMAND) -> list[str]:
     return [*argv, "--"]
 
 
+def hidden_from_agent(path: Path, layout: Layout) -> Path | None:
+    """The folder (or file) that hides `path` from a run contained as `layout` says: the private /tmp
+    or one of Reeve's masked paths; None when the agent sees it (its home, the Desk, the checkout and
+    the rest of / are there)."""
+    [real] = _real([path]) or [Path(path)]
+    seen = _real([layout.home, layout.desk, *layout.read_only])
+    if any(_inside(real, place) for place in seen):
+        return None
+    for hidden in [*_real(layout.masked), Path("/tmp")]:  # noqa: S108 - the sandbox's own /tmp
+        if _inside(real, hidden):
+            return hidden
+    return None
+
+
+def command_problem(executable: str | None) -> str:
+    """Why a contained run could not start the agent command found at `executable` ("" when it can):
+    a command installed where the sandbox hides it fails every run with "bwrap: execvp"."""
+    if not executable:
+        return ""  # not found at all: the agent command's own check says so
+    if hidden := hidden_from_agent(Path(executable), reeve_layout()):
+        return (
+            f"the agent command {executable} lies in {hidden}, which the sandbox hides from the agent "
+            "(AGENT_SANDBOX): install it elsewhere (npm install -g, or under your home), or set "
+            "AGENT_SANDBOX=off"
+        )
+    return ""
+
+
+def setup_problem(mode: str, argv: list[str]) -> str:
+    """What keeps every contained run of `argv` (the agent command) from starting, "" when nothing
+    does: AGENT_SANDBOX=bwrap without a working bubblewrap, or a command the sandbox would hide."""
+    if mode == OFF:
+        return ""
+    contained = containment(mode)
+    if contained.problem or contained.active != BWRAP:
+        return contained.problem
+    return command_problem(shutil.which(argv[0]) if argv else None)
+
+
 def postgres_socket_dirs(database_url: str) -> list[Path]:
     """PostgreSQL's usual socket folders, plus DATABASE_URL's host when it is a path."""
     folders = list(POSTGRES_SOCKET_DIRS)

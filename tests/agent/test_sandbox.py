@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -125,6 +126,36 @@ def test_auto_without_a_working_bwrap_runs_uncontained_and_bwrap_is_a_setup_prob
         assert "use auto, bwrap or off" in sandbox.containment("on").problem
     finally:
         sandbox.bwrap_problem.cache_clear()
+
+
+def test_what_the_sandbox_hides_from_the_agent(tmp_path):
+    home, desk, checkout, reeve = (tmp_path / name for name in ("home", "desk", "checkout", "reeve"))
+    for folder in (home, desk, checkout, reeve / "bin"):
+        folder.mkdir(parents=True)
+    layout = Layout(home=home, desk=desk, read_only=(checkout,), masked=(reeve,))
+    assert sandbox.hidden_from_agent(tmp_path / "elsewhere", layout) == Path("/tmp")  # its /tmp is private
+    assert sandbox.hidden_from_agent(reeve / "bin", layout) == reeve.resolve()
+    for seen in (home, desk, checkout, Path("/usr/bin/env")):
+        assert sandbox.hidden_from_agent(seen, layout) is None
+
+
+@needs_bwrap
+def test_an_agent_command_the_sandbox_would_hide_is_a_setup_problem_not_a_failed_run(
+    desk, tmp_path, monkeypatch
+):
+    # Claude Code installed under /tmp (npm --prefix /tmp/...): every contained run would fail at exec.
+    script = tmp_path / "npm" / "bin" / "claude"
+    script.parent.mkdir(parents=True)
+    script.write_text(f'#!/bin/sh\nexec {FAKE_AGENT_COMMAND} "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("HOME", str(desk))  # a home the agent keeps, away from the script
+
+    def problem(mode):
+        return Executor(command=str(script), desk=desk, timeout=30, sandbox=mode).setup_problem()
+
+    assert f"the agent command {script} lies in /tmp, which the sandbox hides" in problem(sandbox.BWRAP)
+    assert "AGENT_SANDBOX=off" in problem(sandbox.BWRAP)
+    assert problem(sandbox.OFF) == ""
 
 
 def _running(marker: str) -> list[str]:
