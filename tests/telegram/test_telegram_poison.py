@@ -94,3 +94,33 @@ def test_an_answer_whose_send_raises_does_not_stop_the_listener_and_the_next_ans
     assert "telegram_outbox_item_failed" in home.output(listener)
     assert stop(listener) == 0
     stop(worker)
+
+
+def test_a_notification_whose_send_keeps_raising_is_set_aside_with_an_alert_and_the_next_goes_out(
+    home, fake_telegram
+):
+    fake_telegram.answer_oddly("sendMessage", None, text_contains="poisoned")
+    for text in ("a poisoned notification", "a healthy notification"):
+        home.manage(
+            "shell",
+            "-c",
+            "from telegram_bridge import notifications; "
+            f"notifications.enqueue({text!r}, priority='normal', client='test')",
+        )
+    listener = listen(home, "--backoff-cap", "1")
+    fake_telegram.wait_for(
+        lambda: "a healthy notification" in fake_telegram.sent_texts, timeout=60, what="the healthy one"
+    )
+    home.wait_for(
+        lambda: (
+            home.query("SELECT text, state, tries FROM telegram_notifications ORDER BY id")
+            == [("a poisoned notification", "failed", 3), ("a healthy notification", "sent", 1)]
+        ),
+        timeout=60,
+        what="the poisoned one set aside after 3 tries",
+    )
+    [alert] = [t for t in fake_telegram.sent_texts if "set aside" in t]
+    assert "notification #1" in alert and "AttributeError" in alert
+    assert listener.poll() is None, home.output(listener)
+    assert "telegram_outbox_item_set_aside" in home.output(listener)
+    assert stop(listener) == 0
