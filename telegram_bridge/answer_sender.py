@@ -225,9 +225,7 @@ class AnswerSender:
         await in_thread(notifications.finish, outgoing.notification_id, state=NotificationState.SENT)
 
 
-# How many takes an answer or notification gets when sending it raises an unexpected error (its
-# `tries`, which Telegram outages count too) before it is set aside as failed.
-ITEM_TRIES = 3
+ITEM_TRIES = outbox.ITEM_TRIES  # takes of an answer or notification that raises, before it is set aside
 
 
 async def alert_operator(bot: Bot, chat_ids: tuple[int, ...], text: str) -> None:
