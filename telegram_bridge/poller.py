@@ -11,6 +11,9 @@ empty poll the offset is dropped, since Telegram restarts update ids after a qui
 Errors: network trouble and Bot API 5xx back off exponentially (capped) and recover; 429 waits
 for Telegram's `retry_after`; 409 (another poller on the token, or a webhook) is logged as such and
 retried; a rejected token stops the loop with InvalidBotToken. SIGTERM/SIGINT/SIGHUP stop it cleanly.
+An update whose applying raises anything else is not confirmed and comes again; after UPDATE_TRIES
+(counted in `telegram_update_failures`) it is set aside, the person told, so one bad update never
+blocks the messages behind it. The answer sender ending on an error ends the listener (exit 1).
 
 Each update is applied by `telegram_bridge.messages`. Beside the polling, the listener sends the
 answers of finished pulses back (`telegram_bridge.answer_sender`, from the outbox): a message's
