@@ -21,6 +21,7 @@ from pulses.models import DeliveryState
 from telegram_bridge import notifications, outbox
 from telegram_bridge.async_calls import STOPPED, StopRequest, in_thread
 from telegram_bridge.models import NotificationState
+from telegram_bridge.notify import send_parts
 
 logger = logging.getLogger(__name__)
 
@@ -64,40 +65,89 @@ class AnswerSender:
         waiter = self._waiter
         backoff = self._backoff
         poll = self._poll_seconds
+        reconnect = False
         try:
             while not self._stop.is_set:
-                if waiter is not None:
-                    waiter.forget_changes()  # the read below sees every commit made before it
                 try:
+                    if waiter is not None:
+                        if reconnect:
+                            # The LISTEN connection died with the database: open it again first,
+                            # or every later wait raises at once.
+                            await asyncio.to_thread(waiter.reconnect)
+                            reconnect = False
+                            logger.warning("telegram_outbox_database_available_again")
+                        waiter.forget_changes()  # the read below sees every commit made before it
                     batch = await in_thread(outbox.take_due, configured_chats=self.configured_chats)
                     for outgoing in batch:
                         if self._stop.is_set:
                             break
-                        await self._send_answer(bot, outgoing)
+                        await self._one_item(self._send_answer, bot, outgoing)
                     queued = await in_thread(notifications.take_due, configured_chats=self.configured_chats)
                     for notification in queued:
                         if self._stop.is_set:
                             break
-                        await self._send_notification(bot, notification)
+                        await self._one_item(self._send_notification, bot, notification)
                     batch = batch or queued
                     pause = None if batch else await in_thread(_seconds_until_next)
+                    backoff.reset()
+                    if batch:
+                        continue
+                    timeout = poll if pause is None else min(pause, poll)
+                    if waiter is None:
+                        await self._stop.sleep(timeout)
+                    else:
+                        await asyncio.to_thread(waiter.wait, timeout)
                 except DatabaseError as exc:
+                    # A database restart or failover: wait it out, then reconnect (the change
+                    # waiter's own connection too), as the worker does.
+                    reconnect = True
                     delay = backoff.next_delay()
                     logger.error("telegram_outbox_database_error retry_in_s=%s error=%s", delay, exc)
                     await self._stop.sleep(delay)
-                    continue
-                backoff.reset()
-                if batch:
-                    continue
-                timeout = poll if pause is None else min(pause, poll)
-                if waiter is None:
-                    await self._stop.sleep(timeout)
-                else:
-                    await asyncio.to_thread(waiter.wait, timeout)
         finally:
             self._waiter = None
             if waiter is not None:
                 waiter.close()
+
+    async def _one_item(self, send, bot: Bot, outgoing) -> None:
+        """Send one answer or notification; an unexpected error in it (a Bot API answer the library
+        cannot read, a bug) is that item's, not the loop's: it is tried again later, and after
+        ITEM_TRIES takes (counted in its row) it is set aside as failed, with a log line and an
+        alert, so the answers behind it still go out."""
+        try:
+            await send(bot, outgoing)
+        except (DatabaseError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            answer = isinstance(outgoing, outbox.Outgoing)
+            what = (
+                f"answer of pulse #{outgoing.pulse_id}"
+                if answer
+                else f"notification #{outgoing.notification_id}"
+            )
+            error = f"unexpected error: {type(exc).__name__}: {exc}"
+            if outgoing.tries < ITEM_TRIES:
+                logger.exception("telegram_outbox_item_failed item=%r try=%s", what, outgoing.tries)
+                module = outbox if answer else notifications
+                await in_thread(module.retry_later, outgoing, error=error)
+                return
+            logger.exception("telegram_outbox_item_set_aside item=%r tries=%s", what, outgoing.tries)
+            if answer:
+                await in_thread(outbox.finish, outgoing.delivery_id, state=DeliveryState.FAILED, detail=error)
+            else:
+                await in_thread(
+                    notifications.finish,
+                    outgoing.notification_id,
+                    state=NotificationState.FAILED,
+                    detail=error,
+                )
+            await alert_operator(
+                bot,
+                self.configured_chats,
+                f"⚠️ Reeve set aside the {what} after {outgoing.tries} tries: {error[:300]}. "
+                "The listener goes on with the others; the log (telegram_outbox_item_set_aside) has the "
+                "details.",
+            )
 
     async def _send_answer(self, bot: Bot, outgoing: outbox.Outgoing) -> None:
         """Send one reply part by part: each part noted before the send and once Telegram took it."""
@@ -173,6 +223,17 @@ class AnswerSender:
                 return
             await in_thread(notifications.part_sent, outgoing.notification_id, sent=index + 1)
         await in_thread(notifications.finish, outgoing.notification_id, state=NotificationState.SENT)
+
+
+ITEM_TRIES = outbox.ITEM_TRIES  # takes of an answer or notification that raises, before it is set aside
+
+
+async def alert_operator(bot: Bot, chat_ids: tuple[int, ...], text: str) -> None:
+    """Tell the operator (the configured chats) about an item set aside; never raises."""
+    try:
+        await send_parts(bot, chat_ids, [text], silent=False)
+    except Exception as exc:  # an alert must not become the loop's next failure
+        logger.error("telegram_alert_failed subject=set_aside error=%s", exc)
 
 
 GAP_NOTE = (  # a kill, a stop or a timeout while Telegram may have taken the part

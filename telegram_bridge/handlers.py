@@ -16,11 +16,12 @@ from enum import StrEnum
 from functools import partial
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from pulses import queue
 from pulses.db.write_gate import write_gate
 from pulses.models import Priority, Pulse
-from telegram_bridge.models import TelegramChat, TelegramMessage
+from telegram_bridge.models import TelegramChat, TelegramMessage, UpdateFailure
 
 logger = logging.getLogger(__name__)
 
@@ -335,3 +336,33 @@ def start_fresh_conversation(chat_id: int) -> bool:
     if updated:
         logger.info("telegram_new_conversation chat_id=%s via=admin", chat_id)
     return bool(updated)
+
+
+SET_ASIDE_OUTCOME = "set_aside"
+
+
+def note_failure(
+    *, bot_id: int, chat_id: int, message_id: int, edit_date: int, update_id: int, error: str
+) -> int:
+    """Count one unexpected failure of applying an update (committed at once, so a restart counts
+    on); how many there have been."""
+    key = {"bot_id": bot_id, "chat_id": chat_id, "message_id": message_id, "edit_date": edit_date}
+    with write_gate(), transaction.atomic():
+        row, _ = UpdateFailure.objects.select_for_update().get_or_create(
+            **key, defaults={"update_id": update_id}
+        )
+        row.tries += 1
+        row.update_id = update_id
+        row.error = error[:2000]
+        row.save(update_fields=["tries", "update_id", "error", "updated_at"])
+    return row.tries
+
+
+def set_aside(*, bot_id: int, chat_id: int, message_id: int, edit_date: int, update_id: int) -> None:
+    """Give up on an update that keeps failing: it is recorded as applied (outcome `set_aside`, no
+    pulse), so a redelivery is a duplicate and the offset moves past it."""
+    key = {"bot_id": bot_id, "chat_id": chat_id, "message_id": message_id, "edit_date": edit_date}
+    with write_gate(), transaction.atomic():
+        UpdateFailure.objects.filter(**key).update(set_aside_at=timezone.now())
+        if not TelegramMessage.objects.filter(**key).exists():
+            TelegramMessage.objects.create(**key, update_id=update_id, outcome=SET_ASIDE_OUTCOME)

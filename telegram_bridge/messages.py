@@ -78,12 +78,16 @@ class MessageIntake:
             files=[saved] if saved else [],
             file_problem=problem,
         )
-        await self._acknowledge(bot, message)
+        # Committed: nothing after this may fail the update (a redelivery would only be a duplicate).
+        try:
+            await self._acknowledge(bot, message)
+        except Exception as exc:  # an answer the library cannot read: the reaction is only a courtesy
+            logger.warning("telegram_ack_failed chat_id=%s error=%r", message.chat.id, exc)
         if handled.reply and handled.action != Action.DUPLICATE:
             try:
                 await send_parts(bot, [incoming.chat_id], [handled.reply], silent=True)
-            except NotificationFailed as exc:
-                logger.warning("telegram_reply_failed chat_id=%s error=%s", incoming.chat_id, exc)
+            except Exception as exc:  # NotificationFailed, or an answer the library cannot read
+                logger.warning("telegram_reply_failed chat_id=%s error=%r", incoming.chat_id, exc)
 
     async def answer_unreadable(self, bot: Bot, update: Unreadable) -> None:
         """Tell an allowed chat that its message could not be read, so it did not reach the agent."""

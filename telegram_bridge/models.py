@@ -59,6 +59,35 @@ class TelegramMessage(models.Model):
         return f"message {self.message_id} in chat {self.chat_id}{edit}: {self.outcome}"
 
 
+class UpdateFailure(models.Model):
+    """An update whose applying raised an unexpected error (not Telegram's, not the database's): how
+    many times, so that one poison update is set aside after a few tries (the person told, the
+    operator alerted) instead of blocking every message behind it. Keyed like `TelegramMessage`; an
+    update without a message uses chat 0 and its update id as the message id."""
+
+    bot_id = models.BigIntegerField()
+    chat_id = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    edit_date = models.BigIntegerField(default=0)
+    update_id = models.BigIntegerField(help_text="for reading logs only: Telegram reuses update ids")
+    tries = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    set_aside_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "telegram_update_failures"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot_id", "chat_id", "message_id", "edit_date"], name="telegram_update_failure_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "set aside" if self.set_aside_at else "failing"
+        return f"message {self.message_id} in chat {self.chat_id}: {self.tries} tries, {state}"
+
+
 class PulseAlert(models.Model):
     """The Telegram alert sent for a pulse that failed for good (at most one per interval)."""
 

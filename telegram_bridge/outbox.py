@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 # How long a listener holds a delivery while it sends it; renewed with each part.
 HOLD_SECONDS = 30.0
 BATCH = 20
+# How many takes an answer gets when making or sending it raises an unexpected error (its `tries`,
+# which Telegram outages count too) before it is set aside as failed.
+ITEM_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,17 @@ def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[O
             )
         if not held:
             continue
-        reply = reply_for(delivery.pulse, agent_notified=delivery.agent_notified)
+        try:
+            reply = reply_for(delivery.pulse, agent_notified=delivery.agent_notified)
+            parts = tuple(answer_parts(reply.text, pulse_id=delivery.pulse_id)) if not reply.skipped else ()
+        except DatabaseError:
+            raise
+        except Exception as exc:  # one answer that cannot be made must not stop the others
+            tries = delivery.tries + 1
+            logger.exception("telegram_answer_unreadable pulse=%s try=%s", delivery.pulse_id, tries)
+            if tries >= ITEM_TRIES:  # held for HOLD_SECONDS meanwhile: tried again after that
+                finish(delivery.pk, state=DeliveryState.FAILED, detail=f"unexpected error: {exc!r}")
+            continue
         chats = (delivery.chat_id,) if delivery.chat_id is not None else configured_chats
         if reply.skipped or not chats:
             finish(delivery.pk, state=DeliveryState.SKIPPED, detail=reply.skipped or "no chat is configured")
@@ -110,7 +123,7 @@ def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[O
                 pulse_id=delivery.pulse_id,
                 chat_ids=tuple(chats),
                 reply_to=delivery.reply_to_message_id,
-                parts=tuple(answer_parts(reply.text, pulse_id=delivery.pulse_id)),
+                parts=parts,
                 parts_sent=delivery.parts_sent,
                 tries=delivery.tries + 1,
                 in_doubt=delivery.parts_started > delivery.parts_sent,

@@ -11,6 +11,9 @@ empty poll the offset is dropped, since Telegram restarts update ids after a qui
 Errors: network trouble and Bot API 5xx back off exponentially (capped) and recover; 429 waits
 for Telegram's `retry_after`; 409 (another poller on the token, or a webhook) is logged as such and
 retried; a rejected token stops the loop with InvalidBotToken. SIGTERM/SIGINT/SIGHUP stop it cleanly.
+An update whose applying raises anything else is not confirmed and comes again; after UPDATE_TRIES
+(counted in `telegram_update_failures`) it is set aside, the person told, so one bad update never
+blocks the messages behind it. The answer sender ending on an error ends the listener (exit 1).
 
 Each update is applied by `telegram_bridge.messages`. Beside the polling, the listener sends the
 answers of finished pulses back (`telegram_bridge.answer_sender`, from the outbox): a message's
@@ -31,8 +34,9 @@ from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, Tel
 
 from pulses.backoff import Backoff
 from pulses.worker.shutdown import STOP_SIGNALS
-from telegram_bridge.answer_sender import AnswerSender
-from telegram_bridge.async_calls import STOPPED, StopRequest
+from telegram_bridge import handlers
+from telegram_bridge.answer_sender import AnswerSender, alert_operator
+from telegram_bridge.async_calls import STOPPED, StopRequest, in_thread
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds
 from telegram_bridge.incoming import ALLOWED_UPDATES, Unreadable, read_one_by_one
 from telegram_bridge.messages import Interrupted, MessageIntake
@@ -46,6 +50,20 @@ OUTBOX_POLL_POSTGRES_SECONDS = 1.0
 
 class InvalidBotToken(Exception):
     """Telegram rejected TELEGRAM_BOT_TOKEN (revoked, mistyped): polling cannot go on."""
+
+
+class ListenerFailed(Exception):
+    """A part of the listener died (the answer sender): the whole listener stops with exit 1, so
+    systemd (or whoever runs it) starts it again, instead of polling on without sending answers."""
+
+
+# How many times applying one update may raise an unexpected error (counted in the database, across
+# restarts) before it is set aside: the person is told, the operator alerted, the next update goes on.
+UPDATE_TRIES = 3
+SET_ASIDE_REPLY = (
+    "Sorry, I could not take this message: handling it failed {tries} times ({error}), so it did not "
+    "reach the agent. Please send it again, or in another form (as text)."
+)
 
 
 @dataclass
@@ -110,17 +128,32 @@ class Poller:
         try:
             if await self._connect(bot):
                 deliveries = asyncio.ensure_future(self._answers.run(bot))
+                deliveries.add_done_callback(self._sender_ended)
                 try:
                     await self._poll(bot)
                 finally:
                     self.stop()  # the outbox stops with the polling, whatever ended it
-                    await deliveries
+                    try:
+                        await deliveries
+                    except Exception as exc:
+                        raise ListenerFailed(
+                            f"the answer sender stopped on an unexpected error ({type(exc).__name__}: "
+                            f"{exc}); the listener exits so that it is started again"
+                        ) from exc
         finally:
             with suppress(Exception):
                 await bot.shutdown()
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             logger.info("telegram_listener_stopped bot_id=%s", self.bot_id)
+
+    def _sender_ended(self, task: asyncio.Future) -> None:
+        """The answer sender ends only when the listener stops; ended otherwise, it takes the polling
+        with it (the process then exits 1), never leaving messages taken and answers unsent."""
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.error("telegram_answer_sender_died stopping_listener=true", exc_info=task.exception())
+        self.stop()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         logger.info("telegram_listener_stopping signal=%s", signal.Signals(sig).name)
@@ -200,8 +233,71 @@ class Poller:
                     )
                     await self._stop.sleep(delay)
                     break
+                except Exception as exc:  # one update's own trouble: never the whole listener's
+                    if not await self._update_failed(bot, update, exc):
+                        delay = self.backoff.next_delay()
+                        await self._stop.sleep(delay)
+                        break  # not confirmed: it comes again, and counts another try
                 offset = update.update_id + 1
         await self._confirm(bot, offset)
+
+    async def _update_failed(self, bot: Bot, update, exc: Exception) -> bool:
+        """Count an unexpected failure of `update` in the database; True when it is now set aside
+        (the person told, the operator alerted: it is confirmed and the next update goes on), False
+        when it is to be tried again."""
+        message = update.effective_message
+        chat_id = message.chat.id if message is not None else 0
+        edited = message.edit_date if message is not None and update.edited_message is not None else None
+        key = {
+            "bot_id": bot.id,
+            "chat_id": chat_id,
+            "message_id": message.message_id if message is not None else update.update_id,
+            "edit_date": int(edited.timestamp()) if edited else 0,  # as `incoming_message` keys it
+            "update_id": update.update_id,
+        }
+        error = f"{type(exc).__name__}: {exc}"
+        try:
+            tries = await in_thread(handlers.note_failure, **key, error=error)
+        except DatabaseError as db_exc:
+            logger.exception("telegram_update_failed update_id=%s", update.update_id, exc_info=exc)
+            logger.error("telegram_update_failure_not_counted error=%s", db_exc)
+            return False
+        if tries < UPDATE_TRIES:
+            logger.error(
+                "telegram_update_failed update_id=%s chat_id=%s try=%s of=%s",
+                update.update_id,
+                chat_id,
+                tries,
+                UPDATE_TRIES,
+                exc_info=exc,
+            )
+            return False
+        try:
+            await in_thread(handlers.set_aside, **key)
+        except DatabaseError as db_exc:
+            logger.error("telegram_update_set_aside_failed update_id=%s error=%s", update.update_id, db_exc)
+            return False
+        logger.error(
+            "telegram_update_set_aside update_id=%s chat_id=%s message_id=%s tries=%s error=%s",
+            update.update_id,
+            chat_id,
+            key["message_id"],
+            tries,
+            error,
+            exc_info=exc,
+        )
+        short = type(exc).__name__
+        if chat_id in self.allowed_chats:
+            await alert_operator(bot, (chat_id,), SET_ASIDE_REPLY.format(tries=tries, error=short))
+        others = tuple(c for c in self.config.chat_ids if c != chat_id)
+        if others:
+            await alert_operator(
+                bot,
+                others,
+                f"⚠️ Reeve set aside a Telegram message (chat {chat_id}, message {key['message_id']}) "
+                f"after {tries} failed tries: {error[:300]}. See telegram_update_set_aside in the log.",
+            )
+        return True
 
     async def _confirm(self, bot: Bot, offset: int | None) -> None:
         """On a clean stop, confirm what was applied so a restart does not fetch it again."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -84,7 +84,7 @@ def _fire_batch(now: datetime, batch: int) -> list[Fire]:
             due = due.select_for_update(skip_locked=True)
         # Highest priority first, so a crowd of routines due together is queued in run order.
         routines = sorted(due[:batch], key=lambda r: (_rank(r.priority), r.next_fire_at, r.pk))
-        fires = [_fire(routine, now) for routine in routines]
+        fires = [_fire_one(routine, now) for routine in routines]
         if any(fire.pulse_id for fire in fires):
             wakeup.announce()
     metrics.record_routine_fires(fires)
@@ -101,6 +101,22 @@ def _fire_batch(now: datetime, batch: int) -> list[Fire]:
                 fire.pulse_id,
             )
     return fires
+
+
+def _fire_one(routine: Routine, now: datetime) -> Fire:
+    """`_fire` in a savepoint: a routine whose fire raises an unexpected error (a row edited by hand
+    into something Reeve cannot read, a bug) is paused with the reason, and the batch's other
+    routines fire as usual, instead of one routine stopping every fire behind it."""
+    try:
+        with transaction.atomic():
+            return _fire(routine, now)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        reason = f"paused: firing failed ({type(exc).__name__}: {exc})"[:300]
+        Routine.objects.filter(pk=routine.pk).update(enabled=False, paused_reason=reason, updated_at=now)
+        logger.exception("routine_paused name=%s reason=firing_failed", routine.name)
+        return Fire(routine.pk, routine.name, None, None)
 
 
 def _rank(priority: str) -> int:

@@ -139,17 +139,33 @@ class Runner:
             )
         except Exception as exc:  # the worker boundary: whatever broke is written onto the attempt
             logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.worker)
-            self._mark_finishing(pulse.pk)
-            now = timezone.now()
-            queue.record_attempt(
-                pulse,
-                worker=self.worker,
-                outcome=AttemptOutcome(
-                    success=False, started_at=now, finished_at=now, error=f"worker error: {exc!r}"
-                ),
-            )
+            self._record_crash(pulse, exc)
         finally:
             close_old_connections()
+
+    def _record_crash(self, pulse: Pulse, exc: Exception) -> None:
+        """A run whose handling raised (its record refused by the database, a bug) is that pulse's
+        failed attempt: it counts against its retries, so a pulse that always breaks the record ends
+        failed (with the alert any failed pulse gets) instead of coming back forever; the worker goes
+        on with the next pulse. The error is written as its repr, which any database can store."""
+        self._mark_finishing(pulse.pk)
+        now = timezone.now()
+        outcome = AttemptOutcome(
+            success=False, started_at=now, finished_at=now, error=f"worker error: {exc!r}"
+        )
+        try:
+            status = self._report(queue.record_attempt, pulse, outcome)
+        except Exception:  # the lease then expires, and its recovery counts the attempt
+            logger.exception("pulse_crash_not_recorded id=%s worker=%s", pulse.pk, self.worker)
+            return
+        self.completed += 1
+        if pulse.routine_id and status in (Status.COMPLETED, Status.FAILED):
+            try:
+                self._record_routine_run(pulse, status, outcome)
+            except Exception:
+                logger.exception("routine_run_not_recorded id=%s worker=%s", pulse.pk, self.worker)
+        if status == Status.FAILED and self._failure_hooks:
+            self._hooks.submit(run_hooks, self._failure_hooks, pulse.pk)
 
     def _hold(self, pulse: Pulse, outcome: AttemptOutcome) -> None:
         """The agent cannot run now: the pulse goes back to pending with no attempt spent, the queue

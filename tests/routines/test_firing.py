@@ -223,3 +223,20 @@ def test_a_routines_pulse_carries_source_routine_its_link_its_tags_and_its_check
     )
     assert (pulse.prompt, pulse.check_command, pulse.max_retries) == ("Plan the week", "test -e flag", 1)
     assert pulse.scheduled_at == pulse.fire_at == datetime(2026, 6, 1, 6, tzinfo=ZoneInfo("UTC"))
+
+
+def test_a_routine_whose_fire_raises_is_paused_and_the_others_still_fire(caplog):
+    start = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
+    broken = make_routine("broken", "every 1h", now=start)
+    healthy = make_routine("healthy", "every 1h", now=start)
+    # A row edited by hand into something Reeve cannot read: tags that are not a list.
+    Routine.objects.filter(pk=broken.pk).update(tags=5)
+
+    firing.fire_due(start + timedelta(hours=1, minutes=1))
+
+    broken.refresh_from_db()
+    assert not broken.enabled
+    assert broken.paused_reason.startswith("paused: firing failed (TypeError:")
+    assert not broken.pulses.exists()
+    assert healthy.pulses.count() == 1
+    assert "routine_paused name=broken reason=firing_failed" in caplog.text

@@ -444,6 +444,9 @@ def main():
     if mode == "nothing":
         result(session_id, "NO_REPLY")
         return 0
+    if mode == "unstorable":  # a lone surrogate in its answer: no database can store that text
+        result(session_id, "half an emoji: \ud83d and the rest")
+        return 0
     if mode == "long":
         size = int(arg or 5000)
         result(session_id, ("All work and no play makes Jack a dull boy. " * (size // 40 + 1))[:size])

@@ -82,6 +82,7 @@ class FakeTelegram:
         self.download_held = threading.Event()
         self._download_release = threading.Event()
         self._failures: list[Failure] = []
+        self._odd_answers: list[list] = []  # [method, result, times left or None, text_contains]
         self._hold_armed = False
         self._hold_pending = False
         self.confirmation_held = threading.Event()
@@ -324,6 +325,17 @@ class FakeTelegram:
     def clear_failures(self) -> None:
         with self._cond:
             self._failures.clear()
+            self._odd_answers.clear()
+
+    def answer_oddly(
+        self, method: str, result: object, *, times: int | None = None, text_contains: str = ""
+    ) -> None:
+        """Answer the next `times` calls of `method` (every one when None) with HTTP 200 and `result`
+        (`"ok": true`), whatever python-telegram-bot makes of it: `None` where it expects an object
+        makes the library raise an error of its own (AttributeError, TypeError), not a TelegramError.
+        With `text_contains`, only the calls whose `text` holds it (the message taken as usual)."""
+        with self._cond:
+            self._odd_answers.append([method, result, times, text_contains])
 
     def hold_confirmation(self) -> None:
         """After the next non-empty getUpdates answer, stall the getUpdates call that follows (the one
@@ -421,6 +433,10 @@ class FakeTelegram:
             if failure.retry_after is not None:
                 payload["parameters"] = {"retry_after": failure.retry_after}
             return _reply(request, failure.status, payload)
+        odd = self._take_odd_answer(method, str(params.get("text", "")))
+        if odd is not None:
+            call.status = 200
+            return _reply(request, 200, {"ok": True, "result": odd[0]})
         handler = getattr(self, f"_api_{method}", None)
         if handler is None:
             call.status = 404
@@ -430,6 +446,17 @@ class FakeTelegram:
         if status != 200:
             return _reply(request, status, {"ok": False, "error_code": status, "description": result})
         _reply(request, 200, {"ok": True, "result": result})
+
+    def _take_odd_answer(self, method: str, text: str) -> tuple[object] | None:
+        with self._cond:
+            for odd in self._odd_answers:
+                if odd[0] == method and odd[3] in text:
+                    if odd[2] is not None:
+                        odd[2] -= 1
+                        if odd[2] <= 0:
+                            self._odd_answers.remove(odd)
+                    return (odd[1],)
+        return None
 
     def _take_failure(self, method: str) -> Failure | None:
         with self._cond:

@@ -3,14 +3,14 @@ from django.core.management.base import CommandError
 from pulses.management.base import ReeveCommand
 from pulses.ops.lifeline import stop_with_parent
 from telegram_bridge.client import TelegramConfig, TelegramNotConfigured
-from telegram_bridge.poller import InvalidBotToken, Poller, PollerOptions
+from telegram_bridge.poller import InvalidBotToken, ListenerFailed, Poller, PollerOptions
 
 
 class Command(ReeveCommand):
     """Listen to the Telegram chats in TELEGRAM_CHAT_ID (long polling with TELEGRAM_BOT_TOKEN at
     TELEGRAM_API_BASE_URL) and turn each message into a critical pulse. SIGTERM/Ctrl+C stops it."""
 
-    refused = (TelegramNotConfigured, InvalidBotToken)
+    refused = (TelegramNotConfigured, InvalidBotToken, ListenerFailed)
 
     def add_arguments(self, parser):
         parser.add_argument(
