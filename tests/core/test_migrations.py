@@ -94,6 +94,7 @@ def test_an_installation_of_release_22_under_the_old_names_gets_release_23_whole
             "pulses.0014_claim_nonce",
             "telegram_bridge.0003_busy_notices",
             "telegram_bridge.0004_web_notifications",  # issue 30: /api/notify queues
+            "telegram_bridge.0005_update_failures",  # issue 31: no poison update
         ]
         # Release 23 remakes the pulses table on SQLite and puts the search triggers back.
         assert _search_index_in_place(home)
