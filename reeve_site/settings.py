@@ -31,10 +31,29 @@ if (BASE_DIR / ".env").is_file() and not environ.Env().bool("REEVE_IGNORE_DOTENV
         sys.exit(f"reeve: cannot read .env: {exc}")
 
 
+# What a typed read expects, in the words of the one line a wrong value ends every process with.
+EXPECTED_FORM = {int: "a whole number", float: "a number"}
+
+
+class SettingError(ImproperlyConfigured):
+    """A variable whose value is not of its type: `NAME=value: expected a whole number`. manage.py,
+    gunicorn's configuration and the WSGI module print it as one line and exit 1."""
+
+
 class _Env(environ.Env):
-    """django-environ reading `.env` under the real environment (a mapping, not os.environ)."""
+    """django-environ reading `.env` under the real environment (a mapping, not os.environ). Every
+    typed read goes through `get_value`, so a value of the wrong type is one line naming the variable,
+    the value and the expected form, never a ValueError deep in a traceback."""
 
     ENVIRON = {**DOTENV, **os.environ}
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as exc:
+            form = EXPECTED_FORM.get(cast, f"a value of type {getattr(cast, '__name__', cast)}")
+            value = self.ENVIRON.get(f"{self.prefix}{var}", "")
+            raise SettingError(f"{var}={value}: expected {form}") from exc
 
 
 env = _Env()
