@@ -278,6 +278,9 @@ PULSE_RETRY_CAP_MINUTES = env.int("PULSE_RETRY_CAP_MINUTES", default=60)
 PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=5.0)
 # How often the worker records that it is alive (reeve-status, /api/status count it alive for 2 min).
 PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
+# The watchdog (issue 31, pulses/ops/health.py): a pulse due for longer than this, or a finished
+# pulse's answer waiting in the outbox for longer, makes Reeve unhealthy (reeve-health-check alerts).
+PULSE_OVERDUE_ALERT_MINUTES = env.float("PULSE_OVERDUE_ALERT_MINUTES", default=10)
 # gunicorn (deploy/gunicorn.conf.py): processes and threads each.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)

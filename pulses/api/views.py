@@ -32,7 +32,7 @@ from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
 from pulses.api.permissions import FullScope, require_wake_checks
 from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, NOT_FOUND, endpoint
-from pulses.models import ALIVE_WITHIN, Pulse
+from pulses.models import Pulse, alive_within
 
 STARTED = time.monotonic()
 MAX_ID = 2**63 - 1  # larger ids cannot exist (and would overflow the database driver)
@@ -248,7 +248,7 @@ class StatusView(ApiView):
         ]
         hold = queue.agent_hold_state()
         agent_problem = setup_problem() or hold.summary()
-        state = "ok" if workers else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes"
+        state = "ok" if workers else f"no worker seen in the last {alive_within().seconds} seconds"
         if agent_problem:
             state = f"no pulse runs: {agent_problem}"
         return Response(
