@@ -128,6 +128,10 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
     daemon = (root / "etc/systemd/system/reeve-daemon.service").read_text()
     assert "Wants=reeve-web.service reeve-worker.service" in daemon
     assert "PartOf=reeve-daemon.service" in web and "PartOf=reeve-daemon.service" in worker
+    # The daemon's state is the pair's (their failure stops it); the listener stops and restarts with it.
+    assert "BindsTo=reeve-web.service reeve-worker.service" in daemon
+    assert "PartOf=reeve-daemon.service" in telegram
+    assert "WantedBy=multi-user.target reeve-daemon.service" in telegram
 
     cron = (root / "etc/cron.d/reeve").read_text()
     logs = home.path / "logs"
