@@ -74,6 +74,18 @@ def _minutes(delta: timedelta) -> str:
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
 
 
+def _budget_holds(pulse: Pulse, now: datetime) -> datetime | None:
+    """When a reached spend cap (pulses/budget.py) lets `pulse` run, if one holds it: it waits on
+    purpose, which is not ill health."""
+    if settings.PULSE_DAILY_BUDGET_USD is None and settings.PULSE_MONTHLY_BUDGET_USD is None:
+        return None
+    from pulses import budget
+
+    if pulse.priority == "critical" and not settings.PULSE_BUDGET_HOLDS_CRITICAL:
+        return None
+    return budget.status(now).resumes_at
+
+
 def assess(*, now: datetime | None = None, agent: bool = True) -> Health:
     """Judge the installation now. `agent=False` leaves the agent out (doctor checks it itself)."""
     now = now or timezone.now()
@@ -84,7 +96,9 @@ def assess(*, now: datetime | None = None, agent: bool = True) -> Health:
     if oldest is not None:
         waited = now - oldest.scheduled_at
         health.oldest_overdue_seconds = max(waited.total_seconds(), 0.0)
-        if waited > overdue_after():
+        if waited > overdue_after() and (until := _budget_holds(oldest, now)):
+            health.notes.append(f"pulse #{oldest.pk} waits for the spend cap until {until:%Y-%m-%d %H:%M}")
+        elif waited > overdue_after():
             why = (
                 "no worker is running (start it: sudo systemctl start reeve-daemon, or ./reeve start)"
                 if not workers

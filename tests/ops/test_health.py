@@ -82,3 +82,19 @@ def test_a_worker_whose_loop_is_stuck_counts_as_dead_and_a_clean_stop_shows_stop
     # Stopped cleanly: shown stopped at once, not alive for another report interval.
     assert "worker: none running" in reeve_home.manage("pulse_queue").stdout
     assert "no worker running" in _health(reeve_home).stdout
+
+
+def test_a_pulse_held_by_a_reached_spend_cap_is_not_ill_health_but_one_forgotten_is(reeve_home):
+    pulse_id = _overdue_pulse(reeve_home)
+    assert _health(reeve_home).returncode == 1
+    reeve_home.extra_env["PULSE_DAILY_BUDGET_USD"] = "1"
+    reeve_home.manage(
+        "shell",
+        "-c",
+        "from django.utils import timezone; from pulses.models import Pulse, PulseAttempt; "
+        "p = Pulse.objects.create(prompt='spent', status='completed'); "
+        "PulseAttempt.objects.create(pulse=p, number=1, started_at=timezone.now(), "
+        "finished_at=timezone.now(), succeeded=True, cost_usd=2)",
+    )
+    check = _health(reeve_home)
+    assert f"pulse #{pulse_id} waits for the spend cap" in check.stdout, check.stdout + check.stderr
