@@ -96,7 +96,7 @@ class Poller:
         self._next_report = now + settings.PULSE_HEARTBEAT_SECONDS
         try:
             await in_thread(health.report_listener, started_at=self._started_at, stopped=stopped)
-        except DatabaseError as exc:
+        except Exception as exc:  # a database down, its write gate busy: never the loop's end
             logger.warning("telegram_listener_report_failed error=%s", type(exc).__name__)
 
     def run(self) -> None:

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from pulses.db.write_gate import gated, write_gate
 from pulses.models import (
     Delivery,
     DeliveryState,
@@ -140,7 +141,7 @@ def watch(health: Health) -> str:
     "recovered" or ""."""
     from telegram_bridge import alerts
 
-    with transaction.atomic():
+    with write_gate(), transaction.atomic():
         open_incident = HealthIncident.objects.select_for_update().filter(closed_at__isnull=True).first()
         if not health.healthy and open_incident is None:
             incident = HealthIncident.objects.create(problems="\n".join(health.problems))
@@ -160,6 +161,7 @@ def watch(health: Health) -> str:
     return action
 
 
+@gated
 def report_listener(*, stopped: bool = False, started_at: datetime) -> None:
     """The Telegram listener's report that it polls (or, with `stopped`, that it stopped cleanly)."""
     now = timezone.now()
