@@ -10,9 +10,16 @@ import os
 os.umask(0o077)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
 
-from django.conf import settings  # noqa: E402
+import sys  # noqa: E402
 
-bind = f"{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
+from django.conf import settings  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+try:  # a wrong value in .env (PULSE_MAX_CONCURRENT=two): one line and exit 1, as every command
+    bind = f"{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
+except ImproperlyConfigured as exc:
+    sys.stderr.write(f"Error: {exc}\n")
+    raise SystemExit(1) from None
 # One process with four threads by default: enough for one household's API and dashboard, and each
 # extra process costs ~70 MB resident. API writes take turns anyway (SQLite, pulses/db/write_gate.py).
 # WEB_CONCURRENCY / GUNICORN_THREADS (environment or .env) change them; see docs/performance.md.

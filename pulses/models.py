@@ -21,7 +21,14 @@ from django.utils import timezone
 from pulses.deliveries import Delivery, DeliveryState  # noqa: F401
 from pulses.period_records import BudgetCapReached, FinishedDay  # noqa: F401
 from pulses.states import FINISHED, PRIORITY_RANK, Priority, Status  # noqa: F401
-from pulses.worker.models import ALIVE_WITHIN, WorkerRecord, WorkerRecordQuerySet  # noqa: F401
+from pulses.worker.models import (  # noqa: F401
+    ALIVE_WITHIN,
+    HealthIncident,
+    ListenerRecord,
+    WorkerRecord,
+    WorkerRecordQuerySet,
+    alive_within,
+)
 
 # The source of the pulses the agent schedules itself, and of the routines it creates.
 AGENT_SOURCE = "agent"

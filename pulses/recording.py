@@ -260,18 +260,22 @@ def report_alive(
     running: int,
     concurrency: int = 1,
     critical_reserved: int = 0,
+    stopped: bool = False,
 ) -> None:
-    """Record that `worker` is alive and its slots, for `/api/status` and `reeve-status`."""
+    """Record that `worker` is alive and its slots, for `/api/status` and `reeve-status`; with
+    `stopped` (its last report, on a clean stop) that it is gone, shown stopped everywhere at once."""
+    now = timezone.now()
     WorkerRecord.objects.update_or_create(
         name=worker,
         defaults={
             "host": host,
             "pid": pid,
             "started_at": started_at,
-            "last_seen": timezone.now(),
+            "last_seen": now,
             "running": running,
             "concurrency": concurrency,
             "critical_reserved": critical_reserved,
+            "stopped_at": now if stopped else None,
         },
     )
 

@@ -9,13 +9,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
 from pulses import history
-from pulses.models import FINISHED, Priority, Pulse, PulseAttempt, Status, WorkerRecord
+from pulses.models import FINISHED, Priority, Pulse, PulseAttempt, Status, WorkerRecord, alive_within
 from pulses.worker.slots import Run, layout
 
 
@@ -202,13 +201,19 @@ class WorkerSeen:
 
 
 def workers_seen(*, within: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[WorkerSeen]:
-    """Workers that reported within `within`, most recent first, each marked `stopped` once it has
-    missed three reports (at least 30 s): stopped or killed, where a busy worker still reports."""
+    """Workers that reported within `within`, most recent first, each marked `stopped` once it said
+    so (a clean stop) or missed three reports (`alive_within`): killed, or its loop hung, where a busy
+    worker still reports. The same rule as `WorkerRecordQuerySet.alive` and the watchdog."""
     now = now or timezone.now()
-    silent = now - max(timedelta(seconds=3 * settings.PULSE_HEARTBEAT_SECONDS), timedelta(seconds=30))
+    silent = now - alive_within()
     rows = list(WorkerRecord.objects.filter(last_seen__gte=now - within).order_by("-last_seen"))
     slots = worker_slots(rows)
-    return [WorkerSeen(w.name, w.running, w.last_seen, w.last_seen < silent, slots[w.name]) for w in rows]
+    return [
+        WorkerSeen(
+            w.name, w.running, w.last_seen, w.stopped_at is not None or w.last_seen < silent, slots[w.name]
+        )
+        for w in rows
+    ]
 
 
 _SOURCES_SQL = """

@@ -31,10 +31,29 @@ if (BASE_DIR / ".env").is_file() and not environ.Env().bool("REEVE_IGNORE_DOTENV
         sys.exit(f"reeve: cannot read .env: {exc}")
 
 
+# What a typed read expects, in the words of the one line a wrong value ends every process with.
+EXPECTED_FORM = {int: "a whole number", float: "a number"}
+
+
+class SettingError(ImproperlyConfigured):
+    """A variable whose value is not of its type: `NAME=value: expected a whole number`. manage.py,
+    gunicorn's configuration and the WSGI module print it as one line and exit 1."""
+
+
 class _Env(environ.Env):
-    """django-environ reading `.env` under the real environment (a mapping, not os.environ)."""
+    """django-environ reading `.env` under the real environment (a mapping, not os.environ). Every
+    typed read goes through `get_value`, so a value of the wrong type is one line naming the variable,
+    the value and the expected form, never a ValueError deep in a traceback."""
 
     ENVIRON = {**DOTENV, **os.environ}
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError) as exc:
+            form = EXPECTED_FORM.get(cast, f"a value of type {getattr(cast, '__name__', cast)}")
+            value = self.ENVIRON.get(f"{self.prefix}{var}", "")
+            raise SettingError(f"{var}={value}: expected {form}") from exc
 
 
 env = _Env()
@@ -262,6 +281,9 @@ PULSE_RETRY_CAP_MINUTES = env.int("PULSE_RETRY_CAP_MINUTES", default=60)
 PULSE_POLL_SECONDS = env.float("PULSE_POLL_SECONDS", default=5.0)
 # How often the worker records that it is alive (reeve-status, /api/status count it alive for 2 min).
 PULSE_HEARTBEAT_SECONDS = env.float("PULSE_HEARTBEAT_SECONDS", default=10.0)
+# The watchdog (issue 31, pulses/ops/health.py): a pulse due for longer than this, or a finished
+# pulse's answer waiting in the outbox for longer, makes Reeve unhealthy (reeve-health-check alerts).
+PULSE_OVERDUE_ALERT_MINUTES = env.float("PULSE_OVERDUE_ALERT_MINUTES", default=10)
 # gunicorn (deploy/gunicorn.conf.py): processes and threads each.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 GUNICORN_THREADS = env.int("GUNICORN_THREADS", default=4)

@@ -4,6 +4,7 @@ import gc
 import os
 import sys
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
 from reeve_site import home
@@ -25,8 +26,12 @@ def _skip_optional_imports() -> None:
 
 # As in manage.py: the collector waits while Django and the apps load, then sets what they made aside.
 gc.disable()
-_skip_optional_imports()
-home.prepare()
-application = get_wsgi_application()
+try:  # a wrong value in .env (PULSE_MAX_CONCURRENT=two): one line and exit 1, as manage.py
+    _skip_optional_imports()
+    home.prepare()
+    application = get_wsgi_application()
+except ImproperlyConfigured as exc:
+    sys.stderr.write(f"Error: {exc}\n")
+    raise SystemExit(1) from None
 gc.freeze()
 gc.enable()

@@ -205,3 +205,29 @@ def alert_agent_resumed(hold_id: int) -> None:
     hold = AgentHold.objects.filter(pk=hold_id).first()
     if hold is not None:
         _send_alert(format_agent_resumed(hold), f"agent_hold={hold_id}")
+
+
+def alert_unhealthy(incident_id: int, *, host: str) -> None:
+    """The watchdog's one alert for a health incident (pulses/ops/health.py): what is wrong, one line
+    each; nothing when Telegram is not set up. Never raises for Telegram trouble."""
+    from pulses.models import HealthIncident
+
+    if not _telegram_configured(f"health_incident={incident_id}"):
+        return
+    incident = HealthIncident.objects.filter(pk=incident_id).first()
+    if incident is not None:
+        lines = [f"🚨 Reeve is unhealthy on {host}:", *(f"- {p}" for p in incident.problems.splitlines())]
+        lines.append("One more message follows when it has recovered.")
+        _send_alert("\n".join(lines), f"health_incident={incident_id}")
+
+
+def alert_recovered(incident_id: int, *, host: str) -> None:
+    """The watchdog's one message that the incident is over."""
+    from pulses.models import HealthIncident
+
+    if not _telegram_configured(f"health_incident={incident_id}"):
+        return
+    incident = HealthIncident.objects.filter(pk=incident_id).first()
+    if incident is not None:
+        since = f" (unhealthy since {timezone.localtime(incident.opened_at):%Y-%m-%d %H:%M})"
+        _send_alert(f"✅ Reeve is healthy again on {host}{since}.", f"health_incident={incident_id}")

@@ -25,14 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import DatabaseError, connection
+from django.utils import timezone
 from telegram import Bot
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from pulses.backoff import Backoff
+from pulses.ops import health
 from pulses.worker.shutdown import STOP_SIGNALS
 from telegram_bridge import handlers
 from telegram_bridge.answer_sender import AnswerSender, alert_operator
@@ -98,6 +102,20 @@ class Poller:
             allowed_chats=self.allowed_chats, stop=self._stop, backoff_cap=self.options.backoff_cap
         )
         self._answers: AnswerSender | None = None
+        self._started_at = timezone.now()
+        self._next_report = 0.0
+
+    async def _report_polling(self, *, stopped: bool = False) -> None:
+        """Tell the watchdog this listener polls (pulses/ops/health.py), at most once per heartbeat
+        interval; a database that cannot take it now is the next pass's concern, never the loop's."""
+        now = time.monotonic()
+        if now < self._next_report and not stopped:
+            return
+        self._next_report = now + settings.PULSE_HEARTBEAT_SECONDS
+        try:
+            await in_thread(health.report_listener, started_at=self._started_at, stopped=stopped)
+        except Exception as exc:  # a database down, its write gate busy: never the loop's end
+            logger.warning("telegram_listener_report_failed error=%s", type(exc).__name__)
 
     def run(self) -> None:
         """Poll until SIGTERM/SIGINT; raises InvalidBotToken when Telegram rejects the token."""
@@ -143,6 +161,8 @@ class Poller:
         finally:
             with suppress(Exception):
                 await bot.shutdown()
+            with suppress(Exception):
+                await self._report_polling(stopped=True)
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             logger.info("telegram_listener_stopped bot_id=%s", self.bot_id)
@@ -182,6 +202,7 @@ class Poller:
     async def _poll(self, bot: Bot) -> None:
         offset: int | None = None
         while not self.stopping:
+            await self._report_polling()
             try:
                 updates = await self._stop.call(
                     bot.get_updates(

@@ -244,6 +244,7 @@ class HealthSerializer(serializers.Serializer):
     status = serializers.CharField(help_text="healthy or unhealthy")
     database = serializers.CharField()
     time = serializers.DateTimeField()
+    probe = serializers.CharField(help_text="what this answers: liveness only, not whether pulses run")
 
 
 class SlotPulseSerializer(serializers.Serializer):

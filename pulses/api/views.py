@@ -32,7 +32,7 @@ from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
 from pulses.api.permissions import FullScope, require_wake_checks
 from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, NOT_FOUND, endpoint
-from pulses.models import ALIVE_WITHIN, Pulse
+from pulses.models import Pulse, alive_within
 
 STARTED = time.monotonic()
 MAX_ID = 2**63 - 1  # larger ids cannot exist (and would overflow the database driver)
@@ -91,6 +91,12 @@ def not_found(request, *args, **kwargs) -> HttpResponse:
     return JsonResponse({"detail": f"no API endpoint at {request.path}; see /api/docs"}, status=404)
 
 
+LIVENESS_ONLY = (
+    "liveness of the web process and its database only; whether pulses run: manage.py health "
+    "(reeve-health-check, reeve-status, /metrics reeve_healthy)"
+)
+
+
 class HealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -99,14 +105,16 @@ class HealthView(APIView):
         operation_id="health", responses={200: s.HealthSerializer, 503: s.HealthSerializer}, auth=[]
     )
     def get(self, request: Request) -> Response:
-        """Liveness and database check (no token needed)."""
+        """Liveness probe of the web process and its database (no token needed). Not whether pulses
+        run: that is `manage.py health` / reeve-health-check (a worker, nothing overdue, the listener)."""
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 FROM pulses LIMIT 1")
             database, code, state = "ok", status.HTTP_200_OK, "healthy"
         except Exception as exc:  # any failure to reach the database is exactly what this reports
             database, code, state = f"unreachable: {type(exc).__name__}", 503, "unhealthy"
-        return Response({"status": state, "database": database, "time": timezone.now()}, status=code)
+        body = {"status": state, "database": database, "time": timezone.now(), "probe": LIVENESS_ONLY}
+        return Response(body, status=code)
 
 
 TRIGGER_SCHEMA = {
@@ -248,7 +256,7 @@ class StatusView(ApiView):
         ]
         hold = queue.agent_hold_state()
         agent_problem = setup_problem() or hold.summary()
-        state = "ok" if workers else f"no worker seen in the last {ALIVE_WITHIN.seconds // 60} minutes"
+        state = "ok" if workers else f"no worker seen in the last {alive_within().seconds} seconds"
         if agent_problem:
             state = f"no pulse runs: {agent_problem}"
         return Response(

@@ -245,6 +245,17 @@ def check_notifications() -> Check | None:
     return Check("notifications", WARN, note) if note else None
 
 
+def check_health() -> list[Check]:
+    """The watchdog's judgement (pulses/ops/health.py), the agent left to `agent ready`: one FAIL line
+    per problem (a pulse overdue, no listener polling, an answer stuck in the outbox)."""
+    from pulses.ops import health
+
+    found = health.assess(agent=False)
+    if found.healthy:
+        return [Check("health", OK, found.summary())]
+    return [Check("health", FAIL, problem) for problem in found.problems]
+
+
 def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
     """Every check, in the order a person would fix them; later checks skip what an earlier failure blocks."""
     checks: list[Callable[[], Check]] = [check_configuration, check_api_token, check_private_files]
@@ -255,7 +266,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
         results.append(check_migrations())
         if not results[-1].failed:
             migrated = True
-            results += [check_heartbeat(), check_history()]
+            results += [check_heartbeat(), check_history(), *check_health()]
             if waiting := check_notifications():
                 results.append(waiting)
     agent = check_agent()

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from pulses import answers, budget, history, queue, reports
 from pulses.agent.check import setup_problem
-from pulses.ops import retention
+from pulses.ops import health, retention
 from pulses.routines import overview as routines
 from pulses.web import metrics
 from pulses.web.palette import PRIORITY_COLOURS
@@ -150,6 +150,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "routine_fires": routines.upcoming_fires(limit=10),
         "routine_troubles": routines.needing_attention(limit=10),
         "workers": reports.workers_seen(),
+        "health": health.assess(agent=False),  # the agent's own banner above says its part
         "now": timezone.localtime(),
         "facts": facts,
         "database_size": history.size_text(facts.size_bytes),

@@ -170,6 +170,21 @@ class QueueCollector(Collector):
         )
         held.add_metric([hold.reason], 1 if hold.held else 0)
         yield held
+        from pulses.ops import health
+
+        judged = health.assess()
+        yield GaugeMetricFamily(
+            "reeve_healthy",
+            "1 while Reeve is healthy as reeve-health-check judges it (pulses/ops/health.py: nothing "
+            "overdue past PULSE_OVERDUE_ALERT_MINUTES, the listener polling, the outbox moving, the agent "
+            "able to run); 0 otherwise",
+            value=1 if judged.healthy else 0,
+        )
+        yield GaugeMetricFamily(
+            "reeve_oldest_overdue_seconds",
+            "How long the oldest due pulse has waited to be claimed (0: none due)",
+            value=judged.oldest_overdue_seconds,
+        )
         yield from _budget_metrics()
 
 

@@ -167,7 +167,7 @@ class Worker:
             if self._reaper:
                 self._reaper.close()
             try:
-                self._report_alive()
+                self._report_alive(stopped=True)
             except DATABASE_DOWN as exc:
                 logger.warning("worker_final_heartbeat_failed error=%s", one_line(exc))
             logger.info("worker_stopped worker=%s completed=%s", self.name, self.completed)
@@ -288,7 +288,7 @@ class Worker:
             return
 
     # --- leases, liveness, shutdown ------------------------------------------------------------
-    def _report_alive(self) -> None:
+    def _report_alive(self, *, stopped: bool = False) -> None:
         queue.report_alive(
             worker=self.name,
             host=self.host,
@@ -297,6 +297,7 @@ class Worker:
             running=len(self.dispatch.running),
             concurrency=self.options.concurrency,
             critical_reserved=self.options.critical_reserved,
+            stopped=stopped,
         )
 
     def _drain(self) -> None:

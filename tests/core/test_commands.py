@@ -91,7 +91,8 @@ def test_pulse_queue_prints_a_table_and_counts():
     table = run("pulse_queue")
     assert "pending=1" in table and "failed=1" in table
     assert table.splitlines()[1] == "spend today=$0.00 month=$0.00 (no cap)"
-    header, row = table.splitlines()[2:4]
+    assert table.splitlines()[2] == "worker: none running"
+    header, row = table.splitlines()[3:5]
     assert header.split() == ["ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT"]
     assert "critical" in row and "soon" in row
     assert "broken" in run("pulse_queue", "failed")

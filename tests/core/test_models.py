@@ -149,14 +149,21 @@ def test_the_prompt_can_be_revised_only_before_the_first_claim():
     assert not retried.revise_prompt("new")
 
 
-def test_alive_workers_are_the_ones_that_reported_within_two_minutes_most_recent_first():
+def test_alive_workers_reported_within_three_heartbeats_and_did_not_stop_most_recent_first(settings):
+    settings.PULSE_HEARTBEAT_SECONDS = 10
     now = timezone.now()
 
-    def worker(name, seconds_ago):
+    def worker(name, seconds_ago, **fields):
         return WorkerRecord.objects.create(
-            name=name, host="h", pid=1, started_at=now, last_seen=now - timedelta(seconds=seconds_ago)
+            name=name,
+            host="h",
+            pid=1,
+            started_at=now,
+            last_seen=now - timedelta(seconds=seconds_ago),
+            **fields,
         )
 
-    older, newer = worker("a:1", 100), worker("b:2", 10)
-    worker("gone:3", 130)
+    older, newer = worker("a:1", 25), worker("b:2", 5)
+    worker("gone:3", 35)  # three reports missed: killed, or its loop hangs
+    worker("stopped:4", 1, stopped_at=now)  # its last report said it stopped
     assert list(WorkerRecord.objects.alive(now)) == [newer, older]

@@ -229,6 +229,11 @@ def test_doctor_passes_everything_on_a_good_running_setup(reeve_home, fake_teleg
                 return False
 
         home.wait_for(up, timeout=60, interval=0.2, what="gunicorn")
+        # Telegram is configured: a good setup has its listener polling (the watchdog's `health`).
+        home.start("run_telegram_listener")
+        home.wait_for(
+            lambda: home.query("SELECT COUNT(*) FROM pulse_listeners")[0][0], timeout=60, what="the listener"
+        )
         home.manage("trigger_pulse", "--heartbeat")
         home.manage("mcp_config", "--write")
         proc = home.manage("doctor", check=False)

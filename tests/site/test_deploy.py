@@ -131,7 +131,9 @@ def test_install_with_root_renders_units_scripts_sudoers_logrotate_and_cron_for_
     # Stop order is the reverse of start order: the worker drains while the web unit still answers.
     after = next(line for line in worker.splitlines() if line.startswith("After="))
     assert "reeve-web.service" in after.split("=", 1)[1].split()
-    # The listener stops and restarts with reeve-daemon, and starts with it once enabled.
+    # The daemon's state is the pair's (their failure stops it); the listener stops and restarts with it,
+    # and starts with it once enabled.
+    assert "BindsTo=reeve-web.service reeve-worker.service" in daemon
     assert "PartOf=reeve-daemon.service" in telegram
     assert "WantedBy=multi-user.target reeve-daemon.service" in telegram
 

@@ -50,6 +50,13 @@ for status, hours, prompt in rows:
         lease_owner="elsewhere:1" if status == "processing" else "",
     )
 """
+LISTENER_POLLS = """
+import os
+from django.utils import timezone
+from pulses.models import ListenerRecord
+now = timezone.now()
+ListenerRecord.objects.create(name="box:1", host="box", pid=1, started_at=now, last_seen=now)
+"""
 SUFFIX = ".sql.gz" if on_postgres() else ".db.gz"
 COUNTS = "pending=3 processing=1 completed=3 failed=2 cancelled=1"
 
@@ -70,7 +77,9 @@ class Installed:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**self.home.env, "REEVE_NO_SYSTEMD": "1"}
+        # The populated queue's "overdue pulse" is an hour late: the watchdog's threshold is two
+        # hours here, so the other checks decide; the tests of the watchdog set it back.
+        return {**self.home.env, "REEVE_NO_SYSTEMD": "1", "PULSE_OVERDUE_ALERT_MINUTES": "120"}
 
     def run(self, script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -338,15 +347,34 @@ def test_reeve_health_check_and_reeve_status_fail_while_the_agent_cannot_run(ins
     assert installed.home.query("SELECT held FROM agent_hold") in ([(0,)], [(False,)])
 
 
-def test_reeve_health_check_alerts_once_when_health_turns_bad(installed, fake_telegram):
-    env = fake_telegram.env(42)
+def test_reeve_health_check_alerts_once_when_health_turns_bad_and_once_when_it_recovers(
+    installed, fake_telegram
+):
+    # Telegram configured: its listener must poll too; a record of one that just reported stands in.
+    env = {**fake_telegram.env(42), "PULSE_HEARTBEAT_SECONDS": "3600"}
+    installed.home.manage("shell", "-c", LISTENER_POLLS)
     for _ in range(2):
         assert installed.run("reeve-health-check", "--quiet", "--alert", env=env).returncode == 1
-    alerts = [text for text in fake_telegram.sent_texts if "health check failed" in text]
-    assert len(alerts) == 1
+    alerts = [text for text in fake_telegram.sent_texts if "Reeve is unhealthy" in text]
+    assert len(alerts) == 1 and "API health check failed" in alerts[0], fake_telegram.sent_texts
     installed.start_web()
     assert installed.run("reeve-health-check", "--quiet", "--alert", env=env).returncode == 0
+    assert installed.run("reeve-health-check", "--quiet", "--alert", env=env).returncode == 0
+    assert len([text for text in fake_telegram.sent_texts if "Reeve is healthy again" in text]) == 1
+    assert len([text for text in fake_telegram.sent_texts if "Reeve is unhealthy" in text]) == 1
     assert not (installed.home.path / "health-check.state").exists()
+
+
+def test_reeve_health_check_and_reeve_status_fail_naming_a_pulse_overdue_while_no_worker_runs(installed):
+    installed.start_web()
+    late = {"PULSE_OVERDUE_ALERT_MINUTES": "10"}
+    [(pulse_id,)] = installed.home.query("SELECT id FROM pulses WHERE prompt = 'overdue pulse'")
+    check = installed.run("reeve-health-check", env=late)
+    assert check.returncode == 1
+    named = rf"ERROR: doctor: health pulse #{pulse_id} overdue by 6\d min: no worker is running"
+    assert re.search(named, check.stdout), check.stdout
+    status = installed.run("reeve-status", env=late)
+    assert status.returncode == 1 and f"PROBLEM: doctor: health pulse #{pulse_id} overdue" in status.stdout
 
 
 def test_reeve_logs_without_a_journal_shows_the_log_file_and_the_heartbeat_log(installed):

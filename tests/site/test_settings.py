@@ -82,3 +82,32 @@ def test_dotenv_values_are_settings_but_never_copied_into_os_environ(tmp_path):
         text=True,
     )
     assert proc.stdout.split() == ["from-dotenv-0123456789", "UTC", "hapi", "False", "False"], proc.stderr
+
+
+def _with_typo(home, *args):
+    env = {**_env(home), "PULSE_MAX_CONCURRENT": "two"}
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_value_of_the_wrong_type_is_one_line_naming_it_from_every_command(tmp_path):
+    for command in (["doctor"], ["trigger_pulse", "hello"], ["pulse_queue"]):
+        proc = _with_typo(tmp_path, sys.executable, "manage.py", *command)
+        assert proc.returncode == 1, (command, proc.stderr)
+        assert proc.stderr == "Error: PULSE_MAX_CONCURRENT=two: expected a whole number\n", command
+        assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_value_of_the_wrong_type_stops_the_web_process_with_one_line(tmp_path):
+    gunicorn = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
+    proc = _with_typo(tmp_path, *gunicorn)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "Error: PULSE_MAX_CONCURRENT=two: expected a whole number\n"
+
+
+def test_a_word_where_a_number_of_seconds_belongs_names_the_form_expected(tmp_path):
+    env = {**_env(tmp_path), "PULSE_LEASE_SECONDS": "a minute"}
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == "Error: PULSE_LEASE_SECONDS=a minute: expected a number\n"

@@ -148,3 +148,28 @@ def test_the_dashboard_says_no_pulse_runs_while_the_agent_cannot_run_and_shows_a
     )
     page = admin_client.get("/dashboard/").content.decode()
     assert 'id="agent-problem"' in page and "Claude Code is not logged in. Run `claude`." in page
+
+
+def test_a_cleanly_stopped_worker_is_shown_stopped_at_once(admin_client):
+    from pulses import queue
+
+    started = timezone.now()
+    for stopped in (False, True):  # its reports, the last one as it stops
+        queue.report_alive(
+            worker="host:7", host="host", pid=7, started_at=started, running=0, stopped=stopped
+        )
+    page = admin_client.get("/dashboard/").content.decode()
+    rows = re.findall(r"<tr[^>]*><td>(host:\d)</td><td><span[^>]*>(\w+)</span>", page)
+    assert rows == [("host:7", "stopped")]
+    assert "No worker is reporting" in page
+    assert reports.recent_workers() == []
+
+
+def test_the_dashboard_says_unhealthy_and_why_while_a_pulse_is_overdue(admin_client, settings):
+    settings.PULSE_OVERDUE_ALERT_MINUTES = 10
+    page = admin_client.get("/dashboard/").content.decode()
+    assert 'id="health"' not in page
+    late = PulseFactory(scheduled_at=timezone.now() - timedelta(minutes=11))
+    page = admin_client.get("/dashboard/").content.decode()
+    section = page[page.index('id="health"') :]
+    assert f"pulse #{late.pk} overdue by 11 min: no worker is running" in section[: section.index("</div>")]

@@ -138,3 +138,22 @@ def test_a_gauge_says_while_the_agent_cannot_run_and_the_queue_holds(client, db)
     assert (
         value(samples(client.get("/metrics").content.decode()), "reeve_agent_held", reason="usage_limit") == 0
     )
+
+
+@pytest.mark.django_db
+def test_reeve_healthy_and_the_oldest_overdue_pulse_follow_the_watchdog(client, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.support.reeve_processes import FAKE_AGENT_COMMAND
+
+    settings.PULSE_OVERDUE_ALERT_MINUTES = 10
+    settings.HAPI_COMMAND = FAKE_AGENT_COMMAND  # an agent that can run
+    healthy = samples(client.get("/metrics").content.decode())
+    assert value(healthy, "reeve_healthy") == 1
+    assert value(healthy, "reeve_oldest_overdue_seconds") == 0
+    PulseFactory(scheduled_at=timezone.now() - timedelta(minutes=12))
+    late = samples(client.get("/metrics").content.decode())
+    assert value(late, "reeve_healthy") == 0
+    assert 12 * 60 <= value(late, "reeve_oldest_overdue_seconds") < 13 * 60

@@ -66,8 +66,11 @@ class Command(ReeveCommand):
         counts = reports.stats().by_status
         self.stdout.write(" ".join(f"{name}={n}" for name, n in counts.items()))
         self.stdout.write(_spend_line(budget.spend()))
-        for name, slots in reports.worker_slots(reports.recent_workers()).items():
+        workers = reports.recent_workers()  # alive now: reporting, not stopped
+        for name, slots in reports.worker_slots(workers).items():
             self.stdout.write(f"worker {name}: " + "; ".join(_slot(slot) for slot in slots))
+        if not workers:
+            self.stdout.write("worker: none running")
         if not pulses:
             self.stdout.write(f"No {view} pulses.")
             return
