@@ -409,62 +409,6 @@ def test_install_writes_the_claude_command_for_the_credential_keepalive(home, tm
     assert f"REEVE_CLAUDE_COMMAND={claude}" in (root / "etc/reeve/reeve.conf").read_text()
 
 
-@pytest.mark.database_independent
-def test_the_nginx_config_passes_nginx_t(tmp_path):
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.access(nginx, os.X_OK):
-        pytest.skip("nginx not installed (apt-get install nginx-light)")
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not installed")
-    cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=reeve.example.com",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    site = (DEPLOY / "nginx" / "reeve.conf").read_text()
-    site = site.replace("/etc/letsencrypt/live/reeve.example.com/fullchain.pem", str(cert))
-    site = site.replace("/etc/letsencrypt/live/reeve.example.com/privkey.pem", str(key))
-    (tmp_path / "reeve.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n  client_body_temp_path {tmp_path}/body;\n"
-        f"  proxy_temp_path {tmp_path}/proxy;\n  include {tmp_path}/reeve.conf;\n}}\n"
-    )
-    proc = subprocess.run(
-        [
-            nginx,
-            "-t",
-            "-p",
-            str(tmp_path),
-            "-e",
-            str(tmp_path / "error.log"),
-            "-c",
-            str(tmp_path / "nginx.conf"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "syntax is ok" in proc.stderr and "[emerg]" not in proc.stderr
-
-
 def test_install_refuses_to_run_without_root_unless_staging(home):
     if os.geteuid() == 0:
         pytest.skip("running as root")
