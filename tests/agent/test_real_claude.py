@@ -23,7 +23,7 @@ from pulses.tools.agent_tools import TOOL_NAMES
 from tests.agent.test_real_agents import AGENTS_BIN, HAPI_CREDENTIAL, stop_hapi_runner
 from tests.api.test_api_live import LiveReeve
 from tests.support.fake_model import FakeModel, Request, Step, load_tools, reeve_tool, result_text, text
-from tests.support.reeve_processes import on_postgres
+from tests.support.reeve_processes import REAL_CLI_ONCE, on_postgres
 
 # Two worker runs in the longest test, each bounded by PULSE_TIMEOUT_SECONDS below.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -53,6 +53,8 @@ def claude_home(reeve_home, model, fake_telegram, tmp_path):
     Telegram on the fake Bot API (chat 42), and its web process (`home.live`) ready to start."""
     if not (AGENTS_BIN / "claude").exists():
         pytest.skip("the real Claude Code is not installed: run tests/support/agents.sh (needs npm)")
+    if on_postgres():
+        pytest.skip(REAL_CLI_ONCE)
     user_home = tmp_path / "user-home"
     user_home.mkdir()
     live = LiveReeve(reeve_home)

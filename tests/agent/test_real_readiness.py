@@ -18,7 +18,7 @@ import pytest
 from tests.agent.test_real_agents import AGENTS_BIN, HAPI_CREDENTIAL, claude_processes, stop_hapi_runner
 from tests.api.test_api_live import LiveReeve
 from tests.support.fake_model import FakeModel
-from tests.support.reeve_processes import on_postgres
+from tests.support.reeve_processes import REAL_CLI_ONCE, on_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -37,6 +37,8 @@ def claude_home(reeve_home, fake_telegram, tmp_path):
     """A Reeve home whose agent is the real `claude`, with a HOME of its own and no key at all."""
     if not (AGENTS_BIN / "claude").exists():
         pytest.skip("the real Claude Code is not installed: run tests/support/agents.sh (needs npm)")
+    if on_postgres():
+        pytest.skip(REAL_CLI_ONCE)
     user_home = tmp_path / "user-home"
     user_home.mkdir()
     env = {key: "" for key in os.environ if key.startswith(("ANTHROPIC_", "CLAUDE_"))}

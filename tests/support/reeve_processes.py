@@ -93,6 +93,11 @@ def process_alive(pid: int) -> bool:
         return False
 
 
+# The real agent CLIs' runs cost seconds of CPU each and prove the agent's side, which no database
+# changes: they run in the SQLite half only; what they store is proved on both with the fake agent.
+REAL_CLI_ONCE = "the real CLI's runs are proved once, in the SQLite half (the fake agent covers PostgreSQL)"
+
+
 def on_postgres() -> bool:
     return POSTGRES_URL.startswith(("postgres://", "postgresql://"))
 
