@@ -115,7 +115,9 @@ class Executor:
         if resume and request.session_id:
             argv.append(f"--resume={request.session_id}")
         # Built at each run: the SQLite -wal and -shm files it masks exist only while the database is open.
-        contained = agent_sandbox.sandbox_prefix(self.sandbox) if self.sandbox != agent_sandbox.OFF else []
+        contained = (
+            agent_sandbox.sandbox_prefix(self.sandbox, argv) if self.sandbox != agent_sandbox.OFF else []
+        )
         return [*contained, *argv, "--", build_prompt(request.prompt, request.sticky_notes)]
 
     def environment(self, request: AgentRequest) -> dict[str, str]:

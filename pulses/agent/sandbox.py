@@ -158,21 +158,23 @@ def hidden_from_agent(path: Path, layout: Layout) -> Path | None:
     or one of Reeve's masked paths; None when the agent sees it (its home, the Desk, the checkout and
     the rest of / are there)."""
     [real] = _real([path]) or [Path(path)]
-    seen = _real([layout.home, layout.desk, *layout.read_only])
-    if any(_inside(real, place) for place in seen):
-        return None
-    for hidden in [*_real(layout.masked), Path("/tmp")]:  # noqa: S108 - the sandbox's own /tmp
+    if any(_inside(real, desk) for desk in _real([layout.desk])):
+        return None  # bound again over any mask
+    for hidden in _real(layout.masked):  # masks are mounted over the binds
         if _inside(real, hidden):
             return hidden
-    return None
+    if any(_inside(real, place) for place in _real([layout.home, *layout.read_only])):
+        return None
+    tmp = Path("/tmp")  # noqa: S108 - the sandbox's own, private /tmp
+    return tmp if _inside(real, tmp) else None
 
 
-def command_problem(executable: str | None) -> str:
+def command_problem(executable: str | None, argv: Iterable[str] = ()) -> str:
     """Why a contained run could not start the agent command found at `executable` ("" when it can):
-    a command installed where the sandbox hides it fails every run with "bwrap: execvp"."""
+    a command installed among Reeve's masked paths would fail every run with "bwrap: execvp"."""
     if not executable:
         return ""  # not found at all: the agent command's own check says so
-    if hidden := hidden_from_agent(Path(executable), reeve_layout()):
+    if hidden := hidden_from_agent(Path(executable), reeve_layout(argv)):
         return (
             f"the agent command {executable} lies in {hidden}, which the sandbox hides from the agent "
             "(AGENT_SANDBOX): install it elsewhere (npm install -g, or under your home), or set "
@@ -189,7 +191,7 @@ def setup_problem(mode: str, argv: list[str]) -> str:
     contained = containment(mode)
     if contained.problem or contained.active != BWRAP:
         return contained.problem
-    return command_problem(shutil.which(argv[0]) if argv else None)
+    return command_problem(shutil.which(argv[0]) if argv else None, argv)
 
 
 def postgres_socket_dirs(database_url: str) -> list[Path]:
@@ -204,8 +206,35 @@ def postgres_socket_dirs(database_url: str) -> list[Path]:
     return folders
 
 
-def reeve_layout() -> Layout:
-    """The layout for this installation, from the settings: what `prefix` needs."""
+def linked_targets(folder: Path) -> list[Path]:
+    """Where the top-level links of `folder` lead (a checkout's `.venv` shared with another, say)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return [entry.resolve() for entry in entries if entry.is_symlink() and entry.exists()]
+
+
+def command_folders(argv: Iterable[str]) -> list[Path]:
+    """The folders the agent's own command lives in: those of its program and of every absolute path
+    among its options (a script the program runs), as written and where their links lead. A command
+    installed under /tmp, which the sandbox makes private, stays reachable that way."""
+    words = list(argv)
+    words = words[: words.index("--")] if "--" in words else words
+    if words and (found := shutil.which(words[0])):
+        words[0] = found
+    folders: list[Path] = []
+    for word in words:
+        path = Path(word)
+        if path.is_absolute() and path.exists():
+            folders += [path.parent, path.resolve().parent]
+    return folders
+
+
+def reeve_layout(argv: Iterable[str] = ()) -> Layout:
+    """The layout for this installation, from the settings, for the agent command `argv`: what
+    `prefix` needs. The checkout, where its top-level links lead and the command's own folders are
+    read-only; Reeve's private paths are masked over them all."""
     from django.conf import settings
 
     from pulses.ops.private_files import SQLITE_SIDE_FILES, private_paths
@@ -225,7 +254,7 @@ def reeve_layout() -> Layout:
     return Layout(
         home=home,
         desk=Path(settings.REEVE_DESK_PATH),
-        read_only=(base,),
+        read_only=(base, *linked_targets(base), *command_folders(argv)),
         masked=tuple([*extra_folders, *folders, *files, *extra_files]),
     )
 
@@ -241,8 +270,9 @@ def sandbox_environment(mode: str) -> dict[str, str]:
     return {"REEVE_HOME": str(Path(settings.REEVE_HOME).expanduser())}
 
 
-def sandbox_prefix(mode: str) -> list[str]:
-    """The argv prefix AGENT_SANDBOX=`mode` gives the agent here: bwrap's, or [] when uncontained."""
+def sandbox_prefix(mode: str, argv: Iterable[str] = ()) -> list[str]:
+    """The argv prefix AGENT_SANDBOX=`mode` gives the agent command `argv` here: bwrap's, or [] when
+    uncontained."""
     if containment(mode).active != BWRAP:
         return []
-    return prefix(reeve_layout())
+    return prefix(reeve_layout(argv))

@@ -140,22 +140,29 @@ def test_what_the_sandbox_hides_from_the_agent(tmp_path):
 
 
 @needs_bwrap
-def test_an_agent_command_the_sandbox_would_hide_is_a_setup_problem_not_a_failed_run(
-    desk, tmp_path, monkeypatch
+def test_an_agent_command_under_tmp_runs_contained_and_one_among_reeves_private_files_is_a_setup_problem(
+    desk, tmp_path, monkeypatch, settings
 ):
-    # Claude Code installed under /tmp (npm --prefix /tmp/...): every contained run would fail at exec.
+    # Claude Code installed under /tmp (npm --prefix /tmp/...): the sandbox's /tmp is private, so the
+    # command's own folders are bound into it, read-only.
     script = tmp_path / "npm" / "bin" / "claude"
     script.parent.mkdir(parents=True)
     script.write_text(f'#!/bin/sh\nexec {FAKE_AGENT_COMMAND} "$@"\n')
     script.chmod(0o755)
     monkeypatch.setenv("HOME", str(desk))  # a home the agent keeps, away from the script
+    contained = Executor(
+        command=str(script), desk=desk, timeout=60, passthrough=["FAKE_AGENT_*"], sandbox=sandbox.BWRAP
+    )
+    assert contained.setup_problem() == ""
+    outcome = contained.run(AgentRequest(prompt="mode=success", pulse_id=7))
+    assert outcome.success, outcome.error
 
-    def problem(mode):
-        return Executor(command=str(script), desk=desk, timeout=30, sandbox=mode).setup_problem()
-
-    assert f"the agent command {script} lies in /tmp, which the sandbox hides" in problem(sandbox.BWRAP)
-    assert "AGENT_SANDBOX=off" in problem(sandbox.BWRAP)
-    assert problem(sandbox.OFF) == ""
+    # Inside a folder Reeve masks (its home, with the secret key), no bind may show it: nothing runs.
+    settings.REEVE_HOME = str(tmp_path / "npm")
+    problem = contained.setup_problem()
+    assert f"the agent command {script} lies in {(tmp_path / 'npm').resolve()}" in problem, problem
+    assert "AGENT_SANDBOX=off" in problem
+    assert Executor(command=str(script), desk=desk, timeout=30, sandbox=sandbox.OFF).setup_problem() == ""
 
 
 def _running(marker: str) -> list[str]:
