@@ -225,7 +225,13 @@ def test_a_reeve_command_in_the_sandbox_with_the_key_file_hidden_runs_on_a_throw
     (reeve_home / "secret_key").write_text("the-real-key")
     user_home = reeve_home / "user"  # a HOME inside REEVE_HOME: the folder cannot be hidden whole
     user_home.mkdir()
-    argv = prefix(Layout(home=user_home, desk=user_home, masked=(reeve_home, reeve_home / "secret_key")))
+    layout = Layout(
+        home=user_home,
+        desk=user_home,
+        read_only=(ROOT, *sandbox.linked_targets(ROOT)),  # the checkout, wherever it is (/tmp too)
+        masked=(reeve_home, reeve_home / "secret_key"),
+    )
+    argv = prefix(layout)
     show = "from django.conf import settings as s; print(len(s.SECRET_KEY), 'the-real-key' in s.SECRET_KEY)"
     env = {"PATH": os.environ["PATH"], "HOME": str(user_home), "REEVE_HOME": str(reeve_home)}
     proc = subprocess.run(
