@@ -63,6 +63,11 @@ def test_after_a_postgresql_restart_the_listener_sends_the_next_messages_answer(
     listener = listen(home, LOG_LEVEL="INFO")
     fake_telegram.send_text(CHAT, "before the restart")
     wait_for_answer(fake_telegram, ANSWER + "before the restart", timeout=90)
+    # Answered and recorded: an immediate stop could otherwise lose the record of a send Telegram took.
+    home.wait_for(
+        lambda: home.query("SELECT state FROM pulse_deliveries") == [("sent",)],
+        what="the first answer's record",
+    )
 
     home.close_connection()
     restart(folder, seconds_down=3)  # the listener idles in its change waiter meanwhile
