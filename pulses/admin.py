@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 
@@ -164,6 +165,7 @@ class PulseAdmin(admin.ModelAdmin):
         "execution_duration_ms",
         "error_message",
         "answer",
+        "live_tail",
         "attempt_count",
         "lease_owner",
         "lease_expires_at",
@@ -182,6 +184,19 @@ class PulseAdmin(admin.ModelAdmin):
     @admin.display(description="answer")
     def answer(self, pulse: Pulse) -> str:
         return answers.answer(pulse.pk) or "-"
+
+    @admin.display(description="live tail")
+    def live_tail(self, pulse: Pulse):
+        """What the agent did, a line each, updated while it runs (run_tail.js polls the API)."""
+        return format_html(
+            '<div class="reeve-tail" data-tail-url="{}">'
+            '<ol class="reeve-tail-events" style="max-height:24em;overflow-y:auto;margin:0;padding-left:2em;'
+            'font-family:monospace;white-space:pre-wrap"></ol><p class="reeve-tail-state help"></p></div>',
+            reverse("api:pulse-tail", args=[pulse.pk]),
+        )
+
+    class Media:
+        js = ("pulses/run_tail.js",)
 
     def get_queryset(self, request):
         return answers.with_answer(super().get_queryset(request))

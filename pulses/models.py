@@ -1,6 +1,6 @@
 """The pulse queue's data: pulses and their attempts (the workers' records are
 `pulses.worker.models`', the answers' outbox `pulses.deliveries`', the per-day and per-period rows
-`pulses.period_records`'; all are re-exported here).
+`pulses.period_records`', the runs' live tails `pulses.run_tails`'; all are re-exported here).
 
 Row transitions live here as model methods; nothing else assigns `status`. Each transition is a
 conditional UPDATE (it names the state it expects), so a stale in-memory copy can never overwrite a
@@ -20,6 +20,7 @@ from django.utils import timezone
 # Re-exported: the state names, and this app's models that live with the code that owns them.
 from pulses.deliveries import Delivery, DeliveryState  # noqa: F401
 from pulses.period_records import BudgetCapReached, FinishedDay  # noqa: F401
+from pulses.run_tails import RunTailEvent  # noqa: F401
 from pulses.states import FINISHED, PRIORITY_RANK, Priority, Status  # noqa: F401
 from pulses.worker.models import (  # noqa: F401
     ALIVE_WITHIN,

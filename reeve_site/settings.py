@@ -308,6 +308,10 @@ REEVE_LOCK_FILE = (
 PULSE_HISTORY_DAYS = env.int("PULSE_HISTORY_DAYS", default=180)
 PULSE_FAILED_HISTORY_DAYS = env.int("PULSE_FAILED_HISTORY_DAYS", default=365)
 PULSE_OUTPUT_TAIL_DAYS = env.int("PULSE_OUTPUT_TAIL_DAYS", default=30)
+# The live tail of a run (issue 33, pulses/run_tails.py): the last this many lines of what the agent
+# did (tool calls, text, errors) kept per run, shown while it runs; 0 turns it off. The lines go with
+# their pulse, and after PULSE_OUTPUT_TAIL_DAYS.
+PULSE_TAIL_EVENTS = env.int("PULSE_TAIL_EVENTS", default=200)
 
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.list("TELEGRAM_CHAT_ID", default=[])

@@ -51,6 +51,7 @@ from pulses.agent.command import (
     setup_problem,
 )
 from pulses.agent.env import PULSE_ID_VARIABLE, agent_environment, service_environment
+from pulses.agent.events import RunEvent
 from pulses.agent.outcome import AgentRun, AttemptOutcome, outcome_of
 from pulses.agent.output import read_outputs
 from pulses.agent.process_groups import KILL_GRACE_SECONDS, Reaper, kill_groups, signal_group
@@ -130,10 +131,16 @@ class Executor:
         return agent_environment(service_environment(), passthrough=self.passthrough, extra=extra)
 
     def run(
-        self, request: AgentRequest, *, on_session: Callable[[str], None] | None = None
+        self,
+        request: AgentRequest,
+        *,
+        on_session: Callable[[str], None] | None = None,
+        on_event: Callable[[RunEvent], None] | None = None,
     ) -> AttemptOutcome:
-        """Run the agent once; a resume the agent rejects is retried at once as a new session."""
-        outcome = self._run_once(request, resume=True, on_session=on_session)
+        """Run the agent once; a resume the agent rejects is retried at once as a new session.
+        `on_event` gets each line of the run's live tail as the agent prints it, on the thread
+        that reads its output: it must return at once (queue it; never a database write there)."""
+        outcome = self._run_once(request, resume=True, on_session=on_session, on_event=on_event)
         if (
             request.session_id
             and not outcome.success
@@ -145,7 +152,7 @@ class Executor:
                 request.pulse_id,
                 request.session_id,
             )
-            outcome = self._run_once(request, resume=False, on_session=on_session)
+            outcome = self._run_once(request, resume=False, on_session=on_session, on_event=on_event)
         return outcome
 
     def interrupt_all(self, *, grace: float = KILL_GRACE_SECONDS) -> None:
@@ -180,7 +187,12 @@ class Executor:
         return AttemptOutcome(success=False, started_at=started, finished_at=timezone.now(), error=problem)
 
     def _run_once(
-        self, request: AgentRequest, *, resume: bool, on_session: Callable[[str], None] | None
+        self,
+        request: AgentRequest,
+        *,
+        resume: bool,
+        on_session: Callable[[str], None] | None,
+        on_event: Callable[[RunEvent], None] | None = None,
     ) -> AttemptOutcome:
         started = timezone.now()
         if failure := self._config_error(started):
@@ -213,7 +225,9 @@ class Executor:
             target=self._watch, args=(run, request.pulse_id, exited_signal), daemon=True
         )
         watchdog.start()
-        reader = StreamReader(on_session=on_session, on_retry=lambda signals: self._retried(run, signals))
+        reader = StreamReader(
+            on_session=on_session, on_retry=lambda signals: self._retried(run, signals), on_event=on_event
+        )
         try:
             read_outputs(
                 proc, reader, stdout_tail=run.stdout_tail, stderr_tail=run.stderr_tail, exited=exited

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pulses import limits
+from pulses.agent.events import EventSummarizer, RunEvent
 from pulses.limits import is_session_id
 
 logger = logging.getLogger(__name__)
@@ -81,17 +82,21 @@ def parse_line(line: str) -> dict | None:
 
 
 class StreamReader:
-    """Folds events into a StreamSummary; calls `on_session` the first time a session id appears."""
+    """Folds events into a StreamSummary; calls `on_session` the first time a session id appears,
+    and `on_event` with each line of the run's live tail (pulses/agent/events.py) as it comes."""
 
     def __init__(
         self,
         on_session: Callable[[str], None] | None = None,
         *,
         on_retry: Callable[[AgentSignals], None] | None = None,
+        on_event: Callable[[RunEvent], None] | None = None,
     ) -> None:
         self.summary = StreamSummary()
         self._on_session = on_session
         self._on_retry = on_retry  # called after each `api_retry` event (the executor's bound)
+        self._on_event = on_event
+        self._summarizer = EventSummarizer() if on_event else None
         self._refused = False
 
     def feed(self, line: str) -> None:
@@ -100,6 +105,8 @@ class StreamReader:
             return
         summary = self.summary
         summary.events += 1
+        if self._summarizer is not None:
+            self._tell(event)
         session_id = event.get("session_id")
         if session_id and not is_session_id(session_id):
             # It would be handed back to the agent CLI as --resume: only what the CLI accepts is kept.
@@ -132,6 +139,16 @@ class StreamReader:
             signals.retry_error = _word(event.get("error"))
             if self._on_retry:
                 self._on_retry(signals)
+
+    def _tell(self, event: dict) -> None:
+        """Hand the event's tail lines to `on_event`. The tail is for watching: a callback that
+        fails is logged and not called again, and the run goes on."""
+        try:
+            for line in self._summarizer.events(event):
+                self._on_event(line)
+        except Exception:
+            logger.exception("agent_event_callback_failed: the run's live tail stops here")
+            self._summarizer = None
 
     def _fold_api_error(self, event: dict, content: list) -> None:
         signals = self.summary.signals

@@ -27,6 +27,17 @@ class FullScope(BasePermission):
         return getattr(request.user, "reaches_every_endpoint", False)
 
 
+class FullScopeOrStaff(FullScope):
+    """What a full-scope token may read, which a staff member signed in to the admin may read too
+    (a page of the admin or the dashboard asks with its session, never with a token)."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if getattr(user, "scope", None) is not None:
+            return super().has_permission(request, view)
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
 class AnyTokenOrStaff(BasePermission):
     """The OpenAPI schema and its docs: a token of any scope, or a staff member signed in to the admin
     (a browser sends no bearer token; the docs page fetches the schema with its session)."""

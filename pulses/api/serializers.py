@@ -19,7 +19,7 @@ from pulses.api.fields import (
     tag_list,
 )
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id, local_time
-from pulses.models import Priority, Pulse, PulseAttempt, Status
+from pulses.models import Priority, Pulse, PulseAttempt, RunTailEvent, Status
 from pulses.timeparse import parse_when
 
 MAX_PAGE = 500
@@ -103,6 +103,31 @@ class ListQuerySerializer(serializers.Serializer):
 
 class UpcomingQuerySerializer(serializers.Serializer):
     limit = page_limit(most=MAX_PAGE, default=20)
+
+
+class TailQuerySerializer(serializers.Serializer):
+    after = StrictIntegerField(
+        min_value=0, max_value=2**63 - 1, default=0, help_text="the last `seq` you have (0: from the start)"
+    )
+
+
+class TailEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RunTailEvent
+        fields = ("seq", "attempt", "kind", "summary", "at")
+
+
+class TailSerializer(serializers.Serializer):
+    """A page of a pulse's live tail (pulses.run_tails.TailPage)."""
+
+    pulse = serializers.IntegerField(source="pulse_id")
+    status = serializers.ChoiceField(choices=Status.choices)
+    finished = serializers.BooleanField(help_text="the pulse has ended: no line will follow")
+    attempts = serializers.IntegerField(source="attempt_count")
+    events = TailEventSerializer(many=True, help_text="oldest first, at most 500 at a time")
+    next_after = serializers.IntegerField(help_text="the `after` to ask with next")
+    answer = serializers.CharField(help_text="once finished: the agent's answer (else empty)")
+    error = serializers.CharField(help_text="once finished: why it failed or was cancelled (else empty)")
 
 
 class AttemptSerializer(serializers.ModelSerializer):

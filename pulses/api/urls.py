@@ -12,6 +12,7 @@ urlpatterns = [
     path("pulse/upcoming", views.UpcomingView.as_view(), name="upcoming"),
     path("pulses", views.PulseListView.as_view(), name="pulses"),
     path("pulses/<int:pk>", views.PulseDetailView.as_view(), name="pulse"),
+    path("pulses/<int:pk>/tail", views.PulseTailView.as_view(), name="pulse-tail"),
     path("pulses/<int:pk>/cancel", views.CancelView.as_view(), name="cancel"),
     path("pulses/<int:pk>/reschedule", views.RescheduleView.as_view(), name="reschedule"),
     path("pulses/<int:pk>/requeue", views.RequeueView.as_view(), name="requeue"),

@@ -19,18 +19,19 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
-from pulses import budget, queue, reports
+from pulses import budget, queue, reports, run_tails
 from pulses.agent.check import setup_problem
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
-from pulses.api.permissions import FullScope, require_wake_checks
+from pulses.api.permissions import FullScope, FullScopeOrStaff, require_wake_checks
 from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, NOT_FOUND, endpoint
 from pulses.models import Pulse, alive_within
 
@@ -177,6 +178,21 @@ class PulseDetailView(ApiView):
         """One pulse with its attempts."""
         pulse = Pulse.objects.prefetch_related("attempt_set").get(pk=_pulse_id(pk))
         return Response(s.PulseDetailSerializer(pulse).data)
+
+
+class PulseTailView(ApiView):
+    """The live tail of a pulse's runs: what the agent did (tool calls, text, errors), a line each.
+    Poll with `after` set to the last `seq` you have until `finished`. A staff member signed in to the
+    admin may read it too (the admin's pulse page and the dashboard poll it)."""
+
+    authentication_classes = [BearerTokenAuthentication, SessionAuthentication]
+    permission_classes = [FullScopeOrStaff]
+
+    @endpoint("pulse_tail", s.TailSerializer, query=s.TailQuerySerializer, refusals=NOT_FOUND)
+    def get(self, request: Request, pk: int) -> Response:
+        """The lines of a pulse's live tail after `after`."""
+        after = self.query(s.TailQuerySerializer)["after"]
+        return Response(s.TailSerializer(run_tails.page(_pulse_id(pk), after=after)).data)
 
 
 class CancelView(ApiView):

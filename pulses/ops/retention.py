@@ -1,8 +1,9 @@
 """Retention: old finished pulses leave the database in short batches, and the space comes back.
 
 Completed and cancelled pulses go once they finished PULSE_HISTORY_DAYS ago, failed ones after
-PULSE_FAILED_HISTORY_DAYS (or the former, whichever is longer), each with its attempts; output tails
-may go sooner (PULSE_OUTPUT_TAIL_DAYS). Pending and processing pulses are never candidates, nor is a
+PULSE_FAILED_HISTORY_DAYS (or the former, whichever is longer), each with its attempts and its runs'
+live tails; output tails (the attempts' stdout and stderr, and the live tails' lines) may go sooner
+(PULSE_OUTPUT_TAIL_DAYS). Pending and processing pulses are never candidates, nor is a
 pulse that another pulse still names as its parent. The Telegram bridge's record of a message
 (`telegram_messages`) goes with its pulse, or, when it has none, once it is older than
 PULSE_HISTORY_DAYS; the files saved for such messages under the Desk's `inbox/telegram/` go with it,
@@ -29,10 +30,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from pulses import history
+from pulses import history, run_tails
 from pulses.db import is_postgres
 from pulses.db.write_gate import write_gate
-from pulses.models import Pulse, PulseAttempt, Status
+from pulses.models import Pulse, PulseAttempt, RunTailEvent, Status
 from telegram_bridge.models import TelegramMessage
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class Policy:
 
     finished_before: datetime | None  # completed and cancelled pulses
     failed_before: datetime | None
-    tails_before: datetime | None  # the attempts' stdout and stderr tails
+    tails_before: datetime | None  # the attempts' stdout and stderr tails, the runs' live tails
 
     @classmethod
     def from_settings(cls, *, older_than: timedelta | None = None, now: datetime | None = None) -> Policy:
@@ -219,6 +220,7 @@ class PruneResult:
     pulses: int = 0
     attempts: int = 0
     tails_trimmed: int = 0
+    run_tail_events: int = 0  # lines of the runs' live tails (pulses.run_tails)
     batches: int = 0
     longest_batch_ms: float = 0.0
     size_before: int | None = None
@@ -252,6 +254,7 @@ def prune(
             result.attempts += PulseAttempt.objects.filter(pulse_id__in=doomed.values("pk")).count()
         if policy.tails_before:
             result.tails_trimmed = _old_tails(policy).count()
+            result.run_tail_events = run_tails.older_than(policy.tails_before).count()
         with_pulse = [
             TelegramMessage.objects.filter(pulse_id__in=doomed.values("pk")) for doomed in candidates(policy)
         ]
@@ -267,6 +270,7 @@ def prune(
             ids = list(picked[:batch_size])
             if ids:
                 _delete_messages(result, TelegramMessage.objects.filter(pulse_id__in=ids))
+                result.run_tail_events += RunTailEvent.objects.filter(pulse_id__in=ids).delete()[0]
                 result.attempts += PulseAttempt.objects.filter(pulse_id__in=ids).delete()[0]
                 result.pulses += Pulse.objects.filter(id__in=ids).delete()[1].get(Pulse._meta.label, 0)
             return len(ids)
@@ -283,6 +287,12 @@ def prune(
         result.tails_trimmed += trimmed
         return trimmed
 
+    def drop_run_tails() -> int:
+        ids = list(run_tails.older_than(policy.tails_before).values_list("id", flat=True)[:batch_size])
+        dropped = RunTailEvent.objects.filter(id__in=ids).delete()[0]
+        result.run_tail_events += dropped
+        return dropped
+
     # A pulse kept only because a pulse about to go names it as parent goes on a later pass.
     while True:
         deleted = result.pulses
@@ -296,16 +306,19 @@ def prune(
     result.inbox_files = _remove_inbox_files(policy, result._doomed_files, result.skipped_folders)
     while policy.tails_before is not None and _batch(result, trim_some):
         time.sleep(pause)
+    while policy.tails_before is not None and _batch(result, drop_run_tails):
+        time.sleep(pause)
     if result.pulses:
         history.rebuild()  # the daily counts drop the deleted days
     result.space_note = give_space_back()
     result.size_after = history.database_size()[0]
     logger.info(
-        "history_pruned pulses=%s attempts=%s tails_trimmed=%s telegram_messages=%s inbox_files=%s "
-        "batches=%s longest_batch_ms=%.0f",
+        "history_pruned pulses=%s attempts=%s tails_trimmed=%s run_tail_events=%s telegram_messages=%s "
+        "inbox_files=%s batches=%s longest_batch_ms=%.0f",
         result.pulses,
         result.attempts,
         result.tails_trimmed,
+        result.run_tail_events,
         result.telegram_messages,
         result.inbox_files,
         result.batches,

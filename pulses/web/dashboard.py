@@ -1,7 +1,8 @@
 """`/dashboard/` for staff: what ran, how long it took, what failed, what is next.
 
 Charts are SVG drawn on the server (the geometry is computed here, the template only places it), so
-the page needs no JavaScript and no asset from anywhere but this project.
+they need no JavaScript and no asset from anywhere but this project; the one script, the running
+pulses' live tails (pulses/static/pulses/run_tail.js), polls the API with the page's session.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "api_average": _duration(latency.average_ms),
         "api_p95": _duration(latency.p95_ms),
         "api_requests": latency.requests,
+        "running": reports.listing("processing", limit=10),  # their live tails: run_tail.js
         "upcoming": reports.listing("pending", limit=10),
         "failures": reports.listing("failed", limit=10),
         "runs": answers.recent_runs(limit=10),

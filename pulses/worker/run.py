@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
-from pulses import queue
+from pulses import queue, run_tails
 from pulses.agent import sandbox as agent_sandbox
 from pulses.agent import wake_check
 from pulses.agent.env import API_URL_VARIABLE, RUN_TOKEN_VARIABLE
@@ -96,6 +96,9 @@ class Runner:
                 session_timer.daemon = True
                 session_timer.start()
 
+        # What the agent does, written in batches while it runs (pulses/run_tails.py).
+        keep = run_tails.tail_limit()
+        tail = run_tails.TailWriter(pulse.pk, pulse.attempt_count, keep=keep) if keep else None
         try:
             # The agent's tools reach Reeve through the API with a token of this run alone.
             access = {
@@ -105,7 +108,13 @@ class Runner:
             outcome, prompt = self._wake_check(pulse)
             agent_ran = outcome is None
             if outcome is None:
-                outcome = self.executor.run(request(pulse, env=access, prompt=prompt), on_session=on_session)
+                outcome = self.executor.run(
+                    request(pulse, env=access, prompt=prompt),
+                    on_session=on_session,
+                    on_event=tail.add if tail else None,
+                )
+            if tail:
+                tail.close()  # before the result: whoever sees the pulse finished sees its whole tail
             self._mark_finishing(pulse.pk)  # before the write that ends the lease (see the loop's _renew)
             if session_timer:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
@@ -141,6 +150,8 @@ class Runner:
             logger.exception("pulse_crashed id=%s worker=%s", pulse.pk, self.worker)
             self._record_crash(pulse, exc)
         finally:
+            if tail:
+                tail.close()  # a run that raised: the timer stops, what waits is written (or dropped)
             close_old_connections()
 
     def _record_crash(self, pulse: Pulse, exc: Exception) -> None:

@@ -390,6 +390,7 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/health",
         "/api/pulse/trigger",
         "/api/pulse/schedule",
+        "/api/pulses/{id}/tail",
         "/api/pulse/upcoming",
         "/api/pulses",
         "/api/pulses/{id}",

@@ -12,8 +12,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from bench.history_load import load_postgres, load_sqlite
-from pulses import reports
-from pulses.models import Pulse, PulseAttempt, Status
+from pulses import reports, run_tails
+from pulses.agent.events import RunEvent
+from pulses.models import Pulse, PulseAttempt, RunTailEvent, Status
 from pulses.ops.retention import Policy, RetentionError, prune
 from tests.support.factories import PulseAttemptFactory, PulseFactory
 from tests.support.reeve_processes import noop_agent_env, noop_starts
@@ -87,6 +88,34 @@ def test_old_output_tails_are_trimmed_and_their_attempts_kept(retention):
     trimmed = PulseAttempt.objects.get(pulse=old)
     assert (trimmed.stdout_tail, trimmed.stderr_tail, trimmed.exit_code) == ("", "", trimmed.exit_code)
     assert PulseAttempt.objects.get(pulse=young).stdout_tail == "out"
+
+
+def _tail(pulse: Pulse, days: float, lines: int = 3) -> None:
+    events = [RunEvent(kind="tool", summary=f"Bash: step {i}", at=days_ago(days)) for i in range(lines)]
+    run_tails.append(pulse.pk, 1, events, keep=200)
+
+
+@pytest.mark.django_db
+def test_the_runs_live_tails_go_with_their_pulse_and_after_the_output_tail_days(retention):
+    gone_pulse = finished(Status.COMPLETED, 200)
+    _tail(gone_pulse, 1)  # young lines, but they go with their pulse
+    old_tail = finished(Status.COMPLETED, 45)
+    _tail(old_tail, 45)
+    young = finished(Status.COMPLETED, 2)
+    _tail(young, 2)
+    running = PulseFactory(processing=True)
+    _tail(running, 0)
+
+    assert prune(Policy.from_settings(), dry_run=True).run_tail_events == 3  # older than 30 days
+    result = prune(Policy.from_settings(), batch_size=2, pause=0)
+
+    assert result.run_tail_events == 6
+    left = set(RunTailEvent.objects.values_list("pulse_id", flat=True))
+    assert left == {young.pk, running.pk}
+    assert alive(old_tail) == {old_tail.pk}  # the pulse stays; only its live tail went
+    out = StringIO()
+    call_command("prune_history", stdout=out)
+    assert "deleted 0 lines of the runs' live tails" in out.getvalue()
 
 
 @pytest.mark.django_db

@@ -11,7 +11,9 @@ Reeve's schedule_pulse tool with resume_current_session through its MCP server; 
 tests/support/fake_agent_mcp.py), notify (message the user with the send_notification tool, then
 answer), nothing (answer NO_REPLY, the agreed "nothing to say"), long:CHARS (an answer of CHARS characters),
 detach:SECONDS (start `setsid sleep SECONDS` holding its stdout and stderr, answer and exit), attack (do
-with its own shell what a prompt-injected agent would: see `attack`).
+with its own shell what a prompt-injected agent would: see `attack`), tool_calls:COUNT[:SECONDS] (COUNT
+tool calls, one every SECONDS (0.5), each as Claude Code prints it: an assistant message with a
+tool_use block, then a user message with its tool_result; for the run's live tail).
 
 The agent unable to run, printing exactly what Claude Code 2.1.337 / Hapi 0.30.7 print (docs: DESIGN,
 measured): not_logged_in (no login, no key), no_hapi_credential (Hapi without CLI_API_TOKEN: stderr
@@ -158,6 +160,64 @@ def mcp_schedule(session_id, delay, *, bare):
         result(session_id, "schedule_pulse failed", is_error=True, errors=[outcome["text"]])
         return 0
     result(session_id, f"Scheduled follow-up pulse #{outcome['structured']['id']}")
+    return 0
+
+
+def tool_calls(session_id, arg):
+    """COUNT Bash calls SECONDS apart, in Claude Code's stream-json (tool_use, then tool_result)."""
+    count, _, seconds = (arg or "6").partition(":")
+    for step in range(1, int(count) + 1):
+        tool_id = f"toolu_fake{step:04d}"
+        emit(
+            {
+                "type": "assistant",
+                "message": {
+                    "id": f"msg_fake{step:04d}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "fake-model",
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": tool_id,
+                            "name": "Bash",
+                            "input": {"command": f"echo step {step}", "description": f"Step {step}"},
+                        }
+                    ],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 4, "output_tokens": 20},
+                },
+                "parent_tool_use_id": None,
+                "session_id": session_id,
+            }
+        )
+        emit(
+            {
+                "type": "user",
+                "message": {
+                    "role": "user",
+                    "content": [
+                        {
+                            "tool_use_id": tool_id,
+                            "type": "tool_result",
+                            "content": f"step {step}",
+                            "is_error": False,
+                        }
+                    ],
+                },
+                "parent_tool_use_id": None,
+                "session_id": session_id,
+                "tool_use_result": {
+                    "stdout": f"step {step}",
+                    "stderr": "",
+                    "interrupted": False,
+                    "isImage": False,
+                },
+            }
+        )
+        time.sleep(float(seconds or 0.5))
+    result(session_id, f"Ran {count} steps.")
     return 0
 
 
@@ -406,6 +466,8 @@ def main():
         mode = "success"  # the window has reset
     if mode in CANNOT_RUN:
         return CANNOT_RUN[mode](session_id, arg)
+    if mode == "tool_calls":
+        return tool_calls(session_id, arg)
     if mode == "noise":
         sys.stdout.write("\x1b[2K\x1b[1Gthinking...\n")
         sys.stdout.write("\x1b[32m" + json.dumps({"type": "system", "subtype": "status"}) + "\n")

@@ -163,3 +163,46 @@ def test_the_agents_answer_shows_in_the_admin_list_and_page_and_on_the_dashboard
     expect(runs).to_contain_text("Dentist at 9:00, then lunch with Ada.")
     assert "Nothing else today." not in runs.inner_text()  # the first line only
     page.screenshot(path=str(screenshots / "dashboard-answers.png"), full_page=True)
+
+
+@pytest.fixture
+def live_worker(reeve_home):
+    """The web process and a worker (run_reeve), for a run to watch."""
+    reeve_home.extra_env["DJANGO_SUPERUSER_PASSWORD"] = PASSWORD
+    reeve_home.manage("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
+    live = LiveReeve(reeve_home)
+    live.start()
+    yield live
+    live.stop()
+
+
+def test_the_pulse_page_and_the_dashboard_show_the_runs_tool_calls_while_the_agent_works(
+    live_worker, page, screenshots
+):
+    log_in(page, live_worker, then="/admin/")
+    expect(page.locator("#site-name")).to_be_visible()
+    status, body = live_worker.request(
+        "POST", "/api/pulse/trigger", {"prompt": "Tidy the notes mode=tool_calls:16"}
+    )
+    assert status == 201, body
+    pulse_id = body["id"]
+
+    page.goto(f"{live_worker.url}/admin/pulses/pulse/{pulse_id}/change/")
+    tail = page.locator(".field-live_tail .reeve-tail-events li.reeve-tail-tool")
+    expect(tail.first).to_contain_text("Bash: echo step 1", timeout=30_000)
+    expect(tail.nth(1)).to_contain_text("Bash: echo step 2")
+    # Seen while it runs: the pulse is still processing, and the page did not reload.
+    assert live_worker.home.query("SELECT status FROM pulses WHERE id=?", (pulse_id,)) == [("processing",)]
+    expect(page.locator(".field-live_tail .reeve-tail-state")).to_contain_text("Running")
+    page.screenshot(path=str(screenshots / "run-tail.png"), full_page=True)
+
+    dashboard = page.context.new_page()
+    dashboard.goto(f"{live_worker.url}/dashboard/")
+    expect(dashboard.locator(f"#running [data-pulse='{pulse_id}'] li.reeve-tail-tool").first).to_contain_text(
+        "Bash: echo step 1"
+    )
+    dashboard.screenshot(path=str(screenshots / "dashboard-run-tail.png"), full_page=True)
+
+    state = page.locator(".field-live_tail .reeve-tail-state")
+    expect(state).to_contain_text("The pulse has ended: completed: Ran 16 steps.", timeout=30_000)
+    assert tail.count() == 16

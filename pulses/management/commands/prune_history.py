@@ -54,7 +54,8 @@ class Command(ReeveCommand):
         delete, trim = ("Would delete", "would trim") if result.dry_run else ("Deleted", "trimmed")
         self.stdout.write(
             f"{delete} {result.pulses} pulses with {result.attempts} attempts; "
-            f"{trim} the output tails of {result.tails_trimmed} attempts."
+            f"{trim} the output tails of {result.tails_trimmed} attempts; "
+            f"{delete.lower()} {result.run_tail_events} lines of the runs' live tails."
         )
         files = "" if result.dry_run else f" and {result.inbox_files} files from the Desk's inbox/telegram/"
         self.stdout.write(f"{delete} {result.telegram_messages} Telegram message records{files}.")

@@ -1,6 +1,6 @@
 from django.core.management.base import CommandError
 
-from pulses import answers, budget, reports
+from pulses import answers, budget, reports, run_tails
 from pulses.limits import local_time
 from pulses.management.base import ReeveCommand, refusals
 from pulses.models import Pulse
@@ -49,16 +49,33 @@ def _spend_line(spend: budget.Spend) -> str:
     return line
 
 
+def _tail_line(event) -> str:
+    """`14:02:11  tool         Bash: ls -la` (the time in TIME_ZONE)."""
+    return f"{local_time(event.at):%H:%M:%S}  {event.kind:<11}  {event.summary}"
+
+
 class Command(ReeveCommand):
-    """Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."""
+    """Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID.
+    With an ID and --follow, print what the agent does (tool calls, text, errors) as it runs, until the
+    pulse ends, then its answer or error; Ctrl+C stops following (the pulse goes on)."""
 
     def add_arguments(self, parser):
         parser.add_argument(
             "view", nargs="?", default="pending", help=f"one of {', '.join(reports.LISTINGS)}, or a pulse ID"
         )
         parser.add_argument("-n", "--limit", type=int, default=50, help="rows at most (default 50)")
+        parser.add_argument(
+            "-f",
+            "--follow",
+            action="store_true",
+            help="with a pulse ID: print its run's live tail as it comes, until the pulse ends",
+        )
 
-    def handle(self, *args, view: str, limit: int, **options) -> None:
+    def handle(self, *args, view: str, limit: int, follow: bool, **options) -> None:
+        if follow and not view.isdigit():
+            raise CommandError("--follow needs a pulse ID: pulse_queue ID --follow")
+        if follow:
+            return self._follow(int(view))
         if view.isdigit():
             return self._detail(int(view))
         with refusals(ValueError):
@@ -123,3 +140,22 @@ class Command(ReeveCommand):
                 f"  attempt {attempt.number} {_when(attempt.started_at)} "
                 f"{attempt.duration_ms or 0} ms exit={attempt.exit_code}: {outcome}"
             )
+
+    def _follow(self, pulse_id: int) -> None:
+        """Print the tail's lines as they come; at the end, the pulse's status and answer or error."""
+        try:
+            for number, page in enumerate(run_tails.follow(pulse_id)):
+                if number == 0 and not page.finished:
+                    self.stdout.write(f"pulse {pulse_id} {page.status}: following (Ctrl+C stops)")
+                for event in page.events:
+                    self.stdout.write(_tail_line(event))
+                    self.stdout.flush()
+                if page.finished:
+                    self.stdout.write(f"pulse {pulse_id} {page.status}")
+                    if said := page.answer or page.error:
+                        self.stdout.write(said)
+        except Pulse.DoesNotExist:
+            raise CommandError(f"no pulse with id {pulse_id}") from None
+        except KeyboardInterrupt:
+            self.stdout.write(f"\nStopped following pulse {pulse_id}; it goes on (pulse_queue {pulse_id}).")
+            raise SystemExit(130) from None
