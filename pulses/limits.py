@@ -81,6 +81,7 @@ MAX_SOURCE_CHARS = 100
 MAX_CHECK_CHARS = 2000  # a wake check: a shell command line
 MAX_KEY_CHARS = 200  # an idempotency key; also the session id field's length
 MAX_WHEN_CHARS = 200  # a time as text ("tomorrow at 9am")
+MAX_PAUSE_REASON_CHARS = 300  # why the queue is paused (pulses.queue_pause)
 
 
 class InvalidPulse(ValueError):
