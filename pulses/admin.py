@@ -299,3 +299,4 @@ class PulseAdmin(admin.ModelAdmin):
 # API tokens and routines have their own admin modules; importing them registers their admins here.
 from pulses.api import admin as token_admin  # noqa: E402, F401
 from pulses.routines import admin as routine_admin  # noqa: E402, F401
+from pulses.web import pause_admin  # noqa: E402, F401

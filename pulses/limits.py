@@ -82,6 +82,7 @@ MAX_CHECK_CHARS = 2000  # a wake check: a shell command line
 MAX_KEY_CHARS = 200  # an idempotency key; also the session id field's length
 MAX_WHEN_CHARS = 200  # a time as text ("tomorrow at 9am")
 RUN_TAIL_SUMMARY_CHARS = 300  # one line of a run's live tail (a tool call and its input, a text)
+MAX_PAUSE_REASON_CHARS = 300  # why the queue is paused (pulses.queue_pause)
 
 
 class InvalidPulse(ValueError):

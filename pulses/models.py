@@ -311,6 +311,16 @@ class Pulse(models.Model):
             self.refresh_from_db(fields=["status"])
             raise PulseNotPending(f"pulse {self.pk} is {self.status}; only a pending pulse can be cancelled")
 
+    def skip_fire(self, reason: str, *, now: datetime | None = None) -> bool:
+        """Cancel a routine's fire that never started (pending, never claimed), saying why; False
+        once a worker has claimed it."""
+        return self._transition(
+            Q(status=Status.PENDING, attempt_count=0),
+            status=Status.CANCELLED,
+            finished_at=now or timezone.now(),
+            error_message=reason,
+        )
+
     def revise_prompt(self, prompt: str) -> bool:
         """Replace the prompt while the pulse has not started (pending, never claimed); False after."""
         return self._transition(Q(status=Status.PENDING, attempt_count=0), prompt=prompt)
@@ -388,6 +398,7 @@ class PulseAttempt(models.Model):
 # Registered in this app from their own modules, which import from this one, so they come last.
 from pulses.agent_hold import AgentHold  # noqa: E402, F401
 from pulses.api.models import FULL_SCOPES, ApiToken, TokenScope  # noqa: E402, F401
+from pulses.queue_pause import QueuePause  # noqa: E402, F401
 
 # Registered in this app; it imports Priority from here, so it comes last.
 from pulses.routines.models import Routine  # noqa: E402, F401

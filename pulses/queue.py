@@ -17,7 +17,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pulses import agent_hold, history, limits
+from pulses import agent_hold, history, limits, queue_pause
 from pulses.agent.executor import AttemptOutcome
 from pulses.claiming import (
     claim,
@@ -82,6 +82,9 @@ __all__ = [
     "take_agent_probe",
     "warn_agent_usage",
     "next_due_at",
+    "pause",
+    "queue_pause_state",
+    "resume",
     "run_now",
     "schedule",
     "waiting_for_sessions_of",
@@ -185,6 +188,24 @@ def agent_ready(*, by: str, ran_from: datetime | None = None, notify: bool = Tru
     if ended is not None and notify:
         agent_hold.run_resumed_hooks(ended.pk)
     return ended is not None
+
+
+# The queue's pause switch (pulses.queue_pause): no claims while it is on.
+queue_pause_state = queue_pause.state
+claims_paused = queue_pause.claims_paused
+InvalidPause = queue_pause.InvalidPause
+
+
+def pause(*, by: str, until: datetime | None = None, reason: str = "") -> queue_pause.PauseState:
+    """Pause the queue until `until` (None: until a resume); `by` says who (`api token NAME`, `admin
+    USERNAME`, `command`). InvalidPause for an end that has passed."""
+    return queue_pause.pause(by=by, until=until, reason=reason)
+
+
+def resume(*, by: str) -> queue_pause.Resumed | None:
+    """Resume the queue (the routines' catch-up rule applies to what fired meanwhile); None when it was
+    not paused."""
+    return queue_pause.resume(by=by)
 
 
 @gated

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import time as clock_time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -318,6 +319,25 @@ TELEGRAM_CHAT_ID = env.list("TELEGRAM_CHAT_ID", default=[])
 TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
 # Files sent in Telegram larger than this are not downloaded (20 MB is the Bot API's own limit).
 TELEGRAM_MAX_FILE_MB = env.float("TELEGRAM_MAX_FILE_MB", default=20)
+
+
+# Quiet hours (telegram_bridge/quiet_hours.py): inside this daily window, in TIME_ZONE, answers,
+# notifications and alerts other than critical arrive without a sound (Telegram's
+# disable_notification). HH:MM-HH:MM, may cross midnight (22:00-07:00); empty: none.
+def _quiet_hours(name: str) -> tuple[clock_time, clock_time] | None:
+    value = env.str(name, default="").strip()
+    if not value:
+        return None
+    try:
+        start, end = (clock_time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        start = end = None
+    if start is None or end is None or start == end:
+        raise SettingError(f"{name}={value}: expected HH:MM-HH:MM, such as 22:00-07:00, or empty for none")
+    return start, end
+
+
+TELEGRAM_QUIET_HOURS = _quiet_hours("TELEGRAM_QUIET_HOURS")
 # Called by the worker with the pulse id when a pulse fails for good (retries exhausted).
 PULSE_FAILURE_HOOKS = ["telegram_bridge.alerts.alert_pulse_failed"]
 # Called by the worker with the routine id when failed runs in a row paused a routine.

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from pulses.web.dashboard import dashboard_view
+from pulses.web.dashboard import dashboard_view, queue_switch_view
 from pulses.web.metrics import metrics_view
 
 admin.autodiscover()  # every app's admin module, here rather than in every process (reeve_site/admin_app.py)
@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("pulses.api.urls")),
     path("dashboard/", dashboard_view, name="dashboard"),
+    path("dashboard/queue", queue_switch_view, name="dashboard-queue"),
     path("metrics", metrics_view, name="metrics"),
     path("metrics/", metrics_view),
 ]

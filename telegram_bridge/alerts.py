@@ -71,7 +71,7 @@ def alert_pulse_failed(pulse_id: int) -> None:
     if not _claim_alert(pulse_id):
         logger.info("telegram_alert_suppressed id=%s reason=recently_alerted", pulse_id)
         return
-    _send_alert(format_alert(pulse), f"id={pulse_id}")
+    _send_alert(format_alert(pulse), f"id={pulse_id}", priority=pulse.priority)
 
 
 def format_routine_paused(routine) -> str:  # routine: pulses.models.Routine
@@ -150,13 +150,14 @@ def _telegram_configured(subject: str) -> bool:
         return False
 
 
-def _send_alert(text: str, subject: str) -> None:
-    """Send one alert; Telegram trouble is logged against `subject`, never raised."""
+def _send_alert(text: str, subject: str, *, priority: str = "normal") -> None:
+    """Send one alert (without a sound inside the quiet hours, unless `priority` is critical);
+    Telegram trouble is logged against `subject`, never raised."""
     from telegram_bridge.client import TelegramNotConfigured
     from telegram_bridge.notify import NotificationFailed, send_message
 
     try:
-        send_message(text)
+        send_message(text, priority=priority)
     except (NotificationFailed, TelegramNotConfigured) as exc:
         logger.error("telegram_alert_failed %s error=%s", subject, exc)
         return

@@ -18,7 +18,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError, Tim
 from pulses.backoff import Backoff
 from pulses.db.wakeup import Waiter, make_waiter
 from pulses.models import DeliveryState
-from telegram_bridge import notifications, outbox
+from telegram_bridge import notifications, outbox, quiet_hours
 from telegram_bridge.async_calls import STOPPED, StopRequest, in_thread
 from telegram_bridge.models import NotificationState
 from telegram_bridge.notify import send_parts
@@ -153,6 +153,7 @@ class AnswerSender:
         """Send one reply part by part: each part noted before the send and once Telegram took it."""
         messages = outgoing.messages[outgoing.parts_sent :]
         missing = ""
+        silent = quiet_hours.silent(outgoing.priority)
         if outgoing.in_doubt and messages:
             # Telegram may have taken it before the send was cut short: sending it again could
             # show it twice, so it is passed over, and a short note says so. The note is sent after
@@ -162,7 +163,7 @@ class AnswerSender:
             missing = f"message {skipped_index + 1} of {len(outgoing.messages)} may be missing"
             note = GAP_NOTE.format(pulse_id=outgoing.pulse_id)
             try:
-                await self._stop.call(bot.send_message(skipped_chat, note))
+                await self._stop.call(bot.send_message(skipped_chat, note, disable_notification=silent))
             except TelegramError as exc:  # only a note: the parts that follow matter more
                 logger.warning("telegram_answer_gap_note_failed pulse=%s error=%s", outgoing.pulse_id, exc)
         for index, chat_id, text in messages:
@@ -176,7 +177,9 @@ class AnswerSender:
                 return  # not started: not in doubt, the next start sends it
             await in_thread(outbox.part_starting, outgoing.delivery_id, index=index)
             try:
-                sent = await self._stop.call(bot.send_message(chat_id, text, reply_parameters=reply))
+                sent = await self._stop.call(
+                    bot.send_message(chat_id, text, reply_parameters=reply, disable_notification=silent)
+                )
             except (BadRequest, Forbidden) as exc:
                 # The chat is gone or the bot was blocked: trying again cannot help.
                 await in_thread(outbox.part_not_sent, outgoing.delivery_id, index=index)
@@ -231,7 +234,7 @@ ITEM_TRIES = outbox.ITEM_TRIES  # takes of an answer or notification that raises
 async def alert_operator(bot: Bot, chat_ids: tuple[int, ...], text: str) -> None:
     """Tell the operator (the configured chats) about an item set aside; never raises."""
     try:
-        await send_parts(bot, chat_ids, [text], silent=False)
+        await send_parts(bot, chat_ids, [text], silent=quiet_hours.silent("normal"))
     except Exception as exc:  # an alert must not become the loop's next failure
         logger.error("telegram_alert_failed subject=set_aside error=%s", exc)
 

@@ -56,7 +56,7 @@ def tell_still_working(pulse_id: int) -> None:
         logger.info("telegram_busy_notice_suppressed id=%s chat_id=%s busy=%s", pulse_id, chat_id, busy_id)
         return
     try:
-        send_message(STILL_WORKING, chat_ids=[chat_id])
+        send_message(STILL_WORKING, chat_ids=[chat_id], priority=waiting.priority)
     except (NotificationFailed, TelegramNotConfigured) as exc:
         logger.error("telegram_busy_notice_failed id=%s chat_id=%s error=%s", pulse_id, chat_id, exc)
         return

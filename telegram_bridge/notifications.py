@@ -28,6 +28,7 @@ from django.utils import timezone
 from pulses.db import is_postgres
 from pulses.db.wakeup import announce
 from pulses.db.write_gate import gated, write_gate
+from telegram_bridge import quiet_hours
 from telegram_bridge.models import Notification, NotificationState
 from telegram_bridge.notify import split_message
 from telegram_bridge.retry_schedule import retry_delay, seconds_until_due
@@ -174,7 +175,7 @@ def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[O
                 notification_id=row.pk,
                 chat_ids=configured_chats,
                 parts=tuple(split_message(row.text)),
-                silent=row.priority == "silent",
+                silent=quiet_hours.silent(row.priority, now=now),
                 parts_sent=row.parts_sent,
                 tries=row.tries + 1,
             )

@@ -16,6 +16,7 @@ from telegram import Bot
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from pulses.backoff import exponential
+from telegram_bridge import quiet_hours
 from telegram_bridge.client import TelegramConfig, make_bot, retry_after_seconds, run_coroutine
 
 logger = logging.getLogger(__name__)
@@ -131,9 +132,12 @@ async def _send(config: TelegramConfig, parts: list[str], silent: bool) -> int:
         await bot.shutdown()
 
 
-def send_message(text: str, *, silent: bool = False, chat_ids: Sequence[int] = ()) -> int:
+def send_message(
+    text: str, *, silent: bool = False, priority: str = "normal", chat_ids: Sequence[int] = ()
+) -> int:
     """Send `text` to every chat in TELEGRAM_CHAT_ID (or to `chat_ids` only), split at Telegram's
-    limit; returns the number of messages sent. Raises TelegramNotConfigured, EmptyMessage or
+    limit; returns the number of messages sent. It arrives without a sound with `silent`, or inside
+    the quiet hours unless `priority` is critical. Raises TelegramNotConfigured, EmptyMessage or
     NotificationFailed."""
     config = TelegramConfig.from_settings().require()
     if chat_ids:
@@ -141,6 +145,7 @@ def send_message(text: str, *, silent: bool = False, chat_ids: Sequence[int] = (
     if not text.strip():
         raise EmptyMessage("nothing to send: the text is empty")
     parts = split_message(text)
+    silent = silent or quiet_hours.silent(priority)
     sent = run_coroutine(_send(config, parts, silent))
     logger.info("telegram_notified messages=%s chats=%s silent=%s", sent, len(config.chat_ids), silent)
     return sent

@@ -54,6 +54,7 @@ class Outgoing:
     parts_sent: int
     tries: int
     in_doubt: bool = False  # the message at `parts_sent` was handed to Telegram, unconfirmed
+    priority: str = "normal"  # the pulse's: inside the quiet hours only a critical one makes a sound
 
     @property
     def messages(self) -> list[tuple[int, int, str]]:
@@ -127,6 +128,7 @@ def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[O
                 parts_sent=delivery.parts_sent,
                 tries=delivery.tries + 1,
                 in_doubt=delivery.parts_started > delivery.parts_sent,
+                priority=delivery.pulse.priority,
             )
         )
     return taken

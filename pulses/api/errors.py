@@ -15,6 +15,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from pulses.api.authentication import HOW_TO
 from pulses.limits import InvalidPulse
 from pulses.models import PulseNotPending
+from pulses.queue_pause import InvalidPause
 from pulses.routines.changes import RoutineInvalid
 from pulses.routines.lookup import UnknownRoutine
 from pulses.timeparse import TimeParseError
@@ -91,6 +92,8 @@ def exception_handler(exc, context):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     elif isinstance(exc, TimeParseError):
         exc = exceptions.ValidationError({"scheduled_at": [str(exc)]})
+    elif isinstance(exc, InvalidPause):  # an end that has passed
+        exc = exceptions.ValidationError({"until": [str(exc)]})
     elif isinstance(exc, InvalidPulse):  # what the serializer let through, queue.schedule did not
         exc = exceptions.ValidationError({"non_field_errors": [str(exc)]})
     response = drf_exception_handler(exc, context)

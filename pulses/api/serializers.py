@@ -315,6 +315,11 @@ class StatusSerializer(serializers.Serializer):
     agent_warning = serializers.CharField(
         help_text="a usage warning from the agent (not a hold); empty when none"
     )
+    queue_paused = serializers.BooleanField(help_text="the queue is paused: no pulse is claimed")
+    queue_paused_until = serializers.DateTimeField(
+        allow_null=True, help_text="when the pause ends by itself; null: until resumed (or not paused)"
+    )
+    queue_pause_reason = serializers.CharField(help_text="why it is paused; empty when not paused")
     workers = WorkerStatusSerializer(many=True)
     queue = serializers.DictField(child=serializers.IntegerField())
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())
@@ -372,3 +377,27 @@ class StatsSerializer(serializers.Serializer):
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())
     overdue = serializers.IntegerField()
     spend = SpendSerializer()
+
+
+class QueuePauseSerializer(StrictSerializer):
+    until = WhenField(
+        required=False,
+        allow_null=True,
+        help_text="when it resumes by itself, parsed like scheduled_at; absent or null: until resumed",
+    )
+    reason = StrictCharField(
+        required=False, allow_blank=True, default="", max_length=limits.MAX_PAUSE_REASON_CHARS
+    )
+
+
+class QueuePauseStateSerializer(serializers.Serializer):
+    """The queue's pause switch."""
+
+    paused = serializers.BooleanField()
+    since = serializers.DateTimeField(allow_null=True, help_text="when it was paused")
+    until = serializers.DateTimeField(allow_null=True, help_text="when it resumes by itself; null: by hand")
+    reason = serializers.CharField()
+    by = serializers.CharField(help_text="who paused it: 'api token NAME', 'admin USERNAME' or 'command'")
+    skipped_fires = serializers.IntegerField(
+        required=False, help_text="on resume: routine fires of the pause that the catch-up rule skipped"
+    )

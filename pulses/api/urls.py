@@ -34,6 +34,8 @@ urlpatterns = [
         name="agent-routine-pause",
     ),
     path("notify", agent_views.NotifyView.as_view(), name="notify"),
+    path("queue/pause", views.QueuePauseView.as_view(), name="queue-pause"),
+    path("queue/resume", views.QueueResumeView.as_view(), name="queue-resume"),
     path("status", views.StatusView.as_view(), name="status"),
     path("stats", views.StatsView.as_view(), name="stats"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),

@@ -271,16 +271,22 @@ class StatusView(ApiView):
             for w in recent
         ]
         hold = queue.agent_hold_state()
+        paused = queue.queue_pause_state()
         agent_problem = setup_problem() or hold.summary()
         state = "ok" if workers else f"no worker seen in the last {alive_within().seconds} seconds"
         if agent_problem:
             state = f"no pulse runs: {agent_problem}"
+        elif paused.paused:
+            state = f"no pulse runs: {paused.summary()}"
         return Response(
             {
                 "status": state,
                 "agent_problem": agent_problem,
                 "agent_resumes_at": hold.resumes_at.isoformat() if hold.resumes_at else None,
                 "agent_warning": hold.warning,
+                "queue_paused": paused.paused,
+                "queue_paused_until": paused.until.isoformat() if paused.until else None,
+                "queue_pause_reason": paused.reason,
                 "workers": workers,
                 **_queue_depth(),
                 "versions": VERSIONS,
@@ -305,6 +311,40 @@ def _slot(slot: reports.BusySlot) -> dict:
             "started_at": started,
         },
     }
+
+
+def _pause(state, *, skipped_fires: int | None = None) -> dict:
+    body = {
+        "paused": state.paused,
+        "since": state.since,
+        "until": state.until,
+        "reason": state.reason,
+        "by": state.by,
+    }
+    if skipped_fires is not None:
+        body["skipped_fires"] = skipped_fires
+    return s.QueuePauseStateSerializer(body).data
+
+
+class QueuePauseView(ApiView):
+    @endpoint("queue_pause", s.QueuePauseStateSerializer, body=s.QueuePauseSerializer)
+    def post(self, request: Request) -> Response:
+        """Pause the queue: no pulse is claimed until `until` (or a resume); runs going on finish."""
+        data = self.body(s.QueuePauseSerializer)
+        state = queue.pause(
+            by=f"api token {request.user.name}", until=data.get("until"), reason=data["reason"]
+        )
+        return Response(_pause(state))
+
+
+class QueueResumeView(ApiView):
+    @endpoint("queue_resume", s.QueuePauseStateSerializer)
+    def post(self, request: Request) -> Response:
+        """Resume the queue (the routines' catch-up rule applies to what fired while it was paused)."""
+        resumed = queue.resume(by=f"api token {request.user.name}")
+        return Response(
+            _pause(queue.queue_pause_state(), skipped_fires=resumed.skipped_fires if resumed else 0)
+        )
 
 
 class StatsView(ApiView):

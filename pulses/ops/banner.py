@@ -73,6 +73,12 @@ def _agent_hold():
     return queue.agent_hold_state()
 
 
+def _queue_pause():
+    from pulses import queue
+
+    return queue.queue_pause_state()
+
+
 def _has_login() -> bool:
     return get_user_model().objects.filter(is_staff=True, is_active=True).exists()
 
@@ -100,6 +106,9 @@ def lines(*, web: bool, desk_note: str = "") -> list[str]:
         out.append(f"  HELD       no pulse runs: {hold.summary()}")
     elif hold.warning:
         out.append(f"  warning    {hold.warning}")
+    paused = _queue_pause()
+    if paused.paused:
+        out.append(f"  PAUSED     no pulse runs: {paused.summary()}")
     if web and not _has_login():
         out.append("  login      none yet for the dashboard and admin: ./reeve createsuperuser")
     return out

@@ -30,6 +30,7 @@ from pulses.ops.doctor_agent import (
     check_agent_tools,
     check_containment,
     check_desk,
+    check_queue_paused,
 )
 from pulses.ops.private_files import exposed
 
@@ -279,6 +280,7 @@ def run_checks(*, api: bool = True, telegram: bool = True) -> list[Check]:
         # run without Reeve's tools, so their check does not stop it).
         runnable = desk_ready and not any(check.failed for check in agent)
         results.append(check_agent_ready(probe=runnable))
+        results.append(check_queue_paused())
     results.append(check_containment())
     if api:
         results.append(check_api())

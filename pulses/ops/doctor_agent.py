@@ -92,6 +92,16 @@ def check_agent_ready(*, probe: bool = True) -> Check:
     return Check("agent ready", FAIL, f"no pulse runs: {hold.summary()}")
 
 
+def check_queue_paused() -> Check:
+    """Whether the queue's pause switch is on (pulses.queue_pause): a warning, since it is on purpose."""
+    from pulses import queue
+
+    paused = queue.queue_pause_state()
+    if paused.paused:
+        return Check("queue paused", WARN, f"no pulse runs: {paused.summary()}")
+    return Check("queue paused", OK, "the queue is not paused")
+
+
 def check_desk() -> Check:
     desk = Path(settings.REEVE_DESK_PATH)
     if not desk.is_dir():

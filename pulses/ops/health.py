@@ -10,6 +10,9 @@ Healthy means:
 - the outbox not stuck: no finished pulse's answer waiting longer than the same threshold;
 - the agent able to run (no queue-wide hold, `queue.agent_hold_state()`, and its setup usable).
 
+While the queue is paused (`pulses.queue_pause`) overdue pulses wait on purpose: that is a note
+("paused"), not ill health.
+
 `watch` turns a judgement into at most one Telegram alert per incident and one on recovery.
 """
 
@@ -87,6 +90,17 @@ def _budget_holds(pulse: Pulse, now: datetime) -> datetime | None:
     return budget.status(now).resumes_at
 
 
+def _paused(now: datetime) -> str:
+    """The pause, in words, while the queue is paused ("" otherwise)."""
+    from pulses import queue
+
+    return queue.queue_pause_state(now).summary()
+
+
+def _pending_due(now: datetime) -> int:
+    return Pulse.objects.due(now).count()
+
+
 def assess(*, now: datetime | None = None, agent: bool = True) -> Health:
     """Judge the installation now. `agent=False` leaves the agent out (doctor checks it itself)."""
     now = now or timezone.now()
@@ -94,12 +108,16 @@ def assess(*, now: datetime | None = None, agent: bool = True) -> Health:
     workers = list(WorkerRecord.objects.alive(now))
     health.workers_alive = len(workers)
     oldest = Pulse.objects.due(now).order_by("scheduled_at").first()
+    if paused := _paused(now):
+        waiting = f"; {_pending_due(now)} pulse(s) due wait for the resume" if oldest is not None else ""
+        health.notes.append(f"paused: {paused}{waiting}")
     if oldest is not None:
         waited = now - oldest.scheduled_at
         health.oldest_overdue_seconds = max(waited.total_seconds(), 0.0)
-        if waited > overdue_after() and (until := _budget_holds(oldest, now)):
+        late = waited > overdue_after() and not paused  # while paused they wait on purpose (the note)
+        if late and (until := _budget_holds(oldest, now)):
             health.notes.append(f"pulse #{oldest.pk} waits for the spend cap until {until:%Y-%m-%d %H:%M}")
-        elif waited > overdue_after():
+        elif late:
             why = (
                 "no worker is running (start it: sudo systemctl start reeve-daemon, or ./reeve start)"
                 if not workers

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from pulses import answers, budget, history, queue, reports
 from pulses.agent.check import setup_problem
 from pulses.ops import health, retention
 from pulses.routines import overview as routines
+from pulses.timeparse import TimeParseError, parse_when
 from pulses.web import metrics
 from pulses.web.palette import PRIORITY_COLOURS
 
@@ -149,6 +152,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "runs": answers.recent_runs(limit=10),
         "agent_problem": setup_problem() or hold.summary(),
         "agent_warning": hold.warning,
+        "queue_pause": queue.queue_pause_state(),
         "routine_fires": routines.upcoming_fires(limit=10),
         "routine_troubles": routines.needing_attention(limit=10),
         "workers": reports.workers_seen(),
@@ -161,3 +165,23 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "spend": budget.spend(),
     }
     return render(request, "dashboard/index.html", context)
+
+
+@staff_member_required
+@require_POST
+def queue_switch_view(request: HttpRequest) -> HttpResponse:
+    """The dashboard's pause switch (staff only): `action=pause` with an optional `until` (parsed like
+    any time) and `reason`, or `action=resume`; back to the dashboard with what it did."""
+    by = f"admin {request.user.get_username()}"
+    try:
+        if request.POST.get("action") == "resume":
+            queue.resume(by=by)
+            messages.success(request, "The queue is resumed: pulses are claimed again.")
+        else:
+            text = request.POST.get("until", "").strip()
+            until = parse_when(text) if text else None
+            state = queue.pause(by=by, until=until, reason=request.POST.get("reason", ""))
+            messages.success(request, f"Paused: {state.summary()}.")
+    except (TimeParseError, queue.InvalidPause) as exc:
+        messages.error(request, f"Not paused: {exc}")
+    return redirect("dashboard")

@@ -170,6 +170,12 @@ class QueueCollector(Collector):
         )
         held.add_metric([hold.reason], 1 if hold.held else 0)
         yield held
+        yield GaugeMetricFamily(
+            "reeve_queue_paused",
+            "1 while the queue is paused (manage.py queue pause, the admin, the dashboard, the API) and no "
+            "pulse is claimed; 0 otherwise",
+            value=1 if queue.queue_pause_state().paused else 0,
+        )
         from pulses.ops import health
 
         judged = health.assess()

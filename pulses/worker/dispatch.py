@@ -5,7 +5,9 @@ The loop (`pulses.worker.loop`) decides when to look at the queue; this module d
 pulses it may take (`pulses.worker.slots`), claims them through `pulses.queue` and hands each to a
 pool thread (`pulses.worker.run`). A missing agent command or Desk stops the claims, so a setup
 mistake never spends a pulse's retries; so does the queue-wide hold while the agent cannot run
-(`pulses.agent_hold`): then one pulse is claimed as the probe at each re-check, and nothing else.
+(`pulses.agent_hold`): then one pulse is claimed as the probe at each re-check, and nothing else. The
+queue's pause switch (`pulses.queue_pause`) stops every claim, the probe's too; it is read before each
+claim (one compiled primary-key probe), so a pause holds from the next claim on, in every worker.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class Dispatcher:
         self._held = False  # the agent hold, as last read
         self._recheck_at: datetime | None = None  # the held queue's next probe, as last read
         self._hold_checked_until = 0.0
+        self._paused = False  # the pause switch, as last read
+        self._paused_until: datetime | None = None  # when the pause ends by itself (None: by hand)
 
     def free(self) -> Free:
         opts = self.options
@@ -79,6 +83,8 @@ class Dispatcher:
         if self.options.dry_run:
             return self._dry_run()
         if self._cannot_run_agents():
+            return 0
+        if self._look_at_pause():
             return 0
         if self._look_at_hold():
             return self._probe(pool, run)
@@ -139,6 +145,33 @@ class Dispatcher:
             return 0
         self._recheck_at = None
         return len(self._claim(pool, run, limit=1, critical_only=not free.ordinary))
+
+    def pause_seen(self) -> bool:
+        """Whether the queue was paused when this worker last looked."""
+        return self._paused
+
+    def until_pause_ends(self, now: datetime) -> float:
+        """Seconds until a pause with an end resumes by itself (inf otherwise): bounds the loop's
+        wait, so claims start at that time, not at the next safety poll."""
+        if not self._paused or self._paused_until is None:
+            return float("inf")
+        return max((self._paused_until - now).total_seconds(), 0.001)
+
+    def _look_at_pause(self) -> bool:
+        """Whether claims are paused (read before each claim; a pause whose end has come is resumed
+        there, its routines' catch-up rule applied before any claim)."""
+        paused, until = queue.claims_paused()
+        if paused != self._paused:
+            if paused:
+                logger.warning(
+                    "worker_queue_paused worker=%s until=%s; no pulse is claimed until it resumes",
+                    self.worker,
+                    until.isoformat() if until else "-",
+                )
+            else:
+                logger.warning("worker_queue_resumed worker=%s: claiming pulses again", self.worker)
+        self._paused, self._paused_until = paused, until
+        return paused
 
     def hold_seen(self) -> bool:
         """Whether the queue was held when this worker last looked."""

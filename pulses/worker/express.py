@@ -67,6 +67,8 @@ class ExpressLane:
         returns to pending with its session and without spending a retry."""
         if free.for_critical or self.dispatch.preempted or self._stopping.is_set():
             return  # one preemption at a time: the next waits until that slot has changed hands
+        if self.dispatch.pause_seen():
+            return  # a paused queue claims nothing, so nothing would take the freed slot
         victims = self.preemptible()
         if not victims:
             return

@@ -194,7 +194,9 @@ class Worker:
                 self._fire_routines()
                 claimed = self.dispatch.claim_and_start(pool, self.runs.execute)
                 idle = not claimed and not self.dispatch.running
-                waiting = self.dispatch.setup_problem or self.dispatch.hold_seen()
+                waiting = (
+                    self.dispatch.setup_problem or self.dispatch.hold_seen() or self.dispatch.pause_seen()
+                )
                 if opts.once and idle and (waiting or not self.dispatch.due_now()):
                     break
                 waiting_scan = self.express.tell_waiting()
@@ -230,7 +232,12 @@ class Worker:
             wait = min((due_at - now).total_seconds(), 30.0)
         # Pulses waiting for the next spend period are claimed the moment it begins.
         wait = min(wait, self.dispatch.budget.seconds_until_resume())
-        return min(wait, self._until_next_fire(now), self.dispatch.until_hold_recheck(now))
+        return min(
+            wait,
+            self._until_next_fire(now),
+            self.dispatch.until_hold_recheck(now),
+            self.dispatch.until_pause_ends(now),
+        )
 
     def _until_next_fire(self, now: datetime | None = None) -> float:
         """Seconds until the soonest routine fires (inf without one). Never 0 before the fire time

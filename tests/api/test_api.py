@@ -411,6 +411,8 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/agent/routines",
         "/api/agent/routines/{name}",
         "/api/agent/routines/{name}/pause",
+        "/api/queue/pause",
+        "/api/queue/resume",
     }
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 

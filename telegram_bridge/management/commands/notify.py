@@ -14,8 +14,11 @@ class Command(ReeveCommand):
     def add_arguments(self, parser):
         parser.add_argument("text", help='the message; "-" reads it from standard input')
         parser.add_argument("--silent", action="store_true", help="deliver without a notification sound")
+        parser.add_argument(
+            "--critical", action="store_true", help="with a sound even inside TELEGRAM_QUIET_HOURS"
+        )
 
-    def handle(self, *args, text: str, silent: bool, **options) -> None:
+    def handle(self, *args, text: str, silent: bool, critical: bool, **options) -> None:
         text = sys.stdin.read() if text == "-" else text
-        sent = send_message(text, silent=silent)
+        sent = send_message(text, silent=silent, priority="critical" if critical else "normal")
         self.stdout.write(f"sent {sent} message(s)")
