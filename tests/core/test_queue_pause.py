@@ -105,7 +105,9 @@ def test_a_routine_that_fired_five_times_during_a_pause_runs_once_on_resume():
 
 
 def test_a_latest_fire_outside_its_catch_up_window_does_not_run_on_resume_either():
-    start = timezone.now() - timedelta(hours=3)
+    # A minute past an hour, so each of the two fires below comes a minute after its hour (inside the
+    # window) whatever the clock says now, and the latest is over an hour old at the resume.
+    start = (timezone.now() - timedelta(hours=3)).replace(minute=1, second=0, microsecond=0)
     queue.pause(by="command")
     QueuePause.objects.update(since=start)
     routine = changes.create(
