@@ -411,6 +411,7 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/pulses",
         "/api/pulses/{id}",
         "/api/pulses/{id}/cancel",
+        "/api/pulses/{id}/stop",
         "/api/pulses/{id}/reschedule",
         "/api/pulses/{id}/requeue",
         "/api/status",

@@ -104,6 +104,32 @@ def test_stop_pulse_ends_the_run_its_agent_and_the_agents_children_within_the_gr
     assert f"pulse_stopping id={pulse} by=command" in log and f"pulse_stopped id={pulse}" in log
 
 
+# The admin's Stop button, pressed by a signed-in superuser in a process of its own (Django's test
+# client in `manage.py shell`: the admin's view and the database, without a browser).
+PRESS_STOP = """
+from django.contrib.auth import get_user_model
+from django.test import Client
+user = get_user_model().objects.create_superuser("ann", "ann@example.com", "not-used-0123456789")
+client = Client(HTTP_HOST="127.0.0.1")
+client.force_login(user)
+page = client.get("/admin/pulses/pulse/{id}/change/").content.decode()
+assert 'id="reeve-stop"' in page, page[:2000]
+print(client.post("/admin/pulses/pulse/{id}/stop/").status_code)
+"""
+
+
+def test_the_admins_stop_button_ends_the_run_and_names_the_admin(home):
+    pulse = schedule(home, "mode=children_ignore_term", priority="normal")
+    worker = home.start("run_pulse_worker")
+    pids = started_with_children(home, pulse)
+
+    out = home.manage("shell", "-c", PRESS_STOP.replace("{id}", str(pulse))).stdout
+    asked = time.monotonic()
+    assert out.strip().splitlines()[-1] == "302"
+    assert_stopped(home, pulse, pids, who="admin ann", asked=asked)
+    stop(home, worker)
+
+
 def test_a_stop_through_the_api_reaches_the_one_of_two_workers_running_it_within_a_second(live_reeve):
     home = live_reeve.home
     home.extra_env["FAKE_AGENT_END_LOG"] = str(home.path / "agent-ends.log")
@@ -133,3 +159,30 @@ def test_a_stop_through_the_api_reaches_the_one_of_two_workers_running_it_within
     assert live_reeve.request("POST", f"/api/pulses/{stopped}/stop", {})[0] == 409
     for worker in workers:
         stop(home, worker)
+
+
+def test_slash_stop_in_telegram_stops_the_chats_running_pulse_and_says_which(home, fake_telegram):
+    home.extra_env.update(fake_telegram.env(42))
+    listener = home.start("run_telegram_listener", "--poll-timeout", "5")
+    worker = home.start("run_pulse_worker")
+    fake_telegram.send_text(42, "mode=children_ignore_term", name="Ada")
+    [(pulse,)] = home.wait_for(
+        lambda: home.query("SELECT id FROM pulses WHERE source = 'telegram'"), what="the message's pulse"
+    )
+    pids = started_with_children(home, pulse)
+
+    fake_telegram.send_text(42, "/stop", name="Ada")
+    reply = fake_telegram.wait_for(
+        lambda: [text for text in fake_telegram.sent_texts if text.startswith("⏹")], what="the /stop reply"
+    )
+    asked = time.monotonic()
+    assert reply == [
+        f"⏹ Stopping pulse #{pulse}: Telegram message from Ada Lovelace: mode=children_ignore_term"
+    ]
+    assert_stopped(home, pulse, pids, who="telegram chat 42", asked=asked)
+    fake_telegram.send_text(42, "/stop", name="Ada")
+    fake_telegram.wait_for(
+        lambda: "Nothing is running for this chat." in fake_telegram.sent_texts, what="the second reply"
+    )
+    stop(home, worker)
+    stop(home, listener)
