@@ -152,6 +152,7 @@ def test_stop_pulse_asks_to_stop_a_running_pulse_and_refuses_others_in_one_line(
     assert "Stopping pulse" in run("stop_pulse", str(running.pk))
     running.refresh_from_db()
     assert (running.stop_requested_by, running.stop_retry) == ("command", False)
+    assert "stopping: asked by command; then cancelled" in run("pulse_queue", str(running.pk))
     assert "returns to pending" in run("stop_pulse", str(running.pk), "--retry")
     assert Pulse.objects.get(pk=running.pk).stop_retry
     pending = PulseFactory()
