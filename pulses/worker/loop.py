@@ -333,7 +333,10 @@ class Worker:
             self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0), local_only=True)
             self._stop_requested()
             dispatch.reap_finished()
-            self.stops.act()  # a run asked to stop meanwhile need not wait out the grace
+            try:
+                self.stops.act()  # a run asked to stop meanwhile need not wait out the grace
+            except DATABASE_DOWN as exc:  # the grace's end stops it anyway, and its record reads the stop
+                logger.warning("stop_requests_unread worker=%s error=%s", self.name, one_line(exc))
         if dispatch.running and not self.signals.forced.is_set():
             logger.warning("worker_interrupting running=%s", len(dispatch.running))
             self.executor.interrupt_all()
