@@ -13,8 +13,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 
@@ -26,7 +27,7 @@ from pulses.limits import (
     check_session_id,
     time_in_range,
 )
-from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending
+from pulses.models import Priority, Pulse, PulseAttempt, PulseNotPending, PulseNotRunning
 from pulses.web.admin_actions import bulk_actions, report_count, run_each
 from pulses.web.admin_list import CappedPaginator, OverdueFilter, PulseChangeList, SourceFilter, TagFilter
 from pulses.web.forms import sticky_notes_field, tags_field
@@ -85,7 +86,7 @@ class PulseAttemptInline(admin.TabularInline):
 def _apply(modeladmin, request, pulses: QuerySet, operation, verb: str) -> None:
     """Run `operation(pulse_id)` for each selected pulse; report what changed and what was skipped."""
     pulse_ids = pulses.values_list("pk", flat=True)
-    done, refusals = run_each(operation, pulse_ids, (PulseNotPending, Pulse.DoesNotExist))
+    done, refusals = run_each(operation, pulse_ids, (PulseNotPending, PulseNotRunning, Pulse.DoesNotExist))
     report_count(modeladmin, request, verb, done, "pulse")
     skipped = [str(exc) or f"pulse {pulse_id} is gone" for pulse_id, exc in refusals]
     if skipped:
@@ -100,6 +101,28 @@ ACTIONS = (
     (queue.run_now, "Made due now:", "Run now (make due immediately)"),
     (queue.duplicate, "Duplicated", "Duplicate (a new pending copy, due now)"),
 )
+
+
+def _stop(modeladmin, request, pulses: QuerySet, *, retry: bool) -> None:
+    """Ask the workers to stop the selected running pulses, as `admin USERNAME`."""
+    by = f"admin {request.user.get_username()}"
+    _apply(
+        modeladmin,
+        request,
+        pulses,
+        lambda pulse_id: queue.request_stop(pulse_id, by=by, retry=retry),
+        "Stopping" if not retry else "Stopping (then back to pending)",
+    )
+
+
+@admin.action(description="Stop (running pulses: the agent is stopped, the pulse ends cancelled)")
+def stop_running(modeladmin, request, queryset) -> None:
+    _stop(modeladmin, request, queryset, retry=False)
+
+
+@admin.action(description="Stop and retry (running pulses: stopped, back to pending, no attempt spent)")
+def stop_and_retry(modeladmin, request, queryset) -> None:
+    _stop(modeladmin, request, queryset, retry=True)
 
 
 class PulseAddForm(forms.ModelForm):
@@ -144,7 +167,7 @@ class PulseAdmin(admin.ModelAdmin):
     paginator = CappedPaginator
     show_full_result_count = False  # no second count of the whole table beside the filtered one
     show_facets = admin.ShowFacets.NEVER  # facet counts would read every row
-    actions = bulk_actions(_apply, ACTIONS)
+    actions = (*bulk_actions(_apply, ACTIONS), stop_running, stop_and_retry)
     inlines = (PulseAttemptInline,)
     add_fields = (
         "prompt",
@@ -169,6 +192,7 @@ class PulseAdmin(admin.ModelAdmin):
         "attempt_count",
         "lease_owner",
         "lease_expires_at",
+        "stop_requested_by",
         "parent",
     )
 
@@ -265,6 +289,19 @@ class PulseAdmin(admin.ModelAdmin):
         ).pulse
         obj.pk = created.pk
         obj.refresh_from_db()
+
+    def get_urls(self):
+        stop = self.admin_site.admin_view(self.stop_view)
+        return [path("<int:pulse_id>/stop/", stop, name="pulses_pulse_stop"), *super().get_urls()]
+
+    def stop_view(self, request: HttpRequest, pulse_id: int) -> HttpResponseRedirect:
+        """The Stop buttons of a running pulse's page (a POST; `retry` sends it back to pending)."""
+        page = reverse("admin:pulses_pulse_change", args=[pulse_id])
+        if request.method != "POST" or not self.has_view_permission(request):
+            return HttpResponseRedirect(page)
+        pulse = get_object_or_404(Pulse, pk=pulse_id)
+        _stop(self, request, Pulse.objects.filter(pk=pulse.pk), retry=bool(request.POST.get("retry")))
+        return HttpResponseRedirect(page)
 
     def get_ordering(self, request):
         # Within a period of the date navigation, newest scheduled first: the scheduled_at index

@@ -39,6 +39,10 @@ class PulseNotPending(Exception):
     """A change that needs a pending pulse met one in another state."""
 
 
+class PulseNotRunning(Exception):
+    """A stop met a pulse that is not running (not processing)."""
+
+
 class PulseQuerySet(models.QuerySet["Pulse"]):
     """The queue's named sets ("due", "stale", "upcoming") and the transitions of many rows at once."""
 
@@ -110,6 +114,9 @@ def claim_changes(*, worker: str, now: datetime, until: datetime) -> dict[str, o
         "executed_at": now,
         "attempt_count": F("attempt_count") + 1,
         "claim_nonce": secrets.token_hex(16),
+        # A stop asked of an earlier run (it ended on its own first) never reaches this one.
+        "stop_requested_by": "",
+        "stop_retry": False,
     }
 
 
@@ -149,6 +156,11 @@ class Pulse(models.Model):
     # A run of it was interrupted for a critical pulse (PULSE_PREEMPT): it is not interrupted again,
     # on any worker, until it is requeued.
     preempted = models.BooleanField(default=False, db_default=False)
+    # Someone asked to stop its current run (`queue.request_stop`): who ("api token NAME", "admin
+    # USERNAME", "command", "telegram chat ID", "agent"), and whether it then goes back to pending.
+    # The worker holding the claim reads it at its next wake-up; each claim clears it.
+    stop_requested_by = models.CharField(max_length=200, blank=True, default="", db_default="")
+    stop_retry = models.BooleanField(default=False, db_default=False)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     # A routine's pulse: the routine and the fire it is for (unique together: one pulse per fire).
     routine = models.ForeignKey(
@@ -299,6 +311,21 @@ class Pulse(models.Model):
             error_message=error,
             finished_at=None if retry else now,
         )
+
+    def stop(self, *, worker: str, now: datetime, duration_ms: int, session_id: str, error: str) -> bool:
+        """Its run was stopped on request (`queue.request_stop`): processing -> cancelled, the run
+        counted, the session it reached kept. False when `worker` no longer holds it."""
+        changes: dict[str, object] = {
+            "status": Status.CANCELLED,
+            "finished_at": now,
+            "execution_duration_ms": duration_ms,
+            "lease_owner": "",
+            "lease_expires_at": None,
+            "error_message": error,
+        }
+        if session_id:
+            changes["session_id"] = session_id
+        return self._transition(self.claimed_by(worker), **changes)
 
     def cancel(self) -> None:
         if not self._transition(

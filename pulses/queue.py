@@ -2,8 +2,9 @@
 
 The transitions themselves are `pulses.models`'; this module chooses the transaction around each, the
 wake-up of idle workers, the attempt's row and the log line. The claim lives in `pulses.claiming`, what
-a worker writes back (a run's record, its release, leases, liveness) in `pulses.recording`; both are
-used through this module. No transaction is ever held while an agent runs: the worker commits the
+a worker writes back (a run's record, its release, leases, liveness) in `pulses.recording`, a stop of
+a running pulse (its request, the worker's read, the stopped run's end) in `pulses.stops`; all are used
+through this module. No transaction is ever held while an agent runs: the worker commits the
 claim, runs the agent, then reports back here.
 """
 
@@ -34,6 +35,7 @@ from pulses.models import (
     Priority,
     Pulse,
     PulseNotPending,
+    PulseNotRunning,
     Status,
 )
 from pulses.recording import (
@@ -48,6 +50,8 @@ from pulses.recording import (
     report_alive,
     retry_delay,
 )
+from pulses.stops import end_interrupted, request_stop
+from pulses.stops import requested_for as stop_requests_for
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +62,12 @@ __all__ = [
     "AttemptOutcome",
     "InvalidPulse",
     "PulseNotPending",
+    "PulseNotRunning",
     "ScheduleResult",
     "cancel",
+    "end_interrupted",
+    "request_stop",
+    "stop_requests_for",
     "claim",
     "claim_holder",
     "critical_waiting_for_a_slot",

@@ -52,7 +52,8 @@ def _attempt_values(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error
     }
 
 
-def _store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
+def store_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome, error: str) -> None:
+    """The attempt row of this claim's run (`pulse.attempt_count` is its number)."""
     PulseAttempt.objects.create(**_attempt_values(pulse, worker=worker, outcome=outcome, error=error))
 
 
@@ -84,7 +85,7 @@ def record_attempt(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> str
         with transaction.atomic():
             recorded = pulse.finish(worker=worker, changes=changes)
             if recorded:
-                _store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
+                store_attempt(pulse, worker=worker, outcome=outcome, error=outcome.error)
                 if status == Status.PENDING:
                     wakeup.announce()
     if not recorded:
@@ -117,7 +118,7 @@ def release(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> bool:
         if not pulse.release(worker=worker, session_id=outcome.session_id):
             return False
         note = f"{outcome.error or 'interrupted: the worker shut down'}; returned to pending"
-        _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
+        store_attempt(pulse, worker=worker, outcome=outcome, error=note)
         wakeup.announce()  # a preempted pulse is due again: idle workers may take it
     logger.warning("pulse_released id=%s worker=%s reason=%s", pulse.pk, worker, _short(outcome.error))
     return True
@@ -137,7 +138,7 @@ def hold_for_agent(pulse: Pulse, *, worker: str, outcome: AttemptOutcome) -> tup
                 f"the agent cannot run now ({unavailable.reason}): {unavailable.problem}; "
                 f"returned to pending, no attempt spent. {outcome.error}"
             ).strip()
-            _store_attempt(pulse, worker=worker, outcome=outcome, error=note)
+            store_attempt(pulse, worker=worker, outcome=outcome, error=note)
         started = agent_hold.hold(unavailable, now=outcome.finished_at)
     logger.warning(
         "pulse_held id=%s worker=%s reason=%s released=%s", pulse.pk, worker, unavailable.reason, released
@@ -196,7 +197,7 @@ def recover_expired_leases(now: datetime | None = None) -> list[int]:
             )
             retry = pulse.expire(now=now, error=error)
             started = pulse.executed_at or now
-            _store_attempt(
+            store_attempt(
                 pulse,
                 worker=owner,
                 outcome=AttemptOutcome(success=False, started_at=started, finished_at=now),
@@ -237,7 +238,7 @@ def recover_dead_workers(workers: list[str], now: datetime | None = None) -> lis
             )
             if not pulse.interrupt(worker=owner, now=now, error=error):
                 continue
-            _store_attempt(
+            store_attempt(
                 pulse,
                 worker=owner,
                 outcome=AttemptOutcome(success=False, started_at=pulse.executed_at or now, finished_at=now),

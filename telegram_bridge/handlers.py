@@ -16,11 +16,12 @@ from enum import StrEnum
 from functools import partial
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from pulses import queue
 from pulses.db.write_gate import write_gate
-from pulses.models import Priority, Pulse
+from pulses.models import Priority, Pulse, PulseNotRunning, Status
 from telegram_bridge.models import TelegramChat, TelegramMessage, UpdateFailure
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ PULSE_SOURCE = "telegram"
 PULSE_TAGS = ("telegram", "user_message")
 NEW_CONVERSATION_COMMAND = "/new"
 NEW_CONVERSATION_REPLY = "🆕 Starting a fresh conversation: your next message opens a new agent session."
+STOP_COMMAND = "/stop"
+STOPPING_REPLY = "⏹ Stopping pulse #{id}: {prompt}"
+NOTHING_TO_STOP_REPLY = "Nothing is running for this chat."
 PASSED_ON = "text, photos, documents, voice notes, audio, video, locations and contacts"
 UNSUPPORTED_REPLY = "I can't pass a {kind} on to the agent. Reeve passes on " + PASSED_ON + "."
 
@@ -101,6 +105,8 @@ class Action(StrEnum):
     NEW_CONVERSATION = "new_conversation"  # `/new` alone: the chat's next message starts afresh
     UNSUPPORTED = "unsupported"  # a sticker, poll, dice …: only a reply
     NOT_PASSED_ON = "not_passed_on"  # only a file that could not be saved: only a reply
+    STOPPED = "stopped"  # `/stop`: the chat's running pulse was asked to stop
+    NOTHING_TO_STOP = "nothing_to_stop"  # `/stop` while nothing of the chat runs: only a reply
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,8 @@ def _apply(
     text = message.text
     session_id = chat.last_pulse.session_id if chat.last_pulse else ""
     command, rest = split_command(text)
+    if command == STOP_COMMAND and not rest and not message.shared and not files:
+        return _stop_running(chat, message.chat_id)
     if command == NEW_CONVERSATION_COMMAND:
         session_id = ""
         if not rest and not message.shared and not files:
@@ -275,6 +283,26 @@ def _apply(
     pulse = _schedule(prompt(text=text), message=message, session_id=session_id)
     chat.last_pulse = pulse
     return _Outcome(Action.PULSE, pulse=pulse, reply=problem_reply, files=saved)
+
+
+def _stop_running(chat: TelegramChat, chat_id: int) -> _Outcome:
+    """`/stop`: ask the worker to stop the chat's running pulse (its last one, one in its session, or
+    one whose answer goes to this chat); it ends cancelled, "stopped by telegram chat ID"."""
+    mine = Q(delivery__chat_id=chat_id)
+    if chat.last_pulse_id:
+        mine |= Q(pk=chat.last_pulse_id)
+        if chat.last_pulse.session_id:
+            mine |= Q(session_id=chat.last_pulse.session_id)
+    for pulse in Pulse.objects.filter(mine, status=Status.PROCESSING).order_by("id"):
+        try:
+            queue.request_stop(pulse.pk, by=f"telegram chat {chat_id}")
+        except PulseNotRunning:  # it ended meanwhile
+            continue
+        prompt = " ".join(pulse.prompt.split())
+        prompt = prompt if len(prompt) <= 80 else prompt[:79] + "…"
+        return _Outcome(Action.STOPPED, pulse=pulse, reply=STOPPING_REPLY.format(id=pulse.pk, prompt=prompt))
+    logger.info("telegram_nothing_to_stop chat_id=%s", chat_id)
+    return _Outcome(Action.NOTHING_TO_STOP, reply=NOTHING_TO_STOP_REPLY)
 
 
 def _apply_edit(

@@ -14,7 +14,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from pulses.api.authentication import HOW_TO
 from pulses.limits import InvalidPulse
-from pulses.models import PulseNotPending
+from pulses.models import PulseNotPending, PulseNotRunning
 from pulses.queue_pause import InvalidPause
 from pulses.routines.changes import RoutineInvalid
 from pulses.routines.lookup import UnknownRoutine
@@ -88,7 +88,7 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError({exc.field: [exc.message]})
     elif isinstance(exc, ObjectDoesNotExist):
         exc = exceptions.NotFound("no pulse with that id")
-    elif isinstance(exc, PulseNotPending):
+    elif isinstance(exc, PulseNotPending | PulseNotRunning):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     elif isinstance(exc, TimeParseError):
         exc = exceptions.ValidationError({"scheduled_at": [str(exc)]})

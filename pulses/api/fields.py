@@ -46,6 +46,15 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true or false, and only those in JSON (not "true", not 1)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=str(data)[:50])
+        return data
+
+
 class StrictChoiceField(serializers.ChoiceField):
     default_error_messages = {"invalid_choice": '"{input}" is not one of: {choices}.'}
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
+from pulses.models import Pulse
+
 WAKE_CHECKS_REFUSED = (
     "{what} needs a token with the 'wake-checks' scope: a wake check is a shell command run as Reeve's "
     "user in the Desk, so neither PULSE_API_TOKEN nor a 'full' token may set or run one. Make one with "
@@ -55,3 +57,28 @@ def require_wake_checks(request, *, what: str) -> None:
     """403 unless the request's token has the `wake-checks` scope; `what` names what it tried."""
     if not getattr(request.user, "may_use_wake_checks", False):
         raise PermissionDenied(WAKE_CHECKS_REFUSED.format(what=what))
+
+
+NOT_THE_AGENTS = (
+    "pulse #{pulse_id} is the user's, not the agent's: an 'agent'-scoped token (a run's, the Desk's) may "
+    "stop only the pulses the agent scheduled and its routines' pulses"
+)
+
+
+def require_agents_pulse(request, pulse_id: int) -> None:
+    """An agent-scoped token acts only on the pulses the agent (or its routines) made: 403 otherwise.
+    Full-scope tokens act on any. A pulse that does not exist is left to the domain's 404."""
+    if getattr(request.user, "reaches_every_endpoint", False):
+        return
+    pulses = Pulse.objects.filter(pk=pulse_id)
+    if pulses.exists() and not pulses.made_by_agent().exists():
+        raise PermissionDenied(NOT_THE_AGENTS.format(pulse_id=pulse_id))
+
+
+def who_asks(request) -> str:
+    """Who an API request acts for, as attempts and log lines name it: `agent` for an agent-scoped
+    token, else `api token NAME` (`settings` for PULSE_API_TOKEN)."""
+    user = request.user
+    if not getattr(user, "reaches_every_endpoint", False):
+        return "agent"
+    return f"api token {user.name}"

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from pulses import limits
 from pulses.api.fields import (
+    StrictBooleanField,
     StrictCharField,
     StrictChoiceField,
     StrictIntegerField,
@@ -83,6 +84,14 @@ class TriggerSerializer(StrictSerializer):
 
 class RescheduleSerializer(StrictSerializer):
     scheduled_at = WhenField()
+
+
+class StopSerializer(StrictSerializer):
+    retry = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="true: back to pending once stopped, no attempt spent; false (default): cancelled",
+    )
 
 
 class RequeueSerializer(StrictSerializer):

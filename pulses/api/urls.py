@@ -14,6 +14,7 @@ urlpatterns = [
     path("pulses/<int:pk>", views.PulseDetailView.as_view(), name="pulse"),
     path("pulses/<int:pk>/tail", views.PulseTailView.as_view(), name="pulse-tail"),
     path("pulses/<int:pk>/cancel", views.CancelView.as_view(), name="cancel"),
+    path("pulses/<int:pk>/stop", views.StopView.as_view(), name="stop"),
     path("pulses/<int:pk>/reschedule", views.RescheduleView.as_view(), name="reschedule"),
     path("pulses/<int:pk>/requeue", views.RequeueView.as_view(), name="requeue"),
     path("routines", routine_views.RoutineListView.as_view(), name="routines"),

@@ -31,8 +31,14 @@ from pulses.agent.check import setup_problem
 from pulses.api import serializers as s
 from pulses.api.authentication import BearerTokenAuthentication
 from pulses.api.errors import BoundedJSONParser
-from pulses.api.permissions import FullScope, FullScopeOrStaff, require_wake_checks
-from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, NOT_FOUND, endpoint
+from pulses.api.permissions import (
+    FullScope,
+    FullScopeOrStaff,
+    require_agents_pulse,
+    require_wake_checks,
+    who_asks,
+)
+from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, ERROR, NOT_FOUND, endpoint
 from pulses.models import Pulse, alive_within
 
 STARTED = time.monotonic()
@@ -200,6 +206,30 @@ class CancelView(ApiView):
     def post(self, request: Request, pk: int) -> Response:
         """Cancel a pending pulse."""
         return Response(s.PulseSerializer(queue.cancel(_pulse_id(pk))).data)
+
+
+class StopView(TokenView):
+    # Agent-scoped tokens too, for the agent's own pulses (require_agents_pulse).
+    permission_classes = [IsAuthenticated]
+
+    @endpoint(
+        "pulse_stop",
+        s.PulseSerializer,
+        code=202,
+        body=s.StopSerializer,
+        refusals=NOT_FOUND
+        | CONFLICT
+        | {403: OpenApiResponse(ERROR, description="an agent-scoped token, and the user's pulse")},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        """Stop a running pulse: its agent's process group gets SIGTERM, then SIGKILL after a grace, and
+        it ends cancelled (with `retry`, pending again, no attempt spent). 202 once the request is
+        stored: the worker running it acts within about a second."""
+        retry = self.body(s.StopSerializer)["retry"]
+        pulse_id = _pulse_id(pk)
+        require_agents_pulse(request, pulse_id)
+        pulse = queue.request_stop(pulse_id, by=who_asks(request), retry=retry)
+        return Response(s.PulseSerializer(pulse).data, status=status.HTTP_202_ACCEPTED)
 
 
 class MoveView(ApiView):

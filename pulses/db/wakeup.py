@@ -83,8 +83,9 @@ class Waiter:
         except BlockingIOError:  # the pipe is full of pokes already: the waiter will wake
             pass
 
-    def wait(self, timeout: float, *, local_only: bool = False) -> None:
-        """Return on a poke, on a change committed elsewhere (unless `local_only`), or after `timeout`."""
+    def wait(self, timeout: float, *, local_only: bool = False) -> bool:
+        """Return on a poke, on a change committed elsewhere (unless `local_only`), or after `timeout`;
+        True when only such a change woke it (no poke, no watched fd, not the timeout)."""
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             fds = [self._read_fd, *self._watched]
@@ -100,12 +101,14 @@ class Waiter:
             changed = self._consume(
                 [fd for fd in readable if fd != self._read_fd and fd not in self._watched]
             )
-            if local or changed or any(fd in self._watched for fd in readable):
-                return
+            if local or any(fd in self._watched for fd in readable):
+                return False
+            if changed:
+                return True
             if not local_only and self.poll_seconds is not None and self._changed_since_last_poll():
-                return
+                return True
             if time.monotonic() >= deadline:
-                return
+                return False
 
     def forget_changes(self) -> None:
         """Drop the change notifications received so far, without waiting: the caller is about to

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("pulses", "0015_health_watchdog"),
+        ("pulses", "0016_stop_requests"),
     ]
 
     operations = [

@@ -34,6 +34,7 @@ from pulses.worker.express import ExpressLane
 from pulses.worker.options import WorkerOptions
 from pulses.worker.run import DATABASE_DOWN, Runner, default_executor, one_line, run_hooks
 from pulses.worker.shutdown import ShutdownSignals
+from pulses.worker.stops import StopRequests
 
 __all__ = ["Companion", "Worker", "WorkerOptions"]
 
@@ -102,6 +103,7 @@ class Worker:
             hooks=self._hooks,
             stopping=self.signals.stopping,
         )
+        self.stops = StopRequests(worker=self.name, dispatch=self.dispatch, executor=self.executor)
         self.runs = Runner(
             worker=self.name,
             executor=self.executor,
@@ -189,6 +191,7 @@ class Worker:
                     self._report_alive()
                     next_alive = now + opts.alive_seconds
                 self.dispatch.reap_finished()
+                self.stops.act()
                 # Before the claim, never after it: a commit that lands later still wakes the wait.
                 self._waiter.forget_changes()
                 self._fire_routines()
@@ -210,7 +213,7 @@ class Worker:
                     critical_room = free.reserved or self.express.preemptible()
                     # A routine still fires on time (its pulse waits for a slot, or takes a reserved one).
                     timeout = min(timeout, self._until_next_fire())
-                    self._waiter.wait(max(timeout, 0.0), local_only=not critical_room)
+                    self._wait_busy(max(timeout, 0.0), local_only=not critical_room)
                     continue
                 if not claimed:
                     timeout = min(timeout, self._until_next_due())
@@ -220,6 +223,16 @@ class Worker:
             except DATABASE_DOWN as exc:
                 self._wait_for_database(exc)
                 next_renew = 0.0  # renew first: the leases ran on while nothing could renew them
+
+    def _wait_busy(self, timeout: float, *, local_only: bool) -> None:
+        """The wait of a worker whose ordinary slots are all busy. With `local_only` another process's
+        commit cannot let a pulse in, but it may be a stop of one of this worker's runs: it wakes the
+        wait only for that read (`StopRequests.act`), then the wait goes on."""
+        deadline = time.monotonic() + timeout
+        while self._waiter.wait(deadline - time.monotonic()) and local_only:
+            self.stops.act()
+            if time.monotonic() >= deadline:
+                return
 
     def _until_next_due(self) -> float:
         """Seconds until the soonest pending pulse is due or the soonest routine fires; the safety
@@ -327,6 +340,10 @@ class Worker:
             self._waiter.wait(min(max(self.options.lease_seconds / 3, 0.2), 1.0), local_only=True)
             self._stop_requested()
             dispatch.reap_finished()
+            try:
+                self.stops.act()  # a run asked to stop meanwhile need not wait out the grace
+            except DATABASE_DOWN as exc:  # the grace's end stops it anyway, and its record reads the stop
+                logger.warning("stop_requests_unread worker=%s error=%s", self.name, one_line(exc))
         if dispatch.running and not self.signals.forced.is_set():
             logger.warning("worker_interrupting running=%s", len(dispatch.running))
             self.executor.interrupt_all()

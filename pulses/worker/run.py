@@ -118,8 +118,8 @@ class Runner:
             self._mark_finishing(pulse.pk)  # before the write that ends the lease (see the loop's _renew)
             if session_timer:
                 session_timer.cancel()  # the attempt's record below stores the session anyway
-            if outcome.interrupted:
-                self._report(queue.release, pulse, outcome)
+            if outcome.interrupted:  # a drain, a preemption or a stop asked (pulses.stops)
+                self._report(queue.end_interrupted, pulse, outcome)
                 return
             if outcome.unavailable is not None:
                 self._hold(pulse, outcome)

@@ -244,3 +244,58 @@ def test_a_reeve_command_in_the_sandbox_with_the_key_file_hidden_runs_on_a_throw
     )
     assert proc.stdout.split()[-2:] == ["67", "False"], proc.stderr
     assert (reeve_home / "secret_key").read_text() == "the-real-key"
+
+
+def _run_processes(marker: str) -> list[str]:
+    """The command lines of the live processes whose environment holds FAKE_AGENT_STOP_MARK=`marker`
+    (the agent, what it started, and bwrap's own two when contained)."""
+    wanted = f"FAKE_AGENT_STOP_MARK={marker}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                environment = open(f"/proc/{entry.name}/environ", "rb").read().split(b"\0")
+                cmdline = open(f"/proc/{entry.name}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if wanted in environment and process_alive(int(entry.name)):
+                found.append(cmdline.replace("\0", " "))
+    return found
+
+
+@pytest.mark.parametrize("mode", [sandbox.OFF, pytest.param(sandbox.BWRAP, marks=needs_bwrap)])
+def test_a_stop_ends_the_agent_and_its_children_that_ignore_sigterm_with_or_without_the_sandbox(
+    desk, monkeypatch, mode
+):
+    """What a stop (`Executor.interrupt`, as the worker calls it) does to a run whose agent and two
+    children ignore SIGTERM. Uncontained, the group's SIGTERM is ignored and the SIGKILL after the
+    grace ends them all. Under bwrap the SIGTERM ends bwrap itself (it does not forward it), and the
+    agent's PID namespace dies with it: no grace for the agent, but nothing is left either."""
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv("FAKE_AGENT_STOP_MARK", marker)
+    executor = Executor(
+        command=FAKE_AGENT_COMMAND, desk=desk, timeout=60, passthrough=["FAKE_AGENT_*"], sandbox=mode
+    )
+    outcomes: list = []
+    thread = threading.Thread(
+        target=lambda: outcomes.append(
+            executor.run(AgentRequest(prompt="mode=children_ignore_term", pulse_id=7))
+        )
+    )
+    thread.start()
+    agent_and_children = 3 + (2 if mode == sandbox.BWRAP else 0)
+    deadline = time.monotonic() + 20
+    while len(_run_processes(marker)) < agent_and_children and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_run_processes(marker)) == agent_and_children
+
+    began = time.monotonic()
+    assert executor.interrupt(7, because="stopped by command", grace=1.0)
+    thread.join(timeout=20)
+    took = time.monotonic() - began
+    assert outcomes and outcomes[0].interrupted and outcomes[0].error == "stopped by command"
+    assert _run_processes(marker) == []
+    if mode == sandbox.BWRAP:
+        assert took < 1.0  # at once: the namespace went with bwrap
+    else:
+        assert took >= 1.0  # the SIGKILL after the grace

@@ -299,6 +299,23 @@ def test_cancel_moves_a_pending_pulse_to_cancelled_and_a_second_cancel_is_409(cl
     assert again.json()["detail"] == f"pulse {pulse.pk} is cancelled; only a pending pulse can be cancelled"
 
 
+def test_stop_stores_the_request_for_a_running_pulse_202_and_refuses_others(client):
+    running = PulseFactory(processing=True)
+    response = post(client, f"/api/pulses/{running.pk}/stop", {"retry": False})
+    assert (response.status_code, response.json()["status"]) == (202, "processing")
+    running.refresh_from_db()
+    assert (running.stop_requested_by, running.stop_retry) == ("api token settings", False)
+    assert post(client, f"/api/pulses/{running.pk}/stop", {"retry": True}).status_code == 202
+    assert Pulse.objects.get(pk=running.pk).stop_retry
+    pending = PulseFactory()
+    refused = post(client, f"/api/pulses/{pending.pk}/stop")
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == f"pulse {pending.pk} is pending; only a running pulse can be stopped"
+    assert post(client, "/api/pulses/999999/stop").status_code == 404
+    bad = post(client, f"/api/pulses/{running.pk}/stop", {"retry": "yes"})
+    assert bad.status_code == 400 and "retry" in bad.json()["errors"]
+
+
 def test_reschedule_moves_a_pending_pulse_and_refuses_a_running_one(client):
     pulse = PulseFactory()
     response = post(client, f"/api/pulses/{pulse.pk}/reschedule", {"scheduled_at": "in 2 hours"})
@@ -395,6 +412,7 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/pulses",
         "/api/pulses/{id}",
         "/api/pulses/{id}/cancel",
+        "/api/pulses/{id}/stop",
         "/api/pulses/{id}/reschedule",
         "/api/pulses/{id}/requeue",
         "/api/status",

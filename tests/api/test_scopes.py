@@ -265,3 +265,20 @@ def test_a_routine_named_like_an_id_is_refused_and_an_id_always_reaches_its_own_
     Routine.objects.create(name=str(owners.pk), schedule="@daily", prompt="impostor", source="agent")
     reached = api("get", f"/api/routines/{owners.pk}")
     assert reached.status_code == 200 and reached.json()["name"] == "the-owners"
+
+
+def test_an_agent_token_stops_only_the_agents_own_running_pulses_and_is_named_agent(api):
+    PulseFactory(due=True, source="telegram", prompt="the user's message")
+    PulseFactory(due=True, by_agent=True, prompt="the agent's follow-up")
+    claimed = {p.source: p for p in queue.claim(worker="host:1", limit=2, lease_seconds=60)}
+    users, agents = claimed["telegram"], claimed["agent"]
+    token = tokens.run_token(agents, worker="host:1")
+    refused = api("post", f"/api/pulses/{users.pk}/stop", {}, token=token)
+    assert refused.status_code == 403 and "is the user's" in refused.json()["detail"]
+    assert Pulse.objects.get(pk=users.pk).stop_requested_by == ""
+    assert api("post", f"/api/pulses/{agents.pk}/stop", {}, token=token).status_code == 202
+    assert Pulse.objects.get(pk=agents.pk).stop_requested_by == "agent"
+    # A named full-scope token is named in the attempt.
+    full = named_token("ci")
+    assert api("post", f"/api/pulses/{users.pk}/stop", {}, token=full).status_code == 202
+    assert Pulse.objects.get(pk=users.pk).stop_requested_by == "api token ci"

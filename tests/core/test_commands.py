@@ -145,3 +145,20 @@ def test_run_pulse_worker_refuses_a_negative_reservation(settings):
     settings.PULSE_CRITICAL_RESERVED = -1
     with pytest.raises(CommandError, match="PULSE_CRITICAL_RESERVED must be 0"):
         run("run_pulse_worker", "--once", "--dry-run")
+
+
+def test_stop_pulse_asks_to_stop_a_running_pulse_and_refuses_others_in_one_line():
+    running = PulseFactory(processing=True)
+    assert "Stopping pulse" in run("stop_pulse", str(running.pk))
+    running.refresh_from_db()
+    assert (running.stop_requested_by, running.stop_retry) == ("command", False)
+    assert "stopping: asked by command; then cancelled" in run("pulse_queue", str(running.pk))
+    assert "returns to pending" in run("stop_pulse", str(running.pk), "--retry")
+    assert Pulse.objects.get(pk=running.pk).stop_retry
+    pending = PulseFactory()
+    with pytest.raises(
+        CommandError, match=f"pulse {pending.pk} is pending; only a running pulse can be stopped"
+    ):
+        run("stop_pulse", str(pending.pk))
+    with pytest.raises(CommandError, match="no pulse with id 999999"):
+        run("stop_pulse", "999999")

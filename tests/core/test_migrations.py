@@ -93,6 +93,7 @@ def test_an_installation_of_release_22_under_the_old_names_gets_release_23_whole
             "pulses.0013_delivery_parts_started",
             "pulses.0014_claim_nonce",
             "pulses.0015_health_watchdog",
+            "pulses.0016_stop_requests",  # issue 33: stop a running pulse
             "pulses.0017_run_tails",  # issue 33: the live tail of a run
             "pulses.0018_queue_pause",  # issue 33: pause the queue
             "telegram_bridge.0003_busy_notices",

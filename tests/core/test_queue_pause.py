@@ -85,7 +85,9 @@ def test_a_paused_worker_claims_nothing_while_routines_still_fire(fake_agent, ag
 
 
 def test_a_routine_that_fired_five_times_during_a_pause_runs_once_on_resume():
-    start = timezone.now() - timedelta(minutes=5, seconds=20)  # the latest fire is inside its window
+    # A second past a minute, five minutes ago: the fifth fire is this minute's, inside its window
+    # (one period) at the resume whatever the clock says.
+    start = timezone.now().replace(second=1, microsecond=0) - timedelta(minutes=5)
     queue.pause(by="command")
     QueuePause.objects.update(since=start)
     routine = changes.create(name="often", schedule="every 1 minute", prompt="p", timezone="UTC", now=start)

@@ -30,7 +30,7 @@ start: doctor asks an agent it does not recognise, that is no run (tests count r
 never ends (retry_401, hang) would hold doctor to its 20 s timeout.
 
 With $FAKE_AGENT_END_LOG set, each run's end (or the SIGTERM that ended it) is appended there too, so
-tests can tell which runs overlapped.
+tests can tell which runs overlapped; children_ignore_term notes the SIGTERM it ignores there.
 """
 
 import time
@@ -532,7 +532,10 @@ def main():
         if pid_file:
             with open(pid_file, "w") as fh:
                 fh.write("\n".join(str(c.pid) for c in children))
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if os.environ.get("FAKE_AGENT_END_LOG"):  # noted, and ignored: only SIGKILL ends it
+            signal.signal(signal.SIGTERM, lambda signum, frame: log_end(signal="SIGTERM", ignored=True))
+        else:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(10_000)
     if mode == "flood":
         megabytes = int(arg or 100)

@@ -272,3 +272,28 @@ def test_a_file_that_was_not_saved_is_answered_and_its_text_still_goes_through()
         None,
         f"⚠️ I could not pass on {problem}.",
     )
+
+
+def test_stop_asks_to_stop_the_chats_running_pulse_and_says_which():
+    first = handle_message(message("research my week"), bot_id=BOT)
+    other_chat = handle_message(message("hello", chat_id=43), bot_id=BOT)
+    Pulse.objects.filter(pk__in=[first.pulse_id, other_chat.pulse_id]).update(
+        status=Status.PROCESSING, lease_owner="host:1", attempt_count=1
+    )
+    stopped = handle_message(message("/stop", update_id=950), bot_id=BOT)
+    assert stopped.action == Action.STOPPED and stopped.pulse_id == first.pulse_id
+    assert (
+        stopped.reply
+        == f"⏹ Stopping pulse #{first.pulse_id}: Telegram message from Ada Lovelace: research my week"
+    )
+    assert Pulse.objects.get(pk=first.pulse_id).stop_requested_by == "telegram chat 42"
+    assert Pulse.objects.get(pk=other_chat.pulse_id).stop_requested_by == ""
+    assert TelegramChat.objects.get(chat_id=42).last_pulse_id == first.pulse_id  # the session goes on
+    assert handle_message(message("/stop", update_id=950), bot_id=BOT).action == Action.DUPLICATE
+
+
+def test_stop_with_nothing_running_says_so_and_schedules_nothing():
+    handle_message(message("hi"), bot_id=BOT)  # pending: not running yet
+    handled = handle_message(message("/stop@reeve_bot"), bot_id=BOT)
+    assert (handled.action, handled.reply) == (Action.NOTHING_TO_STOP, "Nothing is running for this chat.")
+    assert Pulse.objects.count() == 1

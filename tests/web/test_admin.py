@@ -89,6 +89,33 @@ def test_cancel_action_cancels_pending_pulses_only(admin_client):
     assert (pending.status, running.status) == (Status.CANCELLED, Status.PROCESSING)
 
 
+def test_stop_actions_ask_to_stop_running_pulses_only_naming_the_admin(admin_client):
+    pending, running, other = PulseFactory(), PulseFactory(processing=True), PulseFactory(processing=True)
+    messages = act(admin_client, "stop_running", pending, running)
+    assert "Stopping 1 pulse." in messages
+    assert any("only a running pulse can be stopped" in m for m in messages)
+    assert act(admin_client, "stop_and_retry", other) == ["Stopping (then back to pending) 1 pulse."]
+    stops = Pulse.objects.filter(pk__in=[pending.pk, running.pk, other.pk]).order_by("pk")
+    assert list(stops.values_list("stop_requested_by", "stop_retry")) == [
+        ("", False),
+        ("admin admin", False),
+        ("admin admin", True),
+    ]
+
+
+def test_a_running_pulses_page_has_stop_buttons_that_ask_to_stop_it(admin_client):
+    running, done = PulseFactory(processing=True), PulseFactory(completed=True)
+    page = admin_client.get(f"{CHANGELIST}{running.pk}/change/").content.decode()
+    assert 'id="reeve-stop"' in page and 'id="reeve-stop-retry"' in page
+    assert 'id="reeve-stop"' not in admin_client.get(f"{CHANGELIST}{done.pk}/change/").content.decode()
+    response = admin_client.post(f"{CHANGELIST}{running.pk}/stop/", {"retry": "1"}, follow=True)
+    assert response.redirect_chain[-1][0] == f"{CHANGELIST}{running.pk}/change/"
+    running.refresh_from_db()
+    assert (running.stop_requested_by, running.stop_retry) == ("admin admin", True)
+    assert "stop requested by admin admin" in response.content.decode()
+    assert admin_client.get(f"{CHANGELIST}{running.pk}/stop/").status_code == 302  # a GET changes nothing
+
+
 def test_run_now_makes_pending_and_finished_pulses_due_at_once(admin_client):
     later = PulseFactory(scheduled_at=timezone.now() + timedelta(days=2))
     done = PulseFactory(completed=True)

@@ -104,3 +104,57 @@ def test_a_long_run_stores_its_session_while_the_agent_still_runs(agent_log):
         runner.join(timeout=30)
     pulse.refresh_from_db()
     assert pulse.status == "completed"
+
+
+def _stop_once_started(agent_log, pulse_id: int, *, retry: bool = False) -> tuple[threading.Thread, list]:
+    """A thread that asks to stop `pulse_id` once its agent has started, as another process would
+    (its own database connection); the list gets the monotonic time it asked."""
+    asked: list[float] = []
+
+    def stop() -> None:
+        from pulses import queue
+
+        deadline = time.monotonic() + 30
+        while not agent_starts(agent_log) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the worker is back in its wait, every slot busy
+        try:
+            queue.request_stop(pulse_id, by="command", retry=retry)
+            asked.append(time.monotonic())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=stop)
+    thread.start()
+    return thread, asked
+
+
+def test_a_stop_wakes_a_worker_whose_every_slot_is_busy_and_the_pulse_ends_cancelled(agent_log):
+    pulse = PulseFactory(due=True, prompt="mode=hang")
+    thread, asked = _stop_once_started(agent_log, pulse.pk)
+    # Every ordinary slot busy, no waiting hooks (their scan would wake it each second): the
+    # local-only wait, which only a stop may interrupt.
+    worker = drain(concurrency=1, critical_reserved=0, waiting_hooks=())
+    ended = time.monotonic()
+    thread.join()
+    pulse.refresh_from_db()
+    assert (pulse.status, pulse.attempt_count, pulse.error_message) == ("cancelled", 1, "stopped by command")
+    [attempt] = PulseAttempt.objects.filter(pulse=pulse)
+    assert attempt.error == "stopped by command" and not attempt.succeeded
+    # The worker's next pass without a wake-up would be its lease renewal, 10 s on.
+    print(f"stop asked -> run ended: {ended - asked[0]:.3f} s")
+    assert ended - asked[0] < 5, "the stop waited for something else than its wake-up"
+    assert worker.completed == 0
+
+
+def test_a_stop_with_retry_runs_the_pulse_again_in_its_session_without_spending_an_attempt(agent_log):
+    pulse = PulseFactory(due=True, prompt="mode=first_sleep:60")
+    thread, _asked = _stop_once_started(agent_log, pulse.pk, retry=True)
+    drain(concurrency=1, critical_reserved=0)
+    thread.join()
+    pulse.refresh_from_db()
+    assert (pulse.status, pulse.attempt_count) == ("completed", 1)
+    attempts = list(PulseAttempt.objects.filter(pulse=pulse).values_list("number", "error", "succeeded"))
+    assert attempts == [(1, "stopped by command; returned to pending", False), (1, "", True)]
+    first, second = agent_starts(agent_log)
+    assert second["resume"] and second["resume"] == pulse.session_id

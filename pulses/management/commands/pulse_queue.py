@@ -3,7 +3,7 @@ from django.core.management.base import CommandError
 from pulses import answers, budget, reports, run_tails
 from pulses.limits import local_time
 from pulses.management.base import ReeveCommand, refusals
-from pulses.models import Pulse
+from pulses.models import Pulse, Status
 
 COLUMNS = ("ID", "STATUS", "PRIORITY", "SCHEDULED", "TRIES", "SOURCE", "PROMPT")
 
@@ -126,6 +126,9 @@ class Command(ReeveCommand):
             ("prompt", pulse.prompt),
             ("answer", answers.answer_of(pulse.attempt_set.all()) or "-"),
         ]
+        if pulse.status == Status.PROCESSING and pulse.stop_requested_by:
+            then = "back to pending" if pulse.stop_retry else "cancelled"
+            fields.append(("stopping", f"asked by {pulse.stop_requested_by}; then {then}"))
         if delivery := getattr(pulse, "delivery", None):
             detail = f" ({delivery.detail})" if delivery.detail else ""
             fields.append(("telegram", f"{delivery.state}, {delivery.parts_sent} message(s){detail}"))
