@@ -35,6 +35,28 @@ def test_a_command_writes_its_answer_to_stdout_and_its_log_lines_to_stderr(reeve
     assert captured.stdout.startswith("[Scheduled pulse #2 ") and "pulse_scheduled" not in captured.stdout
 
 
+def test_trigger_pulse_wait_prints_the_demo_agents_answer_and_exits_1_when_the_pulse_failed(reeve_home):
+    reeve_home.extra_env["HAPI_COMMAND"] = "demo"
+    reeve_home.start("run_pulse_worker")
+    hello = "Telegram message from Ada: hello"
+    script = (
+        f'id=$({PYTHON} manage.py trigger_pulse -q "{hello}" 2>/dev/null); echo "[$id]"; '
+        f'{PYTHON} manage.py trigger_pulse --wait --timeout 60 "{hello} there" 2>/dev/null'
+    )
+    answered = bash(reeve_home, script)
+    assert answered.returncode == 0, answered.stderr
+    first, *answer = answered.stdout.splitlines()
+    assert first == "[1]"
+    assert answer[0].startswith("Hello! I am Reeve's demo agent") and "HAPI_COMMAND" in answered.stdout
+
+    failed = reeve_home.manage(
+        "trigger_pulse", "--wait", "--timeout", "60", "--max-retries", "0", "please fail", check=False
+    )
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "pulse #3 failed after 1 attempt(s):" in failed.stderr and "fails on purpose" in failed.stderr
+    assert "Scheduled pulse #3 (normal)" in failed.stderr  # what was scheduled: a note on stderr
+
+
 def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(reeve_home):
     reeve_home.manage("shell", "-c", MANY_PULSES)
     proc = bash(reeve_home, f"set -o pipefail; {PYTHON} manage.py pulse_queue all --limit 3000 | head -4")

@@ -50,17 +50,25 @@ def _spend_line(spend: budget.Spend) -> str:
 
 
 class Command(ReeveCommand):
-    """Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID."""
+    """Show the pulse queue: pending (default), overdue, failed, completed, all; or one pulse by ID, or
+    `last`: the pulse scheduled most recently (`./reeve pulse_queue last` after a trigger_pulse)."""
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "view", nargs="?", default="pending", help=f"one of {', '.join(reports.LISTINGS)}, or a pulse ID"
+            "view",
+            nargs="?",
+            default="pending",
+            help=f"one of {', '.join(reports.LISTINGS)}; a pulse ID, or {reports.LAST} (the newest pulse)",
         )
         parser.add_argument("-n", "--limit", type=int, default=50, help="rows at most (default 50)")
 
     def handle(self, *args, view: str, limit: int, **options) -> None:
         if view.isdigit():
             return self._detail(int(view))
+        if view == reports.LAST:
+            if (newest := reports.last_pulse_id()) is None:
+                raise CommandError("no pulse yet: ./reeve trigger_pulse PROMPT schedules one")
+            return self._detail(newest)
         with refusals(ValueError):
             pulses = reports.listing(view, limit=limit)
         counts = reports.stats().by_status
