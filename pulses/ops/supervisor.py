@@ -112,7 +112,13 @@ def run_reeve(
     api = f"http://{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
     instance_lock.record(
         lock_fd,
-        {"pid": os.getpid(), "web_pid": companions[0].pid if web else None, "api": api if web else None},
+        {
+            "pid": os.getpid(),
+            "web_pid": companions[0].pid if web else None,
+            "api": api if web else None,
+            # Where the agent's tools reach this API: doctor keeps the Desk pointed here while it runs.
+            "api_url": settings.REEVE_API_URL if web else None,
+        },
     )
     logger.info("reeve_started worker_pid=%s web=%s api=%s", os.getpid(), web, api if web else "-")
     worker = Worker(options, companions=companions, dead_workers=instance_lock.dead_workers())
