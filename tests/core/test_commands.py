@@ -131,6 +131,9 @@ def test_trigger_pulse_wait_gives_up_after_its_timeout_with_exit_2_and_says_the_
         run("trigger_pulse", "--wait", "--timeout", "0", "hello")
     assert e.value.returncode == 2
     assert Pulse.objects.get().status == "pending"
+    with pytest.raises(CommandError, match="--timeout takes 0 or more seconds, and goes with --wait"):
+        run("trigger_pulse", "--timeout", "5", "no wait")
+    assert Pulse.objects.count() == 1  # refused before anything was scheduled
 
 
 def test_pulse_queue_last_shows_the_pulse_scheduled_most_recently():

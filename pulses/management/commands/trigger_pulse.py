@@ -70,6 +70,8 @@ class Command(ReeveCommand):
         )
 
     def handle(self, *args, **options):
+        if options["timeout"] is not None and (not options["wait"] or options["timeout"] < 0):
+            raise CommandError("--timeout takes 0 or more seconds, and goes with --wait")
         if options["heartbeat"]:
             result = schedule_hourly_prompt()
         else:
@@ -105,9 +107,6 @@ class Command(ReeveCommand):
         self._wait(pulse.pk, timeout=options["timeout"], quiet=options["quiet"])
 
     def _wait(self, pulse_id: int, *, timeout: float | None, quiet: bool) -> None:
-        if timeout is not None and timeout < 0:
-            raise CommandError("--timeout must be 0 or more seconds")
-
         def note_no_worker(pulse: Pulse) -> None:
             if not quiet and not reports.recent_workers():
                 self.stderr.write("no worker is running: it runs once Reeve is started (./reeve start)")
@@ -116,6 +115,11 @@ class Command(ReeveCommand):
             finished = waiting.wait_until_finished(pulse_id, timeout=timeout, on_waiting=note_no_worker)
         except waiting.WaitTimedOut as exc:
             raise CommandError(str(exc), returncode=2) from None
+        except KeyboardInterrupt:  # Ctrl+C stops the wait, not the pulse
+            raise CommandError(
+                f"stopped waiting; pulse #{pulse_id} stays queued: ./reeve pulse_queue {pulse_id}",
+                returncode=130,
+            ) from None
         if finished.succeeded:
             self.stdout.write(finished.answer)
             return
