@@ -59,6 +59,20 @@ def command_options(argv: list[str]) -> list[str]:
     return argv[: argv.index("--")] if "--" in argv else list(argv)
 
 
+NO_TERMINAL = """createsuperuser asks for the username, email and password at a terminal, and this has none
+(its input is not a TTY), so no user was created. Without a terminal, give them in the environment:
+  DJANGO_SUPERUSER_USERNAME=admin DJANGO_SUPERUSER_EMAIL=you@example.com \\
+  DJANGO_SUPERUSER_PASSWORD='a long password' ./reeve createsuperuser --noinput
+"""
+
+
+def needs_a_terminal(argv: list[str]) -> bool:
+    """Whether `argv` is an interactive createsuperuser without a terminal to ask at: Django's own
+    prints that it skipped and exits 0, which a script reads as success."""
+    interactive = not {"--noinput", "--no-input"} & set(argv)
+    return bool(argv) and argv[0] == "createsuperuser" and interactive and not sys.stdin.isatty()
+
+
 def main() -> None:
     # Before anything is created: the database, its WAL, logs, backups and metrics are the user's
     # alone (0600 in 0700 folders), whoever started this process (the units also set UMask=0077).
@@ -81,6 +95,9 @@ def main() -> None:
     # until they are all made, then sets them aside (gc.freeze) for good (docs/performance.md).
     gc.disable()
     preflight(command_options(sys.argv[1:]))
+    if needs_a_terminal(command_options(sys.argv[1:])):
+        sys.stderr.write(NO_TERMINAL)
+        sys.exit(1)
     preload(sys.argv[1:])
     gc.freeze()
     gc.enable()

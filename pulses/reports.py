@@ -44,12 +44,18 @@ def stats() -> QueueStats:
 
 
 LISTINGS = ("pending", "overdue", "failed", "completed", "cancelled", "processing", "all")
+LAST = "last"  # `pulse_queue last`: the pulse scheduled most recently
+
+
+def last_pulse_id() -> int | None:
+    """The id of the pulse created most recently (ids only grow), None when the queue is empty."""
+    return Pulse.objects.order_by("-id").values_list("id", flat=True).first()
 
 
 def listing(view: str, *, limit: int = 50) -> list[Pulse]:
     """Pulses for a named view (`pending`, `overdue`, `failed`, ... `all`), most relevant first."""
     if view not in LISTINGS:
-        raise ValueError(f"unknown view {view!r}; choose one of {', '.join(LISTINGS)} or a pulse id")
+        raise ValueError(f"unknown view {view!r}; choose one of {', '.join(LISTINGS)}, {LAST} or a pulse id")
     pulses = Pulse.objects.all()
     if view == "overdue":
         pulses = pulses.due()

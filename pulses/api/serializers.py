@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from pulses import limits
+from pulses import answers, limits
 from pulses.api.fields import (
     StrictBooleanField,
     StrictCharField,
@@ -30,7 +30,7 @@ LIST_VIEWS = (*Status.values, "overdue")
 class TriggerSerializer(StrictSerializer):
     prompt = StrictCharField(max_length=limits.MAX_PROMPT_CHARS, help_text="what the agent should do")
     scheduled_at = WhenField(required=False, default="now")
-    priority = StrictChoiceField(choices=Priority.choices, default=Priority.HIGH, help_text="run order")
+    priority = StrictChoiceField(choices=Priority.choices, default=Priority.NORMAL, help_text="run order")
     source = StrictCharField(
         max_length=limits.MAX_SOURCE_CHARS, required=False, default="api", help_text="who scheduled it"
     )
@@ -248,15 +248,23 @@ class TriggeredSerializer(PulseSerializer):
 
 
 class PulseDetailSerializer(PulseSerializer):
+    answer = serializers.CharField(
+        read_only=True,
+        help_text="the agent's answer: the final result text of the last successful attempt; empty until one",
+    )
     attempt_history = AttemptSerializer(source="attempt_set", many=True, read_only=True)
 
     class Meta(PulseSerializer.Meta):
-        fields = (*PulseSerializer.Meta.fields, "attempt_history")
+        fields = (*PulseSerializer.Meta.fields, "answer", "attempt_history")
         read_only_fields = fields
 
     def to_representation(self, pulse: Pulse) -> dict:
-        attempts = AttemptSerializer(pulse.attempt_set.all(), many=True).data
-        return {**super().to_representation(pulse), "attempt_history": attempts}
+        attempts = pulse.attempt_set.all()
+        return {
+            **super().to_representation(pulse),
+            "answer": answers.answer_of(attempts),
+            "attempt_history": AttemptSerializer(attempts, many=True).data,
+        }
 
 
 class PulsePageSerializer(serializers.Serializer):
@@ -334,7 +342,9 @@ class StatusSerializer(serializers.Serializer):
     pending_by_priority = serializers.DictField(child=serializers.IntegerField())
     overdue = serializers.IntegerField()
     versions = serializers.DictField(child=serializers.CharField())
-    uptime_seconds = serializers.FloatField()
+    uptime_seconds = serializers.FloatField(
+        help_text="seconds since the web process that answered started (not since its first request)"
+    )
 
 
 class HourSerializer(serializers.Serializer):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict
@@ -40,8 +39,8 @@ from pulses.api.permissions import (
 )
 from pulses.api.schema import AUTH_ERRORS, BAD_INPUT, BODY_ERRORS, CONFLICT, ERROR, NOT_FOUND, endpoint
 from pulses.models import Pulse, alive_within
+from pulses.ops.uptime import uptime_seconds
 
-STARTED = time.monotonic()
 MAX_ID = 2**63 - 1  # larger ids cannot exist (and would overflow the database driver)
 VERSIONS = {
     "reeve": tomllib.loads((Path(settings.BASE_DIR) / "pyproject.toml").read_text())["project"]["version"],
@@ -320,7 +319,7 @@ class StatusView(ApiView):
                 "workers": workers,
                 **_queue_depth(),
                 "versions": VERSIONS,
-                "uptime_seconds": round(time.monotonic() - STARTED, 3),
+                "uptime_seconds": uptime_seconds(),
             }
         )
 

@@ -15,23 +15,26 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection
 
 from pulses.agent.command import DEMO, agent_command, setup_problem
-from pulses.tools.desk_config import DeskConfigError, renew_desk_token, write_desk_config
+from pulses.tools.desk_config import DeskConfigError, keep_desk_true, write_desk_config
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_desk() -> str:
     """Create the Desk (REEVE_DESK_PATH) with Reeve's agent configuration when it does not exist, or
-    renew its agent token once past half its life (DESK_TOKEN_HOURS); a note on what was done, ""
-    when the Desk was there already."""
+    keep it true to this start: Reeve's .mcp.json entry (the API's address, this checkout's python,
+    a token not past half its life, DESK_TOKEN_HOURS) and CLAUDE.md block rewritten where they
+    drifted. A note on what was done, "" when the Desk was there and true already."""
     desk = Path(settings.REEVE_DESK_PATH)
     if desk.is_dir():
         try:
-            if renew_desk_token(desk):
-                logger.info("desk_token_renewed path=%s", desk)
+            done = keep_desk_true(desk)
         except (DeskConfigError, OSError, DatabaseError) as exc:  # the Desk still works; its tools wait
-            logger.warning("desk_token_not_renewed path=%s error=%s", desk, exc)
-        return ""
+            logger.warning("desk_not_refreshed path=%s error=%s", desk, exc)
+            return ""
+        for what in done:
+            logger.info("desk_refreshed path=%s what=%r", desk, what)
+        return "; ".join(done)
     try:
         desk.mkdir(parents=True, mode=0o700)
     except OSError as exc:

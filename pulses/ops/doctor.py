@@ -191,20 +191,37 @@ HEARTBEAT_STALE = timedelta(hours=2)
 
 
 def check_heartbeat() -> Check:
-    """When the hourly heartbeat (cron: reeve-heartbeat) last scheduled a pulse."""
-    last = Pulse.objects.filter(source="heartbeat").order_by("-created_at").first()
+    """When the hourly heartbeat last made a pulse: the hourly-prompt routine's fire, or cron's
+    `trigger_pulse --heartbeat` (reeve-heartbeat); which of the two makes it is named."""
+    from django.db.models import Q
+
+    from pulses.routines.models import Routine, RoutineKind
+
+    routine = Routine.objects.enabled().filter(kind=RoutineKind.HOURLY_PROMPT).order_by("id").first()
+    last = (
+        Pulse.objects.filter(Q(source="heartbeat") | Q(routine__kind=RoutineKind.HOURLY_PROMPT))
+        .order_by("-created_at", "-id")
+        .first()
+    )
     if last is None:
+        if routine is not None:
+            first = timezone.localtime(routine.next_fire_at) if routine.next_fire_at else None
+            at = f" at {first:%Y-%m-%d %H:%M}" if first else ""
+            return Check("heartbeat", OK, f"the {routine.name} routine fires hourly: its first heartbeat{at}")
         return Check(
-            "heartbeat", WARN, "no heartbeat pulse yet: cron runs reeve-heartbeat hourly (/etc/cron.d/reeve)"
+            "heartbeat",
+            WARN,
+            "no heartbeat pulse yet: cron runs reeve-heartbeat hourly (/etc/cron.d/reeve), or let the "
+            "hourly-prompt routine do it: ./reeve routine resume hourly-prompt",
         )
     age = timezone.now() - last.created_at
     when = f"#{last.pk} at {timezone.localtime(last.created_at):%Y-%m-%d %H:%M} ({last.status})"
+    by = f"the {routine.name} routine" if routine is not None else "cron (reeve-heartbeat)"
     if age > HEARTBEAT_STALE:
         hours = age.total_seconds() / 3600
-        return Check(
-            "heartbeat", WARN, f"last heartbeat {when}, {hours:.0f} h ago: is cron running reeve-heartbeat?"
-        )
-    return Check("heartbeat", OK, f"last heartbeat {when}")
+        asked = "is the worker running?" if routine is not None else "is cron running reeve-heartbeat?"
+        return Check("heartbeat", WARN, f"last heartbeat {when}, {hours:.0f} h ago, made by {by}: {asked}")
+    return Check("heartbeat", OK, f"last heartbeat {when}, made by {by}")
 
 
 def check_history() -> Check:

@@ -136,20 +136,38 @@ def check_containment() -> Check:
     )
 
 
+def refresh_desk() -> str:
+    """Keep the Desk true to the Reeve that runs (its API address when one runs, else this
+    configuration's): what was rewritten, or why nothing could be ("" when all was true)."""
+    from django.db import DatabaseError
+
+    from pulses.ops.instance_lock import running_api_url
+    from pulses.tools.desk_config import DeskConfigError, keep_desk_true
+
+    try:
+        done = keep_desk_true(Path(settings.REEVE_DESK_PATH), api_url=running_api_url() or "")
+    except (DeskConfigError, OSError, DatabaseError) as exc:
+        return f"the Desk's Reeve entry could not be brought up to date ({exc})"
+    return f"rewrote {'; '.join(done)}" if done else ""
+
+
 def check_agent_tools() -> Check:
     """Whether the agent may use Reeve's MCP tools in a run: a failure when the agent command's runs
-    would not get them allowed, a warning when the Desk does not offer them (pulses run either way)."""
+    would not get them allowed, a warning when the Desk does not offer them (pulses run either way).
+    Reeve's own entry in the Desk is brought up to date first, and the check says what it rewrote."""
     from pulses.agent.command import ALLOW_REEVE_TOOLS
     from pulses.tools.desk_check import desk_mcp_problems, tools_not_allowed
 
     if refused := tools_not_allowed(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT):
         return Check("agent tools", FAIL if refused.certain else WARN, refused.message)
+    rewrote = refresh_desk()
     problems = desk_mcp_problems()
     if problems:
-        return Check("agent tools", WARN, "; ".join(problems))
+        return Check("agent tools", WARN, "; ".join([*problems, *([rewrote] if rewrote else [])]))
     return Check(
         "agent tools",
         OK,
         "the Desk's .mcp.json and .claude/settings.json offer Reeve's tools, and each run allows them on "
-        f"Claude Code's command line ({ALLOW_REEVE_TOOLS}; the Desk itself is never marked trusted)",
+        f"Claude Code's command line ({ALLOW_REEVE_TOOLS}; the Desk itself is never marked trusted)"
+        + (f"; {rewrote}" if rewrote else ""),
     )

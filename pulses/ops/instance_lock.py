@@ -131,6 +131,22 @@ def _running_message(path: Path, *, wanted: str) -> str:
     return "\n".join(lines)
 
 
+def running_api_url() -> str | None:
+    """The API address (REEVE_API_URL) of the `./reeve start` running for this installation, as it
+    recorded it in the lock file; None when none runs (or it serves no API). Read without taking
+    the lock: a start beginning meanwhile is never turned away by the look."""
+    path = Path(settings.REEVE_LOCK_FILE)
+    try:
+        details = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return None
+    url = details.get("api_url") if isinstance(details, dict) else None
+    if not isinstance(url, str) or not url:
+        return None
+    holders = _holders(path)
+    return url if details.get("pid") in holders or details.get("web_pid") in holders else None
+
+
 def _holders(path: Path) -> list[int]:
     """PIDs holding an flock on `path`, from /proc/locks (Linux); [] where it cannot be read."""
     try:

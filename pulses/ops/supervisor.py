@@ -69,23 +69,56 @@ class WebProcess:
         return code
 
 
-def run_reeve(*, web: bool = True, on_started: Callable[[], None] | None = None) -> int:
-    """Hold the installation, start gunicorn (unless `web` is False) and run the worker until stopped;
-    the exit code of whichever stopped first for a reason other than being asked to. `on_started` is
-    called once both are under way (`./reeve start` prints what it serves then).
+class MigrationFailed(Exception):
+    """`migrate` failed before Reeve started; its own output said why."""
+
+
+def migrate() -> None:
+    """Apply the database's migrations in a process of its own, as `manage.py migrate --noinput` (its
+    output on ours): the worker that stays running never loads the migration machinery."""
+    sys.stdout.flush()
+    code = subprocess.run(  # noqa: S603 - this interpreter and this checkout's manage.py
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "migrate", "--noinput"],
+        cwd=settings.BASE_DIR,
+        check=False,
+    ).returncode
+    if code != 0:
+        raise MigrationFailed(f"migrate failed (exit {code}): nothing was started")
+
+
+def run_reeve(
+    *,
+    web: bool = True,
+    on_started: Callable[[], None] | None = None,
+    prepare: Callable[[], None] | None = None,
+) -> int:
+    """Hold the installation, call `prepare` (`./reeve start`: migrate, then bring the Desk up to date),
+    start gunicorn (unless `web` is False) and run the worker until stopped; the exit code of whichever
+    stopped first for a reason other than being asked to. `on_started` is called once both are under
+    way (`./reeve start` prints what it serves then).
     AlreadyRunning if another Reeve holds this installation, PortInUse if another program has the port,
     ValueError for a bad worker setting."""
     options = WorkerOptions.from_settings()  # a bad setting stops us before anything has started
     lock_fd = instance_lock.hold(exclusive=True, role="./reeve start")
     if web:  # once, naming the setting, instead of gunicorn's five "Connection in use" lines
         bind.check_port_free(settings.PULSE_API_HOST, settings.PULSE_API_PORT)
+    if prepare is not None:
+        # Only now, holding the lock: a second start is refused before it changes anything, its
+        # migrations included (they would run under the Reeve that is serving).
+        prepare()
     # Before gunicorn starts: it must not erase the metric files this process writes, nor we its.
     metrics.prepare_multiproc_dir()
     companions = [WebProcess(lock_fd=lock_fd)] if web else []
     api = f"http://{settings.PULSE_API_HOST}:{settings.PULSE_API_PORT}"
     instance_lock.record(
         lock_fd,
-        {"pid": os.getpid(), "web_pid": companions[0].pid if web else None, "api": api if web else None},
+        {
+            "pid": os.getpid(),
+            "web_pid": companions[0].pid if web else None,
+            "api": api if web else None,
+            # Where the agent's tools reach this API: doctor keeps the Desk pointed here while it runs.
+            "api_url": settings.REEVE_API_URL if web else None,
+        },
     )
     logger.info("reeve_started worker_pid=%s web=%s api=%s", os.getpid(), web, api if web else "-")
     worker = Worker(options, companions=companions, dead_workers=instance_lock.dead_workers())

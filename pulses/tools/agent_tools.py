@@ -11,6 +11,7 @@ are in pulses/tools/routine_tools.py.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -292,9 +293,13 @@ def send_notification(
     try:
         TelegramConfig.from_settings().require()
     except TelegramNotConfigured as exc:
+        # Read by the agent and, through its answer, by the user, who may well have set it in .env
+        # already: the process that answers read .env when it started and keeps what it read.
         raise AgentToolError(
-            f"no message was sent: {exc}. Tell the user in your reply instead (they can set "
-            "TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID in Reeve's .env)."
+            f"no message was sent: {exc}. It is Reeve's running web process (pid {os.getpid()}) that "
+            "lacks the setting: it reads .env only when it starts, so a TELEGRAM_* line added since takes "
+            "a restart of Reeve (Ctrl+C and ./reeve start again, or `sudo systemctl restart reeve-daemon` "
+            "for the services). Tell the user in your reply instead."
         ) from None
     text = CRITICAL_PREFIX + message if priority == "critical" else message
     try:

@@ -70,9 +70,11 @@ def launch_command() -> tuple[str, list[str]]:
     return sys.executable, [manage, "mcp_server"]
 
 
-def server_entry(token: str = TOKEN_PLACEHOLDER) -> dict[str, Any]:
+def server_entry(token: str = TOKEN_PLACEHOLDER, *, api_url: str = "") -> dict[str, Any]:
+    """Reeve's entry in the Desk's .mcp.json: this checkout's server, reaching the API at `api_url`
+    (default REEVE_API_URL) with `token`."""
     command, args = launch_command()
-    env = {API_URL_VARIABLE: settings.REEVE_API_URL, DESK_TOKEN_VARIABLE: token}
+    env = {API_URL_VARIABLE: api_url or settings.REEVE_API_URL, DESK_TOKEN_VARIABLE: token}
     return {"type": "stdio", "command": command, "args": args, "env": env}
 
 
@@ -118,18 +120,76 @@ def _desk_token(existing: dict[str, Any], desk: Path) -> str:
     return tokens.create(name, scope=TokenScope.AGENT, lifetime=lifetime)[1]
 
 
-def renew_desk_token(desk: Path) -> bool:
-    """Renew the agent token of the Desk's .mcp.json when Reeve's server is there and its token is
-    past half its life (or no longer works); True when the file was rewritten."""
+def refresh_desk_entry(desk: Path, *, api_url: str = "") -> list[str]:
+    """Keep Reeve's own entry in the Desk's .mcp.json true to the running configuration: the API's
+    address (`api_url`, default REEVE_API_URL), this checkout's python and manage.py, a token that
+    works and is not past half its life. When any of them drifted the entry is rewritten, and nothing
+    else in the file is changed; a file without Reeve's entry is left alone (doctor reports it).
+    What was rewritten, in words ([] when nothing had drifted: the file is not touched)."""
     mcp_path = desk / MCP_JSON
     old = read_config(mcp_path) if mcp_path.exists() else None
-    held = _held_token(old or {})
-    if held is None:
+    servers = (old or {}).get("mcpServers")
+    entry = servers.get(SERVER_NAME) if isinstance(servers, dict) else None
+    if not isinstance(entry, dict):
+        return []
+    want = server_entry(_desk_token(old, desk), api_url=api_url)
+    if entry == want:
+        return []
+    changes = _entry_changes(entry, want)
+    servers[SERVER_NAME] = want  # in place: the other servers and keys keep their order and content
+    _write_json(mcp_path, old, private=True)
+    return changes
+
+
+def _entry_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two of Reeve's entries, as a person reads it (no token is named)."""
+    old_env = old.get("env") if isinstance(old.get("env"), dict) else {}
+    changes = []
+    if old_env.get(API_URL_VARIABLE) != new["env"][API_URL_VARIABLE]:
+        changes.append(
+            f"API address {old_env.get(API_URL_VARIABLE) or '(none)'} -> {new['env'][API_URL_VARIABLE]}"
+        )
+    if old.get("command") != new["command"]:
+        changes.append(f"command {old.get('command') or '(none)'} -> {new['command']}")
+    if old.get("args") != new["args"]:
+        changes.append(f"arguments -> {' '.join(new['args'])}")
+    if old_env.get(DESK_TOKEN_VARIABLE) != new["env"][DESK_TOKEN_VARIABLE]:
+        changes.append(f"{DESK_TOKEN_VARIABLE} renewed")
+    if extra := sorted(set(old_env) - set(new["env"])):
+        changes.append(f"env {', '.join(extra)} removed")
+    return changes or ["entry rewritten"]
+
+
+def refresh_instructions(desk: Path) -> bool:
+    """Bring Reeve's block in the Desk's CLAUDE.md up to date (its tool list, what happens to an
+    answer) when the file holds one that differs; True when the file was rewritten. The rest of the
+    file is kept as it is; a CLAUDE.md without the block is left alone."""
+    path = desk / desk_instructions.INSTRUCTIONS
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
         return False
-    token = _desk_token(old, desk)
-    if token == held:
+    if not desk_instructions.BLOCK.search(text):
         return False
-    return _write_json(mcp_path, merged_mcp_json(old, mcp_path, token=token), private=True)
+    return _write_text(path, desk_instructions.merged(text))
+
+
+def keep_desk_true(desk: Path, *, api_url: str = "") -> list[str]:
+    """Every start's and doctor's look at the Desk: Reeve's .mcp.json entry (`refresh_desk_entry`)
+    and CLAUDE.md block (`refresh_instructions`) rewritten where they drifted; what was rewritten."""
+    done = []
+    if changes := refresh_desk_entry(desk, api_url=api_url):
+        done.append(f"{MCP_JSON}: Reeve's entry rewritten ({'; '.join(changes)})")
+    if refresh_instructions(desk):
+        done.append(f"{desk_instructions.INSTRUCTIONS}: Reeve's block updated (its tool list)")
+    return done
+
+
+def renew_desk_token(desk: Path) -> bool:
+    """Renew the agent token of the Desk's .mcp.json when Reeve's server is there and its token is
+    past half its life (or no longer works), and whatever else of its entry drifted; True when the
+    file was rewritten."""
+    return bool(refresh_desk_entry(desk))
 
 
 def permissions() -> list[str]:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
+from pulses import answers
 from pulses.api import tokens
 from pulses.models import Delivery, Pulse, Status, TokenScope
 from tests.support.factories import PulseAttemptFactory, PulseFactory, report_worker_alive
@@ -62,10 +63,10 @@ def test_the_schedule_alias_creates_pulses_like_trigger(client):
     assert Pulse.objects.get(pk=response.json()["id"]).prompt == "from the original client"
 
 
-def test_trigger_defaults_to_high_priority_now_from_the_api_with_three_retries(client):
+def test_trigger_defaults_to_the_guides_normal_priority_now_from_the_api_with_three_retries(client):
     body = post(client, "/api/pulse/trigger", {"prompt": "defaults"}).json()
     assert (body["priority"], body["source"], body["max_retries"], body["status"]) == (
-        "high",
+        "normal",
         "api",
         3,
         "pending",
@@ -282,6 +283,17 @@ def test_one_pulse_comes_with_its_attempts(client):
     ]
 
 
+def test_one_pulse_carries_the_agents_answer_from_its_last_successful_attempt(client):
+    pulse = PulseFactory()
+    assert get(client, f"/api/pulses/{pulse.pk}").json()["answer"] == ""
+    PulseAttemptFactory(pulse=pulse, number=1, succeeded=True, result_text="first answer")
+    PulseAttemptFactory(pulse=pulse, number=2, succeeded=False, result_text="", error="boom")
+    PulseAttemptFactory(pulse=pulse, number=3, succeeded=True, result_text="the final answer")
+    PulseAttemptFactory(pulse=pulse, number=4, succeeded=False, result_text="half", error="killed")
+    body = get(client, f"/api/pulses/{pulse.pk}").json()
+    assert body["answer"] == "the final answer" == answers.answer(pulse.pk)
+
+
 @pytest.mark.parametrize("path", ["/api/pulses/999", "/api/pulses/99999999999999999999999999"])
 def test_an_unknown_pulse_is_a_404_with_a_json_detail(client, path):
     response = get(client, path)
@@ -433,6 +445,11 @@ def test_the_openapi_schema_documents_every_endpoint(client):
         "/api/queue/resume",
     }
     assert schema["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    detail = schema["components"]["schemas"]["PulseDetail"]["properties"]
+    assert detail["answer"]["type"] == "string" and detail["answer"]["readOnly"] is True
+    trigger = schema["paths"]["/api/pulse/trigger"]["post"]["requestBody"]["content"]["application/json"]
+    trigger = schema["components"]["schemas"][trigger["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert trigger["priority"]["default"] == "normal"
 
 
 def test_the_docs_page_loads_its_assets_from_this_server_not_a_cdn(client):

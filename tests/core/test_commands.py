@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from pulses.management.commands.trigger_pulse import Command
 from pulses.models import Delivery, Pulse
 from tests.support.factories import PulseAttemptFactory, PulseFactory
 
@@ -106,6 +107,42 @@ def test_pulse_queue_shows_one_pulse_and_rejects_unknown_views():
         run("pulse_queue", "999999")
     with pytest.raises(CommandError, match="unknown view 'bogus'"):
         run("pulse_queue", "bogus")
+
+
+def test_trigger_pulse_quiet_prints_the_id_alone_and_its_help_says_so():
+    out = run("trigger_pulse", "-q", "hello")
+    assert out == f"{Pulse.objects.get().pk}\n"
+    assert run("trigger_pulse", "--quiet", "again").strip() == str(Pulse.objects.latest("id").pk)
+    helped = Command().create_parser("manage.py", "trigger_pulse").format_help()
+    assert "-q, --quiet" in helped and "id alone" in helped
+    assert "--wait" in helped and "--timeout S" in helped
+
+
+def test_trigger_pulse_defaults_to_the_priority_the_api_defaults_to():
+    from pulses.api.serializers import TriggerSerializer
+
+    run("trigger_pulse", "hello")
+    assert Pulse.objects.get().priority == TriggerSerializer().fields["priority"].default == "normal"
+
+
+def test_trigger_pulse_wait_gives_up_after_its_timeout_with_exit_2_and_says_the_pulse_stays_queued():
+    gave_up = r"has not finished after 0 s \(it is pending\); it stays queued"
+    with pytest.raises(CommandError, match=gave_up) as e:
+        run("trigger_pulse", "--wait", "--timeout", "0", "hello")
+    assert e.value.returncode == 2
+    assert Pulse.objects.get().status == "pending"
+    with pytest.raises(CommandError, match="--timeout takes 0 or more seconds, and goes with --wait"):
+        run("trigger_pulse", "--timeout", "5", "no wait")
+    assert Pulse.objects.count() == 1  # refused before anything was scheduled
+
+
+def test_pulse_queue_last_shows_the_pulse_scheduled_most_recently():
+    with pytest.raises(CommandError, match="no pulse yet"):
+        run("pulse_queue", "last")
+    PulseFactory(prompt="older")
+    newest = PulseFactory(prompt="the newest", scheduled_at=timezone.now() - timedelta(days=1))
+    out = run("pulse_queue", "last")
+    assert f"id: {newest.pk}" in out and "prompt: the newest" in out
 
 
 def test_a_command_on_an_unmigrated_database_says_to_migrate_instead_of_a_traceback(tmp_path):

@@ -69,9 +69,24 @@ def test_each_start_renews_the_desks_token_once_past_half_its_life(settings, tmp
     first = mcp_json.read_text()
     assert banner.prepare_desk() == "" and mcp_json.read_text() == first
     ApiToken.objects.update(expires_at=timezone.now() + timedelta(hours=1))
-    assert banner.prepare_desk() == ""
+    assert banner.prepare_desk() == ".mcp.json: Reeve's entry rewritten (REEVE_AGENT_TOKEN renewed)"
     assert mcp_json.read_text() != first and mcp_json.stat().st_mode & 0o777 == 0o600
     assert ApiToken.objects.filter(revoked_at__isnull=True).count() == 1
+
+
+def test_a_start_on_another_port_points_the_desk_there_and_the_banner_says_so(settings, tmp_path):
+    settings.REEVE_DESK_PATH = tmp_path / "my_reeve"
+    settings.REEVE_API_URL = "http://127.0.0.1:8765"
+    banner.prepare_desk()
+    settings.REEVE_API_URL = "http://127.0.0.1:18610"  # PULSE_API_PORT=18610 ./reeve start
+
+    note = banner.prepare_desk()
+
+    assert note == (
+        ".mcp.json: Reeve's entry rewritten (API address http://127.0.0.1:8765 -> http://127.0.0.1:18610)"
+    )
+    assert f"  Desk       {settings.REEVE_DESK_PATH}: {note}" in banner.lines(web=False, desk_note=note)
+    assert banner.prepare_desk() == ""
 
 
 @pytest.mark.slow

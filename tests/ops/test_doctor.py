@@ -193,6 +193,26 @@ def test_the_heartbeat_check_warns_when_cron_has_not_scheduled_one_lately(good):
     assert check.level == doctor.OK and f"#{fresh.pk}" in check.message
 
 
+def test_the_heartbeat_check_knows_the_hourly_prompt_routine_once_it_is_resumed(good):
+    from pulses.routines import changes
+    from pulses.routines.models import Routine
+
+    assert "./reeve routine resume hourly-prompt" in doctor.check_heartbeat().message
+    routine = changes.resume(Routine.objects.get(name="hourly-prompt"))
+
+    check = doctor.check_heartbeat()
+    assert check.level == doctor.OK and "no heartbeat pulse yet" not in check.message
+    assert check.message.startswith("the hourly-prompt routine fires hourly: its first heartbeat at ")
+
+    fired = changes.run_now(routine)
+    check = doctor.check_heartbeat()
+    assert (
+        check.level == doctor.OK
+        and f"#{fired.pk}" in check.message
+        and "the hourly-prompt routine" in check.message
+    )
+
+
 def test_doctor_paths_prints_shell_assignments_for_install_sh(good, capsys):
     call_command("doctor", "--paths")
     out = capsys.readouterr().out

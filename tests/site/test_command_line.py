@@ -1,5 +1,6 @@
 """How commands behave in a shell: answers on stdout, logs on stderr, a closed pipe ends them quietly."""
 
+import re
 import shlex
 import subprocess
 import sys
@@ -35,6 +36,44 @@ def test_a_command_writes_its_answer_to_stdout_and_its_log_lines_to_stderr(reeve
     assert captured.stdout.startswith("[Scheduled pulse #2 ") and "pulse_scheduled" not in captured.stdout
 
 
+def test_trigger_pulse_wait_prints_the_demo_agents_answer_and_exits_1_when_the_pulse_failed(reeve_home):
+    reeve_home.extra_env["HAPI_COMMAND"] = "demo"
+    reeve_home.start("run_pulse_worker")
+    hello = "Telegram message from Ada: hello"
+    script = (
+        f'id=$({PYTHON} manage.py trigger_pulse -q "{hello}" 2>/dev/null); echo "[$id]"; '
+        f'{PYTHON} manage.py trigger_pulse --wait --timeout 60 "{hello} there" 2>/dev/null'
+    )
+    answered = bash(reeve_home, script)
+    assert answered.returncode == 0, answered.stderr
+    first, *answer = answered.stdout.splitlines()
+    assert first == "[1]"
+    assert answer[0].startswith("Hello! I am Reeve's demo agent") and "HAPI_COMMAND" in answered.stdout
+
+    failed = reeve_home.manage(
+        "trigger_pulse", "--wait", "--timeout", "60", "--max-retries", "0", "please fail", check=False
+    )
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert "pulse #3 failed after 1 attempt(s):" in failed.stderr and "fails on purpose" in failed.stderr
+    assert "Scheduled pulse #3 (normal)" in failed.stderr  # what was scheduled: a note on stderr
+
+
+def test_createsuperuser_without_a_terminal_says_how_and_exits_1_and_the_way_it_names_works(reeve_home):
+    refused = bash(reeve_home, f"{PYTHON} manage.py createsuperuser < /dev/null")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "--noinput" in refused.stderr and "Traceback" not in refused.stderr
+    for name in ("DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_PASSWORD", "DJANGO_SUPERUSER_EMAIL"):
+        assert name in refused.stderr
+    assert reeve_home.query("SELECT COUNT(*) FROM auth_user") == [(0,)]
+
+    recipe = "DJANGO_SUPERUSER_USERNAME=ada DJANGO_SUPERUSER_EMAIL=ada@example.com DJANGO_SUPERUSER_PASSWORD="
+    made = bash(
+        reeve_home, f"{recipe}'a long password 42' {PYTHON} manage.py createsuperuser --noinput < /dev/null"
+    )
+    assert made.returncode == 0, made.stderr
+    assert reeve_home.query("SELECT username, is_superuser FROM auth_user") == [("ada", 1)]
+
+
 def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(reeve_home):
     reeve_home.manage("shell", "-c", MANY_PULSES)
     proc = bash(reeve_home, f"set -o pipefail; {PYTHON} manage.py pulse_queue all --limit 3000 | head -4")
@@ -49,6 +88,20 @@ def test_reeve_help_prints_its_usage_and_nothing_of_the_script():
     assert proc.returncode == 0, proc.stderr
     assert "./reeve start" in proc.stdout and "./reeve test" in proc.stdout
     assert "set -" not in proc.stdout and "#" not in proc.stdout
+    # Reeve's own commands, each with its line.
+    listed = dict(re.findall(r"^  ([a-z_]+) +(\S.*)$", proc.stdout, re.M))
+    own = {
+        path.stem
+        for folder in ("pulses", "telegram_bridge")
+        for path in (ROOT / folder).glob("management/commands/[!_]*.py")
+    }
+    assert own <= set(listed) and len(own) >= 15
+    assert listed["trigger_pulse"].startswith("schedule a pulse and print its id")
+    assert (
+        listed["restore_db"]
+        == "replace the database with a backup made by backup_db (.db.gz, .db or .sql.gz)"
+    )
+    assert all(len(line) <= 120 for line in proc.stdout.splitlines())
 
 
 ADMIN_STATE = """

@@ -2,6 +2,7 @@
 (reeve_site/home.py)."""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -111,3 +112,20 @@ def test_a_word_where_a_number_of_seconds_belongs_names_the_form_expected(tmp_pa
     )
     assert proc.returncode == 1
     assert proc.stderr == "Error: PULSE_LEASE_SECONDS=a minute: expected a number\n"
+
+
+def _sections(text: str) -> dict[str, str]:
+    """.env.example's sections by their title (`# --- Agent ---…`)."""
+    parts = re.split(r"^# --- ([^-]+?) -+$", text, flags=re.M)
+    return {title.strip(): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def test_env_example_offers_the_demo_agent_and_says_agent_and_telegram_changes_take_a_restart():
+    sections = _sections((ROOT / ".env.example").read_text())
+    agent, telegram = sections["Agent"], sections["Telegram (optional)"]
+    before_command = agent[: agent.index("\nHAPI_COMMAND=")]
+    assert "`demo` runs Reeve's demo agent" in before_command
+    for section in (agent, telegram):
+        assert "takes a restart" in section and "./reeve start" in section
+        assert "systemctl restart reeve-daemon" in section
+    assert "Telegram is\n# not configured" in telegram and "run_telegram_listener" in telegram

@@ -1,5 +1,6 @@
 """The agent's tools as plain functions over the queue (the MCP server's tests drive them over stdio)."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -123,8 +124,13 @@ def test_cancel_and_reschedule_change_a_pending_pulse():
 
 def test_send_notification_without_telegram_is_refused_with_what_to_set(settings):
     settings.TELEGRAM_BOT_TOKEN = ""
-    with pytest.raises(AgentToolError, match="no message was sent: Telegram is not configured"):
+    with pytest.raises(AgentToolError, match="no message was sent: Telegram is not configured") as refused:
         agent_tools.send_notification(message="hi")
+    # A .env changed after the start is not read by the process that answers: it says so, and how.
+    said = str(refused.value)
+    assert f"running web process (pid {os.getpid()}) that lacks the setting" in said
+    assert "reads .env only when it starts" in said and "./reeve start again" in said
+    assert "systemctl restart reeve-daemon" in said
     with pytest.raises(AgentToolError, match="unknown priority 'loud'"):
         agent_tools.send_notification(message="hi", priority="loud")
 

@@ -1,6 +1,7 @@
 """The Desk's `.mcp.json` and `.claude/settings.json` for Reeve's MCP server: printed, merged, checked."""
 
 import json
+import re
 from io import StringIO
 from pathlib import Path
 
@@ -196,3 +197,116 @@ def test_write_keeps_reeves_instructions_in_claude_md_with_the_nothing_to_say_to
     assert text.count("<!-- reeve:begin") == 1 and text.count("<!-- reeve:end -->") == 1
     assert "answer with\n  exactly `NO_REPLY` and nothing else" in text
     assert "send_notification" in text and "sends it back to the chat" in text
+
+
+OTHER_SERVERS = """{
+  "mcpServers": {
+    "calendar": {"command": "cal-server", "args": ["--read-only"]},
+    "reeve": {}
+  },
+  "note": "kept"
+}
+"""
+
+
+def desk_at(settings, desk: Path, url: str) -> bytes:
+    """The Desk written for the API at `url`, beside another server; the file's bytes."""
+    settings.REEVE_API_URL = url
+    (desk / ".mcp.json").write_text(OTHER_SERVERS)
+    desk_config.write_desk_config(desk)
+    return (desk / ".mcp.json").read_bytes()
+
+
+def test_a_port_change_rewrites_reeves_entry_alone_and_keeps_the_other_servers(desk, settings):
+    before = read_bytes = desk_at(settings, desk, "http://127.0.0.1:8765")
+    token = json.loads(read_bytes)["mcpServers"]["reeve"]["env"]["REEVE_AGENT_TOKEN"]
+    settings.REEVE_API_URL = "http://127.0.0.1:18610"  # PULSE_API_PORT=18610 ./reeve start
+
+    done = desk_config.keep_desk_true(desk)
+
+    assert done == [
+        ".mcp.json: Reeve's entry rewritten (API address http://127.0.0.1:8765 -> http://127.0.0.1:18610)"
+    ]
+    after = read(desk / ".mcp.json")
+    assert after["mcpServers"]["reeve"] == desk_config.server_entry(token)  # the token still works: kept
+    assert after["mcpServers"]["reeve"]["env"]["REEVE_API_URL"] == "http://127.0.0.1:18610"
+    old = json.loads(before)
+    assert after["mcpServers"]["calendar"] == old["mcpServers"]["calendar"] and after["note"] == "kept"
+    assert list(after["mcpServers"]) == ["calendar", "reeve"]
+    assert (desk / ".mcp.json").stat().st_mode & 0o777 == 0o600
+    assert desk_mcp_problems() == []
+
+
+def test_a_desk_true_to_the_configuration_is_left_byte_identical(desk, settings):
+    before = desk_at(settings, desk, "http://127.0.0.1:8765")
+    written = (desk / ".mcp.json").stat().st_mtime_ns
+    claude_md = (desk / "CLAUDE.md").read_bytes()
+
+    assert desk_config.keep_desk_true(desk) == []
+
+    assert (desk / ".mcp.json").read_bytes() == before and (desk / ".mcp.json").stat().st_mtime_ns == written
+    assert (desk / "CLAUDE.md").read_bytes() == claude_md
+
+
+def test_a_desk_without_reeves_entry_is_left_to_doctor_and_mcp_config(desk, settings):
+    (desk / ".mcp.json").write_text('{"mcpServers": {"calendar": {"command": "cal-server"}}}')
+    assert desk_config.keep_desk_true(desk) == []
+    assert (desk / ".mcp.json").read_text() == '{"mcpServers": {"calendar": {"command": "cal-server"}}}'
+
+
+def test_doctor_rewrites_a_drifted_entry_and_says_what_it_rewrote(desk, settings):
+    from pulses.ops.doctor_agent import check_agent_tools
+
+    settings.HAPI_COMMAND = "demo"
+    desk_at(settings, desk, "http://127.0.0.1:8765")
+    settings.REEVE_API_URL = "http://127.0.0.1:18610"
+
+    check = check_agent_tools()
+
+    assert check.level == "ok"
+    assert (
+        "rewrote .mcp.json: Reeve's entry rewritten (API address http://127.0.0.1:8765 -> " in check.message
+    )
+    assert read(desk / ".mcp.json")["mcpServers"]["reeve"]["env"]["REEVE_API_URL"] == "http://127.0.0.1:18610"
+    assert "rewrote" not in check_agent_tools().message  # true now: nothing to say
+
+
+def test_doctor_keeps_the_desk_on_the_address_of_the_reeve_that_runs(desk, settings, tmp_path):
+    """`PULSE_API_PORT=18610 ./reeve start`, then a plain `./reeve doctor` (whose .env says 8765): the
+    Desk must keep pointing at the Reeve that serves."""
+    import os
+
+    from pulses.ops import instance_lock
+    from pulses.ops.doctor_agent import refresh_desk
+
+    settings.REEVE_LOCK_FILE = tmp_path / "reeve.lock"
+    desk_at(settings, desk, "http://127.0.0.1:18610")
+    settings.REEVE_API_URL = "http://127.0.0.1:8765"
+    assert instance_lock.running_api_url() is None
+    fd = instance_lock.hold(exclusive=True, role="./reeve start")
+    try:
+        instance_lock.record(fd, {"pid": os.getpid(), "api_url": "http://127.0.0.1:18610"})
+        assert instance_lock.running_api_url() == "http://127.0.0.1:18610"
+        assert refresh_desk() == ""
+    finally:
+        os.close(fd)
+    assert instance_lock.running_api_url() is None
+    assert "API address http://127.0.0.1:18610 -> http://127.0.0.1:8765" in refresh_desk()
+
+
+def test_claude_md_lists_every_tool_the_mcp_server_offers_and_an_old_block_is_brought_up_to_date(desk):
+    from pulses.tools import desk_instructions
+    from pulses.tools.mcp_server import build_server
+
+    offered = [tool.name for tool in build_server()._tool_manager.list_tools()]
+    block = " ".join(desk_instructions.block().split())
+    assert len(offered) == 9 and all(f" {name}," in block or f" {name}." in block for name in offered)
+
+    # The block as Reeve wrote it before, naming 5 of the tools.
+    five = "schedule_pulse,\nlist_upcoming_pulses, cancel_pulse, reschedule_pulse and send_notification.\n"
+    old_block = re.sub(r"these tools:\n.*?\.\n", five, desk_instructions.block(), count=1, flags=re.S)
+    assert "create_routine" not in old_block
+    (desk / "CLAUDE.md").write_text(f"# My Desk\n\n{old_block}\n\nMine, after.\n")
+    assert desk_config.keep_desk_true(desk) == ["CLAUDE.md: Reeve's block updated (its tool list)"]
+    text = (desk / "CLAUDE.md").read_text()
+    assert text == f"# My Desk\n\n{desk_instructions.block()}\n\nMine, after.\n"

@@ -141,6 +141,17 @@ ANSWERED = """
 from tests.support.factories import PulseAttemptFactory, PulseFactory
 pulse = PulseFactory(completed=True, prompt="What is on my calendar today? (browser test)")
 PulseAttemptFactory(pulse=pulse, result_text="Dentist at 9:00, then lunch with Ada.\\nNothing else today.")
+long = PulseFactory(
+    completed=True,
+    source="telegram",
+    prompt="Telegram message from Ada Lovelace: summarise the three newest mails about the conference "
+    "and say which of them need an answer from me before Friday",
+)
+PulseAttemptFactory(
+    pulse=long,
+    result_text="Two of the three need you: the programme committee wants your slides by Thursday noon, "
+    "and the venue asks whether you need a projector; the third is a newsletter.",
+)
 print(pulse.pk)
 """
 
@@ -152,6 +163,17 @@ def test_the_agents_answer_shows_in_the_admin_list_and_page_and_on_the_dashboard
     row = page.locator("#result_list tbody tr", has_text="What is on my calendar")
     expect(row.locator("td.field-short_answer")).to_have_text("Dentist at 9:00, then lunch with Ada.")
     page.screenshot(path=str(screenshots / "admin-answer-column.png"), full_page=True)
+    # Readable at 1280 px (the page's viewport): the whole table fits without scrolling sideways, and
+    # the answer column is not squeezed to a few words a line.
+    assert page.viewport_size["width"] == 1280
+    page.screenshot(path=str(screenshots / "admin-pulse-list-1280.png"))
+    results = page.locator("#changelist .results")
+    assert results.evaluate("el => el.scrollWidth <= el.clientWidth")
+    answer = page.locator("#result_list tbody tr", has_text="Telegram message from Ada").locator(
+        "td.field-short_answer"
+    )
+    box = answer.bounding_box()
+    assert box["width"] >= 200 and box["x"] + box["width"] <= 1280
 
     page.goto(f"{live_web.url}/admin/pulses/pulse/{pulse_id}/change/")
     expect(page.locator(".field-answer")).to_contain_text("Nothing else today.")

@@ -55,25 +55,35 @@ def _tail_line(event) -> str:
 
 
 class Command(ReeveCommand):
-    """Show the pulse queue: pending (default), overdue, failed, completed, all, or one pulse by ID.
-    With an ID and --follow, print what the agent does (tool calls, text, errors) as it runs, until the
+    """Show the pulse queue: pending (default), overdue, failed, completed, all; or one pulse by ID, or
+    `last`: the pulse scheduled most recently (`./reeve pulse_queue last` after a trigger_pulse). With a
+    pulse and --follow, print what the agent does (tool calls, text, errors) as it runs, until the
     pulse ends, then its answer or error; Ctrl+C stops following (the pulse goes on)."""
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "view", nargs="?", default="pending", help=f"one of {', '.join(reports.LISTINGS)}, or a pulse ID"
+            "view",
+            nargs="?",
+            default="pending",
+            help=f"one of {', '.join(reports.LISTINGS)}; a pulse ID, or {reports.LAST} (the newest pulse)",
         )
         parser.add_argument("-n", "--limit", type=int, default=50, help="rows at most (default 50)")
         parser.add_argument(
             "-f",
             "--follow",
             action="store_true",
-            help="with a pulse ID: print its run's live tail as it comes, until the pulse ends",
+            help="with a pulse ID or last: print its run's live tail as it comes, until the pulse ends",
         )
 
     def handle(self, *args, view: str, limit: int, follow: bool, **options) -> None:
+        if view == reports.LAST:
+            if (newest := reports.last_pulse_id()) is None:
+                raise CommandError("no pulse yet: ./reeve trigger_pulse PROMPT schedules one")
+            view = str(newest)
         if follow and not view.isdigit():
-            raise CommandError("--follow needs a pulse ID: pulse_queue ID --follow")
+            raise CommandError(
+                "--follow needs a pulse: pulse_queue ID --follow (or pulse_queue last --follow)"
+            )
         if follow:
             return self._follow(int(view))
         if view.isdigit():

@@ -1,16 +1,18 @@
 from django.core.management.base import CommandError
 
-from pulses import queue
+from pulses import queue, reports, waiting
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
 from pulses.management.base import ReeveCommand, refusals
-from pulses.models import Priority
+from pulses.models import Priority, Pulse, Status
 from pulses.ops.hourly_prompt import schedule_hourly_prompt
 from pulses.timeparse import TimeParseError, parse_when
 
 
 class Command(ReeveCommand):
-    """Schedule a pulse: a prompt that wakes the agent at a given time. With --heartbeat, schedule this hour's
-    heartbeat (its prompt follows the time of day)."""
+    """Schedule a pulse: a prompt that wakes the agent at a given time, and print its id. With --heartbeat,
+    schedule this hour's heartbeat (its prompt follows the time of day). In a script: `id=$(./reeve
+    trigger_pulse -q "...")` holds the id alone; `./reeve trigger_pulse --wait "..."` prints the agent's
+    answer once the pulse has run (exit 1 when it failed or was cancelled, 2 when --timeout ran out)."""
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", nargs="?", help="what the agent should do (not with --heartbeat)")
@@ -47,8 +49,29 @@ class Command(ReeveCommand):
             action="store_true",
             help="schedule the hourly heartbeat (morning/afternoon/evening/night prompt)",
         )
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            help="print the pulse's id alone (for id=$(...)); with --wait, print only the answer",
+        )
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="wait until the pulse has run and print the agent's answer on stdout "
+            "(exit 1 when it failed or was cancelled); retries are waited for too",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            metavar="S",
+            help="with --wait: give up after S seconds (exit 2; the pulse stays queued). Default: no limit",
+        )
 
     def handle(self, *args, **options):
+        if options["timeout"] is not None and (not options["wait"] or options["timeout"] < 0):
+            raise CommandError("--timeout takes 0 or more seconds, and goes with --wait")
         if options["heartbeat"]:
             result = schedule_hourly_prompt()
         else:
@@ -74,4 +97,33 @@ class Command(ReeveCommand):
                 )
         pulse = result.pulse
         verb = "Scheduled" if result.created else "Already scheduled"
-        self.stdout.write(f"{verb} pulse #{pulse.pk} ({pulse.priority}) for {pulse.scheduled_at.isoformat()}")
+        said = f"{verb} pulse #{pulse.pk} ({pulse.priority}) for {pulse.scheduled_at.isoformat()}"
+        if not options["wait"]:
+            self.stdout.write(str(pulse.pk) if options["quiet"] else said)
+            return
+        # With --wait, stdout is the answer alone: what was scheduled is a note on stderr.
+        if not options["quiet"]:
+            self.stderr.write(f"{said}; waiting for it to finish")
+        self._wait(pulse.pk, timeout=options["timeout"], quiet=options["quiet"])
+
+    def _wait(self, pulse_id: int, *, timeout: float | None, quiet: bool) -> None:
+        def note_no_worker(pulse: Pulse) -> None:
+            if not quiet and not reports.recent_workers():
+                self.stderr.write("no worker is running: it runs once Reeve is started (./reeve start)")
+
+        try:
+            finished = waiting.wait_until_finished(pulse_id, timeout=timeout, on_waiting=note_no_worker)
+        except waiting.WaitTimedOut as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        except KeyboardInterrupt:  # Ctrl+C stops the wait, not the pulse
+            raise CommandError(
+                f"stopped waiting; pulse #{pulse_id} stays queued: ./reeve pulse_queue {pulse_id}",
+                returncode=130,
+            ) from None
+        if finished.succeeded:
+            self.stdout.write(finished.answer)
+            return
+        if finished.status == Status.CANCELLED:
+            raise CommandError(f"pulse #{pulse_id} was cancelled")
+        error = finished.error or "no error was recorded"
+        raise CommandError(f"pulse #{pulse_id} failed after {finished.attempts} attempt(s): {error}")
