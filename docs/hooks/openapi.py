@@ -16,6 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- openapi -->"
 METHODS = ("get", "post", "patch", "put", "delete")
+# The endpoints a newcomer needs first; the agent's own last.
+TAG_ORDER = ("health", "pulse", "pulses", "routines", "queue", "status", "stats", "notify", "agent")
 _schema: dict | None = None
 
 
@@ -113,7 +115,8 @@ def _operation(path: str, method: str, op: dict) -> list[str]:
     out += ["| answer | |", "|---|---|"]
     for code, answer in op.get("responses", {}).items():
         content = answer.get("content", {}).get("application/json", {}).get("schema")
-        shown = f"{_cell(answer.get('description', ''))}" + (f": {_type(content)}" if content else "")
+        parts = [_cell(answer.get("description", "")), _type(content) if content else ""]
+        shown = ": ".join(part for part in parts if part)
         out.append(f"| {code} | {shown} |")
     return out + [""]
 
@@ -132,8 +135,9 @@ def render() -> str:
         " ([openapi.json](openapi.json), the same schema `/api/schema` serves).",
         "",
     ]
-    for tag, lines in by_tag.items():
-        out += [f"## {tag}", "", *lines]
+    first = {tag: n for n, tag in enumerate(TAG_ORDER)}
+    for tag, lines in sorted(by_tag.items(), key=lambda item: first.get(item[0], len(first))):
+        out += [f"## {tag.capitalize()}", "", *lines]
     out += ["## Bodies", ""]
     for name, node in sorted(spec["components"]["schemas"].items()):
         if name in ("NullEnum",):
