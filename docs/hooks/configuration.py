@@ -80,24 +80,19 @@ def documented_names(path: Path = ROOT / ".env.example") -> set[str]:
     return {v.name for section in read_env_example(path)[1] for e in section.entries for v in e.variables}
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def render(path: Path = ROOT / ".env.example") -> str:
-    """The reference as Markdown: one table per section of `.env.example`."""
+    """The reference as Markdown: a section of `.env.example` per heading (its title's parenthesis under
+    it), each entry its line(s) as the file has them (definition list terms) and their comment."""
     intro, sections = read_env_example(path)
-    out = [f"*{_cell(intro)}*", ""] if intro else []
+    out = [f"*{intro}*", ""] if intro else []
     for section in sections:
-        out += [f"## {section.title}", "", "| variable | in `.env.example` | what it does |", "|---|---|---|"]
+        title, _, aside = section.title.partition(" (")
+        out += [f"## {title}", ""]
+        if aside:
+            out += [f"*{aside.removesuffix(')')}*", ""]
         for entry in section.entries:
-            names = "<br>".join(f"`{v.name}`" for v in entry.variables)
-            lines = "<br>".join(
-                f"`{'' if v.active else '# '}{v.name}={v.value}`" if v.value or v.active else f"`# {v.name}=`"
-                for v in entry.variables
-            )
-            out.append(f"| {names} | {_cell(lines)} | {_cell(entry.description)} |")
-        out.append("")
+            out += [f"`{'' if v.active else '# '}{v.name}={v.value}`" for v in entry.variables]
+            out += [f":   {entry.description or '(no comment)'}", ""]
     return "\n".join(out)
 
 
