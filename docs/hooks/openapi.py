@@ -9,11 +9,12 @@ beside the page as `openapi.json`. No Swagger UI, nothing loaded from elsewhere.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import django_app  # noqa: E402  (this folder's, not a package)
+
 MARKER = "<!-- openapi -->"
 METHODS = ("get", "post", "patch", "put", "delete")
 # The endpoints a newcomer needs first; the agent's own last.
@@ -25,15 +26,7 @@ def schema() -> dict:
     """The OpenAPI schema of this checkout's API, made once per build."""
     global _schema
     if _schema is None:
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
-        # The schema does not depend on anyone's .env: read none, need no secret key file.
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "reeve_site.settings")
-        os.environ["REEVE_IGNORE_DOTENV"] = "1"
-        os.environ.setdefault("SECRET_KEY", "docs-build-only")
-        import django
-
-        django.setup()
+        django_app.setup()
         from drf_spectacular.generators import SchemaGenerator
 
         _schema = SchemaGenerator().get_schema(request=None, public=True)

@@ -161,6 +161,17 @@ def test_the_api_page_lists_every_endpoint_of_the_schema(site):
     assert "<code>prompt</code> (required)" in page  # a body's fields, from the serializer
 
 
+def test_the_commands_page_lists_every_command_with_its_options(site):
+    page = (site / "commands.html").read_text()
+    folders = [ROOT / app / "management" / "commands" for app in ("pulses", "telegram_bridge")]
+    commands = [path.stem for folder in folders for path in folder.glob("[a-z]*.py")]
+    assert len(commands) > 15
+    for name in commands:
+        assert f'<h3 id="{name}">' in page, name
+    assert "<code>--at AT</code>" in page  # trigger_pulse's option, from its parser
+    assert "<code>routine add</code>" in page  # a subcommand's own options
+
+
 def test_the_docs_name_no_file_outside_the_repository():
     top = [ROOT / "README.md", ROOT / "SECURITY.md", ROOT / "CHANGELOG.md"]
     for path in [*(ROOT / "docs").glob("*.md"), *top]:
