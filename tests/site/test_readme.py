@@ -223,7 +223,7 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
         assert "Check my calendar for tomorrow" in queue.stdout and "What time is it?" in queue.stdout
         said = "".join(outputs)
         assert "Hello! I am" in said  # trigger_pulse --wait printed the demo agent's answer
-        assert "It is " in said  # pulse_queue "$id" showed the answer of the pulse -q named
+        assert "What time is it?" in said  # pulse_queue "$id" showed the pulse -q named
         assert "Backup finished" in fake_telegram.sent_texts
         # The first start said what it was doing, and installed what Reeve runs on, not the test tools.
         first_start = (home / "background-0.log").read_text()
