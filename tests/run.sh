@@ -67,11 +67,14 @@ case " $databases " in
     ;;
 esac
 
-# While it starts: the linters, the migration check and the real agents' install (npm, mostly
+# While it starts: the linters, the migration check, the docs and the real agents' install (npm, mostly
 # waiting on the network), which only the SQLite half uses.
 step ruff check .
 step ruff format --check .
 step python manage.py makemigrations --check --dry-run
+# The documentation site (mkdocs.yml), warnings as errors: a broken link or anchor, a page left out of
+# the nav, a generated page that cannot be made (docs/hooks/) fails the run. A few seconds; into site/.
+NO_MKDOCS_2_WARNING=1 step python -m mkdocs build --strict --quiet
 # The real Hapi and Claude Code (tests/agent/test_real_agents.py); without npm those tests skip.
 if ! agents_note=$(bash tests/support/agents.sh); then
   notes+=("$agents_note")

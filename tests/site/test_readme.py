@@ -1,13 +1,14 @@
 """The README as a newcomer follows it: a fresh clone, an empty HOME, every shell block run as written.
 
-The blocks are read from README.md here, so the README cannot drift from what works. They run in
-order from "Quick start" up to the sections for people who already run Reeve ("Coming from the
-original Reeve", "Operations": sudo, systemd). What a person would change is changed the same way:
-a free port for 8765 (PULSE_API_PORT), and the fake Bot API for Telegram's (the Telegram section's
-settings, as a person with a bot has them in .env). A command a person leaves running in its own
-terminal (`./reeve start`, the Telegram listener) runs in the background until the end, then gets
-Ctrl+C; `createsuperuser` is answered in a terminal. `./reeve test` (the whole suite) is the one
-command not run here: tests/site/test_quickstart.py runs it from a fresh clone.
+The blocks are read from README.md here, so the README cannot drift from what works. Every ```bash
+block runs, in order (the README is a newcomer's front door; sudo and systemd live in docs/). What a
+person would change is changed the same way: a free port for 8765 (PULSE_API_PORT), the fake Bot API
+for Telegram's (the Telegram section's settings, as a person with a bot has them in .env), and, from
+"Set up your real agent" on, the agent a person set up (here the demo agent, in .env). A command a
+person leaves running in its own terminal (`./reeve start`, the Telegram listener) runs in the
+background until the end, then gets Ctrl+C; a second `./reeve start` first stops the one running, as
+the README says (Ctrl+C); `createsuperuser` is answered in a terminal. `./reeve test` (the whole suite)
+is the one command not run here: tests/site/test_quickstart.py runs it from a fresh clone.
 """
 
 from __future__ import annotations
@@ -33,29 +34,47 @@ pytestmark = [
     pytest.mark.skipif(os.environ.get("REEVE_NESTED_QUICKSTART") == "1", reason="already inside one"),
 ]
 
-FIRST_SECTION = "## Quick start"
-NOT_FOR_NEWCOMERS = ("## Coming from the original Reeve", "## Operations")
-LEFT_RUNNING = ("./reeve start", "./reeve run_telegram_listener")
+REAL_AGENT_SECTION = "## Set up your real agent"
+LEFT_RUNNING = ("./reeve start", "HAPI_COMMAND=demo ./reeve start", "./reeve run_telegram_listener")
+MAX_LINES = 150
 PASSWORD = "a newcomer's long passphrase 42"
 
 
 def readme_blocks(text: str) -> list[list[str]]:
-    """The commands of each ```bash block between the quick start and the first section not meant
-    for newcomers, continuation lines joined, comment lines dropped (a trailing comment stays)."""
-    start = text.index(FIRST_SECTION)
-    end = min(text.index(heading) for heading in NOT_FOR_NEWCOMERS)
+    """The commands of each ```bash block, continuation lines joined, comment lines dropped (a
+    trailing comment stays)."""
     blocks = []
-    for block in re.findall(r"^```bash\n(.*?)^```", text[start:end], re.M | re.S):
+    for block in re.findall(r"^```bash\n(.*?)^```", text, re.M | re.S):
         lines = re.sub(r"\\\n\s*", " ", block).splitlines()
         blocks.append([line for line in lines if line.strip() and not line.lstrip().startswith("#")])
     return blocks
 
 
+def test_the_readme_is_read_in_five_minutes():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= MAX_LINES
+
+
 def test_the_readme_blocks_are_found():
     commands = [c for block in readme_blocks((ROOT / "README.md").read_text()) for c in block]
     assert commands[0].startswith("./reeve start")
-    assert any(c.startswith("curl -X POST") and "-d '{" in c for c in commands)  # joined continuation
+    assert any(c.startswith("./reeve trigger_pulse --wait") for c in commands)
+    assert any(c.startswith("id=$(./reeve trigger_pulse -q") for c in commands)
     assert any(c.startswith("./reeve notify") for c in commands)
+    assert readme_blocks("```bash\ncurl -X POST x \\\n  -d '{}'  # a comment\n# alone\n```\n") == [
+        ["curl -X POST x  -d '{}'  # a comment"]
+    ]
+
+
+def test_the_readmes_links_lead_to_files_of_the_repository():
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    assert links
+    for link in links:
+        if not link.startswith(("http://", "https://")):
+            assert (ROOT / link).is_file(), link
+
+
+def starts_reeve(command: str) -> bool:
+    return command.split("#")[0].strip().endswith("./reeve start")
 
 
 def in_a_terminal(command: str, *, cwd: Path, env: dict, answers: list[tuple[str, str]]) -> tuple[int, str]:
@@ -122,9 +141,13 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
         if var in os.environ:
             env[var] = os.environ[var]
 
-    blocks = readme_blocks((repo / "README.md").read_text())
+    text = (repo / "README.md").read_text()
+    blocks = readme_blocks(text)
+    # The blocks from "Set up your real agent" on run with the agent a person set up by then.
+    after_real_agent = len(readme_blocks(text[: text.index(REAL_AGENT_SECTION)]))
     running: list[tuple[str, subprocess.Popen, Path]] = []
     ran = []
+    outputs = []
 
     def run_in_one_shell(commands: list[str]) -> None:
         """Consecutive commands of a block, in one shell as a person types them (TOKEN=... carries)."""
@@ -141,6 +164,7 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
         )
         assert proc.returncode == 0, f"{script}\n{proc.stdout}\n{proc.stderr}"
         assert "Traceback" not in proc.stderr, f"{script}\n{proc.stderr}"
+        outputs.append(proc.stdout)
         ran.extend(commands)
         commands.clear()
 
@@ -157,6 +181,11 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
             assert code == 0, f"{command}\n{output}"
             assert "Superuser created successfully" in output, output
         else:
+            if starts_reeve(command):  # the README says: stop Reeve (Ctrl+C) and start it again
+                for earlier_command, earlier, earlier_log in running:
+                    if starts_reeve(earlier_command) and earlier.poll() is None:
+                        os.killpg(earlier.pid, signal.SIGINT)
+                        assert earlier.wait(timeout=60) == 0, earlier_log.read_text()[-3000:]
             log = home / f"background-{len(running)}.log"
             proc = subprocess.Popen(
                 ["bash", "-c", command],
@@ -167,12 +196,14 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
                 start_new_session=True,
             )
             running.append((command, proc, log))
-            if command.startswith("./reeve start"):
+            if starts_reeve(command):
                 wait_for_health(port, proc, log)
         ran.append(command)
 
     try:
-        for block in blocks:
+        for number, block in enumerate(blocks):
+            if number == after_real_agent:
+                (repo / ".env").write_text("HAPI_COMMAND=demo\n")  # the agent a person set up
             typed: list[str] = []
             for command in block:
                 command = command.replace("8765", str(port))
@@ -189,7 +220,10 @@ def test_a_newcomer_runs_every_readme_command_from_a_fresh_clone(tmp_path, fake_
         queue = subprocess.run(
             ["./reeve", "pulse_queue", "all"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
         )
-        assert "Check my calendar for tomorrow" in queue.stdout and "Test pulse from curl" in queue.stdout
+        assert "Check my calendar for tomorrow" in queue.stdout and "What time is it?" in queue.stdout
+        said = "".join(outputs)
+        assert "Hello! I am" in said  # trigger_pulse --wait printed the demo agent's answer
+        assert "What time is it?" in said  # pulse_queue "$id" showed the pulse -q named
         assert "Backup finished" in fake_telegram.sent_texts
         # The first start said what it was doing, and installed what Reeve runs on, not the test tools.
         first_start = (home / "background-0.log").read_text()
