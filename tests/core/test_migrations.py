@@ -93,6 +93,7 @@ def test_an_installation_of_release_22_under_the_old_names_gets_release_23_whole
             "pulses.0013_delivery_parts_started",
             "pulses.0014_claim_nonce",
             "pulses.0015_health_watchdog",
+            "pulses.0019_agent_options",  # issue 33: per-pulse and per-routine agent options
             "telegram_bridge.0003_busy_notices",
             "telegram_bridge.0004_web_notifications",  # issue 30: /api/notify queues
             "telegram_bridge.0005_update_failures",  # issue 31: no poison update
