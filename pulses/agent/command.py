@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from pulses import limits
+
 HAPI = "hapi"
 DEFAULT_AGENT = "claude"
 DEMO = "demo"  # HAPI_COMMAND=demo: the demo agent, to see the whole loop before installing a real one
@@ -71,6 +73,16 @@ def agent_options(argv: list[str], *, model: str, max_turns: int | None) -> tupl
     if max_turns is not None:
         words.append(f"--max-turns={max_turns}")
     return words, env
+
+
+def model_problem(model: str) -> str:
+    """Why AGENT_MODEL `model` keeps every run from starting ("" when it is empty or a model name):
+    it would reach the agent as `--model=M`, so it is held to the pulses' own rule (pulses.limits)."""
+    try:
+        limits.check_model(model)
+    except limits.InvalidPulse:
+        return f"AGENT_MODEL {model[:60]!r} is not a model name: {limits.MODEL_FORM}; fix it in .env"
+    return ""
 
 
 def setup_problem(command: str, *, agent: str = DEFAULT_AGENT, desk: Path) -> str:

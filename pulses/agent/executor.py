@@ -40,7 +40,6 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from pulses import limits
 from pulses.agent import readiness
 from pulses.agent import sandbox as agent_sandbox
 from pulses.agent.command import (
@@ -49,6 +48,7 @@ from pulses.agent.command import (
     agent_command,
     agent_options,
     build_prompt,
+    model_problem,
     runs_claude,
     setup_problem,
 )
@@ -185,13 +185,11 @@ class Executor:
 
     def setup_problem(self) -> str:
         """What keeps every run from starting ("" when nothing does); see `setup_problem`. An AGENT_MODEL
-        that is no model name is one too (`pulses.limits.check_model`)."""
-        try:
-            limits.check_model(self.model)
-        except limits.InvalidPulse:
-            return f"AGENT_MODEL {self.model[:60]!r} is not a model name: {limits.MODEL_FORM}; fix it in .env"
-        return setup_problem(self.command, agent=self.agent, desk=self.desk) or agent_sandbox.setup_problem(
-            self.sandbox, agent_command(self.command, agent=self.agent)
+        that is no model name is one too (`model_problem`)."""
+        return (
+            model_problem(self.model)
+            or setup_problem(self.command, agent=self.agent, desk=self.desk)
+            or agent_sandbox.setup_problem(self.sandbox, agent_command(self.command, agent=self.agent))
         )
 
     def interrupt(self, pulse_id: int, *, because: str, grace: float = KILL_GRACE_SECONDS) -> bool:

@@ -306,3 +306,11 @@ def test_an_agent_model_that_is_no_model_name_keeps_every_run_from_starting(desk
     )
     outcome = executor.run(AgentRequest(prompt="hi"))
     assert not outcome.success and outcome.exit_code is None and "AGENT_MODEL" in outcome.error
+
+
+def test_doctor_the_dashboard_and_api_status_name_an_agent_model_that_is_no_model_name(settings, fake_agent):
+    from pulses.agent import check
+
+    assert check.setup_problem() == ""
+    settings.AGENT_MODEL = "-x"
+    assert check.setup_problem().startswith("AGENT_MODEL '-x' is not a model name")
