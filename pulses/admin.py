@@ -23,7 +23,9 @@ from django.utils.safestring import SafeString
 from pulses import answers, history, queue
 from pulses.db import search
 from pulses.limits import (
+    AGENT_OPTION_CHECKS,
     TIME_RANGE,
+    InvalidPulse,
     InvalidSessionId,
     check_session_id,
     time_in_range,
@@ -160,6 +162,16 @@ class PulseAddForm(forms.ModelForm):
             raise forms.ValidationError(f"out of range: a time must fall within {TIME_RANGE}")
         return when
 
+    def clean(self):
+        data = super().clean()
+        for name, check in AGENT_OPTION_CHECKS:  # the agent options, within the API's limits
+            if name in data:
+                try:
+                    data[name] = check(data[name])
+                except InvalidPulse as exc:
+                    self.add_error(name, str(exc))
+        return data
+
 
 @admin.register(Pulse)
 class PulseAdmin(admin.ModelAdmin):
@@ -195,6 +207,9 @@ class PulseAdmin(admin.ModelAdmin):
         "tags",
         "max_retries",
         "idempotency_key",
+        "model",
+        "timeout_seconds",
+        "max_turns",
     )
     execution_fields = (
         "status",
@@ -307,6 +322,9 @@ class PulseAdmin(admin.ModelAdmin):
             tags=data.get("tags") or (),
             max_retries=data["max_retries"],
             idempotency_key=data.get("idempotency_key") or None,
+            model=data.get("model") or "",
+            timeout_seconds=data.get("timeout_seconds"),
+            max_turns=data.get("max_turns"),
         ).pulse
         obj.pk = created.pk
         obj.refresh_from_db()

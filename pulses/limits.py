@@ -7,6 +7,10 @@ no caller can store a pulse the API would refuse.
 - A session id is handed to the agent CLI as `--resume=ID`, so it must be something the CLI itself
   accepts and nothing more: Claude Code's session ids are UUIDs (`claude --resume` and
   `--session-id` accept only those), which is also all Reeve ever stores from the agent's stream.
+- The agent options a pulse or routine may carry (`model`, `timeout_seconds`, `max_turns`) come from a
+  fixed allow-list, never free-form flags: a model name is checked against MODEL_PATTERN (it cannot
+  start with `-`, so it can never read as an option) and reaches the agent as one `--model=M` word
+  before `--`; the numbers are bounded here.
 - A time must lie in years 2000–9000 both in UTC and in TIME_ZONE, so that every later conversion
   (storage, listings in TIME_ZONE, arithmetic such as retries) stays inside Python's datetime range.
 """
@@ -89,6 +93,68 @@ class InvalidPulse(ValueError):
     """A pulse outside the limits above; the message names the field and says what is accepted."""
 
 
+# The agent options (pulses.agent.executor passes them as the CLI's own options, before `--`).
+MAX_MODEL_CHARS = 100
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$"
+_MODEL = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}\Z")  # MODEL_PATTERN, no newline before the end
+MODEL_FORM = (
+    "a model name such as sonnet, opus or claude-sonnet-4-5: letters, digits and . _ : / @ -, starting "
+    f"with a letter or digit, at most {MAX_MODEL_CHARS} characters (empty: AGENT_MODEL)"
+)
+MIN_TIMEOUT_SECONDS = 10
+MAX_TIMEOUT_SECONDS = 24 * 3600  # a run that needs more than a day is no pulse
+MIN_MAX_TURNS = 1
+MAX_MAX_TURNS = 1000
+
+
+def check_model(model: object) -> str:
+    """`model` when it is empty or a model name by MODEL_PATTERN; else InvalidPulse."""
+    if model in (None, ""):
+        return ""
+    if not isinstance(model, str) or not _MODEL.match(model):
+        shown = model[:60] if isinstance(model, str) else type(model).__name__
+        raise InvalidPulse(f"'model' {shown!r} is not a model name: {MODEL_FORM}")
+    return model
+
+
+def _whole_number(value: object, *, name: str, low: int, high: int, unit: str = "") -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidPulse(
+            f"'{name}' must be a whole number{unit} from {low} to {high} (or empty for the default); "
+            f"got {value!r:.60}"
+        )
+    return value
+
+
+def check_timeout_seconds(value: object) -> int | None:
+    """`value` when it is None (PULSE_TIMEOUT_SECONDS) or seconds within the bounds; else InvalidPulse."""
+    return _whole_number(
+        value, name="timeout_seconds", low=MIN_TIMEOUT_SECONDS, high=MAX_TIMEOUT_SECONDS, unit=" of seconds"
+    )
+
+
+def check_max_turns(value: object) -> int | None:
+    """`value` when it is None (the agent's own limit) or a number of turns within the bounds."""
+    return _whole_number(value, name="max_turns", low=MIN_MAX_TURNS, high=MAX_MAX_TURNS)
+
+
+# Each agent option (the field of a pulse and of a routine) and its check.
+AGENT_OPTION_CHECKS = (
+    ("model", check_model),
+    ("timeout_seconds", check_timeout_seconds),
+    ("max_turns", check_max_turns),
+)
+
+
+def check_agent_options(*, model: object, timeout_seconds: object, max_turns: object) -> None:
+    """The agent options of a pulse or routine; InvalidPulse naming the first one outside its limits."""
+    check_model(model)
+    check_timeout_seconds(timeout_seconds)
+    check_max_turns(max_turns)
+
+
 def text_list(values: object, *, name: str, max_items: int, max_chars: int) -> list[str]:
     """`values` as a list of stripped, non-empty strings within the limits; else InvalidPulse."""
     if values is None:
@@ -159,6 +225,9 @@ def check_pulse(
     tags: object,
     max_retries: object,
     idempotency_key: str | None,
+    model: object = "",
+    timeout_seconds: object = None,
+    max_turns: object = None,
 ) -> None:
     """Every limit of a pulse about to be stored (`queue.schedule`); InvalidPulse naming the first
     one broken."""
@@ -185,6 +254,7 @@ def check_pulse(
         )
     if idempotency_key is not None and len(idempotency_key) > MAX_KEY_CHARS:
         raise InvalidPulse(f"'idempotency_key' is {len(idempotency_key)} characters; at most {MAX_KEY_CHARS}")
+    check_agent_options(model=model, timeout_seconds=timeout_seconds, max_turns=max_turns)
 
 
 # What the agent reports about a run (its stream's `result` event), stored on the attempt: a number

@@ -172,6 +172,21 @@ class Pulse(models.Model):
     check_command = models.TextField(blank=True, default="", db_default="")
     # Completed without an agent run: the wake check found nothing to do.
     skipped = models.BooleanField(default=False, db_default=False)
+    # How the agent runs it (pulses.limits: an allow-list, never free-form flags): empty / null take
+    # the defaults (AGENT_MODEL, PULSE_TIMEOUT_SECONDS, the agent's own turn limit).
+    model = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="empty: AGENT_MODEL (or the agent's own)",
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="seconds before its run is killed; empty: PULSE_TIMEOUT_SECONDS"
+    )
+    max_turns = models.PositiveIntegerField(
+        null=True, blank=True, help_text="the agent's turn limit for its run (--max-turns); empty: its own"
+    )
 
     objects = PulseQuerySet.as_manager()
 

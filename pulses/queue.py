@@ -121,6 +121,9 @@ def schedule(
     deliver: str = "",
     reply_to: tuple[int, int] | None = None,
     check_command: str = "",
+    model: str = "",
+    timeout_seconds: int | None = None,
+    max_turns: int | None = None,
 ) -> ScheduleResult:
     """Create a pulse; a repeated idempotency key returns the first pulse instead (created=False).
 
@@ -128,7 +131,10 @@ def schedule(
 
     `deliver="telegram"` sends the agent's answer to Telegram when the pulse finishes: as a reply to
     `reply_to` (chat id, message id), else to the configured chat. The outbox row is written in the
-    pulse's transaction, so the request cannot be lost."""
+    pulse's transaction, so the request cannot be lost.
+
+    `model`, `timeout_seconds` and `max_turns` are how the agent runs it (pulses.limits bounds them;
+    empty or None: AGENT_MODEL, PULSE_TIMEOUT_SECONDS, the agent's own turn limit)."""
     scheduled_at = scheduled_at or timezone.now()
     limits.check_pulse(
         prompt=prompt,
@@ -140,6 +146,9 @@ def schedule(
         tags=tags,
         max_retries=max_retries,
         idempotency_key=idempotency_key,
+        model=model,
+        timeout_seconds=timeout_seconds,
+        max_turns=max_turns,
     )
     if (deliver or "") not in DELIVERY_CHANNELS:
         raise InvalidPulse(f"unknown delivery {deliver!r}; use one of {', '.join(DELIVERY_CHANNELS[1:])}")
@@ -161,6 +170,9 @@ def schedule(
                 idempotency_key=idempotency_key or None,
                 parent_id=parent_id,
                 check_command=check_command or "",
+                model=model or "",
+                timeout_seconds=timeout_seconds,
+                max_turns=max_turns,
             )
             if deliver:
                 chat_id, message_id = reply_to or (None, None)
@@ -286,8 +298,8 @@ def run_now(pulse_id: int) -> Pulse:
 
 @gated
 def duplicate(pulse_id: int, *, scheduled_at: datetime | None = None) -> Pulse:
-    """A new pending pulse with the same prompt, priority, session, notes and tags (its parent is the
-    original), due now or at `scheduled_at`."""
+    """A new pending pulse with the same prompt, priority, session, notes, tags and agent options (its
+    parent is the original), due now or at `scheduled_at`."""
     original = Pulse.objects.get(pk=pulse_id)
     copy = schedule(
         prompt=original.prompt,
@@ -299,6 +311,9 @@ def duplicate(pulse_id: int, *, scheduled_at: datetime | None = None) -> Pulse:
         tags=original.tags or (),
         max_retries=original.max_retries,
         parent_id=original.pk,
+        model=original.model,
+        timeout_seconds=original.timeout_seconds,
+        max_turns=original.max_turns,
     ).pulse
     logger.info("pulse_duplicated id=%s copy=%s", pulse_id, copy.pk)
     return copy

@@ -245,6 +245,10 @@ HAPI_COMMAND = env.str("HAPI_COMMAND", default="hapi")
 CLAUDE_COMMAND = env.str("CLAUDE_COMMAND", default="")
 # The agent a bare `hapi` runs (`hapi claude ...`); a HAPI_COMMAND naming one is used as it is.
 HAPI_AGENT = env.str("HAPI_AGENT", default="claude")
+# Issue 33: the model every run uses unless its pulse or routine names one (`--model=M`, through Hapi
+# ANTHROPIC_MODEL: pulses/agent/command.py); empty leaves the agent's own default. A per-run timeout
+# (a pulse's or routine's timeout_seconds, bounded by pulses/limits.py) replaces PULSE_TIMEOUT_SECONDS.
+AGENT_MODEL = env.str("AGENT_MODEL", default="").strip()
 # The user's own additions to the agent's allowlisted environment: names, or prefixes as `NAME_*`.
 AGENT_ENV_PASSTHROUGH = env.list("AGENT_ENV_PASSTHROUGH", default=[])
 REEVE_DESK_PATH = _path("REEVE_DESK_PATH", "~/my_reeve")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from pulses.agent.command import HAPI, agent_command
+from pulses.agent.command import HAPI, agent_command, model_problem
 from pulses.agent.command import setup_problem as _setup_problem
 from pulses.agent.env import agent_environment, service_environment
 from pulses.agent.sandbox import setup_problem as sandbox_setup_problem
@@ -55,10 +55,14 @@ def _credential(env: dict[str, str]) -> str:
 def setup_problem() -> str:
     """What keeps the worker from running any pulse with this configuration ("" when nothing does):
     the same check the worker makes before each claim, for /api/status, the dashboard and doctor."""
-    return _setup_problem(
-        settings.HAPI_COMMAND, agent=settings.HAPI_AGENT, desk=Path(settings.REEVE_DESK_PATH)
-    ) or sandbox_setup_problem(
-        settings.AGENT_SANDBOX, agent_command(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT)
+    return (
+        model_problem(settings.AGENT_MODEL)
+        or _setup_problem(
+            settings.HAPI_COMMAND, agent=settings.HAPI_AGENT, desk=Path(settings.REEVE_DESK_PATH)
+        )
+        or sandbox_setup_problem(
+            settings.AGENT_SANDBOX, agent_command(settings.HAPI_COMMAND, agent=settings.HAPI_AGENT)
+        )
     )
 
 

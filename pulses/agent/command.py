@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from pulses import limits
+
 HAPI = "hapi"
 DEFAULT_AGENT = "claude"
 DEMO = "demo"  # HAPI_COMMAND=demo: the demo agent, to see the whole loop before installing a real one
@@ -40,6 +42,47 @@ def runs_claude(argv: list[str]) -> bool:
         return False
     name = Path(argv[0]).name
     return name == CLAUDE or (name == HAPI and len(argv) > 1 and argv[1] == CLAUDE)
+
+
+# Claude Code reads the model from here when no --model option names one (2.1.337).
+MODEL_VARIABLE = "ANTHROPIC_MODEL"
+
+
+def runs_hapi(argv: list[str]) -> bool:
+    """Whether `argv` (from `agent_command`) starts Hapi."""
+    return bool(argv) and Path(argv[0]).name == HAPI
+
+
+def agent_options(argv: list[str], *, model: str, max_turns: int | None) -> tuple[list[str], dict[str, str]]:
+    """The run's agent options for the CLI `argv` starts: the words that go before `--`, and what the
+    run's environment adds. Both values are checked (pulses.limits) and each option is one word, so
+    neither can be read as anything but its option's value.
+
+    `--model=M` and `--max-turns=N` are Claude Code's own options (2.1.337: `--model` is in its help,
+    `--max-turns` is hidden and works with `--print`). Any other agent gets the same words and refuses
+    what it does not know in its own words (the attempt's error). Hapi (0.30.7) takes `--model` off its
+    command line and appends it after `--`, where Claude reads it as words of the prompt and keeps its
+    default model; so through Hapi the model travels as ANTHROPIC_MODEL, which Claude Code reads.
+    Hapi passes `--max-turns=N` through as it is."""
+    words: list[str] = []
+    env: dict[str, str] = {}
+    if model and runs_hapi(argv):
+        env[MODEL_VARIABLE] = model
+    elif model:
+        words.append(f"--model={model}")
+    if max_turns is not None:
+        words.append(f"--max-turns={max_turns}")
+    return words, env
+
+
+def model_problem(model: str) -> str:
+    """Why AGENT_MODEL `model` keeps every run from starting ("" when it is empty or a model name):
+    it would reach the agent as `--model=M`, so it is held to the pulses' own rule (pulses.limits)."""
+    try:
+        limits.check_model(model)
+    except limits.InvalidPulse:
+        return f"AGENT_MODEL {model[:60]!r} is not a model name: {limits.MODEL_FORM}; fix it in .env"
+    return ""
 
 
 def setup_problem(command: str, *, agent: str = DEFAULT_AGENT, desk: Path) -> str:

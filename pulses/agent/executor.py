@@ -46,7 +46,9 @@ from pulses.agent.command import (
     ALLOW_REEVE_TOOLS,
     DEFAULT_AGENT,
     agent_command,
+    agent_options,
     build_prompt,
+    model_problem,
     runs_claude,
     setup_problem,
 )
@@ -73,11 +75,19 @@ class AgentRequest:
     sticky_notes: tuple[str, ...] = ()
     pulse_id: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)  # what the worker adds for this run only
+    # The pulse's agent options (pulses.limits checked them): "" / None take the executor's defaults.
+    model: str = ""
+    timeout: float | None = None
+    max_turns: int | None = None
 
 
 class Executor:
     """Runs `HAPI_COMMAND --print --output-format stream-json --verbose [--allowedTools=mcp__reeve]
-    [--resume=ID] -- PROMPT` (the allow list only for Claude Code, directly or through Hapi)."""
+    [--model=M] [--max-turns=N] [--resume=ID] -- PROMPT` (the allow list only for Claude Code,
+    directly or through Hapi; through Hapi the model is ANTHROPIC_MODEL: `command.agent_options`).
+
+    `timeout` and `model` are the defaults (PULSE_TIMEOUT_SECONDS, AGENT_MODEL: "" leaves the agent's
+    own); a request's own `timeout` and `model` replace them for its run."""
 
     def __init__(
         self,
@@ -91,6 +101,7 @@ class Executor:
         agent: str = DEFAULT_AGENT,
         max_api_retries: int = DEFAULT_MAX_API_RETRIES,
         sandbox: str = agent_sandbox.OFF,
+        model: str = "",
     ) -> None:
         self.command = command
         self.max_api_retries = max_api_retries  # 0: only a 401/403 retry stops the run
@@ -101,6 +112,7 @@ class Executor:
         self.passthrough = tuple(passthrough)
         self.agent = agent
         self.sandbox = sandbox  # AGENT_SANDBOX: auto, bwrap or off (pulses/agent/sandbox.py)
+        self.model = model  # AGENT_MODEL
         self._running: dict[int, AgentRun] = {}
         self._lock = threading.Lock()
 
@@ -110,9 +122,11 @@ class Executor:
         prompt comes after `--`, so neither can be read as an option (a prompt
         "--dangerously-skip-permissions" is only a prompt)."""
         argv = [*agent_command(self.command, agent=self.agent)]
+        options, _env = self._options(request)
         argv += ["--print", "--output-format", "stream-json", "--verbose"]
         if runs_claude(argv):
             argv.append(ALLOW_REEVE_TOOLS)
+        argv += options
         if resume and request.session_id:
             argv.append(f"--resume={request.session_id}")
         # Built at each run: the SQLite -wal and -shm files it masks exist only while the database is open.
@@ -123,12 +137,25 @@ class Executor:
 
     def environment(self, request: AgentRequest) -> dict[str, str]:
         """The agent's environment: the allowlist of pulses/agent/env.py over ours, plus the run's."""
-        extra = {**self.env, **request.env}
+        _words, options = self._options(request)
+        extra = {**self.env, **options, **request.env}
         if self.sandbox != agent_sandbox.OFF:
             extra = {**agent_sandbox.sandbox_environment(self.sandbox), **extra}
         if request.pulse_id is not None:
             extra[PULSE_ID_VARIABLE] = str(request.pulse_id)
         return agent_environment(service_environment(), passthrough=self.passthrough, extra=extra)
+
+    def timeout_of(self, request: AgentRequest) -> float:
+        """How long `request`'s run may last: its own timeout, else the executor's."""
+        return self.timeout if request.timeout is None else request.timeout
+
+    def _options(self, request: AgentRequest) -> tuple[list[str], dict[str, str]]:
+        """The run's agent options: words before `--`, and variables (`command.agent_options`)."""
+        return agent_options(
+            agent_command(self.command, agent=self.agent),
+            model=request.model or self.model,
+            max_turns=request.max_turns,
+        )
 
     def run(
         self,
@@ -164,9 +191,12 @@ class Executor:
         kill_groups([run.proc for run in runs], grace=grace)
 
     def setup_problem(self) -> str:
-        """What keeps every run from starting ("" when nothing does); see `setup_problem`."""
-        return setup_problem(self.command, agent=self.agent, desk=self.desk) or agent_sandbox.setup_problem(
-            self.sandbox, agent_command(self.command, agent=self.agent)
+        """What keeps every run from starting ("" when nothing does); see `setup_problem`. An AGENT_MODEL
+        that is no model name is one too (`model_problem`)."""
+        return (
+            model_problem(self.model)
+            or setup_problem(self.command, agent=self.agent, desk=self.desk)
+            or agent_sandbox.setup_problem(self.sandbox, agent_command(self.command, agent=self.agent))
         )
 
     def interrupt(self, pulse_id: int, *, because: str, grace: float = KILL_GRACE_SECONDS) -> bool:
@@ -211,18 +241,22 @@ class Executor:
         run = AgentRun(proc, pulse_id=request.pulse_id)
         with self._lock:
             self._running[proc.pid] = run
+        timeout = self.timeout_of(request)
         logger.info(
-            "agent_started pulse=%s pid=%s resume=%s",
+            "agent_started pulse=%s pid=%s resume=%s model=%s timeout_s=%g max_turns=%s",
             request.pulse_id,
             proc.pid,
             bool(resume and request.session_id),
+            request.model or self.model or "-",
+            timeout,
+            request.max_turns or "-",
         )
         # The stream is read on this thread, so `on_session` runs here too (with this thread's
         # database connection); a watchdog thread waits for the agent, enforces the timeout and
         # closes `exited` when the agent is gone: the run ends then, whoever still holds its pipes.
         exited, exited_signal = os.pipe()
         watchdog = threading.Thread(
-            target=self._watch, args=(run, request.pulse_id, exited_signal), daemon=True
+            target=self._watch, args=(run, request.pulse_id, exited_signal, timeout), daemon=True
         )
         watchdog.start()
         reader = StreamReader(
@@ -242,7 +276,8 @@ class Executor:
             self._running.pop(proc.pid, None)
         if self.reaper:
             self.reaper.forget(proc.pid)
-        return outcome_of(run, reader, started=started, timeout=self.timeout)
+        own = request.timeout is not None
+        return outcome_of(run, reader, started=started, timeout=timeout, timeout_is_the_pulses=own)
 
     def _retried(self, run: AgentRun, signals: AgentSignals) -> None:
         """The CLI announced one more retry of its model's API: past the bound (or a refused key,
@@ -262,16 +297,16 @@ class Executor:
         )
         threading.Thread(target=kill_groups, args=([run.proc],), daemon=True).start()
 
-    def _watch(self, run: AgentRun, pulse_id: int | None, exited_signal: int) -> None:
+    def _watch(self, run: AgentRun, pulse_id: int | None, exited_signal: int, timeout: float) -> None:
         """Wait for the agent; on timeout kill its group. Then kill whatever it left in the group,
         which also closes the pipes a background child might hold open, and close `exited_signal`."""
         proc = run.proc
         try:
             try:
-                proc.wait(timeout=self.timeout)
+                proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 run.timed_out = True
-                logger.error("agent_timeout pulse=%s pid=%s after_s=%s", pulse_id, proc.pid, self.timeout)
+                logger.error("agent_timeout pulse=%s pid=%s after_s=%s", pulse_id, proc.pid, timeout)
                 kill_groups([proc])
                 proc.wait()
             signal_group(proc.pid, signal.SIGKILL)

@@ -57,8 +57,16 @@ class AgentRun:
     stopped_retrying: bool = False  # Reeve stopped it: stuck in the CLI's own api_retry loop
 
 
-def outcome_of(run: AgentRun, reader: StreamReader, *, started: datetime, timeout: float) -> AttemptOutcome:
-    """The outcome of a finished run from what its stream said and how it ended."""
+def outcome_of(
+    run: AgentRun,
+    reader: StreamReader,
+    *,
+    started: datetime,
+    timeout: float,
+    timeout_is_the_pulses: bool = False,
+) -> AttemptOutcome:
+    """The outcome of a finished run from what its stream said and how it ended; a timeout is named
+    as the pulse's own (`timeout_seconds`) or PULSE_TIMEOUT_SECONDS."""
     summary = reader.summary
     code = run.proc.returncode
     stderr = run.stderr_tail.text()
@@ -76,7 +84,8 @@ def outcome_of(run: AgentRun, reader: StreamReader, *, started: datetime, timeou
     if run.interrupted:
         error = run.interrupted_because or "interrupted: the worker shut down and stopped the agent"
     elif run.timed_out:
-        error = f"timed out after {timeout:g}s (PULSE_TIMEOUT_SECONDS); the agent's process group was killed"
+        whose = "the pulse's timeout_seconds" if timeout_is_the_pulses else "PULSE_TIMEOUT_SECONDS"
+        error = f"timed out after {timeout:g}s ({whose}); the agent's process group was killed"
     elif run.stopped_retrying:
         status = f", last status {signals.retry_status}" if signals.retry_status else ""
         error = (

@@ -17,12 +17,15 @@ from rest_framework.response import Response
 
 from pulses import limits
 from pulses.api.fields import (
+    ModelNameField,
     StrictCharField,
     StrictChoiceField,
     StrictSerializer,
+    max_turns_field,
     note_list,
     page_limit,
     tag_list,
+    timeout_seconds_field,
 )
 from pulses.api.schema import BAD_INPUT, CONFLICT, ERROR, NOT_FOUND, endpoint
 from pulses.api.views import MAX_ID, TokenView
@@ -79,6 +82,9 @@ class AgentScheduleSerializer(StrictSerializer):
     resume_current_session = serializers.BooleanField(
         required=False, default=False, help_text="continue the running pulse's session (run tokens only)"
     )
+    model = ModelNameField(required=False, default="")
+    timeout_seconds = timeout_seconds_field(required=False, default=None)
+    max_turns = max_turns_field(required=False, default=None)
 
 
 class AgentListQuerySerializer(serializers.Serializer):
@@ -105,6 +111,9 @@ class AgentRoutineSerializer(StrictSerializer):
     active_from = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
     active_until = StrictCharField(max_length=8, required=False, allow_null=True, help_text="HH:MM")
     session_policy = StrictChoiceField(choices=AGENT_SESSION_POLICIES, required=False)
+    model = ModelNameField(required=False)
+    timeout_seconds = timeout_seconds_field(required=False)
+    max_turns = max_turns_field(required=False)
 
     def validate(self, attrs):
         return {key: value for key, value in attrs.items() if value is not None}
@@ -208,6 +217,9 @@ class AgentRoutineDescribedSerializer(serializers.Serializer):
     paused_reason = serializers.CharField()
     active_window = serializers.CharField(allow_null=True)
     session_policy = serializers.CharField()
+    model = serializers.CharField()
+    timeout_seconds = serializers.IntegerField(allow_null=True)
+    max_turns = serializers.IntegerField(allow_null=True)
     created_by = serializers.CharField()
     next_fire_at = serializers.CharField(allow_null=True)
     last_fire_at = serializers.CharField(allow_null=True)

@@ -144,3 +144,46 @@ def page_limit(*, most: int, default: int) -> StrictIntegerField:
 def page_offset() -> StrictIntegerField:
     """How many items a listing skips."""
     return StrictIntegerField(min_value=0, max_value=10**9, default=0)
+
+
+class ModelNameField(StrictCharField):
+    """The agent's model for a run (`pulses.limits.check_model`): a name, never anything shaped like an
+    option; empty for the default (AGENT_MODEL)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", limits.MAX_MODEL_CHARS)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("help_text", f"the agent's model for its runs; {limits.MODEL_FORM}")
+        super().__init__(**kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        text = super().run_validation(data)
+        try:
+            return limits.check_model(text)
+        except limits.InvalidPulse as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+def timeout_seconds_field(**options) -> StrictIntegerField:
+    """A run's own timeout in seconds (`pulses.limits`); null: PULSE_TIMEOUT_SECONDS."""
+    return StrictIntegerField(
+        min_value=limits.MIN_TIMEOUT_SECONDS,
+        max_value=limits.MAX_TIMEOUT_SECONDS,
+        allow_null=True,
+        help_text=(
+            f"seconds before a run is killed, {limits.MIN_TIMEOUT_SECONDS} to {limits.MAX_TIMEOUT_SECONDS}; "
+            "null: PULSE_TIMEOUT_SECONDS"
+        ),
+        **options,
+    )
+
+
+def max_turns_field(**options) -> StrictIntegerField:
+    """The agent's turn limit per run (`--max-turns`); null: the agent's own."""
+    return StrictIntegerField(
+        min_value=limits.MIN_MAX_TURNS,
+        max_value=limits.MAX_MAX_TURNS,
+        allow_null=True,
+        help_text=f"the agent's turn limit per run (--max-turns), up to {limits.MAX_MAX_TURNS}; null: none",
+        **options,
+    )

@@ -17,14 +17,17 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from pulses.api.fields import (
+    ModelNameField,
     StrictCharField,
     StrictChoiceField,
     StrictIntegerField,
     StrictSerializer,
+    max_turns_field,
     note_list,
     page_limit,
     page_offset,
     tag_list,
+    timeout_seconds_field,
 )
 from pulses.api.permissions import require_wake_checks
 from pulses.api.schema import ERROR, endpoint
@@ -100,6 +103,9 @@ class RoutineInputSerializer(StrictSerializer):
     pause_after_failures = StrictIntegerField(
         min_value=0, max_value=MAX_PAUSE_AFTER, required=False, help_text="0: never pause"
     )
+    model = ModelNameField(required=False)
+    timeout_seconds = timeout_seconds_field(required=False)
+    max_turns = max_turns_field(required=False)
 
 
 class RoutineUpdateSerializer(RoutineInputSerializer):
@@ -133,6 +139,11 @@ class RoutineSerializer(serializers.Serializer):
     active_until = serializers.CharField(allow_null=True)
     check_command = serializers.CharField()
     pause_after_failures = serializers.IntegerField()
+    model = serializers.CharField(help_text="its pulses' model; empty: AGENT_MODEL")
+    timeout_seconds = serializers.IntegerField(
+        allow_null=True, help_text="its runs' timeout; null: PULSE_TIMEOUT_SECONDS"
+    )
+    max_turns = serializers.IntegerField(allow_null=True, help_text="its runs' turn limit; null: none")
     source = serializers.ChoiceField(choices=RoutineSource.choices)
     next_fire_at = serializers.DateTimeField(allow_null=True, help_text="in the routine's zone")
     last_fire_at = serializers.DateTimeField(allow_null=True)
@@ -167,6 +178,9 @@ class RoutineSerializer(serializers.Serializer):
             "active_until": routine.active_until.strftime("%H:%M") if routine.active_until else None,
             "check_command": routine.check_command,
             "pause_after_failures": routine.pause_after_failures,
+            "model": routine.model,
+            "timeout_seconds": routine.timeout_seconds,
+            "max_turns": routine.max_turns,
             "source": routine.source,
             "next_fire_at": _when(routine.next_fire_at, routine),
             "last_fire_at": _when(routine.last_fire_at, routine),

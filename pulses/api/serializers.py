@@ -8,16 +8,19 @@ from rest_framework import serializers
 
 from pulses import answers, limits
 from pulses.api.fields import (
+    ModelNameField,
     StrictBooleanField,
     StrictCharField,
     StrictChoiceField,
     StrictIntegerField,
     StrictSerializer,
     WhenField,
+    max_turns_field,
     note_list,
     page_limit,
     page_offset,
     tag_list,
+    timeout_seconds_field,
 )
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id, local_time
 from pulses.models import Priority, Pulse, PulseAttempt, RunTailEvent, Status
@@ -67,6 +70,9 @@ class TriggerSerializer(StrictSerializer):
         allow_blank=True,
         help_text="a wake check run in the Desk first: exit 0 wakes the agent (with its output), 1 skips",
     )
+    model = ModelNameField(required=False, default="")
+    timeout_seconds = timeout_seconds_field(required=False, default=None)
+    max_turns = max_turns_field(required=False, default=None)
 
     def validate_deliver(self, value):
         return value or ""
@@ -195,6 +201,9 @@ class PulseSerializer(serializers.ModelSerializer):
             "fire_at",
             "check_command",
             "skipped",
+            "model",
+            "timeout_seconds",
+            "max_turns",
         )
         read_only_fields = fields
 
@@ -225,6 +234,9 @@ class PulseSerializer(serializers.ModelSerializer):
             "fire_at": _when(pulse.fire_at),
             "check_command": pulse.check_command,
             "skipped": pulse.skipped,
+            "model": pulse.model,
+            "timeout_seconds": pulse.timeout_seconds,
+            "max_turns": pulse.max_turns,
         }
 
 

@@ -4,12 +4,14 @@ stderr (a CommandError, never a traceback), the log level from -v, and the way t
 from __future__ import annotations
 
 import logging
+from argparse import ArgumentParser, ArgumentTypeError
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pulses import limits
 from pulses.management import COMMAND_CHECKS
 
 # -v 0 shows warnings only, -v 2 and 3 everything; -v 1 (the default) keeps LOGGING's levels.
@@ -23,6 +25,59 @@ def refusals(*errors: type[Exception], prefix: str = "") -> Iterator[None]:
         yield
     except errors as exc:
         raise CommandError(f"{prefix}{exc}") from exc
+
+
+# `routine edit --timeout-seconds default` (or --max-turns): back to the default (the setting's).
+RESET = "default"
+
+
+def _number_or_reset(text: str) -> int | str:
+    if text.strip().lower() == RESET:
+        return RESET
+    try:
+        return int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text[:40]!r} is not a whole number (nor '{RESET}')") from None
+
+
+def add_agent_options(parser: ArgumentParser, *, what: str, editing: bool = False) -> None:
+    """--model, --timeout-seconds and --max-turns: the agent options of a pulse or a routine, checked
+    where they are stored (pulses/limits.py). When `editing`, an option not given is None (unchanged),
+    and `--model ''` or `--timeout-seconds default` / `--max-turns default` go back to the default."""
+    number = _number_or_reset if editing else int
+    back = "; '' goes back to it" if editing else ""
+    parser.add_argument(
+        "--model",
+        default=None if editing else "",
+        help=f"the agent's model for {what}, e.g. sonnet or opus (default: AGENT_MODEL, else the agent's "
+        f"own{back})",
+    )
+    back = f"; '{RESET}' goes back to it" if editing else ""
+    parser.add_argument(
+        "--timeout-seconds",
+        type=number,
+        default=None,
+        help=f"seconds before {what} is killed, {limits.MIN_TIMEOUT_SECONDS} to {limits.MAX_TIMEOUT_SECONDS} "
+        f"(default: PULSE_TIMEOUT_SECONDS{back})",
+    )
+    parser.add_argument(
+        "--max-turns",
+        type=number,
+        default=None,
+        help=f"the agent's turn limit for {what}, 1 to {limits.MAX_MAX_TURNS} "
+        f"(default: the agent's own{back})",
+    )
+
+
+def agent_option_changes(options: dict[str, Any]) -> dict[str, object]:
+    """The agent options an edit gives (see `add_agent_options(editing=True)`), as field changes."""
+    found: dict[str, object] = {}
+    if options["model"] is not None:
+        found["model"] = options["model"].strip()
+    for name in ("timeout_seconds", "max_turns"):
+        if options[name] is not None:
+            found[name] = None if options[name] == RESET else options[name]
+    return found
 
 
 class ReeveCommand(BaseCommand):

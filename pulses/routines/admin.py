@@ -114,6 +114,7 @@ class RoutineAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "prompt", ("schedule", "timezone"), "next_fires", "enabled")}),
         ("Pulses it makes", {"fields": ("priority", "tags", "sticky_notes", "max_retries", "deliver")}),
         ("Session", {"fields": ("session_policy", "session_id")}),
+        ("The agent", {"fields": ("model", "timeout_seconds", "max_turns")}),
         (
             "When it may run",
             {"fields": (("active_from", "active_until"), "catch_up_window", "check_command")},

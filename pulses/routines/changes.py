@@ -66,6 +66,9 @@ EDITABLE = (
     "catch_up_window",
     "check_command",
     "pause_after_failures",
+    "model",
+    "timeout_seconds",
+    "max_turns",
 )
 # A change to one of these moves the next fire.
 TIMING = ("schedule", "timezone")
@@ -119,7 +122,8 @@ def validate(routine: Routine) -> None:
 
 def _check_pulse_limits(routine: Routine) -> None:
     """The limits every pulse keeps (pulses.limits), which a fire writes without `queue.schedule`:
-    notes and tags, and the prompt with its notes in bytes (the agent's one argument)."""
+    notes and tags, the prompt with its notes in bytes (the agent's one argument), and the agent
+    options."""
     for field, most, chars in (
         ("sticky_notes", limits.MAX_NOTES, limits.MAX_NOTE_CHARS),
         ("tags", limits.MAX_TAGS, limits.MAX_TAG_CHARS),
@@ -132,6 +136,11 @@ def _check_pulse_limits(routine: Routine) -> None:
         limits.check_prompt_bytes(routine.prompt or "", routine.sticky_notes)
     except limits.InvalidPulse as exc:
         raise RoutineInvalid("prompt", str(exc)) from None
+    for field, check in limits.AGENT_OPTION_CHECKS:
+        try:
+            check(getattr(routine, field))
+        except limits.InvalidPulse as exc:
+            raise RoutineInvalid(field, str(exc)) from None
 
 
 def _schedule_next(routine: Routine, now: datetime) -> None:
@@ -152,6 +161,7 @@ def create(*, source: str = RoutineSource.OWNER, now: datetime | None = None, **
         raise RoutineInvalid("name", f"a routine named '{routine.name}' exists already")
     if routine.source == RoutineSource.AGENT:
         guard_rails.check_agent_priority(routine.priority)  # the agent tops out at high
+        guard_rails.check_agent_timeout(routine.timeout_seconds)  # and at the owner's run limit
     if routine.enabled:
         _schedule_next(routine, now or timezone.now())
     # The agent's own routines keep to its guard rails, checked and stored as one step; what the

@@ -218,6 +218,9 @@ def pulse_values(routine: Routine, *, scheduled_at: datetime) -> dict[str, objec
         "tags": tags,
         "max_retries": routine.max_retries,
         "check_command": routine.check_command,
+        "model": routine.model,
+        "timeout_seconds": routine.timeout_seconds,
+        "max_turns": routine.max_turns,
         "routine_id": routine.pk,
     }
 

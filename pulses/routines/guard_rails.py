@@ -4,8 +4,10 @@ The agent's pulses and routines top out at `high` priority: `critical` is the ow
 lane: reserved slots and preemption), so the agent can never hold a slot a Telegram message needs.
 The agent's routines fire no more often than AGENT_ROUTINE_MIN_INTERVAL_MINUTES, at most
 AGENT_MAX_ACTIVE_ROUTINES of them are enabled at once, and it creates at most AGENT_PULSES_PER_HOUR
-one-off pulses an hour. Over a limit is `LimitReached`, whose message names the limit and the
-setting the owner raises it with; the tools return it to the agent as a tool error.
+one-off pulses an hour. A run it schedules may not last longer than the owner's limit for every run
+(PULSE_TIMEOUT_SECONDS): it may shorten its runs, not lengthen them. Over a limit is `LimitReached`,
+whose message names the limit and the setting the owner raises it with; the tools return it to the
+agent as a tool error.
 
 A check and the insert it allows are one step (`agent_pulse_allowed`, `agent_routine_allowed`): on
 PostgreSQL requests run side by side, and 200 at once, each counting before any inserted, made 75
@@ -69,6 +71,18 @@ def check_agent_priority(priority: str) -> None:
             "priority",
             f"priority '{priority}' is kept for the user's own messages (it takes the express lane); "
             f"what you schedule goes up to '{AGENT_TOP_PRIORITY}': send priority '{AGENT_TOP_PRIORITY}'",
+        )
+
+
+def check_agent_timeout(timeout_seconds: int | None) -> None:
+    """The agent's pulses and routines may set a run's timeout up to PULSE_TIMEOUT_SECONDS, not past it."""
+    most = settings.PULSE_TIMEOUT_SECONDS
+    if timeout_seconds is not None and timeout_seconds > most:
+        raise RoutineInvalid(
+            "timeout_seconds",
+            f"timeout_seconds {timeout_seconds} is longer than the owner's limit for every run "
+            f"({most:g} s, PULSE_TIMEOUT_SECONDS); send at most {int(most)}, or omit it for that limit "
+            f"({_raise_with('PULSE_TIMEOUT_SECONDS')})",
         )
 
 

@@ -106,6 +106,20 @@ class Routine(models.Model):
     pause_after_failures = models.PositiveIntegerField(
         default=5, help_text="pause after this many failed runs in a row (0: never)"
     )
+    # What each of its pulses carries to the agent (pulses.limits); empty / null take the defaults.
+    model = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="empty: AGENT_MODEL (or the agent's own)",
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="seconds before its runs are killed; empty: PULSE_TIMEOUT_SECONDS"
+    )
+    max_turns = models.PositiveIntegerField(
+        null=True, blank=True, help_text="the agent's turn limit for each run (--max-turns); empty: its own"
+    )
     failure_streak = models.PositiveIntegerField(default=0)
 
     next_fire_at = models.DateTimeField(null=True, blank=True)

@@ -96,6 +96,9 @@ def describe(pulse: Pulse) -> dict[str, Any]:
         "sticky_notes": list(pulse.sticky_notes or []),
         "tags": list(pulse.tags or []),
         "parent_id": pulse.parent_id,
+        "model": pulse.model,
+        "timeout_seconds": pulse.timeout_seconds,
+        "max_turns": pulse.max_turns,
     }
 
 
@@ -156,12 +159,18 @@ def schedule_pulse(
     tags: Sequence[str] | None = None,
     resume_current_session: bool = False,
     run_pulse_id: int | None = None,
+    model: str = "",
+    timeout_seconds: int | None = None,
+    max_turns: int | None = None,
 ) -> dict[str, Any]:
-    """Schedule a pulse from the agent: source `agent`, parent = the running pulse (if any)."""
+    """Schedule a pulse from the agent: source `agent`, parent = the running pulse (if any); its agent
+    options within pulses.limits and the guard rails (no longer a run than the owner's limit)."""
     _checked(limits.check_prompt, prompt)
     _checked(limits.check_priority, priority)
+    _checked(limits.check_agent_options, model=model, timeout_seconds=timeout_seconds, max_turns=max_turns)
     try:
         guard_rails.check_agent_priority(priority)
+        guard_rails.check_agent_timeout(timeout_seconds)
     except guard_rails.RoutineInvalid as exc:
         raise AgentToolError(exc.message) from None
     scheduled_at = _when(when)
@@ -183,6 +192,9 @@ def schedule_pulse(
                 sticky_notes=notes,
                 tags=labels,
                 parent_id=parent_id,
+                model=model or "",
+                timeout_seconds=timeout_seconds,
+                max_turns=max_turns,
             )
     except guard_rails.LimitReached as exc:
         raise AgentToolError(str(exc)) from None

@@ -44,6 +44,25 @@ SCHEDULE = (
     "create may not fire more often than the owner allows (by default every 15 minutes at most)."
 )
 ROUTINE_NAME = "The routine's name, as list_routines shows it."
+MODEL = (
+    "The model the run uses, e.g. 'sonnet' or 'opus' (a model name, never an option); omit it for the "
+    "owner's default. Choose a cheaper model for simple reminders, a stronger one for hard work."
+)
+TIMEOUT = (
+    f"Seconds the run may last before it is stopped ({limits.MIN_TIMEOUT_SECONDS} at least; no more than "
+    "the owner's limit for every run, PULSE_TIMEOUT_SECONDS); omit it for that limit."
+)
+MAX_TURNS = f"The most turns the run may take (1 to {limits.MAX_MAX_TURNS}); omit it for no limit of Reeve's."
+# The agent options as each tool takes them; pulses/limits.py holds the numbers the API checks too.
+ModelOption = Annotated[
+    str | None, Field(max_length=limits.MAX_MODEL_CHARS, pattern=limits.MODEL_PATTERN, description=MODEL)
+]
+TimeoutOption = Annotated[
+    int | None, Field(ge=limits.MIN_TIMEOUT_SECONDS, le=limits.MAX_TIMEOUT_SECONDS, description=TIMEOUT)
+]
+MaxTurnsOption = Annotated[
+    int | None, Field(ge=limits.MIN_MAX_TURNS, le=limits.MAX_MAX_TURNS, description=MAX_TURNS)
+]
 CLOCK = "HH:MM in the routine's zone"
 
 INSTRUCTIONS = (
@@ -131,11 +150,15 @@ def build_server() -> MCPServer:
             bool,
             Field(description="true: the pulse resumes this conversation (the current agent session)."),
         ] = False,
+        model: ModelOption = None,
+        timeout_seconds: TimeoutOption = None,
+        max_turns: MaxTurnsOption = None,
     ) -> dict[str, Any]:
         """Schedule a pulse: at the given time Reeve starts a new run of you with `prompt`, in this Desk. Use
         it to follow up later (check on something, remind the user, continue a task). With
         resume_current_session=true the run continues this conversation, with everything said so far;
-        otherwise it starts fresh, so write a prompt that stands on its own. Returns the new pulse (id,
+        otherwise it starts fresh, so write a prompt that stands on its own. model, timeout_seconds and
+        max_turns set how that run goes (omit them for the owner's defaults). Returns the new pulse (id,
         scheduled_at in the user's time zone, ...)."""
         body = {
             "prompt": prompt,
@@ -145,6 +168,7 @@ def build_server() -> MCPServer:
             "tags": tags,
             "resume_current_session": resume_current_session,
         }
+        body |= _agent_options(model, timeout_seconds, max_turns)
         return call_api("POST", "/api/agent/pulses", body=body)
 
     @server.agent_tool
@@ -243,14 +267,19 @@ def _routine_tools(server: ReeveMCPServer) -> None:
             Literal["new", "continue"],
             Field(description="new: a fresh conversation each run; continue: resume the previous run's."),
         ] = "new",
+        model: ModelOption = None,
+        timeout_seconds: TimeoutOption = None,
+        max_turns: MaxTurnsOption = None,
     ) -> dict[str, Any]:
         """Create a routine: a recurring wake-up. At each fire Reeve starts a new run of you with `prompt`, in
         this Desk (e.g. every weekday at 08:00 'Brief the user on today'). Use it for what should recur;
-        for a single follow-up use schedule_pulse. The prompt must stand on its own. Returns the routine
+        for a single follow-up use schedule_pulse. The prompt must stand on its own. model, timeout_seconds
+        and max_turns set how each run goes (omit them for the owner's defaults). Returns the routine
         with its next fire time."""
         body = {"name": name, "schedule": schedule, "prompt": prompt, "timezone": timezone}
         body |= {"priority": priority, "tags": tags, "session_policy": session_policy}
         body |= {"active_from": active_from, "active_until": active_until}
+        body |= _agent_options(model, timeout_seconds, max_turns)
         return call_api("POST", "/api/agent/routines", body=body)
 
     @server.agent_tool
@@ -273,6 +302,12 @@ def _routine_tools(server: ReeveMCPServer) -> None:
         """Delete a routine you created (the user's own routines can only be paused). Its past runs stay in
         the history."""
         return call_api("DELETE", f"/api/agent/routines/{_segment(name)}")
+
+
+def _agent_options(model: str | None, timeout_seconds: int | None, max_turns: int | None) -> dict[str, Any]:
+    """The agent options given (those omitted are left to the owner's defaults)."""
+    given = {"model": model, "timeout_seconds": timeout_seconds, "max_turns": max_turns}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _segment(name: str) -> str:

@@ -293,13 +293,18 @@ def run_hooks(hooks: Sequence[Callable[[int], None]], object_id: int) -> None:
 
 
 def request(pulse: Pulse, *, env: dict[str, str] | None = None, prompt: str | None = None) -> AgentRequest:
-    """What the executor needs of a pulse (its prompt, after a wake check, may differ)."""
+    """What the executor needs of a pulse (its prompt, after a wake check, may differ), with its agent
+    options (its own timeout replaces PULSE_TIMEOUT_SECONDS: the lease renewals keep a long run
+    claimed however long it lasts)."""
     return AgentRequest(
         prompt=pulse.prompt if prompt is None else prompt,
         session_id=pulse.session_id,
         sticky_notes=tuple(pulse.sticky_notes or ()),
         pulse_id=pulse.pk,
         env=env or {},
+        model=pulse.model,
+        timeout=pulse.timeout_seconds,
+        max_turns=pulse.max_turns,
     )
 
 
@@ -323,6 +328,7 @@ def default_executor(reaper: Reaper | None) -> Executor:
         agent=settings.HAPI_AGENT,
         max_api_retries=settings.AGENT_MAX_API_RETRIES,
         sandbox=settings.AGENT_SANDBOX,
+        model=settings.AGENT_MODEL,
     )
 
 

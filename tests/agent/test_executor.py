@@ -244,3 +244,73 @@ def test_ordinary_failures_and_a_usage_warning_are_not_the_agent_unable_to_run(d
         assert run(desk, f"hi mode={mode}").unavailable is None
     warned = run(desk, "hi mode=usage_warning")
     assert warned.success and "close to its limit (five_hour)" in warned.warning
+
+
+# Issue 33: a pulse's own agent options (pulses/limits.py checked them where they were stored).
+
+
+def test_a_runs_model_and_turn_limit_reach_the_agent_as_single_words_before_the_end_of_options(
+    desk, agent_log
+):
+    executor = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=30, passthrough=["FAKE_AGENT_*"])
+    request = AgentRequest(prompt="--model=evil", model="sonnet", max_turns=12, session_id="s-1")
+    assert executor.run(request).success
+    [start] = agent_starts(agent_log)
+    assert start["argv"][4:] == ["--model=sonnet", "--max-turns=12", "--resume=s-1", "--", "--model=evil"]
+    assert start["prompt"] == "--model=evil" and "ANTHROPIC_MODEL" not in start["env"]
+
+
+@pytest.mark.parametrize(
+    ("default", "own", "shown"),
+    [("", "", None), ("opus", "", "--model=opus"), ("opus", "haiku", "--model=haiku")],
+)
+def test_a_run_without_a_model_of_its_own_takes_agent_model_and_without_either_the_agents_own(
+    desk, default, own, shown
+):
+    argv = Executor(command="claude", desk=desk, timeout=1, model=default).argv(AgentRequest("hi", model=own))
+    assert [word for word in argv if word.startswith("--model")] == ([shown] if shown else [])
+    assert not any(word.startswith("--max-turns") for word in argv)
+    assert argv[-2:] == ["--", "hi"]
+
+
+def test_through_hapi_the_model_is_claudes_anthropic_model_variable_and_the_turn_limit_an_option(desk):
+    # Hapi 0.30.7 takes --model off its command line and appends it after `--`, where Claude reads it
+    # as prompt words (measured): so the model goes by the variable Claude Code reads instead.
+    executor = Executor(command="hapi", desk=desk, timeout=1)
+    request = AgentRequest(prompt="hi", model="sonnet", max_turns=3)
+    argv = executor.argv(request)
+    assert argv == [
+        "hapi", "claude", "--print", "--output-format", "stream-json", "--verbose",
+        "--allowedTools=mcp__reeve", "--max-turns=3", "--", "hi",
+    ]  # fmt: skip
+    assert executor.environment(request)["ANTHROPIC_MODEL"] == "sonnet"
+    assert "ANTHROPIC_MODEL" not in executor.environment(AgentRequest(prompt="hi"))
+
+
+def test_a_runs_own_timeout_replaces_the_executors_and_the_error_names_it(desk, agent_log):
+    executor = Executor(command=FAKE_AGENT_COMMAND, desk=desk, timeout=60, passthrough=["FAKE_AGENT_*"])
+    began = time.monotonic()
+    outcome = executor.run(AgentRequest(prompt="mode=sleep:60", timeout=1))
+    assert time.monotonic() - began < 15
+    assert outcome.timed_out and not outcome.success
+    assert outcome.error.startswith("timed out after 1s (the pulse's timeout_seconds)")
+    assert not process_alive(agent_starts(agent_log)[0]["pid"])
+
+
+def test_an_agent_model_that_is_no_model_name_keeps_every_run_from_starting(desk):
+    executor = Executor(
+        command=FAKE_AGENT_COMMAND, desk=desk, timeout=1, model="--dangerously-skip-permissions"
+    )
+    assert executor.setup_problem().startswith(
+        "AGENT_MODEL '--dangerously-skip-permissions' is not a model name"
+    )
+    outcome = executor.run(AgentRequest(prompt="hi"))
+    assert not outcome.success and outcome.exit_code is None and "AGENT_MODEL" in outcome.error
+
+
+def test_doctor_the_dashboard_and_api_status_name_an_agent_model_that_is_no_model_name(settings, fake_agent):
+    from pulses.agent import check
+
+    assert check.setup_problem() == ""
+    settings.AGENT_MODEL = "-x"
+    assert check.setup_problem().startswith("AGENT_MODEL '-x' is not a model name")

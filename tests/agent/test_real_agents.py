@@ -242,3 +242,26 @@ def test_a_dead_worker_takes_hapi_and_claude_with_it(real_home, silent_api):
         lambda: not claude_processes(real_home), timeout=20, what="every claude process to end"
     )
     assert not _processes(real_home, "hapi claude")
+
+
+def _init_event(attempt: dict) -> dict:
+    events = [
+        json.loads(line[line.index("{") :]) for line in attempt["stdout_tail"].splitlines() if "{" in line
+    ]
+    [init] = [e for e in events if e.get("type") == "system" and e.get("subtype") == "init"]
+    return init
+
+
+@pytest.mark.parametrize(("command", "model"), [("hapi", "sonnet"), ("claude", "haiku")])
+def test_a_pulses_model_reaches_claude_directly_and_through_hapi(real_home, command, model):
+    # Claude Code takes --model=M (and the hidden --max-turns=N) before `--`. Hapi 0.30.7 moves a
+    # --model option after `--`, where Claude reads it as prompt words: through Hapi the model goes as
+    # ANTHROPIC_MODEL instead (pulses/agent/command.py), and Claude starts on it either way.
+    real_home.extra_env["HAPI_COMMAND"] = command
+    schedule(real_home, "Which model are you?", "--model", model, "--max-turns", "3")
+    real_home.manage("run_pulse_worker", "--once", timeout=300)
+    [attempt] = attempts(real_home)
+    assert model in _init_event(attempt)["model"], _init_event(attempt)["model"]
+    assert NOT_LOGGED_IN in attempt["error"], attempt
+    asked = [e for e in transcript(real_home, attempt["session_id"]) if e.get("type") == "user"]
+    assert asked[0]["message"]["content"] == "Which model are you?"

@@ -546,3 +546,41 @@ def test_status_shows_each_workers_slots_and_what_runs_in_them(client):
     ]
     assert worker["slots"][1]["pulse"]["priority"] == "low"
     assert worker["slots"][1]["pulse"]["prompt"] == "background research"
+
+
+def test_a_pulse_carries_its_agent_options_and_shows_them(client):
+    response = post(
+        client,
+        "/api/pulse/trigger",
+        {"prompt": "Research the week", "model": "opus", "timeout_seconds": 7200, "max_turns": 50},
+    )
+    assert response.status_code == 201, response.json()
+    pulse = Pulse.objects.get(pk=response.json()["id"])
+    assert (pulse.model, pulse.timeout_seconds, pulse.max_turns) == ("opus", 7200, 50)
+    shown = get(client, f"/api/pulses/{pulse.pk}").json()
+    assert (shown["model"], shown["timeout_seconds"], shown["max_turns"]) == ("opus", 7200, 50)
+    plain = post(client, "/api/pulse/trigger", {"prompt": "Remind me"}).json()
+    assert (plain["model"], plain["timeout_seconds"], plain["max_turns"]) == ("", None, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"model": "--dangerously-skip-permissions"}, "model", "is not a model name"),
+        ({"model": "-x"}, "model", "is not a model name"),
+        ({"model": "sonnet\n--x"}, "model", "is not a model name"),
+        ({"model": "a" * 101}, "model", "100"),
+        ({"model": 4}, "model", "must be a string"),
+        ({"timeout_seconds": 9}, "timeout_seconds", "greater than or equal to 10"),
+        ({"timeout_seconds": 86401}, "timeout_seconds", "less than or equal to 86400"),
+        ({"timeout_seconds": "60"}, "timeout_seconds", "valid integer"),
+        ({"max_turns": 0}, "max_turns", "greater than or equal to 1"),
+    ],
+)
+def test_an_agent_option_out_of_its_allow_list_is_a_400_naming_it(client, change, field, words):
+    response = post(client, "/api/pulse/trigger", {"prompt": "x", **change})
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert field in body["errors"] and body["detail"].startswith(f"invalid input: {field}: ")
+    assert words in body["detail"], body["detail"]
+    assert not Pulse.objects.exists()

@@ -196,3 +196,49 @@ def test_a_routine_may_ask_for_its_answers_on_telegram(client):
     assert Routine.objects.get(name="briefing").deliver == "telegram"
     cleared = call(client, "PATCH", "/api/routines/briefing", {"deliver": ""})
     assert cleared.json()["deliver"] == ""
+
+
+def test_a_routines_agent_options_are_set_changed_and_carried_by_the_pulse_it_runs(client):
+    created = call(client, "POST", "/api/routines", {**BRIEFING, "model": "sonnet", "timeout_seconds": 7200})
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert (body["model"], body["timeout_seconds"], body["max_turns"]) == ("sonnet", 7200, None)
+    changed = call(
+        client, "PATCH", "/api/routines/briefing", {"model": "claude-opus-4-1", "max_turns": 40}
+    ).json()
+    assert (changed["model"], changed["timeout_seconds"], changed["max_turns"]) == (
+        "claude-opus-4-1", 7200, 40,
+    )  # fmt: skip
+    ran = call(client, "POST", "/api/routines/briefing/run").json()
+    assert (ran["model"], ran["timeout_seconds"], ran["max_turns"]) == ("claude-opus-4-1", 7200, 40)
+    back = call(client, "PATCH", "/api/routines/briefing", {"model": "", "timeout_seconds": None}).json()
+    assert (back["model"], back["timeout_seconds"]) == ("", None)
+
+
+@pytest.mark.parametrize("model", ["--dangerously-skip-permissions", "-x", "--model=opus"])
+def test_a_model_shaped_like_an_option_is_a_400_on_a_routine_change_too(client, model):
+    call(client, "POST", "/api/routines", BRIEFING)
+    refused = call(client, "PATCH", "/api/routines/briefing", {"model": model})
+    assert refused.status_code == 400
+    assert refused.json()["detail"].startswith("invalid input: model: ")
+    assert "is not a model name" in refused.json()["detail"]
+    assert Routine.objects.get(name="briefing").model == ""
+
+
+def test_the_agents_endpoints_take_the_agent_options_within_the_guard_rails(client, settings):
+    settings.PULSE_TIMEOUT_SECONDS = 3600
+    token = agent_token()
+    options = {"model": "haiku", "timeout_seconds": 600, "max_turns": 8}
+    made = call(client, "POST", "/api/agent/routines", {**BRIEFING, **options}, token=token)
+    assert made.status_code == 200, made.json()
+    assert {name: made.json()[name] for name in options} == options
+    pulse = call(client, "POST", "/api/agent/pulses", {"prompt": "x", **options}, token=token)
+    assert pulse.status_code == 200, pulse.json()
+    assert {name: pulse.json()[name] for name in options} == options
+    other = {**BRIEFING, "name": "other"}
+    for path, body in (("/api/agent/pulses", {"prompt": "x"}), ("/api/agent/routines", other)):
+        shaped = call(client, "POST", path, {**body, "model": "-x"}, token=token)
+        assert shaped.status_code == 400 and "is not a model name" in shaped.json()["detail"]
+        longer = call(client, "POST", path, {**body, "timeout_seconds": 7200}, token=token)
+        assert longer.status_code == 400 and "PULSE_TIMEOUT_SECONDS" in longer.json()["detail"]
+    assert Pulse.objects.filter(source="agent").count() == 1 and mine() == ["briefing"]

@@ -51,6 +51,17 @@ def test_trigger_pulse_schedules_with_every_option():
     assert timedelta(minutes=119) < pulse.scheduled_at - timezone.now() <= timedelta(hours=2)
 
 
+def test_trigger_pulse_sets_the_runs_model_timeout_and_turn_limit():
+    out = run("trigger_pulse", "Research", "--model", "opus", "--timeout-seconds", "7200", "--max-turns", "9")
+    pulse = Pulse.objects.get()
+    assert out.startswith(f"Scheduled pulse #{pulse.pk}")
+    assert (pulse.model, pulse.timeout_seconds, pulse.max_turns) == ("opus", 7200, 9)
+    shown = run("pulse_queue", str(pulse.pk))
+    assert "model: opus" in shown and "timeout: 7200 s" in shown and "max turns: 9" in shown
+    plain = PulseFactory()
+    assert "model:" not in run("pulse_queue", str(plain.pk))
+
+
 def test_an_unreadable_time_is_a_clear_error():
     with pytest.raises(CommandError, match="cannot read 'whenever' as a time"):
         run("trigger_pulse", "x", "--at", "whenever")
@@ -64,6 +75,13 @@ def test_an_unreadable_time_is_a_clear_error():
         (["x", "--max-retries", "101"], "'max_retries' must be a whole number from 0 to 100"),
         (["x", "--max-retries", "-1"], "'max_retries' must be a whole number from 0 to 100"),
         (["x", *[f"--tag=t{n}" for n in range(21)]], "'tags' has 21 items; at most 20 are accepted"),
+        (
+            ["x", "--model=--dangerously-skip-permissions"],
+            "'model' '--dangerously-skip-permissions' is not a",
+        ),
+        (["x", "--model=-x"], "'model' '-x' is not a model name"),
+        (["x", "--timeout-seconds", "9"], "'timeout_seconds' must be a whole number of seconds from 10"),
+        (["x", "--max-turns", "1001"], "'max_turns' must be a whole number from 1 to 1000"),
     ],
 )
 def test_a_pulse_the_api_would_refuse_is_refused_by_the_command_too(arguments, words):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from django.utils import timezone
 
-from pulses import queue
+from pulses import limits, queue
 from pulses.agent import wake_check
 from pulses.agent.command import build_prompt
 from pulses.limits import (
@@ -181,3 +181,35 @@ def test_a_routines_prompt_keeps_the_limits_of_every_pulse(fields, words):
     with pytest.raises(RoutineInvalid, match=re.escape(words)):
         changes.create(**{"name": "big", "prompt": "p", "schedule": "@daily", **fields})
     assert not Routine.objects.filter(name="big").exists()
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["sonnet", "opus", "claude-sonnet-4-5", "claude-opus-4-1@20250805", "us.anthropic/claude:3.5", "a" * 100],
+)
+def test_a_model_name_of_any_vendors_form_is_accepted(model):
+    assert limits.check_model(model) == model
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["--dangerously-skip-permissions", "-x", "-", ".hidden", "sonnet\n", "son net", "opus;rm", "a" * 101, 4],
+)
+def test_a_model_name_shaped_like_an_option_or_holding_other_characters_is_refused(model):
+    with pytest.raises(limits.InvalidPulse, match="is not a model name"):
+        limits.check_model(model)
+
+
+@pytest.mark.parametrize(
+    ("check", "good", "bad"),
+    [
+        (limits.check_timeout_seconds, [None, 10, 86_400], [9, 86_401, 0, True, 60.0, "60"]),
+        (limits.check_max_turns, [None, 1, 1000], [0, 1001, False, "5"]),
+    ],
+)
+def test_a_runs_timeout_and_turn_limit_are_whole_numbers_within_their_bounds(check, good, bad):
+    for value in good:
+        assert check(value) == value
+    for value in bad:
+        with pytest.raises(limits.InvalidPulse, match="must be a whole number"):
+            check(value)

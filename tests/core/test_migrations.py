@@ -96,6 +96,7 @@ def test_an_installation_of_release_22_under_the_old_names_gets_release_23_whole
             "pulses.0016_stop_requests",  # issue 33: stop a running pulse
             "pulses.0017_run_tails",  # issue 33: the live tail of a run
             "pulses.0018_queue_pause",  # issue 33: pause the queue
+            "pulses.0019_agent_options",  # issue 33: per-pulse and per-routine agent options
             "telegram_bridge.0003_busy_notices",
             "telegram_bridge.0004_web_notifications",  # issue 30: /api/notify queues
             "telegram_bridge.0005_update_failures",  # issue 31: no poison update

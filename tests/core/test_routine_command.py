@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from pulses.models import Pulse
 from pulses.routines.models import Routine, RoutineSource
 from tests.support.reeve_processes import ROOT
 
@@ -147,7 +148,7 @@ def test_help_describes_every_action_and_each_action_has_its_own():
         text=True,
         check=True,
     ).stdout
-    for action in ("add", "list", "show", "pause", "resume", "remove", "next"):
+    for action in ("add", "edit", "list", "show", "run", "pause", "resume", "remove", "next"):
         assert f"    {action} " in top
     assert 'routine add briefing "0 8 * * 1-5"' in " ".join(top.split())
     add = subprocess.run(
@@ -158,6 +159,8 @@ def test_help_describes_every_action_and_each_action_has_its_own():
         check=True,
     ).stdout
     assert "--tz" in add and "--window" in add and "every 30 minutes" in add
+    for option in ("--model", "--timeout-seconds", "--max-turns"):
+        assert option in add
 
 
 def test_add_may_send_each_runs_answer_to_telegram():
@@ -165,3 +168,71 @@ def test_add_may_send_each_runs_answer_to_telegram():
     assert Routine.objects.get(name="briefing").deliver == "telegram"
     with pytest.raises(CommandError, match="invalid choice: 'email'"):
         run("add", "other", "@daily", "Brief me", "--deliver", "email")
+
+
+def test_add_sets_the_agent_options_its_pulses_carry_and_show_lists_them():
+    run("add", "research", "@weekly", "Research the week", "--model", "opus", "--timeout-seconds", "7200")
+    routine = Routine.objects.get(name="research")
+    assert (routine.model, routine.timeout_seconds, routine.max_turns) == ("opus", 7200, None)
+    shown = run("show", "research")
+    assert "model: opus" in shown and "timeout: 7200 s" in shown and "max turns: the agent's own" in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["--model=--dangerously-skip-permissions"],
+            "model (--model): 'model' '--dangerously-skip-permissions' is",
+        ),
+        (["--model=-x"], "is not a model name"),
+        (["--timeout-seconds", "5"], "timeout_seconds (--timeout-seconds): 'timeout_seconds' must be"),
+        (["--max-turns", "0"], "max_turns (--max-turns)"),
+    ],
+)
+def test_an_agent_option_outside_its_allow_list_is_refused_and_nothing_is_stored(args, words):
+    with pytest.raises(CommandError, match="nothing was stored") as refused:
+        run("add", "research", "@weekly", "Research", *args)
+    assert words in str(refused.value)
+    assert mine() == []
+    run("add", "research", "@weekly", "Research")
+    with pytest.raises(CommandError, match="nothing was stored") as refused:
+        run("edit", "research", *args)
+    assert words in str(refused.value)
+    assert Routine.objects.get(name="research").model == ""
+
+
+def test_edit_changes_only_the_options_given_and_a_new_schedule_moves_the_next_fire():
+    run("add", "briefing", "0 8 * * *", "Brief me", "--tz", "Europe/Berlin", "--tag", "daily")
+    before = Routine.objects.get(name="briefing")
+    out = run("edit", "briefing", "--schedule", "30 6 * * *", "--model", "sonnet", "--max-turns", "20")
+    assert "Changed routine 'briefing' (max_turns, model, schedule): At 06:30 every day" in out
+    routine = Routine.objects.get(name="briefing")
+    local = routine.next_fire_at.astimezone(routine.zone)
+    assert (local.hour, local.minute) == (6, 30)
+    assert (routine.model, routine.max_turns, routine.timeout_seconds) == ("sonnet", 20, None)
+    assert (routine.prompt, routine.tags, routine.timezone, routine.priority) == (
+        "Brief me", ["daily"], "Europe/Berlin", before.priority,
+    )  # fmt: skip
+    run("edit", "briefing", "--name", "morning", "--prompt", "Brief me at dawn", "--no-tags")
+    run("edit", "morning", "--model", "", "--max-turns", "default", "--timeout-seconds", "600")
+    routine = Routine.objects.get(pk=routine.pk)
+    assert (routine.name, routine.prompt, routine.tags) == ("morning", "Brief me at dawn", [])
+    assert (routine.model, routine.max_turns, routine.timeout_seconds) == ("", None, 600)
+    with pytest.raises(CommandError, match="nothing to change"):
+        run("edit", "morning")
+    with pytest.raises(CommandError, match="there is no routine 'nope'"):
+        run("edit", "nope", "--model", "opus")
+
+
+def test_run_makes_a_pulse_of_the_routine_due_now_carrying_its_options():
+    run("add", "research", "@weekly", "Research the week", "--model", "opus", "--max-turns", "50")
+    next_fire = Routine.objects.get(name="research").next_fire_at
+    out = run("run", "research")
+    pulse = Pulse.objects.get(routine__name="research")
+    assert f"Ran routine 'research': pulse #{pulse.pk} (normal) is due now" in out
+    assert (pulse.prompt, pulse.source, pulse.status) == ("Research the week", "routine", "pending")
+    assert (pulse.model, pulse.max_turns) == ("opus", 50)
+    assert Routine.objects.get(name="research").next_fire_at == next_fire  # its schedule is unchanged
+    with pytest.raises(CommandError, match="there is no routine 'nope'"):
+        run("run", "nope")

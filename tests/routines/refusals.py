@@ -9,6 +9,11 @@ REFUSED_EVERYWHERE = [
     ({"schedule": "61 * * * *"}, "schedule", "is not a valid cron expression"),
     ({"timezone": "Mars/Olympus"}, "timezone", "unknown time zone 'Mars/Olympus'"),
     ({"schedule": "every 30 seconds"}, "schedule", "under one minute"),
+    # Issue 33: the agent options, from an allow-list: a model shaped like an option is no model.
+    ({"model": "--dangerously-skip-permissions"}, "model", "is not a model name"),
+    ({"model": "-x"}, "model", "is not a model name"),
+    ({"timeout_seconds": 86401}, "timeout_seconds", "86400"),
+    ({"max_turns": 0}, "max_turns", "1"),
 ]
 # The API and the admin form read a window's ends as text (the routines code takes times).
 EMPTY_WINDOW_AS_TEXT = (

@@ -77,6 +77,15 @@ def test_the_add_form_stores_through_the_routines_code_with_its_next_fire(admin_
     assert (local.hour, local.minute) == (8, 0)
 
 
+def test_the_form_sets_the_agent_options_each_of_its_pulses_carries(admin_client):
+    options = {"model": "opus", "timeout_seconds": "7200", "max_turns": ""}
+    assert admin_client.post(CHANGELIST + "add/", {**FORM, **options}).status_code == 302
+    routine = Routine.objects.get(name="briefing")
+    assert (routine.model, routine.timeout_seconds, routine.max_turns) == ("opus", 7200, None)
+    page = admin_client.get(f"{CHANGELIST}{routine.pk}/change/").content.decode()
+    assert "The agent" in page and 'name="model"' in page and 'name="max_turns"' in page
+
+
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [

@@ -240,3 +240,16 @@ def test_a_routine_whose_fire_raises_is_paused_and_the_others_still_fire(caplog)
     assert not broken.pulses.exists()
     assert healthy.pulses.count() == 1
     assert "routine_paused name=broken reason=firing_failed" in caplog.text
+
+
+def test_a_routines_fires_carry_its_agent_options(settings):
+    start = datetime(2026, 6, 1, 7, 0, tzinfo=UTC)
+    routine = make_routine(
+        "research", "0 8 * * *", now=start, model="opus", timeout_seconds=7200, max_turns=80
+    )
+    plain = make_routine("reminder", "0 8 * * *", now=start)
+    firing.fire_due(start + timedelta(hours=1))
+    fired = Pulse.objects.get(routine=routine)
+    assert (fired.model, fired.timeout_seconds, fired.max_turns) == ("opus", 7200, 80)
+    other = Pulse.objects.get(routine=plain)
+    assert (other.model, other.timeout_seconds, other.max_turns) == ("", None, None)

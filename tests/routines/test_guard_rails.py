@@ -40,6 +40,19 @@ def test_an_agent_routine_at_the_minimum_interval_or_slower_is_accepted(schedule
     assert agent_routine("fine", schedule).source == "agent"
 
 
+def test_an_agent_routine_may_shorten_its_runs_but_not_lengthen_them_past_the_owners_limit(settings):
+    settings.PULSE_TIMEOUT_SECONDS = 3600
+    routine = agent_routine("quick", timeout_seconds=300, model="haiku", max_turns=5)
+    assert (routine.model, routine.timeout_seconds, routine.max_turns) == ("haiku", 300, 5)
+    with pytest.raises(RoutineInvalid) as refused:
+        agent_routine("long", timeout_seconds=3601)
+    assert refused.value.field == "timeout_seconds"
+    assert "PULSE_TIMEOUT_SECONDS" in refused.value.message
+    assert not Routine.objects.filter(name="long").exists()
+    owners = changes.create(name="owners", prompt="p", schedule="@weekly", timeout_seconds=7200)
+    assert owners.timeout_seconds == 7200  # the owner's own are not limited
+
+
 def test_the_owners_own_routines_are_not_limited(settings):
     settings.AGENT_MAX_ACTIVE_ROUTINES = 1
     for n in range(3):

@@ -43,6 +43,13 @@ def test_a_time_phrase_the_parser_cannot_read_is_quoted_with_the_accepted_forms(
         ({"prompt": "x", "tags": ["ok", ""]}, "every item of 'tags'"),
         ({"prompt": "x", "sticky_notes": ["n"] * 51}, "at most 50 are accepted"),
         ({"prompt": "x", "when": 5}, "'when' must be text"),
+        ({"prompt": "x", "model": "--dangerously-skip-permissions"}, "is not a model name"),
+        ({"prompt": "x", "model": "-x"}, "is not a model name"),
+        (
+            {"prompt": "x", "timeout_seconds": 3},
+            "'timeout_seconds' must be a whole number of seconds from 10",
+        ),
+        ({"prompt": "x", "max_turns": 0}, "'max_turns' must be a whole number from 1"),
     ],
 )
 def test_bad_schedule_arguments_are_refused_with_a_message_the_agent_can_act_on(arguments, words):
@@ -147,3 +154,17 @@ def test_send_notification_queues_its_text_for_the_listener_with_its_priority(te
         (("fyi",), True, (42,)),
         (("🚨 fire",), False, (42,)),
     ]
+
+
+def test_the_agent_sets_its_pulses_model_and_turns_and_shortens_its_runs_but_not_past_the_owners_limit(
+    settings,
+):
+    settings.PULSE_TIMEOUT_SECONDS = 3600
+    described = agent_tools.schedule_pulse(prompt="Remind me", model="haiku", timeout_seconds=60, max_turns=3)
+    pulse = Pulse.objects.get(pk=described["id"])
+    assert (pulse.model, pulse.timeout_seconds, pulse.max_turns) == ("haiku", 60, 3)
+    assert (described["model"], described["timeout_seconds"], described["max_turns"]) == ("haiku", 60, 3)
+    with pytest.raises(AgentToolError) as refused:
+        agent_tools.schedule_pulse(prompt="Research for hours", timeout_seconds=7200)
+    assert "longer than the owner's limit for every run (3600 s, PULSE_TIMEOUT_SECONDS)" in str(refused.value)
+    assert Pulse.objects.count() == 1

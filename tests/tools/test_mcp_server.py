@@ -170,7 +170,15 @@ def test_the_server_lists_its_tools_with_json_schemas(reeve_home):
         "sticky_notes",
         "tags",
         "resume_current_session",
+        "model",
+        "timeout_seconds",
+        "max_turns",
     }
+    [model] = [kind for kind in schedule["properties"]["model"]["anyOf"] if kind["type"] == "string"]
+    assert model["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$"  # nothing shaped like an option
+    assert {"model", "timeout_seconds", "max_turns"} <= set(
+        tools["create_routine"].input_schema["properties"]
+    )
     assert schedule["properties"]["priority"]["enum"] == ["high", "normal", "low", "deferred"]
     assert "tomorrow at 9am" in schedule["properties"]["when"]["description"]
     assert schedule["properties"]["resume_current_session"]["type"] == "boolean"
@@ -281,6 +289,13 @@ def test_bad_arguments_come_back_as_tool_errors_and_the_server_keeps_serving(ree
         ("schedule_pulse", {"prompt": ""}, ["prompt"]),
         ("schedule_pulse", {"prompt": "x", "tags": "not-a-list"}, ["tags"]),
         ("schedule_pulse", {"prompt": "x", "resume_current_session": True}, ["run token"]),
+        ("schedule_pulse", {"prompt": "x", "model": "--dangerously-skip-permissions"}, ["model", "pattern"]),
+        ("schedule_pulse", {"prompt": "x", "timeout_seconds": 5}, ["timeout_seconds", "10"]),
+        (
+            "create_routine",
+            {"name": "r", "schedule": "@daily", "prompt": "x", "model": "-x"},
+            ["model", "pattern"],
+        ),
         ("cancel_pulse", {"pulse_id": 4242}, ["no pulse #4242", "list_upcoming_pulses"]),
         ("cancel_pulse", {"pulse_id": "abc"}, ["pulse_id"]),
         ("reschedule_pulse", {"pulse_id": 4242, "when": "in 5 minutes"}, ["no pulse #4242"]),

@@ -188,6 +188,34 @@ def test_the_add_form_refuses_an_option_like_session_and_an_out_of_range_time(ad
     assert "is not a session id" in page and "years 2000 to 9000" in page
 
 
+def test_the_add_form_sets_the_runs_agent_options_within_their_allow_list(admin_client):
+    fields = {
+        "prompt": "Research",
+        "scheduled_at_0": "2031-01-02",
+        "scheduled_at_1": "09:00:00",
+        "priority": "normal",
+        "source": "admin",
+        "max_retries": "3",
+        "model": "opus",
+        "timeout_seconds": "7200",
+        "max_turns": "40",
+        "attempt_set-TOTAL_FORMS": "0",
+        "attempt_set-INITIAL_FORMS": "0",
+    }
+    assert admin_client.post(f"{CHANGELIST}add/", fields).status_code == 302
+    pulse = Pulse.objects.get(prompt="Research")
+    assert (pulse.model, pulse.timeout_seconds, pulse.max_turns) == ("opus", 7200, 40)
+    assert "7200" in admin_client.get(f"{CHANGELIST}{pulse.pk}/change/").content.decode()
+    refused = admin_client.post(
+        f"{CHANGELIST}add/",
+        {**fields, "prompt": "Refused", "model": "--dangerously-skip-permissions", "timeout_seconds": "5"},
+    )
+    errors = refused.context["adminform"].form.errors
+    assert "is not a model name" in " ".join(errors["model"])
+    assert "from 10 to 86400" in " ".join(errors["timeout_seconds"])
+    assert not Pulse.objects.filter(prompt="Refused").exists()
+
+
 def test_the_list_shows_the_first_line_of_each_answer_and_the_page_every_attempts_result(admin_client):
     answered = PulseFactory(completed=True, prompt="What is on today?")
     PulseAttemptFactory(pulse=answered, result_text="Dentist at 9.\nThen lunch with Ada.")

@@ -246,3 +246,27 @@ def test_a_missing_agent_spends_no_retries_and_the_worker_carries_on_once_it_is_
     assert reeve_home.query("SELECT attempt_count FROM pulses") == [(1,), (1,)]
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
+
+
+def test_a_routines_model_reaches_the_agent_before_the_end_of_options_and_its_own_timeout_kills_it(
+    reeve_home,
+):
+    # Issue 33's acceptance through the real commands and worker: the routine's options, carried by the
+    # pulse `routine run` makes, outlast a lease of 2 s (renewed) and end the run at 10 s, not at the
+    # hour PULSE_TIMEOUT_SECONDS gives every other run.
+    reeve_home.extra_env["PULSE_TIMEOUT_SECONDS"] = "3600"
+    reeve_home.manage(
+        "routine", "add", "research", "@weekly", "mode=sleep:120", "--model", "sonnet",
+        "--timeout-seconds", "10", "--max-turns", "7", "--max-retries", "0",
+    )  # fmt: skip
+    reeve_home.manage("routine", "run", "research")
+    began = time.monotonic()
+    reeve_home.manage("run_pulse_worker", "--once", timeout=60)
+    assert 10 <= time.monotonic() - began < 30
+    [start] = reeve_home.agent_starts()
+    end = start["argv"].index("--")
+    assert start["argv"][end - 2 :] == ["--model=sonnet", "--max-turns=7", "--", "mode=sleep:120"]
+    assert not process_alive(start["pid"])
+    [(status, error)] = reeve_home.query("SELECT status, error_message FROM pulses")
+    assert status == "failed"
+    assert error.startswith("timed out after 10s (the pulse's timeout_seconds); the agent's process group")

@@ -142,6 +142,12 @@ class Command(ReeveCommand):
         if delivery := getattr(pulse, "delivery", None):
             detail = f" ({delivery.detail})" if delivery.detail else ""
             fields.append(("telegram", f"{delivery.state}, {delivery.parts_sent} message(s){detail}"))
+        options = [  # its own agent options, when it has any (issue 33)
+            ("model", pulse.model),
+            ("timeout", f"{pulse.timeout_seconds} s" if pulse.timeout_seconds else ""),
+            ("max turns", pulse.max_turns or ""),
+        ]
+        fields += [(name, value) for name, value in options if value]
         self.write_fields(fields)
         for attempt in pulse.attempt_set.all():
             said = answers.first_line(attempt.result_text, 100)

@@ -2,7 +2,7 @@ from django.core.management.base import CommandError
 
 from pulses import queue, reports, waiting
 from pulses.limits import SESSION_ID_FORM, InvalidSessionId, check_session_id
-from pulses.management.base import ReeveCommand, refusals
+from pulses.management.base import ReeveCommand, add_agent_options, refusals
 from pulses.models import Priority, Pulse, Status
 from pulses.ops.hourly_prompt import schedule_hourly_prompt
 from pulses.timeparse import TimeParseError, parse_when
@@ -44,6 +44,7 @@ class Command(ReeveCommand):
         parser.add_argument(
             "--check", default="", help="a wake check run in the Desk first (exit 1: nothing to do, no agent)"
         )
+        add_agent_options(parser, what="its run")
         parser.add_argument(
             "--heartbeat",
             action="store_true",
@@ -94,6 +95,9 @@ class Command(ReeveCommand):
                     idempotency_key=options["idempotency_key"],
                     deliver=options["deliver"],
                     check_command=options["check"],
+                    model=options["model"],
+                    timeout_seconds=options["timeout_seconds"],
+                    max_turns=options["max_turns"],
                 )
         pulse = result.pulse
         verb = "Scheduled" if result.created else "Already scheduled"
