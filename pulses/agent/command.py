@@ -96,7 +96,7 @@ def setup_problem(command: str, *, agent: str = DEFAULT_AGENT, desk: Path) -> st
     if not argv0 or shutil.which(argv0[0]) is None:
         return (
             f"agent command {command!r} not found or not executable: install it, or set HAPI_COMMAND "
-            "to its path (see README, Your agent: claude, hapi, or the demo agent)"
+            "to its path (see docs/agent.md: claude, hapi, or the demo agent)"
         )
     if not desk.is_dir():
         return f"Desk directory {desk} does not exist: create it or set REEVE_DESK_PATH"

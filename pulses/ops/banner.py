@@ -59,12 +59,12 @@ def _database() -> str:
 def _agent() -> str:
     command = settings.HAPI_COMMAND
     if command.strip() == DEMO:
-        return "demo (Reeve's demo agent: canned answers; README, Your agent, for a real one)"
+        return "demo (Reeve's demo agent: canned answers; docs/agent.md for a real one)"
     problem = setup_problem(command, agent=settings.HAPI_AGENT, desk=Path(settings.REEVE_DESK_PATH))
     if problem.startswith("agent command") or problem.startswith("HAPI_COMMAND"):
         return (
             f"{command}: NOT FOUND. No pulse runs until it is installed; meanwhile HAPI_COMMAND=demo "
-            "in .env shows the whole loop with Reeve's demo agent (README, Your agent)"
+            "in .env shows the whole loop with Reeve's demo agent (docs/agent.md)"
         )
     argv = agent_command(command, agent=settings.HAPI_AGENT)
     return f"{' '.join(argv)} (found: {shutil.which(argv[0])})"

@@ -47,7 +47,7 @@ def check_agent() -> list[Check]:
             Check(
                 "agent command",
                 WARN,
-                "demo: Reeve's demo agent answers from canned rules (README: Your agent)",
+                "demo: Reeve's demo agent answers from canned rules (docs/agent.md, Your agent)",
             )
         ]
     runs = " ".join(setup.argv[:2]) if setup.is_hapi else setup.argv[0]

@@ -131,7 +131,7 @@ def assess(*, now: datetime | None = None, agent: bool = True) -> Health:
         if not ListenerRecord.objects.filter(last_seen__gte=since, stopped_at__isnull=True).exists():
             health.problems.append(
                 "the Telegram listener is not polling (start it: sudo systemctl start reeve-telegram, "
-                "or ./reeve telegram)"
+                "or ./reeve run_telegram_listener)"
             )
     stuck = (
         Delivery.objects.filter(state=DeliveryState.WAITING, pulse__finished_at__lte=now - overdue_after())
