@@ -24,7 +24,9 @@ import uuid
 NAME = "Reeve's demo agent"
 NOTHING_TO_SAY = "NO_REPLY"  # pulses/answers.py: the answer that sends nothing back
 TELEGRAM_HEADER = re.compile(r"^Telegram message from [^:]+: ", re.S)
-REAL_AGENT = "Set HAPI_COMMAND to `claude` (Claude Code) or `hapi` for a real agent (docs/agent.md, Your agent)."
+REAL_AGENT = (
+    "Set HAPI_COMMAND to `claude` (Claude Code) or `hapi` for a real agent (docs/agent.md, Your agent)."
+)
 
 
 def parse(argv: list[str]) -> tuple[str | None, str]:
