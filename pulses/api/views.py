@@ -221,7 +221,7 @@ class StopView(TokenView):
         | {403: OpenApiResponse(ERROR, description="an agent-scoped token, and the user's pulse")},
     )
     def post(self, request: Request, pk: int) -> Response:
-        """Stop a running pulse: its agent's process group gets SIGTERM, then SIGKILL after a grace, and
+        """Stop a running pulse: its agent's process group gets SIGTERM, then SIGKILL 3 s later, and
         it ends cancelled (with `retry`, pending again, no attempt spent). 202 once the request is
         stored: the worker running it acts within about a second."""
         retry = self.body(s.StopSerializer)["retry"]

@@ -308,6 +308,12 @@ def test_reeve_health_check_says_ok_when_healthy_and_exits_1_when_the_api_is_dow
     assert up.returncode == 0
     assert up.stdout.strip() == "OK: All services healthy"
     assert installed.run("reeve-health-check", "--quiet").stdout == ""
+    # Paused, nothing runs: still healthy (nothing to alert about), and the OK line says why.
+    installed.home.manage("queue", "pause", "--reason", "upgrade")
+    paused = installed.run("reeve-health-check")
+    assert paused.returncode == 0
+    assert paused.stdout.startswith("OK: All services healthy; the queue is paused: "), paused.stdout
+    assert "upgrade" in paused.stdout
 
 
 def test_reeve_health_check_and_reeve_status_agree_on_what_healthy_means(installed):

@@ -6,7 +6,7 @@ from pulses.models import Pulse, PulseNotRunning
 
 
 class Command(ReeveCommand):
-    """Stop a running pulse: its agent's process group gets SIGTERM, then SIGKILL after a grace
+    """Stop a running pulse: its agent's process group gets SIGTERM, then SIGKILL 3 s later
     (exactly as a worker's drain stops a run), and the pulse ends cancelled with an attempt saying
     'stopped by command'; with --retry it goes back to pending instead, without spending an attempt.
     The request is stored: the worker running it acts within about a second, on any host."""
