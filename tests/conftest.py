@@ -46,7 +46,8 @@ def pytest_collection_modifyitems(config, items):
 
 def _heaviest_first(items: list) -> list:
     """The tests group by group, the groups of process-level tests (marked `slow`) first, the most
-    of them first, then the rest by size; "db" groups still before transactional ones.
+    of them first, then the rest by size; "db" groups still before transactional ones. A test that
+    costs as much as a dozen others says so: `@pytest.mark.slow(weight=12)`.
 
     pytest-django runs the tests without a database last, and they are the process-level ones: nine
     tenths of the suite's time. pytest-xdist hands each process the next group as it runs short, so
@@ -61,7 +62,8 @@ def _heaviest_first(items: list) -> list:
 
     def weight(name: str) -> tuple:
         tests = groups[name]
-        slow = sum(1 for item in tests if item.get_closest_marker("slow"))
+        marks = [mark for item in tests if (mark := item.get_closest_marker("slow"))]
+        slow = sum(mark.kwargs.get("weight", 1) for mark in marks)
         return (kind_rank[_database_use(tests[0])], -slow, -len(tests), name)
 
     return [item for name in sorted(groups, key=weight) for item in groups[name]]
