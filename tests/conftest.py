@@ -21,24 +21,52 @@ def _database_use(item) -> str:
     return "db" if marker or "db" in fixtures else "none"
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
     """Tests marked `database_independent` touch no database of the suite's (no Django test database,
     no Reeve home: a fresh clone of their own, a parser, a CLI): they run in the SQLite half only and
-    the PostgreSQL half deselects them, since running them twice would prove nothing more."""
+    the PostgreSQL half deselects them, since running them twice would prove nothing more. Once every
+    plugin has ordered the tests, the heaviest groups go first (_heaviest_first)."""
     # pytest-xdist (tests/run.sh, --dist loadgroup --no-loadscope-reorder) keeps each group in one
-    # process, in the order pytest-django gives: one group per file and kind of database use, so a
-    # file's fixtures are made once, and no process runs a "db" test after a transactional one has
-    # flushed the migrations' rows (two files of one name share a group: harmless).
+    # process: one group per file and kind of database use, so a file's fixtures are made once, and
+    # no process runs a "db" test after a transactional one has flushed the migrations' rows (two
+    # files of one name share a group: harmless).
     for item in items:
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}.{_database_use(item)}"))
-    if not on_postgres():
-        return
-    once = [item for item in items if item.get_closest_marker("database_independent")]
-    if once:
-        config.hook.pytest_deselected(items=once)
-        items[:] = [item for item in items if not item.get_closest_marker("database_independent")]
+    if on_postgres():
+        once = [item for item in items if item.get_closest_marker("database_independent")]
+        if once:
+            config.hook.pytest_deselected(items=once)
+            items[:] = [item for item in items if not item.get_closest_marker("database_independent")]
+    result = yield
+    items[:] = _heaviest_first(items)
+    return result
+
+
+def _heaviest_first(items: list) -> list:
+    """The tests group by group, the groups of process-level tests (marked `slow`) first, the most
+    of them first, then the rest by size; "db" groups still before transactional ones. A test that
+    costs as much as a dozen others says so: `@pytest.mark.slow(weight=12)`.
+
+    pytest-django runs the tests without a database last, and they are the process-level ones: nine
+    tenths of the suite's time. pytest-xdist hands each process the next group as it runs short, so
+    a file of slow tests that came last ran alone while the other processes had finished (a tail of
+    minutes). Started first, the big groups share the processes, and the small ones fill the gaps."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(item.get_closest_marker("xdist_group").args[0], []).append(item)
+    # A process may run a group without a database use anywhere; "db" groups must all come before
+    # transactional ones, which flush the tables.
+    kind_rank = {"none": 0, "db": 1, "transactional": 2}
+
+    def weight(name: str) -> tuple:
+        tests = groups[name]
+        marks = [mark for item in tests if (mark := item.get_closest_marker("slow"))]
+        slow = sum(mark.kwargs.get("weight", 1) for mark in marks)
+        return (kind_rank[_database_use(tests[0])], -slow, -len(tests), name)
+
+    return [item for name in sorted(groups, key=weight) for item in groups[name]]
 
 
 @pytest.hookimpl(wrapper=True)

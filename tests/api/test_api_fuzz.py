@@ -65,7 +65,7 @@ def run_schemathesis(schema_url: str, *, token: str, workdir: Path) -> tuple[int
     return proc.returncode, json.loads(report.read_text()) if report.exists() else {}, output
 
 
-@pytest.mark.slow
+@pytest.mark.slow(weight=12)  # ~25 CPU-s: scheduled early (tests/conftest.py)
 def test_schemathesis_finds_no_server_error_or_schema_violation_in_at_least_500_cases(live_reeve, tmp_path):
     live_reeve.start(web_only=True)
     code, report, output = run_schemathesis(

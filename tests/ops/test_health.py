@@ -4,7 +4,11 @@ fake Telegram Bot API. On both databases (the processes use the home's SQLite or
 import signal
 import time
 
+import pytest
+
 from tests.support.reeve_processes import noop_agent_env
+
+pytestmark = pytest.mark.slow
 
 OVERDUE = (
     "from datetime import timedelta; from django.utils import timezone; from pulses import queue; "

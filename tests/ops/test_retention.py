@@ -170,7 +170,7 @@ def test_a_negative_setting_is_a_clear_error(settings):
         Policy.from_settings()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(weight=7)  # ~12-15 CPU-s: scheduled early (tests/conftest.py)
 def test_a_worker_drains_while_a_large_prune_runs_and_the_file_shrinks(reeve_home):
     """30,000 old pulses with their attempts go in batches while a worker runs 300 due pulses: every
     pulse runs exactly once, nobody sees "database is locked", and the SQLite file gets smaller."""

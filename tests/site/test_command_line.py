@@ -83,6 +83,7 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(reeve_home
     assert proc.returncode == 141  # as a shell tool killed by SIGPIPE
 
 
+@pytest.mark.database_independent  # the launcher's usage: no database
 def test_reeve_help_prints_its_usage_and_nothing_of_the_script():
     proc = subprocess.run([str(ROOT / "reeve"), "help"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

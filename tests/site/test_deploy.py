@@ -416,6 +416,7 @@ def test_install_refuses_to_run_without_root_unless_staging(home):
     assert proc.returncode == 1 and "sudo" in proc.stderr
 
 
+@pytest.mark.database_independent  # shellcheck reads the scripts: no database
 def test_every_shell_script_passes_shellcheck():
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
@@ -432,6 +433,7 @@ def test_every_shell_script_passes_shellcheck():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.database_independent  # each script's -h, before it reads any setting
 def test_every_helper_script_answers_dash_h_without_an_installation(tmp_path):
     for script in [*SCRIPTS, "install.sh", "uninstall.sh"]:
         path = DEPLOY / ("scripts" if script.endswith(".sh") else "bin") / script
@@ -464,6 +466,7 @@ def _entry(n: int, unit: str, message, priority: int = 6) -> dict:
     return {"__CURSOR": f"c{n}", "_SYSTEMD_UNIT": unit, "PRIORITY": str(priority), "MESSAGE": message}
 
 
+@pytest.mark.database_independent  # the relay and a fake journalctl: no database
 def test_the_journal_relay_copies_both_units_with_their_levels_and_resumes_from_its_cursor(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

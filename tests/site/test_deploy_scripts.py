@@ -371,7 +371,16 @@ def test_reeve_health_check_alerts_once_when_health_turns_bad_and_once_when_it_r
     assert not (installed.home.path / "health-check.state").exists()
 
 
+OVERDUE_AN_HOUR_AGO = (
+    "from datetime import timedelta; from django.utils import timezone; from pulses.models import Pulse; "
+    "Pulse.objects.filter(prompt='overdue pulse').update(scheduled_at=timezone.now() - timedelta(hours=1))"
+)
+
+
 def test_reeve_health_check_and_reeve_status_fail_naming_a_pulse_overdue_while_no_worker_runs(installed):
+    # The module's queue was filled when its first test began: an hour late then, more by now on a
+    # loaded machine (73 min once). An hour late from now, as the check below reads it.
+    installed.home.manage("shell", "-c", OVERDUE_AN_HOUR_AGO)
     installed.start_web()
     late = {"PULSE_OVERDUE_ALERT_MINUTES": "10"}
     [(pulse_id,)] = installed.home.query("SELECT id FROM pulses WHERE prompt = 'overdue pulse'")

@@ -63,6 +63,7 @@ def test_behind_tls_a_proxied_request_is_secure_a_plain_page_is_redirected_and_t
     )  # the MCP server, Prometheus and ./reeve's checks speak plain HTTP on loopback
 
 
+@pytest.mark.database_independent  # a config file
 def test_the_nginx_config_sets_the_scheme_and_a_csp_and_leaves_hsts_to_django():
     conf = NGINX_CONF.read_text()
     assert conf.count("proxy_set_header X-Forwarded-Proto $scheme;") == 2  # every proxied location
@@ -75,6 +76,7 @@ def test_the_nginx_config_sets_the_scheme_and_a_csp_and_leaves_hsts_to_django():
     assert "REEVE_BEHIND_TLS=1" in conf
 
 
+@pytest.mark.database_independent  # nginx -t on the config
 @pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed")
 def test_the_nginx_config_passes_nginx_t(tmp_path):
     key, cert = tmp_path / "privkey.pem", tmp_path / "fullchain.pem"

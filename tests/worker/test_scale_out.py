@@ -15,6 +15,7 @@ def completed(home) -> int:
     return home.query("SELECT COUNT(*) FROM pulses WHERE status = 'completed'")[0][0]
 
 
+@pytest.mark.slow(weight=14)  # ~28 CPU-s, a dozen ordinary process tests' worth (tests/conftest.py)
 def test_four_workers_with_two_killed_run_every_pulse_exactly_once_per_attempt(reeve_home):
     reeve_home.manage(
         "shell",
