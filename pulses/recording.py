@@ -10,7 +10,7 @@ one statement (`pulses.db.claims`). No transaction is ever held while an agent r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -178,15 +178,18 @@ def renew_leases(*, worker: str, pulse_ids: Iterable[int], lease_seconds: float 
 
 
 @gated
-def recover_expired_leases(now: datetime | None = None) -> list[int]:
+def recover_expired_leases(now: datetime | None = None, *, sparing: Collection[int] = ()) -> list[int]:
     """Return pulses whose worker stopped renewing to pending (or failed, when out of retries).
 
-    The lost run counts as a failed attempt with an error naming the worker.
+    The lost run counts as a failed attempt with an error naming the worker. `sparing`: the pulses
+    the calling worker is running right now. Its own renewal may have come late (a starved process, a
+    long write elsewhere holding SQLite's lock), but it knows they run: recovering them would start a
+    second run beside the first; its next renewal extends them instead.
     """
     now = now or timezone.now()
     recovered: list[int] = []
     with transaction.atomic():
-        stale = Pulse.objects.stale(now)
+        stale = Pulse.objects.stale(now).exclude(pk__in=list(sparing))
         if is_postgres():
             stale = stale.select_for_update(skip_locked=True)
         for pulse in stale:

@@ -185,7 +185,8 @@ class Worker:
                     self.dispatch.renew_leases()
                     next_renew = now + max(opts.lease_seconds / 3, 0.2)
                 if now >= next_recover:
-                    self.runs.record_lost_routine_runs(queue.recover_expired_leases())
+                    recovered = queue.recover_expired_leases(sparing=set(self.dispatch.running))
+                    self.runs.record_lost_routine_runs(recovered)
                     next_recover = now + max(opts.lease_seconds / 2, 1.0)
                 if now >= next_alive:
                     self._report_alive()

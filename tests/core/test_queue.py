@@ -257,6 +257,18 @@ def test_a_run_whose_lease_expired_cannot_record_over_the_next_claim_even_by_the
     assert list(attempts) == [(1, False), (2, True)]
 
 
+def test_a_worker_late_to_renew_keeps_the_runs_it_is_running_and_renews_them_next():
+    """Its own renewal came late (a starved process, SQLite's lock held by a long prune): the runs it
+    knows are going stay its own, or a second run would start beside the first."""
+    PulseFactory(due=True)
+    [running] = queue.claim(worker=WORKER, limit=1, lease_seconds=1)
+    later = timezone.now() + timedelta(seconds=5)
+    assert queue.recover_expired_leases(now=later, sparing={running.pk}) == []
+    assert queue.renew_leases(worker=WORKER, pulse_ids={running.pk}, lease_seconds=60) == {running.pk}
+    assert queue.record_attempt(running, worker=WORKER, outcome=_outcome()) == "completed"
+    assert list(PulseAttempt.objects.values_list("number", "succeeded")) == [(1, True)]
+
+
 def test_expired_leases_return_to_pending_as_a_failed_attempt():
     stale = PulseFactory(stale=True, max_retries=3)
     exhausted = PulseFactory(stale=True, attempt_count=4, max_retries=3)

@@ -52,7 +52,14 @@ def own_home(agent_token_home, tmp_path):
 
 
 # What the module's tests write to a home, emptied between them (children before their parents).
-TABLES_WRITTEN = ("pulse_deliveries", "pulse_attempts", "pulse_finished_days", "pulse_workers", "pulses")
+TABLES_WRITTEN = (
+    "pulse_run_tails",
+    "pulse_deliveries",
+    "pulse_attempts",
+    "pulse_finished_days",
+    "pulse_workers",
+    "pulses",
+)
 FILES_WRITTEN = ("logs/daemon.log", "agent.log", "mcp-server.stderr", "raw.stderr")
 
 
