@@ -8,6 +8,8 @@ from pulses.agent.command import agent_command, setup_problem
 from pulses.agent.executor import AgentRequest, Executor
 from pulses.answers import NOTHING_TO_SAY
 
+pytestmark = pytest.mark.database_independent  # the executor and the demo agent: no database
+
 
 @pytest.fixture
 def demo(tmp_path) -> Executor:

@@ -248,13 +248,25 @@ def test_an_unreadable_dotenv_line_is_named_without_a_traceback(tmp_path, reeve_
 
 
 @pytest.mark.slow
+@pytest.mark.database_independent  # refused from the settings alone, before a database is opened
 @pytest.mark.parametrize("token", ["your_secure_random_token_here", "fifteen-chars-x", "a" * 34])
-def test_the_web_process_refuses_a_placeholder_or_short_token_saying_what_to_do(reeve_home, token):
-    live = LiveReeve(reeve_home, token=token)
+def test_the_web_process_refuses_a_placeholder_or_short_token_saying_what_to_do(tmp_path, token):
+    with socket.socket() as sock:  # should it start after all, on a port of its own
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),  # Reeve's home in it: no DATABASE_URL, a SQLite file of its own
+        "REEVE_IGNORE_DOTENV": "1",
+        "DJANGO_SETTINGS_MODULE": "reeve_site.settings",
+        "PULSE_API_TOKEN": token,
+        "PULSE_API_PORT": str(port),
+        "PYTHONWARNINGS": "ignore",
+    }
     web = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
         cwd=ROOT,
-        env=live.env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -265,7 +277,7 @@ def test_the_web_process_refuses_a_placeholder_or_short_token_saying_what_to_do(
     started = subprocess.run(
         [sys.executable, "manage.py", "run_reeve"],
         cwd=ROOT,
-        env=live.env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,

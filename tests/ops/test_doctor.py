@@ -333,6 +333,7 @@ def test_an_agent_command_whose_runs_would_not_get_reeves_tools_allowed_fails_na
     )
 
 
+@pytest.mark.database_independent  # a checkout of its own, on the SQLite file its .env names
 def test_doctor_on_a_fresh_copy_of_env_example_reports_only_what_the_user_must_choose(tmp_path):
     checkout = copy_checkout(tmp_path / "checkout")
     shutil.copy(checkout / ".env.example", checkout / ".env")

@@ -25,6 +25,11 @@ def _health(home, *args):
     return home.manage("health", *args, check=False)
 
 
+def _reported(home, table: str) -> bool:
+    """A worker (pulse_workers) or listener (pulse_listeners) has reported and not stopped."""
+    return home.query(f"SELECT COUNT(*) FROM {table} WHERE stopped_at IS NULL")[0][0] > 0  # noqa: S608
+
+
 def _status(home, pulse_id):
     return home.query("SELECT status FROM pulses WHERE id = ?", (pulse_id,))[0][0]
 
@@ -47,6 +52,8 @@ def test_a_stopped_worker_with_a_pulse_overdue_fails_the_check_with_one_alert_th
     reeve_home.start("run_pulse_worker")
     reeve_home.start("run_telegram_listener")
     reeve_home.wait_for(lambda: _status(reeve_home, pulse_id) == "completed", timeout=60, what="the run")
+    # Each `health` is a process start: ask it once both have reported (read from the database).
+    reeve_home.wait_for(lambda: _reported(reeve_home, "pulse_listeners"), timeout=60, what="the listener")
     reeve_home.wait_for(
         lambda: _health(reeve_home, "--alert").returncode == 0, timeout=60, interval=1, what="health"
     )
@@ -61,12 +68,11 @@ def test_a_worker_whose_loop_is_stuck_counts_as_dead_and_a_clean_stop_shows_stop
 ):
     reeve_home.extra_env.update(PULSE_HEARTBEAT_SECONDS="1", **noop_agent_env(tmp_path / "noop.log"))
     worker = reeve_home.start("run_pulse_worker")
+    # Its report in the database first (polling `pulse_queue` started a process twice a second).
     reeve_home.wait_for(
-        lambda: "worker: none running" not in reeve_home.manage("pulse_queue").stdout,
-        timeout=60,
-        interval=0.5,
-        what="the worker to report",
+        lambda: _reported(reeve_home, "pulse_workers"), timeout=60, what="the worker to report"
     )
+    assert "worker: none running" not in reeve_home.manage("pulse_queue").stdout
     worker.send_signal(signal.SIGSTOP)
     try:
         pulse_id = _overdue_pulse(reeve_home)

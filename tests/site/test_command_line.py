@@ -1,13 +1,15 @@
 """How commands behave in a shell: answers on stdout, logs on stderr, a closed pipe ends them quietly."""
 
+import os
 import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.support.reeve_processes import ROOT
+from tests.support.reeve_processes import ROOT, manage_in
 
 pytestmark = pytest.mark.slow
 PYTHON = shlex.quote(sys.executable)
@@ -17,6 +19,13 @@ from django.utils import timezone
 from pulses.models import Pulse
 Pulse.objects.bulk_create([Pulse(prompt=f"pulse {i}", scheduled_at=timezone.now()) for i in range(3000)])
 """
+
+
+def own_env(home: Path) -> dict[str, str]:
+    """An environment of a process's own, Reeve's home in `home`: no DATABASE_URL, a SQLite file there
+    (for tests of how a process starts, which open no database)."""
+    keep = {"PATH": os.environ["PATH"], "HOME": str(home), "REEVE_IGNORE_DOTENV": "1"}
+    return {**keep, "DJANGO_SETTINGS_MODULE": "reeve_site.settings"}
 
 
 def bash(home, script: str) -> subprocess.CompletedProcess:
@@ -116,10 +125,13 @@ print(len(admin.site._registry), len(errors), "pulses.admin" in sys.modules)
 """
 
 
-def test_a_command_loads_no_modeladmin_and_the_admin_checks_still_check_every_one(reeve_home):
+@pytest.mark.database_independent  # what a process imports at its start: no database opened
+def test_a_command_loads_no_modeladmin_and_the_admin_checks_still_check_every_one(tmp_path):
     """The admin's modules load with the URLconf (reeve_site/admin_app.py), not in every process; the
     admin's system checks (`check`, `doctor`) load them first, so none goes unchecked."""
-    imported, after_checks = reeve_home.manage("shell", "-c", ADMIN_STATE).stdout.splitlines()[-2:]
+    shell = manage_in(ROOT, own_env(tmp_path), "shell", "-c", ADMIN_STATE)
+    assert shell.returncode == 0, shell.stderr
+    imported, after_checks = shell.stdout.splitlines()[-2:]
     assert imported == "[]"
     registered, errors, loaded = after_checks.split()
     assert int(registered) >= 4 and errors == "0" and loaded == "True"
@@ -128,15 +140,17 @@ def test_a_command_loads_no_modeladmin_and_the_admin_checks_still_check_every_on
 COLLECTOR_STATE = "import gc; print(gc.isenabled(), gc.get_freeze_count() > 10_000)"
 
 
-def test_a_command_runs_with_the_collector_on_and_its_start_up_objects_set_aside(reeve_home):
+@pytest.mark.database_independent  # how a process starts: no database opened
+def test_a_command_runs_with_the_collector_on_and_its_start_up_objects_set_aside(tmp_path):
     """manage.py pauses the collector while Django and the command's module load, then freezes what they
     made: the command itself (a worker runs for weeks) collects as usual. The web process likewise."""
-    command = reeve_home.manage("shell", "-c", COLLECTOR_STATE).stdout.splitlines()[-1]
-    assert command.split() == ["True", "True"]
+    shell = manage_in(ROOT, own_env(tmp_path), "shell", "-c", COLLECTOR_STATE)
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines()[-1].split() == ["True", "True"]
     web = subprocess.run(
         [sys.executable, "-c", f"import reeve_site.wsgi; {COLLECTOR_STATE}"],
         cwd=ROOT,
-        env=reeve_home.env,
+        env=own_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,9 +3,15 @@
 SQLite by default; when the suite runs on PostgreSQL (DATABASE_URL), the home's database lives on
 that cluster and each test starts from a copy made with CREATE DATABASE ... TEMPLATE.
 
-Each test stages `install.sh --root` for a migrated Reeve home, fills the queue with pulses in every
-status through the ORM (in a subprocess, on that home's database), and runs the scripts as a person
-would. systemd is not consulted (REEVE_NO_SYSTEMD=1), so the results do not depend on the machine.
+The module stages `install.sh --root` once for a migrated Reeve home, fills the queue with pulses in
+every status through the ORM (in a subprocess, on that home's database), and starts one gunicorn on it;
+each test starts from that queue again and runs the scripts as a person would. systemd is not
+consulted (REEVE_NO_SYSTEMD=1), so the results do not depend on the machine.
+
+One web process serves the module (a gunicorn start costs more CPU than most of these tests): a test
+sees it only after `installed.start_web()`; before that, and after `stop_web()`, the scripts read an
+install whose API address nothing answers (`api-down.conf`: reeve.conf, then a closed port), which
+they see as a web process that is not running: the connection refused.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import gzip
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -21,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -67,19 +75,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Nothing listens on port 1 (a privileged port): the scripts' API check is refused at once.
+API_DOWN_CONF = """# reeve.conf as install.sh wrote it, with an API address nothing answers.
+. {conf}
+REEVE_API_URL=http://127.0.0.1:1
+"""
+
+
 class Installed:
-    """A staged install (under `root`) whose scripts work on `home`'s database."""
+    """A staged install (under `root`) whose scripts work on `home`'s database; the module's web
+    process answers them once `start_web` was called."""
 
     def __init__(self, home: ReeveHome, root: Path) -> None:
         self.home = home
         self.root = root
-        self.web: subprocess.Popen | None = None
+        self.api_up = False
 
     @property
     def env(self) -> dict[str, str]:
         # The populated queue's "overdue pulse" is an hour late: the watchdog's threshold is two
         # hours here, so the other checks decide; the tests of the watchdog set it back.
-        return {**self.home.env, "REEVE_NO_SYSTEMD": "1", "PULSE_OVERDUE_ALERT_MINUTES": "120"}
+        env = {**self.home.env, "REEVE_NO_SYSTEMD": "1", "PULSE_OVERDUE_ALERT_MINUTES": "120"}
+        if not self.api_up:
+            env["REEVE_CONF"] = str(self.root / "etc/reeve/api-down.conf")
+        return env
 
     def run(self, script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -91,31 +110,37 @@ class Installed:
         )
 
     def start_web(self) -> None:
-        log = open(self.home.path / "web.log", "w")  # noqa: SIM115
-        self.web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
-            cwd=ROOT,
-            env={**self.home.env, "WEB_CONCURRENCY": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{self.home.env['PULSE_API_PORT']}/api/health"
-        import urllib.request
-
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                assert self.web.poll() is None, (self.home.path / "web.log").read_text()
-                return False
-
-        self.home.wait_for(up, timeout=60, interval=0.2, what="gunicorn to answer /api/health")
+        """The scripts see the module's web process from now on."""
+        self.api_up = True
 
     def stop_web(self) -> None:
-        if self.web and self.web.poll() is None:
-            self.web.send_signal(signal.SIGTERM)
-            self.web.wait(timeout=30)
+        """The scripts see no web process from now on (the module's keeps running)."""
+        self.api_up = False
+
+
+def start_web(home: ReeveHome) -> subprocess.Popen:
+    """gunicorn for `home`, as the reeve-web unit starts it, once it answers /api/health."""
+    log = open(home.path / "web.log", "w")  # noqa: SIM115
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+        cwd=ROOT,
+        env={**home.env, "WEB_CONCURRENCY": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{home.env['PULSE_API_PORT']}/api/health"
+    import urllib.request
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            assert web.poll() is None, (home.path / "web.log").read_text()
+            return False
+
+    home.wait_for(up, timeout=60, interval=0.2, what="gunicorn to answer /api/health")
+    return web
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +151,8 @@ def staged(migrated_home, tmp_path_factory):
     home.extra_env.update(PULSE_API_PORT=str(free_port()), PULSE_API_TOKEN="Vq3x9LrT0bNk2WcYp7HsZe4MdFa8GjUo")
     home.manage("shell", "-c", POPULATE)
     stage(home, base / "root", *_root_allowed(), user=_current_user())
+    conf = base / "root/etc/reeve"
+    (conf / "api-down.conf").write_text(API_DOWN_CONF.format(conf=shlex.quote(str(conf / "reeve.conf"))))
     if on_postgres():
         template = f"{database_name(home)}_template"
         _admin(f'CREATE DATABASE "{template}" TEMPLATE "{database_name(home)}"')
@@ -138,36 +165,59 @@ def staged(migrated_home, tmp_path_factory):
     yield home, base / "root", template
 
 
+@pytest.fixture(scope="module")
+def web(staged):
+    """The module's web process on the staged home's database (started once the template is made:
+    PostgreSQL copies a database nobody is connected to). Each test's database is reset under it:
+    on SQLite in place, on PostgreSQL dropped and made again (its connection is checked at each
+    request, CONN_HEALTH_CHECKS, and made anew)."""
+    home, _, _ = staged
+    web = start_web(home)
+    yield web
+    web.send_signal(signal.SIGTERM)
+    web.wait(timeout=30)
+
+
 def database_name(home: ReeveHome) -> str:
     return home.database_url.rsplit("/", 1)[-1]
 
 
 def empty_database(home: ReeveHome) -> None:
-    """The home's database gone, as if never migrated."""
+    """The home's database empty, as if never migrated (on SQLite its file stays, without a table:
+    the module's web process keeps it open)."""
     if on_postgres():
         _admin(f'DROP DATABASE IF EXISTS "{database_name(home)}" WITH (FORCE)')
         _admin(f'CREATE DATABASE "{database_name(home)}"')
-    else:
-        home.db_path.unlink()
+        return
+    with closing(sqlite3.connect(home.db_path, timeout=30)) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        schema = conn.execute("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'table')")
+        # Views first; a full-text table takes its shadow tables with it (IF EXISTS: gone already).
+        for kind, name in sorted(schema.fetchall(), key=lambda row: row[0] != "view"):
+            if not name.startswith("sqlite_"):
+                conn.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
+        conn.commit()
 
 
 @pytest.fixture
-def installed(staged):
+def installed(staged, web):
     home, root, template = staged
     if on_postgres():
         _admin(f'DROP DATABASE IF EXISTS "{database_name(home)}" WITH (FORCE)')
         _admin(f'CREATE DATABASE "{database_name(home)}" TEMPLATE "{template}"')
     else:
-        for leftover in (home.db_path, Path(f"{home.db_path}-wal"), Path(f"{home.db_path}-shm")):
-            leftover.unlink(missing_ok=True)
-        shutil.copy(template, home.db_path)
+        # In place, through SQLite (not a file copy): the web process's open connection sees it.
+        with (
+            closing(sqlite3.connect(template)) as src,
+            closing(sqlite3.connect(home.db_path, timeout=30)) as dst,
+        ):
+            src.backup(dst)
     for directory in (home.path / "logs", home.path / "backups"):
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir()
     (home.path / "health-check.state").unlink(missing_ok=True)
     inst = Installed(home, root)
     yield inst
-    inst.stop_web()
     home.stop_children()  # not stop_all: on PostgreSQL that drops the database the module shares
 
 
@@ -323,7 +373,7 @@ def test_reeve_health_check_and_reeve_status_agree_on_what_healthy_means(install
     assert both() == (1, 1)  # the API is down
     installed.start_web()
     assert both() == (0, 0)
-    installed.stop_web()  # (a live web process would keep the old SQLite file's WAL and shm open)
+    installed.stop_web()
     empty_database(installed.home)  # doctor FAILs: no tables
     check = installed.run("reeve-health-check")
     assert check.returncode == 1 and "ERROR: doctor: migrations" in check.stdout, check.stdout

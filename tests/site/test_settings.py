@@ -7,7 +7,13 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.reeve_processes import ROOT
+
+# Each process gets an environment of its own (_env: no DATABASE_URL, a SQLite file in its own HOME):
+# the PostgreSQL half would run the very same processes again.
+pytestmark = pytest.mark.database_independent
 
 READ_SETTINGS = (
     "from django.conf import settings; "

@@ -128,6 +128,7 @@ def test_outside_quiet_hours_a_normal_notification_and_answer_make_a_sound(teleg
     assert silences(telegram_settings) == {"the build is green": False, "your weekly summary": False}
 
 
+@pytest.mark.database_independent  # refused while reading the settings, in an environment of its own
 @pytest.mark.parametrize("value", ["22:00", "10pm-7am", "22:00-22:00"])
 def test_a_malformed_quiet_hours_value_is_one_line_naming_it(tmp_path, value):
     env = {
