@@ -1,7 +1,7 @@
 """The listener's answers going back: the answers of finished pulses (the outbox,
 `telegram_bridge.outbox`) sent to Telegram part by part, each part noted before it is handed to
 Telegram and once Telegram took it, so a crash never loses an answer and never sends a part twice: a
-part whose send was cut short is passed over (at most once), and the next part says so. The
+part whose send was cut short is passed over (at most once), and a note says so (at least once). The
 notifications API clients queued (`telegram_bridge.notifications`) go the same way, each part noted once
 Telegram took it (a crash between the two may send that part again)."""
 
@@ -156,16 +156,18 @@ class AnswerSender:
         silent = quiet_hours.silent(outgoing.priority)
         if outgoing.in_doubt and messages:
             # Telegram may have taken it before the send was cut short: sending it again could
-            # show it twice, so it is passed over, and a short note says so. The note is sent after
-            # the skip is committed, so a crash during it never repeats it either.
+            # show it twice, so it is passed over, and a short note says so. The skip is committed
+            # after the note: a crash (or an error) before the note went out leaves the part in
+            # doubt, so the next try sends the note then. A note may show twice; it is never lost,
+            # which would leave the person with neither the answer nor a word about it.
             skipped_index, skipped_chat, _ = messages.pop(0)
-            await in_thread(outbox.part_skipped, outgoing)
             missing = f"message {skipped_index + 1} of {len(outgoing.messages)} may be missing"
             note = GAP_NOTE.format(pulse_id=outgoing.pulse_id)
             try:
                 await self._stop.call(bot.send_message(skipped_chat, note, disable_notification=silent))
             except TelegramError as exc:  # only a note: the parts that follow matter more
                 logger.warning("telegram_answer_gap_note_failed pulse=%s error=%s", outgoing.pulse_id, exc)
+            await in_thread(outbox.part_skipped, outgoing)
         for index, chat_id, text in messages:
             first_in_chat = index % len(outgoing.parts) == 0
             reply = (

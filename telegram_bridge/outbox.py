@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db.models import Case, F, Q, TextField, Value, When
 from django.utils import timezone
 
 from pulses.answers import answer_url, reply_for
@@ -134,6 +134,16 @@ def take_due(*, configured_chats: tuple[int, ...], limit: int = BATCH) -> list[O
     return taken
 
 
+# The record a skip writes (part_skipped) outlives whatever a later listener writes into the detail:
+# the one that skipped may be killed before it closes the delivery, and the next one, which finds
+# nothing in doubt, must not close it as wholly sent, nor let a retry's error replace the record.
+SKIP_RECORDED = Q(detail__contains="may be missing")
+
+
+def _detail_keeping_skip(detail: str) -> Case:
+    return Case(When(SKIP_RECORDED, then=F("detail")), default=Value(detail[:2000]), output_field=TextField())
+
+
 @gated
 def part_starting(delivery_id: int, *, index: int) -> None:
     """Message `index` is about to be handed to Telegram: noted (and committed) before the send, so
@@ -177,18 +187,22 @@ def part_skipped(outgoing: Outgoing) -> None:
 
 @gated
 def finish(delivery_id: int, *, state: str, detail: str = "") -> None:
-    """Close a delivery: sent, skipped (with why) or failed (with Telegram's refusal)."""
+    """Close a delivery: sent, skipped (with why) or failed (with Telegram's refusal). Without a
+    `detail`, a part passed over earlier (part_skipped) stays recorded."""
     Delivery.objects.filter(pk=delivery_id, state=DeliveryState.WAITING).update(
-        state=state, detail=detail[:2000], finished_at=timezone.now(), next_try_at=None
+        state=state,
+        detail=detail[:2000] if detail else _detail_keeping_skip(""),
+        finished_at=timezone.now(),
+        next_try_at=None,
     )
-    row = Delivery.objects.filter(pk=delivery_id).values("pulse_id", "parts_sent").first() or {}
+    row = Delivery.objects.filter(pk=delivery_id).values("pulse_id", "parts_sent", "detail").first() or {}
     log = logger.warning if state == DeliveryState.FAILED else logger.info
     log(
         "telegram_answer_%s pulse=%s messages=%s%s",
         state,
         row.get("pulse_id"),
         row.get("parts_sent"),
-        f" reason={detail}" if detail else "",
+        f" reason={row['detail']}" if row.get("detail") else "",
     )
 
 
@@ -197,7 +211,7 @@ def retry_later(outgoing: Outgoing, *, error: str) -> float:
     """Telegram could not be reached: try again after a delay that grows with each try; the delay."""
     delay = retry_delay(outgoing.tries)
     Delivery.objects.filter(pk=outgoing.delivery_id, state=DeliveryState.WAITING).update(
-        next_try_at=timezone.now() + timedelta(seconds=delay), detail=error[:2000]
+        next_try_at=timezone.now() + timedelta(seconds=delay), detail=_detail_keeping_skip(error)
     )
     logger.warning(
         "telegram_answer_retry pulse=%s try=%s retry_in_s=%s error=%s",

@@ -196,6 +196,31 @@ def test_a_part_handed_to_telegram_but_not_confirmed_is_in_doubt_and_skipped_nev
     assert delivery.detail == "message 2 of 3 may be missing: its send was cut short"
 
 
+def test_a_skip_stays_recorded_when_its_listener_is_killed_and_another_retries_and_closes_the_delivery():
+    # Found by bench/soak.py on PostgreSQL: the delivery ended "sent" with no word of the part missing.
+    finished(answer="It is sunny.")
+
+    def take_after_the_hold():
+        Delivery.objects.update(next_try_at=timezone.now())  # the listener holding it was killed
+        [outgoing] = outbox.take_due(configured_chats=CHATS)
+        return outgoing
+
+    first = take_after_the_hold()
+    outbox.part_starting(first.delivery_id, index=0)  # killed while Telegram may take it
+    second = take_after_the_hold()
+    assert second.in_doubt
+    outbox.part_skipped(second)  # killed before it closed the delivery
+    third = take_after_the_hold()
+    assert (third.parts_sent, third.in_doubt) == (1, False)
+    outbox.retry_later(third, error="Bad Gateway")
+    fourth = take_after_the_hold()
+    outbox.finish(fourth.delivery_id, state=DeliveryState.SENT)
+
+    delivery = Delivery.objects.get(pk=first.delivery_id)
+    assert (delivery.state, delivery.parts_sent) == (DeliveryState.SENT, 1)
+    assert delivery.detail == "message 1 of 1 may be missing: its send was cut short"
+
+
 def test_a_part_telegram_refused_is_not_in_doubt_and_goes_again():
     finished(answer="word " * 2000)
     [first] = outbox.take_due(configured_chats=CHATS)
