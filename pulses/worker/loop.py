@@ -130,6 +130,7 @@ class Worker:
         start` says it is serving is a graceful stop, not death by the signal's default action).
 
         Returns 0, or the exit code of a companion that stopped on its own (which stops the worker)."""
+        self._database_at_start()
         self._waiter = make_waiter()
         for companion in self.companions:
             self._waiter.watch(companion.fileno())
@@ -289,6 +290,26 @@ class Worker:
         be over, or at a second signal (the pulse then runs again when its lease expires)."""
         past_grace = self._drain_deadline is not None and time.monotonic() + delay > self._drain_deadline
         return past_grace or self.signals.forced.is_set()
+
+    def _database_at_start(self) -> None:
+        """A worker started while the database is down (systemd restarting it during a PostgreSQL
+        restart) waits for it, backing off as the loop does, instead of ending with a traceback. No
+        signal handler is installed yet and nothing runs, so SIGTERM meanwhile simply ends it."""
+        backoff = Backoff(initial=1.0, cap=30.0)
+        while True:
+            try:
+                connection.ensure_connection()
+                return
+            except DATABASE_DOWN as exc:
+                delay = backoff.next_delay()
+                logger.error(
+                    "database_unavailable worker=%s at=start retry_in_s=%s error=%s",
+                    self.name,
+                    delay,
+                    one_line(exc),
+                )
+                connections.close_all()
+                time.sleep(delay)
 
     def _wait_for_database(self, error: Exception) -> None:
         """The database stopped answering the loop: running agents go on, and the loop comes back

@@ -85,6 +85,25 @@ def test_a_worker_stopped_during_an_outage_exits_within_its_grace(reeve_home):
     assert "pulse_result_lost id=1" in reeve_home.output(worker)
 
 
+def test_a_worker_started_while_the_database_is_down_waits_for_it_and_then_runs_pulses(reeve_home):
+    """As systemd restarts a worker during a PostgreSQL restart: it waits (no traceback, no exit 1)."""
+    name = urlsplit(reeve_home.database_url).path.lstrip("/")
+    _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    try:
+        worker = reeve_home.start("run_pulse_worker", LOG_LEVEL="INFO")
+        reeve_home.wait_for(
+            lambda: "database_unavailable" in reeve_home.output(worker), timeout=60, what="the worker waiting"
+        )
+        assert worker.poll() is None, reeve_home.output(worker)
+    finally:
+        _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    reeve_home.manage("trigger_pulse", "mode=noop once the database is back")
+    reeve_home.wait_for(lambda: status_of(reeve_home, 1) == "completed", timeout=60, what="the pulse")
+    assert "Traceback" not in reeve_home.output(worker)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_api_answers_503_with_retry_after_while_the_database_is_down(client, settings):
     settings.PULSE_API_TOKEN = "outage-token"
