@@ -21,6 +21,7 @@ MAX_LINE_BYTES = 4 * 1024 * 1024  # a longer stream-json line is dropped, keepin
 DRAIN_SECONDS = 2.0
 READ_BYTES = 65536
 TAIL_BYTES = 16 * 1024
+FINAL_READ_BYTES = 8 * 1024 * 1024  # read at the drain's deadline at most
 
 
 class Tail:
@@ -96,7 +97,9 @@ def read_outputs(
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
-                logger.warning("agent_pipes_held pid=%s after_exit_s=%s", proc.pid, DRAIN_SECONDS)
+                _read_what_is_there(poller, sinks)
+                if sinks:
+                    logger.warning("agent_pipes_held pid=%s after_exit_s=%s", proc.pid, DRAIN_SECONDS)
                 break
             wait_ms = int(left * 1000) + 1
         for fd, _ in poller.poll(wait_ms):
@@ -111,3 +114,23 @@ def read_outputs(
     lines.close()
     proc.stdout.close()
     proc.stderr.close()
+
+
+def _read_what_is_there(poller: select.poll, sinks: dict) -> None:
+    """What the agent wrote before it exited, still in the pipes: read it all, without waiting. The
+    drain's deadline may pass before this thread got to read it at all (a starved process on a busy
+    machine), and its last line is the result. Bounded, since a detached child may still be writing."""
+    budget = FINAL_READ_BYTES
+    while sinks and budget > 0:
+        ready = poller.poll(0)
+        if not ready:
+            return
+        for fd, _ in ready:
+            if fd not in sinks:
+                continue
+            if data := os.read(fd, READ_BYTES):
+                sinks[fd](data)
+                budget -= len(data)
+            else:
+                poller.unregister(fd)
+                del sinks[fd]
