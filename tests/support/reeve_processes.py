@@ -148,7 +148,14 @@ class ReeveHome:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "REEVE_", "TELEGRAM_"))}
+        # Reeve's settings come from this home, never from the test process: PROMETHEUS_MULTIPROC_DIR
+        # too (the test settings export theirs), or every home of one pytest-xdist process would add its
+        # counters to the others' and a scrape would sum another test's runs.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PULSE_", "REEVE_", "TELEGRAM_", "PROMETHEUS_MULTIPROC_DIR"))
+        }
         env.update(
             DJANGO_SETTINGS_MODULE="reeve_site.settings",
             REEVE_IGNORE_DOTENV="1",
